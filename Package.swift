@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Hot loops (im2col, pooling, image decoding, Hausdorff distances) are compiled with
+// optimisation even in debug builds, so `swift test` runs the known-answer checks in seconds.
+// Unsafe flags are allowed here because this is the root package.
+let optimised: [SwiftSetting] = [.unsafeFlags(["-O"])]
+
+let package = Package(
+  name: "oneshot-bench",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "oneshot-bench", targets: ["oneshot-bench"]),
+    .library(name: "Model", targets: ["Model"]),
+    .library(name: "Episodes", targets: ["Episodes"]),
+    .library(name: "ResultsStore", targets: ["ResultsStore"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
+  ],
+  targets: [
+    .systemLibrary(
+      name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+      providers: [.apt(["libpng-dev"])]),
+    .systemLibrary(
+      name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+      providers: [.apt(["libsqlite3-dev"])]),
+    .systemLibrary(
+      name: "CDNNL", path: "Sources/CDNNL",
+      providers: [.apt(["libdnnl-dev"])]),
+    .target(name: "Model", dependencies: ["CDNNL"], swiftSettings: optimised),
+    .target(
+      name: "Episodes",
+      dependencies: ["CPNG", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+      swiftSettings: optimised),
+    .target(name: "ResultsStore", dependencies: ["CSQLite"]),
+    .executableTarget(
+      name: "oneshot-bench",
+      dependencies: [
+        "Model", "Episodes", "ResultsStore",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    .testTarget(name: "ModelTests", dependencies: ["Model"]),
+    .testTarget(name: "EpisodesTests", dependencies: ["Episodes"]),
+    .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
+    .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

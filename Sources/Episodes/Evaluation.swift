@@ -1,0 +1,218 @@
+import Foundation
+
+/// What anything evaluated on episodes implements: embed each image once, then score queries
+/// against support images from the embeddings alone. The Siamese network adapts to it in the
+/// executable; the pixel and Modified Hausdorff baselines implement it here.
+public protocol OneShotScorer {
+  /// Whatever the scorer keeps per image (a feature vector, a point set).
+  associatedtype Embedding
+
+  /// Embeds `count` images of `size` x `size` ink intensities (ink = 255), stored back to back.
+  func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [Embedding]
+
+  /// `result[q][s]`: similarity of query q to support image s; higher means more alike.
+  func similarities(queries: [Embedding], support: [Embedding]) throws -> [[Double]]
+}
+
+/// One episode in the form the evaluator scores: classes given by their support images,
+/// queries with their true class. Image numbers index the evaluated image store.
+public struct ScoringEpisode: Sendable, Equatable {
+  /// A query image and the position of its class in `support`.
+  public struct Query: Sendable, Equatable {
+    /// Image number in the store.
+    public let image: Int
+    /// Its class: an index into `support`.
+    public let label: Int
+    /// A query.
+    public init(image: Int, label: Int) {
+      self.image = image
+      self.label = label
+    }
+  }
+  /// The episode's number (its random-stream counter, or Lake's run number - 1).
+  public let index: Int
+  /// The alphabet, for per-alphabet breakdowns; nil for across-alphabet episodes.
+  public let group: String?
+  /// `support[c]`: the K images of class c.
+  public let support: [[Int]]
+  /// The queries to classify.
+  public let queries: [Query]
+
+  /// An episode to score.
+  public init(index: Int, group: String?, support: [[Int]], queries: [Query]) {
+    self.index = index
+    self.group = group
+    self.support = support
+    self.queries = queries
+  }
+}
+
+extension Episode {
+  /// This episode in scoring form; image numbers are indices into `split.images`.
+  public func scoring(in split: ImageSplit) -> ScoringEpisode {
+    var queryList: [ScoringEpisode.Query] = []
+    for (label, images) in queries.enumerated() { for image in images { queryList.append(.init(image: image, label: label)) } }
+    return ScoringEpisode(index: index, group: alphabet.map { split.alphabets[$0] }, support: support, queries: queryList)
+  }
+}
+
+/// The outcome of one episode.
+public struct EpisodeOutcome: Sendable, Equatable, Codable {
+  /// The episode's number.
+  public let index: Int
+  /// Its alphabet, if within one.
+  public let group: String?
+  /// Queries classified correctly.
+  public let correct: Int
+  /// Queries in the episode.
+  public let total: Int
+  /// correct / total.
+  public var accuracy: Double { Double(correct) / Double(total) }
+}
+
+/// Accuracy over a set of episodes, with a 95% confidence interval.
+public struct EvaluationSummary: Sendable {
+  /// Per-episode outcomes, in episode order.
+  public let episodes: [EpisodeOutcome]
+  /// Wall-clock seconds spent embedding and scoring.
+  public let seconds: Double
+  /// Distinct images embedded (each once).
+  public let embeddedImages: Int
+
+  /// Correct over all queries (the mean of episode accuracies when episodes are equal-sized).
+  public var accuracy: Double {
+    let correct = episodes.reduce(0) { $0 + $1.correct }
+    let total = episodes.reduce(0) { $0 + $1.total }
+    return total == 0 ? 0 : Double(correct) / Double(total)
+  }
+
+  /// Half-width of the 95% confidence interval: 1.96 x std(episode accuracies) / sqrt(n), as
+  /// Meta-Dataset reports; for a single episode, the binomial interval over its queries.
+  public var halfWidth95: Double {
+    if episodes.count >= 2 { return 1.96 * Statistics.standardError(episodes.map(\.accuracy)) }
+    let n = Double(episodes.first?.total ?? 0)
+    guard n > 0 else { return 0 }
+    let p = accuracy
+    return 1.96 * (p * (1 - p) / n).squareRoot()
+  }
+
+  /// Lake's figure for his runs: mean over episodes of 100 - 100 x accuracy.
+  public var meanErrorPercent: Double {
+    episodes.isEmpty ? 0 : episodes.reduce(0) { $0 + (100 - 100 * $1.accuracy) } / Double(episodes.count)
+  }
+
+  /// Accuracy per alphabet (for within-alphabet protocols), sorted by alphabet name.
+  public var byGroup: [(group: String, accuracy: Double, episodes: Int)] {
+    var sums: [String: (correct: Int, total: Int, count: Int)] = [:]
+    for outcome in episodes {
+      guard let group = outcome.group else { continue }
+      let s = sums[group] ?? (0, 0, 0)
+      sums[group] = (s.correct + outcome.correct, s.total + outcome.total, s.count + 1)
+    }
+    return sums.keys.sorted(by: utf8Less).map { key in
+      let s = sums[key]!
+      return (key, Double(s.correct) / Double(s.total), s.count)
+    }
+  }
+}
+
+/// Small statistics shared by the evaluator and the comparisons.
+public enum Statistics {
+  /// Arithmetic mean; 0 for no values.
+  public static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
+
+  /// Sample standard deviation (n - 1); 0 for fewer than two values.
+  public static func standardDeviation(_ values: [Double]) -> Double {
+    guard values.count >= 2 else { return 0 }
+    let m = mean(values)
+    return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot()
+  }
+
+  /// Standard error of the mean.
+  public static func standardError(_ values: [Double]) -> Double {
+    values.count < 2 ? 0 : standardDeviation(values) / Double(values.count).squareRoot()
+  }
+}
+
+/// Scores episodes with a `OneShotScorer`: embeds every image the episodes use exactly once,
+/// then classifies each query as the class with the highest mean similarity over its K
+/// support images (ties go to the lower class index, as numpy's argmax).
+public struct Evaluator {
+  /// Image side.
+  public let size: Int
+  /// Ink intensities of the image store, `size * size` bytes per image.
+  public let pixels: [UInt8]
+  /// How many images to hand the scorer at a time.
+  public var batchSize: Int
+
+  /// An evaluator over an image store.
+  public init(size: Int, pixels: [UInt8], batchSize: Int = 256) {
+    self.size = size
+    self.pixels = pixels
+    self.batchSize = batchSize
+  }
+
+  /// An evaluator over a split's images.
+  public init(split: ImageSplit, batchSize: Int = 256) { self.init(size: split.size, pixels: split.pixels, batchSize: batchSize) }
+
+  /// An evaluator over Lake's run images.
+  public init(runs: LakeRuns, batchSize: Int = 256) { self.init(size: runs.size, pixels: runs.pixels, batchSize: batchSize) }
+
+  /// Scores every episode; `progress` is called with (episodes done, total).
+  public func evaluate<Scorer: OneShotScorer>(_ scorer: Scorer, episodes: [ScoringEpisode], progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationSummary {
+    let start = Date()
+    var used = Set<Int>()
+    for episode in episodes {
+      for images in episode.support { used.formUnion(images) }
+      for query in episode.queries { used.insert(query.image) }
+    }
+    let order = used.sorted()
+    var slot = [Int: Int](minimumCapacity: order.count)
+    for (i, image) in order.enumerated() { slot[image] = i }
+    let imageBytes = size * size
+    var embeddings: [Scorer.Embedding] = []
+    embeddings.reserveCapacity(order.count)
+    var gathered = [UInt8](repeating: 0, count: batchSize * imageBytes)
+    var offset = 0
+    while offset < order.count {
+      let count = min(batchSize, order.count - offset)
+      for i in 0..<count {
+        let source = order[offset + i] * imageBytes
+        gathered.replaceSubrange((i * imageBytes)..<((i + 1) * imageBytes), with: pixels[source..<(source + imageBytes)])
+      }
+      let batch = try gathered.withUnsafeBufferPointer { try scorer.embed(UnsafeBufferPointer(rebasing: $0[0..<(count * imageBytes)]), count: count, size: size) }
+      precondition(batch.count == count, "scorer returned \(batch.count) embeddings for \(count) images")
+      embeddings.append(contentsOf: batch)
+      offset += count
+    }
+    var outcomes: [EpisodeOutcome] = []
+    outcomes.reserveCapacity(episodes.count)
+    for (done, episode) in episodes.enumerated() {
+      let flatSupport = episode.support.flatMap { $0 }
+      let scores = try scorer.similarities(
+        queries: episode.queries.map { embeddings[slot[$0.image]!] }, support: flatSupport.map { embeddings[slot[$0]!] })
+      var correct = 0
+      for (q, query) in episode.queries.enumerated() {
+        var best = -Double.infinity
+        var predicted = 0
+        var column = 0
+        for (c, images) in episode.support.enumerated() {
+          var sum = 0.0
+          for _ in images {
+            sum += scores[q][column]
+            column += 1
+          }
+          let score = sum / Double(images.count)
+          if score > best {
+            best = score
+            predicted = c
+          }
+        }
+        if predicted == query.label { correct += 1 }
+      }
+      outcomes.append(EpisodeOutcome(index: episode.index, group: episode.group, correct: correct, total: episode.queries.count))
+      progress?(done + 1, episodes.count)
+    }
+    return EvaluationSummary(episodes: outcomes, seconds: Date().timeIntervalSince(start), embeddedImages: order.count)
+  }
+}

@@ -1,0 +1,93 @@
+import CPNG
+
+/// An 8-bit grayscale image, row-major, as stored in a PNG file (0 = black, 255 = white).
+public struct GrayImage: Sendable, Equatable {
+  /// Columns.
+  public let width: Int
+  /// Rows.
+  public let height: Int
+  /// `height * width` gray levels, row by row.
+  public var pixels: [UInt8]
+
+  /// An image from its gray levels; `pixels.count` must be `width * height`.
+  public init(width: Int, height: Int, pixels: [UInt8]) {
+    precondition(pixels.count == width * height, "GrayImage: \(pixels.count) pixels for \(width)x\(height)")
+    self.width = width
+    self.height = height
+    self.pixels = pixels
+  }
+
+  /// Ink intensities, the network's input convention: 255 - gray, so ink (black) = 255 and
+  /// paper (white) = 0; divided by 255 this is ink = 1.0, background = 0.0.
+  public var ink: [UInt8] { pixels.map { 255 &- $0 } }
+
+  /// Decodes PNG bytes (any bit depth, gray or colour, with or without alpha) into 8-bit gray.
+  /// Colour is converted with libpng's sRGB coefficients; alpha is composited onto white.
+  /// `name` appears in the error for a corrupt file.
+  public static func decodePNG(_ bytes: [UInt8], name: String) throws -> GrayImage {
+    guard bytes.count >= 8, bytes[0] == 0x89, bytes[1] == 0x50, bytes[2] == 0x4E, bytes[3] == 0x47 else {
+      throw DatasetError.corruptImage(name: name, reason: "not a PNG file (bad signature)")
+    }
+    var image = png_image()
+    image.version = UInt32(PNG_IMAGE_VERSION)
+    // libpng keeps the input pointer until finish_read: both calls sit in this one closure.
+    let result: Result<GrayImage, DatasetError> = bytes.withUnsafeBytes { raw in
+      guard png_image_begin_read_from_memory(&image, raw.baseAddress, raw.count) != 0 else {
+        return .failure(.corruptImage(name: name, reason: libpngMessage(image)))
+      }
+      let width = Int(image.width)
+      let height = Int(image.height)
+      guard width > 0, height > 0, width * height <= 64 << 20 else {
+        png_image_free(&image)
+        return .failure(.corruptImage(name: name, reason: "implausible size \(width)x\(height)"))
+      }
+      image.format = UInt32(PNG_FORMAT_GRAY)
+      var pixels = [UInt8](repeating: 255, count: width * height)
+      var white = png_color(red: 255, green: 255, blue: 255)
+      let ok = pixels.withUnsafeMutableBytes { out in
+        png_image_finish_read(&image, &white, out.baseAddress, Int32(width), nil)
+      }
+      guard ok != 0 else { return .failure(.corruptImage(name: name, reason: libpngMessage(image))) }
+      return .success(GrayImage(width: width, height: height, pixels: pixels))
+    }
+    return try result.get()
+  }
+
+  private static func libpngMessage(_ image: png_image) -> String {
+    var message = image.message
+    let text = withUnsafeBytes(of: &message) { raw in
+      String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    }
+    return text.isEmpty ? "libpng could not read it" : text
+  }
+
+  /// Bilinear resampling to `width` x `height` with half-pixel centres (PyTorch's
+  /// `align_corners=False`, OpenCV's INTER_LINEAR); the identity when the size is unchanged.
+  public func resized(width newWidth: Int, height newHeight: Int) -> GrayImage {
+    if newWidth == width && newHeight == height { return self }
+    precondition(newWidth > 0 && newHeight > 0, "resize to \(newWidth)x\(newHeight)")
+    var out = [UInt8](repeating: 0, count: newWidth * newHeight)
+    let scaleX = Double(width) / Double(newWidth)
+    let scaleY = Double(height) / Double(newHeight)
+    pixels.withUnsafeBufferPointer { src in
+      out.withUnsafeMutableBufferPointer { dst in
+        for y in 0..<newHeight {
+          let sy = max(0, min(Double(height - 1), (Double(y) + 0.5) * scaleY - 0.5))
+          let y0 = Int(sy)
+          let y1 = min(y0 + 1, height - 1)
+          let fy = sy - Double(y0)
+          for x in 0..<newWidth {
+            let sx = max(0, min(Double(width - 1), (Double(x) + 0.5) * scaleX - 0.5))
+            let x0 = Int(sx)
+            let x1 = min(x0 + 1, width - 1)
+            let fx = sx - Double(x0)
+            let top = Double(src[y0 * width + x0]) * (1 - fx) + Double(src[y0 * width + x1]) * fx
+            let bottom = Double(src[y1 * width + x0]) * (1 - fx) + Double(src[y1 * width + x1]) * fx
+            dst[y * newWidth + x] = UInt8(max(0, min(255, (top * (1 - fy) + bottom * fy).rounded())))
+          }
+        }
+      }
+    }
+    return GrayImage(width: newWidth, height: newHeight, pixels: out)
+  }
+}

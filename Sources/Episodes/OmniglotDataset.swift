@@ -1,0 +1,141 @@
+import Dispatch
+import Foundation
+import ZIPFoundation
+
+/// The Omniglot splits as shipped in `dataset/omniglot/`.
+public enum OmniglotSplit: String, CaseIterable, Sendable, Codable {
+  /// 30 alphabets, 964 characters: the training (and validation) split.
+  case background
+  /// 20 alphabets, 659 characters: the test split. Never used for training or model selection.
+  case evaluation
+  /// Lake's small background subset 1 (5 alphabets).
+  case backgroundSmall1 = "background_small1"
+  /// Lake's small background subset 2 (5 alphabets).
+  case backgroundSmall2 = "background_small2"
+
+  /// The archive's file name and its top-level folder, e.g. `images_background`.
+  public var folder: String {
+    switch self {
+    case .background: return "images_background"
+    case .evaluation: return "images_evaluation"
+    case .backgroundSmall1: return "images_background_small1"
+    case .backgroundSmall2: return "images_background_small2"
+    }
+  }
+}
+
+/// The Omniglot data read straight from its zip archives (no unpacking).
+public struct OmniglotDataset: Sendable {
+  /// Folder holding `images_*.zip`, `all_runs.zip` and `SHA256SUMS`.
+  public let root: URL
+
+  /// The default location, `dataset/omniglot` under the current directory.
+  public static let defaultRoot = "dataset/omniglot"
+
+  /// A dataset rooted at `root`; nothing is read until asked.
+  public init(root: URL) { self.root = root }
+
+  /// The archive of `split`.
+  public func archiveURL(_ split: OmniglotSplit) -> URL { root.appendingPathComponent(split.folder + ".zip") }
+
+  /// The archive of Lake's 20 one-shot runs.
+  public var runsURL: URL { root.appendingPathComponent("all_runs.zip") }
+
+  func requireFile(_ url: URL) throws {
+    guard FileManager.default.fileExists(atPath: url.path) else {
+      throw DatasetError.missing(
+        path: url.path,
+        hint: "the Omniglot archives belong in \(root.path) (a fresh clone has them in dataset/omniglot; pass --data DIR to point elsewhere)")
+    }
+  }
+
+  /// Reads and decodes one split; images are resampled to `size` x `size` when it is not 105.
+  public func load(_ split: OmniglotSplit, size: Int = 105) throws -> ImageSplit {
+    let url = archiveURL(split)
+    let files = try readPNGEntries(archive: url, topFolder: split.folder)
+    var entries: [(alphabet: String, character: String, path: String, drawer: Int)] = []
+    entries.reserveCapacity(files.count)
+    for file in files {
+      let parts = file.path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+      guard parts.count == 4, parts[0] == split.folder, parts[3].hasSuffix(".png") else {
+        throw DatasetError.unexpectedFile(name: "\(url.lastPathComponent):\(file.path)", reason: "expected \(split.folder)/<alphabet>/<character>/<id>_<drawer>.png")
+      }
+      let stem = parts[3].dropLast(4)
+      guard let underscore = stem.lastIndex(of: "_"), let drawer = Int(stem[stem.index(after: underscore)...]), drawer > 0 else {
+        throw DatasetError.unexpectedFile(name: "\(url.lastPathComponent):\(file.path)", reason: "file name is not <id>_<drawer>.png")
+      }
+      entries.append((parts[1], parts[2], file.path, drawer))
+    }
+    let pixels = try decodeInk(files.map { ("\(url.lastPathComponent):\($0.path)", $0.bytes) }, size: size)
+    return ImageSplit.assemble(name: split.rawValue, size: size, entries: entries, pixels: pixels)
+  }
+
+  /// Loads several splits concurrently (one archive reader per split).
+  public func load(_ splits: [OmniglotSplit], size: Int = 105) throws -> [ImageSplit] {
+    let results = ConcurrentResults<ImageSplit>(count: splits.count)
+    DispatchQueue.concurrentPerform(iterations: splits.count) { i in
+      results.set(i, Result { try load(splits[i], size: size) })
+    }
+    return try results.values()
+  }
+
+  /// Sorted PNG entries of a zip, as (path, bytes). Anything other than directories and
+  /// `.png` files under `topFolder/` is an error, never a silent skip.
+  func readPNGEntries(archive url: URL, topFolder: String) throws -> [(path: String, bytes: [UInt8])] {
+    try requireFile(url)
+    let archive = try openArchive(url)
+    var files: [(path: String, bytes: [UInt8])] = []
+    for entry in archive {
+      if entry.type == .directory { continue }
+      guard entry.type == .file, entry.path.hasPrefix(topFolder + "/"), entry.path.hasSuffix(".png") else {
+        throw DatasetError.unexpectedFile(name: "\(url.lastPathComponent):\(entry.path)", reason: "only PNG images under \(topFolder)/ belong in this archive")
+      }
+      var bytes: [UInt8] = []
+      bytes.reserveCapacity(Int(entry.uncompressedSize))
+      do {
+        _ = try archive.extract(entry, skipCRC32: false) { chunk in bytes.append(contentsOf: chunk) }
+      } catch {
+        throw DatasetError.corruptArchive(path: url.path, entry: entry.path, reason: "\(error)")
+      }
+      files.append((entry.path, bytes))
+    }
+    files.sort { utf8Less($0.path, $1.path) }
+    return files
+  }
+}
+
+/// Decodes PNGs on all cores into one buffer of ink intensities, `size * size` bytes each.
+/// The first failing image in input order is the one reported, whatever the thread timing.
+func decodeInk(_ files: [(name: String, bytes: [UInt8])], size: Int) throws -> [UInt8] {
+  let imageBytes = size * size
+  var pixels = [UInt8](repeating: 0, count: files.count * imageBytes)
+  let chunks = max(1, min(files.count, ProcessInfo.processInfo.activeProcessorCount * 4))
+  let errors = ConcurrentResults<Void>(count: chunks)
+  pixels.withUnsafeMutableBufferPointer { out in
+    let base = UncheckedPointer(out.baseAddress!)
+    DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+      let range = (files.count * chunk / chunks)..<(files.count * (chunk + 1) / chunks)
+      errors.set(chunk, Result {
+        for i in range {
+          var image = try GrayImage.decodePNG(files[i].bytes, name: files[i].name)
+          if image.width != size || image.height != size { image = image.resized(width: size, height: size) }
+          let target = base.pointer + i * imageBytes
+          image.pixels.withUnsafeBufferPointer { src in
+            for j in 0..<imageBytes { target[j] = 255 &- src[j] }
+          }
+        }
+      })
+    }
+  }
+  _ = try errors.values()
+  return pixels
+}
+
+/// Opens a zip for reading; an unreadable archive is a `DatasetError` naming the path.
+func openArchive(_ url: URL) throws -> Archive {
+  do {
+    return try Archive(url: url, accessMode: .read)
+  } catch {
+    throw DatasetError.corruptArchive(path: url.path, entry: nil, reason: "\(error)")
+  }
+}

@@ -1,0 +1,68 @@
+/// One training pair: two image indices of the pool's split, and whether they show the same character.
+public struct TrainingPair: Sendable, Equatable {
+  /// First image (index into `ImageSplit.images`).
+  public let left: Int
+  /// Second image.
+  public let right: Int
+  /// True for the same character (label 1), false for different characters (label 0).
+  public let same: Bool
+}
+
+/// Balanced same/different pairs for training, drawn from a pool's classes only (never the
+/// validation or evaluation alphabets). Like the reference project, each sample is one
+/// positive and one negative pair sharing an anchor image, so batches are exactly 1:1.
+/// Batch b is a pure function of (seed, pool, settings, b).
+public struct PairSampler: Sendable {
+  /// The training classes.
+  public let pool: ClassPool
+  /// The fraction of negatives whose second character comes from the anchor's alphabet.
+  public let sameAlphabetNegatives: Double
+  /// The user's seed.
+  public let seed: UInt64
+  private let key: UInt64
+  private let alphabetOfClass: [Int: Int]  // class -> index into pool.byAlphabet
+
+  /// A sampler; needs at least two classes, each with two images.
+  public init(pool: ClassPool, sameAlphabetNegatives: Double = 0, seed: UInt64) throws {
+    guard pool.classes.count >= 2 else { throw DatasetError.impossibleSpec("training pairs need at least 2 classes; \(pool.name) has \(pool.classes.count)") }
+    if let c = pool.classes.first(where: { pool.split.characters[$0].imageCount < 2 }) {
+      throw DatasetError.impossibleSpec("a positive pair needs 2 images of a class; \(pool.split.characters[c].name) in \(pool.name) has \(pool.split.characters[c].imageCount)")
+    }
+    guard (0...1).contains(sameAlphabetNegatives) else {
+      throw DatasetError.impossibleSpec("sameAlphabetNegatives is \(sameAlphabetNegatives); it must be within 0...1")
+    }
+    self.pool = pool
+    self.sameAlphabetNegatives = sameAlphabetNegatives
+    self.seed = seed
+    self.key = stableHash("pairs|\(pool.name)|sameAlphabetNegatives=\(sameAlphabetNegatives)")
+    var map: [Int: Int] = [:]
+    for (g, group) in pool.byAlphabet.enumerated() { for c in group.classes { map[c] = g } }
+    self.alphabetOfClass = map
+  }
+
+  /// Batch `index` of `pairs` pairs (even): pairs 2k and 2k+1 are sample k's positive and negative.
+  public func batch(_ index: Int, pairs: Int) -> [TrainingPair] {
+    precondition(pairs > 0 && pairs % 2 == 0, "a balanced batch needs an even, positive number of pairs, not \(pairs)")
+    var rng = SplitMix64(seed: seed, key: key, index: UInt64(index))
+    let split = pool.split
+    var out: [TrainingPair] = []
+    out.reserveCapacity(pairs)
+    for _ in 0..<(pairs / 2) {
+      let anchorClass = pool.classes[rng.below(pool.classes.count)]
+      let character = split.characters[anchorClass]
+      let two = rng.sample(2, from: character.imageCount)
+      let anchor = character.firstImage + two[0]
+      out.append(TrainingPair(left: anchor, right: character.firstImage + two[1], same: true))
+      var otherClass: Int
+      let group = pool.byAlphabet[alphabetOfClass[anchorClass]!].classes
+      if group.count >= 2 && rng.chance(sameAlphabetNegatives) {
+        repeat { otherClass = group[rng.below(group.count)] } while otherClass == anchorClass
+      } else {
+        repeat { otherClass = pool.classes[rng.below(pool.classes.count)] } while otherClass == anchorClass
+      }
+      let other = split.characters[otherClass]
+      out.append(TrainingPair(left: anchor, right: other.firstImage + rng.below(other.imageCount), same: false))
+    }
+    return out
+  }
+}

@@ -1,0 +1,20 @@
+import CDNNL
+
+/// The number of threads the compute kernels use (oneDNN's OpenMP pool and the parallel loops).
+public enum ComputeThreads {
+  /// Sets the thread count for oneDNN's GEMMs and convolutions. OMP_NUM_THREADS is read only
+  /// when the library loads, so this calls the OpenMP runtime directly.
+  public static func set(_ count: Int) {
+    precondition(count >= 1, "thread count must be at least 1, not \(count)")
+    _ = cdnnl_set_num_threads(Int32(count))
+  }
+
+  /// The thread count oneDNN will use.
+  public static var current: Int { Int(cdnnl_max_threads()) }
+}
+
+/// oneDNN's version, "major.minor.patch".
+public var oneDNNVersion: String {
+  guard let version = dnnl_version()?.pointee else { return "unknown" }
+  return "\(version.major).\(version.minor).\(version.patch)"
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Episodes
+import Foundation
+
+/// `oneshot-bench episodes`: prints sampled episodes' image identities, the same on every machine.
+struct EpisodesCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "episodes", abstract: "Print the image identities of sampled N-way K-shot episodes.")
+
+  @OptionGroup var data: DataOptions
+  @Option(help: "Split: background, evaluation, background_small1, background_small2, validation (held-out background alphabets) or training.")
+  var split: String = "evaluation"
+  @Option(help: "Classes per episode (N).") var ways: Int = 20
+  @Option(help: "Support images per class (K).") var shots: Int = 1
+  @Option(help: "Query images per class (Q).") var queries: Int = 1
+  @Option(help: "within: all classes from one alphabet (Lake's protocol); across: from any alphabet.")
+  var alphabetMode: AlphabetMode = .within
+  @Flag(help: "Take support and query images from disjoint drawers.") var disjointDrawers = false
+  @Option(help: "Number of episodes.") var count: Int = 5
+  @Option(help: "Episodes to skip before printing (episode i is the same whatever is skipped).") var start: Int = 0
+  @Option(help: "Random seed.") var seed: UInt64 = 0
+  @Option(help: "Output: json or text.") var format: EpisodeFormat = .json
+
+  enum EpisodeFormat: String, ExpressibleByArgument, CaseIterable { case json, text }
+
+  func validate() throws {
+    guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+    guard start >= 0 else { throw ValidationError("--start must not be negative") }
+  }
+
+  func run() throws {
+    let pool = try episodePool(split: split, dataset: data.dataset)
+    let spec = EpisodeSpec(ways: ways, shots: shots, queries: queries, alphabetMode: alphabetMode, disjointDrawers: disjointDrawers)
+    let sampler = try EpisodeSampler(pool: pool, spec: spec, seed: seed)
+    let episodes = (start..<(start + count)).map(sampler.episode)
+    switch format {
+    case .json: print(episodesJSON(episodes, pool: pool, spec: spec, seed: seed))
+    case .text: print(episodesText(episodes, pool: pool))
+    }
+  }
+}
+
+extension AlphabetMode: ExpressibleByArgument {}
+
+/// The class pool named on the command line.
+func episodePool(split: String, dataset: OmniglotDataset, validationAlphabets: [String] = OmniglotAlphabets.defaultValidation) throws -> ClassPool {
+  switch split {
+  case "validation", "training":
+    let background = try dataset.load(.background)
+    let pools = try background.trainingAndValidation(validationAlphabets: validationAlphabets)
+    return split == "validation" ? pools.validation : pools.training
+  default:
+    guard let name = OmniglotSplit(rawValue: split) else {
+      throw UserFacingError("unknown split '\(split)'; use one of: \((OmniglotSplit.allCases.map(\.rawValue) + ["validation", "training"]).joined(separator: ", "))")
+    }
+    return ClassPool(split: try dataset.load(name))
+  }
+}
+
+/// Episodes as JSON with a fixed key order and layout, so output is byte-identical everywhere.
+func episodesJSON(_ episodes: [Episode], pool: ClassPool, spec: EpisodeSpec, seed: UInt64) -> String {
+  func quoted(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+      switch scalar {
+      case "\"": out += "\\\""
+      case "\\": out += "\\\\"
+      case "\n": out += "\\n"
+      default:
+        if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+      }
+    }
+    return out + "\""
+  }
+  func image(_ index: Int) -> String {
+    let id = pool.split.identity(of: index)
+    return "{\"alphabet\": \(quoted(id.alphabet)), \"character\": \(quoted(id.character)), \"drawer\": \(id.drawer)}"
+  }
+  var lines: [String] = []
+  lines.append("{")
+  lines.append("  \"pool\": \(quoted(pool.name)),")
+  lines.append("  \"seed\": \(seed),")
+  lines.append("  \"spec\": \(quoted(spec.canonical)),")
+  lines.append("  \"episodes\": [")
+  for (e, episode) in episodes.enumerated() {
+    lines.append("    {")
+    lines.append("      \"index\": \(episode.index),")
+    lines.append("      \"alphabet\": \(episode.alphabet.map { quoted(pool.split.alphabets[$0]) } ?? "null"),")
+    lines.append("      \"classes\": [")
+    for c in episode.classes.indices {
+      let character = pool.split.characters[episode.classes[c]]
+      lines.append("        {")
+      lines.append("          \"character\": \(quoted(pool.split.alphabets[character.alphabet] + "/" + character.name)),")
+      lines.append("          \"support\": [\(episode.support[c].map(image).joined(separator: ", "))],")
+      lines.append("          \"queries\": [\(episode.queries[c].map(image).joined(separator: ", "))]")
+      lines.append("        }" + (c == episode.classes.count - 1 ? "" : ","))
+    }
+    lines.append("      ]")
+    lines.append("    }" + (e == episodes.count - 1 ? "" : ","))
+  }
+  lines.append("  ]")
+  lines.append("}")
+  return lines.joined(separator: "\n")
+}
+
+/// Episodes as one line per class: `episode alphabet/character support-drawers | query-drawers`.
+func episodesText(_ episodes: [Episode], pool: ClassPool) -> String {
+  var lines: [String] = []
+  for episode in episodes {
+    for c in episode.classes.indices {
+      let character = pool.split.characters[episode.classes[c]]
+      let support = episode.support[c].map { String(pool.split.images[$0].drawer) }.joined(separator: ",")
+      let queries = episode.queries[c].map { String(pool.split.images[$0].drawer) }.joined(separator: ",")
+      lines.append("\(episode.index)\t\(pool.split.alphabets[character.alphabet])/\(character.name)\t\(support)\t\(queries)")
+    }
+  }
+  return lines.joined(separator: "\n")
+}

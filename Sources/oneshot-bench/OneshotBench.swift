@@ -1,0 +1,71 @@
+import ArgumentParser
+import Episodes
+import Foundation
+
+/// The root command: `oneshot-bench <subcommand>`.
+struct OneshotBench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "oneshot-bench",
+    abstract: "One-shot character recognition benchmark harness: Siamese networks on Omniglot, Lake's 20 runs, results in SQLite.",
+    version: harnessVersion,
+    subcommands: [DatasetCommand.self, EpisodesCommand.self, BaselineCommand.self])
+}
+
+/// The harness's version, recorded with every run.
+let harnessVersion = "0.1.0"
+
+@main
+enum Entry {
+  static func main() {
+    exit(runCommand(CommandLine.arguments.dropFirst().map { $0 }))
+  }
+}
+
+/// Parses and runs one command line; returns the process exit code. Errors a user can cause
+/// print one line to standard error and return 2.
+func runCommand(_ arguments: [String]) -> Int32 {
+  do {
+    var command = try OneshotBench.parseAsRoot(arguments)
+    try command.run()
+    return 0
+  } catch let error as UserFacingError {
+    printError(error.description)
+    return 2
+  } catch let error as DatasetError {
+    printError(error.description)
+    return 2
+  } catch let exit as ExitCode {
+    return exit.rawValue
+  } catch {
+    let code = OneshotBench.exitCode(for: error)
+    if code == .success {
+      print(OneshotBench.fullMessage(for: error))
+      return 0
+    }
+    printError(OneshotBench.fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines))
+    return code == .validationFailure ? 2 : code.rawValue
+  }
+}
+
+/// An error the user caused, with the message to show them.
+struct UserFacingError: Error, CustomStringConvertible {
+  let description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// Writes `message` to standard error, prefixed with `error: `.
+func printError(_ message: String) {
+  FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+}
+
+/// Options shared by every command that reads the dataset.
+struct DataOptions: ParsableArguments {
+  @Option(name: .customLong("data"), help: "Folder with the Omniglot zips (default: $ONESHOT_DATA or dataset/omniglot).")
+  var dataPath: String?
+
+  /// The dataset folder to read.
+  var dataset: OmniglotDataset {
+    let path = dataPath ?? ProcessInfo.processInfo.environment["ONESHOT_DATA"] ?? OmniglotDataset.defaultRoot
+    return OmniglotDataset(root: URL(fileURLWithPath: path))
+  }
+}
