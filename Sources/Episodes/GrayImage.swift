@@ -91,3 +91,28 @@ public struct GrayImage: Sendable, Equatable {
     return GrayImage(width: newWidth, height: newHeight, pixels: out)
   }
 }
+
+extension GrayImage {
+  /// Encodes the image as an 8-bit grayscale PNG (libpng's simplified write API).
+  public func encodePNG() throws -> [UInt8] {
+    var image = png_image()
+    image.version = UInt32(PNG_IMAGE_VERSION)
+    image.width = UInt32(width)
+    image.height = UInt32(height)
+    image.format = UInt32(PNG_FORMAT_GRAY)
+    var size = 0
+    let ok = pixels.withUnsafeBytes { raw -> Bool in
+      guard png_image_write_to_memory(&image, nil, &size, 0, raw.baseAddress, Int32(width), nil) != 0 else { return false }
+      return true
+    }
+    guard ok, size > 0 else { throw DatasetError.corruptImage(name: "<encoder>", reason: "libpng could not size the PNG") }
+    var out = [UInt8](repeating: 0, count: size)
+    let written = pixels.withUnsafeBytes { raw in
+      out.withUnsafeMutableBytes { dst in
+        png_image_write_to_memory(&image, dst.baseAddress, &size, 0, raw.baseAddress, Int32(width), nil)
+      }
+    }
+    guard written != 0 else { throw DatasetError.corruptImage(name: "<encoder>", reason: "libpng could not encode the PNG") }
+    return Array(out[0..<size])
+  }
+}

@@ -37,6 +37,15 @@ struct DatasetCommand: ParsableCommand {
       print("  ok       lake20: \(runs.runs.count) runs x \(runs.runs[0].test.count) trials, \(runs.names.count) images")
       print(String(format: "  loaded and decoded %d images in %.3f s", splits.reduce(0) { $0 + $1.images.count }, seconds))
       print("  fingerprint: \(try dataset.fingerprint())")
+      if let evaluation = splits.first(where: { $0.name == "evaluation" }) {
+        let sampler = try EpisodeSampler(pool: ClassPool(split: evaluation), spec: EpisodeSpec(ways: 20, shots: 1, queries: 1), seed: 0)
+        let count = 20_000
+        let started = Date()
+        var checksum = 0
+        for i in 0..<count { checksum &+= sampler.episode(i).queries[0][0] }
+        let rate = Double(count) / Date().timeIntervalSince(started)
+        print(String(format: "  sampler: %.0f episodes/s (20-way 1-shot within-alphabet, one thread; checksum %d)", rate, checksum % 997))
+      }
       if !bad.isEmpty || !countsOK {
         throw UserFacingError("dataset check failed (\(bad.map(\.file).joined(separator: ", "))); restore dataset/omniglot from a fresh clone")
       }

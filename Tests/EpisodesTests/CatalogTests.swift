@@ -1,0 +1,114 @@
+import Foundation
+import XCTest
+
+@testable import Episodes
+
+final class CatalogTests: XCTestCase {
+  func testOmniglotCountsAndOrder() {
+    let background = Loaded.background
+    XCTAssertEqual(background.alphabets.count, 30)
+    XCTAssertEqual(background.characters.count, 964)
+    XCTAssertEqual(background.images.count, 19_280)
+    let evaluation = Loaded.evaluation
+    XCTAssertEqual(evaluation.alphabets.count, 20)
+    XCTAssertEqual(evaluation.characters.count, 659)
+    XCTAssertEqual(evaluation.images.count, 13_180)
+    XCTAssertEqual(background.alphabets, background.alphabets.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+    XCTAssertEqual(background.alphabets.first, "Alphabet_of_the_Magi")
+    XCTAssertEqual(background.images.first?.path, "images_background/Alphabet_of_the_Magi/character01/0709_01.png")
+    for character in evaluation.characters { XCTAssertEqual(character.imageCount, 20) }
+    for (i, record) in background.images.enumerated() where i % 20 != 0 {
+      XCTAssertGreaterThan(record.drawer, background.images[i - 1].drawer)
+    }
+  }
+
+  func testInkConventionAndBinaryPixels() {
+    let image = Loaded.background.pixels(of: 0)
+    XCTAssertEqual(image.count, 105 * 105)
+    let ink = image.filter { $0 == 255 }.count
+    XCTAssertEqual(image.filter { $0 != 0 && $0 != 255 }.count, 0)
+    // About 8% of Omniglot pixels are ink; the border is paper.
+    XCTAssert(ink > 100 && ink < 3000, "ink pixels \(ink)")
+    XCTAssertEqual(image[image.startIndex], 0)
+  }
+
+  func testBackgroundAndEvaluationShareNoCharacter() {
+    XCTAssertTrue(Set(Loaded.background.alphabets).isDisjoint(with: Loaded.evaluation.alphabets))
+  }
+
+  func testChecksumsMatchAndFingerprintIsStable() throws {
+    let checks = try omniglot.verifyChecksums()
+    XCTAssertEqual(checks.count, 6)
+    XCTAssertTrue(checks.allSatisfy(\.ok), "\(checks.filter { !$0.ok })")
+    XCTAssertEqual(try omniglot.fingerprint(), "0d224c690e7c15dcbadbd47e108b80f8facde7a5e770ada03b2bd71326b42b73")
+  }
+
+  func testMissingArchiveNamesPathAndWhereDataShouldBe() throws {
+    let folder = try temporaryFolder(self)
+    XCTAssertThrowsError(try OmniglotDataset(root: folder).load(.evaluation)) { error in
+      let message = "\(error)"
+      XCTAssert(message.contains("images_evaluation.zip not found"), message)
+      XCTAssert(message.contains("--data"), message)
+    }
+  }
+
+  func testTruncatedArchiveIsAClearError() throws {
+    let folder = try temporaryFolder(self)
+    let bytes = try Data(contentsOf: omniglot.runsURL)
+    try bytes.prefix(bytes.count / 2).write(to: folder.appendingPathComponent("all_runs.zip"))
+    XCTAssertThrowsError(try LakeRuns.load(from: OmniglotDataset(root: folder))) { error in
+      guard case DatasetError.corruptArchive = error else { return XCTFail("\(error)") }
+    }
+  }
+
+  func testCorruptPNGNamesTheFile() throws {
+    var png = try GrayImage(width: 4, height: 4, pixels: [UInt8](repeating: 200, count: 16)).encodePNG()
+    png.removeLast(20)
+    XCTAssertThrowsError(try GrayImage.decodePNG(png, name: "broken.png")) { error in
+      XCTAssertEqual((error as? DatasetError).map { if case .corruptImage(let name, _) = $0 { return name } else { return "" } }, "broken.png")
+      XCTAssert("\(error)".hasPrefix("cannot decode PNG 'broken.png'"), "\(error)")
+    }
+    XCTAssertThrowsError(try GrayImage.decodePNG(Array("not a png at all".utf8), name: "text.png"))
+  }
+
+  func testFolderDatasetConvertsAndResizes() throws {
+    let root = try temporaryFolder(self)
+    for (group, classes) in [("digits", ["one", "two"]), ("letters", ["a"])] {
+      for name in classes {
+        let folder = root.appendingPathComponent("\(group)/\(name)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for i in 0..<3 {
+          // 50x40 image, black square on white.
+          var pixels = [UInt8](repeating: 255, count: 50 * 40)
+          for y in 10..<30 { for x in 10..<(20 + i) { pixels[y * 50 + x] = 0 } }
+          try Data(GrayImage(width: 50, height: 40, pixels: pixels).encodePNG()).write(to: folder.appendingPathComponent("img\(i).png"))
+        }
+      }
+    }
+    let split = try FolderDataset(root: root).load(size: 28)
+    XCTAssertEqual(split.alphabets, ["digits", "letters"])
+    XCTAssertEqual(split.characters.map(\.name), ["one", "two", "a"])
+    XCTAssertEqual(split.images.count, 9)
+    XCTAssertEqual(split.size, 28)
+    let ink = split.pixels(of: 0)
+    XCTAssertGreaterThan(ink.max() ?? 0, 200)  // black square became ink
+    XCTAssertEqual(ink[ink.startIndex], 0)  // white corner is paper
+
+    try Data("hello".utf8).write(to: root.appendingPathComponent("digits/one/notes.txt"))
+    XCTAssertThrowsError(try FolderDataset(root: root).load()) { error in
+      XCTAssert("\(error)".contains("notes.txt"), "\(error)")
+    }
+  }
+
+  func testBilinearResizeIdentityAndConstant() {
+    let image = GrayImage(width: 3, height: 2, pixels: [0, 50, 100, 150, 200, 250])
+    XCTAssertEqual(image.resized(width: 3, height: 2), image)
+    let flat = GrayImage(width: 7, height: 5, pixels: [UInt8](repeating: 90, count: 35)).resized(width: 3, height: 11)
+    XCTAssertEqual(Set(flat.pixels), [90])
+  }
+
+  func testPNGRoundTrip() throws {
+    let image = GrayImage(width: 5, height: 3, pixels: (0..<15).map { UInt8($0 * 17) })
+    XCTAssertEqual(try GrayImage.decodePNG(image.encodePNG(), name: "x"), image)
+  }
+}
