@@ -1,0 +1,86 @@
+import Foundation
+import XCTest
+
+@testable import oneshot_bench
+
+/// The built executable, next to the test bundle.
+let executable: URL = {
+  var url = Bundle.main.bundleURL
+  if url.pathExtension == "xctest" { url.deleteLastPathComponent() }
+  return url.appendingPathComponent("oneshot-bench")
+}()
+
+/// Runs the executable as a user would; returns its exit code, standard output and error.
+/// Output goes through temporary files, so a large output cannot block the child.
+@discardableResult
+func runCLI(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) -> (code: Int32, output: String, error: String) {
+  let process = Process()
+  process.executableURL = executable
+  process.arguments = arguments
+  if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+  process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+  let folder = FileManager.default.temporaryDirectory
+  let outURL = folder.appendingPathComponent("cli-out-\(UUID().uuidString)")
+  let errURL = folder.appendingPathComponent("cli-err-\(UUID().uuidString)")
+  FileManager.default.createFile(atPath: outURL.path, contents: nil)
+  FileManager.default.createFile(atPath: errURL.path, contents: nil)
+  defer {
+    try? FileManager.default.removeItem(at: outURL)
+    try? FileManager.default.removeItem(at: errURL)
+  }
+  guard let out = try? FileHandle(forWritingTo: outURL), let err = try? FileHandle(forWritingTo: errURL) else { return (-1, "", "cannot create output files") }
+  process.standardOutput = out
+  process.standardError = err
+  do { try process.run() } catch { return (-1, "", "\(error)") }
+  process.waitUntilExit()
+  try? out.close()
+  try? err.close()
+  let output = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
+  let error = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+  return (process.terminationStatus, output, error)
+}
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let dataArguments = ["--data", repositoryRoot.appendingPathComponent("dataset/omniglot").path]
+
+final class CommandLineTests: XCTestCase {
+  func testEpisodesOutputIsByteIdentical() {
+    let arguments = ["episodes", "--split", "evaluation", "--ways", "20", "--shots", "1", "--queries", "1", "--count", "5", "--seed", "7", "--format", "json"] + dataArguments
+    let first = runCLI(arguments)
+    let second = runCLI(arguments)
+    XCTAssertEqual(first.code, 0)
+    XCTAssertEqual(first.output, second.output)
+    XCTAssert(first.output.contains("\"spec\": \"ways=20;shots=1;queries=1;alphabets=within;disjointDrawers=false\""))
+    let decoded = try? JSONSerialization.jsonObject(with: Data(first.output.utf8)) as? [String: Any]
+    XCTAssertEqual((decoded?["episodes"] as? [Any])?.count, 5)
+    // Episode 3 alone is episode 3 of the sequence.
+    let alone = runCLI(["episodes", "--start", "3", "--count", "1", "--seed", "7", "--format", "text"] + dataArguments)
+    let all = runCLI(["episodes", "--count", "5", "--seed", "7", "--format", "text"] + dataArguments)
+    XCTAssertEqual(alone.output.split(separator: "\n").count, 20)
+    XCTAssertTrue(all.output.contains(alone.output.trimmingCharacters(in: .newlines)))
+  }
+
+  func testImpossibleSpecExitsWithTwo() {
+    XCTAssertEqual(runCLI(["episodes", "--ways", "60"] + dataArguments).code, 2)
+    XCTAssertEqual(runCLI(["episodes", "--shots", "15", "--queries", "6"] + dataArguments).code, 2)
+    XCTAssertEqual(runCLI(["episodes", "--split", "nonsense"] + dataArguments).code, 2)
+    XCTAssertEqual(runCLI(["episodes", "--count", "0"] + dataArguments).code, 2)
+  }
+
+  func testMissingDatasetExitsWithTwo() {
+    XCTAssertEqual(runCLI(["baseline", "lake20", "--data", "/nonexistent/omniglot"]).code, 2)
+  }
+
+  func testBaselineCommandPrintsLakeFigure() {
+    let result = runCLI(["baseline", "lake20", "--scorer", "mhd"] + dataArguments)
+    XCTAssertEqual(result.code, 0)
+    XCTAssert(result.output.contains("mean error 38.75%"), result.output)
+    XCTAssert(result.output.contains("run 20  Tibetan"), result.output)
+  }
+
+  func testHelpListsSubcommands() {
+    let help = OneshotBench.helpMessage()
+    for name in ["dataset", "episodes", "baseline"] { XCTAssert(help.contains(name), help) }
+    XCTAssertEqual(runCLI(["--help"]).code, 0)
+  }
+}
