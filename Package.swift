@@ -34,7 +34,7 @@ let package = Package(
       name: "Episodes",
       dependencies: ["CPNG", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
       swiftSettings: optimised),
-    .target(name: "ResultsStore", dependencies: ["CSQLite"]),
+    .target(name: "ResultsStore", dependencies: ["CSQLite"], swiftSettings: optimised),
     .executableTarget(
       name: "oneshot-bench",
       dependencies: [

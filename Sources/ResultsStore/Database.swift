@@ -43,10 +43,10 @@ final class Database {
 
   deinit { sqlite3_close_v2(handle) }
 
-  /// Throws a `SQLiteError` unless `code` is one of `accepted`.
+  /// Throws a `SQLiteError` unless `code` is `SQLITE_OK` or one of `accepted`.
   @discardableResult
-  func check(_ code: Int32, sql: String? = nil, accepted: Set<Int32> = [SQLITE_OK]) throws -> Int32 {
-    guard accepted.contains(code) else {
+  func check(_ code: Int32, sql: String? = nil, accepted: (Int32, Int32) = (SQLITE_OK, SQLITE_OK)) throws -> Int32 {
+    guard code == accepted.0 || code == accepted.1 else {
       throw SQLiteError(code: code, message: String(cString: sqlite3_errmsg(handle)), sql: sql)
     }
     return code
@@ -151,7 +151,7 @@ final class Statement {
   /// Steps once: true when a row is available.
   func step() throws -> Bool {
     let rc = sqlite3_step(handle)
-    try database.check(rc, sql: sql, accepted: [SQLITE_ROW, SQLITE_DONE])
+    try database.check(rc, sql: sql, accepted: (SQLITE_ROW, SQLITE_DONE))
     return rc == SQLITE_ROW
   }
 

@@ -1,0 +1,170 @@
+/// A run's lifecycle state.
+public enum RunStatus: String, Sendable, Codable, CaseIterable {
+  case running, completed, failed, interrupted
+}
+
+/// What is known when a run starts: its identity and provenance.
+public struct NewRun: Sendable {
+  /// Experiment name (created on first use).
+  public var experiment: String
+  /// The resolved configuration as JSON, stored verbatim.
+  public var configJSON: String
+  /// A hash of the configuration, for grouping identical runs.
+  public var configHash: String
+  /// The configuration flattened to `a.b.c = value` pairs.
+  public var params: [(key: String, value: String)]
+  /// Git commit of the harness, and whether the work tree had changes.
+  public var gitCommit: String?
+  /// True when the work tree was dirty.
+  public var gitDirty: Bool?
+  /// Dataset fingerprint (see Episodes).
+  public var datasetFingerprint: String?
+  /// Host name.
+  public var host: String?
+  /// CPU model.
+  public var cpu: String?
+  /// Harness version.
+  public var harnessVersion: String?
+  /// Swift compiler version.
+  public var swiftVersion: String?
+  /// Run id; a new UUID unless given (resuming keeps its id).
+  public var id: String?
+
+  /// A run description; provenance fields default to unknown.
+  public init(experiment: String, configJSON: String, configHash: String, params: [(key: String, value: String)] = []) {
+    self.experiment = experiment
+    self.configJSON = configJSON
+    self.configHash = configHash
+    self.params = params
+  }
+}
+
+/// One point of a metric's history.
+public struct MetricPoint: Sendable, Equatable {
+  /// e.g. `train.loss`, `validation.accuracy`, `train.pairsPerSecond`.
+  public var key: String
+  /// Training step.
+  public var step: Int
+  /// The value.
+  public var value: Double
+  /// ISO 8601 time; filled in when logged if empty.
+  public var time: String
+
+  /// A metric value at a step, timed now.
+  public init(key: String, step: Int, value: Double, time: String = "") {
+    self.key = key
+    self.step = step
+    self.value = value
+    self.time = time
+  }
+}
+
+/// The score of a run on one protocol.
+public struct ProtocolResult: Sendable, Equatable, Codable {
+  /// Protocol name, unique within a run: `lake20`, `evaluation-20way-1shot-within`, ...
+  public var protocolName: String
+  /// Split scored (`lake20`, `evaluation`, `background/validation`).
+  public var split: String
+  /// N.
+  public var ways: Int
+  /// K.
+  public var shots: Int
+  /// Q per class.
+  public var queries: Int
+  /// Number of episodes.
+  public var episodes: Int
+  /// Accuracy in [0, 1].
+  public var accuracy: Double
+  /// Lower end of the 95% confidence interval.
+  public var ciLow: Double
+  /// Upper end of the 95% confidence interval.
+  public var ciHigh: Double
+  /// Seconds spent scoring.
+  public var seconds: Double
+
+  /// A protocol result.
+  public init(protocolName: String, split: String, ways: Int, shots: Int, queries: Int, episodes: Int, accuracy: Double, ciLow: Double, ciHigh: Double, seconds: Double) {
+    self.protocolName = protocolName
+    self.split = split
+    self.ways = ways
+    self.shots = shots
+    self.queries = queries
+    self.episodes = episodes
+    self.accuracy = accuracy
+    self.ciLow = ciLow
+    self.ciHigh = ciHigh
+    self.seconds = seconds
+  }
+}
+
+/// One episode's outcome, kept so two runs on the same episodes compare pair by pair.
+public struct EpisodeRow: Sendable, Equatable, Codable {
+  /// Episode number within the protocol.
+  public var episode: Int
+  /// Its alphabet, for within-alphabet protocols.
+  public var alphabet: String?
+  /// Queries classified correctly.
+  public var correct: Int
+  /// Queries.
+  public var total: Int
+
+  /// An episode outcome.
+  public init(episode: Int, alphabet: String?, correct: Int, total: Int) {
+    self.episode = episode
+    self.alphabet = alphabet
+    self.correct = correct
+    self.total = total
+  }
+}
+
+/// A run as listed.
+public struct RunSummary: Sendable, Equatable {
+  /// UUID.
+  public var id: String
+  /// Experiment name.
+  public var experiment: String
+  /// Status.
+  public var status: RunStatus
+  /// ISO 8601 start time.
+  public var startedAt: String
+  /// ISO 8601 end time, if finished.
+  public var finishedAt: String?
+  /// Wall time in seconds, if finished.
+  public var durationSeconds: Double?
+  /// Configuration hash.
+  public var configHash: String
+  /// Error message of a failed run.
+  public var error: String?
+}
+
+/// A run in full.
+public struct RunDetail: Sendable {
+  /// The listing fields.
+  public var summary: RunSummary
+  /// Resolved configuration JSON.
+  public var configJSON: String
+  /// Flattened parameters, sorted by key.
+  public var params: [(key: String, value: String)]
+  /// Results per protocol, sorted by protocol.
+  public var results: [ProtocolResult]
+  /// Tags, sorted by key.
+  public var tags: [(key: String, value: String)]
+  /// Provenance: git commit, dirty flag, dataset fingerprint, checkpoint, host, versions.
+  public var provenance: [(key: String, value: String)]
+}
+
+/// Two runs' outcomes on the same episode of a protocol.
+public struct AlignedEpisode: Sendable, Equatable {
+  /// Episode number.
+  public var episode: Int
+  /// Alphabet, if recorded.
+  public var alphabet: String?
+  /// Run A's outcome.
+  public var a: (correct: Int, total: Int)
+  /// Run B's outcome.
+  public var b: (correct: Int, total: Int)
+
+  public static func == (l: AlignedEpisode, r: AlignedEpisode) -> Bool {
+    l.episode == r.episode && l.alphabet == r.alphabet && l.a == r.a && l.b == r.b
+  }
+}

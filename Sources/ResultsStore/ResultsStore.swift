@@ -1,0 +1,390 @@
+import CSQLite
+import Foundation
+
+/// What can go wrong with the store, in words a user can act on.
+public enum StoreError: Error, CustomStringConvertible, LocalizedError {
+  /// The file exists but is not a SQLite database.
+  case notADatabase(path: String)
+  /// The database was written by a newer harness.
+  case newerSchema(path: String, found: Int, supported: Int)
+  /// The file or its folder cannot be written.
+  case readOnly(path: String, reason: String)
+  /// The disk is full.
+  case diskFull(path: String)
+  /// Another process held the write lock longer than the busy timeout.
+  case locked(path: String)
+  /// No run has this id (or prefix).
+  case noSuchRun(String)
+  /// A run-id prefix matches several runs.
+  case ambiguousRun(String, matches: Int)
+  /// Any other SQLite failure.
+  case sqlite(path: String, SQLiteError)
+
+  public var description: String {
+    switch self {
+    case .notADatabase(let path):
+      return "\(path) is not a SQLite database; pass --store with another path (or move the file away)"
+    case .newerSchema(let path, let found, let supported):
+      return "\(path) has schema version \(found), newer than this oneshot-bench supports (\(supported)); upgrade oneshot-bench or use another --store. Nothing was written"
+    case .readOnly(let path, let reason):
+      return "cannot write the results store \(path) (\(reason)); check the folder's permissions or pass --store with a writable path"
+    case .diskFull(let path):
+      return "the disk holding \(path) is full; free space and rerun (nothing half-written was kept)"
+    case .locked(let path):
+      return "\(path) stayed locked by another process beyond the busy timeout; retry when it finishes"
+    case .noSuchRun(let id):
+      return "no run '\(id)' in the store; `oneshot-bench report` lists the runs"
+    case .ambiguousRun(let id, let matches):
+      return "run id prefix '\(id)' matches \(matches) runs; give more characters"
+    case .sqlite(let path, let error):
+      return "results store \(path): \(error)"
+    }
+  }
+  public var errorDescription: String? { description }
+
+  static func wrap(_ error: Error, path: String) -> Error {
+    guard let error = error as? SQLiteError else { return error }
+    switch error.code & 0xff {
+    case SQLITE_NOTADB: return StoreError.notADatabase(path: path)
+    case SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM: return StoreError.readOnly(path: path, reason: error.message)
+    case SQLITE_FULL: return StoreError.diskFull(path: path)
+    case SQLITE_BUSY, SQLITE_LOCKED: return StoreError.locked(path: path)
+    default: return StoreError.sqlite(path: path, error)
+    }
+  }
+}
+
+/// The harness's memory: runs, their parameters, metric history, results and per-episode
+/// outcomes in one SQLite file (WAL mode, busy timeout, one transaction per multi-row write).
+/// Not thread-safe: use one store per thread or process; several processes may share a file.
+public final class ResultsStore {
+  /// The database path, or `:memory:`.
+  public let path: String
+  let db: Database
+  private var pendingMetrics: [(run: String, point: MetricPoint)] = []
+  private var lastFlush = Date()
+  /// Buffered metrics are committed at least this often (seconds).
+  public var metricFlushInterval: TimeInterval = 2
+
+  /// The default location, `results/oneshot.sqlite` under the current directory.
+  public static let defaultPath = "results/oneshot.sqlite"
+
+  /// Opens or creates the store at `path` (creating its folder), upgrading an older schema in
+  /// place. `:memory:` gives a private in-memory store.
+  public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws {
+    self.path = path
+    do {
+      if path != ":memory:" {
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        do {
+          try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        } catch {
+          throw StoreError.readOnly(path: path, reason: "cannot create folder \(folder.path)")
+        }
+      }
+      db = try Database(path: path)
+      sqlite3_busy_timeout(db.handle, busyTimeoutMilliseconds)
+      // Read the version before writing anything: a newer schema is refused untouched.
+      let version = Int(try db.query("PRAGMA user_version").first?.first?.integer ?? 0)
+      if version > Schema.current { throw StoreError.newerSchema(path: path, found: version, supported: Schema.current) }
+      if path != ":memory:" {
+        let mode = try db.query("PRAGMA journal_mode=WAL").first?.first?.text ?? ""
+        if mode.lowercased() != "wal" { throw StoreError.readOnly(path: path, reason: "cannot switch to WAL mode (journal mode \(mode))") }
+      }
+      try db.execute("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL")
+      try migrate()
+    } catch {
+      throw StoreError.wrap(error, path: path)
+    }
+  }
+
+  deinit { try? flushMetrics() }
+
+  /// The schema version of the open file.
+  public var schemaVersion: Int {
+    get throws { Int(try db.query("PRAGMA user_version").first?.first?.integer ?? 0) }
+  }
+
+  private func migrate() throws {
+    try withRetry {
+      try db.transaction {
+        let version = Int(try db.query("PRAGMA user_version").first?.first?.integer ?? 0)
+        guard version < Schema.current else { return }
+        for step in version..<Schema.current { try db.execute(Schema.migrations[step]) }
+        try db.execute("PRAGMA user_version = \(Schema.current)")
+      }
+    }
+  }
+
+  /// Runs a write, retrying when another process holds the lock beyond the busy timeout.
+  func withRetry<T>(_ body: () throws -> T) throws -> T {
+    var attempt = 0
+    while true {
+      do {
+        return try body()
+      } catch let error as SQLiteError where (error.code & 0xff == SQLITE_BUSY || error.code & 0xff == SQLITE_LOCKED) && attempt < 20 {
+        attempt += 1
+        usleep(useconds_t(20_000 * attempt))
+      }
+    }
+  }
+
+  func write<T>(_ body: () throws -> T) throws -> T {
+    do {
+      return try withRetry { try db.transaction(body) }
+    } catch {
+      throw StoreError.wrap(error, path: path)
+    }
+  }
+
+  func read<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch { throw StoreError.wrap(error, path: path) }
+  }
+
+  private let timeFormatter: ISO8601DateFormatter = {
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return formatter
+  }()
+
+  /// The current time in ISO 8601 with milliseconds (UTC).
+  func now() -> String { timeFormatter.string(from: Date()) }
+
+  // MARK: Writing
+
+  /// Records a new run as `running` and commits at once, so a crash leaves a visible trace.
+  /// Returns its id.
+  @discardableResult
+  public func beginRun(_ run: NewRun) throws -> String {
+    let id = run.id ?? UUID().uuidString.lowercased()
+    let now = now()
+    try write {
+      try db.query("INSERT INTO experiments(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", [.text(run.experiment), .text(now)])
+      let experiment = try db.query("SELECT id FROM experiments WHERE name = ?", [.text(run.experiment)]).first?.first ?? .null
+      try db.query(
+        """
+        INSERT INTO runs(id, experiment_id, status, started_at, config_json, config_hash, git_commit, git_dirty,
+          dataset_fingerprint, host, cpu, harness_version, swift_version)
+        VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+          .text(id), experiment, .text(now), .text(run.configJSON), .text(run.configHash), optional(run.gitCommit),
+          run.gitDirty.map { .integer($0 ? 1 : 0) } ?? .null, optional(run.datasetFingerprint), optional(run.host), optional(run.cpu),
+          optional(run.harnessVersion), optional(run.swiftVersion),
+        ])
+      let insert = try db.prepare("INSERT INTO params(run_id, key, value) VALUES (?, ?, ?)")
+      for param in run.params { try insert.run([.text(id), .text(param.key), .text(param.value)]) }
+    }
+    return id
+  }
+
+  /// Marks an existing run `running` again (resuming an interrupted run).
+  public func reopenRun(_ id: String) throws {
+    try write {
+      try db.query("UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ?", [.text(id)])
+      guard sqlite3_changes(db.handle) == 1 else { throw StoreError.noSuchRun(id) }
+    }
+  }
+
+  /// Buffers a metric point; buffered points are committed together every
+  /// `metricFlushInterval` seconds, and always by `flushMetrics` and `finishRun`.
+  public func logMetric(run: String, _ point: MetricPoint) throws {
+    var point = point
+    if point.time.isEmpty { point.time = now() }
+    pendingMetrics.append((run, point))
+    if Date().timeIntervalSince(lastFlush) >= metricFlushInterval { try flushMetrics() }
+  }
+
+  /// Commits every buffered metric point in one transaction.
+  public func flushMetrics() throws {
+    lastFlush = Date()
+    guard !pendingMetrics.isEmpty else { return }
+    let points = pendingMetrics
+    try write {
+      let insert = try db.prepare("INSERT INTO metrics(run_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)")
+      for (run, point) in points {
+        try insert.run([.text(run), .text(point.key), .integer(Int64(point.step)), .real(point.value), .text(point.time)])
+      }
+    }
+    pendingMetrics.removeAll(keepingCapacity: true)
+  }
+
+  /// Records a protocol's result and its per-episode rows in one transaction (replacing an
+  /// earlier result of the same protocol for this run).
+  public func recordResult(run: String, _ result: ProtocolResult, episodes: [EpisodeRow]) throws {
+    try write {
+      try db.query("DELETE FROM episode_results WHERE run_id = ? AND protocol = ?", [.text(run), .text(result.protocolName)])
+      try db.query(
+        """
+        INSERT OR REPLACE INTO results(run_id, protocol, split, ways, shots, queries, episodes, accuracy, ci_low, ci_high, seconds)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+          .text(run), .text(result.protocolName), .text(result.split), .integer(Int64(result.ways)), .integer(Int64(result.shots)),
+          .integer(Int64(result.queries)), .integer(Int64(result.episodes)), .real(result.accuracy), .real(result.ciLow),
+          .real(result.ciHigh), .real(result.seconds),
+        ])
+      let insert = try db.prepare("INSERT INTO episode_results(run_id, protocol, episode, alphabet, correct, total) VALUES (?, ?, ?, ?, ?, ?)")
+      for row in episodes {
+        try insert.run([
+          .text(run), .text(result.protocolName), .integer(Int64(row.episode)), optional(row.alphabet), .integer(Int64(row.correct)),
+          .integer(Int64(row.total)),
+        ])
+      }
+    }
+  }
+
+  /// Sets a tag on a run.
+  public func setTag(run: String, key: String, value: String) throws {
+    try write {
+      try db.query("INSERT OR REPLACE INTO tags(run_id, key, value) VALUES (?, ?, ?)", [.text(run), .text(key), .text(value)])
+    }
+  }
+
+  /// Records where the run's checkpoint is and its hash.
+  public func setCheckpoint(run: String, path: String, hash: String) throws {
+    try write {
+      try db.query("UPDATE runs SET checkpoint_path = ?, checkpoint_hash = ? WHERE id = ?", [.text(path), .text(hash), .text(run)])
+    }
+  }
+
+  /// Ends a run with its status (and the error of a failed run); flushes buffered metrics first.
+  public func finishRun(_ id: String, status: RunStatus, error: String? = nil, durationSeconds: Double? = nil) throws {
+    try flushMetrics()
+    try write {
+      try db.query(
+        "UPDATE runs SET status = ?, finished_at = ?, error = ?, duration_seconds = ? WHERE id = ?",
+        [.text(status.rawValue), .text(now()), optional(error), durationSeconds.map { .real($0) } ?? .null, .text(id)])
+      guard sqlite3_changes(db.handle) == 1 else { throw StoreError.noSuchRun(id) }
+    }
+  }
+
+  // MARK: Reading
+
+  private static let summaryColumns = """
+    SELECT r.id, e.name, r.status, r.started_at, r.finished_at, r.duration_seconds, r.config_hash, r.error
+    FROM runs r JOIN experiments e ON e.id = r.experiment_id
+    """
+
+  private static func summary(_ row: [SQLValue]) -> RunSummary {
+    RunSummary(
+      id: row[0].text ?? "", experiment: row[1].text ?? "", status: RunStatus(rawValue: row[2].text ?? "") ?? .failed,
+      startedAt: row[3].text ?? "", finishedAt: row[4].text, durationSeconds: row[5].real, configHash: row[6].text ?? "", error: row[7].text)
+  }
+
+  /// Runs, newest first, optionally only of one experiment or status, at most `last`.
+  public func listRuns(experiment: String? = nil, status: RunStatus? = nil, last: Int? = nil) throws -> [RunSummary] {
+    var sql = ResultsStore.summaryColumns + " WHERE 1 = 1"
+    var values: [SQLValue] = []
+    if let experiment {
+      sql += " AND e.name = ?"
+      values.append(.text(experiment))
+    }
+    if let status {
+      sql += " AND r.status = ?"
+      values.append(.text(status.rawValue))
+    }
+    sql += " ORDER BY r.started_at DESC, r.rowid DESC"
+    if let last {
+      sql += " LIMIT ?"
+      values.append(.integer(Int64(last)))
+    }
+    return try read { try db.query(sql, values).map(ResultsStore.summary) }
+  }
+
+  /// The full id of the run `idOrPrefix` names (a unique prefix of at least 4 characters works).
+  public func resolveRunID(_ idOrPrefix: String) throws -> String {
+    let rows = try read { try db.query("SELECT id FROM runs WHERE id = ? OR (length(?) >= 4 AND substr(id, 1, length(?)) = ?) LIMIT 2", Array(repeating: .text(idOrPrefix), count: 4)) }
+    if rows.count == 1, let id = rows[0][0].text { return id }
+    if rows.isEmpty { throw StoreError.noSuchRun(idOrPrefix) }
+    if let exact = rows.first(where: { $0[0].text == idOrPrefix })?[0].text { return exact }
+    throw StoreError.ambiguousRun(idOrPrefix, matches: rows.count)
+  }
+
+  /// One run in full.
+  public func run(_ idOrPrefix: String) throws -> RunDetail {
+    let id = try resolveRunID(idOrPrefix)
+    return try read {
+      guard let row = try db.query(ResultsStore.summaryColumns + " WHERE r.id = ?", [.text(id)]).first else { throw StoreError.noSuchRun(id) }
+      let extra = try db.query(
+        "SELECT config_json, git_commit, git_dirty, dataset_fingerprint, checkpoint_path, checkpoint_hash, host, cpu, harness_version, swift_version FROM runs WHERE id = ?",
+        [.text(id)])[0]
+      let names = ["git_commit", "git_dirty", "dataset_fingerprint", "checkpoint_path", "checkpoint_hash", "host", "cpu", "harness_version", "swift_version"]
+      var provenance: [(key: String, value: String)] = []
+      for (i, name) in names.enumerated() {
+        switch extra[i + 1] {
+        case .text(let v): provenance.append((name, v))
+        case .integer(let v): provenance.append((name, name == "git_dirty" ? (v != 0 ? "true" : "false") : String(v)))
+        default: break
+        }
+      }
+      let params = try db.query("SELECT key, value FROM params WHERE run_id = ? ORDER BY key", [.text(id)]).map { ($0[0].text ?? "", $0[1].text ?? "") }
+      let tags = try db.query("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", [.text(id)]).map { ($0[0].text ?? "", $0[1].text ?? "") }
+      return RunDetail(
+        summary: ResultsStore.summary(row), configJSON: extra[0].text ?? "", params: params, results: try results(runID: id), tags: tags, provenance: provenance)
+    }
+  }
+
+  /// A run's results, sorted by protocol.
+  public func results(runID: String) throws -> [ProtocolResult] {
+    try read {
+      try db.query(
+        "SELECT protocol, split, ways, shots, queries, episodes, accuracy, ci_low, ci_high, seconds FROM results WHERE run_id = ? ORDER BY protocol",
+        [.text(runID)]
+      ).map { r in
+        ProtocolResult(
+          protocolName: r[0].text ?? "", split: r[1].text ?? "", ways: Int(r[2].integer ?? 0), shots: Int(r[3].integer ?? 0),
+          queries: Int(r[4].integer ?? 0), episodes: Int(r[5].integer ?? 0), accuracy: r[6].real ?? 0, ciLow: r[7].real ?? 0,
+          ciHigh: r[8].real ?? 0, seconds: r[9].real ?? 0)
+      }
+    }
+  }
+
+  /// A run's metric history for `key`, by step.
+  public func metrics(runID: String, key: String) throws -> [MetricPoint] {
+    try read {
+      try db.query("SELECT key, step, value, time FROM metrics WHERE run_id = ? AND key = ? ORDER BY step, rowid", [.text(runID), .text(key)]).map {
+        MetricPoint(key: $0[0].text ?? "", step: Int($0[1].integer ?? 0), value: $0[2].real ?? 0, time: $0[3].text ?? "")
+      }
+    }
+  }
+
+  /// A run's per-episode rows for one protocol, by episode.
+  public func episodeRows(runID: String, protocolName: String) throws -> [EpisodeRow] {
+    try read {
+      try db.query("SELECT episode, alphabet, correct, total FROM episode_results WHERE run_id = ? AND protocol = ? ORDER BY episode", [.text(runID), .text(protocolName)]).map {
+        EpisodeRow(episode: Int($0[0].integer ?? 0), alphabet: $0[1].text, correct: Int($0[2].integer ?? 0), total: Int($0[3].integer ?? 0))
+      }
+    }
+  }
+
+  /// The newest completed run of an experiment, if any.
+  public func latestCompletedRun(experiment: String) throws -> RunSummary? {
+    try listRuns(experiment: experiment, status: .completed, last: 1).first
+  }
+
+  /// The per-episode rows two runs share for a protocol, aligned by episode number.
+  public func alignedEpisodes(runA: String, runB: String, protocolName: String) throws -> [AlignedEpisode] {
+    try read {
+      try db.query(
+        """
+        SELECT a.episode, a.alphabet, a.correct, a.total, b.correct, b.total
+        FROM episode_results a JOIN episode_results b ON b.run_id = ? AND b.protocol = a.protocol AND b.episode = a.episode
+        WHERE a.run_id = ? AND a.protocol = ? ORDER BY a.episode
+        """,
+        [.text(runB), .text(runA), .text(protocolName)]
+      ).map {
+        AlignedEpisode(
+          episode: Int($0[0].integer ?? 0), alphabet: $0[1].text, a: (Int($0[2].integer ?? 0), Int($0[3].integer ?? 0)),
+          b: (Int($0[4].integer ?? 0), Int($0[5].integer ?? 0)))
+      }
+    }
+  }
+
+  /// `PRAGMA integrity_check`'s verdict ("ok" when sound).
+  public func integrityCheck() throws -> String {
+    try read { try db.query("PRAGMA integrity_check").map { $0.first?.text ?? "" }.joined(separator: "; ") }
+  }
+}
+
+private func optional(_ text: String?) -> SQLValue { text.map { .text($0) } ?? .null }

@@ -1,0 +1,80 @@
+/// The store's schema, versioned with `PRAGMA user_version`. Each migration upgrades version
+/// i to i + 1 in place and keeps the data; a database from a newer harness is refused.
+enum Schema {
+  /// The version this build writes.
+  static var current: Int { migrations.count }
+
+  /// migrations[i] takes a database from version i to i + 1.
+  static let migrations: [String] = [
+    // 1: experiments, runs, params, metrics, results, per-episode rows.
+    """
+    CREATE TABLE experiments(
+      id INTEGER PRIMARY KEY,
+      name TEXT NOT NULL UNIQUE,
+      created_at TEXT NOT NULL);
+    CREATE TABLE runs(
+      id TEXT PRIMARY KEY,
+      experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+      status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
+      started_at TEXT NOT NULL,
+      finished_at TEXT,
+      config_json TEXT NOT NULL,
+      config_hash TEXT NOT NULL,
+      git_commit TEXT,
+      git_dirty INTEGER,
+      dataset_fingerprint TEXT,
+      checkpoint_path TEXT,
+      checkpoint_hash TEXT,
+      host TEXT,
+      cpu TEXT,
+      harness_version TEXT,
+      swift_version TEXT,
+      error TEXT);
+    CREATE INDEX runs_by_experiment ON runs(experiment_id, started_at);
+    CREATE INDEX runs_by_status ON runs(status, started_at);
+    CREATE INDEX runs_by_start ON runs(started_at);
+    CREATE TABLE params(
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      key TEXT NOT NULL,
+      value TEXT NOT NULL,
+      PRIMARY KEY (run_id, key)) WITHOUT ROWID;
+    CREATE TABLE metrics(
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      key TEXT NOT NULL,
+      step INTEGER NOT NULL,
+      value REAL NOT NULL,
+      time TEXT NOT NULL);
+    CREATE INDEX metrics_by_run ON metrics(run_id, key, step);
+    CREATE TABLE results(
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      protocol TEXT NOT NULL,
+      split TEXT NOT NULL,
+      ways INTEGER NOT NULL,
+      shots INTEGER NOT NULL,
+      queries INTEGER NOT NULL,
+      episodes INTEGER NOT NULL,
+      accuracy REAL NOT NULL,
+      ci_low REAL NOT NULL,
+      ci_high REAL NOT NULL,
+      seconds REAL NOT NULL,
+      PRIMARY KEY (run_id, protocol));
+    CREATE TABLE episode_results(
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      protocol TEXT NOT NULL,
+      episode INTEGER NOT NULL,
+      alphabet TEXT,
+      correct INTEGER NOT NULL,
+      total INTEGER NOT NULL,
+      PRIMARY KEY (run_id, protocol, episode)) WITHOUT ROWID;
+    """,
+    // 2: free-form tags, and the run's wall time.
+    """
+    CREATE TABLE tags(
+      run_id TEXT NOT NULL REFERENCES runs(id),
+      key TEXT NOT NULL,
+      value TEXT NOT NULL,
+      PRIMARY KEY (run_id, key)) WITHOUT ROWID;
+    ALTER TABLE runs ADD COLUMN duration_seconds REAL;
+    """,
+  ]
+}

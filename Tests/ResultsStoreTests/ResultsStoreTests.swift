@@ -1,0 +1,134 @@
+import Foundation
+import XCTest
+
+@testable import ResultsStore
+
+func sampleRun(_ experiment: String = "vgg105", hash: String = "abc") -> NewRun {
+  var run = NewRun(experiment: experiment, configJSON: "{\"seed\": 1}", configHash: hash, params: [("model.backbone.kind", "vgg16"), ("training.optimizer.learningRate", "0.0001")])
+  run.gitCommit = "deadbeef"
+  run.gitDirty = false
+  run.datasetFingerprint = "0d22"
+  run.host = "test"
+  return run
+}
+
+func temporaryStorePath(_ test: XCTestCase) throws -> String {
+  let folder = FileManager.default.temporaryDirectory.appendingPathComponent("store-test-\(UUID().uuidString)")
+  try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+  test.addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+  return folder.appendingPathComponent("oneshot.sqlite").path
+}
+
+final class ResultsStoreTests: XCTestCase {
+  func testRunLifecycleAndQueries() throws {
+    let store = try ResultsStore(path: ":memory:")
+    XCTAssertEqual(try store.schemaVersion, Schema.current)
+    let id = try store.beginRun(sampleRun())
+    XCTAssertEqual(try store.listRuns().map(\.status), [.running])
+    try store.logMetric(run: id, MetricPoint(key: "train.loss", step: 1, value: 0.7))
+    try store.logMetric(run: id, MetricPoint(key: "train.loss", step: 2, value: 0.5))
+    let result = ProtocolResult(protocolName: "lake20", split: "lake20", ways: 20, shots: 1, queries: 1, episodes: 20, accuracy: 0.9, ciLow: 0.87, ciHigh: 0.93, seconds: 1.5)
+    try store.recordResult(run: id, result, episodes: (0..<20).map { EpisodeRow(episode: $0, alphabet: "Tengwar", correct: 18, total: 20) })
+    try store.setTag(run: id, key: "note", value: "first")
+    try store.setCheckpoint(run: id, path: "runs/x/best.safetensors", hash: "ff")
+    try store.finishRun(id, status: .completed, durationSeconds: 12)
+
+    let detail = try store.run(String(id.prefix(8)))
+    XCTAssertEqual(detail.summary.status, .completed)
+    XCTAssertEqual(detail.summary.durationSeconds, 12)
+    XCTAssertEqual(detail.params.map(\.key), ["model.backbone.kind", "training.optimizer.learningRate"])
+    XCTAssertEqual(detail.results, [result])
+    XCTAssertEqual(detail.tags.first?.value, "first")
+    XCTAssert(detail.provenance.contains { $0.key == "checkpoint_hash" && $0.value == "ff" })
+    XCTAssert(detail.provenance.contains { $0.key == "git_dirty" && $0.value == "false" })
+    XCTAssertEqual(try store.metrics(runID: id, key: "train.loss").map(\.value), [0.7, 0.5])
+    XCTAssertEqual(try store.episodeRows(runID: id, protocolName: "lake20").count, 20)
+    XCTAssertEqual(try store.latestCompletedRun(experiment: "vgg105")?.id, id)
+    XCTAssertNil(try store.latestCompletedRun(experiment: "other"))
+    XCTAssertThrowsError(try store.run("nope-nope")) { XCTAssert("\($0)".contains("no run 'nope-nope'"), "\($0)") }
+  }
+
+  func testFiltersAndAlignment() throws {
+    let store = try ResultsStore(path: ":memory:")
+    let a = try store.beginRun(sampleRun("koch"))
+    let b = try store.beginRun(sampleRun("koch"))
+    let c = try store.beginRun(sampleRun("vgg"))
+    try store.finishRun(a, status: .completed)
+    try store.finishRun(b, status: .failed, error: "NaN loss at step 7")
+    try store.finishRun(c, status: .interrupted)
+    XCTAssertEqual(Set(try store.listRuns(experiment: "koch").map(\.id)), [a, b])
+    XCTAssertEqual(try store.listRuns(status: .failed).map(\.error), ["NaN loss at step 7"])
+    XCTAssertEqual(try store.listRuns(last: 1).map(\.id), [c])
+    let spec = ProtocolResult(protocolName: "p", split: "evaluation", ways: 5, shots: 1, queries: 1, episodes: 3, accuracy: 0.5, ciLow: 0.4, ciHigh: 0.6, seconds: 0)
+    try store.recordResult(run: a, spec, episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 5), EpisodeRow(episode: 1, alphabet: nil, correct: 2, total: 5), EpisodeRow(episode: 2, alphabet: nil, correct: 3, total: 5)])
+    try store.recordResult(run: b, spec, episodes: [EpisodeRow(episode: 1, alphabet: nil, correct: 4, total: 5), EpisodeRow(episode: 2, alphabet: nil, correct: 0, total: 5)])
+    let aligned = try store.alignedEpisodes(runA: a, runB: b, protocolName: "p")
+    XCTAssertEqual(aligned.map(\.episode), [1, 2])
+    XCTAssertEqual(aligned[0].a.correct, 2)
+    XCTAssertEqual(aligned[0].b.correct, 4)
+    // Recording again replaces, never duplicates.
+    try store.recordResult(run: a, spec, episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 5, total: 5)])
+    XCTAssertEqual(try store.episodeRows(runID: a, protocolName: "p").count, 1)
+  }
+
+  func testOlderSchemaUpgradesInPlaceAndKeepsData() throws {
+    let path = try temporaryStorePath(self)
+    do {
+      let old = try Database(path: path)
+      try old.execute(Schema.migrations[0])
+      try old.execute("INSERT INTO experiments(name, created_at) VALUES ('old', '2025-01-01T00:00:00Z')")
+      try old.execute("INSERT INTO runs(id, experiment_id, status, started_at, config_json, config_hash) VALUES ('r1', 1, 'completed', '2025-01-01T00:00:00Z', '{}', 'h')")
+      try old.execute("PRAGMA user_version = 1")
+    }
+    let store = try ResultsStore(path: path)
+    XCTAssertEqual(try store.schemaVersion, Schema.current)
+    XCTAssertEqual(try store.listRuns().map(\.id), ["r1"])
+    try store.setTag(run: "r1", key: "k", value: "v")  // the table added by migration 2
+  }
+
+  func testNewerSchemaIsRefusedAndNothingWritten() throws {
+    let path = try temporaryStorePath(self)
+    do {
+      let future = try Database(path: path)
+      try future.execute("CREATE TABLE t(x); PRAGMA user_version = 99")
+    }
+    let before = try Data(contentsOf: URL(fileURLWithPath: path))
+    XCTAssertThrowsError(try ResultsStore(path: path)) { error in
+      XCTAssert("\(error)".contains("schema version 99, newer than"), "\(error)")
+    }
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: path + "-wal"))
+  }
+
+  func testNotADatabaseAndUnwritableLocation() throws {
+    let path = try temporaryStorePath(self)
+    try Data("this is a text file, not a database, and it is long enough to look like one....".utf8).write(to: URL(fileURLWithPath: path))
+    XCTAssertThrowsError(try ResultsStore(path: path)) { error in
+      XCTAssert("\(error)".contains("is not a SQLite database"), "\(error)")
+    }
+    // A regular file where the store's folder should be.
+    XCTAssertThrowsError(try ResultsStore(path: path + "/inside/store.sqlite")) { error in
+      XCTAssert("\(error)".contains("cannot write the results store"), "\(error)")
+    }
+  }
+
+  func testSpeedOfRecordingAndListing() throws {
+    let path = try temporaryStorePath(self)
+    let store = try ResultsStore(path: path)
+    store.metricFlushInterval = .infinity
+    let start = Date()
+    let id = try store.beginRun(sampleRun())
+    for step in 0..<5_000 { try store.logMetric(run: id, MetricPoint(key: "train.loss", step: step, value: 1 / Double(step + 1))) }
+    let result = ProtocolResult(protocolName: "evaluation-20way", split: "evaluation", ways: 20, shots: 1, queries: 1, episodes: 10_000, accuracy: 0.9, ciLow: 0.89, ciHigh: 0.91, seconds: 1)
+    try store.recordResult(run: id, result, episodes: (0..<10_000).map { EpisodeRow(episode: $0, alphabet: "Tengwar", correct: $0 % 20, total: 20) })
+    try store.finishRun(id, status: .completed)
+    let recordSeconds = Date().timeIntervalSince(start)
+    for _ in 0..<999 { try store.finishRun(try store.beginRun(sampleRun()), status: .completed) }
+    let listStart = Date()
+    let runs = try store.listRuns()
+    let listSeconds = Date().timeIntervalSince(listStart)
+    XCTAssertEqual(runs.count, 1_000)
+    XCTAssertEqual(try store.episodeRows(runID: id, protocolName: "evaluation-20way").count, 10_000)
+    print(String(format: "store speed: recorded 1 run with 10,000 episode rows and 5,000 metric rows in %.3f s; listed 1,000 runs in %.4f s", recordSeconds, listSeconds))
+  }
+}
