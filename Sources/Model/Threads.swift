@@ -7,10 +7,14 @@ public enum ComputeThreads {
   public static func set(_ count: Int) {
     precondition(count >= 1, "thread count must be at least 1, not \(count)")
     _ = cdnnl_set_num_threads(Int32(count))
+    parallelThreads = count
   }
 
   /// The thread count oneDNN will use.
   public static var current: Int { Int(cdnnl_max_threads()) }
+
+  /// The thread count the harness's own parallel loops use.
+  public static var loops: Int { parallelThreads }
 }
 
 /// oneDNN's version, "major.minor.patch".

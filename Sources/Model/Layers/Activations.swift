@@ -1,0 +1,102 @@
+import Foundation
+
+/// Element-wise max(x, 0). Backward masks by output > 0 (PyTorch's convention at 0).
+public struct ReLU: Sendable {
+  /// A ReLU.
+  public init() {}
+
+  /// y = max(x, 0); the output is the cache.
+  public func forward(_ x: Tensor) -> Tensor {
+    var y = x
+    y.data.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i] = max(b[i], 0) } }
+    return y
+  }
+
+  /// dx = dy where y > 0.
+  public func backward(_ dOutput: Tensor, output: Tensor) -> Tensor {
+    var dx = dOutput
+    dx.data.withUnsafeMutableBufferPointer { d in
+      output.data.withUnsafeBufferPointer { y in for i in d.indices where y[i] <= 0 { d[i] = 0 } }
+    }
+    return dx
+  }
+}
+
+/// Element-wise logistic sigmoid (Koch's feature layer).
+public struct Sigmoid: Sendable {
+  /// A sigmoid.
+  public init() {}
+
+  /// y = 1 / (1 + e^-x); the output is the cache.
+  public func forward(_ x: Tensor) -> Tensor {
+    var y = x
+    y.data.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i] = sigmoid(b[i]) } }
+    return y
+  }
+
+  /// dx = dy * y (1 - y).
+  public func backward(_ dOutput: Tensor, output: Tensor) -> Tensor {
+    var dx = dOutput
+    dx.data.withUnsafeMutableBufferPointer { d in
+      output.data.withUnsafeBufferPointer { y in for i in d.indices { d[i] *= y[i] * (1 - y[i]) } }
+    }
+    return dx
+  }
+}
+
+/// The logistic function, stable for large |x|.
+@inline(__always) public func sigmoid(_ x: Float) -> Float {
+  x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
+}
+
+/// Element-wise L1 distance of two feature batches, |a - b|, the Siamese join.
+///   a, b: (B, F) -> d: (B, F)
+public enum L1Distance {
+  /// d = |a - b|.
+  public static func forward(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(a.shape == b.shape, "L1Distance: shapes \(a.shape) and \(b.shape) differ")
+    var d = a
+    d.data.withUnsafeMutableBufferPointer { dd in
+      b.data.withUnsafeBufferPointer { bb in for i in dd.indices { dd[i] = abs(dd[i] - bb[i]) } }
+    }
+    return d
+  }
+
+  /// (dL/da, dL/db) = (dd * sign(a - b), -dd * sign(a - b)); sign(0) = 0, as PyTorch's abs.
+  public static func backward(_ dDistance: Tensor, _ a: Tensor, _ b: Tensor) -> (Tensor, Tensor) {
+    var da = dDistance, db = dDistance
+    da.data.withUnsafeMutableBufferPointer { ga in
+      db.data.withUnsafeMutableBufferPointer { gb in
+        a.data.withUnsafeBufferPointer { av in
+          b.data.withUnsafeBufferPointer { bv in
+            for i in ga.indices {
+              let diff = av[i] - bv[i]
+              let s: Float = diff > 0 ? 1 : (diff < 0 ? -1 : 0)
+              ga[i] *= s
+              gb[i] *= -s
+            }
+          }
+        }
+      }
+    }
+    return (da, db)
+  }
+}
+
+/// Binary cross-entropy on logits, mean over the batch, in the stable form
+/// max(z, 0) - z y + log(1 + e^-|z|). Sigmoid and loss are one op: dz = (sigmoid(z) - y) / B.
+public enum BinaryCrossEntropy {
+  /// The mean loss (accumulated in Double) and dL/dlogits.
+  public static func lossAndGradient(logits: [Float], labels: [Float]) -> (loss: Double, dLogits: [Float]) {
+    precondition(logits.count == labels.count && !logits.isEmpty, "BinaryCrossEntropy: \(logits.count) logits, \(labels.count) labels")
+    let n = Float(logits.count)
+    var total = 0.0
+    var grad = [Float](repeating: 0, count: logits.count)
+    for i in logits.indices {
+      let z = Double(logits[i]), y = Double(labels[i])
+      total += max(z, 0) - z * y + log1p(exp(-abs(z)))
+      grad[i] = (sigmoid(logits[i]) - labels[i]) / n
+    }
+    return (total / Double(logits.count), grad)
+  }
+}

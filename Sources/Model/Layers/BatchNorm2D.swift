@@ -1,0 +1,157 @@
+import Foundation
+
+// Batch normalisation over (N, H, W) per channel, optional fused ReLU. Training mode uses the
+// batch statistics and updates running estimates (momentum 0.1, unbiased variance, as
+// PyTorch); inference mode uses the running estimates.
+//   x: (N, C, H, W) -> y: (N, C, H, W); gamma, beta, runningMean, runningVar: (C)
+
+/// A batch-norm layer; gamma and beta are parameters, the running estimates are buffers.
+public struct BatchNorm2D: Sendable {
+  /// Channels.
+  public let channels: Int
+  /// Apply ReLU after the affine transform.
+  public let fusedReLU: Bool
+  /// Index of gamma (init 1).
+  public let weight: Int
+  /// Index of beta (init 0).
+  public let bias: Int
+  /// Index of the running mean buffer.
+  public let runningMean: Int
+  /// Index of the running variance buffer.
+  public let runningVariance: Int
+  /// Added to the variance.
+  public let epsilon: Float = 1e-5
+  /// Weight of the new batch in the running estimates.
+  public let momentum: Float = 0.1
+
+  /// What backward needs.
+  public struct Cache: Sendable {
+    let input: Tensor
+    let output: Tensor
+    let mean: [Float]
+    let inverseStd: [Float]
+    let training: Bool
+  }
+
+  /// A batch norm named `prefix.weight`, `.bias`, `.running_mean`, `.running_var`.
+  public init(channels: Int, fusedReLU: Bool, name prefix: String, store: inout ParameterStore) {
+    self.channels = channels
+    self.fusedReLU = fusedReLU
+    weight = store.add(name: prefix + ".weight", shape: [channels], value: [Float](repeating: 1, count: channels), decays: false)
+    bias = store.add(name: prefix + ".bias", shape: [channels], value: [Float](repeating: 0, count: channels), decays: false)
+    runningMean = store.addBuffer(name: prefix + ".running_mean", value: [Float](repeating: 0, count: channels))
+    runningVariance = store.addBuffer(name: prefix + ".running_var", value: [Float](repeating: 1, count: channels))
+  }
+
+  /// Normalises x; in training mode also updates the running estimates in `store`.
+  public func forward(_ x: Tensor, training: Bool, store: inout ParameterStore) -> (output: Tensor, cache: Cache) {
+    precondition(x.shape.count == 4 && x.shape[1] == channels, "BatchNorm2D expects (N, \(channels), H, W), got \(x.shape)")
+    let (n, c, plane) = (x.shape[0], channels, x.shape[2] * x.shape[3])
+    let m = Double(n * plane)
+    var mean = [Float](repeating: 0, count: c), inverseStd = [Float](repeating: 0, count: c)
+    if training {
+      var variance = [Float](repeating: 0, count: c)
+      x.data.withUnsafeBufferPointer { xb in
+        for ch in 0..<c {
+          var sum = 0.0, squares = 0.0
+          for i in 0..<n {
+            let p = xb.baseAddress! + (i * c + ch) * plane
+            var s: Float = 0, q: Float = 0
+            for j in 0..<plane { s += p[j]; q += p[j] * p[j] }
+            sum += Double(s)
+            squares += Double(q)
+          }
+          let mu = sum / m
+          let v = max(squares / m - mu * mu, 0)
+          mean[ch] = Float(mu)
+          variance[ch] = Float(v)
+          inverseStd[ch] = Float(1 / (v + Double(epsilon)).squareRoot())
+        }
+      }
+      let unbiased = m > 1 ? Float(m / (m - 1)) : 1
+      for ch in 0..<c {
+        store.buffers[runningMean].value[ch] = (1 - momentum) * store.buffers[runningMean].value[ch] + momentum * mean[ch]
+        store.buffers[runningVariance].value[ch] = (1 - momentum) * store.buffers[runningVariance].value[ch] + momentum * variance[ch] * unbiased
+      }
+    } else {
+      mean = store.buffers[runningMean].value
+      inverseStd = store.buffers[runningVariance].value.map { 1 / ($0 + epsilon).squareRoot() }
+    }
+    var y = Tensor(zeros: x.shape)
+    let gamma = store.parameters[weight].value, beta = store.parameters[bias].value
+    let relu = fusedReLU
+    x.data.withUnsafeBufferPointer { xb in
+      y.data.withUnsafeMutableBufferPointer { yb in
+        let xs = UncheckedBox(xb.baseAddress!), ys = UncheckedBox(yb.baseAddress!)
+        parallelFor(n * c) { jobs in
+          for job in jobs {
+            let ch = job % c
+            let scale = gamma[ch] * inverseStd[ch], shift = beta[ch] - mean[ch] * scale
+            let src = xs.value + job * plane, dst = ys.value + job * plane
+            if relu {
+              for j in 0..<plane { dst[j] = max(src[j] * scale + shift, 0) }
+            } else {
+              for j in 0..<plane { dst[j] = src[j] * scale + shift }
+            }
+          }
+        }
+      }
+    }
+    return (y, Cache(input: x, output: y, mean: mean, inverseStd: inverseStd, training: training))
+  }
+
+  /// Accumulates dL/dgamma and dL/dbeta; returns dL/dx.
+  public func backward(_ dOutput: Tensor, cache: Cache, store: inout ParameterStore) -> Tensor {
+    let x = cache.input
+    precondition(dOutput.shape == x.shape, "BatchNorm2D backward: dOutput \(dOutput.shape), input \(x.shape)")
+    let (n, c, plane) = (x.shape[0], channels, x.shape[2] * x.shape[3])
+    let m = Float(n * plane)
+    var dy = dOutput
+    if fusedReLU {
+      dy.data.withUnsafeMutableBufferPointer { d in
+        cache.output.data.withUnsafeBufferPointer { y in for i in d.indices where y[i] <= 0 { d[i] = 0 } }
+      }
+    }
+    var dx = Tensor(zeros: x.shape)
+    let gamma = store.parameters[weight].value
+    var dGamma = [Float](repeating: 0, count: c), dBeta = [Float](repeating: 0, count: c)
+    x.data.withUnsafeBufferPointer { xb in
+      dy.data.withUnsafeBufferPointer { db in
+        dx.data.withUnsafeMutableBufferPointer { dxb in
+          for ch in 0..<c {
+            let mu = cache.mean[ch], inv = cache.inverseStd[ch]
+            var sumDy = 0.0, sumDyXhat = 0.0
+            for i in 0..<n {
+              let off = (i * c + ch) * plane
+              var s: Float = 0, t: Float = 0
+              for j in 0..<plane {
+                let g = db[off + j]
+                s += g
+                t += g * (xb[off + j] - mu) * inv
+              }
+              sumDy += Double(s)
+              sumDyXhat += Double(t)
+            }
+            dGamma[ch] = Float(sumDyXhat)
+            dBeta[ch] = Float(sumDy)
+            let k = gamma[ch] * inv
+            let a = Float(sumDy) / m, b = Float(sumDyXhat) / m
+            for i in 0..<n {
+              let off = (i * c + ch) * plane
+              if cache.training {
+                for j in 0..<plane { dxb[off + j] = k * (db[off + j] - a - (xb[off + j] - mu) * inv * b) }
+              } else {
+                for j in 0..<plane { dxb[off + j] = k * db[off + j] }
+              }
+            }
+          }
+        }
+      }
+    }
+    for ch in 0..<c {
+      store.parameters[weight].gradient[ch] += dGamma[ch]
+      store.parameters[bias].gradient[ch] += dBeta[ch]
+    }
+    return dx
+  }
+}

@@ -1,0 +1,237 @@
+// 2-D convolution, stride 1, zero padding, optional fused ReLU, as im2col + oneDNN sgemm.
+// Images are processed in chunks whose column matrix stays under `columnBudget` floats, never
+// one column matrix for the whole batch.
+//
+// Shapes: N batch, C input channels, H x W input, O output channels, k kernel, p padding,
+// Ho = H + 2p - k + 1, Wo likewise, HW = Ho * Wo, CKK = C * k * k.
+//   x: (N, C, H, W)   weight: (O, C, k, k)   bias: (O)   y: (N, O, Ho, Wo)
+//   column matrix of a chunk of n images: (CKK, n * HW), column i * HW + (oy * Wo + ox).
+
+/// A convolution layer; its weights live in a `ParameterStore`.
+public struct Conv2D: Sendable {
+  /// Input channels.
+  public let inputChannels: Int
+  /// Output channels.
+  public let outputChannels: Int
+  /// Square kernel side.
+  public let kernelSize: Int
+  /// Zero padding on every side.
+  public let padding: Int
+  /// Apply ReLU to the output (fused; backward masks by output > 0).
+  public let fusedReLU: Bool
+  /// Index of the weight (O, C, k, k) in the store.
+  public let weight: Int
+  /// Index of the bias (O) in the store.
+  public let bias: Int
+  /// Largest column matrix in floats (chunks of images are sized to fit).
+  public static let columnBudget = 1 << 21
+
+  /// What backward needs: the input and the (post-activation) output.
+  public struct Cache: Sendable {
+    let input: Tensor
+    let output: Tensor
+  }
+
+  /// A convolution whose parameters are added to `store`, named `prefix.weight` / `prefix.bias`,
+  /// weights drawn Kaiming-normal (fan_out, ReLU gain: std = sqrt(2 / (O k k))), biases zero.
+  public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Int, fusedReLU: Bool, name prefix: String, store: inout ParameterStore, rng: inout NormalSampler) {
+    precondition(inputChannels > 0 && outputChannels > 0 && kernelSize > 0 && padding >= 0, "Conv2D(\(inputChannels) -> \(outputChannels), k \(kernelSize), p \(padding))")
+    self.inputChannels = inputChannels
+    self.outputChannels = outputChannels
+    self.kernelSize = kernelSize
+    self.padding = padding
+    self.fusedReLU = fusedReLU
+    let count = outputChannels * inputChannels * kernelSize * kernelSize
+    let std = Float((2.0 / Double(outputChannels * kernelSize * kernelSize)).squareRoot())
+    weight = store.add(name: prefix + ".weight", shape: [outputChannels, inputChannels, kernelSize, kernelSize], value: rng.normal(count: count, std: std), decays: true)
+    bias = store.add(name: prefix + ".bias", shape: [outputChannels], value: [Float](repeating: 0, count: outputChannels), decays: false)
+  }
+
+  /// Output spatial side for an input side.
+  public func outputSize(_ input: Int) -> Int { input + 2 * padding - kernelSize + 1 }
+
+  /// Multiply-adds x 2 for one image of side `inputHeight` x `inputWidth`.
+  public func flops(inputHeight: Int, inputWidth: Int) -> Double {
+    2 * Double(outputChannels * inputChannels * kernelSize * kernelSize * outputSize(inputHeight) * outputSize(inputWidth))
+  }
+
+  /// y = act(conv(x, W) + b).
+  public func forward(_ x: Tensor, store: ParameterStore) -> (output: Tensor, cache: Cache) {
+    precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2D expects (N, \(inputChannels), H, W), got \(x.shape)")
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (ho, wo) = (outputSize(h), outputSize(w))
+    precondition(ho > 0 && wo > 0, "Conv2D: input \(h)x\(w) too small for kernel \(kernelSize) with padding \(padding)")
+    let hw = ho * wo, ckk = c * kernelSize * kernelSize, o = outputChannels
+    let chunk = max(1, min(n, Conv2D.columnBudget / (ckk * hw)))
+    var y = Tensor(zeros: [n, o, ho, wo])
+    var column = [Float](repeating: 0, count: ckk * chunk * hw)
+    var product = [Float](repeating: 0, count: o * chunk * hw)
+    let relu = fusedReLU
+    store.parameters[weight].value.withUnsafeBufferPointer { wBuf in
+      store.parameters[bias].value.withUnsafeBufferPointer { bBuf in
+        x.data.withUnsafeBufferPointer { xBuf in
+          y.data.withUnsafeMutableBufferPointer { yBuf in
+            column.withUnsafeMutableBufferPointer { colBuf in
+              product.withUnsafeMutableBufferPointer { pBuf in
+                var start = 0
+                while start < n {
+                  let count = min(chunk, n - start)
+                  let ld = count * hw
+                  im2col(xBuf.baseAddress!, first: start, count: count, channels: c, height: h, width: w, into: colBuf.baseAddress!, ld: ld)
+                  gemm(transposeA: false, transposeB: false, m: o, n: ld, k: ckk, wBuf.baseAddress!, lda: ckk, colBuf.baseAddress!, ldb: ld, beta: 0, pBuf.baseAddress!, ldc: ld)
+                  let p = UncheckedBox(pBuf.baseAddress!), yb = UncheckedBox(yBuf.baseAddress!), bb = UncheckedBox(bBuf.baseAddress!)
+                  parallelFor(o) { channels in
+                    for oc in channels {
+                      let b = bb.value[oc]
+                      for i in 0..<count {
+                        let src = p.value + oc * ld + i * hw
+                        let dst = yb.value + ((start + i) * o + oc) * hw
+                        if relu {
+                          for q in 0..<hw { dst[q] = max(src[q] + b, 0) }
+                        } else {
+                          for q in 0..<hw { dst[q] = src[q] + b }
+                        }
+                      }
+                    }
+                  }
+                  start += count
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return (y, Cache(input: x, output: y))
+  }
+
+  /// Accumulates dL/dW and dL/db into the store; returns dL/dx (nil when `needInputGradient` is false).
+  public func backward(_ dOutput: Tensor, cache: Cache, store: inout ParameterStore, needInputGradient: Bool = true) -> Tensor? {
+    let x = cache.input
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (ho, wo) = (outputSize(h), outputSize(w))
+    precondition(dOutput.shape == [n, outputChannels, ho, wo], "Conv2D backward: dOutput \(dOutput.shape), expected \([n, outputChannels, ho, wo])")
+    let hw = ho * wo, ckk = c * kernelSize * kernelSize, o = outputChannels
+    let chunk = max(1, min(n, Conv2D.columnBudget / (ckk * hw)))
+    var dx: Tensor? = needInputGradient ? Tensor(zeros: x.shape) : nil
+    var column = [Float](repeating: 0, count: ckk * chunk * hw)
+    var gathered = [Float](repeating: 0, count: o * chunk * hw)
+    var dBias = [Float](repeating: 0, count: o)
+    let relu = fusedReLU
+    var dxData = dx?.data ?? []
+    dx = nil
+    let weights = store.parameters[weight].value
+    store.parameters[weight].gradient.withUnsafeMutableBufferPointer { dwBuf in
+      weights.withUnsafeBufferPointer { wBuf in
+        x.data.withUnsafeBufferPointer { xBuf in
+          cache.output.data.withUnsafeBufferPointer { yBuf in
+            dOutput.data.withUnsafeBufferPointer { dyBuf in
+              column.withUnsafeMutableBufferPointer { colBuf in
+                gathered.withUnsafeMutableBufferPointer { gBuf in
+                  dBias.withUnsafeMutableBufferPointer { dbBuf in
+                    dxData.withUnsafeMutableBufferPointer { dxBuf in
+                      var start = 0
+                      while start < n {
+                        let count = min(chunk, n - start)
+                        let ld = count * hw
+                        let g = UncheckedBox(gBuf.baseAddress!), dy = UncheckedBox(dyBuf.baseAddress!), y = UncheckedBox(yBuf.baseAddress!)
+                        let db = UncheckedBox(dbBuf.baseAddress!)
+                        parallelFor(o) { channels in
+                          for oc in channels {
+                            var sum: Float = 0
+                            for i in 0..<count {
+                              let src = dy.value + ((start + i) * o + oc) * hw
+                              let out = y.value + ((start + i) * o + oc) * hw
+                              let dst = g.value + oc * ld + i * hw
+                              if relu {
+                                for q in 0..<hw { dst[q] = out[q] > 0 ? src[q] : 0 }
+                              } else {
+                                for q in 0..<hw { dst[q] = src[q] }
+                              }
+                              var s: Float = 0
+                              for q in 0..<hw { s += dst[q] }
+                              sum += s
+                            }
+                            db.value[oc] += sum
+                          }
+                        }
+                        im2col(xBuf.baseAddress!, first: start, count: count, channels: c, height: h, width: w, into: colBuf.baseAddress!, ld: ld)
+                        gemm(transposeA: false, transposeB: true, m: o, n: ckk, k: ld, gBuf.baseAddress!, lda: ld, colBuf.baseAddress!, ldb: ld, beta: 1, dwBuf.baseAddress!, ldc: ckk)
+                        if needInputGradient {
+                          gemm(transposeA: true, transposeB: false, m: ckk, n: ld, k: o, wBuf.baseAddress!, lda: ckk, gBuf.baseAddress!, ldb: ld, beta: 0, colBuf.baseAddress!, ldc: ld)
+                          col2im(colBuf.baseAddress!, ld: ld, first: start, count: count, channels: c, height: h, width: w, into: dxBuf.baseAddress!)
+                        }
+                        start += count
+                      }
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    store.parameters[bias].gradient.withUnsafeMutableBufferPointer { gb in for i in 0..<o { gb[i] += dBias[i] } }
+    return needInputGradient ? Tensor(shape: x.shape, data: dxData) : nil
+  }
+
+  /// Column matrix of images `first..<first+count` of x into `col` (CKK rows, stride `ld`).
+  func im2col(_ x: UnsafePointer<Float>, first: Int, count: Int, channels: Int, height: Int, width: Int, into col: UnsafeMutablePointer<Float>, ld: Int) {
+    let k = kernelSize, p = padding
+    let ho = outputSize(height), wo = outputSize(width), hw = ho * wo
+    let xs = UncheckedBox(x), cs = UncheckedBox(col)
+    parallelFor(channels * count) { jobs in
+      for job in jobs {
+        let i = job / channels, ch = job % channels
+        let plane = xs.value + ((first + i) * channels + ch) * height * width
+        for ki in 0..<k {
+          for kj in 0..<k {
+            let row = (ch * k + ki) * k + kj
+            let dst = cs.value + row * ld + i * hw
+            let lo = max(0, p - kj), hi = min(wo, width + p - kj)
+            for oy in 0..<ho {
+              let iy = oy + ki - p
+              let d = dst + oy * wo
+              if iy < 0 || iy >= height || hi <= lo {
+                d.update(repeating: 0, count: wo)
+                continue
+              }
+              if lo > 0 { d.update(repeating: 0, count: lo) }
+              d.advanced(by: lo).update(from: plane + iy * width + (lo + kj - p), count: hi - lo)
+              if hi < wo { d.advanced(by: hi).update(repeating: 0, count: wo - hi) }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Adds a column matrix back into image gradients (the adjoint of `im2col`).
+  func col2im(_ col: UnsafePointer<Float>, ld: Int, first: Int, count: Int, channels: Int, height: Int, width: Int, into dx: UnsafeMutablePointer<Float>) {
+    let k = kernelSize, p = padding
+    let ho = outputSize(height), wo = outputSize(width), hw = ho * wo
+    let cs = UncheckedBox(col), ds = UncheckedBox(dx)
+    parallelFor(channels * count) { jobs in
+      for job in jobs {
+        let i = job / channels, ch = job % channels
+        let plane = ds.value + ((first + i) * channels + ch) * height * width
+        for ki in 0..<k {
+          for kj in 0..<k {
+            let row = (ch * k + ki) * k + kj
+            let src = cs.value + row * ld + i * hw
+            let lo = max(0, p - kj), hi = min(wo, width + p - kj)
+            guard hi > lo else { continue }
+            for oy in 0..<ho {
+              let iy = oy + ki - p
+              if iy < 0 || iy >= height { continue }
+              let s = src + oy * wo
+              let d = plane + iy * width + (kj - p)
+              for ox in lo..<hi { d[ox] += s[ox] }
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/// y = x W^T + b.   x: (N, inFeatures) -> y: (N, outFeatures)
+/// Weights (out, in) as PyTorch; initialised N(0, std^2) (the reference: 0.01), bias zero.
+public struct Linear: Sendable {
+  /// Input features.
+  public let inputFeatures: Int
+  /// Output features.
+  public let outputFeatures: Int
+  /// Index of the weight (out, in).
+  public let weight: Int
+  /// Index of the bias (out).
+  public let bias: Int
+
+  /// A linear layer whose parameters are added to `store` as `prefix.weight` / `prefix.bias`.
+  public init(inputFeatures: Int, outputFeatures: Int, name prefix: String, std: Float = 0.01, store: inout ParameterStore, rng: inout NormalSampler) {
+    precondition(inputFeatures > 0 && outputFeatures > 0, "Linear(\(inputFeatures) -> \(outputFeatures))")
+    self.inputFeatures = inputFeatures
+    self.outputFeatures = outputFeatures
+    weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: rng.normal(count: outputFeatures * inputFeatures, std: std), decays: true)
+    bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: [Float](repeating: 0, count: outputFeatures), decays: false)
+  }
+
+  /// 2 x multiply-adds per row.
+  public var flops: Double { 2 * Double(inputFeatures * outputFeatures) }
+
+  /// y = x W^T + b; x is the cache.
+  public func forward(_ x: Tensor, store: ParameterStore) -> Tensor {
+    precondition(x.shape.count == 2 && x.shape[1] == inputFeatures, "Linear expects (N, \(inputFeatures)), got \(x.shape)")
+    let n = x.shape[0]
+    var y = Tensor(zeros: [n, outputFeatures])
+    y.data.withUnsafeMutableBufferPointer { yb in
+      store.parameters[bias].value.withUnsafeBufferPointer { b in
+        for i in 0..<n { for j in 0..<outputFeatures { yb[i * outputFeatures + j] = b[j] } }
+      }
+      x.data.withUnsafeBufferPointer { xb in
+        store.parameters[weight].value.withUnsafeBufferPointer { wb in
+          gemm(transposeA: false, transposeB: true, m: n, n: outputFeatures, k: inputFeatures, xb.baseAddress!, lda: inputFeatures, wb.baseAddress!, ldb: inputFeatures, beta: 1, yb.baseAddress!, ldc: outputFeatures)
+        }
+      }
+    }
+    return y
+  }
+
+  /// Adds dL/dW = dy^T x and dL/db = sum dy into the store; returns dL/dx = dy W.
+  public func backward(_ dOutput: Tensor, input x: Tensor, store: inout ParameterStore) -> Tensor {
+    let n = x.shape[0]
+    precondition(dOutput.shape == [n, outputFeatures], "Linear backward: dOutput \(dOutput.shape), expected \([n, outputFeatures])")
+    var dx = Tensor(zeros: x.shape)
+    dOutput.data.withUnsafeBufferPointer { dy in
+      x.data.withUnsafeBufferPointer { xb in
+        store.parameters[weight].gradient.withUnsafeMutableBufferPointer { dw in
+          gemm(transposeA: true, transposeB: false, m: outputFeatures, n: inputFeatures, k: n, dy.baseAddress!, lda: outputFeatures, xb.baseAddress!, ldb: inputFeatures, beta: 1, dw.baseAddress!, ldc: inputFeatures)
+        }
+      }
+      store.parameters[bias].gradient.withUnsafeMutableBufferPointer { db in
+        for i in 0..<n { for j in 0..<outputFeatures { db[j] += dy[i * outputFeatures + j] } }
+      }
+      store.parameters[weight].value.withUnsafeBufferPointer { wb in
+        dx.data.withUnsafeMutableBufferPointer { dxb in
+          gemm(transposeA: false, transposeB: false, m: n, n: inputFeatures, k: outputFeatures, dy.baseAddress!, lda: outputFeatures, wb.baseAddress!, ldb: inputFeatures, beta: 0, dxb.baseAddress!, ldc: inputFeatures)
+        }
+      }
+    }
+    return dx
+  }
+}

@@ -1,0 +1,81 @@
+// 2x2 max pooling, stride 2, floor mode (105 -> 52, as PyTorch): the last row and column of an
+// odd input belong to no window and get zero gradient. Ties go to the first maximum in
+// row-major window order, as PyTorch's CPU kernel.
+//   x: (N, C, H, W) -> y: (N, C, H/2, W/2); the cache keeps the argmax (0...3) per output.
+
+/// Max pooling over 2x2 windows.
+public struct MaxPool2D: Sendable {
+  /// What backward needs: input shape and the winning position in each window.
+  public struct Cache: Sendable {
+    let inputShape: [Int]
+    let argmax: [UInt8]
+  }
+
+  /// A 2x2, stride-2 pool.
+  public init() {}
+
+  /// y[n, c, i, j] = max of x[n, c, 2i...2i+1, 2j...2j+1].
+  public func forward(_ x: Tensor) -> (output: Tensor, cache: Cache) {
+    precondition(x.shape.count == 4 && x.shape[2] >= 2 && x.shape[3] >= 2, "MaxPool2D expects (N, C, H >= 2, W >= 2), got \(x.shape)")
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (ho, wo) = (h / 2, w / 2)
+    var y = Tensor(zeros: [n, c, ho, wo])
+    var argmax = [UInt8](repeating: 0, count: n * c * ho * wo)
+    x.data.withUnsafeBufferPointer { xb in
+      y.data.withUnsafeMutableBufferPointer { yb in
+        argmax.withUnsafeMutableBufferPointer { ab in
+          let xs = UncheckedBox(xb.baseAddress!), ys = UncheckedBox(yb.baseAddress!), ars = UncheckedBox(ab.baseAddress!)
+          parallelFor(n * c) { planes in
+            for plane in planes {
+              let src = xs.value + plane * h * w
+              let dst = ys.value + plane * ho * wo
+              let arg = ars.value + plane * ho * wo
+              for i in 0..<ho {
+                let r0 = src + 2 * i * w, r1 = r0 + w
+                for j in 0..<wo {
+                  var best = r0[2 * j]
+                  var at: UInt8 = 0
+                  if r0[2 * j + 1] > best { best = r0[2 * j + 1]; at = 1 }
+                  if r1[2 * j] > best { best = r1[2 * j]; at = 2 }
+                  if r1[2 * j + 1] > best { best = r1[2 * j + 1]; at = 3 }
+                  dst[i * wo + j] = best
+                  arg[i * wo + j] = at
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return (y, Cache(inputShape: x.shape, argmax: argmax))
+  }
+
+  /// Routes each output gradient to its window's maximum.
+  public func backward(_ dOutput: Tensor, cache: Cache) -> Tensor {
+    let (n, c, h, w) = (cache.inputShape[0], cache.inputShape[1], cache.inputShape[2], cache.inputShape[3])
+    let (ho, wo) = (h / 2, w / 2)
+    precondition(dOutput.shape == [n, c, ho, wo], "MaxPool2D backward: dOutput \(dOutput.shape), expected \([n, c, ho, wo])")
+    var dx = Tensor(zeros: cache.inputShape)
+    dOutput.data.withUnsafeBufferPointer { db in
+      dx.data.withUnsafeMutableBufferPointer { xb in
+        cache.argmax.withUnsafeBufferPointer { ab in
+          let ds = UncheckedBox(db.baseAddress!), xs = UncheckedBox(xb.baseAddress!), ars = UncheckedBox(ab.baseAddress!)
+          parallelFor(n * c) { planes in
+            for plane in planes {
+              let src = ds.value + plane * ho * wo
+              let arg = ars.value + plane * ho * wo
+              let dst = xs.value + plane * h * w
+              for i in 0..<ho {
+                for j in 0..<wo {
+                  let a = Int(arg[i * wo + j])
+                  dst[(2 * i + (a >> 1)) * w + 2 * j + (a & 1)] += src[i * wo + j]
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return dx
+  }
+}

@@ -1,0 +1,103 @@
+/// Which backbone the Siamese network shares between its two branches.
+public enum BackboneKind: String, Codable, Sendable, CaseIterable {
+  /// VGG16 "D": 3x3 convs (padding 1) + ReLU, 2x2 max pool after each block.
+  case vgg16
+  /// Koch et al. 2015: 64@10x10, 128@7x7, 128@4x4, 256@4x4 convs, then Linear(9216, 4096) + sigmoid.
+  case koch
+}
+
+/// The activation between the head's two linear layers.
+public enum HeadActivation: String, Codable, Sendable, CaseIterable {
+  /// None, as the reference project.
+  case none
+  /// ReLU.
+  case relu
+}
+
+/// The network's configuration; the Model module owns this part of an experiment file.
+public struct ModelConfig: Codable, Hashable, Sendable {
+  /// Backbone family.
+  public var backbone: BackboneKind
+  /// Input side in pixels (105 for Omniglot; the images are resampled to it).
+  public var inputSize: Int
+  /// Channel multiplier (vgg16: 0.25 gives 16 ... 128 channels; koch: scales its convs and its
+  /// 4096-unit feature layer). 1 is the published network.
+  public var width: Double
+  /// Batch norm after every conv (vgg16 only).
+  public var batchNorm: Bool
+  /// vgg16 block layout override, e.g. [[32, 32], [64, 64], [128, 128], [256, 256]]; nil is
+  /// VGG16's [[64, 64], [128, 128], [256 x 3], [512 x 3], [512 x 3]] (times `width`).
+  public var blocks: [[Int]]?
+  /// Hidden units of the head (vgg16); koch's head is a single Linear(4096, 1).
+  public var headHidden: Int
+  /// Activation between the head's linears (vgg16).
+  public var headActivation: HeadActivation
+
+  /// A configuration; `validate()` says whether it is buildable.
+  public init(backbone: BackboneKind, inputSize: Int = 105, width: Double = 1, batchNorm: Bool = false, blocks: [[Int]]? = nil, headHidden: Int = 512, headActivation: HeadActivation = .none) {
+    self.backbone = backbone
+    self.inputSize = inputSize
+    self.width = width
+    self.batchNorm = batchNorm
+    self.blocks = blocks
+    self.headHidden = headHidden
+    self.headActivation = headActivation
+  }
+
+  /// The reference project's network: VGG16 at 105x105, one channel, head 4608 -> 512 -> 1.
+  public static let vgg16Reference = ModelConfig(backbone: .vgg16)
+  /// Koch et al. 2015.
+  public static let koch = ModelConfig(backbone: .koch)
+
+  /// The conv widths per block for vgg16, after the width multiplier.
+  public var vggBlocks: [[Int]] {
+    let base = blocks ?? [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
+    if blocks != nil { return base }
+    return base.map { $0.map { max(1, Int((Double($0) * width).rounded())) } }
+  }
+
+  /// Koch's conv widths and feature size after the width multiplier.
+  public var kochWidths: (convs: [Int], features: Int) {
+    let scale = { (c: Int) in max(1, Int((Double(c) * width).rounded())) }
+    return ([64, 128, 128, 256].map(scale), scale(4096))
+  }
+
+  /// Koch's spatial side after its last conv: 105 -> 96 -> 48 -> 42 -> 21 -> 18 -> 9 -> 6.
+  public var kochFinalSide: Int { ((((inputSize - 9) / 2 - 6) / 2 - 3) / 2) - 3 }
+
+  /// Length of the feature vector the backbone produces.
+  public var featureCount: Int {
+    switch backbone {
+    case .koch: return kochWidths.features
+    case .vgg16:
+      var side = inputSize
+      for _ in vggBlocks { side /= 2 }
+      return (vggBlocks.last?.last ?? 0) * side * side
+    }
+  }
+
+  /// Problems with the configuration, as `key: what is allowed` messages; empty when valid.
+  public func problems() -> [String] {
+    var out: [String] = []
+    switch backbone {
+    case .koch:
+      if inputSize < 65 { out.append("inputSize: koch's network needs at least 65x65 input (105 is the published one); got \(inputSize)") }
+      if !(width > 0 && width <= 4) { out.append("width: must be in (0, 4]; got \(width)") }
+      if batchNorm { out.append("batchNorm: only vgg16 supports batch norm") }
+      if blocks != nil { out.append("blocks: only vgg16 takes a block layout") }
+    case .vgg16:
+      if !(width > 0 && width <= 4) { out.append("width: must be in (0, 4]; got \(width)") }
+      if let blocks, blocks.isEmpty || blocks.contains(where: { $0.isEmpty || $0.contains { $0 < 1 } }) {
+        out.append("blocks: a non-empty list of non-empty lists of positive channel counts")
+      }
+      var side = inputSize
+      for _ in vggBlocks { side /= 2 }
+      if inputSize < 8 || side < 1 {
+        out.append("inputSize: \(inputSize) is too small for \(vggBlocks.count) pooling blocks (each halves the side; at least \(1 << vggBlocks.count) needed)")
+      }
+      if headHidden < 1 { out.append("headHidden: must be at least 1; got \(headHidden)") }
+    }
+    if inputSize > 512 { out.append("inputSize: at most 512; got \(inputSize)") }
+    return out
+  }
+}

@@ -1,0 +1,303 @@
+import XCTest
+
+@testable import Model
+
+/// Central-difference gradient checks: the fake loss is sum(output * dOutput) accumulated in
+/// Double, eps 1e-3, relative tolerance 1e-2 (float32's limit, as tinygrad's tests show).
+/// Inputs are kept away from ReLU kinks, |a - b| = 0 and pooling ties.
+final class GradientCheckTests: XCTestCase {
+  let eps: Float = 1e-3
+
+  func random(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var rng = NormalSampler(seed: seed)
+    return rng.normal(count: count, std: scale)
+  }
+
+  func fakeLoss(_ output: [Float], _ dOutput: [Float]) -> Double {
+    zip(output, dOutput).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+  }
+
+  /// Asserts analytic and numeric gradients agree to `tolerance` relative to the largest of them.
+  func assertClose(_ analytic: [Float], _ numeric: [Double], _ what: String, tolerance: Double = 1e-2, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(analytic.count, numeric.count, what, file: file, line: line)
+    let scale = max(numeric.map(abs).max() ?? 0, 1e-3)
+    var worst = 0.0
+    for (a, n) in zip(analytic, numeric) { worst = max(worst, abs(Double(a) - n) / scale) }
+    XCTAssertLessThan(worst, tolerance, "\(what): worst relative error \(worst)", file: file, line: line)
+  }
+
+  /// d sum(f(x) * dOut) / dx by central differences, for every element of x.
+  func numeric(_ x: [Float], indices: [Int]? = nil, step: Float? = nil, _ f: ([Float]) -> [Float], dOutput: [Float]) -> [Double] {
+    var x = x
+    let h = step ?? eps
+    return (indices ?? Array(x.indices)).map { i in
+      let saved = x[i]
+      x[i] = saved + h
+      let plus = fakeLoss(f(x), dOutput)
+      x[i] = saved - h
+      let minus = fakeLoss(f(x), dOutput)
+      x[i] = saved
+      return (plus - minus) / (2 * Double(h))
+    }
+  }
+
+  func testConv2DGradients() {
+    for (k, p, relu) in [(3, 1, false), (4, 0, false), (3, 1, true)] {
+      var store = ParameterStore()
+      var rng = NormalSampler(seed: 1)
+      let conv = Conv2D(inputChannels: 2, outputChannels: 3, kernelSize: k, padding: p, fusedReLU: relu, name: "c", store: &store, rng: &rng)
+      store.parameters[conv.bias].value = [0.1, -0.2, 0.3]
+      let shape = [2, 2, 6, 5]
+      let x = Tensor(shape: shape, data: random(120, seed: 2))
+      let (y, cache) = conv.forward(x, store: store)
+      // Keep clear of the ReLU kink: a pre-activation within 1e-2 of 0 would break the check.
+      if relu {
+        var plain = store
+        let check = Conv2D(inputChannels: 2, outputChannels: 3, kernelSize: k, padding: p, fusedReLU: false, name: "c", store: &plain, rng: &rng)
+        _ = check
+      }
+      let dOut = random(y.count, seed: 3)
+      store.zeroGradients()
+      let dx = conv.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &store)!
+      let fx = { (v: [Float]) in conv.forward(Tensor(shape: shape, data: v), store: store).output.data }
+      assertClose(dx.data, numeric(x.data, fx, dOutput: dOut), "conv k\(k) p\(p) relu \(relu) dx")
+      let w0 = store.parameters[conv.weight].value
+      let fw = { (v: [Float]) -> [Float] in
+        var s = store
+        s.parameters[conv.weight].value = v
+        return conv.forward(x, store: s).output.data
+      }
+      assertClose(store.parameters[conv.weight].gradient, numeric(w0, fw, dOutput: dOut), "conv k\(k) dW")
+      let fb = { (v: [Float]) -> [Float] in
+        var s = store
+        s.parameters[conv.bias].value = v
+        return conv.forward(x, store: s).output.data
+      }
+      assertClose(store.parameters[conv.bias].gradient, numeric(store.parameters[conv.bias].value, fb, dOutput: dOut), "conv k\(k) db")
+      // Backward accumulates: a second call doubles the gradient.
+      let first = store.parameters[conv.weight].gradient
+      _ = conv.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &store)
+      for (a, b) in zip(first, store.parameters[conv.weight].gradient) { XCTAssertEqual(2 * a, b, accuracy: 1e-4 * max(1, abs(b))) }
+    }
+  }
+
+  func testConv2DChunkedEqualsPerImage() {
+    // A batch large enough to be split into several column chunks gives the same result as
+    // the images one at a time.
+    var store = ParameterStore()
+    var rng = NormalSampler(seed: 4)
+    let conv = Conv2D(inputChannels: 64, outputChannels: 8, kernelSize: 3, padding: 1, fusedReLU: true, name: "c", store: &store, rng: &rng)
+    let x = Tensor(shape: [6, 64, 40, 40], data: random(6 * 64 * 1600, seed: 5))
+    let whole = conv.forward(x, store: store).output
+    for i in 0..<6 {
+      let one = conv.forward(x.items(i..<(i + 1)), store: store).output
+      let part = whole.items(i..<(i + 1))
+      for (a, b) in zip(one.data, part.data) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+    }
+  }
+
+  func testMaxPoolGradientsAndFloor() {
+    // Distinct values 0.01 apart: no tie can flip within eps.
+    var values = (0..<(2 * 3 * 5 * 7)).map { Float($0) * 0.01 }
+    var rng = NormalSampler(seed: 9)
+    let keys = rng.normal(count: values.count, std: 1)
+    values = zip(keys, values).sorted { $0.0 < $1.0 }.map(\.1)
+    let x = Tensor(shape: [2, 3, 5, 7], data: values)
+    let pool = MaxPool2D()
+    let (y, cache) = pool.forward(x)
+    XCTAssertEqual(y.shape, [2, 3, 2, 3])
+    let dOut = random(y.count, seed: 10)
+    let dx = pool.backward(Tensor(shape: y.shape, data: dOut), cache: cache)
+    assertClose(dx.data, numeric(x.data, { pool.forward(Tensor(shape: [2, 3, 5, 7], data: $0)).output.data }, dOutput: dOut), "maxpool dx")
+    // Ties go to the first maximum, as PyTorch.
+    let tie = pool.forward(Tensor(shape: [1, 1, 2, 2], data: [1, 1, 1, 1]))
+    let routed = pool.backward(Tensor(shape: [1, 1, 1, 1], data: [5]), cache: tie.cache)
+    XCTAssertEqual(routed.data, [5, 0, 0, 0])
+  }
+
+  func testLinearGradients() {
+    var store = ParameterStore()
+    var rng = NormalSampler(seed: 11)
+    let linear = Linear(inputFeatures: 7, outputFeatures: 4, name: "l", std: 0.5, store: &store, rng: &rng)
+    store.parameters[linear.bias].value = [0.1, 0.2, -0.3, 0.4]
+    let x = Tensor(shape: [3, 7], data: random(21, seed: 12))
+    let y = linear.forward(x, store: store)
+    let dOut = random(y.count, seed: 13)
+    let dx = linear.backward(Tensor(shape: y.shape, data: dOut), input: x, store: &store)
+    assertClose(dx.data, numeric(x.data, { linear.forward(Tensor(shape: [3, 7], data: $0), store: store).data }, dOutput: dOut), "linear dx")
+    let fw = { (v: [Float]) -> [Float] in
+      var s = store
+      s.parameters[linear.weight].value = v
+      return linear.forward(x, store: s).data
+    }
+    assertClose(store.parameters[linear.weight].gradient, numeric(store.parameters[linear.weight].value, fw, dOutput: dOut), "linear dW")
+    let fb = { (v: [Float]) -> [Float] in
+      var s = store
+      s.parameters[linear.bias].value = v
+      return linear.forward(x, store: s).data
+    }
+    assertClose(store.parameters[linear.bias].gradient, numeric(store.parameters[linear.bias].value, fb, dOutput: dOut), "linear db")
+  }
+
+  func testBatchNormGradients() {
+    var store = ParameterStore()
+    let norm = BatchNorm2D(channels: 3, fusedReLU: false, name: "bn", store: &store)
+    store.parameters[norm.weight].value = [1.5, 0.7, -1.1]
+    store.parameters[norm.bias].value = [0.2, -0.1, 0.3]
+    let shape = [4, 3, 3, 2]
+    let x = Tensor(shape: shape, data: random(72, seed: 14))
+    var forwardStore = store
+    let (y, cache) = norm.forward(x, training: true, store: &forwardStore)
+    let dOut = random(y.count, seed: 15)
+    let dx = norm.backward(Tensor(shape: shape, data: dOut), cache: cache, store: &store)
+    let fx = { (v: [Float]) -> [Float] in
+      var s = store
+      return norm.forward(Tensor(shape: shape, data: v), training: true, store: &s).output.data
+    }
+    assertClose(dx.data, numeric(x.data, fx, dOutput: dOut), "batchnorm dx")
+    let fg = { (v: [Float]) -> [Float] in
+      var s = store
+      s.parameters[norm.weight].value = v
+      return norm.forward(x, training: true, store: &s).output.data
+    }
+    assertClose(store.parameters[norm.weight].gradient, numeric(store.parameters[norm.weight].value, fg, dOutput: dOut), "batchnorm dgamma")
+    let fb = { (v: [Float]) -> [Float] in
+      var s = store
+      s.parameters[norm.bias].value = v
+      return norm.forward(x, training: true, store: &s).output.data
+    }
+    assertClose(store.parameters[norm.bias].gradient, numeric(store.parameters[norm.bias].value, fb, dOutput: dOut), "batchnorm dbeta")
+
+    // The fused ReLU equals masking the output gradient by output > 0 (kinks are everywhere
+    // in a normalised batch, so it is checked exactly rather than by differences).
+    var reluStore = ParameterStore()
+    let fused = BatchNorm2D(channels: 3, fusedReLU: true, name: "bn", store: &reluStore)
+    reluStore.parameters = store.parameters
+    reluStore.zeroGradients()
+    var scratch = reluStore
+    let (yr, reluCache) = fused.forward(x, training: true, store: &scratch)
+    let masked = zip(dOut, yr.data).map { $1 > 0 ? $0 : 0 }
+    var plainStore = reluStore
+    let dxFused = fused.backward(Tensor(shape: shape, data: dOut), cache: reluCache, store: &reluStore)
+    let dxPlain = norm.backward(Tensor(shape: shape, data: masked), cache: cache, store: &plainStore)
+    for (a, b) in zip(dxFused.data, dxPlain.data) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+    XCTAssertEqual(yr.data, y.data.map { max($0, 0) })
+  }
+
+  func testBatchNormRunningStatisticsAndInference() {
+    var store = ParameterStore()
+    let norm = BatchNorm2D(channels: 1, fusedReLU: false, name: "bn", store: &store)
+    let x = Tensor(shape: [2, 1, 1, 2], data: [1, 2, 3, 4])
+    _ = norm.forward(x, training: true, store: &store)
+    XCTAssertEqual(store.buffers[norm.runningMean].value[0], 0.25, accuracy: 1e-6)  // 0.1 * 2.5
+    XCTAssertEqual(store.buffers[norm.runningVariance].value[0], 0.9 + 0.1 * (5.0 / 3.0), accuracy: 1e-5)  // unbiased 1.667
+    let y = norm.forward(x, training: false, store: &store).output
+    XCTAssertEqual(y.data[0], (1 - 0.25) / (store.buffers[norm.runningVariance].value[0] + 1e-5).squareRoot(), accuracy: 1e-5)
+  }
+
+  func testSigmoidL1AndLoss() {
+    let x = random(10, seed: 16)
+    let dOut = random(10, seed: 17)
+    let sig = Sigmoid()
+    let y = sig.forward(Tensor(shape: [10], data: x))
+    assertClose(sig.backward(Tensor(shape: [10], data: dOut), output: y).data, numeric(x, { sig.forward(Tensor(shape: [10], data: $0)).data }, dOutput: dOut), "sigmoid")
+
+    let a = random(12, seed: 18), b = a.enumerated().map { $1 + ($0 % 2 == 0 ? 0.3 : -0.4) }  // |a - b| well away from 0
+    let dD = random(12, seed: 19)
+    let (da, db) = L1Distance.backward(Tensor(shape: [3, 4], data: dD), Tensor(shape: [3, 4], data: a), Tensor(shape: [3, 4], data: b))
+    assertClose(da.data, numeric(a, { L1Distance.forward(Tensor(shape: [3, 4], data: $0), Tensor(shape: [3, 4], data: b)).data }, dOutput: dD), "l1 da")
+    assertClose(db.data, numeric(b, { L1Distance.forward(Tensor(shape: [3, 4], data: a), Tensor(shape: [3, 4], data: $0)).data }, dOutput: dD), "l1 db")
+
+    let logits: [Float] = [-30, -2, -0.5, 0, 0.7, 3, 40]
+    let labels: [Float] = [0, 1, 0, 1, 1, 0, 1]
+    let (loss, grad) = BinaryCrossEntropy.lossAndGradient(logits: logits, labels: labels)
+    XCTAssertTrue(loss.isFinite)
+    let numericGrad = numeric(logits, { [Float(BinaryCrossEntropy.lossAndGradient(logits: $0, labels: labels).loss)] }, dOutput: [1])
+    assertClose(grad, numericGrad, "bce dlogits")
+    // Stable at extremes: log(1 + e^30) computed without overflow.
+    XCTAssertEqual(BinaryCrossEntropy.lossAndGradient(logits: [100], labels: [0]).loss, 100, accuracy: 1e-9)
+  }
+
+  func testWholeSiameseStepGradients() {
+    // The fake loss sum(logits * dLogits) with head weights of order 1, so that eps-sized
+    // changes move the logits well above float32 rounding. BCE's own gradient is checked above.
+    for config in [
+      ModelConfig(backbone: .vgg16, inputSize: 12, blocks: [[3, 3], [4]], headHidden: 5, headActivation: .relu),
+      ModelConfig(backbone: .vgg16, inputSize: 8, batchNorm: true, blocks: [[3], [4]], headHidden: 6, headActivation: .none),
+      ModelConfig(backbone: .koch, inputSize: 65, width: 1.0 / 16),
+    ] {
+      var network = SiameseNetwork(config: config, seed: 21)
+      for i in network.store.parameters.indices {
+        let parameter = network.store.parameters[i]
+        let n = parameter.value.count
+        if parameter.name.hasSuffix("bias") && !parameter.name.hasPrefix("head") {
+          network.store.parameters[i].value = random(n, seed: UInt64(30 + i), scale: 0.05)
+        } else if parameter.name.hasPrefix("head") || parameter.name.hasPrefix("backbone.fc") {
+          network.store.parameters[i].value = random(n, seed: UInt64(60 + i), scale: 2 / Float(parameter.shape.last!).squareRoot())
+        }
+      }
+      let s = config.inputSize
+      let left = Tensor(shape: [3, 1, s, s], data: random(3 * s * s, seed: 22).map { abs($0) })
+      let right = Tensor(shape: [3, 1, s, s], data: random(3 * s * s, seed: 23).map { abs($0) })
+      let dLogits = random(3, seed: 24)
+      var analytic = network
+      analytic.store.zeroGradients()
+      let (_, cache) = analytic.forward(left: left, right: right, training: true)
+      analytic.backward(dLogits: dLogits, cache: cache)
+      // A whole network has ReLU kinks and pooling ties everywhere, and in one parameter it is
+      // piecewise linear (or smooth, with BN and sigmoid). When the forward and backward
+      // difference quotients agree, no kink lies within eps and the central difference must
+      // match. When they disagree, a kink does: the analytic gradient (the slope at the point)
+      // must then match the side without one; entries with kinks on both sides are counted and
+      // may be at most a quarter.
+      var checked = 0, undecided = 0
+      for p in network.store.parameters.indices {
+        let count = network.store.parameters[p].value.count
+        let picks = Array(Set((0..<6).map { ($0 * 7919 + p * 31) % count })).sorted()
+        let base = network.store.parameters[p].value
+        let f = { (v: [Float]) -> Double in
+          var copy = network
+          copy.store.parameters[p].value = v
+          return self.fakeLoss(copy.forward(left: left, right: right, training: true).logits, dLogits)
+        }
+        let centre = f(base)
+        for i in picks {
+          var v = base
+          v[i] = base[i] + eps
+          let plus = f(v)
+          v[i] = base[i] - eps
+          let minus = f(v)
+          let forward = (plus - centre) / Double(eps), backward = (centre - minus) / Double(eps), central = (plus - minus) / (2 * Double(eps))
+          let a = Double(analytic.store.parameters[p].gradient[i])
+          let scale = max(abs(central), abs(forward), abs(backward), 3e-2)  // floor: float32 noise of the logits
+          let name = "\(config.backbone) \(network.store.parameters[p].name)[\(i)]"
+          if abs(forward - backward) <= 1e-2 * scale {
+            checked += 1
+            XCTAssertLessThan(abs(a - central) / scale, 1e-2, "\(name): analytic \(a), numeric \(central)")
+          } else if abs(a - forward) <= 1e-2 * scale || abs(a - backward) <= 1e-2 * scale {
+            checked += 1
+          } else {
+            undecided += 1
+          }
+        }
+      }
+      XCTAssertLessThanOrEqual(undecided * 4, checked + undecided, "\(config.backbone): \(undecided) of \(checked + undecided) entries undecidable")
+    }
+  }
+
+  func testSharedWeightsReceiveBothBranchesGradients() {
+    // Swapping left and right must not change the loss or any gradient: the L1 join is
+    // symmetric and both branches go through the same weights.
+    let config = ModelConfig(backbone: .vgg16, inputSize: 8, blocks: [[3], [4]], headHidden: 4)
+    var a = SiameseNetwork(config: config, seed: 3)
+    var b = a
+    let left = Tensor(shape: [2, 1, 8, 8], data: random(128, seed: 1).map(abs))
+    let right = Tensor(shape: [2, 1, 8, 8], data: random(128, seed: 2).map(abs))
+    let lossA = a.lossAndGradients(left: left, right: right, labels: [1, 0]).loss
+    let lossB = b.lossAndGradients(left: right, right: left, labels: [1, 0]).loss
+    XCTAssertEqual(lossA, lossB, accuracy: 1e-6)
+    for (pa, pb) in zip(a.store.parameters, b.store.parameters) {
+      for (ga, gb) in zip(pa.gradient, pb.gradient) { XCTAssertEqual(ga, gb, accuracy: 1e-5 * max(1, abs(ga))) }
+    }
+  }
+}
