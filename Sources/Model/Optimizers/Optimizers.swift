@@ -1,0 +1,122 @@
+import Foundation
+
+/// Which optimizer, with its settings; the Model module owns this part of an experiment file.
+public enum OptimizerConfig: Codable, Hashable, Sendable {
+  /// Adam (Kingma and Ba), optional decoupled weight decay (AdamW, Loshchilov and Hutter).
+  case adam(beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double)
+  /// SGD with (Nesterov) momentum and L2 weight decay added to the gradient, as PyTorch's SGD.
+  case sgd(momentum: Double, nesterov: Bool, weightDecay: Double)
+}
+
+/// State of an optimizer over a `ParameterStore`. Weight decay applies only to parameters
+/// marked `decays` (conv and linear weights), not to biases or batch-norm parameters.
+public struct Optimizer: Sendable {
+  /// The settings.
+  public let config: OptimizerConfig
+  /// Steps taken (Adam's bias correction uses it).
+  public private(set) var step: Int = 0
+  /// First moments (Adam) or momentum buffers (SGD), one per parameter.
+  public internal(set) var firstMoments: [[Float]]
+  /// Second moments (Adam only).
+  public internal(set) var secondMoments: [[Float]]
+
+  /// A fresh optimizer for the parameters of `store`.
+  public init(_ config: OptimizerConfig, store: ParameterStore) {
+    self.config = config
+    firstMoments = store.parameters.map { [Float](repeating: 0, count: $0.value.count) }
+    if case .adam = config {
+      secondMoments = store.parameters.map { [Float](repeating: 0, count: $0.value.count) }
+    } else {
+      secondMoments = []
+    }
+  }
+
+  /// Restores state saved in a checkpoint.
+  public init(_ config: OptimizerConfig, step: Int, firstMoments: [[Float]], secondMoments: [[Float]]) {
+    self.config = config
+    self.step = step
+    self.firstMoments = firstMoments
+    self.secondMoments = secondMoments
+  }
+
+  /// One update of every parameter in `store` with learning rate `learningRate`.
+  public mutating func update(_ store: inout ParameterStore, learningRate: Double) {
+    precondition(firstMoments.count == store.parameters.count, "optimizer holds \(firstMoments.count) states for \(store.parameters.count) parameters")
+    step += 1
+    let lr = Float(learningRate)
+    switch config {
+    case .adam(let beta1, let beta2, let epsilon, let weightDecay):
+      let b1 = Float(beta1), b2 = Float(beta2), eps = Float(epsilon), wd = Float(weightDecay)
+      let correction1 = Float(1 - pow(beta1, Double(step)))
+      let correction2Root = Float((1 - pow(beta2, Double(step))).squareRoot())
+      let stepSize = lr / correction1
+      for p in store.parameters.indices {
+        let decay: Float = store.parameters[p].decays ? 1 - lr * wd : 1
+        let g = store.parameters[p].gradient
+        firstMoments[p].withUnsafeMutableBufferPointer { m in
+          secondMoments[p].withUnsafeMutableBufferPointer { v in
+            store.parameters[p].value.withUnsafeMutableBufferPointer { w in
+              g.withUnsafeBufferPointer { g in
+                for i in 0..<w.count {
+                  m[i] = b1 * m[i] + (1 - b1) * g[i]
+                  v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                  // PyTorch's order: decoupled decay first, then the Adam step.
+                  w[i] = w[i] * decay - stepSize * m[i] / (v[i].squareRoot() / correction2Root + eps)
+                }
+              }
+            }
+          }
+        }
+      }
+    case .sgd(let momentum, let nesterov, let weightDecay):
+      let mu = Float(momentum), wd = Float(weightDecay)
+      let first = step == 1
+      for p in store.parameters.indices {
+        let decay: Float = store.parameters[p].decays ? wd : 0
+        let g = store.parameters[p].gradient
+        firstMoments[p].withUnsafeMutableBufferPointer { b in
+          store.parameters[p].value.withUnsafeMutableBufferPointer { w in
+            g.withUnsafeBufferPointer { g in
+              for i in 0..<w.count {
+                let d = g[i] + decay * w[i]
+                if mu == 0 {
+                  w[i] -= lr * d
+                  continue
+                }
+                // PyTorch: the buffer starts as the first gradient, then b = mu b + d.
+                b[i] = first ? d : mu * b[i] + d
+                w[i] -= lr * (nesterov ? d + mu * b[i] : b[i])
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// How the learning rate changes over training.
+public enum LearningRateSchedule: Codable, Hashable, Sendable {
+  /// The base rate throughout.
+  case constant
+  /// Multiply by `factor` every `every` steps.
+  case step(every: Int, factor: Double)
+  /// Linear warm-up from 0 over `warmupSteps`, then cosine decay to `minimum` at the last step
+  /// (the reference project's schedule, with its 1e-4 floor).
+  case cosine(warmupSteps: Int, minimum: Double)
+
+  /// The learning rate at `step` (0-based) of `totalSteps`, for base rate `base`.
+  public func rate(base: Double, step: Int, totalSteps: Int) -> Double {
+    switch self {
+    case .constant:
+      return base
+    case .step(let every, let factor):
+      return base * pow(factor, Double(step / max(every, 1)))
+    case .cosine(let warmup, let minimum):
+      if step < warmup { return base * Double(step + 1) / Double(warmup) }
+      let span = max(totalSteps - warmup - 1, 1)
+      let progress = min(Double(step - warmup) / Double(span), 1)
+      return minimum + (base - minimum) * 0.5 * (1 + cos(Double.pi * progress))
+    }
+  }
+}

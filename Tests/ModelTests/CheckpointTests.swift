@@ -1,0 +1,94 @@
+import Foundation
+import XCTest
+
+@testable import Model
+
+final class CheckpointTests: XCTestCase {
+  func temporaryURL(_ name: String) throws -> URL {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+    return folder.appendingPathComponent(name)
+  }
+
+  func testRoundTripWithOptimizerState() throws {
+    let config = ModelConfig(backbone: .vgg16, inputSize: 16, batchNorm: true, blocks: [[4], [8]], headHidden: 5, headActivation: .relu)
+    var network = SiameseNetwork(config: config, seed: 5)
+    var rng = NormalSampler(seed: 1)
+    let left = Tensor(shape: [2, 1, 16, 16], data: rng.normal(count: 512, std: 1))
+    let right = Tensor(shape: [2, 1, 16, 16], data: rng.normal(count: 512, std: 1))
+    _ = network.lossAndGradients(left: left, right: right, labels: [1, 0])
+    var optimizer = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), store: network.store)
+    optimizer.update(&network.store, learningRate: 1e-3)
+    let url = try temporaryURL("best.safetensors")
+    try Checkpoint.write(network: network, optimizer: optimizer, metadata: ["run_id": "abc"], to: url)
+    let loaded = try Checkpoint.read(url, expecting: config)
+    XCTAssertEqual(loaded.metadata["run_id"], "abc")
+    XCTAssertEqual(loaded.optimizer?.step, 1)
+    XCTAssertEqual(loaded.optimizer?.secondMoments, optimizer.secondMoments)
+    for (a, b) in zip(loaded.network.store.parameters, network.store.parameters) { XCTAssertEqual(a.value, b.value, a.name) }
+    for (a, b) in zip(loaded.network.store.buffers, network.store.buffers) { XCTAssertEqual(a.value, b.value, a.name) }
+    // No temporary file is left behind.
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: url.deletingLastPathComponent().path), ["best.safetensors"])
+  }
+
+  func testHalfPrecisionStorage() throws {
+    let network = SiameseNetwork(config: ModelConfig(backbone: .vgg16, inputSize: 16, blocks: [[4], [8]], headHidden: 5), seed: 2)
+    let url = try temporaryURL("half.safetensors")
+    try Checkpoint.write(network: network, optimizer: nil, metadata: [:], to: url, half: true)
+    let loaded = try Checkpoint.read(url)
+    XCTAssertNil(loaded.optimizer)
+    for (a, b) in zip(loaded.network.store.parameters, network.store.parameters) {
+      for (x, y) in zip(a.value, b.value) { XCTAssertEqual(x, y, accuracy: 1e-3 * max(1, abs(y))) }
+    }
+  }
+
+  func testMismatchesSayWhatDiffers() throws {
+    let config = ModelConfig(backbone: .vgg16, inputSize: 16, blocks: [[4], [8]], headHidden: 5)
+    let url = try temporaryURL("a.safetensors")
+    try Checkpoint.write(network: SiameseNetwork(config: config, seed: 1), optimizer: nil, metadata: [:], to: url)
+    var other = config
+    other.headHidden = 6
+    XCTAssertThrowsError(try Checkpoint.read(url, expecting: other)) { error in
+      XCTAssert("\(error)".contains("does not match the configuration"), "\(error)")
+    }
+    // A tensor of the wrong shape is named.
+    var (tensors, metadata) = try SafeTensors.read(url)
+    tensors["head.0.weight"] = NamedTensor(name: "head.0.weight", shape: [5, 7], values: [Float](repeating: 0, count: 35))
+    try SafeTensors.write(Array(tensors.values), metadata: metadata, to: url)
+    XCTAssertThrowsError(try Checkpoint.read(url)) { error in
+      XCTAssertEqual(error as? CheckpointError, .shapeMismatch(path: url.path, name: "head.0.weight", expected: [5, 128], found: [5, 7]))
+    }
+    tensors["head.0.weight"] = nil
+    try SafeTensors.write(Array(tensors.values), metadata: metadata, to: url)
+    XCTAssertThrowsError(try Checkpoint.read(url)) { error in
+      XCTAssertEqual(error as? CheckpointError, .missingTensor(path: url.path, name: "head.0.weight"))
+    }
+    try Data("garbage".utf8).write(to: url)
+    XCTAssertThrowsError(try Checkpoint.read(url)) { error in
+      XCTAssert("\(error)".contains("is not a readable safetensors checkpoint"), "\(error)")
+    }
+  }
+
+  func testSchedules() {
+    XCTAssertEqual(LearningRateSchedule.constant.rate(base: 0.1, step: 50, totalSteps: 100), 0.1)
+    XCTAssertEqual(LearningRateSchedule.step(every: 10, factor: 0.5).rate(base: 1, step: 25, totalSteps: 100), 0.25)
+    let cosine = LearningRateSchedule.cosine(warmupSteps: 10, minimum: 1e-4)
+    XCTAssertEqual(cosine.rate(base: 1e-2, step: 0, totalSteps: 110), 1e-3, accuracy: 1e-12)
+    XCTAssertEqual(cosine.rate(base: 1e-2, step: 9, totalSteps: 110), 1e-2, accuracy: 1e-12)
+    XCTAssertEqual(cosine.rate(base: 1e-2, step: 10, totalSteps: 110), 1e-2, accuracy: 1e-12)
+    XCTAssertEqual(cosine.rate(base: 1e-2, step: 110, totalSteps: 111), 1e-4, accuracy: 1e-12)
+    XCTAssertEqual(cosine.rate(base: 1e-2, step: 60, totalSteps: 111), (1e-2 + 1e-4) / 2, accuracy: 1e-9)
+  }
+
+  func testConfigProblems() {
+    XCTAssertTrue(ModelConfig.vgg16Reference.problems().isEmpty)
+    XCTAssertEqual(ModelConfig.vgg16Reference.featureCount, 4608)
+    XCTAssertEqual(ModelConfig.koch.featureCount, 4096)
+    XCTAssertEqual(ModelConfig(backbone: .vgg16, width: 0.25).vggBlocks.last, [128, 128, 128])
+    XCTAssertEqual(ModelConfig(backbone: .vgg16, inputSize: 52, blocks: [[32, 32], [64, 64], [128, 128], [256, 256]]).featureCount, 2304)
+    XCTAssertFalse(ModelConfig(backbone: .vgg16, inputSize: 16).problems().isEmpty)  // 5 pools need 32 px
+    XCTAssertFalse(ModelConfig(backbone: .koch, inputSize: 50).problems().isEmpty)
+    XCTAssertFalse(ModelConfig(backbone: .vgg16, width: -1).problems().isEmpty)
+  }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import XCTest
+
+@testable import Model
+
+/// Compares the Swift network with PyTorch's numbers, recorded by
+/// `Tests/Reference/make_fixtures.py` into `Tests/ModelTests/Fixtures` (no PyTorch needed here).
+final class PyTorchCrossCheckTests: XCTestCase {
+  static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+  struct Fixture {
+    let config: ModelConfig
+    let tensors: [String: NamedTensor]
+    var network: SiameseNetwork
+
+    func tensor(_ name: String) -> NamedTensor { tensors[name]! }
+  }
+
+  func load(_ name: String) throws -> Fixture {
+    let (tensors, metadata) = try SafeTensors.read(PyTorchCrossCheckTests.fixtures.appendingPathComponent("\(name).safetensors"))
+    let config = try JSONDecoder().decode(ModelConfig.self, from: Data(metadata["model_config"]!.utf8))
+    var network = SiameseNetwork(config: config, seed: 0)
+    for i in network.store.parameters.indices {
+      let parameter = network.store.parameters[i]
+      let tensor = try XCTUnwrap(tensors["weight." + parameter.name], "fixture lacks \(parameter.name)")
+      XCTAssertEqual(tensor.shape, parameter.shape, parameter.name)
+      network.store.parameters[i].value = tensor.values
+    }
+    XCTAssertEqual(Set(tensors.keys.filter { $0.hasPrefix("weight.") }), Set(network.store.parameters.map { "weight." + $0.name }))
+    return Fixture(config: config, tensors: tensors, network: network)
+  }
+
+  /// max |a - b| / max |b| must stay below 1e-4 (different GEMM kernels round differently).
+  func assertMatches(_ ours: [Float], _ theirs: [Float], _ what: String, tolerance: Double = 1e-4, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(ours.count, theirs.count, what, file: file, line: line)
+    let scale = max(Double(theirs.map(abs).max() ?? 0), 1e-12)
+    let worst = zip(ours, theirs).map { abs(Double($0) - Double($1)) }.max() ?? 0
+    XCTAssertLessThan(worst / scale, tolerance, "\(what): max error \(worst) relative to \(scale)", file: file, line: line)
+  }
+
+  func runForwardBackward(_ name: String) throws -> Fixture {
+    var fixture = try load(name)
+    let left = fixture.tensor("input.left"), right = fixture.tensor("input.right")
+    let labels = fixture.tensor("input.labels").values
+    fixture.network.store.zeroGradients()
+    let (logits, cache) = fixture.network.forward(left: Tensor(shape: left.shape, data: left.values), right: Tensor(shape: right.shape, data: right.values), training: true)
+    let (loss, dLogits) = BinaryCrossEntropy.lossAndGradient(logits: logits, labels: labels)
+    fixture.network.backward(dLogits: dLogits, cache: cache)
+    assertMatches(cache.features.data, fixture.tensor("output.features").values, "\(name) embeddings")
+    assertMatches(logits, fixture.tensor("output.logits").values, "\(name) logits")
+    XCTAssertEqual(loss, Double(fixture.tensor("output.loss").values[0]), accuracy: 1e-5, "\(name) loss")
+    let bufferNames = Set(fixture.network.store.buffers.map(\.name))
+    for parameter in fixture.network.store.parameters {
+      let theirs = fixture.tensor("grad." + parameter.name).values
+      // A conv bias feeding batch norm has zero gradient in exact arithmetic; both sides
+      // hold rounding noise there, so check that it is noise-sized rather than its digits.
+      let parts = parameter.name.split(separator: ".")
+      if parameter.name.hasSuffix(".bias"), parts.count == 4, let index = Int(parts[2]), bufferNames.contains("backbone.features.\(index + 1).running_mean") {
+        XCTAssertLessThan((parameter.gradient + theirs).map(abs).max() ?? 0, 1e-4, "\(name) \(parameter.name) should be ~0")
+        continue
+      }
+      assertMatches(parameter.gradient, theirs, "\(name) grad \(parameter.name)")
+    }
+    for buffer in fixture.network.store.buffers {
+      assertMatches(buffer.value, fixture.tensor("buffer." + buffer.name).values, "\(name) \(buffer.name)")
+    }
+    return fixture
+  }
+
+  func checkOptimizers(_ name: String) throws {
+    let trained = try runForwardBackward(name)
+    let optimizers: [(String, OptimizerConfig, Double)] = [
+      ("adam", .adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01), 1e-3),
+      ("sgd", .sgd(momentum: 0.9, nesterov: true, weightDecay: 5e-4), 1e-2),
+    ]
+    for (label, config, rate) in optimizers {
+      // The optimizers step on PyTorch's own gradients: this checks the update rule alone
+      // (Adam's m / sqrt(v) turns rounding noise in a near-zero gradient into a full step).
+      var store = trained.network.store
+      for i in store.parameters.indices {
+        store.parameters[i].value = trained.tensor("weight." + store.parameters[i].name).values
+        store.parameters[i].gradient = trained.tensor("grad." + store.parameters[i].name).values
+      }
+      var optimizer = Optimizer(config, store: store)
+      optimizer.update(&store, learningRate: rate)
+      optimizer.update(&store, learningRate: rate)
+      for parameter in store.parameters {
+        assertMatches(parameter.value, trained.tensor("\(label).\(parameter.name)").values, "\(name) \(label) \(parameter.name)")
+      }
+    }
+  }
+
+  func testVGGMatchesPyTorch() throws { try checkOptimizers("vgg") }
+  func testVGGWithBatchNormMatchesPyTorch() throws { try checkOptimizers("vgg_bn") }
+  func testKochMatchesPyTorch() throws { try checkOptimizers("koch") }
+
+  func testEmbedAndScoreEqualTheTrainingForward() throws {
+    // Evaluation embeds images once and scores pairs with the head; it must give the
+    // training forward's logits (no batch norm here, so the modes agree).
+    var fixture = try load("vgg")
+    let left = fixture.tensor("input.left"), right = fixture.tensor("input.right")
+    let a = fixture.network.embed(Tensor(shape: left.shape, data: left.values))
+    let b = fixture.network.embed(Tensor(shape: right.shape, data: right.values))
+    assertMatches(fixture.network.score(a, b), fixture.tensor("output.logits").values, "embed + score")
+  }
+}

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch reference fixtures the Swift ModelTests compare against.
+
+Builds small versions of both networks with oneshot-bench's parameter names and layouts
+(the same modules as ../shared/bench/torch_siamese.py, with a width multiplier, a block layout
+and a smaller input), fixed weights and inputs, and records weights, inputs, embeddings,
+logits, loss, every gradient, and the weights after two Adam(W) and two SGD (Nesterov) steps.
+
+    python3 -m venv VENV && VENV/bin/pip install torch safetensors numpy
+    VENV/bin/python Tests/Reference/make_fixtures.py      # writes Tests/ModelTests/Fixtures/*.safetensors
+
+CI does not need PyTorch: the fixtures are committed (about 0.3 MB).
+"""
+import json, os
+import torch
+import torch.nn as nn
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "ModelTests", "Fixtures")
+
+
+class VGG(nn.Module):
+    def __init__(self, blocks, batch_norm):
+        super().__init__()
+        layers, c = [], 1
+        for block in blocks:
+            for w in block:
+                layers.append(nn.Conv2d(c, w, 3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(w))
+                layers.append(nn.ReLU(inplace=False))
+                c = w
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return torch.flatten(self.features(x), 1)
+
+
+class Koch(nn.Module):
+    def __init__(self, widths, fc, side):
+        super().__init__()
+        a, b, c, d = widths
+        self.features = nn.Sequential(
+            nn.Conv2d(1, a, 10), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(a, b, 7), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(b, c, 4), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, d, 4), nn.ReLU())
+        self.fc = nn.Linear(d * side * side, fc)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(torch.flatten(self.features(x), 1)))
+
+
+class Siamese(nn.Module):
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x1, x2):
+        f = self.backbone(torch.cat([x1, x2], 0))
+        f1, f2 = f.chunk(2, 0)
+        return self.head(torch.abs(f1 - f2)).squeeze(1), f
+
+
+def build(name):
+    if name == "vgg":
+        config = {"backbone": "vgg16", "inputSize": 16, "width": 1, "batchNorm": False, "blocks": [[4, 4], [8]], "headHidden": 6, "headActivation": "relu"}
+        net = Siamese(VGG(config["blocks"], False), nn.Sequential(nn.Linear(8 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 1)))
+    elif name == "vgg_bn":
+        config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 7, "headActivation": "none"}
+        net = Siamese(VGG(config["blocks"], True), nn.Sequential(nn.Linear(5 * 3 * 3, 7), nn.Linear(7, 1)))
+    else:
+        config = {"backbone": "koch", "inputSize": 65, "width": 0.0625, "batchNorm": False, "headHidden": 512, "headActivation": "none"}
+        net = Siamese(Koch([4, 8, 8, 16], 256, 1), nn.Linear(256, 1))
+    return config, net
+
+
+def decays(name):
+    # Weight decay on conv and linear weights only, as oneshot-bench.
+    return name.endswith("weight") and not is_batch_norm(name)
+
+
+def is_batch_norm(name):
+    return False
+
+
+def make(name, pairs=3, seed=0):
+    torch.manual_seed(seed)
+    config, net = build(name)
+    bn_names = {n for n, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    global is_batch_norm
+    is_batch_norm = lambda p: p.rsplit(".", 1)[0] in bn_names
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if n.rsplit(".", 1)[0] in bn_names:
+                p.copy_(1 + 0.2 * torch.randn_like(p) if n.endswith("weight") else 0.1 * torch.randn_like(p))
+            elif n.endswith("bias"):
+                p.copy_(0.05 * torch.randn_like(p))
+            else:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn_like(p) * (2.0 / fan_in) ** 0.5)
+    s = config["inputSize"]
+    x1 = torch.rand(pairs, 1, s, s)
+    x2 = torch.rand(pairs, 1, s, s)
+    labels = torch.tensor([1.0, 0.0, 1.0][:pairs])
+    weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+    net.train()
+    logits, features = net(x1, x2)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in net.named_parameters()}
+    buffers = {n: b.detach().clone() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked")}
+
+    out = {"input.left": x1, "input.right": x2, "input.labels": labels, "output.features": features.detach(),
+           "output.logits": logits.detach(), "output.loss": loss.detach().reshape(1)}
+    out.update({"weight." + n: w for n, w in weights.items()})
+    out.update({"grad." + n: g for n, g in grads.items()})
+    out.update({"buffer." + n: b for n, b in buffers.items()})
+
+    for opt_name in ["adam", "sgd"]:
+        with torch.no_grad():
+            for n, p in net.named_parameters():
+                p.copy_(weights[n])
+        params_decay = [p for n, p in net.named_parameters() if decays(n)]
+        params_plain = [p for n, p in net.named_parameters() if not decays(n)]
+        if opt_name == "adam":
+            opt = torch.optim.AdamW([{"params": params_decay, "weight_decay": 0.01}, {"params": params_plain, "weight_decay": 0.0}],
+                                    lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        else:
+            opt = torch.optim.SGD([{"params": params_decay, "weight_decay": 5e-4}, {"params": params_plain, "weight_decay": 0.0}],
+                                  lr=1e-2, momentum=0.9, nesterov=True)
+        for _ in range(2):  # two steps with the same gradients: exercises the moments
+            for n, p in net.named_parameters():
+                p.grad = grads[n].clone()
+            opt.step()
+        out.update({f"{opt_name}.{n}": p.detach().clone() for n, p in net.named_parameters()})
+
+    out = {k: v.contiguous().float() for k, v in out.items()}
+    os.makedirs(OUT, exist_ok=True)
+    path = os.path.join(OUT, f"{name}.safetensors")
+    save_file(out, path, metadata={"model_config": json.dumps(config), "torch_version": torch.__version__})
+    print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for name in ["vgg", "vgg_bn", "koch"]:
+        make(name)
