@@ -24,7 +24,8 @@ func gemm(
 /// The number of threads parallel loops use; set with `ComputeThreads.set`.
 nonisolated(unsafe) var parallelThreads = 2
 
-/// Runs `body(range)` over `0..<count` split into contiguous ranges, one per thread.
+/// Runs `body(range)` over `0..<count` split into contiguous ranges, one per thread, on the
+/// OpenMP team oneDNN uses (falling back to Dispatch when no OpenMP runtime is loaded).
 @inline(__always)
 func parallelFor(_ count: Int, minimumPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
   let workers = max(1, min(parallelThreads, count / max(1, minimumPerThread)))
@@ -33,15 +34,54 @@ func parallelFor(_ count: Int, minimumPerThread: Int = 1, _ body: (Range<Int>) -
     return
   }
   withoutActuallyEscaping(body) { body in
-    let box = UncheckedBox(body)
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
-      box.value((count * w / workers)..<(count * (w + 1) / workers))
+    var job = ParallelJob(count: count, body: body)
+    let ran = withUnsafeMutablePointer(to: &job) { pointer in
+      cdnnl_parallel({ context, thread, threads in
+        let job = context!.assumingMemoryBound(to: ParallelJob.self).pointee
+        let t = Int(thread), n = Int(threads)
+        job.body((job.count * t / n)..<(job.count * (t + 1) / n))
+      }, pointer, Int32(workers))
+    }
+    if ran != 0 {
+      let box = UncheckedBox(body)
+      DispatchQueue.concurrentPerform(iterations: workers) { w in
+        box.value((count * w / workers)..<(count * (w + 1) / workers))
+      }
     }
   }
+}
+
+/// What one parallel loop hands its team.
+struct ParallelJob {
+  let count: Int
+  let body: (Range<Int>) -> Void
 }
 
 /// Hands a non-Sendable value to concurrent workers that only read it or write disjoint parts.
 struct UncheckedBox<Value>: @unchecked Sendable {
   let value: Value
   init(_ value: Value) { self.value = value }
+}
+
+/// Times the GEMM the layers use, for benchmarks.
+public enum GEMMBenchmark {
+  /// Median seconds of `reps` products C (M x N) = A (M x K) B (K x N).
+  public static func time(m: Int, n: Int, k: Int, reps: Int) -> Double {
+    var rng = NormalSampler(seed: 1)
+    let a = rng.normal(count: m * k, std: 1), b = rng.normal(count: k * n, std: 1)
+    var c = [Float](repeating: 0, count: m * n)
+    var times: [Double] = []
+    for _ in 0...reps {
+      let start = DispatchTime.now().uptimeNanoseconds
+      a.withUnsafeBufferPointer { ab in
+        b.withUnsafeBufferPointer { bb in
+          c.withUnsafeMutableBufferPointer { cb in
+            gemm(transposeA: false, transposeB: false, m: m, n: n, k: k, ab.baseAddress!, lda: k, bb.baseAddress!, ldb: n, beta: 0, cb.baseAddress!, ldc: n)
+          }
+        }
+      }
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return times.dropFirst().sorted()[reps / 2]
+  }
 }

@@ -8,7 +8,7 @@ struct OneshotBench: ParsableCommand {
     commandName: "oneshot-bench",
     abstract: "One-shot character recognition benchmark harness: Siamese networks on Omniglot, Lake's 20 runs, results in SQLite.",
     version: harnessVersion,
-    subcommands: [DatasetCommand.self, EpisodesCommand.self, BaselineCommand.self])
+    subcommands: [DatasetCommand.self, EpisodesCommand.self, BaselineCommand.self, BenchCommand.self])
 }
 
 /// The harness's version, recorded with every run.
