@@ -61,10 +61,49 @@ public struct GrayImage: Sendable, Equatable {
     return text.isEmpty ? "libpng could not read it" : text
   }
 
-  /// Bilinear resampling to `width` x `height` with half-pixel centres (PyTorch's
-  /// `align_corners=False`, OpenCV's INTER_LINEAR); the identity when the size is unchanged.
+  /// Resampling to `width` x `height`: area averaging when shrinking both sides (each output
+  /// pixel is the mean of the input area it covers, as OpenCV's INTER_AREA, so thin strokes do
+  /// not alias away), bilinear otherwise; the identity when the size is unchanged.
   public func resized(width newWidth: Int, height newHeight: Int) -> GrayImage {
     if newWidth == width && newHeight == height { return self }
+    if newWidth < width && newHeight < height { return areaResized(width: newWidth, height: newHeight) }
+    return bilinearResized(width: newWidth, height: newHeight)
+  }
+
+  /// Area-averaging downsampling with fractional pixel coverage.
+  public func areaResized(width newWidth: Int, height newHeight: Int) -> GrayImage {
+    precondition(newWidth > 0 && newHeight > 0 && newWidth <= width && newHeight <= height, "area resize \(width)x\(height) -> \(newWidth)x\(newHeight)")
+    let scaleX = Double(width) / Double(newWidth), scaleY = Double(height) / Double(newHeight)
+    // Coverage of each input column / row by each output column / row.
+    func weights(_ count: Int, _ scale: Double, _ inputCount: Int) -> [[(Int, Double)]] {
+      (0..<count).map { o in
+        let start = Double(o) * scale, end = start + scale
+        var out: [(Int, Double)] = []
+        var i = Int(start)
+        while Double(i) < end && i < inputCount {
+          let w = min(end, Double(i + 1)) - max(start, Double(i))
+          if w > 1e-12 { out.append((i, w)) }
+          i += 1
+        }
+        return out
+      }
+    }
+    let wx = weights(newWidth, scaleX, width), wy = weights(newHeight, scaleY, height)
+    var out = [UInt8](repeating: 0, count: newWidth * newHeight)
+    let area = scaleX * scaleY
+    for y in 0..<newHeight {
+      for x in 0..<newWidth {
+        var sum = 0.0
+        for (iy, fy) in wy[y] { for (ix, fx) in wx[x] { sum += Double(pixels[iy * width + ix]) * fy * fx } }
+        out[y * newWidth + x] = UInt8(max(0, min(255, (sum / area).rounded())))
+      }
+    }
+    return GrayImage(width: newWidth, height: newHeight, pixels: out)
+  }
+
+  /// Bilinear resampling with half-pixel centres (PyTorch's `align_corners=False`, OpenCV's
+  /// INTER_LINEAR).
+  public func bilinearResized(width newWidth: Int, height newHeight: Int) -> GrayImage {
     precondition(newWidth > 0 && newHeight > 0, "resize to \(newWidth)x\(newHeight)")
     var out = [UInt8](repeating: 0, count: newWidth * newHeight)
     let scaleX = Double(width) / Double(newWidth)

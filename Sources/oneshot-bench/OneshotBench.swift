@@ -1,6 +1,8 @@
 import ArgumentParser
 import Episodes
 import Foundation
+import Model
+import ResultsStore
 
 /// The root command: `oneshot-bench <subcommand>`.
 struct OneshotBench: ParsableCommand {
@@ -8,7 +10,7 @@ struct OneshotBench: ParsableCommand {
     commandName: "oneshot-bench",
     abstract: "One-shot character recognition benchmark harness: Siamese networks on Omniglot, Lake's 20 runs, results in SQLite.",
     version: harnessVersion,
-    subcommands: [DatasetCommand.self, EpisodesCommand.self, BaselineCommand.self, BenchCommand.self])
+    subcommands: [RunCommand.self, DatasetCommand.self, EpisodesCommand.self, BaselineCommand.self, BenchCommand.self])
 }
 
 /// The harness's version, recorded with every run.
@@ -32,6 +34,15 @@ func runCommand(_ arguments: [String]) -> Int32 {
     printError(error.description)
     return 2
   } catch let error as DatasetError {
+    printError(error.description)
+    return 2
+  } catch let error as ConfigError {
+    printError(error.description)
+    return 2
+  } catch let error as StoreError {
+    printError(error.description)
+    return 2
+  } catch let error as CheckpointError {
     printError(error.description)
     return 2
   } catch let exit as ExitCode {

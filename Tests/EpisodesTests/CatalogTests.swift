@@ -105,6 +105,14 @@ final class CatalogTests: XCTestCase {
     XCTAssertEqual(image.resized(width: 3, height: 2), image)
     let flat = GrayImage(width: 7, height: 5, pixels: [UInt8](repeating: 90, count: 35)).resized(width: 3, height: 11)
     XCTAssertEqual(Set(flat.pixels), [90])
+    // Area averaging: a 4x4 checkerboard of 0/200 halves to a flat 100.
+    let checker = GrayImage(width: 4, height: 4, pixels: (0..<16).map { ($0 / 4 + $0 % 4) % 2 == 0 ? 0 : 200 })
+    XCTAssertEqual(checker.resized(width: 2, height: 2).pixels, [100, 100, 100, 100])
+    // 105 -> 52 keeps the total ink (up to rounding).
+    let stroke = GrayImage(width: 105, height: 105, pixels: (0..<11025).map { ($0 % 105) / 10 == 5 ? 255 : 0 })
+    let small = stroke.resized(width: 52, height: 52)
+    let ratio = Double(small.pixels.reduce(0) { $0 + Int($1) }) * (105.0 * 105.0) / (52.0 * 52.0) / Double(stroke.pixels.reduce(0) { $0 + Int($1) })
+    XCTAssertEqual(ratio, 1, accuracy: 0.01)
   }
 
   func testPNGRoundTrip() throws {

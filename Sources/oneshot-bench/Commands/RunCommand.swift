@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import ResultsStore
+
+/// Options shared by every command that reads or writes the results store.
+struct StoreOptions: ParsableArguments {
+  @Option(name: .customLong("store"), help: "Results database (default: $ONESHOT_STORE or results/oneshot.sqlite).")
+  var storePath: String?
+
+  /// The database path to use.
+  var path: String { storePath ?? ProcessInfo.processInfo.environment["ONESHOT_STORE"] ?? ResultsStore.defaultPath }
+}
+
+/// `oneshot-bench run FILE`: train, validate, evaluate and record one experiment.
+struct RunCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "run", abstract: "Train and evaluate an experiment file, recording everything in the results store.")
+
+  @Argument(help: "Experiment file, e.g. experiments/vgg105.json (not needed with --resume).") var experiment: String?
+  @OptionGroup var store: StoreOptions
+  @Option(help: "Threads (overrides the experiment file).") var threads: Int?
+  @Flag(help: "Skip training; evaluate --checkpoint.") var evalOnly = false
+  @Option(help: "Checkpoint to evaluate with --eval-only.") var checkpoint: String?
+  @Option(help: "Continue an interrupted run from its last checkpoint.") var resume: String?
+  @Option(name: .customLong("data"), help: "Dataset folder (overrides the experiment file).") var dataPath: String?
+
+  func validate() throws {
+    if evalOnly && checkpoint == nil { throw ValidationError("--eval-only needs --checkpoint PATH") }
+    if checkpoint != nil && !evalOnly { throw ValidationError("--checkpoint is only used with --eval-only") }
+    if resume != nil && evalOnly { throw ValidationError("--resume and --eval-only exclude each other") }
+    if resume == nil && experiment == nil { throw ValidationError("give an experiment file, e.g. experiments/ci-smoke.json") }
+    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+  }
+
+  func run() throws {
+    let code = try runExperiment(
+      configPath: experiment,
+      options: RunOptions(storePath: store.path, threads: threads, evalOnlyCheckpoint: checkpoint, resumeRunID: resume, dataPath: dataPath))
+    if code != 0 { throw ExitCode(code) }
+  }
+}

@@ -1,0 +1,185 @@
+import Episodes
+import Foundation
+import Model
+import ResultsStore
+
+/// How a training run ended.
+enum TrainingOutcome {
+  case completed
+  case stoppedEarly(step: Int)
+  case interrupted(signal: Int32, step: Int)
+  case failed(String)
+}
+
+/// Where training stands; saved in every last-checkpoint so `--resume` continues exactly.
+struct TrainingState {
+  var step = 0
+  var bestValidation = -1.0
+  var bestStep = -1
+  var staleValidations = 0
+
+  var metadata: [String: String] {
+    ["step": String(step), "best_validation": String(bestValidation), "best_step": String(bestStep), "stale_validations": String(staleValidations)]
+  }
+
+  init() {}
+
+  init?(metadata: [String: String]) {
+    guard let step = Int(metadata["step"] ?? ""), let best = Double(metadata["best_validation"] ?? ""),
+      let bestStep = Int(metadata["best_step"] ?? ""), let stale = Int(metadata["stale_validations"] ?? "")
+    else { return nil }
+    self.step = step
+    self.bestValidation = best
+    self.bestStep = bestStep
+    self.staleValidations = stale
+  }
+}
+
+/// The training loop: balanced pairs from the training alphabets, Koch's distortions, the
+/// optimizer and schedule of the experiment, validation on held-out background alphabets,
+/// best and last checkpoints under `runs/<run-id>/`.
+final class Trainer {
+  let config: ExperimentConfig
+  let background: ImageSplit
+  let pairs: PairSampler
+  let validationEpisodes: [ScoringEpisode]
+  let folder: URL
+  let store: ResultsStore
+  let runID: String
+  var network: SiameseNetwork
+  var optimizer: Optimizer
+  var state = TrainingState()
+  private let augmentationKey = stableHash("augmentation")
+
+  init(config: ExperimentConfig, background: ImageSplit, pools: (training: ClassPool, validation: ClassPool), folder: URL, store: ResultsStore, runID: String) throws {
+    self.config = config
+    self.background = background
+    self.folder = folder
+    self.store = store
+    self.runID = runID
+    pairs = try PairSampler(pool: pools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
+    let validation = config.training.validation
+    let sampler = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed)
+    validationEpisodes = sampler.episodes(count: validation.episodes).map { $0.scoring(in: background) }
+    network = SiameseNetwork(config: config.model, seed: config.seed)
+    optimizer = Optimizer(config.training.optimizer.model, store: network.store)
+  }
+
+  var bestURL: URL { folder.appendingPathComponent("best.safetensors") }
+  var lastURL: URL { folder.appendingPathComponent("last.safetensors") }
+
+  /// Restores network, optimizer and state from a last-checkpoint.
+  func resume(from checkpoint: Checkpoint) throws {
+    guard let optimizer = checkpoint.optimizer, let state = TrainingState(metadata: checkpoint.metadata) else {
+      throw UserFacingError("\(lastURL.path) holds no optimizer or training state; it cannot be resumed. Start a new run")
+    }
+    network = checkpoint.network
+    self.optimizer = optimizer
+    self.state = state
+  }
+
+  /// One batch as two input tensors and labels; augmentation is a pure function of
+  /// (seed, step, slot).
+  func batch(_ step: Int) -> (left: Tensor, right: Tensor, labels: [Float]) {
+    let items = pairs.batch(step, pairs: config.training.pairsPerStep)
+    let size = background.size, n = size * size
+    var left = [Float](repeating: 0, count: items.count * n), right = left
+    background.pixels.withUnsafeBufferPointer { pixels in
+      func fill(_ target: inout [Float], _ slot: Int, _ image: Int, _ augmentIndex: Int) {
+        let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
+        target.withUnsafeMutableBufferPointer { out in
+          let destination = UnsafeMutableBufferPointer(rebasing: out[(slot * n)..<((slot + 1) * n)])
+          if let augmentation = config.training.augmentation {
+            var rng = SplitMix64(seed: config.seed, key: augmentationKey, index: UInt64(augmentIndex))
+            augmentation.apply(source, size: size, into: destination, rng: &rng)
+          } else {
+            for i in 0..<n { destination[i] = Float(source[i]) * (1 / 255) }
+          }
+        }
+      }
+      for (slot, pair) in items.enumerated() {
+        let base = (step * items.count + slot) * 2
+        fill(&left, slot, pair.left, base)
+        fill(&right, slot, pair.right, base + 1)
+      }
+    }
+    return (Tensor(shape: [items.count, 1, size, size], data: left), Tensor(shape: [items.count, 1, size, size], data: right), items.map { $0.same ? 1 : 0 })
+  }
+
+  /// Accuracy on the validation episodes.
+  func validate() throws -> Double {
+    let scorer = SiameseScorer(network: network)
+    return try Evaluator(split: background).evaluate(scorer, episodes: validationEpisodes).accuracy
+  }
+
+  func saveLast() throws {
+    try Checkpoint.write(network: network, optimizer: optimizer, metadata: checkpointMetadata.merging(state.metadata) { $1 }, to: lastURL)
+  }
+
+  var checkpointMetadata: [String: String] {
+    ["run_id": runID, "experiment": config.name, "experiment_config": config.canonicalJSON]
+  }
+
+  /// Trains from `state.step` to the budget, validating and checkpointing on the way.
+  func train(progress: ProgressDisplay) throws -> TrainingOutcome {
+    let training = config.training
+    let total = training.steps
+    let schedule = training.schedule.model
+    var lossSum = 0.0, lossCount = 0
+    let started = Date()
+    let startStep = state.step
+    var lastValidation = state.bestValidation >= 0 ? String(format: "%.1f%%", 100 * state.bestValidation) : "-"
+    while state.step < total {
+      if InterruptFlag.requested {
+        try saveLast()
+        try store.flushMetrics()
+        return .interrupted(signal: InterruptFlag.signal, step: state.step)
+      }
+      let step = state.step
+      let (left, right, labels) = batch(step)
+      let rate = schedule.rate(base: training.optimizer.learningRate, step: step, totalSteps: total)
+      let (loss, _) = network.lossAndGradients(left: left, right: right, labels: labels)
+      guard loss.isFinite else {
+        try store.flushMetrics()
+        return .failed("training loss became \(loss) at step \(step); lower training.optimizer.learningRate or add a warm-up")
+      }
+      optimizer.update(&network.store, learningRate: rate)
+      state.step += 1
+      lossSum += loss
+      lossCount += 1
+      let elapsed = Date().timeIntervalSince(started)
+      let done = state.step - startStep
+      let pairsPerSecond = Double(done * training.pairsPerStep) / max(elapsed, 1e-9)
+      if state.step % training.logEvery == 0 || state.step == total {
+        try store.logMetric(run: runID, MetricPoint(key: "train.loss", step: state.step, value: lossSum / Double(lossCount)))
+        try store.logMetric(run: runID, MetricPoint(key: "train.pairsPerSecond", step: state.step, value: pairsPerSecond))
+        try store.logMetric(run: runID, MetricPoint(key: "train.learningRate", step: state.step, value: rate))
+        lossSum = 0
+        lossCount = 0
+      }
+      let eta = Double(total - state.step) * elapsed / Double(done)
+      progress.update(String(format: "step %d/%d  loss %.4f  %.1f pairs/s  eta %@  val %@", state.step, total, loss, pairsPerSecond, formatDuration(eta), lastValidation))
+      if state.step % training.validation.every == 0 || state.step == total {
+        progress.update(String(format: "step %d/%d  validating on %d episodes...", state.step, total, validationEpisodes.count), force: true)
+        let accuracy = try validate()
+        try store.logMetric(run: runID, MetricPoint(key: "validation.accuracy", step: state.step, value: accuracy))
+        lastValidation = String(format: "%.1f%%", 100 * accuracy)
+        if accuracy > state.bestValidation {
+          state.bestValidation = accuracy
+          state.bestStep = state.step
+          state.staleValidations = 0
+          try Checkpoint.write(network: network, optimizer: nil, metadata: checkpointMetadata.merging(state.metadata) { $1 }, to: bestURL)
+        } else {
+          state.staleValidations += 1
+        }
+        try saveLast()
+        try store.flushMetrics()
+        progress.line(String(format: "step %d/%d  validation %.2f%% (best %.2f%% at step %d)  loss %.4f", state.step, total, 100 * accuracy, 100 * state.bestValidation, state.bestStep, loss))
+        if training.patience > 0 && state.staleValidations >= training.patience {
+          return .stoppedEarly(step: state.step)
+        }
+      }
+    }
+    return .completed
+  }
+}
