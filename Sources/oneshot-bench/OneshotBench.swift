@@ -10,7 +10,10 @@ struct OneshotBench: ParsableCommand {
     commandName: "oneshot-bench",
     abstract: "One-shot character recognition benchmark harness: Siamese networks on Omniglot, Lake's 20 runs, results in SQLite.",
     version: harnessVersion,
-    subcommands: [RunCommand.self, DatasetCommand.self, EpisodesCommand.self, BaselineCommand.self, BenchCommand.self])
+    subcommands: [
+      RunCommand.self, ReportCommand.self, CheckCommand.self, CompareCommand.self, PredictCommand.self, DatasetCommand.self, EpisodesCommand.self,
+      BaselineCommand.self, BenchCommand.self,
+    ])
 }
 
 /// The harness's version, recorded with every run.

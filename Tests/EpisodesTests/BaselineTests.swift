@@ -56,3 +56,30 @@ final class BaselineTests: XCTestCase {
     XCTAssertEqual(summary.byGroup.reduce(0) { $0 + $1.episodes }, 40)
   }
 }
+
+final class StatisticsTests: XCTestCase {
+  func testStudentQuantilesAndPValues() {
+    XCTAssertEqual(Statistics.studentQuantile975(1), 12.706, accuracy: 1e-3)
+    XCTAssertEqual(Statistics.studentQuantile975(19), 2.093, accuracy: 1e-3)
+    XCTAssertEqual(Statistics.studentQuantile975(1000), 1.962, accuracy: 1e-3)
+    XCTAssertEqual(Statistics.studentTwoSidedP(2.093, 19), 0.05, accuracy: 1e-4)
+    XCTAssertEqual(Statistics.studentTwoSidedP(0, 10), 1, accuracy: 1e-12)
+  }
+
+  func testPairedDifference() {
+    let a = [0.9, 0.8, 0.85, 0.95, 0.9], b = [0.8, 0.7, 0.8, 0.85, 0.8]
+    let d = Statistics.paired(a, b)
+    XCTAssertEqual(d.mean, 0.09, accuracy: 1e-12)
+    XCTAssertLessThan(d.pValue, 0.01)
+    XCTAssertGreaterThan(d.low, 0)
+    let same = Statistics.paired(a, a)
+    XCTAssertEqual(same.mean, 0)
+    XCTAssertEqual(same.pValue, 1)
+  }
+
+  func testMcNemar() {
+    XCTAssertEqual(Statistics.mcNemarP(onlyA: 0, onlyB: 0), 1)
+    XCTAssertEqual(Statistics.mcNemarP(onlyA: 10, onlyB: 0), 2 * pow(0.5, 10), accuracy: 1e-12)
+    XCTAssertEqual(Statistics.mcNemarP(onlyA: 5, onlyB: 5), 1)
+  }
+}

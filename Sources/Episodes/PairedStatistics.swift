@@ -1,0 +1,105 @@
+import Foundation
+
+/// The difference of two runs scored on the same episodes.
+public struct PairedDifference: Sendable, Equatable {
+  /// Episodes compared.
+  public let count: Int
+  /// Mean of (a - b) over episodes.
+  public let mean: Double
+  /// Half-width of the 95% confidence interval of the mean (Student t).
+  public let halfWidth95: Double
+  /// Two-sided p-value of the paired t-test (1 when every difference is zero).
+  public let pValue: Double
+
+  /// Lower end of the 95% CI.
+  public var low: Double { mean - halfWidth95 }
+  /// Upper end of the 95% CI.
+  public var high: Double { mean + halfWidth95 }
+}
+
+extension Statistics {
+  /// The paired t-test of per-episode accuracies `a` and `b` (same episodes, same order).
+  public static func paired(_ a: [Double], _ b: [Double]) -> PairedDifference {
+    precondition(a.count == b.count, "paired: \(a.count) and \(b.count) values")
+    let d = zip(a, b).map { $0 - $1 }
+    let n = d.count
+    let m = mean(d)
+    guard n >= 2 else { return PairedDifference(count: n, mean: m, halfWidth95: 0, pValue: 1) }
+    let se = standardError(d)
+    let df = Double(n - 1)
+    if se == 0 { return PairedDifference(count: n, mean: m, halfWidth95: 0, pValue: m == 0 ? 1 : 0) }
+    let t = m / se
+    return PairedDifference(count: n, mean: m, halfWidth95: studentQuantile975(df) * se, pValue: studentTwoSidedP(abs(t), df))
+  }
+
+  /// Two-sided p-value of McNemar's exact test from the discordant counts (a right and b
+  /// wrong: `onlyA`; the reverse: `onlyB`), for runs scored trial by trial.
+  public static func mcNemarP(onlyA: Int, onlyB: Int) -> Double {
+    let n = onlyA + onlyB
+    guard n > 0 else { return 1 }
+    let k = min(onlyA, onlyB)
+    // P(X <= k) for X ~ Binomial(n, 1/2), doubled.
+    var logTerm = -Double(n) * log(2.0)  // log C(n, 0) / 2^n
+    var cumulative = exp(logTerm)
+    if k > 0 {
+      for i in 1...k {
+        logTerm += log(Double(n - i + 1)) - log(Double(i))
+        cumulative += exp(logTerm)
+      }
+    }
+    return min(1, 2 * cumulative)
+  }
+
+  /// The 97.5% quantile of Student's t with `df` degrees of freedom (two-sided 95%).
+  public static func studentQuantile975(_ df: Double) -> Double {
+    // Bisection on the CDF; the quantile lies between 1.96 (df = infinity) and 12.71 (df = 1).
+    var low = 1.959, high = 12.71
+    for _ in 0..<60 {
+      let mid = (low + high) / 2
+      if studentTwoSidedP(mid, df) > 0.05 { low = mid } else { high = mid }
+    }
+    return (low + high) / 2
+  }
+
+  /// P(|T| >= t) for Student's t with `df` degrees of freedom: I_{df/(df+t^2)}(df/2, 1/2).
+  public static func studentTwoSidedP(_ t: Double, _ df: Double) -> Double {
+    regularizedIncompleteBeta(df / (df + t * t), df / 2, 0.5)
+  }
+
+  /// The regularized incomplete beta function I_x(a, b) (continued fraction, Lentz's method).
+  static func regularizedIncompleteBeta(_ x: Double, _ a: Double, _ b: Double) -> Double {
+    if x <= 0 { return 0 }
+    if x >= 1 { return 1 }
+    let logGammas: Double = lgamma(a + b) - lgamma(a) - lgamma(b)
+    let logPowers: Double = a * log(x) + b * log(1 - x)
+    let logFront = logGammas + logPowers
+    if x > (a + 1) / (a + b + 2) { return 1 - regularizedIncompleteBeta(1 - x, b, a) }
+    let tiny = 1e-300
+    var c = 1.0, d = 1 - (a + b) * x / (a + 1)
+    if abs(d) < tiny { d = tiny }
+    d = 1 / d
+    var f = d
+    for m in 1...300 {
+      let m = Double(m)
+      let evenDenominator: Double = (a + 2 * m - 1) * (a + 2 * m)
+      var numerator: Double = m * (b - m) * x / evenDenominator
+      d = 1 + numerator * d
+      if abs(d) < tiny { d = tiny }
+      c = 1 + numerator / c
+      if abs(c) < tiny { c = tiny }
+      d = 1 / d
+      f *= d * c
+      let oddDenominator: Double = (a + 2 * m) * (a + 2 * m + 1)
+      numerator = -(a + m) * (a + b + m) * x / oddDenominator
+      d = 1 + numerator * d
+      if abs(d) < tiny { d = tiny }
+      c = 1 + numerator / c
+      if abs(c) < tiny { c = tiny }
+      d = 1 / d
+      let delta = d * c
+      f *= delta
+      if abs(delta - 1) < 1e-14 { break }
+    }
+    return exp(logFront) * f / a
+  }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import ResultsStore
+
+/// Output formats of `report`.
+enum ReportFormat: String, CaseIterable {
+  case table, csv, json, markdown
+}
+
+/// One row of the run listing.
+struct ReportRow {
+  let summary: RunSummary
+  let params: [String: String]
+  let results: [String: ProtocolResult]
+}
+
+/// The hyperparameters shown in listings (the full set is in `report --run`).
+let keyParameters = [
+  "model.backbone", "model.inputSize", "model.width", "model.batchNorm", "training.steps", "training.pairsPerStep",
+  "training.optimizer.kind", "training.optimizer.learningRate", "seed",
+]
+
+/// Builds the rows and the protocol columns (union over the runs, sorted).
+func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows: [ReportRow], protocols: [String]) {
+  var rows: [ReportRow] = []
+  var protocols = Set<String>()
+  for run in runs {
+    let detail = try store.run(run.id)
+    var params: [String: String] = [:]
+    for p in detail.params { params[p.key] = p.value }
+    var results: [String: ProtocolResult] = [:]
+    for r in detail.results {
+      results[r.protocolName] = r
+      protocols.insert(r.protocolName)
+    }
+    rows.append(ReportRow(summary: run, params: params, results: results))
+  }
+  return (rows, protocols.sorted())
+}
+
+/// Renders the run listing in one of the formats.
+func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat) -> String {
+  var header = ["run", "experiment", "status", "started", "duration_s"] + keyParameters
+  for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
+  func cells(_ row: ReportRow) -> [String] {
+    var out = [row.summary.id, row.summary.experiment, row.summary.status.rawValue, row.summary.startedAt, row.summary.durationSeconds.map { String(format: "%.1f", $0) } ?? ""]
+    out += keyParameters.map { row.params[$0] ?? "" }
+    for p in protocols {
+      if let r = row.results[p] {
+        out += [String(format: "%.4f", r.accuracy), String(format: "%.4f", r.ciLow), String(format: "%.4f", r.ciHigh)]
+      } else {
+        out += ["", "", ""]
+      }
+    }
+    return out
+  }
+  switch format {
+  case .csv:
+    func field(_ s: String) -> String {
+      s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+    return ([header] + rows.map(cells)).map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+  case .json:
+    let objects: [[String: Any]] = rows.map { row in
+      var object: [String: Any] = [
+        "run": row.summary.id, "experiment": row.summary.experiment, "status": row.summary.status.rawValue, "started": row.summary.startedAt,
+        "durationSeconds": row.summary.durationSeconds as Any? ?? NSNull(), "error": row.summary.error as Any? ?? NSNull(),
+      ]
+      var params: [String: String] = [:]
+      for key in keyParameters { if let v = row.params[key] { params[key] = v } }
+      object["params"] = params
+      var results: [String: Any] = [:]
+      for (name, r) in row.results {
+        results[name] = ["accuracy": r.accuracy, "ciLow": r.ciLow, "ciHigh": r.ciHigh, "episodes": r.episodes, "split": r.split, "ways": r.ways, "shots": r.shots, "queries": r.queries]
+      }
+      object["results"] = results
+      return object
+    }
+    let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
+    return String(decoding: data, as: UTF8.self)
+  case .markdown, .table:
+    let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr"] + protocols + ["duration"]
+    let body = rows.map { row -> [String] in
+      var out = [String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " ")]
+      out += [row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? "", row.params["training.steps"] ?? "", row.params["training.optimizer.learningRate"] ?? ""]
+      for p in protocols {
+        if let r = row.results[p] { out.append(String(format: "%.2f%% ± %.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.accuracy))) } else { out.append("-") }
+      }
+      out.append(row.summary.durationSeconds.map(formatDuration) ?? "-")
+      return out
+    }
+    return format == .markdown ? markdownTable(short, body) : textTable(short, body)
+  }
+}
+
+/// A GitHub-flavoured markdown table.
+func markdownTable(_ header: [String], _ rows: [[String]]) -> String {
+  var lines = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
+  for row in rows { lines.append("| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |") }
+  return lines.joined(separator: "\n")
+}
+
+/// A plain table with aligned columns.
+func textTable(_ header: [String], _ rows: [[String]]) -> String {
+  var widths = header.map(\.count)
+  for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+  func line(_ cells: [String]) -> String {
+    cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+  }
+  return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}
+
+/// One run in full: provenance, parameters, results with per-alphabet breakdowns, metrics.
+func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFormat) throws -> String {
+  var perAlphabet: [String: [(String, Double, Int)]] = [:]
+  for result in detail.results {
+    let rows = try store.episodeRows(runID: detail.summary.id, protocolName: result.protocolName)
+    var groups: [String: (Int, Int, Int)] = [:]
+    for row in rows { if let a = row.alphabet { let g = groups[a] ?? (0, 0, 0); groups[a] = (g.0 + row.correct, g.1 + row.total, g.2 + 1) } }
+    if !groups.isEmpty { perAlphabet[result.protocolName] = groups.keys.sorted().map { ($0, Double(groups[$0]!.0) / Double(groups[$0]!.1), groups[$0]!.2) } }
+  }
+  let validation = try store.metrics(runID: detail.summary.id, key: "validation.accuracy")
+  if format == .json {
+    var object: [String: Any] = [
+      "run": detail.summary.id, "experiment": detail.summary.experiment, "status": detail.summary.status.rawValue,
+      "started": detail.summary.startedAt, "finished": detail.summary.finishedAt as Any? ?? NSNull(),
+      "durationSeconds": detail.summary.durationSeconds as Any? ?? NSNull(), "error": detail.summary.error as Any? ?? NSNull(),
+      "configHash": detail.summary.configHash,
+    ]
+    object["provenance"] = Dictionary(uniqueKeysWithValues: detail.provenance.map { ($0.key, $0.value) })
+    object["params"] = Dictionary(uniqueKeysWithValues: detail.params.map { ($0.key, $0.value) })
+    object["tags"] = Dictionary(uniqueKeysWithValues: detail.tags.map { ($0.key, $0.value) })
+    object["results"] = detail.results.map { r -> [String: Any] in
+      var o: [String: Any] = ["protocol": r.protocolName, "split": r.split, "ways": r.ways, "shots": r.shots, "queries": r.queries, "episodes": r.episodes, "accuracy": r.accuracy, "ciLow": r.ciLow, "ciHigh": r.ciHigh, "seconds": r.seconds]
+      if let groups = perAlphabet[r.protocolName] { o["byAlphabet"] = Dictionary(uniqueKeysWithValues: groups.map { ($0.0, $0.1) }) }
+      return o
+    }
+    object["validation"] = validation.map { ["step": $0.step, "accuracy": $0.value] }
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+    return String(decoding: data, as: UTF8.self)
+  }
+  var lines: [String] = []
+  let s = detail.summary
+  lines.append("run \(s.id)")
+  lines.append("  experiment \(s.experiment), \(s.status.rawValue), started \(s.startedAt)\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
+  if let error = s.error { lines.append("  error: \(error)") }
+  for p in detail.provenance { lines.append("  \(p.key): \(p.value)") }
+  lines.append("")
+  let resultRows = detail.results.map { r in
+    [r.protocolName, r.split, "\(r.ways)-way \(r.shots)-shot", String(r.episodes), String(format: "%.2f%%", 100 * r.accuracy), String(format: "[%.2f, %.2f]", 100 * r.ciLow, 100 * r.ciHigh)]
+  }
+  let resultHeader = ["protocol", "split", "task", "episodes", "accuracy", "95% CI"]
+  lines.append(format == .markdown ? markdownTable(resultHeader, resultRows) : textTable(resultHeader, resultRows))
+  for (name, groups) in perAlphabet.sorted(by: { $0.key < $1.key }) {
+    lines.append("")
+    lines.append("\(name) by alphabet:")
+    let rows = groups.map { [$0.0, String(format: "%.2f%%", 100 * $0.1), String($0.2)] }
+    lines.append(format == .markdown ? markdownTable(["alphabet", "accuracy", "episodes"], rows) : textTable(["alphabet", "accuracy", "episodes"], rows))
+  }
+  if !validation.isEmpty {
+    lines.append("")
+    lines.append("validation accuracy: " + validation.map { String(format: "%d: %.2f%%", $0.step, 100 * $0.value) }.joined(separator: ", "))
+  }
+  lines.append("")
+  lines.append("parameters:")
+  for p in detail.params { lines.append("  \(p.key) = \(p.value)") }
+  return lines.joined(separator: "\n")
+}
