@@ -140,7 +140,9 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
     if evalNetwork != nil { try store_.setTag(run: runID, key: "mode", value: "eval-only") }
   }
   progress.line("run \(runID) (\(config.name)) recording into \(options.storePath)")
-  let started = Date()
+  // A resumed run's wall time includes the time spent before the interruption.
+  let earlier = resumeID.flatMap { id in try? store_.run(id).summary.durationSeconds } ?? 0
+  let started = Date().addingTimeInterval(-earlier)
 
   // 4. Training.
   InterruptFlag.install()
