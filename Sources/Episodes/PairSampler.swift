@@ -6,6 +6,13 @@ public struct TrainingPair: Sendable, Equatable {
   public let right: Int
   /// True for the same character (label 1), false for different characters (label 0).
   public let same: Bool
+
+  /// A pair.
+  public init(left: Int, right: Int, same: Bool) {
+    self.left = left
+    self.right = right
+    self.same = same
+  }
 }
 
 /// Balanced same/different pairs for training, drawn from a pool's classes only (never the
@@ -19,8 +26,11 @@ public struct PairSampler: Sendable {
   public let sameAlphabetNegatives: Double
   /// The user's seed.
   public let seed: UInt64
-  private let key: UInt64
+  let key: UInt64
   private let alphabetOfClass: [Int: Int]  // class -> index into pool.byAlphabet
+
+  /// Index into `pool.byAlphabet` of a pool class's alphabet.
+  func alphabetIndex(_ poolClass: Int) -> Int { alphabetOfClass[poolClass]! }
 
   /// A sampler; needs at least two classes, each with two images.
   public init(pool: ClassPool, sameAlphabetNegatives: Double = 0, seed: UInt64) throws {
@@ -64,5 +74,49 @@ public struct PairSampler: Sendable {
       out.append(TrainingPair(left: anchor, right: other.firstImage + rng.below(other.imageCount), same: false))
     }
     return out
+  }
+}
+
+/// Pairs that share images, so each embedded image serves two pairs: a group is two
+/// characters (of one alphabet, or with probability 1 - `sameAlphabetNegatives` of any two
+/// alphabets) drawn by two drawers, four images, scored as two positive pairs (same
+/// character, different drawers) and two negative pairs (different characters and drawers).
+/// Batches stay exactly balanced, and the backbone runs once per image, not once per pair side.
+public struct GroupedPairBatch: Sendable, Equatable {
+  /// Image indices of the pool's split; group g holds images 4g ..< 4g + 4.
+  public let images: [Int]
+  /// (first, second) positions in `images`, and whether they show the same character.
+  public let pairs: [TrainingPair]
+}
+
+extension PairSampler {
+  /// Batch `index` of `groups` groups: 4 x `groups` images and as many pairs.
+  public func groupedBatch(_ index: Int, groups: Int) -> GroupedPairBatch {
+    precondition(groups > 0, "a grouped batch needs at least one group")
+    var rng = SplitMix64(seed: seed, key: key ^ 0x67_726f_7570, index: UInt64(index))
+    let split = pool.split
+    var images: [Int] = []
+    var pairs: [TrainingPair] = []
+    images.reserveCapacity(4 * groups)
+    pairs.reserveCapacity(4 * groups)
+    for g in 0..<groups {
+      let first = pool.classes[rng.below(pool.classes.count)]
+      let group = pool.byAlphabet[alphabetIndex(first)].classes
+      var second: Int
+      if group.count >= 2 && rng.chance(sameAlphabetNegatives) {
+        repeat { second = group[rng.below(group.count)] } while second == first
+      } else {
+        repeat { second = pool.classes[rng.below(pool.classes.count)] } while second == first
+      }
+      let a = split.characters[first], b = split.characters[second]
+      let drawers = rng.sample(2, from: min(a.imageCount, b.imageCount))
+      images += [a.firstImage + drawers[0], a.firstImage + drawers[1], b.firstImage + drawers[0], b.firstImage + drawers[1]]
+      let base = 4 * g
+      pairs += [
+        TrainingPair(left: base, right: base + 1, same: true), TrainingPair(left: base, right: base + 3, same: false),
+        TrainingPair(left: base + 2, right: base + 3, same: true), TrainingPair(left: base + 1, right: base + 2, same: false),
+      ]
+    }
+    return GroupedPairBatch(images: images, pairs: pairs)
   }
 }

@@ -39,7 +39,7 @@ public struct ForwardCache: Sendable {
   let features: Tensor
   let distance: Tensor
   let head: [Tensor]  // inputs of head layers; for relu the post-activation output
-  let pairs: Int
+  let pairs: [(Int, Int)]
 }
 
 /// The Siamese network: a shared backbone, the L1 join and a small head producing a logit.
@@ -205,9 +205,17 @@ public struct SiameseNetwork: Sendable {
   /// 2B images. With `training`, batch norm uses batch statistics and caches are kept.
   public mutating func forward(left: Tensor, right: Tensor, training: Bool) -> (logits: [Float], cache: ForwardCache) {
     precondition(left.shape == right.shape, "left \(left.shape) and right \(right.shape) differ")
-    let pairs = left.batch
-    let (features, caches) = backboneForward(Tensor.concatenate([left, right]), training: training, keepCaches: training)
-    let a = features.items(0..<pairs), b = features.items(pairs..<(2 * pairs))
+    let b = left.batch
+    return forward(images: Tensor.concatenate([left, right]), pairs: (0..<b).map { ($0, b + $0) }, training: training)
+  }
+
+  /// Logits for pairs of images of one batch: the backbone embeds each of the N images once,
+  /// and every pair (i, j) is scored from rows i and j. Several pairs may share an image; its
+  /// gradient is the sum over them.   images: (N, 1, S, S)
+  public mutating func forward(images: Tensor, pairs: [(Int, Int)], training: Bool) -> (logits: [Float], cache: ForwardCache) {
+    precondition(!pairs.isEmpty && pairs.allSatisfy { $0.0 >= 0 && $0.0 < images.batch && $0.1 >= 0 && $0.1 < images.batch }, "pair indices must lie in 0..<\(images.batch)")
+    let (features, caches) = backboneForward(images, training: training, keepCaches: training)
+    let a = features.rows(pairs.map(\.0)), b = features.rows(pairs.map(\.1))
     let distance = L1Distance.forward(a, b)
     let (logits, inputs) = headForward(distance)
     return (logits.data, ForwardCache(backbone: caches, features: features, distance: distance, head: inputs, pairs: pairs))
@@ -216,17 +224,26 @@ public struct SiameseNetwork: Sendable {
   /// Accumulates every parameter's gradient of the loss given dL/dlogits.
   public mutating func backward(dLogits: [Float], cache: ForwardCache) {
     let pairs = cache.pairs
-    let dDistance = headBackward(Tensor(shape: [pairs, 1], data: dLogits), inputs: cache.head)
-    let a = cache.features.items(0..<pairs), b = cache.features.items(pairs..<(2 * pairs))
+    let dDistance = headBackward(Tensor(shape: [pairs.count, 1], data: dLogits), inputs: cache.head)
+    let a = cache.features.rows(pairs.map(\.0)), b = cache.features.rows(pairs.map(\.1))
     let (da, db) = L1Distance.backward(dDistance, a, b)
-    backboneBackward(Tensor.concatenate([da, db]), caches: cache.backbone)
+    var dFeatures = Tensor(zeros: cache.features.shape)
+    dFeatures.addRows(da, at: pairs.map(\.0))
+    dFeatures.addRows(db, at: pairs.map(\.1))
+    backboneBackward(dFeatures, caches: cache.backbone)
   }
 
   /// One forward and backward pass over B pairs with labels (1 = same): zeroes the gradients,
   /// accumulates new ones, returns the mean BCE loss and the logits.
   public mutating func lossAndGradients(left: Tensor, right: Tensor, labels: [Float]) -> (loss: Double, logits: [Float]) {
+    let b = left.batch
+    return lossAndGradients(images: Tensor.concatenate([left, right]), pairs: (0..<b).map { ($0, b + $0) }, labels: labels)
+  }
+
+  /// The same over pairs of one batch of images (see `forward(images:pairs:training:)`).
+  public mutating func lossAndGradients(images: Tensor, pairs: [(Int, Int)], labels: [Float]) -> (loss: Double, logits: [Float]) {
     store.zeroGradients()
-    let (logits, cache) = forward(left: left, right: right, training: true)
+    let (logits, cache) = forward(images: images, pairs: pairs, training: true)
     let (loss, dLogits) = BinaryCrossEntropy.lossAndGradient(logits: logits, labels: labels)
     backward(dLogits: dLogits, cache: cache)
     return (loss, logits)

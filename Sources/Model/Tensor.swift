@@ -37,6 +37,35 @@ public struct Tensor: Sendable, Equatable {
     return Tensor(shape: [range.count] + shape.dropFirst(), data: Array(data[(range.lowerBound * n)..<(range.upperBound * n)]))
   }
 
+  /// Items `indices` of the batch, in that order (repeats allowed).
+  public func rows(_ indices: [Int]) -> Tensor {
+    let n = itemCount
+    var out = [Float](repeating: 0, count: indices.count * n)
+    data.withUnsafeBufferPointer { src in
+      out.withUnsafeMutableBufferPointer { dst in
+        for (r, i) in indices.enumerated() {
+          precondition(i >= 0 && i < batch, "row \(i) of a batch of \(batch)")
+          (dst.baseAddress! + r * n).update(from: src.baseAddress! + i * n, count: n)
+        }
+      }
+    }
+    return Tensor(shape: [indices.count] + shape.dropFirst(), data: out)
+  }
+
+  /// Adds the items of `source` to items `indices` of this tensor (the adjoint of `rows`).
+  public mutating func addRows(_ source: Tensor, at indices: [Int]) {
+    let n = itemCount
+    precondition(source.batch == indices.count && source.itemCount == n, "addRows: \(source.shape) into \(shape) at \(indices.count) rows")
+    source.data.withUnsafeBufferPointer { src in
+      data.withUnsafeMutableBufferPointer { dst in
+        for (r, i) in indices.enumerated() {
+          let d = dst.baseAddress! + i * n, s = src.baseAddress! + r * n
+          for k in 0..<n { d[k] += s[k] }
+        }
+      }
+    }
+  }
+
   /// Concatenation along the batch dimension.
   public static func concatenate(_ parts: [Tensor]) -> Tensor {
     precondition(!parts.isEmpty, "concatenate: no tensors")

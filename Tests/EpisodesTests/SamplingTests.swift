@@ -141,3 +141,26 @@ final class SamplingTests: XCTestCase {
     }
   }
 }
+
+final class GroupedPairTests: XCTestCase {
+  func testGroupedBatchesAreBalancedDeterministicAndFromTrainingClasses() throws {
+    let pools = try Loaded.background.trainingAndValidation(validationAlphabets: OmniglotAlphabets.defaultValidation)
+    let sampler = try PairSampler(pool: pools.training, sameAlphabetNegatives: 1, seed: 3)
+    let split = Loaded.background
+    let training = Set(pools.training.classes)
+    for b in 0..<10 {
+      let batch = sampler.groupedBatch(b, groups: 16)
+      XCTAssertEqual(batch, sampler.groupedBatch(b, groups: 16))
+      XCTAssertEqual(batch.images.count, 64)
+      XCTAssertEqual(batch.pairs.count, 64)
+      XCTAssertEqual(batch.pairs.filter(\.same).count, 32)
+      for pair in batch.pairs {
+        let left = split.images[batch.images[pair.left]], right = split.images[batch.images[pair.right]]
+        XCTAssertTrue(training.contains(left.character) && training.contains(right.character))
+        XCTAssertEqual(left.character == right.character, pair.same)
+        XCTAssertNotEqual(left.drawer, right.drawer)
+        if !pair.same { XCTAssertEqual(split.characters[left.character].alphabet, split.characters[right.character].alphabet) }
+      }
+    }
+  }
+}

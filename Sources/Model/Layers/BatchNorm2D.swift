@@ -52,20 +52,30 @@ public struct BatchNorm2D: Sendable {
     if training {
       var variance = [Float](repeating: 0, count: c)
       x.data.withUnsafeBufferPointer { xb in
-        for ch in 0..<c {
-          var sum = 0.0, squares = 0.0
-          for i in 0..<n {
-            let p = xb.baseAddress! + (i * c + ch) * plane
-            var s: Float = 0, q: Float = 0
-            for j in 0..<plane { s += p[j]; q += p[j] * p[j] }
-            sum += Double(s)
-            squares += Double(q)
+        mean.withUnsafeMutableBufferPointer { meanBuf in
+          variance.withUnsafeMutableBufferPointer { varBuf in
+            inverseStd.withUnsafeMutableBufferPointer { invBuf in
+              let xs = UncheckedBox(xb.baseAddress!), ms = UncheckedBox(meanBuf.baseAddress!), vs = UncheckedBox(varBuf.baseAddress!), isd = UncheckedBox(invBuf.baseAddress!)
+              let eps = Double(epsilon)
+              parallelFor(c) { channels in
+                for ch in channels {
+                  var sum = 0.0, squares = 0.0
+                  for i in 0..<n {
+                    let p = xs.value + (i * c + ch) * plane
+                    var s: Float = 0, q: Float = 0
+                    for j in 0..<plane { s += p[j]; q += p[j] * p[j] }
+                    sum += Double(s)
+                    squares += Double(q)
+                  }
+                  let mu = sum / m
+                  let v = max(squares / m - mu * mu, 0)
+                  ms.value[ch] = Float(mu)
+                  vs.value[ch] = Float(v)
+                  isd.value[ch] = Float(1 / (v + eps).squareRoot())
+                }
+              }
+            }
           }
-          let mu = sum / m
-          let v = max(squares / m - mu * mu, 0)
-          mean[ch] = Float(mu)
-          variance[ch] = Float(v)
-          inverseStd[ch] = Float(1 / (v + Double(epsilon)).squareRoot())
         }
       }
       let unbiased = m > 1 ? Float(m / (m - 1)) : 1
@@ -115,33 +125,42 @@ public struct BatchNorm2D: Sendable {
     var dx = Tensor(zeros: x.shape)
     let gamma = store.parameters[weight].value
     var dGamma = [Float](repeating: 0, count: c), dBeta = [Float](repeating: 0, count: c)
+    let training = cache.training
     x.data.withUnsafeBufferPointer { xb in
       dy.data.withUnsafeBufferPointer { db in
         dx.data.withUnsafeMutableBufferPointer { dxb in
-          for ch in 0..<c {
-            let mu = cache.mean[ch], inv = cache.inverseStd[ch]
-            var sumDy = 0.0, sumDyXhat = 0.0
-            for i in 0..<n {
-              let off = (i * c + ch) * plane
-              var s: Float = 0, t: Float = 0
-              for j in 0..<plane {
-                let g = db[off + j]
-                s += g
-                t += g * (xb[off + j] - mu) * inv
-              }
-              sumDy += Double(s)
-              sumDyXhat += Double(t)
-            }
-            dGamma[ch] = Float(sumDyXhat)
-            dBeta[ch] = Float(sumDy)
-            let k = gamma[ch] * inv
-            let a = Float(sumDy) / m, b = Float(sumDyXhat) / m
-            for i in 0..<n {
-              let off = (i * c + ch) * plane
-              if cache.training {
-                for j in 0..<plane { dxb[off + j] = k * (db[off + j] - a - (xb[off + j] - mu) * inv * b) }
-              } else {
-                for j in 0..<plane { dxb[off + j] = k * db[off + j] }
+          dGamma.withUnsafeMutableBufferPointer { dgb in
+            dBeta.withUnsafeMutableBufferPointer { dbb in
+              let xs = UncheckedBox(xb.baseAddress!), ds = UncheckedBox(db.baseAddress!), dxs = UncheckedBox(dxb.baseAddress!)
+              let dg = UncheckedBox(dgb.baseAddress!), dbt = UncheckedBox(dbb.baseAddress!)
+              let means = cache.mean, inverse = cache.inverseStd
+              parallelFor(c) { channels in
+                for ch in channels {
+                  let mu = means[ch], inv = inverse[ch]
+                  var sumDy = 0.0, sumDyXhat = 0.0
+                  for i in 0..<n {
+                    let x = xs.value + (i * c + ch) * plane, g = ds.value + (i * c + ch) * plane
+                    var s: Float = 0, t: Float = 0
+                    for j in 0..<plane {
+                      s += g[j]
+                      t += g[j] * (x[j] - mu) * inv
+                    }
+                    sumDy += Double(s)
+                    sumDyXhat += Double(t)
+                  }
+                  dg.value[ch] = Float(sumDyXhat)
+                  dbt.value[ch] = Float(sumDy)
+                  let k = gamma[ch] * inv
+                  let a = Float(sumDy) / m, b = Float(sumDyXhat) / m
+                  for i in 0..<n {
+                    let x = xs.value + (i * c + ch) * plane, g = ds.value + (i * c + ch) * plane, out = dxs.value + (i * c + ch) * plane
+                    if training {
+                      for j in 0..<plane { out[j] = k * (g[j] - a - (x[j] - mu) * inv * b) }
+                    } else {
+                      for j in 0..<plane { out[j] = k * g[j] }
+                    }
+                  }
+                }
               }
             }
           }

@@ -109,8 +109,13 @@ struct TrainingConfig: Codable, Equatable {
   var patience: Int
   /// Log the training loss every this many steps.
   var logEvery: Int
+  /// `independent`: every pair has its own two images (2 x pairsPerStep images a step);
+  /// `groups`: groups of 2 characters x 2 drawers, each image in two pairs (pairsPerStep images).
+  var pairing: Pairing
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery }
+  enum Pairing: String, Codable { case independent, groups }
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing }
 
   init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
@@ -130,6 +135,7 @@ struct TrainingConfig: Codable, Equatable {
     validation = try c.decodeIfPresent(ValidationSettings.self, forKey: .validation) ?? ValidationSettings()
     patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? 0
     logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? 20
+    pairing = try c.decodeIfPresent(Pairing.self, forKey: .pairing) ?? .independent
   }
 
   func encode(to encoder: any Encoder) throws {
@@ -142,12 +148,14 @@ struct TrainingConfig: Codable, Equatable {
     try c.encode(validation, forKey: .validation)
     try c.encode(patience, forKey: .patience)
     try c.encode(logEvery, forKey: .logEvery)
+    try c.encode(pairing, forKey: .pairing)
   }
 
   func problems() -> [(String, String)] {
     var out: [(String, String)] = []
     if steps < 1 { out.append(("steps", "at least 1; got \(steps)")) }
     if pairsPerStep < 2 || pairsPerStep % 2 != 0 { out.append(("pairsPerStep", "an even number >= 2 (half same, half different); got \(pairsPerStep)")) }
+    if pairing == .groups && pairsPerStep % 4 != 0 { out.append(("pairsPerStep", "a multiple of 4 with pairing groups (4 pairs per group); got \(pairsPerStep)")) }
     out += optimizer.problems().map { ("optimizer.\($0.0)", $0.1) }
     out += schedule.problems(steps: steps).map { ("schedule.\($0.0)", $0.1) }
     out += (augmentation?.problems() ?? []).map { problem in

@@ -78,32 +78,39 @@ final class Trainer {
     self.state = state
   }
 
-  /// One batch as two input tensors and labels; augmentation is a pure function of
-  /// (seed, step, slot).
-  func batch(_ step: Int) -> (left: Tensor, right: Tensor, labels: [Float]) {
-    let items = pairs.batch(step, pairs: config.training.pairsPerStep)
+  /// One step's images (as one input tensor), the pairs among them and their labels;
+  /// augmentation is a pure function of (seed, step, image slot).
+  func batch(_ step: Int) -> (images: Tensor, pairs: [(Int, Int)], labels: [Float]) {
+    let count = config.training.pairsPerStep
+    let images: [Int]
+    let pairs: [TrainingPair]
+    switch config.training.pairing {
+    case .independent:
+      let items = self.pairs.batch(step, pairs: count)
+      images = items.map(\.left) + items.map(\.right)
+      pairs = items.enumerated().map { TrainingPair(left: $0.offset, right: count + $0.offset, same: $0.element.same) }
+    case .groups:
+      let grouped = self.pairs.groupedBatch(step, groups: count / 4)
+      images = grouped.images
+      pairs = grouped.pairs
+    }
     let size = background.size, n = size * size
-    var left = [Float](repeating: 0, count: items.count * n), right = left
+    var data = [Float](repeating: 0, count: images.count * n)
     background.pixels.withUnsafeBufferPointer { pixels in
-      func fill(_ target: inout [Float], _ slot: Int, _ image: Int, _ augmentIndex: Int) {
-        let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
-        target.withUnsafeMutableBufferPointer { out in
+      data.withUnsafeMutableBufferPointer { out in
+        for (slot, image) in images.enumerated() {
+          let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
           let destination = UnsafeMutableBufferPointer(rebasing: out[(slot * n)..<((slot + 1) * n)])
           if let augmentation = config.training.augmentation {
-            var rng = SplitMix64(seed: config.seed, key: augmentationKey, index: UInt64(augmentIndex))
+            var rng = SplitMix64(seed: config.seed, key: augmentationKey, index: UInt64(step * images.count + slot))
             augmentation.apply(source, size: size, into: destination, rng: &rng)
           } else {
             for i in 0..<n { destination[i] = Float(source[i]) * (1 / 255) }
           }
         }
       }
-      for (slot, pair) in items.enumerated() {
-        let base = (step * items.count + slot) * 2
-        fill(&left, slot, pair.left, base)
-        fill(&right, slot, pair.right, base + 1)
-      }
     }
-    return (Tensor(shape: [items.count, 1, size, size], data: left), Tensor(shape: [items.count, 1, size, size], data: right), items.map { $0.same ? 1 : 0 })
+    return (Tensor(shape: [images.count, 1, size, size], data: data), pairs.map { ($0.left, $0.right) }, pairs.map { $0.same ? 1 : 0 })
   }
 
   /// Accuracy on the validation episodes.
@@ -136,9 +143,9 @@ final class Trainer {
         return .interrupted(signal: InterruptFlag.signal, step: state.step)
       }
       let step = state.step
-      let (left, right, labels) = batch(step)
+      let (images, pairIndices, labels) = batch(step)
       let rate = schedule.rate(base: training.optimizer.learningRate, step: step, totalSteps: total)
-      let (loss, _) = network.lossAndGradients(left: left, right: right, labels: labels)
+      let (loss, _) = network.lossAndGradients(images: images, pairs: pairIndices, labels: labels)
       guard loss.isFinite else {
         try store.flushMetrics()
         return .failed("training loss became \(loss) at step \(step); lower training.optimizer.learningRate or add a warm-up")

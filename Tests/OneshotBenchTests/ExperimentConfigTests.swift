@@ -1,0 +1,65 @@
+import Foundation
+import XCTest
+
+@testable import oneshot_bench
+
+/// Strict decoding of experiment files: every mistake names the file and the key path.
+final class ExperimentConfigTests: XCTestCase {
+  func write(_ json: String) throws -> String {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("exp-\(UUID().uuidString).json")
+    try Data(json.utf8).write(to: url)
+    addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+    return url.path
+  }
+
+  let valid = """
+    {"name": "t", "model": {"backbone": "vgg16", "inputSize": 28, "blocks": [[4]]},
+     "training": {"steps": 10, "optimizer": {"kind": "adam", "learningRate": 0.001}}}
+    """
+
+  func message(_ json: String) throws -> String {
+    let path = try write(json)
+    do {
+      _ = try ExperimentConfig.load(path)
+      return "no error"
+    } catch let error as ConfigError {
+      XCTAssertEqual(error.file, path)
+      return error.keyPath + " | " + error.message
+    }
+  }
+
+  func testValidFileGetsDefaults() throws {
+    let config = try ExperimentConfig.load(try write(valid))
+    XCTAssertEqual(config.threads, 2)
+    XCTAssertEqual(config.training.pairsPerStep, 32)
+    XCTAssertEqual(config.training.validation.spec.ways, 20)
+    XCTAssertEqual(config.evaluation.map(\.name), ["lake20"])
+    XCTAssertEqual(config.model.headActivation, .none)
+    // The resolved configuration round-trips through its canonical JSON.
+    let again = try JSONDecoder().decode(ExperimentConfig.self, from: Data(config.canonicalJSON.utf8))
+    XCTAssertEqual(again, config)
+  }
+
+  func testEveryShippedExperimentFileIsValid() throws {
+    let folder = repositoryRoot.appendingPathComponent("experiments")
+    let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
+    XCTAssertTrue(files.contains("vgg105.json") && files.contains("koch105.json") && files.contains("ci-smoke.json"))
+    for file in files { XCTAssertNoThrow(try ExperimentConfig.load(folder.appendingPathComponent(file).path), file) }
+  }
+
+  func testMistakesNameTheKeyPath() throws {
+    XCTAssertEqual(try message(valid.replacingOccurrences(of: "\"learningRate\"", with: "\"learningRat\"")).prefix(39), "training.optimizer.learningRat | unknow")
+    XCTAssert(try message(valid.replacingOccurrences(of: "0.001", with: "-0.1")).hasPrefix("training.optimizer.learningRate | positive"))
+    XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": \"ten\"")).hasPrefix("training.steps | wrong type; expected an integer"))
+    XCTAssert(try message(valid.replacingOccurrences(of: "\"inputSize\": 28", with: "\"inputSize\": 4")).hasPrefix("model.inputSize |"))
+    XCTAssert(try message(valid.replacingOccurrences(of: "vgg16", with: "vgg19")).hasPrefix("model.backbone | not one of the allowed values"))
+    XCTAssert(try message(valid.replacingOccurrences(of: "\"name\": \"t\",", with: "")).hasPrefix("name | missing"))
+    let impossible = valid.replacingOccurrences(of: "}}}", with: "}}, \"evaluation\": [{\"protocol\": \"episodes\", \"spec\": {\"ways\": 5, \"shots\": 15, \"queries\": 6}}]}")
+    let impossibleMessage = try message(impossible)
+    XCTAssert(impossibleMessage.hasPrefix("evaluation[0].spec.shots + queries | at most 20"), impossibleMessage)
+    let oneWay = valid.replacingOccurrences(of: "}}}", with: "}}, \"evaluation\": [{\"protocol\": \"episodes\", \"spec\": {\"ways\": 1}}]}")
+    XCTAssert(try message(oneWay).hasPrefix("evaluation[0].spec.ways | at least 2"))
+    XCTAssert(try message("{ not json").hasPrefix(" | not valid JSON"))
+    XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"pairs\": 100")).contains("exactly one of"))
+  }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import ResultsStore
+import XCTest
+
+@testable import oneshot_bench
+
+/// End to end through the executable, as a user: a tiny network trained for a few steps on
+/// the bundled data, recorded, reported, checked, interrupted and resumed.
+final class RunTests: XCTestCase {
+  var folder: URL!
+
+  override func setUpWithError() throws {
+    folder = FileManager.default.temporaryDirectory.appendingPathComponent("run-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+  }
+
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+  func experiment(steps: Int, validateEvery: Int = 10) throws -> String {
+    let json = """
+      {"name": "tiny", "seed": 3, "threads": 2,
+       "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)"},
+       "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "headHidden": 8, "headActivation": "relu"},
+       "training": {"steps": \(steps), "pairsPerStep": 8, "pairing": "groups",
+                    "optimizer": {"kind": "adam", "learningRate": 0.003},
+                    "augmentation": {"probability": 0.5},
+                    "validation": {"every": \(validateEvery), "episodes": 4, "spec": {"ways": 5, "shots": 1, "queries": 1}}, "logEvery": 5},
+       "evaluation": [{"protocol": "lake20"},
+                      {"protocol": "episodes", "split": "evaluation", "episodes": 10, "seed": 7, "spec": {"ways": 5, "shots": 1, "queries": 2, "alphabetMode": "within"}}]}
+      """
+    let path = folder.appendingPathComponent("tiny.json").path
+    try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+    return path
+  }
+
+  var storePath: String { folder.appendingPathComponent("results/oneshot.sqlite").path }
+
+  func testRunReportAndCheck() throws {
+    let config = try experiment(steps: 20)
+    let run = runCLI(["run", config, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(run.code, 0, run.error)
+    XCTAssert(run.output.contains("lake20"), run.output)
+    let store = try ResultsStore(path: storePath)
+    let runs = try store.listRuns()
+    XCTAssertEqual(runs.map(\.status), [.completed])
+    let id = runs[0].id
+    XCTAssertEqual(try store.metrics(runID: id, key: "validation.accuracy").map(\.step), [10, 20])
+    XCTAssertEqual(try store.episodeRows(runID: id, protocolName: "lake20").count, 20)
+    let detail = try store.run(id)
+    XCTAssert(detail.params.contains { $0.key == "model.inputSize" && $0.value == "28" })
+    XCTAssert(detail.provenance.contains { $0.key == "dataset_fingerprint" })
+    XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("runs/\(id)/best.safetensors").path))
+
+    // report --format csv parses back: a header and one row with as many fields.
+    let csv = runCLI(["report", "--store", storePath, "--format", "csv"])
+    XCTAssertEqual(csv.code, 0)
+    let lines = csv.output.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+    XCTAssertEqual(lines.count, 2)
+    let header = lines[0].split(separator: ",", omittingEmptySubsequences: false), row = lines[1].split(separator: ",", omittingEmptySubsequences: false)
+    XCTAssertEqual(header.count, row.count)
+    let accuracy = Double(row[header.firstIndex(of: "lake20.accuracy")!])!
+    XCTAssertEqual(accuracy, try store.results(runID: id).first { $0.protocolName == "lake20" }!.accuracy, accuracy: 1e-4)
+    let json = runCLI(["report", "--store", storePath, "--format", "json"])
+    XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [Any])?.count, 1)
+    XCTAssertEqual(runCLI(["report", "--store", storePath, "--run", String(id.prefix(8))]).code, 0)
+
+    // check: 0 against itself, 1 against a baseline that did better on every episode.
+    let baseline = folder.appendingPathComponent("baseline.json").path
+    XCTAssertEqual(runCLI(["check", "--latest", "tiny", "--store", storePath, "--write-baseline", baseline]).code, 0)
+    let same = runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", baseline])
+    XCTAssertEqual(same.code, 0, same.output + same.error)
+    XCTAssert(same.output.contains("accuracy check: passed"))
+    var better = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: baseline))) as! [String: Any]
+    better["protocols"] = (better["protocols"] as! [[String: Any]]).map { entry -> [String: Any] in
+      var entry = entry
+      entry["episodes"] = (entry["episodes"] as! [[Int]]).map { [$0[0], $0[2], $0[2]] }
+      var result = entry["result"] as! [String: Any]
+      result["accuracy"] = 1.0
+      result["ciLow"] = 1.0
+      result["ciHigh"] = 1.0
+      entry["result"] = result
+      return entry
+    }
+    try JSONSerialization.data(withJSONObject: better).write(to: URL(fileURLWithPath: baseline))
+    let worse = runCLI(["check", "--run", id, "--store", storePath, "--baseline", baseline])
+    XCTAssertEqual(worse.code, 1, worse.output + worse.error)
+    XCTAssert(worse.output.contains("REGRESSION"))
+    // Harness errors exit 2.
+    XCTAssertEqual(runCLI(["check", "--run", "nonexistent", "--store", storePath, "--baseline", baseline]).code, 2)
+    XCTAssertEqual(runCLI(["check", "--run", id, "--store", storePath, "--baseline", "/nonexistent.json"]).code, 2)
+  }
+
+  func testInterruptAndResumeGiveTheUninterruptedResult() throws {
+    let config = try experiment(steps: 400, validateEvery: 25)
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = ["run", config, "--store", storePath]
+    process.currentDirectoryURL = folder
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    // Wait for the first last-checkpoint, then interrupt.
+    let runs = folder.appendingPathComponent("runs")
+    let deadline = Date().addingTimeInterval(120)
+    var checkpoint: String? = nil
+    while checkpoint == nil && Date() < deadline && process.isRunning {
+      if let id = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first,
+        FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(id)/last.safetensors").path)
+      {
+        checkpoint = id
+      } else {
+        usleep(20_000)
+      }
+    }
+    let id = try XCTUnwrap(checkpoint, "no checkpoint appeared")
+    kill(process.processIdentifier, SIGINT)
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationStatus, 130)
+    let store = try ResultsStore(path: storePath)
+    XCTAssertEqual(try store.run(id).summary.status, .interrupted)
+
+    let resumed = runCLI(["run", "--resume", id, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(resumed.code, 0, resumed.error)
+    XCTAssert(resumed.error.contains("resuming at step"), resumed.error)
+    XCTAssertEqual(try store.run(id).summary.status, .completed)
+
+    // The same experiment uninterrupted gives the same numbers: training is a pure function
+    // of (seed, step).
+    let straight = runCLI(["run", config, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(straight.code, 0, straight.error)
+    let other = try store.listRuns().first { $0.id != id }!.id
+    XCTAssertEqual(try store.results(runID: id).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
+  }
+
+  func testBadInputExitsWithTwoAndRecordsNothing() throws {
+    let config = try experiment(steps: 5)
+    let broken = folder.appendingPathComponent("broken.json").path
+    try Data(try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\"learningRate\"", with: "\"learningrate\"").utf8).write(to: URL(fileURLWithPath: broken))
+    let result = runCLI(["run", broken, "--store", storePath])
+    XCTAssertEqual(result.code, 2)
+    XCTAssert(result.error.contains("broken.json: training.optimizer.learningrate: unknown key"), result.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: storePath), "nothing is written for a bad file")
+    XCTAssertEqual(runCLI(["run", "/nonexistent.json", "--store", storePath]).code, 2)
+    XCTAssertEqual(runCLI(["run", config, "--store", storePath, "--data", "/nonexistent"]).code, 2)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: storePath))
+    // A store that is not a database.
+    try Data(String(repeating: "not a database ", count: 20).utf8).write(to: URL(fileURLWithPath: folder.appendingPathComponent("bad.sqlite").path))
+    let badStore = runCLI(["report", "--store", folder.appendingPathComponent("bad.sqlite").path])
+    XCTAssertEqual(badStore.code, 2)
+    XCTAssert(badStore.error.contains("is not a SQLite database"), badStore.error)
+    // A checkpoint that does not match the configuration.
+    let eval = runCLI(["run", config, "--store", storePath, "--eval-only", "--checkpoint", "/nonexistent.safetensors"])
+    XCTAssertEqual(eval.code, 2)
+    XCTAssertEqual(runCLI(["run", config, "--eval-only"]).code, 2)
+  }
+}
