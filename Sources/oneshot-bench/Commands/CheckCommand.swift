@@ -15,6 +15,8 @@ struct CheckCommand: ParsableCommand {
   @Option(help: "Baseline: a JSON file from --write-baseline, or a run id in the store.") var baseline: String?
   @Option(help: "Accuracy drop (fraction) tolerated before a significant drop counts as a regression.") var tolerance: Double = 0.02
   @Option(help: "Write the run's results as a baseline file instead of checking.") var writeBaseline: String?
+  @Flag(help: "Fail when any protocol's accuracy differs from the baseline at all, up or down (for a fixed shipped model).")
+  var exact = false
 
   func validate() throws {
     if (runID == nil) == (latest == nil) { throw ValidationError("give exactly one of --run ID or --latest EXPERIMENT") }
@@ -49,6 +51,10 @@ struct CheckCommand: ParsableCommand {
       let verdicts = try compareWithBaseline(reference, store: database, runID: runID, tolerance: tolerance)
       print(verdictMarkdown(verdicts, runID: runID, baselineName: baseline!, tolerance: tolerance))
       if verdicts.contains(where: \.regressed) { throw ExitCode(1) }
+      if exact, let moved = verdicts.first(where: { $0.current != $0.baseline }) {
+        printError(String(format: "%@ moved from %.4f to %.4f; the shipped model's numbers must not change", moved.protocolName, moved.baseline, moved.current))
+        throw ExitCode(1)
+      }
     } catch let error as HarnessError {
       printError(error.description)
       throw ExitCode(2)

@@ -23,6 +23,7 @@ struct RunCommand: ParsableCommand {
   @Option(help: "Checkpoint to evaluate with --eval-only.") var checkpoint: String?
   @Option(help: "Continue an interrupted run from its last checkpoint.") var resume: String?
   @Option(name: .customLong("data"), help: "Dataset folder (overrides the experiment file).") var dataPath: String?
+  @Option(help: "Folder for run checkpoints (runs/<run-id>/).") var runs: String = "runs"
 
   func validate() throws {
     if evalOnly && checkpoint == nil { throw ValidationError("--eval-only needs --checkpoint PATH") }
@@ -35,7 +36,7 @@ struct RunCommand: ParsableCommand {
   func run() throws {
     let code = try runExperiment(
       configPath: experiment,
-      options: RunOptions(storePath: store.path, threads: threads, evalOnlyCheckpoint: checkpoint, resumeRunID: resume, dataPath: dataPath))
+      options: RunOptions(storePath: store.path, threads: threads, evalOnlyCheckpoint: checkpoint, resumeRunID: resume, dataPath: dataPath, runsFolder: runs))
     if code != 0 { throw ExitCode(code) }
   }
 }
