@@ -1,3 +1,5 @@
+import Foundation
+
 /// Koch et al. 2015's affine distortions: rotation +-10 degrees, shear +-0.3, scale 0.8-1.2,
 /// translation +-2 px, each component applied with probability 0.5, about the image centre,
 /// resampled bilinearly on the same grid (outside the image is background).
@@ -76,5 +78,3 @@ public struct AffineAugmentation: Codable, Hashable, Sendable {
     }
   }
 }
-
-import Foundation

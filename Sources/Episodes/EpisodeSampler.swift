@@ -129,7 +129,8 @@ public struct EpisodeSampler: Sendable {
       guard !eligibleAlphabets.isEmpty else {
         let largest = pool.byAlphabet.map { $0.classes.count }.max() ?? 0
         throw DatasetError.impossibleSpec(
-          "\(spec.ways)-way within-alphabet episodes need an alphabet with \(spec.ways) characters, but the largest in \(pool.name) has \(largest); lower ways or use alphabetMode across")
+          "\(spec.ways)-way within-alphabet episodes need an alphabet with \(spec.ways) characters, but the largest in \(pool.name) has \(largest); lower ways or use alphabetMode across"
+        )
       }
     }
     self.pool = pool

@@ -115,16 +115,18 @@ func decodeInk(_ files: [(name: String, bytes: [UInt8])], size: Int) throws -> [
     let base = UncheckedPointer(out.baseAddress!)
     DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
       let range = (files.count * chunk / chunks)..<(files.count * (chunk + 1) / chunks)
-      errors.set(chunk, Result {
-        for i in range {
-          var image = try GrayImage.decodePNG(files[i].bytes, name: files[i].name)
-          if image.width != size || image.height != size { image = image.resized(width: size, height: size) }
-          let target = base.pointer + i * imageBytes
-          image.pixels.withUnsafeBufferPointer { src in
-            for j in 0..<imageBytes { target[j] = 255 &- src[j] }
+      errors.set(
+        chunk,
+        Result {
+          for i in range {
+            var image = try GrayImage.decodePNG(files[i].bytes, name: files[i].name)
+            if image.width != size || image.height != size { image = image.resized(width: size, height: size) }
+            let target = base.pointer + i * imageBytes
+            image.pixels.withUnsafeBufferPointer { src in
+              for j in 0..<imageBytes { target[j] = 255 &- src[j] }
+            }
           }
-        }
-      })
+        })
     }
   }
   _ = try errors.values()

@@ -58,7 +58,8 @@ public struct Checkpoint {
       throw CheckpointError.malformed(path: path, reason: "model_config metadata missing or unreadable")
     }
     if let expected, expected != config {
-      throw CheckpointError.configMismatch(path: path, detail: "it was trained with \(configText), the experiment asks for \(String(decoding: (try? JSONEncoder.sorted.encode(expected)) ?? Data(), as: UTF8.self))")
+      throw CheckpointError.configMismatch(
+        path: path, detail: "it was trained with \(configText), the experiment asks for \(String(decoding: (try? JSONEncoder.sorted.encode(expected)) ?? Data(), as: UTF8.self))")
     }
     guard config.problems().isEmpty else { throw CheckpointError.malformed(path: path, reason: "invalid model_config: \(config.problems().joined(separator: "; "))") }
     var network = SiameseNetwork(config: config, seed: 0)
@@ -73,7 +74,9 @@ public struct Checkpoint {
     for i in network.store.buffers.indices {
       let buffer = network.store.buffers[i]
       guard let tensor = tensors[buffer.name] else { throw CheckpointError.missingTensor(path: path, name: buffer.name) }
-      guard tensor.values.count == buffer.value.count else { throw CheckpointError.shapeMismatch(path: path, name: buffer.name, expected: [buffer.value.count], found: tensor.shape) }
+      guard tensor.values.count == buffer.value.count else {
+        throw CheckpointError.shapeMismatch(path: path, name: buffer.name, expected: [buffer.value.count], found: tensor.shape)
+      }
       network.store.buffers[i].value = tensor.values
       used.insert(buffer.name)
     }

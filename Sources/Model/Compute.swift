@@ -36,11 +36,12 @@ func parallelFor(_ count: Int, minimumPerThread: Int = 1, _ body: (Range<Int>) -
   withoutActuallyEscaping(body) { body in
     var job = ParallelJob(count: count, body: body)
     let ran = withUnsafeMutablePointer(to: &job) { pointer in
-      cdnnl_parallel({ context, thread, threads in
-        let job = context!.assumingMemoryBound(to: ParallelJob.self).pointee
-        let t = Int(thread), n = Int(threads)
-        job.body((job.count * t / n)..<(job.count * (t + 1) / n))
-      }, pointer, Int32(workers))
+      cdnnl_parallel(
+        { context, thread, threads in
+          let job = context!.assumingMemoryBound(to: ParallelJob.self).pointee
+          let t = Int(thread), n = Int(threads)
+          job.body((job.count * t / n)..<(job.count * (t + 1) / n))
+        }, pointer, Int32(workers))
     }
     if ran != 0 {
       let box = UncheckedBox(body)

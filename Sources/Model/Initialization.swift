@@ -1,3 +1,5 @@
+import Foundation
+
 /// Gaussian draws for weight initialisation from a seed: SplitMix64 + Box-Muller, the same
 /// numbers on every machine. (Model does not import Episodes, whose samplers use the same
 /// generator; the dozen lines are repeated on purpose to keep the modules apart.)
@@ -30,5 +32,3 @@ public struct NormalSampler: Sendable {
     return out
   }
 }
-
-import Foundation

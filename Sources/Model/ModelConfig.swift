@@ -34,7 +34,9 @@ public struct ModelConfig: Codable, Hashable, Sendable {
   public var headActivation: HeadActivation
 
   /// A configuration; `validate()` says whether it is buildable.
-  public init(backbone: BackboneKind, inputSize: Int = 105, width: Double = 1, batchNorm: Bool = false, blocks: [[Int]]? = nil, headHidden: Int = 512, headActivation: HeadActivation = .none) {
+  public init(
+    backbone: BackboneKind, inputSize: Int = 105, width: Double = 1, batchNorm: Bool = false, blocks: [[Int]]? = nil, headHidden: Int = 512, headActivation: HeadActivation = .none
+  ) {
     self.backbone = backbone
     self.inputSize = inputSize
     self.width = width

@@ -65,7 +65,8 @@ public struct SiameseNetwork: Sendable {
       var channels = 1
       for block in config.vggBlocks {
         for width in block {
-          let conv = Conv2D(inputChannels: channels, outputChannels: width, kernelSize: 3, padding: 1, fusedReLU: !config.batchNorm, name: "backbone.features.\(index)", store: &store, rng: &rng)
+          let conv = Conv2D(
+            inputChannels: channels, outputChannels: width, kernelSize: 3, padding: 1, fusedReLU: !config.batchNorm, name: "backbone.features.\(index)", store: &store, rng: &rng)
           layers.append(.conv(conv))
           index += 1
           if config.batchNorm {
@@ -83,7 +84,9 @@ public struct SiameseNetwork: Sendable {
       let widths = config.kochWidths.convs
       let specs = [(1, widths[0], 10, true), (widths[0], widths[1], 7, true), (widths[1], widths[2], 4, true), (widths[2], widths[3], 4, false)]
       for (input, output, kernel, pool) in specs {
-        layers.append(.conv(Conv2D(inputChannels: input, outputChannels: output, kernelSize: kernel, padding: 0, fusedReLU: true, name: "backbone.features.\(index)", store: &store, rng: &rng)))
+        layers.append(
+          .conv(Conv2D(inputChannels: input, outputChannels: output, kernelSize: kernel, padding: 0, fusedReLU: true, name: "backbone.features.\(index)", store: &store, rng: &rng))
+        )
         index += 2
         if pool {
           layers.append(.maxPool(MaxPool2D()))
@@ -117,7 +120,8 @@ public struct SiameseNetwork: Sendable {
   // MARK: Backbone
 
   mutating func backboneForward(_ images: Tensor, training: Bool, keepCaches: Bool) -> (Tensor, [LayerCache]) {
-    precondition(images.shape.count == 4 && images.shape[1] == 1 && images.shape[2] == config.inputSize && images.shape[3] == config.inputSize,
+    precondition(
+      images.shape.count == 4 && images.shape[1] == 1 && images.shape[2] == config.inputSize && images.shape[3] == config.inputSize,
       "the backbone expects (N, 1, \(config.inputSize), \(config.inputSize)) images, got \(images.shape)")
     var x = images
     var caches: [LayerCache] = []

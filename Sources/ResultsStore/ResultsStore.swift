@@ -294,7 +294,9 @@ public final class ResultsStore {
 
   /// The full id of the run `idOrPrefix` names (a unique prefix of at least 4 characters works).
   public func resolveRunID(_ idOrPrefix: String) throws -> String {
-    let rows = try read { try db.query("SELECT id FROM runs WHERE id = ? OR (length(?) >= 4 AND substr(id, 1, length(?)) = ?) LIMIT 2", Array(repeating: .text(idOrPrefix), count: 4)) }
+    let rows = try read {
+      try db.query("SELECT id FROM runs WHERE id = ? OR (length(?) >= 4 AND substr(id, 1, length(?)) = ?) LIMIT 2", Array(repeating: .text(idOrPrefix), count: 4))
+    }
     if rows.count == 1, let id = rows[0][0].text { return id }
     if rows.isEmpty { throw StoreError.noSuchRun(idOrPrefix) }
     if let exact = rows.first(where: { $0[0].text == idOrPrefix })?[0].text { return exact }

@@ -33,19 +33,7 @@ func runCommand(_ arguments: [String]) -> Int32 {
     var command = try OneshotBench.parseAsRoot(arguments)
     try command.run()
     return 0
-  } catch let error as UserFacingError {
-    printError(error.description)
-    return 2
-  } catch let error as DatasetError {
-    printError(error.description)
-    return 2
-  } catch let error as ConfigError {
-    printError(error.description)
-    return 2
-  } catch let error as StoreError {
-    printError(error.description)
-    return 2
-  } catch let error as CheckpointError {
+  } catch let error as any UserCausedError {
     printError(error.description)
     return 2
   } catch let exit as ExitCode {
@@ -61,8 +49,16 @@ func runCommand(_ arguments: [String]) -> Int32 {
   }
 }
 
+/// Errors a user can cause: one line saying what happened and what to do, exit code 2.
+protocol UserCausedError: Error, CustomStringConvertible {}
+
+extension DatasetError: UserCausedError {}
+extension StoreError: UserCausedError {}
+extension CheckpointError: UserCausedError {}
+extension ConfigError: UserCausedError {}
+
 /// An error the user caused, with the message to show them.
-struct UserFacingError: Error, CustomStringConvertible {
+struct UserFacingError: UserCausedError {
   let description: String
   init(_ description: String) { self.description = description }
 }

@@ -135,7 +135,8 @@ final class RunTests: XCTestCase {
   func testBadInputExitsWithTwoAndRecordsNothing() throws {
     let config = try experiment(steps: 5)
     let broken = folder.appendingPathComponent("broken.json").path
-    try Data(try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\"learningRate\"", with: "\"learningrate\"").utf8).write(to: URL(fileURLWithPath: broken))
+    try Data(try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\"learningRate\"", with: "\"learningrate\"").utf8).write(
+      to: URL(fileURLWithPath: broken))
     let result = runCLI(["run", broken, "--store", storePath])
     XCTAssertEqual(result.code, 2)
     XCTAssert(result.error.contains("broken.json: training.optimizer.learningrate: unknown key"), result.error)

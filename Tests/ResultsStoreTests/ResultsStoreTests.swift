@@ -4,7 +4,8 @@ import XCTest
 @testable import ResultsStore
 
 func sampleRun(_ experiment: String = "vgg105", hash: String = "abc") -> NewRun {
-  var run = NewRun(experiment: experiment, configJSON: "{\"seed\": 1}", configHash: hash, params: [("model.backbone.kind", "vgg16"), ("training.optimizer.learningRate", "0.0001")])
+  var run = NewRun(
+    experiment: experiment, configJSON: "{\"seed\": 1}", configHash: hash, params: [("model.backbone.kind", "vgg16"), ("training.optimizer.learningRate", "0.0001")])
   run.gitCommit = "deadbeef"
   run.gitDirty = false
   run.datasetFingerprint = "0d22"
@@ -60,7 +61,12 @@ final class ResultsStoreTests: XCTestCase {
     XCTAssertEqual(try store.listRuns(status: .failed).map(\.error), ["NaN loss at step 7"])
     XCTAssertEqual(try store.listRuns(last: 1).map(\.id), [c])
     let spec = ProtocolResult(protocolName: "p", split: "evaluation", ways: 5, shots: 1, queries: 1, episodes: 3, accuracy: 0.5, ciLow: 0.4, ciHigh: 0.6, seconds: 0)
-    try store.recordResult(run: a, spec, episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 5), EpisodeRow(episode: 1, alphabet: nil, correct: 2, total: 5), EpisodeRow(episode: 2, alphabet: nil, correct: 3, total: 5)])
+    try store.recordResult(
+      run: a, spec,
+      episodes: [
+        EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 5), EpisodeRow(episode: 1, alphabet: nil, correct: 2, total: 5),
+        EpisodeRow(episode: 2, alphabet: nil, correct: 3, total: 5),
+      ])
     try store.recordResult(run: b, spec, episodes: [EpisodeRow(episode: 1, alphabet: nil, correct: 4, total: 5), EpisodeRow(episode: 2, alphabet: nil, correct: 0, total: 5)])
     let aligned = try store.alignedEpisodes(runA: a, runB: b, protocolName: "p")
     XCTAssertEqual(aligned.map(\.episode), [1, 2])
@@ -119,7 +125,8 @@ final class ResultsStoreTests: XCTestCase {
     let start = Date()
     let id = try store.beginRun(sampleRun())
     for step in 0..<5_000 { try store.logMetric(run: id, MetricPoint(key: "train.loss", step: step, value: 1 / Double(step + 1))) }
-    let result = ProtocolResult(protocolName: "evaluation-20way", split: "evaluation", ways: 20, shots: 1, queries: 1, episodes: 10_000, accuracy: 0.9, ciLow: 0.89, ciHigh: 0.91, seconds: 1)
+    let result = ProtocolResult(
+      protocolName: "evaluation-20way", split: "evaluation", ways: 20, shots: 1, queries: 1, episodes: 10_000, accuracy: 0.9, ciLow: 0.89, ciHigh: 0.91, seconds: 1)
     try store.recordResult(run: id, result, episodes: (0..<10_000).map { EpisodeRow(episode: $0, alphabet: "Tengwar", correct: $0 % 20, total: 20) })
     try store.finishRun(id, status: .completed)
     let recordSeconds = Date().timeIntervalSince(start)

@@ -156,9 +156,12 @@ public struct Conv2D: Sendable {
                           }
                         }
                         im2col(xBuf.baseAddress!, first: start, count: count, channels: c, height: h, width: w, into: colBuf.baseAddress!, ld: ld)
-                        gemm(transposeA: false, transposeB: true, m: o, n: ckk, k: ld, gBuf.baseAddress!, lda: ld, colBuf.baseAddress!, ldb: ld, beta: 1, dwBuf.baseAddress!, ldc: ckk)
+                        gemm(
+                          transposeA: false, transposeB: true, m: o, n: ckk, k: ld, gBuf.baseAddress!, lda: ld, colBuf.baseAddress!, ldb: ld, beta: 1, dwBuf.baseAddress!, ldc: ckk)
                         if needInputGradient {
-                          gemm(transposeA: true, transposeB: false, m: ckk, n: ld, k: o, wBuf.baseAddress!, lda: ckk, gBuf.baseAddress!, ldb: ld, beta: 0, colBuf.baseAddress!, ldc: ld)
+                          gemm(
+                            transposeA: true, transposeB: false, m: ckk, n: ld, k: o, wBuf.baseAddress!, lda: ckk, gBuf.baseAddress!, ldb: ld, beta: 0, colBuf.baseAddress!, ldc: ld
+                          )
                           col2im(colBuf.baseAddress!, ld: ld, first: start, count: count, channels: c, height: h, width: w, into: dxBuf.baseAddress!)
                         }
                         start += count

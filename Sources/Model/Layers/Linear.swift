@@ -33,7 +33,9 @@ public struct Linear: Sendable {
       }
       x.data.withUnsafeBufferPointer { xb in
         store.parameters[weight].value.withUnsafeBufferPointer { wb in
-          gemm(transposeA: false, transposeB: true, m: n, n: outputFeatures, k: inputFeatures, xb.baseAddress!, lda: inputFeatures, wb.baseAddress!, ldb: inputFeatures, beta: 1, yb.baseAddress!, ldc: outputFeatures)
+          gemm(
+            transposeA: false, transposeB: true, m: n, n: outputFeatures, k: inputFeatures, xb.baseAddress!, lda: inputFeatures, wb.baseAddress!, ldb: inputFeatures, beta: 1,
+            yb.baseAddress!, ldc: outputFeatures)
         }
       }
     }
@@ -48,7 +50,9 @@ public struct Linear: Sendable {
     dOutput.data.withUnsafeBufferPointer { dy in
       x.data.withUnsafeBufferPointer { xb in
         store.parameters[weight].gradient.withUnsafeMutableBufferPointer { dw in
-          gemm(transposeA: true, transposeB: false, m: outputFeatures, n: inputFeatures, k: n, dy.baseAddress!, lda: outputFeatures, xb.baseAddress!, ldb: inputFeatures, beta: 1, dw.baseAddress!, ldc: inputFeatures)
+          gemm(
+            transposeA: true, transposeB: false, m: outputFeatures, n: inputFeatures, k: n, dy.baseAddress!, lda: outputFeatures, xb.baseAddress!, ldb: inputFeatures, beta: 1,
+            dw.baseAddress!, ldc: inputFeatures)
         }
       }
       store.parameters[bias].gradient.withUnsafeMutableBufferPointer { db in
@@ -56,7 +60,9 @@ public struct Linear: Sendable {
       }
       store.parameters[weight].value.withUnsafeBufferPointer { wb in
         dx.data.withUnsafeMutableBufferPointer { dxb in
-          gemm(transposeA: false, transposeB: false, m: n, n: inputFeatures, k: outputFeatures, dy.baseAddress!, lda: outputFeatures, wb.baseAddress!, ldb: inputFeatures, beta: 0, dxb.baseAddress!, ldc: inputFeatures)
+          gemm(
+            transposeA: false, transposeB: false, m: n, n: inputFeatures, k: outputFeatures, dy.baseAddress!, lda: outputFeatures, wb.baseAddress!, ldb: inputFeatures, beta: 0,
+            dxb.baseAddress!, ldc: inputFeatures)
         }
       }
     }

@@ -34,6 +34,9 @@ func lakeReport(_ summary: EvaluationSummary, runs: LakeRuns, title: String) -> 
     let name = run.alphabet.padding(toLength: 32, withPad: " ", startingAt: 0)
     lines.append(String(format: " run %02d  ", run.number) + name + String(format: " error %5.1f%%", 100 - 100 * outcome.accuracy))
   }
-  lines.append(String(format: "mean error %.2f%%  (accuracy %.2f%% +- %.2f, 95%% CI over runs; %.2f s)", summary.meanErrorPercent, 100 * summary.accuracy, 100 * summary.halfWidth95, summary.seconds))
+  lines.append(
+    String(
+      format: "mean error %.2f%%  (accuracy %.2f%% +- %.2f, 95%% CI over runs; %.2f s)", summary.meanErrorPercent, 100 * summary.accuracy, 100 * summary.halfWidth95,
+      summary.seconds))
   return lines.joined(separator: "\n")
 }

@@ -35,7 +35,10 @@ struct BenchCommand: ParsableCommand {
       let dims = gemm.split(separator: ",").compactMap { Int($0) }
       guard dims.count == 3, dims.allSatisfy({ $0 > 0 }) else { throw UserFacingError("--gemm takes M,N,K, e.g. 64,11025,576") }
       let seconds = GEMMBenchmark.time(m: dims[0], n: dims[1], k: dims[2], reps: max(reps, 5))
-      print(String(format: "dnnl_sgemm %d x %d x %d, %d thread(s): %.3f ms, %.0f GFLOP/s", dims[0], dims[1], dims[2], threads, seconds * 1e3, 2 * Double(dims[0] * dims[1] * dims[2]) / seconds / 1e9))
+      print(
+        String(
+          format: "dnnl_sgemm %d x %d x %d, %d thread(s): %.3f ms, %.0f GFLOP/s", dims[0], dims[1], dims[2], threads, seconds * 1e3,
+          2 * Double(dims[0] * dims[1] * dims[2]) / seconds / 1e9))
       return
     }
     let config = model == .vgg16 ? ModelConfig(backbone: .vgg16, headActivation: .relu) : ModelConfig.koch
@@ -54,7 +57,9 @@ struct BenchCommand: ParsableCommand {
       }
     }()
     let trainFlopsPerPair = 2 * (3 * forwardFlops - firstConv) + 3 * network.headFlopsPerPair
-    print("oneshot-bench bench: \(model.rawValue), \(threads) thread(s), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair")
+    print(
+      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair"
+    )
     let trainTimes = time(reps: reps) {
       _ = network.lossAndGradients(left: left, right: right, labels: labels)
       optimizer.update(&network.store, learningRate: 1e-4)
@@ -64,13 +69,21 @@ struct BenchCommand: ParsableCommand {
     let embedTimes = time(reps: reps) { _ = network.embed(embedInput) }
     let embedRate = Double(images) / median(embedTimes)
     let peak = peakResidentBytes()
-    print(String(format: "  train  %7.2f pairs/s   (batch %d pairs, Adam; min %.2f max %.2f)  %5.0f GFLOP/s", trainRate, pairs, Double(pairs) / trainTimes.max()!, Double(pairs) / trainTimes.min()!, trainRate * trainFlopsPerPair / 1e9))
-    print(String(format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images, Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedRate * forwardFlops / 1e9))
+    print(
+      String(
+        format: "  train  %7.2f pairs/s   (batch %d pairs, Adam; min %.2f max %.2f)  %5.0f GFLOP/s", trainRate, pairs, Double(pairs) / trainTimes.max()!,
+        Double(pairs) / trainTimes.min()!, trainRate * trainFlopsPerPair / 1e9))
+    print(
+      String(
+        format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images, Double(images) / embedTimes.max()!,
+        Double(images) / embedTimes.min()!, embedRate * forwardFlops / 1e9))
     print(String(format: "  peak resident memory %.2f GB", Double(peak) / 1e9))
     if let pytorch {
       let net = model == .vgg16 ? "vgg" : "koch"
-      let torchTrain = try runPyTorch(python: pytorch, arguments: ["--net", net, "--channels", "1", "--mode", "train-batched", "--threads", String(threads), "--batch", String(pairs), "--reps", String(reps)])
-      let torchEmbed = try runPyTorch(python: pytorch, arguments: ["--net", net, "--channels", "1", "--mode", "embed", "--threads", String(threads), "--batch", String(images), "--reps", String(reps)])
+      let torchTrain = try runPyTorch(
+        python: pytorch, arguments: ["--net", net, "--channels", "1", "--mode", "train-batched", "--threads", String(threads), "--batch", String(pairs), "--reps", String(reps)])
+      let torchEmbed = try runPyTorch(
+        python: pytorch, arguments: ["--net", net, "--channels", "1", "--mode", "embed", "--threads", String(threads), "--batch", String(images), "--reps", String(reps)])
       print(String(format: "  PyTorch (same sitting): train %.2f pairs/s, embed %.2f images/s", torchTrain, torchEmbed))
       print(String(format: "  ratio oneshot-bench / PyTorch: train %.2fx, embed %.2fx", trainRate / torchTrain, embedRate / torchEmbed))
     }
@@ -108,7 +121,8 @@ struct BenchCommand: ParsableCommand {
       let words = line.split(separator: " ")
       if let unit = words.firstIndex(where: { $0 == "pairs/s" || $0 == "images/s" }), unit > 0, let value = Double(words[unit - 1]) { return value }
     }
-    throw UserFacingError("the PyTorch script printed no figure (exit \(process.terminationStatus)); run it by hand: \(python) \(pytorchScript) \(arguments.joined(separator: " "))")
+    throw UserFacingError(
+      "the PyTorch script printed no figure (exit \(process.terminationStatus)); run it by hand: \(python) \(pytorchScript) \(arguments.joined(separator: " "))")
   }
 }
 

@@ -39,7 +39,9 @@ struct CheckCommand: ParsableCommand {
         let frozen = try Baseline.from(store: database, runID: runID)
         guard !frozen.protocols.isEmpty else { throw HarnessError("run \(runID) has no results to freeze") }
         try frozen.write(writeBaseline)
-        print("wrote baseline \(writeBaseline) from run \(runID): " + frozen.protocols.map { String(format: "%@ %.2f%%", $0.result.protocolName, 100 * $0.result.accuracy) }.joined(separator: ", "))
+        print(
+          "wrote baseline \(writeBaseline) from run \(runID): "
+            + frozen.protocols.map { String(format: "%@ %.2f%%", $0.result.protocolName, 100 * $0.result.accuracy) }.joined(separator: ", "))
         return
       }
       let reference: Baseline
@@ -94,7 +96,10 @@ struct CompareCommand: ParsableCommand {
           test = String(format: "McNemar, p = %.3g", p)
           verdict = p < 0.05 ? (onlyA > onlyB ? "A better" : "B better") : "no significant difference"
         }
-        rows.append([ra.protocolName, String(format: "%.2f%%", 100 * ra.accuracy), String(format: "%.2f%%", 100 * rb.accuracy), String(format: "%+.2f [%+.2f, %+.2f]", 100 * d.mean, 100 * d.low, 100 * d.high), "\(aligned.count) shared episodes, \(test)", verdict])
+        rows.append([
+          ra.protocolName, String(format: "%.2f%%", 100 * ra.accuracy), String(format: "%.2f%%", 100 * rb.accuracy),
+          String(format: "%+.2f [%+.2f, %+.2f]", 100 * d.mean, 100 * d.low, 100 * d.high), "\(aligned.count) shared episodes, \(test)", verdict,
+        ])
       } else {
         rows.append([ra.protocolName, String(format: "%.2f%%", 100 * ra.accuracy), String(format: "%.2f%%", 100 * rb.accuracy), diff, "no shared episodes", "intervals only"])
       }

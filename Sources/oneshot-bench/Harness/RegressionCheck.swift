@@ -28,7 +28,9 @@ struct Baseline: Codable, Equatable {
   }
 
   static func load(_ path: String) throws -> Baseline {
-    guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("cannot read baseline \(path); write one with `oneshot-bench check --run ID --write-baseline \(path)`") }
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw HarnessError("cannot read baseline \(path); write one with `oneshot-bench check --run ID --write-baseline \(path)`")
+    }
     do {
       return try JSONDecoder().decode(Baseline.self, from: data)
     } catch {
@@ -83,10 +85,16 @@ func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: Strin
     let difference = current.accuracy - base.accuracy
     if pairedRows.count == rows.count && rows.count == entry.episodes.count && rows.count >= 2 {
       let d = Statistics.paired(pairedRows.map(\.0), pairedRows.map(\.1))
-      verdicts.append(ProtocolVerdict(protocolName: base.protocolName, baseline: base.accuracy, current: current.accuracy, difference: d.mean, low: d.low, high: d.high, paired: true, regressed: d.mean < -tolerance && d.high < 0))
+      verdicts.append(
+        ProtocolVerdict(
+          protocolName: base.protocolName, baseline: base.accuracy, current: current.accuracy, difference: d.mean, low: d.low, high: d.high, paired: true,
+          regressed: d.mean < -tolerance && d.high < 0))
     } else {
       let halfWidth = ((current.ciHigh - current.accuracy) * (current.ciHigh - current.accuracy) + (base.ciHigh - base.accuracy) * (base.ciHigh - base.accuracy)).squareRoot()
-      verdicts.append(ProtocolVerdict(protocolName: base.protocolName, baseline: base.accuracy, current: current.accuracy, difference: difference, low: difference - halfWidth, high: difference + halfWidth, paired: false, regressed: difference < -tolerance && current.ciHigh < base.ciLow))
+      verdicts.append(
+        ProtocolVerdict(
+          protocolName: base.protocolName, baseline: base.accuracy, current: current.accuracy, difference: difference, low: difference - halfWidth, high: difference + halfWidth,
+          paired: false, regressed: difference < -tolerance && current.ciHigh < base.ciLow))
     }
   }
   return verdicts

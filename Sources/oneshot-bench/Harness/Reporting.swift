@@ -70,7 +70,9 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
       object["params"] = params
       var results: [String: Any] = [:]
       for (name, r) in row.results {
-        results[name] = ["accuracy": r.accuracy, "ciLow": r.ciLow, "ciHigh": r.ciHigh, "episodes": r.episodes, "split": r.split, "ways": r.ways, "shots": r.shots, "queries": r.queries]
+        results[name] = [
+          "accuracy": r.accuracy, "ciLow": r.ciLow, "ciHigh": r.ciHigh, "episodes": r.episodes, "split": r.split, "ways": r.ways, "shots": r.shots, "queries": r.queries,
+        ]
       }
       object["results"] = results
       return object
@@ -80,7 +82,9 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
   case .markdown, .table:
     let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr"] + protocols + ["duration"]
     let body = rows.map { row -> [String] in
-      var out = [String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " ")]
+      var out = [
+        String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " "),
+      ]
       out += [row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? "", row.params["training.steps"] ?? "", row.params["training.optimizer.learningRate"] ?? ""]
       for p in protocols {
         if let r = row.results[p] { out.append(String(format: "%.2f%% ± %.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.accuracy))) } else { out.append("-") }
@@ -130,7 +134,10 @@ func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFor
     object["params"] = Dictionary(uniqueKeysWithValues: detail.params.map { ($0.key, $0.value) })
     object["tags"] = Dictionary(uniqueKeysWithValues: detail.tags.map { ($0.key, $0.value) })
     object["results"] = detail.results.map { r -> [String: Any] in
-      var o: [String: Any] = ["protocol": r.protocolName, "split": r.split, "ways": r.ways, "shots": r.shots, "queries": r.queries, "episodes": r.episodes, "accuracy": r.accuracy, "ciLow": r.ciLow, "ciHigh": r.ciHigh, "seconds": r.seconds]
+      var o: [String: Any] = [
+        "protocol": r.protocolName, "split": r.split, "ways": r.ways, "shots": r.shots, "queries": r.queries, "episodes": r.episodes, "accuracy": r.accuracy, "ciLow": r.ciLow,
+        "ciHigh": r.ciHigh, "seconds": r.seconds,
+      ]
       if let groups = perAlphabet[r.protocolName] { o["byAlphabet"] = Dictionary(uniqueKeysWithValues: groups.map { ($0.0, $0.1) }) }
       return o
     }
@@ -146,7 +153,10 @@ func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFor
   for p in detail.provenance { lines.append("  \(p.key): \(p.value)") }
   lines.append("")
   let resultRows = detail.results.map { r in
-    [r.protocolName, r.split, "\(r.ways)-way \(r.shots)-shot", String(r.episodes), String(format: "%.2f%%", 100 * r.accuracy), String(format: "[%.2f, %.2f]", 100 * r.ciLow, 100 * r.ciHigh)]
+    [
+      r.protocolName, r.split, "\(r.ways)-way \(r.shots)-shot", String(r.episodes), String(format: "%.2f%%", 100 * r.accuracy),
+      String(format: "[%.2f, %.2f]", 100 * r.ciLow, 100 * r.ciHigh),
+    ]
   }
   let resultHeader = ["protocol", "split", "task", "episodes", "accuracy", "95% CI"]
   lines.append(format == .markdown ? markdownTable(resultHeader, resultRows) : textTable(resultHeader, resultRows))

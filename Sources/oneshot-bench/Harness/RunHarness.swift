@@ -37,7 +37,9 @@ struct ExperimentData {
 }
 
 /// Scores a network on every protocol of the experiment and records the results.
-func evaluateProtocols(_ network: SiameseNetwork, config: ExperimentConfig, data: ExperimentData, store: ResultsStore, runID: String, progress: ProgressDisplay) throws -> [ProtocolResult] {
+func evaluateProtocols(_ network: SiameseNetwork, config: ExperimentConfig, data: ExperimentData, store: ResultsStore, runID: String, progress: ProgressDisplay) throws
+  -> [ProtocolResult]
+{
   var results: [ProtocolResult] = []
   for item in config.evaluation {
     let scorer = SiameseScorer(network: network)
@@ -67,7 +69,9 @@ func evaluateProtocols(_ network: SiameseNetwork, config: ExperimentConfig, data
       accuracy: summary.accuracy, ciLow: summary.accuracy - summary.halfWidth95, ciHigh: summary.accuracy + summary.halfWidth95, seconds: summary.seconds)
     try store.recordResult(run: runID, result, episodes: summary.episodes.map { EpisodeRow(episode: $0.index, alphabet: $0.group, correct: $0.correct, total: $0.total) })
     results.append(result)
-    progress.line(String(format: "%@: %.2f%% +- %.2f (95%% CI, %d episodes, %.1f s)", item.name, 100 * result.accuracy, 100 * (result.ciHigh - result.accuracy), result.episodes, result.seconds))
+    progress.line(
+      String(
+        format: "%@: %.2f%% +- %.2f (95%% CI, %d episodes, %.1f s)", item.name, 100 * result.accuracy, 100 * (result.ciHigh - result.accuracy), result.episodes, result.seconds))
   }
   return results
 }
@@ -112,7 +116,10 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
   // 2. Data and every episode spec, checked before the store is touched.
   let loadStart = Date()
   let data = try ExperimentData.load(config, dataPath: options.dataPath)
-  progress.line(String(format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", data.background.images.count, data.pools.training.classes.count, data.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(loadStart)))
+  progress.line(
+    String(
+      format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", data.background.images.count, data.pools.training.classes.count,
+      data.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(loadStart)))
   var evalNetwork: SiameseNetwork? = nil
   var checkpointPath: String? = nil
   if let path = options.evalOnlyCheckpoint {
@@ -214,7 +221,9 @@ func resultsTable(runID: String, experiment: String, results: [ProtocolResult], 
   var lines = ["run \(runID)  \(experiment)  \(formatDuration(duration))"]
   lines.append("protocol".padding(toLength: 40, withPad: " ", startingAt: 0) + "accuracy   95% CI            episodes")
   for r in results {
-    lines.append(r.protocolName.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%6.2f%%   [%6.2f, %6.2f]   %d", 100 * r.accuracy, 100 * r.ciLow, 100 * r.ciHigh, r.episodes))
+    lines.append(
+      r.protocolName.padding(toLength: 40, withPad: " ", startingAt: 0)
+        + String(format: "%6.2f%%   [%6.2f, %6.2f]   %d", 100 * r.accuracy, 100 * r.ciLow, 100 * r.ciHigh, r.episodes))
   }
   return lines.joined(separator: "\n")
 }

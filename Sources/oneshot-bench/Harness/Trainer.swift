@@ -181,7 +181,8 @@ final class Trainer {
         }
         try saveLast()
         try store.flushMetrics()
-        progress.line(String(format: "step %d/%d  validation %.2f%% (best %.2f%% at step %d)  loss %.4f", state.step, total, 100 * accuracy, 100 * state.bestValidation, state.bestStep, loss))
+        progress.line(
+          String(format: "step %d/%d  validation %.2f%% (best %.2f%% at step %d)  loss %.4f", state.step, total, 100 * accuracy, 100 * state.bestValidation, state.bestStep, loss))
         if training.patience > 0 && state.staleValidations >= training.patience {
           return .stoppedEarly(step: state.step)
         }
