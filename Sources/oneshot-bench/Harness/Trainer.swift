@@ -133,8 +133,7 @@ final class Trainer {
     let total = training.steps
     let schedule = training.schedule.model
     var lossSum = 0.0, lossCount = 0
-    let started = Date()
-    let startStep = state.step
+    var windowStart = Date(), windowSteps = 0
     var lastValidation = state.bestValidation >= 0 ? String(format: "%.1f%%", 100 * state.bestValidation) : "-"
     while state.step < total {
       if InterruptFlag.requested {
@@ -154,17 +153,20 @@ final class Trainer {
       state.step += 1
       lossSum += loss
       lossCount += 1
-      let elapsed = Date().timeIntervalSince(started)
-      let done = state.step - startStep
-      let pairsPerSecond = Double(done * training.pairsPerStep) / max(elapsed, 1e-9)
+      windowSteps += 1
+      // Throughput over the steps since the last log line, not since the start, so a pause
+      // or a validation does not drag the figure for the rest of the run.
+      let pairsPerSecond = Double(windowSteps * training.pairsPerStep) / max(Date().timeIntervalSince(windowStart), 1e-9)
       if state.step % training.logEvery == 0 || state.step == total {
         try store.logMetric(run: runID, MetricPoint(key: "train.loss", step: state.step, value: lossSum / Double(lossCount)))
         try store.logMetric(run: runID, MetricPoint(key: "train.pairsPerSecond", step: state.step, value: pairsPerSecond))
         try store.logMetric(run: runID, MetricPoint(key: "train.learningRate", step: state.step, value: rate))
         lossSum = 0
         lossCount = 0
+        windowStart = Date()
+        windowSteps = 0
       }
-      let eta = Double(total - state.step) * elapsed / Double(done)
+      let eta = Double(total - state.step) * Double(training.pairsPerStep) / max(pairsPerSecond, 1e-9)
       progress.update(String(format: "step %d/%d  loss %.4f  %.1f pairs/s  eta %@  val %@", state.step, total, loss, pairsPerSecond, formatDuration(eta), lastValidation))
       if state.step % training.validation.every == 0 || state.step == total {
         progress.update(String(format: "step %d/%d  validating on %d episodes...", state.step, total, validationEpisodes.count), force: true)
