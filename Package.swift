@@ -44,7 +44,7 @@ let package = Package(
     .testTarget(name: "ModelTests", dependencies: ["Model"]),
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
-    .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench", "ResultsStore"]),
+    .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench", "ResultsStore", "Episodes"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,3 +1,4 @@
+import Episodes
 import Foundation
 import ResultsStore
 import XCTest
@@ -85,6 +86,20 @@ final class RunTests: XCTestCase {
     let worse = runCLI(["check", "--run", id, "--store", storePath, "--baseline", baseline])
     XCTAssertEqual(worse.code, 1, worse.output + worse.error)
     XCTAssert(worse.output.contains("REGRESSION"))
+    // predict: two images of any size and colour against the run's best checkpoint.
+    let best = folder.appendingPathComponent("runs/\(id)/best.safetensors").path
+    var pixels = [UInt8](repeating: 255, count: 60 * 40)
+    for y in 10..<30 { for x in 20..<24 { pixels[y * 60 + x] = 0 } }
+    let a = folder.appendingPathComponent("a.png"), b = folder.appendingPathComponent("b.png")
+    try Data(try GrayImage(width: 60, height: 40, pixels: pixels).encodePNG()).write(to: a)
+    try Data(try GrayImage(width: 60, height: 40, pixels: pixels.reversed()).encodePNG()).write(to: b)
+    let predicted = runCLI(["predict", a.path, b.path, "--checkpoint", best])
+    XCTAssertEqual(predicted.code, 0, predicted.error)
+    let similarity = try XCTUnwrap(Double(predicted.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+    XCTAssert((0...1).contains(similarity))
+    XCTAssertEqual(runCLI(["predict", a.path, "/nonexistent.png", "--checkpoint", best]).code, 2)
+    XCTAssertEqual(runCLI(["predict", a.path, b.path, "--checkpoint", "/nonexistent.safetensors"]).code, 2)
+
     // Harness errors exit 2.
     XCTAssertEqual(runCLI(["check", "--run", "nonexistent", "--store", storePath, "--baseline", baseline]).code, 2)
     XCTAssertEqual(runCLI(["check", "--run", id, "--store", storePath, "--baseline", "/nonexistent.json"]).code, 2)
