@@ -20,13 +20,12 @@ struct RunCommand: ParsableCommand {
   @OptionGroup var store: StoreOptions
   @Option(help: "Threads (overrides the experiment file).") var threads: Int?
   @Flag(help: "Skip training; evaluate --checkpoint.") var evalOnly = false
-  @Option(help: "Checkpoint to evaluate with --eval-only.") var checkpoint: String?
+  @Option(help: "Checkpoint to evaluate with --eval-only (default: the shipped model, \(shippedModelPath)).") var checkpoint: String?
   @Option(help: "Continue an interrupted run from its last checkpoint.") var resume: String?
   @Option(name: .customLong("data"), help: "Dataset folder (overrides the experiment file).") var dataPath: String?
   @Option(help: "Folder for run checkpoints (runs/<run-id>/).") var runs: String = "runs"
 
   func validate() throws {
-    if evalOnly && checkpoint == nil { throw ValidationError("--eval-only needs --checkpoint PATH") }
     if checkpoint != nil && !evalOnly { throw ValidationError("--checkpoint is only used with --eval-only") }
     if resume != nil && evalOnly { throw ValidationError("--resume and --eval-only exclude each other") }
     if resume == nil && experiment == nil { throw ValidationError("give an experiment file, e.g. experiments/ci-smoke.json") }
@@ -36,7 +35,7 @@ struct RunCommand: ParsableCommand {
   func run() throws {
     let code = try runExperiment(
       configPath: experiment,
-      options: RunOptions(storePath: store.path, threads: threads, evalOnlyCheckpoint: checkpoint, resumeRunID: resume, dataPath: dataPath, runsFolder: runs))
+      options: RunOptions(storePath: store.path, threads: threads, evalOnlyCheckpoint: evalOnly ? (checkpoint ?? shippedModelPath) : nil, resumeRunID: resume, dataPath: dataPath, runsFolder: runs))
     if code != 0 { throw ExitCode(code) }
   }
 }

@@ -123,6 +123,9 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
   var evalNetwork: SiameseNetwork? = nil
   var checkpointPath: String? = nil
   if let path = options.evalOnlyCheckpoint {
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw UserFacingError("checkpoint \(path) not found; pass --checkpoint PATH (a run keeps its best under runs/<run-id>/best.safetensors)")
+    }
     evalNetwork = try Checkpoint.read(URL(fileURLWithPath: path), expecting: config.model).network
     checkpointPath = path
   }
