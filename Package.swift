@@ -29,7 +29,10 @@ let package = Package(
     .systemLibrary(
       name: "CDNNL", path: "Sources/CDNNL",
       providers: [.apt(["libdnnl-dev"])]),
-    .target(name: "Model", dependencies: ["CDNNL"], swiftSettings: optimised),
+    .target(
+      name: "CConvolution", path: "Sources/CConvolution",
+      cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("dnnl")]),
+    .target(name: "Model", dependencies: ["CDNNL", "CConvolution"], swiftSettings: optimised),
     .target(
       name: "Episodes",
       dependencies: ["CPNG", .product(name: "ZIPFoundation", package: "ZIPFoundation")],

@@ -48,6 +48,10 @@ public struct SiameseNetwork: Sendable {
   public let config: ModelConfig
   /// Every parameter and buffer, addressed by index from the layers.
   public var store: ParameterStore
+  /// The arithmetic of the convolutions (a compute setting, not part of the checkpoint).
+  public var precision: ConvolutionPrecision = .fp32
+  /// The convolution implementation (tests compare oneDNN's primitives with im2col).
+  public var convolutionAlgorithm: ConvolutionAlgorithm = .direct
   let layers: [BackboneLayer]
   let headLayers: [Linear]
   let headReLU: Bool
@@ -128,7 +132,7 @@ public struct SiameseNetwork: Sendable {
     for layer in layers {
       switch layer {
       case .conv(let conv):
-        let (y, cache) = conv.forward(x, store: store)
+        let (y, cache) = conv.forward(x, store: store, precision: precision, algorithm: convolutionAlgorithm)
         if keepCaches { caches.append(.conv(cache)) }
         x = y
       case .batchNorm(let norm):

@@ -12,6 +12,13 @@ public struct Tensor: Sendable, Equatable {
     self.data = [Float](repeating: 0, count: shape.reduce(1, *))
   }
 
+  /// A tensor whose values the caller overwrites in full before reading any (no zero fill:
+  /// a kernel's output buffer).
+  init(uninitialized shape: [Int]) {
+    self.shape = shape
+    self.data = [Float](unsafeUninitializedCapacity: shape.reduce(1, *)) { _, count in count = shape.reduce(1, *) }
+  }
+
   /// A tensor over `data`; `data.count` must match the shape.
   public init(shape: [Int], data: [Float]) {
     precondition(data.count == shape.reduce(1, *), "Tensor: \(data.count) values for shape \(shape)")

@@ -141,14 +141,22 @@ public final class ResultsStore {
     do { return try body() } catch { throw StoreError.wrap(error, path: path) }
   }
 
-  private let timeFormatter: ISO8601DateFormatter = {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return formatter
-  }()
+  /// The current time in ISO 8601 with milliseconds (UTC), e.g. 2026-11-29T05:09:22.428Z.
+  /// Formatted with gmtime_r, not Foundation's ISO8601DateFormatter: that one is slow to create
+  /// per row, and a cached one crashed inside ICU when released at the end of an interrupted run.
+  func now() -> String { Self.timestamp(Date()) }
 
-  /// The current time in ISO 8601 with milliseconds (UTC).
-  func now() -> String { timeFormatter.string(from: Date()) }
+  static func timestamp(_ date: Date) -> String {
+    let seconds = date.timeIntervalSince1970
+    var whole = time_t(seconds.rounded(.down))
+    var millis = Int(((seconds - Double(whole)) * 1000).rounded())
+    if millis >= 1000 { whole += 1; millis -= 1000 }
+    var parts = tm()
+    gmtime_r(&whole, &parts)
+    func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+    return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(ms)Z"
+  }
 
   // MARK: Writing
 

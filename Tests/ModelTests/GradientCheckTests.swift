@@ -42,6 +42,12 @@ final class GradientCheckTests: XCTestCase {
   }
 
   func testConv2DGradients() {
+    for algorithm in ConvolutionAlgorithm.allCases {
+      checkConv2DGradients(algorithm: algorithm)
+    }
+  }
+
+  func checkConv2DGradients(algorithm: ConvolutionAlgorithm) {
     for (k, p, relu) in [(3, 1, false), (4, 0, false), (3, 1, true)] {
       var store = ParameterStore()
       var rng = NormalSampler(seed: 1)
@@ -49,7 +55,7 @@ final class GradientCheckTests: XCTestCase {
       store.parameters[conv.bias].value = [0.1, -0.2, 0.3]
       let shape = [2, 2, 6, 5]
       let x = Tensor(shape: shape, data: random(120, seed: 2))
-      let (y, cache) = conv.forward(x, store: store)
+      let (y, cache) = conv.forward(x, store: store, algorithm: algorithm)
       // Keep clear of the ReLU kink: a pre-activation within 1e-2 of 0 would break the check.
       if relu {
         var plain = store
@@ -59,21 +65,21 @@ final class GradientCheckTests: XCTestCase {
       let dOut = random(y.count, seed: 3)
       store.zeroGradients()
       let dx = conv.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &store)!
-      let fx = { (v: [Float]) in conv.forward(Tensor(shape: shape, data: v), store: store).output.data }
-      assertClose(dx.data, numeric(x.data, fx, dOutput: dOut), "conv k\(k) p\(p) relu \(relu) dx")
+      let fx = { (v: [Float]) in conv.forward(Tensor(shape: shape, data: v), store: store, algorithm: algorithm).output.data }
+      assertClose(dx.data, numeric(x.data, fx, dOutput: dOut), "\(algorithm) conv k\(k) p\(p) relu \(relu) dx")
       let w0 = store.parameters[conv.weight].value
       let fw = { (v: [Float]) -> [Float] in
         var s = store
         s.parameters[conv.weight].value = v
-        return conv.forward(x, store: s).output.data
+        return conv.forward(x, store: s, algorithm: algorithm).output.data
       }
-      assertClose(store.parameters[conv.weight].gradient, numeric(w0, fw, dOutput: dOut), "conv k\(k) dW")
+      assertClose(store.parameters[conv.weight].gradient, numeric(w0, fw, dOutput: dOut), "\(algorithm) conv k\(k) dW")
       let fb = { (v: [Float]) -> [Float] in
         var s = store
         s.parameters[conv.bias].value = v
-        return conv.forward(x, store: s).output.data
+        return conv.forward(x, store: s, algorithm: algorithm).output.data
       }
-      assertClose(store.parameters[conv.bias].gradient, numeric(store.parameters[conv.bias].value, fb, dOutput: dOut), "conv k\(k) db")
+      assertClose(store.parameters[conv.bias].gradient, numeric(store.parameters[conv.bias].value, fb, dOutput: dOut), "\(algorithm) conv k\(k) db")
       // Backward accumulates: a second call doubles the gradient.
       let first = store.parameters[conv.weight].gradient
       _ = conv.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &store)
@@ -88,11 +94,53 @@ final class GradientCheckTests: XCTestCase {
     var rng = NormalSampler(seed: 4)
     let conv = Conv2D(inputChannels: 64, outputChannels: 8, kernelSize: 3, padding: 1, fusedReLU: true, name: "c", store: &store, rng: &rng)
     let x = Tensor(shape: [6, 64, 40, 40], data: random(6 * 64 * 1600, seed: 5))
-    let whole = conv.forward(x, store: store).output
+    let whole = conv.forward(x, store: store, algorithm: .im2col).output
     for i in 0..<6 {
-      let one = conv.forward(x.items(i..<(i + 1)), store: store).output
+      let one = conv.forward(x.items(i..<(i + 1)), store: store, algorithm: .im2col).output
       let part = whole.items(i..<(i + 1))
       for (a, b) in zip(one.data, part.data) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+    }
+  }
+
+  /// oneDNN's direct primitives (fp32 and bf16) against im2col: outputs, dx, dW and db, for
+  /// VGG's 3x3 padded convs at the odd sides pooling produces and Koch's unpadded 10x10 on one
+  /// channel. fp32 agrees to float rounding; bf16 to its 8-bit mantissa.
+  func testDirectConvolutionMatchesIm2col() {
+    let cases: [(n: Int, c: Int, h: Int, w: Int, o: Int, k: Int, p: Int, relu: Bool)] = [
+      (3, 1, 26, 26, 8, 3, 1, true), (2, 16, 13, 13, 32, 3, 1, true), (2, 8, 7, 9, 16, 3, 1, false), (2, 1, 30, 30, 4, 10, 0, true), (2, 4, 12, 12, 8, 4, 0, true),
+    ]
+    for (index, t) in cases.enumerated() {
+      // The same weights with and without the fused ReLU: bf16 moves outputs near 0 across the
+      // kink, which changes the ReLU mask, so bf16 gradients are compared without it.
+      func make(relu: Bool) -> (Conv2D, ParameterStore) {
+        var store = ParameterStore()
+        var rng = NormalSampler(seed: 10 + UInt64(index))
+        let conv = Conv2D(inputChannels: t.c, outputChannels: t.o, kernelSize: t.k, padding: t.p, fusedReLU: relu, name: "c", store: &store, rng: &rng)
+        store.parameters[conv.bias].value = random(t.o, seed: 20, scale: 0.1)
+        return (conv, store)
+      }
+      let x = Tensor(shape: [t.n, t.c, t.h, t.w], data: random(t.n * t.c * t.h * t.w, seed: 21))
+      func run(_ algorithm: ConvolutionAlgorithm, _ precision: ConvolutionPrecision, relu: Bool) -> (y: [Float], dx: [Float], dw: [Float], db: [Float]) {
+        var (conv, s) = make(relu: relu)
+        s.zeroGradients()
+        let (y, cache) = conv.forward(x, store: s, precision: precision, algorithm: algorithm)
+        let dOut = Tensor(shape: y.shape, data: random(y.count, seed: 22))
+        let dx = conv.backward(dOut, cache: cache, store: &s)!
+        return (y.data, dx.data, s.parameters[conv.weight].gradient, s.parameters[conv.bias].gradient)
+      }
+      for (precision, tolerance) in [(ConvolutionPrecision.fp32, Float(1e-4)), (.bf16, 2e-2)] {
+        let relu = t.relu && precision == .fp32
+        let reference = run(.im2col, .fp32, relu: relu)
+        let direct = run(.direct, precision, relu: relu)
+        var comparisons = [("dx", direct.dx, reference.dx), ("dW", direct.dw, reference.dw), ("db", direct.db, reference.db)]
+        comparisons.append(("y", run(.direct, precision, relu: t.relu).y, run(.im2col, .fp32, relu: t.relu).y))
+        for (name, a, b) in comparisons {
+          let scale = max(b.map(abs).max() ?? 0, 1e-3)
+          let worst = zip(a, b).map { abs($0 - $1) / scale }.max() ?? 0
+          XCTAssertLessThan(worst, tolerance, "case \(index) \(precision) \(name): worst relative error \(worst)")
+        }
+      }
+      XCTAssertNotEqual(make(relu: t.relu).0.implementation(batch: t.n, side: t.h, precision: .fp32), "im2col", "oneDNN built no primitive for case \(index)")
     }
   }
 

@@ -61,5 +61,15 @@ final class ExperimentConfigTests: XCTestCase {
     XCTAssert(try message(oneWay).hasPrefix("evaluation[0].spec.ways | at least 2"))
     XCTAssert(try message("{ not json").hasPrefix(" | not valid JSON"))
     XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"pairs\": 100")).contains("exactly one of"))
+    XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"precision\": \"fp16\"")).hasPrefix("training.precision | not one of the allowed values"))
+  }
+
+  func testPrecisionDefaultsToFP32AndKeepsOldConfigurationHashes() throws {
+    let plain = try ExperimentConfig.load(try write(valid))
+    XCTAssertEqual(plain.training.precision, .fp32)
+    XCTAssertFalse(plain.canonicalJSON.contains("precision"), "fp32 is not written, so runs recorded before the key existed keep their hash")
+    let bf16 = try ExperimentConfig.load(try write(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"precision\": \"bf16\"")))
+    XCTAssertEqual(bf16.training.precision, .bf16)
+    XCTAssertEqual(try JSONDecoder().decode(ExperimentConfig.self, from: Data(bf16.canonicalJSON.utf8)), bf16)
   }
 }

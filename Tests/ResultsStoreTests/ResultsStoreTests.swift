@@ -138,4 +138,10 @@ final class ResultsStoreTests: XCTestCase {
     XCTAssertEqual(try store.episodeRows(runID: id, protocolName: "evaluation-20way").count, 10_000)
     print(String(format: "store speed: recorded 1 run with 10,000 episode rows and 5,000 metric rows in %.3f s; listed 1,000 runs in %.4f s", recordSeconds, listSeconds))
   }
+
+  func testTimestampsAreISO8601WithMillisecondsInUTC() {
+    XCTAssertEqual(ResultsStore.timestamp(Date(timeIntervalSince1970: 1_795_930_162.428)), "2026-11-29T05:29:22.428Z")
+    XCTAssertEqual(ResultsStore.timestamp(Date(timeIntervalSince1970: 0.007)), "1970-01-01T00:00:00.007Z")
+    XCTAssertEqual(ResultsStore.timestamp(Date(timeIntervalSince1970: 951_825_599.9999)), "2000-02-29T12:00:00.000Z")
+  }
 }

@@ -14,6 +14,8 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Network: vgg16 (VGG16 at 105x105, head 4608-512-ReLU-1, as the PyTorch script) or koch.")
   var model: Net = .vgg16
   @Option(help: "Threads for oneDNN and the parallel loops.") var threads: Int = 2
+  @Option(help: "Convolution arithmetic: fp32, or bf16 inputs with float accumulation.") var precision: ConvolutionPrecision = .fp32
+  @Option(help: "Convolution implementation: direct (oneDNN's primitives) or im2col (im2col + sgemm).") var algorithm: ConvolutionAlgorithm = .direct
   @Option(help: "Pairs per training step.") var pairs: Int = 32
   @Option(help: "Images per embedding batch.") var images: Int = 64
   @Option(help: "Timed repetitions of each measurement (after one warm-up); the median is reported.") var reps: Int = 4
@@ -43,6 +45,8 @@ struct BenchCommand: ParsableCommand {
     }
     let config = model == .vgg16 ? ModelConfig(backbone: .vgg16, headActivation: .relu) : ModelConfig.koch
     var network = SiameseNetwork(config: config, seed: 0)
+    network.precision = precision
+    network.convolutionAlgorithm = algorithm
     let side = config.inputSize
     var rng = NormalSampler(seed: 1)
     let left = Tensor(shape: [pairs, 1, side, side], data: rng.normal(count: pairs * side * side, std: 1))
@@ -58,7 +62,7 @@ struct BenchCommand: ParsableCommand {
     }()
     let trainFlopsPerPair = 2 * (3 * forwardFlops - firstConv) + 3 * network.headFlopsPerPair
     print(
-      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair"
+      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair"
     )
     let trainTimes = time(reps: reps) {
       _ = network.lossAndGradients(left: left, right: right, labels: labels)
@@ -80,12 +84,19 @@ struct BenchCommand: ParsableCommand {
     print(String(format: "  peak resident memory %.2f GB", Double(peak) / 1e9))
     if let pytorch {
       let net = model == .vgg16 ? "vgg" : "koch"
-      let torchTrain = try runPyTorch(
-        python: pytorch, arguments: ["--net", net, "--channels", "1", "--mode", "train-batched", "--threads", String(threads), "--batch", String(pairs), "--reps", String(reps)])
-      let torchEmbed = try runPyTorch(
-        python: pytorch, arguments: ["--net", net, "--channels", "1", "--mode", "embed", "--threads", String(threads), "--batch", String(images), "--reps", String(reps)])
-      print(String(format: "  PyTorch (same sitting): train %.2f pairs/s, embed %.2f images/s", torchTrain, torchEmbed))
-      print(String(format: "  ratio oneshot-bench / PyTorch: train %.2fx, embed %.2fx", trainRate / torchTrain, embedRate / torchEmbed))
+      // PyTorch in fp32 (the issue's reference) and, for bf16 runs, its best CPU path too
+      // (channels_last + bf16 autocast).
+      var variants: [(String, [String])] = [("fp32", [])]
+      if precision == .bf16 { variants.append(("bf16 channels_last", ["--bf16", "--channels-last"])) }
+      for (label, extra) in variants {
+        let torchTrain = try runPyTorch(
+          python: pytorch,
+          arguments: ["--net", net, "--channels", "1", "--mode", "train-batched", "--threads", String(threads), "--batch", String(pairs), "--reps", String(reps)] + extra)
+        let torchEmbed = try runPyTorch(
+          python: pytorch, arguments: ["--net", net, "--channels", "1", "--mode", "embed", "--threads", String(threads), "--batch", String(images), "--reps", String(reps)] + extra)
+        print(String(format: "  PyTorch %@ (same sitting): train %.2f pairs/s, embed %.2f images/s", label, torchTrain, torchEmbed))
+        print(String(format: "  ratio oneshot-bench / PyTorch %@: train %.2fx, embed %.2fx", label, trainRate / torchTrain, embedRate / torchEmbed))
+      }
     }
   }
 
@@ -135,3 +146,6 @@ func peakResidentBytes() -> Int {
   }
   return 0
 }
+
+extension ConvolutionAlgorithm: ExpressibleByArgument {}
+extension ConvolutionPrecision: ExpressibleByArgument {}

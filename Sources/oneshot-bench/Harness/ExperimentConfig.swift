@@ -112,10 +112,14 @@ struct TrainingConfig: Codable, Equatable {
   /// `independent`: every pair has its own two images (2 x pairsPerStep images a step);
   /// `groups`: groups of 2 characters x 2 drawers, each image in two pairs (pairsPerStep images).
   var pairing: Pairing
+  /// The convolutions' arithmetic while training and validating: fp32, or bf16 inputs with
+  /// float accumulation (about 1.7x faster on AVX512_BF16; weights, optimizer state, batch
+  /// norm and the head stay fp32, as in PyTorch's bf16 autocast). Evaluation is always fp32.
+  var precision: ConvolutionPrecision
 
   enum Pairing: String, Codable { case independent, groups }
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing }
+  enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision }
 
   init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
@@ -136,6 +140,7 @@ struct TrainingConfig: Codable, Equatable {
     patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? 0
     logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? 20
     pairing = try c.decodeIfPresent(Pairing.self, forKey: .pairing) ?? .independent
+    precision = try c.decodeIfPresent(ConvolutionPrecision.self, forKey: .precision) ?? .fp32
   }
 
   func encode(to encoder: any Encoder) throws {
@@ -149,6 +154,9 @@ struct TrainingConfig: Codable, Equatable {
     try c.encode(patience, forKey: .patience)
     try c.encode(logEvery, forKey: .logEvery)
     try c.encode(pairing, forKey: .pairing)
+    // Written only when not the default, so the configuration hashes of fp32 runs recorded
+    // before the key existed stay what they were.
+    if precision != .fp32 { try c.encode(precision, forKey: .precision) }
   }
 
   func problems() -> [(String, String)] {

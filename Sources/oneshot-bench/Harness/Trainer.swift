@@ -62,6 +62,7 @@ final class Trainer {
     let sampler = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed)
     validationEpisodes = sampler.episodes(count: validation.episodes).map { $0.scoring(in: background) }
     network = SiameseNetwork(config: config.model, seed: config.seed)
+    network.precision = config.training.precision
     optimizer = Optimizer(config.training.optimizer.model, store: network.store)
   }
 
@@ -74,6 +75,7 @@ final class Trainer {
       throw UserFacingError("\(lastURL.path) holds no optimizer or training state; it cannot be resumed. Start a new run")
     }
     network = checkpoint.network
+    network.precision = config.training.precision
     self.optimizer = optimizer
     self.state = state
   }
