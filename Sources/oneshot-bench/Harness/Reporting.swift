@@ -16,8 +16,17 @@ struct ReportRow {
 /// The hyperparameters shown in listings (the full set is in `report --run`).
 let keyParameters = [
   "model.backbone", "model.inputSize", "model.width", "model.batchNorm", "training.steps", "training.pairsPerStep",
-  "training.optimizer.kind", "training.optimizer.learningRate", "seed",
+  "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed",
 ]
+
+/// Values a configuration leaves out because they are the default (and runs recorded before
+/// the key existed), shown as what they were.
+let parameterDefaults = ["training.precision": "fp32"]
+
+extension ReportRow {
+  /// A recorded hyperparameter, or its default when the configuration left it out.
+  func parameter(_ key: String) -> String? { params[key] ?? parameterDefaults[key] }
+}
 
 /// Builds the rows and the protocol columns (union over the runs, sorted).
 func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows: [ReportRow], protocols: [String]) {
@@ -43,7 +52,7 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   func cells(_ row: ReportRow) -> [String] {
     var out = [row.summary.id, row.summary.experiment, row.summary.status.rawValue, row.summary.startedAt, row.summary.durationSeconds.map { String(format: "%.1f", $0) } ?? ""]
-    out += keyParameters.map { row.params[$0] ?? "" }
+    out += keyParameters.map { row.parameter($0) ?? "" }
     for p in protocols {
       if let r = row.results[p] {
         out += [String(format: "%.4f", r.accuracy), String(format: "%.4f", r.ciLow), String(format: "%.4f", r.ciHigh)]
@@ -66,7 +75,7 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
         "durationSeconds": row.summary.durationSeconds as Any? ?? NSNull(), "error": row.summary.error as Any? ?? NSNull(),
       ]
       var params: [String: String] = [:]
-      for key in keyParameters { if let v = row.params[key] { params[key] = v } }
+      for key in keyParameters { if let v = row.parameter(key) { params[key] = v } }
       object["params"] = params
       var results: [String: Any] = [:]
       for (name, r) in row.results {
@@ -80,12 +89,12 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
     let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
     return String(decoding: data, as: UTF8.self)
   case .markdown, .table:
-    let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr"] + protocols + ["duration"]
+    let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr", "precision"] + protocols + ["duration"]
     let body = rows.map { row -> [String] in
       var out = [
         String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " "),
       ]
-      out += [row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? "", row.params["training.steps"] ?? "", row.params["training.optimizer.learningRate"] ?? ""]
+      out += [row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? "", row.params["training.steps"] ?? "", row.params["training.optimizer.learningRate"] ?? "", row.parameter("training.precision") ?? ""]
       for p in protocols {
         if let r = row.results[p] { out.append(String(format: "%.2f%% ± %.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.accuracy))) } else { out.append("-") }
       }
