@@ -147,6 +147,23 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(try store.results(runID: id).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
   }
 
+  func testSeedOptionReplacesTheFilesSeedAndIsRecorded() throws {
+    let config = try experiment(steps: 10)
+    XCTAssertEqual(runCLI(["run", config, "--store", storePath], currentDirectory: folder).code, 0)
+    let seeded = runCLI(["run", config, "--store", storePath, "--seed", "5"], currentDirectory: folder)
+    XCTAssertEqual(seeded.code, 0, seeded.error)
+    let store = try ResultsStore(path: storePath)
+    let details = try store.listRuns().map { try store.run($0.id) }
+    XCTAssertEqual(Set(details.compactMap { $0.params.first { $0.key == "seed" }?.value }), ["3", "5"])
+    XCTAssertEqual(Set(details.map(\.summary.configHash)).count, 2, "another seed is another configuration")
+    let table = runCLI(["report", "--store", storePath])
+    XCTAssert(table.output.contains("seed"), table.output)
+    // A resumed run keeps the seed it was started with.
+    let resume = runCLI(["run", "--resume", details[0].summary.id, "--store", storePath, "--seed", "2"])
+    XCTAssertNotEqual(resume.code, 0)
+    XCTAssert(resume.error.contains("keeps its recorded seed"), resume.error)
+  }
+
   func testBadInputExitsWithTwoAndRecordsNothing() throws {
     let config = try experiment(steps: 5)
     let broken = folder.appendingPathComponent("broken.json").path

@@ -19,6 +19,7 @@ struct RunCommand: ParsableCommand {
   @Argument(help: "Experiment file, e.g. experiments/vgg105.json (not needed with --resume).") var experiment: String?
   @OptionGroup var store: StoreOptions
   @Option(help: "Threads (overrides the experiment file).") var threads: Int?
+  @Option(help: "Seed of training (overrides the experiment file's; recorded in the run's configuration, so a second seed of a recipe is one command).") var seed: UInt64?
   @Flag(help: "Skip training; evaluate --checkpoint.") var evalOnly = false
   @Option(help: "Checkpoint to evaluate with --eval-only (default: the shipped model, \(shippedModelPath)).") var checkpoint: String?
   @Option(help: "Continue an interrupted run from its last checkpoint.") var resume: String?
@@ -30,12 +31,13 @@ struct RunCommand: ParsableCommand {
     if resume != nil && evalOnly { throw ValidationError("--resume and --eval-only exclude each other") }
     if resume == nil && experiment == nil { throw ValidationError("give an experiment file, e.g. experiments/ci-smoke.json") }
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    if seed != nil && resume != nil { throw ValidationError("a resumed run keeps its recorded seed; drop --seed") }
   }
 
   func run() throws {
     let code = try runExperiment(
       configPath: experiment,
-      options: RunOptions(storePath: store.path, threads: threads, evalOnlyCheckpoint: evalOnly ? (checkpoint ?? shippedModelPath) : nil, resumeRunID: resume, dataPath: dataPath, runsFolder: runs))
+      options: RunOptions(storePath: store.path, threads: threads, seed: seed, evalOnlyCheckpoint: evalOnly ? (checkpoint ?? shippedModelPath) : nil, resumeRunID: resume, dataPath: dataPath, runsFolder: runs))
     if code != 0 { throw ExitCode(code) }
   }
 }

@@ -89,12 +89,12 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
     let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
     return String(decoding: data, as: UTF8.self)
   case .markdown, .table:
-    let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr", "precision"] + protocols + ["duration"]
+    let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr", "precision", "seed"] + protocols + ["duration"]
     let body = rows.map { row -> [String] in
       var out = [
         String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " "),
       ]
-      out += [row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? "", row.params["training.steps"] ?? "", row.params["training.optimizer.learningRate"] ?? "", row.parameter("training.precision") ?? ""]
+      out += [row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? "", row.params["training.steps"] ?? "", row.params["training.optimizer.learningRate"] ?? "", row.parameter("training.precision") ?? "", row.params["seed"] ?? ""]
       for p in protocols {
         if let r = row.results[p] { out.append(String(format: "%.2f%% ± %.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.accuracy))) } else { out.append("-") }
       }

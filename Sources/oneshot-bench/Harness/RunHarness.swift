@@ -80,6 +80,8 @@ func evaluateProtocols(_ network: SiameseNetwork, config: ExperimentConfig, data
 struct RunOptions {
   var storePath: String
   var threads: Int?
+  /// Replaces the experiment file's seed (it becomes part of the recorded configuration).
+  var seed: UInt64? = nil
   var evalOnlyCheckpoint: String?
   var resumeRunID: String?
   var dataPath: String?
@@ -111,6 +113,7 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
     config = try ExperimentConfig.load(configPath)
   }
   if let threads = options.threads { config.threads = threads }
+  if let seed = options.seed { config.seed = seed }
   ComputeThreads.set(config.threads)
 
   // 2. Data and every episode spec, checked before the store is touched.
