@@ -61,9 +61,7 @@ public struct BatchNorm2D: Sendable {
                 for ch in channels {
                   var sum = 0.0, squares = 0.0
                   for i in 0..<n {
-                    let p = xs.value + (i * c + ch) * plane
-                    var s: Float = 0, q: Float = 0
-                    for j in 0..<plane { s += p[j]; q += p[j] * p[j] }
+                    let (s, q) = sumAndSquares(xs.value + (i * c + ch) * plane, count: plane)
                     sum += Double(s)
                     squares += Double(q)
                   }
@@ -87,7 +85,7 @@ public struct BatchNorm2D: Sendable {
       mean = store.buffers[runningMean].value
       inverseStd = store.buffers[runningVariance].value.map { 1 / ($0 + epsilon).squareRoot() }
     }
-    var y = Tensor(zeros: x.shape)
+    var y = Tensor(uninitialized: x.shape)
     let gamma = store.parameters[weight].value, beta = store.parameters[bias].value
     let relu = fusedReLU
     x.data.withUnsafeBufferPointer { xb in
@@ -116,48 +114,68 @@ public struct BatchNorm2D: Sendable {
     precondition(dOutput.shape == x.shape, "BatchNorm2D backward: dOutput \(dOutput.shape), input \(x.shape)")
     let (n, c, plane) = (x.shape[0], channels, x.shape[2] * x.shape[3])
     let m = Float(n * plane)
-    var dy = dOutput
-    if fusedReLU {
-      dy.data.withUnsafeMutableBufferPointer { d in
-        cache.output.data.withUnsafeBufferPointer { y in for i in d.indices where y[i] <= 0 { d[i] = 0 } }
-      }
-    }
-    var dx = Tensor(zeros: x.shape)
+    var dx = Tensor(uninitialized: x.shape)
     let gamma = store.parameters[weight].value
     var dGamma = [Float](repeating: 0, count: c), dBeta = [Float](repeating: 0, count: c)
-    let training = cache.training
+    let training = cache.training, relu = fusedReLU
     x.data.withUnsafeBufferPointer { xb in
-      dy.data.withUnsafeBufferPointer { db in
-        dx.data.withUnsafeMutableBufferPointer { dxb in
-          dGamma.withUnsafeMutableBufferPointer { dgb in
-            dBeta.withUnsafeMutableBufferPointer { dbb in
-              let xs = UncheckedBox(xb.baseAddress!), ds = UncheckedBox(db.baseAddress!), dxs = UncheckedBox(dxb.baseAddress!)
-              let dg = UncheckedBox(dgb.baseAddress!), dbt = UncheckedBox(dbb.baseAddress!)
-              let means = cache.mean, inverse = cache.inverseStd
-              parallelFor(c) { channels in
-                for ch in channels {
-                  let mu = means[ch], inv = inverse[ch]
-                  var sumDy = 0.0, sumDyXhat = 0.0
-                  for i in 0..<n {
-                    let x = xs.value + (i * c + ch) * plane, g = ds.value + (i * c + ch) * plane
-                    var s: Float = 0, t: Float = 0
-                    for j in 0..<plane {
-                      s += g[j]
-                      t += g[j] * (x[j] - mu) * inv
+      dOutput.data.withUnsafeBufferPointer { db in
+        cache.output.data.withUnsafeBufferPointer { yb in
+          dx.data.withUnsafeMutableBufferPointer { dxb in
+            dGamma.withUnsafeMutableBufferPointer { dgb in
+              dBeta.withUnsafeMutableBufferPointer { dbb in
+                let xs = UncheckedBox(xb.baseAddress!), ds = UncheckedBox(db.baseAddress!), ys = UncheckedBox(yb.baseAddress!)
+                let dxs = UncheckedBox(dxb.baseAddress!), dg = UncheckedBox(dgb.baseAddress!), dbt = UncheckedBox(dbb.baseAddress!)
+                let means = cache.mean, inverse = cache.inverseStd
+                parallelFor(c) { channels in
+                  for ch in channels {
+                    let mu = means[ch], inv = inverse[ch]
+                    // Pass 1: the gradient behind the ReLU (kept in dx) and its two sums.
+                    var sumDy = 0.0, sumDyCentred = 0.0
+                    for i in 0..<n {
+                      let offset = (i * c + ch) * plane
+                      let g: UnsafePointer<Float>
+                      if relu {
+                        _ = reluMaskedSum(ds.value + offset, output: ys.value + offset, into: dxs.value + offset, count: plane)
+                        g = UnsafePointer(dxs.value + offset)
+                      } else {
+                        g = ds.value + offset
+                      }
+                      let (s, t) = sumAndCentredProduct(g, xs.value + offset, mean: mu, count: plane)
+                      sumDy += Double(s)
+                      sumDyCentred += Double(t)
                     }
-                    sumDy += Double(s)
-                    sumDyXhat += Double(t)
-                  }
-                  dg.value[ch] = Float(sumDyXhat)
-                  dbt.value[ch] = Float(sumDy)
-                  let k = gamma[ch] * inv
-                  let a = Float(sumDy) / m, b = Float(sumDyXhat) / m
-                  for i in 0..<n {
-                    let x = xs.value + (i * c + ch) * plane, g = ds.value + (i * c + ch) * plane, out = dxs.value + (i * c + ch) * plane
-                    if training {
-                      for j in 0..<plane { out[j] = k * (g[j] - a - (x[j] - mu) * inv * b) }
-                    } else {
-                      for j in 0..<plane { out[j] = k * g[j] }
+                    let sumDyXhat = Float(sumDyCentred) * inv
+                    dg.value[ch] = sumDyXhat
+                    dbt.value[ch] = Float(sumDy)
+                    // Pass 2: dx = gamma * inv * (g - mean(g) - xhat * mean(g * xhat)).
+                    let k = gamma[ch] * inv
+                    let a = Float(sumDy) / m, b = sumDyXhat / m
+                    let kv = Lanes(repeating: k), av = Lanes(repeating: a), muv = Lanes(repeating: mu), sv = Lanes(repeating: inv * b)
+                    for i in 0..<n {
+                      let offset = (i * c + ch) * plane
+                      let x = xs.value + offset, out = dxs.value + offset
+                      let g = relu ? UnsafePointer(out) : ds.value + offset
+                      var j = 0
+                      if training {
+                        while j + 8 <= plane {
+                          storeLanes(kv * (loadLanes(g, j) - av - (loadLanes(x, j) - muv) * sv), out, j)
+                          j += 8
+                        }
+                        while j < plane {
+                          out[j] = k * (g[j] - a - (x[j] - mu) * inv * b)
+                          j += 1
+                        }
+                      } else {
+                        while j + 8 <= plane {
+                          storeLanes(kv * loadLanes(g, j), out, j)
+                          j += 8
+                        }
+                        while j < plane {
+                          out[j] = k * g[j]
+                          j += 1
+                        }
+                      }
                     }
                   }
                 }

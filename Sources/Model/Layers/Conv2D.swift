@@ -262,21 +262,7 @@ public struct Conv2D: Sendable {
                 var sum: Float = 0
                 for i in 0..<n {
                   let offset = (i * o + oc) * hw
-                  let src = dy.value + offset, out = y.value + offset, dst = g.value + offset
-                  var s: Float = 0
-                  if relu {
-                    for q in 0..<hw {
-                      let v = out[q] > 0 ? src[q] : 0
-                      dst[q] = v
-                      s += v
-                    }
-                  } else {
-                    for q in 0..<hw {
-                      dst[q] = src[q]
-                      s += src[q]
-                    }
-                  }
-                  sum += s
+                  sum += reluMaskedSum(dy.value + offset, output: relu ? y.value + offset : nil, into: g.value + offset, count: hw)
                 }
                 db.value[oc] = sum
               }
