@@ -121,7 +121,9 @@ final class GradientCheckTests: XCTestCase {
       }
       let x = Tensor(shape: [t.n, t.c, t.h, t.w], data: random(t.n * t.c * t.h * t.w, seed: 21))
       func run(_ algorithm: ConvolutionAlgorithm, _ precision: ConvolutionPrecision, relu: Bool) -> (y: [Float], dx: [Float], dw: [Float], db: [Float]) {
-        var (conv, s) = make(relu: relu)
+        let conv: Conv2D
+        var s: ParameterStore
+        (conv, s) = make(relu: relu)
         s.zeroGradients()
         let (y, cache) = conv.forward(x, store: s, precision: precision, algorithm: algorithm)
         let dOut = Tensor(shape: y.shape, data: random(y.count, seed: 22))
