@@ -37,38 +37,40 @@ func sumAndSquares(_ p: UnsafePointer<Float>, count: Int) -> (sum: Float, square
   return (sum, squares)
 }
 
-/// The gradient behind a fused ReLU: g[j] = output[j] > 0 ? dy[j] : 0 (or dy itself without
-/// `output`), written to `g` (which may be `dy`); returns Σ g.
+/// Σ p[j] over `0..<count`.
 @inline(__always)
-func reluMaskedSum(_ dy: UnsafePointer<Float>, output: UnsafePointer<Float>?, into g: UnsafeMutablePointer<Float>, count: Int) -> Float {
+func laneSum(_ p: UnsafePointer<Float>, count: Int) -> Float {
   var s = Lanes()
   var j = 0
-  if let y = output {
-    while j + 8 <= count {
-      let v = loadLanes(dy, j).replacing(with: 0, where: loadLanes(y, j) .<= 0)
-      storeLanes(v, g, j)
-      s += v
-      j += 8
-    }
-    var sum = s.sum()
-    while j < count {
-      let v = y[j] > 0 ? dy[j] : 0
-      g[j] = v
-      sum += v
-      j += 1
-    }
-    return sum
-  }
   while j + 8 <= count {
-    let v = loadLanes(dy, j)
+    s += loadLanes(p, j)
+    j += 8
+  }
+  var sum = s.sum()
+  while j < count {
+    sum += p[j]
+    j += 1
+  }
+  return sum
+}
+
+/// The gradient behind a fused ReLU: g[j] = output[j] > 0 ? dy[j] : 0, written to `g` (which
+/// may be `dy`); returns Σ g.
+@inline(__always)
+func reluMaskedSum(_ dy: UnsafePointer<Float>, output y: UnsafePointer<Float>, into g: UnsafeMutablePointer<Float>, count: Int) -> Float {
+  var s = Lanes()
+  var j = 0
+  while j + 8 <= count {
+    let v = loadLanes(dy, j).replacing(with: 0, where: loadLanes(y, j) .<= 0)
     storeLanes(v, g, j)
     s += v
     j += 8
   }
   var sum = s.sum()
   while j < count {
-    g[j] = dy[j]
-    sum += dy[j]
+    let v = y[j] > 0 ? dy[j] : 0
+    g[j] = v
+    sum += v
     j += 1
   }
   return sum

@@ -136,6 +136,7 @@ public struct BatchNorm2D: Sendable {
                       let offset = (i * c + ch) * plane
                       let g: UnsafePointer<Float>
                       if relu {
+                        // The sum comes again with the product below, from the masked values.
                         _ = reluMaskedSum(ds.value + offset, output: ys.value + offset, into: dxs.value + offset, count: plane)
                         g = UnsafePointer(dxs.value + offset)
                       } else {

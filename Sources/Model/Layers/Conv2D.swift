@@ -248,21 +248,27 @@ public struct Conv2D: Sendable {
   func directBackward(_ dOutput: Tensor, cache: Cache, primitives p: Primitives, store: inout ParameterStore, needInputGradient: Bool) -> Tensor? {
     let x = cache.input
     let n = x.shape[0], o = outputChannels, hw = dOutput.shape[2] * dOutput.shape[3]
-    var masked = Tensor(uninitialized: dOutput.shape)
-    var dBias = [Float](repeating: 0, count: o)
     let relu = fusedReLU
-    masked.data.withUnsafeMutableBufferPointer { gBuf in
+    // Behind a fused ReLU the gradient is dOutput masked into a new tensor; without one it is
+    // dOutput itself (no copy). Either way its per-channel sums are the bias gradient.
+    var masked: Tensor? = relu ? Tensor(uninitialized: dOutput.shape) : nil
+    var dBias = [Float](repeating: 0, count: o)
+    func reduce(into g: UnsafeMutablePointer<Float>?) {
       dOutput.data.withUnsafeBufferPointer { dyBuf in
         cache.output.data.withUnsafeBufferPointer { yBuf in
           dBias.withUnsafeMutableBufferPointer { dbBuf in
-            let g = UncheckedBox(gBuf.baseAddress!), dy = UncheckedBox(dyBuf.baseAddress!), y = UncheckedBox(yBuf.baseAddress!)
+            let g = UncheckedBox(g), dy = UncheckedBox(dyBuf.baseAddress!), y = UncheckedBox(yBuf.baseAddress!)
             let db = UncheckedBox(dbBuf.baseAddress!)
             parallelFor(o) { channels in
               for oc in channels {
                 var sum: Float = 0
                 for i in 0..<n {
                   let offset = (i * o + oc) * hw
-                  sum += reluMaskedSum(dy.value + offset, output: relu ? y.value + offset : nil, into: g.value + offset, count: hw)
+                  if let g = g.value {
+                    sum += reluMaskedSum(dy.value + offset, output: y.value + offset, into: g + offset, count: hw)
+                  } else {
+                    sum += laneSum(dy.value + offset, count: hw)
+                  }
                 }
                 db.value[oc] = sum
               }
@@ -271,12 +277,18 @@ public struct Conv2D: Sendable {
         }
       }
     }
+    if masked != nil {
+      masked!.data.withUnsafeMutableBufferPointer { reduce(into: $0.baseAddress!) }
+    } else {
+      reduce(into: nil)
+    }
+    let gradient = masked ?? dOutput
     var dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
     let weights = store.parameters[weight].value
     let status = store.parameters[weight].gradient.withUnsafeMutableBufferPointer { dwBuf in
       weights.withUnsafeBufferPointer { wBuf in
         x.data.withUnsafeBufferPointer { xBuf in
-          masked.data.withUnsafeBufferPointer { gBuf in
+          gradient.data.withUnsafeBufferPointer { gBuf in
             if dx == nil {
               return cconv_backward(p.handle, xBuf.baseAddress!, wBuf.baseAddress!, gBuf.baseAddress!, nil, dwBuf.baseAddress!)
             }
