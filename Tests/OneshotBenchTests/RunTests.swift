@@ -61,6 +61,11 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(header.count, row.count)
     let accuracy = Double(row[header.firstIndex(of: "lake20.accuracy")!])!
     XCTAssertEqual(accuracy, try store.results(runID: id).first { $0.protocolName == "lake20" }!.accuracy, accuracy: 1e-4)
+    // The selection metric sits beside the test metrics: best validation and its step.
+    let history = try store.metrics(runID: id, key: "validation.accuracy")
+    let bestAccuracy = history.map(\.value).max()!
+    XCTAssertEqual(Double(row[header.firstIndex(of: "validation.best")!])!, bestAccuracy, accuracy: 1e-4)
+    XCTAssertEqual(Int(row[header.firstIndex(of: "validation.best_step")!])!, history.first { $0.value == bestAccuracy }!.step)
     let json = runCLI(["report", "--store", storePath, "--format", "json"])
     XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [Any])?.count, 1)
     XCTAssertEqual(runCLI(["report", "--store", storePath, "--run", String(id.prefix(8))]).code, 0)

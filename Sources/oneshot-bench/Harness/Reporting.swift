@@ -11,6 +11,14 @@ struct ReportRow {
   let summary: RunSummary
   let params: [String: String]
   let results: [String: ProtocolResult]
+  /// The run's best validation accuracy and its step (the checkpoint it evaluated), if it validated.
+  let bestValidation: MetricPoint?
+}
+
+/// The best point of a validation history: highest accuracy, the earliest step on a tie (the
+/// trainer keeps the first checkpoint that reached it).
+func bestValidation(_ history: [MetricPoint]) -> MetricPoint? {
+  history.reduce(nil) { best, point in (best.map { point.value > $0.value } ?? true) ? point : best }
 }
 
 /// The hyperparameters shown in listings (the full set is in `report --run`).
@@ -41,18 +49,20 @@ func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows: [Repor
       results[r.protocolName] = r
       protocols.insert(r.protocolName)
     }
-    rows.append(ReportRow(summary: run, params: params, results: results))
+    let validation = bestValidation(try store.metrics(runID: run.id, key: "validation.accuracy"))
+    rows.append(ReportRow(summary: run, params: params, results: results, bestValidation: validation))
   }
   return (rows, protocols.sorted())
 }
 
 /// Renders the run listing in one of the formats.
 func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat) -> String {
-  var header = ["run", "experiment", "status", "started", "duration_s"] + keyParameters
+  var header = ["run", "experiment", "status", "started", "duration_s"] + keyParameters + ["validation.best", "validation.best_step"]
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   func cells(_ row: ReportRow) -> [String] {
     var out = [row.summary.id, row.summary.experiment, row.summary.status.rawValue, row.summary.startedAt, row.summary.durationSeconds.map { String(format: "%.1f", $0) } ?? ""]
     out += keyParameters.map { row.parameter($0) ?? "" }
+    out += [row.bestValidation.map { String(format: "%.4f", $0.value) } ?? "", row.bestValidation.map { String($0.step) } ?? ""]
     for p in protocols {
       if let r = row.results[p] {
         out += [String(format: "%.4f", r.accuracy), String(format: "%.4f", r.ciLow), String(format: "%.4f", r.ciHigh)]
@@ -77,6 +87,7 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
       var params: [String: String] = [:]
       for key in keyParameters { if let v = row.parameter(key) { params[key] = v } }
       object["params"] = params
+      object["bestValidation"] = row.bestValidation.map { ["accuracy": $0.value, "step": $0.step] as [String: Any] } ?? NSNull()
       var results: [String: Any] = [:]
       for (name, r) in row.results {
         results[name] = [
@@ -89,12 +100,13 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
     let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
     return String(decoding: data, as: UTF8.self)
   case .markdown, .table:
-    let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr", "precision", "seed"] + protocols + ["duration"]
+    let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr", "precision", "seed", "validation"] + protocols + ["duration"]
     let body = rows.map { row -> [String] in
       var out = [
         String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " "),
       ]
       out += [row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? "", row.params["training.steps"] ?? "", row.params["training.optimizer.learningRate"] ?? "", row.parameter("training.precision") ?? "", row.params["seed"] ?? ""]
+      out.append(row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-")
       for p in protocols {
         if let r = row.results[p] { out.append(String(format: "%.2f%% ± %.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.accuracy))) } else { out.append("-") }
       }
