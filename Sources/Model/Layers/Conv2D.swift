@@ -251,7 +251,6 @@ public struct Conv2D: Sendable {
     let relu = fusedReLU
     // Behind a fused ReLU the gradient is dOutput masked into a new tensor; without one it is
     // dOutput itself (no copy). Either way its per-channel sums are the bias gradient.
-    var masked: Tensor? = relu ? Tensor(uninitialized: dOutput.shape) : nil
     var dBias = [Float](repeating: 0, count: o)
     func reduce(into g: UnsafeMutablePointer<Float>?) {
       dOutput.data.withUnsafeBufferPointer { dyBuf in
@@ -277,12 +276,15 @@ public struct Conv2D: Sendable {
         }
       }
     }
-    if masked != nil {
-      masked!.data.withUnsafeMutableBufferPointer { reduce(into: $0.baseAddress!) }
+    let gradient: Tensor
+    if relu {
+      var masked = Tensor(uninitialized: dOutput.shape)
+      masked.data.withUnsafeMutableBufferPointer { reduce(into: $0.baseAddress!) }
+      gradient = masked
     } else {
       reduce(into: nil)
+      gradient = dOutput
     }
-    let gradient = masked ?? dOutput
     var dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
     let weights = store.parameters[weight].value
     let status = store.parameters[weight].gradient.withUnsafeMutableBufferPointer { dwBuf in

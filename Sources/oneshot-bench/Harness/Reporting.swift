@@ -49,7 +49,7 @@ func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows: [Repor
       results[r.protocolName] = r
       protocols.insert(r.protocolName)
     }
-    let validation = bestValidation(try store.metrics(runID: run.id, key: "validation.accuracy"))
+    let validation = bestValidation(try store.metrics(runID: run.id, key: validationAccuracyKey))
     rows.append(ReportRow(summary: run, params: params, results: results, bestValidation: validation))
   }
   return (rows, protocols.sorted())
@@ -143,7 +143,7 @@ func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFor
     for row in rows { if let a = row.alphabet { let g = groups[a] ?? (0, 0, 0); groups[a] = (g.0 + row.correct, g.1 + row.total, g.2 + 1) } }
     if !groups.isEmpty { perAlphabet[result.protocolName] = groups.keys.sorted().map { ($0, Double(groups[$0]!.0) / Double(groups[$0]!.1), groups[$0]!.2) } }
   }
-  let validation = try store.metrics(runID: detail.summary.id, key: "validation.accuracy")
+  let validation = try store.metrics(runID: detail.summary.id, key: validationAccuracyKey)
   if format == .json {
     var object: [String: Any] = [
       "run": detail.summary.id, "experiment": detail.summary.experiment, "status": detail.summary.status.rawValue,

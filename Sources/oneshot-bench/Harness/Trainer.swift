@@ -11,6 +11,9 @@ enum TrainingOutcome {
   case failed(String)
 }
 
+/// The store's metric key of validation accuracy: one point per validation, read back by `report`.
+let validationAccuracyKey = "validation.accuracy"
+
 /// Where training stands; saved in every last-checkpoint so `--resume` continues exactly.
 struct TrainingState {
   var step = 0
@@ -173,7 +176,7 @@ final class Trainer {
       if state.step % training.validation.every == 0 || state.step == total {
         progress.update(String(format: "step %d/%d  validating on %d episodes...", state.step, total, validationEpisodes.count), force: true)
         let accuracy = try validate()
-        try store.logMetric(run: runID, MetricPoint(key: "validation.accuracy", step: state.step, value: accuracy))
+        try store.logMetric(run: runID, MetricPoint(key: validationAccuracyKey, step: state.step, value: accuracy))
         lastValidation = String(format: "%.1f%%", 100 * accuracy)
         if accuracy > state.bestValidation {
           state.bestValidation = accuracy
