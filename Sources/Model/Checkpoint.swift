@@ -45,41 +45,68 @@ public struct Checkpoint {
     try SafeTensors.write(tensors, metadata: meta, to: url)
   }
 
-  /// Reads a checkpoint. With `expecting`, the stored model configuration must equal it;
-  /// every tensor name and shape is checked against the configuration either way.
+  /// Metadata key of an ensemble checkpoint: its number of members.
+  public static let membersKey = "ensemble_members"
+
+  /// Writes several networks of one configuration as one ensemble checkpoint. Member m's
+  /// tensors are named `members.<m>.<name>` and its `memberMetadata[m]` is kept as
+  /// `member.<m>.<key>`. Read it with `readModel`.
+  public static func writeEnsemble(members: [SiameseNetwork], memberMetadata: [[String: String]], metadata: [String: String], to url: URL, half: Bool = false) throws {
+    precondition(members.count >= 2 && memberMetadata.count == members.count, "an ensemble checkpoint holds two or more networks, each with its metadata")
+    precondition(members.allSatisfy { $0.config == members[0].config }, "ensemble members must share one model configuration")
+    var tensors: [NamedTensor] = []
+    var meta = metadata
+    for (m, network) in members.enumerated() {
+      for parameter in network.store.parameters {
+        tensors.append(NamedTensor(name: "members.\(m).\(parameter.name)", shape: parameter.shape, values: parameter.value, half: half))
+      }
+      for buffer in network.store.buffers {
+        tensors.append(NamedTensor(name: "members.\(m).\(buffer.name)", shape: [buffer.value.count], values: buffer.value, half: false))
+      }
+      for (key, value) in memberMetadata[m] { meta["member.\(m).\(key)"] = value }
+    }
+    meta["format"] = "oneshot-bench"
+    meta["format_version"] = formatVersion
+    meta["model_config"] = String(decoding: try JSONEncoder.sorted.encode(members[0].config), as: UTF8.self)
+    meta[membersKey] = String(members.count)
+    try SafeTensors.write(tensors, metadata: meta, to: url)
+  }
+
+  /// Reads the model of any checkpoint for inference: a single network (an ensemble of one)
+  /// or an ensemble checkpoint. With `expecting`, the stored model configuration must equal it.
+  public static func readModel(_ url: URL, expecting expected: ModelConfig? = nil) throws -> (model: SiameseEnsemble, metadata: [String: String]) {
+    let path = url.path
+    let (tensors, metadata) = try SafeTensors.read(url)
+    let config = try modelConfig(of: metadata, path: path, expecting: expected)
+    guard let countText = metadata[membersKey] else {
+      var used = Set<String>()
+      let network = try loadNetwork(config, from: tensors, prefix: "", path: path, used: &used)
+      let extra = tensors.keys.filter { !used.contains($0) && !$0.hasSuffix("num_batches_tracked") && !$0.hasPrefix(optimizerPrefix) }.sorted()
+      guard extra.isEmpty else { throw CheckpointError.unexpectedTensors(path: path, names: extra) }
+      return (SiameseEnsemble(members: [network]), metadata)
+    }
+    guard let count = Int(countText), count >= 2 else { throw CheckpointError.malformed(path: path, reason: "\(membersKey) = \(countText) is not a member count of 2 or more") }
+    var used = Set<String>()
+    var members: [SiameseNetwork] = []
+    for m in 0..<count { members.append(try loadNetwork(config, from: tensors, prefix: "members.\(m).", path: path, used: &used)) }
+    let extra = tensors.keys.filter { !used.contains($0) && !$0.hasSuffix("num_batches_tracked") }.sorted()
+    guard extra.isEmpty else { throw CheckpointError.unexpectedTensors(path: path, names: extra) }
+    return (SiameseEnsemble(members: members), metadata)
+  }
+
+  /// Reads a single-network checkpoint, with its optimizer state if it has one (what training
+  /// and resuming need). With `expecting`, the stored model configuration must equal it; every
+  /// tensor name and shape is checked against the configuration either way.
   public static func read(_ url: URL, expecting expected: ModelConfig? = nil) throws -> Checkpoint {
     let path = url.path
     let (tensors, metadata) = try SafeTensors.read(url)
-    guard metadata["format"] == "oneshot-bench" else {
-      throw CheckpointError.malformed(path: path, reason: "no oneshot-bench metadata (format = \(metadata["format"] ?? "none"))")
+    let config = try modelConfig(of: metadata, path: path, expecting: expected)
+    if let members = metadata[membersKey] {
+      throw CheckpointError.malformed(
+        path: path, reason: "it is an ensemble of \(members) networks, which can be evaluated (run --eval-only, predict) but not trained or resumed; use one member's checkpoint")
     }
-    if let version = metadata["format_version"], version != formatVersion { throw CheckpointError.unsupportedVersion(path: path, found: version) }
-    guard let configText = metadata["model_config"], let config = try? JSONDecoder().decode(ModelConfig.self, from: Data(configText.utf8)) else {
-      throw CheckpointError.malformed(path: path, reason: "model_config metadata missing or unreadable")
-    }
-    if let expected, expected != config {
-      throw CheckpointError.configMismatch(
-        path: path, detail: "it was trained with \(configText), the experiment asks for \(String(decoding: (try? JSONEncoder.sorted.encode(expected)) ?? Data(), as: UTF8.self))")
-    }
-    guard config.problems().isEmpty else { throw CheckpointError.malformed(path: path, reason: "invalid model_config: \(config.problems().joined(separator: "; "))") }
-    var network = SiameseNetwork(config: config, seed: 0)
     var used = Set<String>()
-    for i in network.store.parameters.indices {
-      let parameter = network.store.parameters[i]
-      guard let tensor = tensors[parameter.name] else { throw CheckpointError.missingTensor(path: path, name: parameter.name) }
-      guard tensor.shape == parameter.shape else { throw CheckpointError.shapeMismatch(path: path, name: parameter.name, expected: parameter.shape, found: tensor.shape) }
-      network.store.parameters[i].value = tensor.values
-      used.insert(parameter.name)
-    }
-    for i in network.store.buffers.indices {
-      let buffer = network.store.buffers[i]
-      guard let tensor = tensors[buffer.name] else { throw CheckpointError.missingTensor(path: path, name: buffer.name) }
-      guard tensor.values.count == buffer.value.count else {
-        throw CheckpointError.shapeMismatch(path: path, name: buffer.name, expected: [buffer.value.count], found: tensor.shape)
-      }
-      network.store.buffers[i].value = tensor.values
-      used.insert(buffer.name)
-    }
+    let network = try loadNetwork(config, from: tensors, prefix: "", path: path, used: &used)
     var optimizer: Optimizer? = nil
     if let optimizerText = metadata["optimizer_config"] {
       guard let optimizerConfig = try? JSONDecoder().decode(OptimizerConfig.self, from: Data(optimizerText.utf8)), let step = Int(metadata["optimizer_step"] ?? "") else {
@@ -102,6 +129,48 @@ public struct Checkpoint {
     let extra = tensors.keys.filter { !used.contains($0) && !$0.hasSuffix("num_batches_tracked") }.sorted()
     guard extra.isEmpty else { throw CheckpointError.unexpectedTensors(path: path, names: extra) }
     return Checkpoint(network: network, optimizer: optimizer, metadata: metadata)
+  }
+
+  /// The model configuration a checkpoint's metadata records, checked against `expected`.
+  static func modelConfig(of metadata: [String: String], path: String, expecting expected: ModelConfig?) throws -> ModelConfig {
+    guard metadata["format"] == "oneshot-bench" else {
+      throw CheckpointError.malformed(path: path, reason: "no oneshot-bench metadata (format = \(metadata["format"] ?? "none"))")
+    }
+    if let version = metadata["format_version"], version != formatVersion { throw CheckpointError.unsupportedVersion(path: path, found: version) }
+    guard let configText = metadata["model_config"], let config = try? JSONDecoder().decode(ModelConfig.self, from: Data(configText.utf8)) else {
+      throw CheckpointError.malformed(path: path, reason: "model_config metadata missing or unreadable")
+    }
+    if let expected, expected != config {
+      throw CheckpointError.configMismatch(
+        path: path, detail: "it was trained with \(configText), the experiment asks for \(String(decoding: (try? JSONEncoder.sorted.encode(expected)) ?? Data(), as: UTF8.self))")
+    }
+    guard config.problems().isEmpty else { throw CheckpointError.malformed(path: path, reason: "invalid model_config: \(config.problems().joined(separator: "; "))") }
+    return config
+  }
+
+  /// Builds a network of `config` from the tensors named `prefix` + its parameter and buffer
+  /// names, checking each one's presence and shape; records the names it used.
+  static func loadNetwork(_ config: ModelConfig, from tensors: [String: NamedTensor], prefix: String, path: String, used: inout Set<String>) throws -> SiameseNetwork {
+    var network = SiameseNetwork(config: config, seed: 0)
+    for i in network.store.parameters.indices {
+      let parameter = network.store.parameters[i]
+      let name = prefix + parameter.name
+      guard let tensor = tensors[name] else { throw CheckpointError.missingTensor(path: path, name: name) }
+      guard tensor.shape == parameter.shape else { throw CheckpointError.shapeMismatch(path: path, name: name, expected: parameter.shape, found: tensor.shape) }
+      network.store.parameters[i].value = tensor.values
+      used.insert(name)
+    }
+    for i in network.store.buffers.indices {
+      let buffer = network.store.buffers[i]
+      let name = prefix + buffer.name
+      guard let tensor = tensors[name] else { throw CheckpointError.missingTensor(path: path, name: name) }
+      guard tensor.values.count == buffer.value.count else {
+        throw CheckpointError.shapeMismatch(path: path, name: name, expected: [buffer.value.count], found: tensor.shape)
+      }
+      network.store.buffers[i].value = tensor.values
+      used.insert(name)
+    }
+    return network
   }
 }
 

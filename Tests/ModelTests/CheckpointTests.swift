@@ -70,6 +70,51 @@ final class CheckpointTests: XCTestCase {
     }
   }
 
+  func testEnsembleCheckpointRoundTripAndMeanLogit() throws {
+    let config = ModelConfig(backbone: .vgg16, inputSize: 16, batchNorm: true, blocks: [[4], [8]], headHidden: 5, headActivation: .relu)
+    var first = SiameseNetwork(config: config, seed: 1), second = SiameseNetwork(config: config, seed: 2)
+    let url = try temporaryURL("ensemble.safetensors")
+    try Checkpoint.writeEnsemble(members: [first, second], memberMetadata: [["run_id": "a"], ["run_id": "b"]], metadata: [:], to: url)
+    let (model, metadata) = try Checkpoint.readModel(url, expecting: config)
+    XCTAssertEqual(model.members.count, 2)
+    XCTAssertEqual(metadata["ensemble_members"], "2")
+    XCTAssertEqual(metadata["member.1.run_id"], "b")
+    for (loaded, original) in zip(model.members, [first, second]) {
+      for (a, b) in zip(loaded.store.parameters, original.store.parameters) { XCTAssertEqual(a.value, b.value, a.name) }
+      for (a, b) in zip(loaded.store.buffers, original.store.buffers) { XCTAssertEqual(a.value, b.value, a.name) }
+    }
+    // The ensemble's logit is the mean of the members' logits.
+    var rng = NormalSampler(seed: 9)
+    let left = Tensor(shape: [3, 1, 16, 16], data: rng.normal(count: 768, std: 1)), right = Tensor(shape: [3, 1, 16, 16], data: rng.normal(count: 768, std: 1))
+    let l1 = first.score(first.embed(left), first.embed(right)), l2 = second.score(second.embed(left), second.embed(right))
+    var ensemble = model
+    let mean = ensemble.score(ensemble.embed(left), ensemble.embed(right))
+    for i in 0..<3 { XCTAssertEqual(mean[i], (l1[i] + l2[i]) / 2, accuracy: 1e-5 * max(1, abs(l1[i]) + abs(l2[i]))) }
+    XCTAssertNotEqual(l1, l2)
+    // A single network reads as an ensemble of one, scored exactly as the network alone.
+    let single = try temporaryURL("single.safetensors")
+    try Checkpoint.write(network: first, optimizer: nil, metadata: [:], to: single)
+    var one = try Checkpoint.readModel(single).model
+    XCTAssertEqual(one.members.count, 1)
+    XCTAssertEqual(one.score(one.embed(left), one.embed(right)), l1)
+    // Training and resuming need one network: an ensemble says so.
+    XCTAssertThrowsError(try Checkpoint.read(url)) { error in
+      XCTAssert("\(error)".contains("is an ensemble of 2 networks"), "\(error)")
+    }
+    // A missing member tensor is named with its member prefix; another configuration is refused.
+    var (tensors, meta) = try SafeTensors.read(url)
+    tensors["members.1.head.0.weight"] = nil
+    try SafeTensors.write(Array(tensors.values), metadata: meta, to: url)
+    XCTAssertThrowsError(try Checkpoint.readModel(url)) { error in
+      XCTAssertEqual(error as? CheckpointError, .missingTensor(path: url.path, name: "members.1.head.0.weight"))
+    }
+    var other = config
+    other.headHidden = 6
+    XCTAssertThrowsError(try Checkpoint.readModel(single, expecting: other)) { error in
+      XCTAssert("\(error)".contains("does not match the configuration"), "\(error)")
+    }
+  }
+
   func testSchedules() {
     XCTAssertEqual(LearningRateSchedule.constant.rate(base: 0.1, step: 50, totalSteps: 100), 0.1)
     XCTAssertEqual(LearningRateSchedule.step(every: 10, factor: 0.5).rate(base: 1, step: 25, totalSteps: 100), 0.25)

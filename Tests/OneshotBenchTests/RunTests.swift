@@ -1,5 +1,6 @@
 import Episodes
 import Foundation
+import Model
 import ResultsStore
 import XCTest
 
@@ -167,6 +168,63 @@ final class RunTests: XCTestCase {
     let resume = runCLI(["run", "--resume", details[0].summary.id, "--store", storePath, "--seed", "2"])
     XCTAssertNotEqual(resume.code, 0)
     XCTAssert(resume.error.contains("keeps its recorded seed"), resume.error)
+  }
+
+  func testEnsembleOfTwoRunsIsEvaluatedAsTheMeanOfTheirLogits() throws {
+    let config = try experiment(steps: 10)
+    XCTAssertEqual(runCLI(["run", config, "--store", storePath], currentDirectory: folder).code, 0)
+    XCTAssertEqual(runCLI(["run", config, "--store", storePath, "--seed", "5"], currentDirectory: folder).code, 0)
+    let store = try ResultsStore(path: storePath)
+    let ids = try store.listRuns().map(\.id).sorted()
+    let members = ids.map { folder.appendingPathComponent("runs/\($0)/best.safetensors").path }
+    let output = folder.appendingPathComponent("ensemble.safetensors").path
+    let made = runCLI(["ensemble", members[0], members[1], "--output", output])
+    XCTAssertEqual(made.code, 0, made.error)
+    XCTAssert(made.output.contains("an ensemble of 2 networks"), made.output)
+
+    // The scorer's similarities are the mean of the two networks' logits.
+    let loaded = try members.map { try Model.Checkpoint.read(URL(fileURLWithPath: $0)).network }
+    let ensemble = try Model.Checkpoint.readModel(URL(fileURLWithPath: output)).model
+    let images: [UInt8] = (0..<(4 * 28 * 28)).map { UInt8(($0 * 37) % 256) }
+    let (single0, single1, both) = (SiameseScorer(network: loaded[0]), SiameseScorer(network: loaded[1]), SiameseScorer(model: ensemble))
+    func similarities(_ scorer: SiameseScorer) throws -> [[Double]] {
+      let embedded = try images.withUnsafeBufferPointer { try scorer.embed($0, count: 4, size: 28) }
+      return try scorer.similarities(queries: Array(embedded[0..<1]), support: Array(embedded[1...]))
+    }
+    let (s0, s1, s) = (try similarities(single0), try similarities(single1), try similarities(both))
+    for j in 0..<3 { XCTAssertEqual(s[0][j], (s0[0][j] + s1[0][j]) / 2, accuracy: 1e-4 * max(1, abs(s0[0][j]) + abs(s1[0][j]))) }
+
+    // Evaluated like any checkpoint, recorded with its member count; predict reads it too.
+    let eval = runCLI(["run", config, "--store", storePath, "--eval-only", "--checkpoint", output], currentDirectory: folder)
+    XCTAssertEqual(eval.code, 0, eval.error)
+    let evalID = try XCTUnwrap(try store.listRuns().first { !ids.contains($0.id) }?.id)
+    XCTAssertEqual(try store.results(runID: evalID).count, 2)
+    XCTAssert(try store.run(evalID).tags.contains { $0.key == "ensemble_members" && $0.value == "2" })
+    let png = folder.appendingPathComponent("a.png")
+    try Data(try GrayImage(width: 28, height: 28, pixels: Array(images[0..<784])).encodePNG()).write(to: png)
+    let predicted = runCLI(["predict", png.path, png.path, "--checkpoint", output])
+    XCTAssertEqual(predicted.code, 0, predicted.error)
+
+    // Mistakes: one line each, exit 2, nothing written.
+    let one = runCLI(["ensemble", members[0], "--output", output])
+    XCTAssertEqual(one.code, 2)
+    XCTAssert(one.error.contains("two or more"), one.error)
+    let twice = runCLI(["ensemble", members[0], members[0], "--output", output])
+    XCTAssert(twice.error.contains("listed twice"), twice.error)
+    let nested = runCLI(["ensemble", output, members[0], "--output", folder.appendingPathComponent("nested.safetensors").path])
+    XCTAssertEqual(nested.code, 2)
+    XCTAssert(nested.error.contains("already an ensemble"), nested.error)
+    XCTAssertEqual(runCLI(["ensemble", members[0], "/nonexistent.safetensors", "--output", output]).code, 2)
+    var otherConfig = loaded[0].config
+    otherConfig.headHidden = 6
+    let otherPath = folder.appendingPathComponent("other.safetensors")
+    try Model.Checkpoint.write(network: SiameseNetwork(config: otherConfig, seed: 1), optimizer: nil, metadata: [:], to: otherPath)
+    let mixed = runCLI(["ensemble", members[0], otherPath.path, "--output", folder.appendingPathComponent("mixed.safetensors").path])
+    XCTAssertEqual(mixed.code, 2)
+    XCTAssert(mixed.error.contains("another model configuration"), mixed.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("mixed.safetensors").path))
+    let resumeFromEnsemble = Result { try Model.Checkpoint.read(URL(fileURLWithPath: output)) }
+    XCTAssertThrowsError(try resumeFromEnsemble.get())
   }
 
   func testBadInputExitsWithTwoAndRecordsNothing() throws {

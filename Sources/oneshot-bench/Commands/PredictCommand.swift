@@ -4,7 +4,8 @@ import Foundation
 import Model
 
 /// `oneshot-bench predict A.png B.png`: the reference project's predict script: the
-/// similarity of two images in [0, 1].
+/// similarity of two images in [0, 1] (for an ensemble checkpoint, the sigmoid of the members'
+/// mean logit).
 struct PredictCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "predict", abstract: "Similarity (probability of the same character) of two images, any PNG size or colour.")
@@ -19,15 +20,15 @@ struct PredictCommand: ParsableCommand {
     guard FileManager.default.fileExists(atPath: checkpoint) else {
       throw UserFacingError("checkpoint \(checkpoint) not found; pass --checkpoint PATH (runs keep theirs under runs/<run-id>/best.safetensors)")
     }
-    var network = try Checkpoint.read(URL(fileURLWithPath: checkpoint)).network
-    let size = network.config.inputSize
+    var model = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint)).model
+    let size = model.config.inputSize
     func load(_ path: String) throws -> Tensor {
       guard let data = FileManager.default.contents(atPath: path) else { throw UserFacingError("cannot read image \(path)") }
       let image = try GrayImage.decodePNG([UInt8](data), name: path).resized(width: size, height: size)
       return Tensor(shape: [1, 1, size, size], data: image.ink.map { Float($0) / 255 })
     }
-    let a = network.embed(try load(first)), b = network.embed(try load(second))
-    let logit = network.score(a, b)[0]
+    let a = model.embed(try load(first)), b = model.embed(try load(second))
+    let logit = model.score(a, b)[0]
     print(String(format: "%.6f", sigmoid(logit)))
   }
 }

@@ -37,12 +37,12 @@ struct ExperimentData {
 }
 
 /// Scores a network on every protocol of the experiment and records the results.
-func evaluateProtocols(_ network: SiameseNetwork, config: ExperimentConfig, data: ExperimentData, store: ResultsStore, runID: String, progress: ProgressDisplay) throws
+func evaluateProtocols(_ model: SiameseEnsemble, config: ExperimentConfig, data: ExperimentData, store: ResultsStore, runID: String, progress: ProgressDisplay) throws
   -> [ProtocolResult]
 {
   var results: [ProtocolResult] = []
   for item in config.evaluation {
-    let scorer = SiameseScorer(network: network)
+    let scorer = SiameseScorer(model: model)
     let summary: EvaluationSummary
     let split: String
     switch item.protocolKind {
@@ -123,13 +123,13 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
     String(
       format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", data.background.images.count, data.pools.training.classes.count,
       data.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(loadStart)))
-  var evalNetwork: SiameseNetwork? = nil
+  var evalModel: SiameseEnsemble? = nil
   var checkpointPath: String? = nil
   if let path = options.evalOnlyCheckpoint {
     guard FileManager.default.fileExists(atPath: path) else {
       throw UserFacingError("checkpoint \(path) not found; pass --checkpoint PATH (a run keeps its best under runs/<run-id>/best.safetensors)")
     }
-    evalNetwork = try Checkpoint.read(URL(fileURLWithPath: path), expecting: config.model).network
+    evalModel = try Checkpoint.readModel(URL(fileURLWithPath: path), expecting: config.model).model
     checkpointPath = path
   }
 
@@ -150,7 +150,10 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
     run.harnessVersion = harnessVersion
     run.swiftVersion = provenance.swiftVersion
     runID = try store_.beginRun(run)
-    if evalNetwork != nil { try store_.setTag(run: runID, key: "mode", value: "eval-only") }
+    if let evalModel {
+      try store_.setTag(run: runID, key: "mode", value: "eval-only")
+      if evalModel.members.count > 1 { try store_.setTag(run: runID, key: "ensemble_members", value: String(evalModel.members.count)) }
+    }
   }
   progress.line("run \(runID) (\(config.name)) recording into \(options.storePath)")
   // A resumed run's wall time includes the time spent before the interruption.
@@ -159,7 +162,7 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
 
   // 4. Training.
   InterruptFlag.install()
-  if evalNetwork == nil {
+  if evalModel == nil {
     let folder = URL(fileURLWithPath: options.runsFolder).appendingPathComponent(runID)
     let trainer: Trainer
     do {
@@ -200,7 +203,7 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
       break
     }
     progress.line(String(format: "best validation %.2f%% at step %d", 100 * trainer.state.bestValidation, trainer.state.bestStep))
-    evalNetwork = try Checkpoint.read(trainer.bestURL, expecting: config.model).network
+    evalModel = try Checkpoint.readModel(trainer.bestURL, expecting: config.model).model
     checkpointPath = trainer.bestURL.path
   }
 
@@ -210,7 +213,7 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
   }
   let results: [ProtocolResult]
   do {
-    results = try evaluateProtocols(evalNetwork!, config: config, data: data, store: store_, runID: runID, progress: progress)
+    results = try evaluateProtocols(evalModel!, config: config, data: data, store: store_, runID: runID, progress: progress)
   } catch {
     try? store_.finishRun(runID, status: .failed, error: "evaluation: \(error)", durationSeconds: Date().timeIntervalSince(started))
     throw error

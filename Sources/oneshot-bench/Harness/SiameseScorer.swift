@@ -1,21 +1,27 @@
 import Episodes
 import Model
 
-/// Adapts the Siamese network to the Episodes evaluation protocol: embed each image once with
-/// the backbone, then score query/support pairs with the head alone. The similarity is the
-/// logit (sigmoid is monotonic, so rankings are the same as with probabilities).
+/// Adapts the Siamese network (or an ensemble of them) to the Episodes evaluation protocol:
+/// embed each image once with every member's backbone, then score query/support pairs with the
+/// heads alone. The similarity is the (mean) logit; for one network, sigmoid is monotonic, so
+/// rankings are the same as with probabilities.
 final class SiameseScorer: OneShotScorer {
-  private(set) var network: SiameseNetwork
+  private(set) var model: SiameseEnsemble
   /// Images per backbone pass.
   let batchSize: Int
 
-  init(network: SiameseNetwork, batchSize: Int = 64) {
-    self.network = network
+  init(model: SiameseEnsemble, batchSize: Int = 64) {
+    self.model = model
     self.batchSize = batchSize
   }
 
+  convenience init(network: SiameseNetwork, batchSize: Int = 64) {
+    self.init(model: SiameseEnsemble(members: [network]), batchSize: batchSize)
+  }
+
+  /// One image's embedding: the members' feature vectors back to back.
   func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [[Float]] {
-    precondition(size == network.config.inputSize, "images are \(size)x\(size), the network takes \(network.config.inputSize)")
+    precondition(size == model.config.inputSize, "images are \(size)x\(size), the network takes \(model.config.inputSize)")
     let imageSize = size * size
     var out: [[Float]] = []
     out.reserveCapacity(count)
@@ -24,27 +30,41 @@ final class SiameseScorer: OneShotScorer {
       let n = min(batchSize, count - start)
       var input = [Float](repeating: 0, count: n * imageSize)
       for i in 0..<(n * imageSize) { input[i] = Float(pixels[start * imageSize + i]) * (1 / 255) }
-      let features = network.embed(Tensor(shape: [n, 1, size, size], data: input))
-      let f = features.itemCount
-      for i in 0..<n { out.append(Array(features.data[(i * f)..<((i + 1) * f)])) }
+      let features = model.embed(Tensor(shape: [n, 1, size, size], data: input))
+      for i in 0..<n {
+        var row: [Float] = []
+        row.reserveCapacity(features.count * model.featureCount)
+        for member in features {
+          let f = member.itemCount
+          row.append(contentsOf: member.data[(i * f)..<((i + 1) * f)])
+        }
+        out.append(row)
+      }
       start += n
     }
     return out
   }
 
   func similarities(queries: [[Float]], support: [[Float]]) throws -> [[Double]] {
-    guard let f = queries.first?.count, !support.isEmpty else { return queries.map { _ in [] } }
-    var a = [Float](), b = [Float]()
-    a.reserveCapacity(queries.count * support.count * f)
-    b.reserveCapacity(queries.count * support.count * f)
-    for q in queries {
-      for s in support {
-        a.append(contentsOf: q)
-        b.append(contentsOf: s)
-      }
-    }
+    guard !queries.isEmpty, !support.isEmpty else { return queries.map { _ in [] } }
+    let f = model.featureCount
     let pairs = queries.count * support.count
-    let logits = network.score(Tensor(shape: [pairs, f], data: a), Tensor(shape: [pairs, f], data: b))
+    var left: [Tensor] = [], right: [Tensor] = []
+    for m in model.members.indices {
+      var a = [Float](), b = [Float]()
+      a.reserveCapacity(pairs * f)
+      b.reserveCapacity(pairs * f)
+      let range = (m * f)..<((m + 1) * f)
+      for q in queries {
+        for s in support {
+          a.append(contentsOf: q[range])
+          b.append(contentsOf: s[range])
+        }
+      }
+      left.append(Tensor(shape: [pairs, f], data: a))
+      right.append(Tensor(shape: [pairs, f], data: b))
+    }
+    let logits = model.score(left, right)
     return (0..<queries.count).map { q in (0..<support.count).map { Double(logits[q * support.count + $0]) } }
   }
 }

@@ -1,0 +1,55 @@
+import ArgumentParser
+import Episodes
+import Foundation
+import Model
+
+/// `oneshot-bench ensemble A.safetensors B.safetensors --output FILE`: combines trained
+/// checkpoints of one model configuration into one ensemble checkpoint, which `run --eval-only`
+/// and `predict` score like any checkpoint (a pair's logit is the mean of the members' logits).
+struct EnsembleCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ensemble", abstract: "Combine checkpoints of one model configuration into one ensemble checkpoint (mean of the members' logits).")
+
+  @Argument(help: "Member checkpoints (two or more single-network checkpoints, e.g. runs/<run-id>/best.safetensors).") var members: [String]
+  @Option(name: .shortAndLong, help: "The ensemble checkpoint to write.") var output: String
+  @Flag(help: "Store weights as F16 (halves the size; check that accuracy is unchanged).") var half = false
+
+  func validate() throws {
+    if members.count < 2 { throw ValidationError("an ensemble needs two or more member checkpoints") }
+    if Set(members.map { URL(fileURLWithPath: $0).standardizedFileURL.path }).count != members.count {
+      throw ValidationError("a checkpoint is listed twice; list each member once")
+    }
+  }
+
+  func run() throws {
+    let (networks, memberMetadata) = try readEnsembleMembers(members)
+    try Checkpoint.writeEnsemble(members: networks, memberMetadata: memberMetadata, metadata: [:], to: URL(fileURLWithPath: output), half: half)
+    print("wrote \(output): an ensemble of \(networks.count) networks (\(memberMetadata.map { $0["run_id"].map { String($0.prefix(8)) } ?? $0["source"]! }.joined(separator: ", ")))")
+  }
+}
+
+/// Reads the member checkpoints of an ensemble; each must hold one network and all must share
+/// one model configuration. Each member's metadata keeps where it came from (`source`, its
+/// `sha256`) and what its checkpoint recorded (run id, experiment, step, best validation).
+func readEnsembleMembers(_ paths: [String]) throws -> (networks: [SiameseNetwork], metadata: [[String: String]]) {
+  var networks: [SiameseNetwork] = []
+  var metadata: [[String: String]] = []
+  for path in paths {
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw UserFacingError("checkpoint \(path) not found; list member checkpoints such as runs/<run-id>/best.safetensors")
+    }
+    let url = URL(fileURLWithPath: path)
+    let (model, meta) = try Checkpoint.readModel(url)
+    guard model.members.count == 1 else {
+      throw UserFacingError("\(path) is already an ensemble of \(model.members.count) networks; list its member checkpoints instead")
+    }
+    if let first = networks.first, first.config != model.config {
+      throw UserFacingError("\(path) has another model configuration than \(paths[0]); ensemble members must share one (train them with the same experiment file)")
+    }
+    var kept: [String: String] = ["source": path, "sha256": try OmniglotDataset.sha256(ofFile: url)]
+    for key in ["run_id", "experiment", "step", "best_validation", "best_step"] { kept[key] = meta[key] }
+    networks.append(model.members[0])
+    metadata.append(kept)
+  }
+  return (networks, metadata)
+}
