@@ -199,7 +199,9 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(eval.code, 0, eval.error)
     let evalID = try XCTUnwrap(try store.listRuns().first { !ids.contains($0.id) }?.id)
     XCTAssertEqual(try store.results(runID: evalID).count, 2)
-    XCTAssert(try store.run(evalID).tags.contains { $0.key == "ensemble_members" && $0.value == "2" })
+    let tags = try store.run(evalID).tags
+    XCTAssert(tags.contains { $0.key == "ensemble_members" && $0.value == "2" }, "\(tags)")
+    XCTAssert(tags.contains { $0.key == "ensemble_runs" && $0.value == ids.joined(separator: ",") }, "\(tags)")
     let png = folder.appendingPathComponent("a.png")
     try Data(try GrayImage(width: 28, height: 28, pixels: Array(images[0..<784])).encodePNG()).write(to: png)
     let predicted = runCLI(["predict", png.path, png.path, "--checkpoint", output])

@@ -124,12 +124,15 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
       format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", data.background.images.count, data.pools.training.classes.count,
       data.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(loadStart)))
   var evalModel: SiameseEnsemble? = nil
+  var evalMemberRuns: [String] = []
   var checkpointPath: String? = nil
   if let path = options.evalOnlyCheckpoint {
     guard FileManager.default.fileExists(atPath: path) else {
       throw UserFacingError("checkpoint \(path) not found; pass --checkpoint PATH (a run keeps its best under runs/<run-id>/best.safetensors)")
     }
-    evalModel = try Checkpoint.readModel(URL(fileURLWithPath: path), expecting: config.model).model
+    let read = try Checkpoint.readModel(URL(fileURLWithPath: path), expecting: config.model)
+    evalModel = read.model
+    evalMemberRuns = (0..<read.model.members.count).map { read.metadata["member.\($0).run_id"] ?? "unknown" }
     checkpointPath = path
   }
 
@@ -152,7 +155,10 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
     runID = try store_.beginRun(run)
     if let evalModel {
       try store_.setTag(run: runID, key: "mode", value: "eval-only")
-      if evalModel.members.count > 1 { try store_.setTag(run: runID, key: "ensemble_members", value: String(evalModel.members.count)) }
+      if evalModel.members.count > 1 {
+        try store_.setTag(run: runID, key: "ensemble_members", value: String(evalModel.members.count))
+        try store_.setTag(run: runID, key: "ensemble_runs", value: evalMemberRuns.joined(separator: ","))
+      }
     }
   }
   progress.line("run \(runID) (\(config.name)) recording into \(options.storePath)")
