@@ -101,10 +101,7 @@ public struct Checkpoint {
     let path = url.path
     let (tensors, metadata) = try SafeTensors.read(url)
     let config = try modelConfig(of: metadata, path: path, expecting: expected)
-    if let members = metadata[membersKey] {
-      throw CheckpointError.malformed(
-        path: path, reason: "it is an ensemble of \(members) networks, which can be evaluated (run --eval-only, predict) but not trained or resumed; use one member's checkpoint")
-    }
+    if let members = metadata[membersKey] { throw CheckpointError.ensembleWhereOneNetworkIsNeeded(path: path, members: Int(members) ?? 0) }
     var used = Set<String>()
     let network = try loadNetwork(config, from: tensors, prefix: "", path: path, used: &used)
     var optimizer: Optimizer? = nil

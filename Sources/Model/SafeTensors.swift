@@ -20,6 +20,8 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible, Localize
   case unsupportedVersion(path: String, found: String)
   /// The file could not be written.
   case writeFailed(path: String, reason: String)
+  /// An ensemble checkpoint where one network is needed (training, resuming).
+  case ensembleWhereOneNetworkIsNeeded(path: String, members: Int)
 
   public var description: String {
     switch self {
@@ -33,6 +35,8 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible, Localize
     case .configMismatch(let path, let detail): return "checkpoint \(path) does not match the configuration: \(detail)"
     case .unsupportedVersion(let path, let found): return "checkpoint \(path) has format version \(found), newer than this oneshot-bench reads; upgrade oneshot-bench"
     case .writeFailed(let path, let reason): return "cannot write \(path): \(reason); check the folder's permissions and free space"
+    case .ensembleWhereOneNetworkIsNeeded(let path, let members):
+      return "checkpoint \(path) is an ensemble of \(members) networks: it can be evaluated (run --eval-only, predict) but not trained or resumed; use one member's checkpoint"
     }
   }
   public var errorDescription: String? { description }

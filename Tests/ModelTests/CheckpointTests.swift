@@ -99,6 +99,7 @@ final class CheckpointTests: XCTestCase {
     XCTAssertEqual(one.score(one.embed(left), one.embed(right)), l1)
     // Training and resuming need one network: an ensemble says so.
     XCTAssertThrowsError(try Checkpoint.read(url)) { error in
+      XCTAssertEqual(error as? CheckpointError, .ensembleWhereOneNetworkIsNeeded(path: url.path, members: 2))
       XCTAssert("\(error)".contains("is an ensemble of 2 networks"), "\(error)")
     }
     // A missing member tensor is named with its member prefix; another configuration is refused.
