@@ -91,6 +91,15 @@ final class CheckpointTests: XCTestCase {
     let mean = ensemble.score(ensemble.embed(left), ensemble.embed(right))
     for i in 0..<3 { XCTAssertEqual(mean[i], (l1[i] + l2[i]) / 2, accuracy: 1e-5 * max(1, abs(l1[i]) + abs(l2[i]))) }
     XCTAssertNotEqual(l1, l2)
+    // Half-precision storage keeps the weights to F16's precision.
+    let halfURL = try temporaryURL("ensemble-half.safetensors")
+    try Checkpoint.writeEnsemble(members: [first, second], memberMetadata: [[:], [:]], metadata: [:], to: halfURL, half: true)
+    let halfModel = try Checkpoint.readModel(halfURL).model
+    for (loaded, original) in zip(halfModel.members, [first, second]) {
+      for (a, b) in zip(loaded.store.parameters, original.store.parameters) {
+        for (x, y) in zip(a.value, b.value) { XCTAssertEqual(x, y, accuracy: 1e-3 * max(1, abs(y)), a.name) }
+      }
+    }
     // A single network reads as an ensemble of one, scored exactly as the network alone.
     let single = try temporaryURL("single.safetensors")
     try Checkpoint.write(network: first, optimizer: nil, metadata: [:], to: single)
