@@ -36,7 +36,7 @@ struct ExperimentData {
   }
 }
 
-/// Scores a network on every protocol of the experiment and records the results.
+/// Scores a network (or an ensemble of them) on every protocol of the experiment and records the results.
 func evaluateProtocols(_ model: SiameseEnsemble, config: ExperimentConfig, data: ExperimentData, store: ResultsStore, runID: String, progress: ProgressDisplay) throws
   -> [ProtocolResult]
 {
