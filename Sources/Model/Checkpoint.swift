@@ -47,6 +47,8 @@ public struct Checkpoint {
 
   /// Metadata key of an ensemble checkpoint: its number of members.
   public static let membersKey = "ensemble_members"
+  /// Metadata key under which an ensemble checkpoint keeps member m's `key` (e.g. its run id).
+  public static func memberKey(_ m: Int, _ key: String) -> String { "member.\(m).\(key)" }
 
   /// Writes several networks of one configuration as one ensemble checkpoint. Member m's
   /// tensors are named `members.<m>.<name>` and its `memberMetadata[m]` is kept as
@@ -63,7 +65,7 @@ public struct Checkpoint {
       for buffer in network.store.buffers {
         tensors.append(NamedTensor(name: "members.\(m).\(buffer.name)", shape: [buffer.value.count], values: buffer.value, half: false))
       }
-      for (key, value) in memberMetadata[m] { meta["member.\(m).\(key)"] = value }
+      for (key, value) in memberMetadata[m] { meta[memberKey(m, key)] = value }
     }
     meta["format"] = "oneshot-bench"
     meta["format_version"] = formatVersion
@@ -81,16 +83,14 @@ public struct Checkpoint {
     guard let countText = metadata[membersKey] else {
       var used = Set<String>()
       let network = try loadNetwork(config, from: tensors, prefix: "", path: path, used: &used)
-      let extra = tensors.keys.filter { !used.contains($0) && !$0.hasSuffix("num_batches_tracked") && !$0.hasPrefix(optimizerPrefix) }.sorted()
-      guard extra.isEmpty else { throw CheckpointError.unexpectedTensors(path: path, names: extra) }
+      try rejectUnused(tensors, used: used, path: path, ignoringOptimizerState: true)
       return (SiameseEnsemble(members: [network]), metadata)
     }
     guard let count = Int(countText), count >= 2 else { throw CheckpointError.malformed(path: path, reason: "\(membersKey) = \(countText) is not a member count of 2 or more") }
     var used = Set<String>()
     var members: [SiameseNetwork] = []
     for m in 0..<count { members.append(try loadNetwork(config, from: tensors, prefix: "members.\(m).", path: path, used: &used)) }
-    let extra = tensors.keys.filter { !used.contains($0) && !$0.hasSuffix("num_batches_tracked") }.sorted()
-    guard extra.isEmpty else { throw CheckpointError.unexpectedTensors(path: path, names: extra) }
+    try rejectUnused(tensors, used: used, path: path)
     return (SiameseEnsemble(members: members), metadata)
   }
 
@@ -123,8 +123,7 @@ public struct Checkpoint {
       }
       optimizer = Optimizer(optimizerConfig, step: step, firstMoments: first, secondMoments: second)
     }
-    let extra = tensors.keys.filter { !used.contains($0) && !$0.hasSuffix("num_batches_tracked") }.sorted()
-    guard extra.isEmpty else { throw CheckpointError.unexpectedTensors(path: path, names: extra) }
+    try rejectUnused(tensors, used: used, path: path)
     return Checkpoint(network: network, optimizer: optimizer, metadata: metadata)
   }
 
@@ -143,6 +142,15 @@ public struct Checkpoint {
     }
     guard config.problems().isEmpty else { throw CheckpointError.malformed(path: path, reason: "invalid model_config: \(config.problems().joined(separator: "; "))") }
     return config
+  }
+
+  /// Throws if the file holds tensors that were not used (PyTorch's `num_batches_tracked` and,
+  /// when scoring, optimizer state are expected extras).
+  static func rejectUnused(_ tensors: [String: NamedTensor], used: Set<String>, path: String, ignoringOptimizerState: Bool = false) throws {
+    let extra = tensors.keys.filter {
+      !used.contains($0) && !$0.hasSuffix("num_batches_tracked") && !(ignoringOptimizerState && $0.hasPrefix(optimizerPrefix))
+    }.sorted()
+    guard extra.isEmpty else { throw CheckpointError.unexpectedTensors(path: path, names: extra) }
   }
 
   /// Builds a network of `config` from the tensors named `prefix` + its parameter and buffer

@@ -124,7 +124,7 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
       format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", data.background.images.count, data.pools.training.classes.count,
       data.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(loadStart)))
   var evalModel: SiameseEnsemble? = nil
-  var evalMemberRuns: [String] = []
+  var evalTags: [(key: String, value: String)] = []
   var checkpointPath: String? = nil
   if let path = options.evalOnlyCheckpoint {
     guard FileManager.default.fileExists(atPath: path) else {
@@ -132,7 +132,11 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
     }
     let read = try Checkpoint.readModel(URL(fileURLWithPath: path), expecting: config.model)
     evalModel = read.model
-    evalMemberRuns = (0..<read.model.members.count).map { read.metadata["member.\($0).run_id"] ?? "unknown" }
+    evalTags = [("mode", "eval-only")]
+    if read.model.members.count > 1 {
+      let memberRuns = read.model.members.indices.map { read.metadata[Checkpoint.memberKey($0, "run_id")] ?? "unknown" }
+      evalTags += [(Checkpoint.membersKey, String(read.model.members.count)), ("ensemble_runs", memberRuns.joined(separator: ","))]
+    }
     checkpointPath = path
   }
 
@@ -153,13 +157,7 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
     run.harnessVersion = harnessVersion
     run.swiftVersion = provenance.swiftVersion
     runID = try store_.beginRun(run)
-    if let evalModel {
-      try store_.setTag(run: runID, key: "mode", value: "eval-only")
-      if evalModel.members.count > 1 {
-        try store_.setTag(run: runID, key: "ensemble_members", value: String(evalModel.members.count))
-        try store_.setTag(run: runID, key: "ensemble_runs", value: evalMemberRuns.joined(separator: ","))
-      }
-    }
+    for tag in evalTags { try store_.setTag(run: runID, key: tag.key, value: tag.value) }
   }
   progress.line("run \(runID) (\(config.name)) recording into \(options.storePath)")
   // A resumed run's wall time includes the time spent before the interruption.
