@@ -59,7 +59,7 @@ public struct AffineAugmentation: Codable, Hashable, Sendable {
     precondition(input.count >= size * size && output.count >= size * size, "augmentation buffers smaller than \(size)x\(size)")
     let m = sampleInverse(&rng)
     let centre = Double(size - 1) / 2
-    let scale: Float = 1 / 255
+    let scale = GrayImage.inkScale
     for y in 0..<size {
       let oy = Double(y) - centre
       for x in 0..<size {

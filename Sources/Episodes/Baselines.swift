@@ -9,7 +9,12 @@ public struct PixelNearestNeighbour: OneShotScorer {
   /// Each image as a vector of ink in [0, 1].
   public func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [[Float]] {
     let n = size * size
-    return (0..<count).map { i in (0..<n).map { Float(pixels[i * n + $0]) / 255 } }
+    return (0..<count).map { i in
+      [Float](unsafeUninitializedCapacity: n) { out, initialized in
+        GrayImage.scaleInk(UnsafeBufferPointer(rebasing: pixels[(i * n)..<((i + 1) * n)]), into: out)
+        initialized = n
+      }
+    }
   }
 
   /// Negative squared distances.

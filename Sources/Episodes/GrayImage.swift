@@ -21,6 +21,15 @@ public struct GrayImage: Sendable, Equatable {
   /// paper (white) = 0; divided by 255 this is ink = 1.0, background = 0.0.
   public var ink: [UInt8] { pixels.map { 255 &- $0 } }
 
+  /// From ink intensity (0...255) to the networks' input value (ink = 1.0, paper = 0.0).
+  public static let inkScale: Float = 1 / 255
+
+  /// Ink intensities as the networks' input values: `output[i] = ink[i] * inkScale`.
+  public static func scaleInk(_ ink: UnsafeBufferPointer<UInt8>, into output: UnsafeMutableBufferPointer<Float>) {
+    precondition(output.count >= ink.count, "scaleInk: \(ink.count) values into \(output.count)")
+    for i in ink.indices { output[i] = Float(ink[i]) * inkScale }
+  }
+
   /// Decodes PNG bytes (any bit depth, gray or colour, with or without alpha) into 8-bit gray.
   /// Colour is converted with libpng's sRGB coefficients; alpha is composited onto white.
   /// `name` appears in the error for a corrupt file.

@@ -19,8 +19,8 @@ public struct SiameseEnsemble: Sendable {
   public var featureCount: Int { members[0].featureCount }
 
   /// Embeds images with every member's backbone.   images: (N, 1, S, S) -> one (N, F) per member
-  public mutating func embed(_ images: Tensor) -> [Tensor] {
-    members.indices.map { members[$0].embed(images) }
+  public func embed(_ images: Tensor) -> [Tensor] {
+    members.map { $0.embed(images) }
   }
 
   /// Mean logit of pairs from precomputed embeddings: `a[m]`, `b[m]` are member m's (P, F).

@@ -13,32 +13,13 @@
 // Parameter names and layouts follow `../shared/bench/torch_siamese.py`, so a checkpoint loads
 // into that PyTorch model.
 
-/// One backbone layer.
-enum BackboneLayer: Sendable {
-  case conv(Conv2D)
-  case batchNorm(BatchNorm2D)
-  case maxPool(MaxPool2D)
-  case flatten
-  case linear(Linear)
-  case sigmoid
-}
-
-/// What one layer's backward needs.
-enum LayerCache: Sendable {
-  case conv(Conv2D.Cache)
-  case batchNorm(BatchNorm2D.Cache)
-  case maxPool(MaxPool2D.Cache)
-  case flatten([Int])
-  case linear(Tensor)
-  case sigmoid(Tensor)
-}
-
 /// Caches of one forward pass of the whole network.
 public struct ForwardCache: Sendable {
   let backbone: [LayerCache]
-  let features: Tensor
+  /// The backbone's output, one row per image.
+  public let features: Tensor
   let distance: Tensor
-  let head: [Tensor]  // inputs of head layers; for relu the post-activation output
+  let head: [LayerCache]
   let pairs: [(Int, Int)]
 }
 
@@ -52,9 +33,10 @@ public struct SiameseNetwork: Sendable {
   public var precision: ConvolutionPrecision = .fp32
   /// The convolution implementation (tests compare oneDNN's primitives with im2col).
   public var convolutionAlgorithm: ConvolutionAlgorithm = .direct
-  let layers: [BackboneLayer]
-  let headLayers: [Linear]
-  let headReLU: Bool
+  /// The shared backbone, image -> feature vector.
+  let backbone: [any Layer]
+  /// The head, |f1 - f2| -> logit.
+  let head: [any Layer]
 
   /// Builds the network with the reference initialisation drawn from `seed`.
   public init(config: ModelConfig, seed: UInt64) {
@@ -62,7 +44,7 @@ public struct SiameseNetwork: Sendable {
     self.config = config
     var store = ParameterStore()
     var rng = NormalSampler(seed: seed)
-    var layers: [BackboneLayer] = []
+    var layers: [any Layer] = []
     var index = 0  // position in PyTorch's nn.Sequential, counting ReLU and pooling modules
     switch config.backbone {
     case .vgg16:
@@ -71,187 +53,165 @@ public struct SiameseNetwork: Sendable {
         for width in block {
           let conv = Conv2D(
             inputChannels: channels, outputChannels: width, kernelSize: 3, padding: 1, fusedReLU: !config.batchNorm, name: "backbone.features.\(index)", store: &store, rng: &rng)
-          layers.append(.conv(conv))
+          layers.append(conv)
           index += 1
           if config.batchNorm {
-            layers.append(.batchNorm(BatchNorm2D(channels: width, fusedReLU: true, name: "backbone.features.\(index)", store: &store)))
+            layers.append(BatchNorm2D(channels: width, fusedReLU: true, name: "backbone.features.\(index)", store: &store))
             index += 1
           }
           index += 1  // ReLU
           channels = width
         }
-        layers.append(.maxPool(MaxPool2D()))
+        layers.append(MaxPool2D())
         index += 1
       }
-      layers.append(.flatten)
+      layers.append(Flatten())
     case .koch:
       let widths = config.kochWidths.convs
       let specs = [(1, widths[0], 10, true), (widths[0], widths[1], 7, true), (widths[1], widths[2], 4, true), (widths[2], widths[3], 4, false)]
       for (input, output, kernel, pool) in specs {
-        layers.append(
-          .conv(Conv2D(inputChannels: input, outputChannels: output, kernelSize: kernel, padding: 0, fusedReLU: true, name: "backbone.features.\(index)", store: &store, rng: &rng))
-        )
+        layers.append(Conv2D(inputChannels: input, outputChannels: output, kernelSize: kernel, padding: 0, fusedReLU: true, name: "backbone.features.\(index)", store: &store, rng: &rng))
         index += 2
         if pool {
-          layers.append(.maxPool(MaxPool2D()))
+          layers.append(MaxPool2D())
           index += 1
         }
       }
-      layers.append(.flatten)
+      layers.append(Flatten())
       let flatten = widths[3] * config.kochFinalSide * config.kochFinalSide
-      layers.append(.linear(Linear(inputFeatures: flatten, outputFeatures: config.kochWidths.features, name: "backbone.fc", store: &store, rng: &rng)))
-      layers.append(.sigmoid)
+      layers.append(Linear(inputFeatures: flatten, outputFeatures: config.kochWidths.features, name: "backbone.fc", store: &store, rng: &rng))
+      layers.append(Sigmoid())
     }
-    var head: [Linear] = []
+    var head: [any Layer] = []
     switch config.backbone {
     case .vgg16:
       head.append(Linear(inputFeatures: config.featureCount, outputFeatures: config.headHidden, name: "head.0", store: &store, rng: &rng))
-      let second = config.headActivation == .relu ? "head.2" : "head.1"
-      head.append(Linear(inputFeatures: config.headHidden, outputFeatures: 1, name: second, store: &store, rng: &rng))
-      headReLU = config.headActivation == .relu
+      if config.headActivation == .relu { head.append(ReLU()) }
+      // PyTorch's nn.Sequential numbers the ReLU too: the second linear is head.2 after one.
+      head.append(Linear(inputFeatures: config.headHidden, outputFeatures: 1, name: "head.\(head.count)", store: &store, rng: &rng))
     case .koch:
       head.append(Linear(inputFeatures: config.featureCount, outputFeatures: 1, name: "head", store: &store, rng: &rng))
-      headReLU = false
     }
-    self.layers = layers
-    self.headLayers = head
+    self.backbone = layers
+    self.head = head
     self.store = store
   }
 
   /// Length of the embedding.
   public var featureCount: Int { config.featureCount }
 
-  // MARK: Backbone
+  // MARK: Layers
 
-  mutating func backboneForward(_ images: Tensor, training: Bool, keepCaches: Bool) -> (Tensor, [LayerCache]) {
-    precondition(
-      images.shape.count == 4 && images.shape[1] == 1 && images.shape[2] == config.inputSize && images.shape[3] == config.inputSize,
-      "the backbone expects (N, 1, \(config.inputSize), \(config.inputSize)) images, got \(images.shape)")
-    var x = images
+  /// The forward context of this network's settings.
+  func context(training: Bool) -> ForwardContext {
+    ForwardContext(training: training, precision: precision, algorithm: convolutionAlgorithm)
+  }
+
+  /// Runs `layers` in order; the caches are kept only when `keepCaches` (training).
+  func run(_ layers: [any Layer], _ input: Tensor, context: ForwardContext, keepCaches: Bool) -> (Tensor, [LayerCache]) {
+    var x = input
     var caches: [LayerCache] = []
+    if keepCaches { caches.reserveCapacity(layers.count) }
     for layer in layers {
-      switch layer {
-      case .conv(let conv):
-        let (y, cache) = conv.forward(x, store: store, precision: precision, algorithm: convolutionAlgorithm)
-        if keepCaches { caches.append(.conv(cache)) }
-        x = y
-      case .batchNorm(let norm):
-        let (y, cache) = norm.forward(x, training: training, store: &store)
-        if keepCaches { caches.append(.batchNorm(cache)) }
-        x = y
-      case .maxPool(let pool):
-        let (y, cache) = pool.forward(x)
-        if keepCaches { caches.append(.maxPool(cache)) }
-        x = y
-      case .flatten:
-        if keepCaches { caches.append(.flatten(x.shape)) }
-        x = x.reshaped([x.shape[0], x.itemCount])
-      case .linear(let linear):
-        if keepCaches { caches.append(.linear(x)) }
-        x = linear.forward(x, store: store)
-      case .sigmoid:
-        x = Sigmoid().forward(x)
-        if keepCaches { caches.append(.sigmoid(x)) }
-      }
+      let (y, cache) = layer.forward(x, store: store, context: context)
+      if keepCaches { caches.append(cache) }
+      x = y
     }
     return (x, caches)
   }
 
-  mutating func backboneBackward(_ dFeatures: Tensor, caches: [LayerCache]) {
-    var d = dFeatures
-    for (i, cache) in caches.enumerated().reversed() {
-      switch (layers[i], cache) {
-      case (.conv(let conv), .conv(let c)):
-        guard let dx = conv.backward(d, cache: c, store: &store, needInputGradient: i > 0) else { return }
-        d = dx
-      case (.batchNorm(let norm), .batchNorm(let c)): d = norm.backward(d, cache: c, store: &store)
-      case (.maxPool(let pool), .maxPool(let c)): d = pool.backward(d, cache: c)
-      case (.flatten, .flatten(let shape)): d = d.reshaped(shape)
-      case (.linear(let linear), .linear(let input)): d = linear.backward(d, input: input, store: &store)
-      case (.sigmoid, .sigmoid(let output)): d = Sigmoid().backward(d, output: output)
-      default: preconditionFailure("backbone cache \(i) does not match its layer")
-      }
-    }
-  }
-
-  /// Embeds images with the backbone alone (inference mode).   images: (N, 1, S, S) -> (N, F)
-  public mutating func embed(_ images: Tensor) -> Tensor {
-    backboneForward(images, training: false, keepCaches: false).0
-  }
-
-  // MARK: Head
-
-  func headForward(_ distance: Tensor) -> (logits: Tensor, inputs: [Tensor]) {
-    var x = distance
-    var inputs: [Tensor] = []
-    for (i, linear) in headLayers.enumerated() {
-      inputs.append(x)
-      x = linear.forward(x, store: store)
-      if i == 0 && headReLU && headLayers.count > 1 { x = ReLU().forward(x) }
-    }
-    return (x, inputs)
-  }
-
-  mutating func headBackward(_ dLogits: Tensor, inputs: [Tensor]) -> Tensor {
-    var d = dLogits
-    for i in stride(from: headLayers.count - 1, through: 0, by: -1) {
-      d = headLayers[i].backward(d, input: inputs[i], store: &store)
-      // inputs[1] is the ReLU's output: mask the gradient flowing back into the first linear.
-      if i == 1 && headReLU { d = ReLU().backward(d, output: inputs[1]) }
+  /// Runs `layers` backwards from dL/d(output); returns dL/d(input), or an empty tensor when
+  /// `needInputGradient` is false (the images need none).
+  mutating func runBackward(_ layers: [any Layer], _ dOutput: Tensor, caches: [LayerCache], needInputGradient: Bool) -> Tensor {
+    precondition(caches.count == layers.count, "\(caches.count) caches for \(layers.count) layers")
+    var d = dOutput
+    for i in layers.indices.reversed() {
+      d = layers[i].backward(d, cache: caches[i], store: &store, needInputGradient: needInputGradient || i > 0)
     }
     return d
   }
 
+  /// Embeds images with the backbone alone (inference mode).   images: (N, 1, S, S) -> (N, F)
+  public func embed(_ images: Tensor) -> Tensor {
+    checkImages(images)
+    return run(backbone, images, context: context(training: false), keepCaches: false).0
+  }
+
   /// Logits of pairs from precomputed embeddings.   a, b: (P, F) -> P logits
   public func score(_ a: Tensor, _ b: Tensor) -> [Float] {
-    headForward(L1Distance.forward(a, b)).logits.data
+    run(head, L1Distance.forward(a, b), context: context(training: false), keepCaches: false).0.data
+  }
+
+  func checkImages(_ images: Tensor) {
+    precondition(
+      images.shape.count == 4 && images.shape[1] == 1 && images.shape[2] == config.inputSize && images.shape[3] == config.inputSize,
+      "the backbone expects (N, 1, \(config.inputSize), \(config.inputSize)) images, got \(images.shape)")
   }
 
   // MARK: Training
 
   /// Logits for B pairs; `left` and `right` are (B, 1, S, S). The backbone runs once over all
-  /// 2B images. With `training`, batch norm uses batch statistics and caches are kept.
-  public mutating func forward(left: Tensor, right: Tensor, training: Bool) -> (logits: [Float], cache: ForwardCache) {
-    precondition(left.shape == right.shape, "left \(left.shape) and right \(right.shape) differ")
-    let b = left.batch
-    return forward(images: Tensor.concatenate([left, right]), pairs: (0..<b).map { ($0, b + $0) }, training: training)
+  /// 2B images. With `training`, batch norm uses batch statistics and the caches for backward
+  /// are kept; nothing changes (see `trainingForward`).
+  public func forward(left: Tensor, right: Tensor, training: Bool) -> (logits: [Float], cache: ForwardCache) {
+    forward(images: Tensor.concatenate([left, right]), pairs: SiameseNetwork.sideBySide(left, right), training: training)
   }
 
   /// Logits for pairs of images of one batch: the backbone embeds each of the N images once,
   /// and every pair (i, j) is scored from rows i and j. Several pairs may share an image; its
   /// gradient is the sum over them.   images: (N, 1, S, S)
-  public mutating func forward(images: Tensor, pairs: [(Int, Int)], training: Bool) -> (logits: [Float], cache: ForwardCache) {
+  public func forward(images: Tensor, pairs: [(Int, Int)], training: Bool) -> (logits: [Float], cache: ForwardCache) {
+    checkImages(images)
     precondition(!pairs.isEmpty && pairs.allSatisfy { $0.0 >= 0 && $0.0 < images.batch && $0.1 >= 0 && $0.1 < images.batch }, "pair indices must lie in 0..<\(images.batch)")
-    let (features, caches) = backboneForward(images, training: training, keepCaches: training)
+    let context = context(training: training)
+    let (features, backboneCaches) = run(backbone, images, context: context, keepCaches: training)
     let a = features.rows(pairs.map(\.0)), b = features.rows(pairs.map(\.1))
     let distance = L1Distance.forward(a, b)
-    let (logits, inputs) = headForward(distance)
-    return (logits.data, ForwardCache(backbone: caches, features: features, distance: distance, head: inputs, pairs: pairs))
+    let (logits, headCaches) = run(head, distance, context: context, keepCaches: training)
+    return (logits.data, ForwardCache(backbone: backboneCaches, features: features, distance: distance, head: headCaches, pairs: pairs))
+  }
+
+  /// The training forward: `forward(training: true)`, then batch norm folds the batch
+  /// statistics into its running estimates. The only forward that changes the network.
+  public mutating func trainingForward(images: Tensor, pairs: [(Int, Int)]) -> (logits: [Float], cache: ForwardCache) {
+    let result = forward(images: images, pairs: pairs, training: true)
+    for (layer, cache) in zip(backbone, result.cache.backbone) { layer.updateRunningEstimates(cache, store: &store) }
+    return result
+  }
+
+  /// `trainingForward` for B pairs given as left and right images.
+  public mutating func trainingForward(left: Tensor, right: Tensor) -> (logits: [Float], cache: ForwardCache) {
+    trainingForward(images: Tensor.concatenate([left, right]), pairs: SiameseNetwork.sideBySide(left, right))
+  }
+
+  /// Pairs (i, B + i) of B left images followed by B right images.
+  static func sideBySide(_ left: Tensor, _ right: Tensor) -> [(Int, Int)] {
+    precondition(left.shape == right.shape, "left \(left.shape) and right \(right.shape) differ")
+    return (0..<left.batch).map { ($0, left.batch + $0) }
   }
 
   /// Accumulates every parameter's gradient of the loss given dL/dlogits.
   public mutating func backward(dLogits: [Float], cache: ForwardCache) {
     let pairs = cache.pairs
-    let dDistance = headBackward(Tensor(shape: [pairs.count, 1], data: dLogits), inputs: cache.head)
+    let dDistance = runBackward(head, Tensor(shape: [pairs.count, 1], data: dLogits), caches: cache.head, needInputGradient: true)
     let a = cache.features.rows(pairs.map(\.0)), b = cache.features.rows(pairs.map(\.1))
     let (da, db) = L1Distance.backward(dDistance, a, b)
     var dFeatures = Tensor(zeros: cache.features.shape)
     dFeatures.addRows(da, at: pairs.map(\.0))
     dFeatures.addRows(db, at: pairs.map(\.1))
-    backboneBackward(dFeatures, caches: cache.backbone)
+    _ = runBackward(backbone, dFeatures, caches: cache.backbone, needInputGradient: false)
   }
 
   /// One forward and backward pass over B pairs with labels (1 = same): zeroes the gradients,
   /// accumulates new ones, returns the mean BCE loss and the logits.
   public mutating func lossAndGradients(left: Tensor, right: Tensor, labels: [Float]) -> (loss: Double, logits: [Float]) {
-    let b = left.batch
-    return lossAndGradients(images: Tensor.concatenate([left, right]), pairs: (0..<b).map { ($0, b + $0) }, labels: labels)
+    lossAndGradients(images: Tensor.concatenate([left, right]), pairs: SiameseNetwork.sideBySide(left, right), labels: labels)
   }
 
   /// The same over pairs of one batch of images (see `forward(images:pairs:training:)`).
   public mutating func lossAndGradients(images: Tensor, pairs: [(Int, Int)], labels: [Float]) -> (loss: Double, logits: [Float]) {
     store.zeroGradients()
-    let (logits, cache) = forward(images: images, pairs: pairs, training: true)
+    let (logits, cache) = trainingForward(images: images, pairs: pairs)
     let (loss, dLogits) = BinaryCrossEntropy.lossAndGradient(logits: logits, labels: labels)
     backward(dLogits: dLogits, cache: cache)
     return (loss, logits)
@@ -261,19 +221,22 @@ public struct SiameseNetwork: Sendable {
   public var backboneFlopsPerImage: Double {
     var side = config.inputSize
     var total = 0.0
-    for layer in layers {
-      switch layer {
-      case .conv(let conv):
+    for layer in backbone {
+      if let conv = layer as? Conv2D {
         total += conv.flops(inputHeight: side, inputWidth: side)
         side = conv.outputSize(side)
-      case .maxPool: side /= 2
-      case .linear(let linear): total += linear.flops
-      default: break
+      } else if layer is MaxPool2D {
+        side /= 2
+      } else if let linear = layer as? Linear {
+        total += linear.flops
       }
     }
     return total
   }
 
   /// FLOPs of the head for one pair.
-  public var headFlopsPerPair: Double { headLayers.reduce(0) { $0 + $1.flops } }
+  public var headFlopsPerPair: Double { head.reduce(0) { $0 + (($1 as? Linear)?.flops ?? 0) } }
+
+  /// The backbone's convolutions, in order.
+  public var convolutions: [Conv2D] { backbone.compactMap { $0 as? Conv2D } }
 }

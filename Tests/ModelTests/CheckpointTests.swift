@@ -72,7 +72,7 @@ final class CheckpointTests: XCTestCase {
 
   func testEnsembleCheckpointRoundTripAndMeanLogit() throws {
     let config = ModelConfig(backbone: .vgg16, inputSize: 16, batchNorm: true, blocks: [[4], [8]], headHidden: 5, headActivation: .relu)
-    var first = SiameseNetwork(config: config, seed: 1), second = SiameseNetwork(config: config, seed: 2)
+    let first = SiameseNetwork(config: config, seed: 1), second = SiameseNetwork(config: config, seed: 2)
     let url = try temporaryURL("ensemble.safetensors")
     try Checkpoint.writeEnsemble(members: [first, second], memberMetadata: [["run_id": "a"], ["run_id": "b"]], metadata: [:], to: url)
     let (model, metadata) = try Checkpoint.readModel(url, expecting: config)
@@ -87,7 +87,7 @@ final class CheckpointTests: XCTestCase {
     var rng = NormalSampler(seed: 9)
     let left = Tensor(shape: [3, 1, 16, 16], data: rng.normal(count: 768, std: 1)), right = Tensor(shape: [3, 1, 16, 16], data: rng.normal(count: 768, std: 1))
     let l1 = first.score(first.embed(left), first.embed(right)), l2 = second.score(second.embed(left), second.embed(right))
-    var ensemble = model
+    let ensemble = model
     let mean = ensemble.score(ensemble.embed(left), ensemble.embed(right))
     for i in 0..<3 { XCTAssertEqual(mean[i], (l1[i] + l2[i]) / 2, accuracy: 1e-5 * max(1, abs(l1[i]) + abs(l2[i]))) }
     XCTAssertNotEqual(l1, l2)
@@ -103,7 +103,7 @@ final class CheckpointTests: XCTestCase {
     // A single network reads as an ensemble of one, scored exactly as the network alone.
     let single = try temporaryURL("single.safetensors")
     try Checkpoint.write(network: first, optimizer: nil, metadata: [:], to: single)
-    var one = try Checkpoint.readModel(single).model
+    let one = try Checkpoint.readModel(single).model
     XCTAssertEqual(one.members.count, 1)
     XCTAssertEqual(one.score(one.embed(left), one.embed(right)), l1)
     // Training and resuming need one network: an ensemble says so.

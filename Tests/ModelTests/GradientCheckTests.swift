@@ -55,7 +55,7 @@ final class GradientCheckTests: XCTestCase {
       store.parameters[conv.bias].value = [0.1, -0.2, 0.3]
       let shape = [2, 2, 6, 5]
       let x = Tensor(shape: shape, data: random(120, seed: 2))
-      let (y, cache) = conv.forward(x, store: store, algorithm: algorithm)
+      let (y, cache) = conv.forward(x, store: store, context: ForwardContext(algorithm: algorithm))
       // Keep clear of the ReLU kink: a pre-activation within 1e-2 of 0 would break the check.
       if relu {
         var plain = store
@@ -64,20 +64,20 @@ final class GradientCheckTests: XCTestCase {
       }
       let dOut = random(y.count, seed: 3)
       store.zeroGradients()
-      let dx = conv.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &store)!
-      let fx = { (v: [Float]) in conv.forward(Tensor(shape: shape, data: v), store: store, algorithm: algorithm).output.data }
+      let dx = conv.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &store)
+      let fx = { (v: [Float]) in conv.forward(Tensor(shape: shape, data: v), store: store, context: ForwardContext(algorithm: algorithm)).output.data }
       assertClose(dx.data, numeric(x.data, fx, dOutput: dOut), "\(algorithm) conv k\(k) p\(p) relu \(relu) dx")
       let w0 = store.parameters[conv.weight].value
       let fw = { (v: [Float]) -> [Float] in
         var s = store
         s.parameters[conv.weight].value = v
-        return conv.forward(x, store: s, algorithm: algorithm).output.data
+        return conv.forward(x, store: s, context: ForwardContext(algorithm: algorithm)).output.data
       }
       assertClose(store.parameters[conv.weight].gradient, numeric(w0, fw, dOutput: dOut), "\(algorithm) conv k\(k) dW")
       let fb = { (v: [Float]) -> [Float] in
         var s = store
         s.parameters[conv.bias].value = v
-        return conv.forward(x, store: s, algorithm: algorithm).output.data
+        return conv.forward(x, store: s, context: ForwardContext(algorithm: algorithm)).output.data
       }
       assertClose(store.parameters[conv.bias].gradient, numeric(store.parameters[conv.bias].value, fb, dOutput: dOut), "\(algorithm) conv k\(k) db")
       // Backward accumulates: a second call doubles the gradient.
@@ -94,9 +94,9 @@ final class GradientCheckTests: XCTestCase {
     var rng = NormalSampler(seed: 4)
     let conv = Conv2D(inputChannels: 64, outputChannels: 8, kernelSize: 3, padding: 1, fusedReLU: true, name: "c", store: &store, rng: &rng)
     let x = Tensor(shape: [6, 64, 40, 40], data: random(6 * 64 * 1600, seed: 5))
-    let whole = conv.forward(x, store: store, algorithm: .im2col).output
+    let whole = conv.forward(x, store: store, context: ForwardContext(algorithm: .im2col)).output
     for i in 0..<6 {
-      let one = conv.forward(x.items(i..<(i + 1)), store: store, algorithm: .im2col).output
+      let one = conv.forward(x.items(i..<(i + 1)), store: store, context: ForwardContext(algorithm: .im2col)).output
       let part = whole.items(i..<(i + 1))
       for (a, b) in zip(one.data, part.data) { XCTAssertEqual(a, b, accuracy: 1e-4) }
     }
@@ -125,9 +125,9 @@ final class GradientCheckTests: XCTestCase {
         var s: ParameterStore
         (conv, s) = make(relu: relu)
         s.zeroGradients()
-        let (y, cache) = conv.forward(x, store: s, precision: precision, algorithm: algorithm)
+        let (y, cache) = conv.forward(x, store: s, context: ForwardContext(precision: precision, algorithm: algorithm))
         let dOut = Tensor(shape: y.shape, data: random(y.count, seed: 22))
-        let dx = conv.backward(dOut, cache: cache, store: &s)!
+        let dx = conv.backward(dOut, cache: cache, store: &s)
         return (y.data, dx.data, s.parameters[conv.weight].gradient, s.parameters[conv.bias].gradient)
       }
       for (precision, tolerance) in [(ConvolutionPrecision.fp32, Float(1e-4)), (.bf16, 2e-2)] {
@@ -154,14 +154,15 @@ final class GradientCheckTests: XCTestCase {
     values = zip(keys, values).sorted { $0.0 < $1.0 }.map(\.1)
     let x = Tensor(shape: [2, 3, 5, 7], data: values)
     let pool = MaxPool2D()
-    let (y, cache) = pool.forward(x)
+    var none = ParameterStore()
+    let (y, cache) = pool.forward(x, store: none, context: .inference)
     XCTAssertEqual(y.shape, [2, 3, 2, 3])
     let dOut = random(y.count, seed: 10)
-    let dx = pool.backward(Tensor(shape: y.shape, data: dOut), cache: cache)
-    assertClose(dx.data, numeric(x.data, { pool.forward(Tensor(shape: [2, 3, 5, 7], data: $0)).output.data }, dOutput: dOut), "maxpool dx")
+    let dx = pool.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &none)
+    assertClose(dx.data, numeric(x.data, { pool.forward(Tensor(shape: [2, 3, 5, 7], data: $0), store: none, context: .inference).output.data }, dOutput: dOut), "maxpool dx")
     // Ties go to the first maximum, as PyTorch.
-    let tie = pool.forward(Tensor(shape: [1, 1, 2, 2], data: [1, 1, 1, 1]))
-    let routed = pool.backward(Tensor(shape: [1, 1, 1, 1], data: [5]), cache: tie.cache)
+    let tie = pool.forward(Tensor(shape: [1, 1, 2, 2], data: [1, 1, 1, 1]), store: none, context: .inference)
+    let routed = pool.backward(Tensor(shape: [1, 1, 1, 1], data: [5]), cache: tie.cache, store: &none)
     XCTAssertEqual(routed.data, [5, 0, 0, 0])
   }
 
@@ -171,20 +172,20 @@ final class GradientCheckTests: XCTestCase {
     let linear = Linear(inputFeatures: 7, outputFeatures: 4, name: "l", std: 0.5, store: &store, rng: &rng)
     store.parameters[linear.bias].value = [0.1, 0.2, -0.3, 0.4]
     let x = Tensor(shape: [3, 7], data: random(21, seed: 12))
-    let y = linear.forward(x, store: store)
+    let (y, cache) = linear.forward(x, store: store, context: .inference)
     let dOut = random(y.count, seed: 13)
-    let dx = linear.backward(Tensor(shape: y.shape, data: dOut), input: x, store: &store)
-    assertClose(dx.data, numeric(x.data, { linear.forward(Tensor(shape: [3, 7], data: $0), store: store).data }, dOutput: dOut), "linear dx")
+    let dx = linear.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &store)
+    assertClose(dx.data, numeric(x.data, { linear.forward(Tensor(shape: [3, 7], data: $0), store: store, context: .inference).output.data }, dOutput: dOut), "linear dx")
     let fw = { (v: [Float]) -> [Float] in
       var s = store
       s.parameters[linear.weight].value = v
-      return linear.forward(x, store: s).data
+      return linear.forward(x, store: s, context: .inference).output.data
     }
     assertClose(store.parameters[linear.weight].gradient, numeric(store.parameters[linear.weight].value, fw, dOutput: dOut), "linear dW")
     let fb = { (v: [Float]) -> [Float] in
       var s = store
       s.parameters[linear.bias].value = v
-      return linear.forward(x, store: s).data
+      return linear.forward(x, store: s, context: .inference).output.data
     }
     assertClose(store.parameters[linear.bias].gradient, numeric(store.parameters[linear.bias].value, fb, dOutput: dOut), "linear db")
   }
@@ -201,25 +202,22 @@ final class GradientCheckTests: XCTestCase {
     store.parameters[norm.weight].value = [1.5, 0.7, -1.1]
     store.parameters[norm.bias].value = [0.2, -0.1, 0.3]
     let x = Tensor(shape: shape, data: random(shape.reduce(1, *), seed: 14))
-    var forwardStore = store
-    let (y, cache) = norm.forward(x, training: true, store: &forwardStore)
+    let training = ForwardContext(training: true)
+    let (y, cache) = norm.forward(x, store: store, context: training)
     let dOut = random(y.count, seed: 15)
     let dx = norm.backward(Tensor(shape: shape, data: dOut), cache: cache, store: &store)
-    let fx = { (v: [Float]) -> [Float] in
-      var s = store
-      return norm.forward(Tensor(shape: shape, data: v), training: true, store: &s).output.data
-    }
+    let fx = { (v: [Float]) -> [Float] in norm.forward(Tensor(shape: shape, data: v), store: store, context: training).output.data }
     assertClose(dx.data, numeric(x.data, fx, dOutput: dOut), "batchnorm dx")
     let fg = { (v: [Float]) -> [Float] in
       var s = store
       s.parameters[norm.weight].value = v
-      return norm.forward(x, training: true, store: &s).output.data
+      return norm.forward(x, store: s, context: training).output.data
     }
     assertClose(store.parameters[norm.weight].gradient, numeric(store.parameters[norm.weight].value, fg, dOutput: dOut), "batchnorm dgamma")
     let fb = { (v: [Float]) -> [Float] in
       var s = store
       s.parameters[norm.bias].value = v
-      return norm.forward(x, training: true, store: &s).output.data
+      return norm.forward(x, store: s, context: training).output.data
     }
     assertClose(store.parameters[norm.bias].gradient, numeric(store.parameters[norm.bias].value, fb, dOutput: dOut), "batchnorm dbeta")
 
@@ -229,8 +227,7 @@ final class GradientCheckTests: XCTestCase {
     let fused = BatchNorm2D(channels: 3, fusedReLU: true, name: "bn", store: &reluStore)
     reluStore.parameters = store.parameters
     reluStore.zeroGradients()
-    var scratch = reluStore
-    let (yr, reluCache) = fused.forward(x, training: true, store: &scratch)
+    let (yr, reluCache) = fused.forward(x, store: reluStore, context: training)
     let masked = zip(dOut, yr.data).map { $1 > 0 ? $0 : 0 }
     var plainStore = reluStore
     let dxFused = fused.backward(Tensor(shape: shape, data: dOut), cache: reluCache, store: &reluStore)
@@ -243,19 +240,32 @@ final class GradientCheckTests: XCTestCase {
     var store = ParameterStore()
     let norm = BatchNorm2D(channels: 1, fusedReLU: false, name: "bn", store: &store)
     let x = Tensor(shape: [2, 1, 1, 2], data: [1, 2, 3, 4])
-    _ = norm.forward(x, training: true, store: &store)
+    // A forward reads the store and changes nothing, in either mode; the running estimates
+    // move only when the training forward's cache is folded in.
+    let (_, cache) = norm.forward(x, store: store, context: ForwardContext(training: true))
+    XCTAssertEqual(store.buffers[norm.runningMean].value, [0])
+    XCTAssertEqual(store.buffers[norm.runningVariance].value, [1])
+    norm.updateRunningEstimates(norm.forward(x, store: store, context: .inference).cache, store: &store)
+    XCTAssertEqual(store.buffers[norm.runningMean].value, [0], "an inference cache changes no estimate")
+    norm.updateRunningEstimates(cache, store: &store)
     XCTAssertEqual(store.buffers[norm.runningMean].value[0], 0.25, accuracy: 1e-6)  // 0.1 * 2.5
     XCTAssertEqual(store.buffers[norm.runningVariance].value[0], 0.9 + 0.1 * (5.0 / 3.0), accuracy: 1e-5)  // unbiased 1.667
-    let y = norm.forward(x, training: false, store: &store).output
+    let y = norm.forward(x, store: store, context: .inference).output
     XCTAssertEqual(y.data[0], (1 - 0.25) / (store.buffers[norm.runningVariance].value[0] + 1e-5).squareRoot(), accuracy: 1e-5)
   }
 
   func testSigmoidL1AndLoss() {
     let x = random(10, seed: 16)
     let dOut = random(10, seed: 17)
-    let sig = Sigmoid()
-    let y = sig.forward(Tensor(shape: [10], data: x))
-    assertClose(sig.backward(Tensor(shape: [10], data: dOut), output: y).data, numeric(x, { sig.forward(Tensor(shape: [10], data: $0)).data }, dOutput: dOut), "sigmoid")
+    var none = ParameterStore()
+    for layer: any Layer in [Sigmoid(), ReLU()] {
+      let (_, cache) = layer.forward(Tensor(shape: [10], data: x), store: none, context: .inference)
+      let numericGradient = numeric(x, { layer.forward(Tensor(shape: [10], data: $0), store: none, context: .inference).output.data }, dOutput: dOut)
+      assertClose(layer.backward(Tensor(shape: [10], data: dOut), cache: cache, store: &none).data, numericGradient, "\(type(of: layer))")
+    }
+    let flat = Flatten().forward(Tensor(shape: [2, 5], data: x).reshaped([2, 5, 1, 1]), store: none, context: .inference)
+    XCTAssertEqual(flat.output.shape, [2, 5])
+    XCTAssertEqual(Flatten().backward(Tensor(shape: [2, 5], data: dOut), cache: flat.cache, store: &none).shape, [2, 5, 1, 1])
 
     let a = random(12, seed: 18), b = a.enumerated().map { $1 + ($0 % 2 == 0 ? 0.3 : -0.4) }  // |a - b| well away from 0
     let dD = random(12, seed: 19)

@@ -43,7 +43,7 @@ final class PyTorchCrossCheckTests: XCTestCase {
     let left = fixture.tensor("input.left"), right = fixture.tensor("input.right")
     let labels = fixture.tensor("input.labels").values
     fixture.network.store.zeroGradients()
-    let (logits, cache) = fixture.network.forward(left: Tensor(shape: left.shape, data: left.values), right: Tensor(shape: right.shape, data: right.values), training: true)
+    let (logits, cache) = fixture.network.trainingForward(left: Tensor(shape: left.shape, data: left.values), right: Tensor(shape: right.shape, data: right.values))
     let (loss, dLogits) = BinaryCrossEntropy.lossAndGradient(logits: logits, labels: labels)
     fixture.network.backward(dLogits: dLogits, cache: cache)
     assertMatches(cache.features.data, fixture.tensor("output.features").values, "\(name) embeddings")
@@ -97,7 +97,7 @@ final class PyTorchCrossCheckTests: XCTestCase {
   func testEmbedAndScoreEqualTheTrainingForward() throws {
     // Evaluation embeds images once and scores pairs with the head; it must give the
     // training forward's logits (no batch norm here, so the modes agree).
-    var fixture = try load("vgg")
+    let fixture = try load("vgg")
     let left = fixture.tensor("input.left"), right = fixture.tensor("input.right")
     let a = fixture.network.embed(Tensor(shape: left.shape, data: left.values))
     let b = fixture.network.embed(Tensor(shape: right.shape, data: right.values))

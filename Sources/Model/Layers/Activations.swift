@@ -1,46 +1,63 @@
 import Foundation
 
 /// Element-wise max(x, 0). Backward masks by output > 0 (PyTorch's convention at 0).
-public struct ReLU: Sendable {
+public struct ReLU: Layer {
   /// A ReLU.
   public init() {}
 
-  /// y = max(x, 0); the output is the cache.
-  public func forward(_ x: Tensor) -> Tensor {
+  /// y = max(x, 0).
+  public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
     var y = x
     y.data.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i] = max(b[i], 0) } }
-    return y
+    return (y, LayerCache(input: x, output: y))
   }
 
   /// dx = dy where y > 0.
-  public func backward(_ dOutput: Tensor, output: Tensor) -> Tensor {
+  public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
     var dx = dOutput
     dx.data.withUnsafeMutableBufferPointer { d in
-      output.data.withUnsafeBufferPointer { y in for i in d.indices where y[i] <= 0 { d[i] = 0 } }
+      cache.output.data.withUnsafeBufferPointer { y in for i in d.indices where y[i] <= 0 { d[i] = 0 } }
     }
     return dx
   }
 }
 
 /// Element-wise logistic sigmoid (Koch's feature layer).
-public struct Sigmoid: Sendable {
+public struct Sigmoid: Layer {
   /// A sigmoid.
   public init() {}
 
-  /// y = 1 / (1 + e^-x); the output is the cache.
-  public func forward(_ x: Tensor) -> Tensor {
+  /// y = 1 / (1 + e^-x).
+  public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
     var y = x
     y.data.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i] = sigmoid(b[i]) } }
-    return y
+    return (y, LayerCache(input: x, output: y))
   }
 
   /// dx = dy * y (1 - y).
-  public func backward(_ dOutput: Tensor, output: Tensor) -> Tensor {
+  public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
     var dx = dOutput
     dx.data.withUnsafeMutableBufferPointer { d in
-      output.data.withUnsafeBufferPointer { y in for i in d.indices { d[i] *= y[i] * (1 - y[i]) } }
+      cache.output.data.withUnsafeBufferPointer { y in for i in d.indices { d[i] *= y[i] * (1 - y[i]) } }
     }
     return dx
+  }
+}
+
+/// (N, C, H, W) -> (N, C * H * W), between the convolutions and the first linear layer.
+public struct Flatten: Layer {
+  /// A flatten.
+  public init() {}
+
+  /// The same values, one row per item.
+  public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
+    let y = x.reshaped([x.batch, x.itemCount])
+    return (y, LayerCache(input: x, output: y))
+  }
+
+  /// The gradient in the input's shape.
+  public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    dOutput.reshaped(cache.input.shape)
   }
 }
 

@@ -6,7 +6,7 @@ import Foundation
 //   x: (N, C, H, W) -> y: (N, C, H, W); gamma, beta, runningMean, runningVar: (C)
 
 /// A batch-norm layer; gamma and beta are parameters, the running estimates are buffers.
-public struct BatchNorm2D: Sendable {
+public struct BatchNorm2D: Layer {
   /// Channels.
   public let channels: Int
   /// Apply ReLU after the affine transform.
@@ -24,15 +24,6 @@ public struct BatchNorm2D: Sendable {
   /// Weight of the new batch in the running estimates.
   public let momentum: Float = 0.1
 
-  /// What backward needs.
-  public struct Cache: Sendable {
-    let input: Tensor
-    let output: Tensor
-    let mean: [Float]
-    let inverseStd: [Float]
-    let training: Bool
-  }
-
   /// A batch norm named `prefix.weight`, `.bias`, `.running_mean`, `.running_var`.
   public init(channels: Int, fusedReLU: Bool, name prefix: String, store: inout ParameterStore) {
     self.channels = channels
@@ -43,12 +34,16 @@ public struct BatchNorm2D: Sendable {
     runningVariance = store.addBuffer(name: prefix + ".running_var", value: [Float](repeating: 1, count: channels))
   }
 
-  /// Normalises x; in training mode also updates the running estimates in `store`.
-  public func forward(_ x: Tensor, training: Bool, store: inout ParameterStore) -> (output: Tensor, cache: Cache) {
+  /// Normalises x: in training mode with the batch statistics (kept in the cache, so that
+  /// `updateRunningEstimates` can fold them into the running estimates), otherwise with the
+  /// running estimates.
+  public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
+    let training = context.training
     precondition(x.shape.count == 4 && x.shape[1] == channels, "BatchNorm2D expects (N, \(channels), H, W), got \(x.shape)")
     let (n, c, plane) = (x.shape[0], channels, x.shape[2] * x.shape[3])
     let m = Double(n * plane)
     var mean = [Float](repeating: 0, count: c), inverseStd = [Float](repeating: 0, count: c)
+    var batchVariance: [Float]? = nil
     if training {
       var variance = [Float](repeating: 0, count: c)
       x.data.withUnsafeBufferPointer { xb in
@@ -76,11 +71,7 @@ public struct BatchNorm2D: Sendable {
           }
         }
       }
-      let unbiased = m > 1 ? Float(m / (m - 1)) : 1
-      for ch in 0..<c {
-        store.buffers[runningMean].value[ch] = (1 - momentum) * store.buffers[runningMean].value[ch] + momentum * mean[ch]
-        store.buffers[runningVariance].value[ch] = (1 - momentum) * store.buffers[runningVariance].value[ch] + momentum * variance[ch] * unbiased
-      }
+      batchVariance = variance
     } else {
       mean = store.buffers[runningMean].value
       inverseStd = store.buffers[runningVariance].value.map { 1 / ($0 + epsilon).squareRoot() }
@@ -105,11 +96,24 @@ public struct BatchNorm2D: Sendable {
         }
       }
     }
-    return (y, Cache(input: x, output: y, mean: mean, inverseStd: inverseStd, training: training))
+    return (y, LayerCache(input: x, output: y, saved: .statistics(mean: mean, inverseStd: inverseStd, batchVariance: batchVariance)))
+  }
+
+  /// Folds a training forward's batch statistics into the running estimates (momentum 0.1,
+  /// unbiased variance, as PyTorch). Does nothing for an inference forward's cache.
+  public func updateRunningEstimates(_ cache: LayerCache, store: inout ParameterStore) {
+    guard case .statistics(let mean, _, let variance?) = cache.saved else { return }
+    let m = Double(cache.input.count / channels)
+    let unbiased = m > 1 ? Float(m / (m - 1)) : 1
+    for ch in 0..<channels {
+      store.buffers[runningMean].value[ch] = (1 - momentum) * store.buffers[runningMean].value[ch] + momentum * mean[ch]
+      store.buffers[runningVariance].value[ch] = (1 - momentum) * store.buffers[runningVariance].value[ch] + momentum * variance[ch] * unbiased
+    }
   }
 
   /// Accumulates dL/dgamma and dL/dbeta; returns dL/dx.
-  public func backward(_ dOutput: Tensor, cache: Cache, store: inout ParameterStore) -> Tensor {
+  public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    guard case .statistics(let means, let inverse, let batchVariance) = cache.saved else { preconditionFailure("BatchNorm2D backward needs its own forward's cache") }
     let x = cache.input
     precondition(dOutput.shape == x.shape, "BatchNorm2D backward: dOutput \(dOutput.shape), input \(x.shape)")
     let (n, c, plane) = (x.shape[0], channels, x.shape[2] * x.shape[3])
@@ -117,7 +121,7 @@ public struct BatchNorm2D: Sendable {
     var dx = Tensor(uninitialized: x.shape)
     let gamma = store.parameters[weight].value
     var dGamma = [Float](repeating: 0, count: c), dBeta = [Float](repeating: 0, count: c)
-    let training = cache.training, relu = fusedReLU
+    let training = batchVariance != nil, relu = fusedReLU
     x.data.withUnsafeBufferPointer { xb in
       dOutput.data.withUnsafeBufferPointer { db in
         cache.output.data.withUnsafeBufferPointer { yb in
@@ -126,7 +130,6 @@ public struct BatchNorm2D: Sendable {
               dBeta.withUnsafeMutableBufferPointer { dbb in
                 let xs = UncheckedBox(xb.baseAddress!), ds = UncheckedBox(db.baseAddress!), ys = UncheckedBox(yb.baseAddress!)
                 let dxs = UncheckedBox(dxb.baseAddress!), dg = UncheckedBox(dgb.baseAddress!), dbt = UncheckedBox(dbb.baseAddress!)
-                let means = cache.mean, inverse = cache.inverseStd
                 parallelFor(c) { channels in
                   for ch in channels {
                     let mu = means[ch], inv = inverse[ch]

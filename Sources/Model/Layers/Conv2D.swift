@@ -32,7 +32,7 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 }
 
 /// A convolution layer; its weights live in a `ParameterStore`.
-public struct Conv2D: Sendable {
+public struct Conv2D: Layer {
   /// Input channels.
   public let inputChannels: Int
   /// Output channels.
@@ -49,14 +49,6 @@ public struct Conv2D: Sendable {
   public let bias: Int
   /// Largest column matrix in floats (chunks of images are sized to fit).
   public static let columnBudget = 1 << 21
-
-  /// What backward needs: the input and the (post-activation) output.
-  public struct Cache: Sendable {
-    let input: Tensor
-    let output: Tensor
-    /// The oneDNN primitives the forward ran on (nil: im2col), reused by backward.
-    let primitives: Primitives?
-  }
 
   /// A handle to oneDNN's cached primitives for one shape.
   struct Primitives: @unchecked Sendable {
@@ -103,13 +95,13 @@ public struct Conv2D: Sendable {
     return String(cString: cconv_implementation(p.handle))
   }
 
-  /// y = act(conv(x, W) + b).
-  public func forward(_ x: Tensor, store: ParameterStore, precision: ConvolutionPrecision = .fp32, algorithm: ConvolutionAlgorithm = .direct) -> (output: Tensor, cache: Cache) {
+  /// y = act(conv(x, W) + b); the cache keeps the primitives it ran on (nil: im2col) for backward.
+  public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
     precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2D expects (N, \(inputChannels), H, W), got \(x.shape)")
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (ho, wo) = (outputSize(h), outputSize(w))
     precondition(ho > 0 && wo > 0, "Conv2D: input \(h)x\(w) too small for kernel \(kernelSize) with padding \(padding)")
-    if algorithm == .direct, let p = primitives(batch: n, height: h, width: w, precision: precision) {
+    if context.algorithm == .direct, let p = primitives(batch: n, height: h, width: w, precision: context.precision) {
       var y = Tensor(uninitialized: [n, outputChannels, ho, wo])
       let status = store.parameters[weight].value.withUnsafeBufferPointer { wBuf in
         store.parameters[bias].value.withUnsafeBufferPointer { bBuf in
@@ -121,7 +113,7 @@ public struct Conv2D: Sendable {
         }
       }
       precondition(status == 0, "oneDNN convolution forward failed for input \(x.shape)")
-      return (y, Cache(input: x, output: y, primitives: p))
+      return (y, LayerCache(input: x, output: y, saved: .primitives(p)))
     }
     let hw = ho * wo, ckk = c * kernelSize * kernelSize, o = outputChannels
     let chunk = max(1, min(n, Conv2D.columnBudget / (ckk * hw)))
@@ -164,16 +156,16 @@ public struct Conv2D: Sendable {
         }
       }
     }
-    return (y, Cache(input: x, output: y, primitives: nil))
+    return (y, LayerCache(input: x, output: y, saved: .primitives(nil)))
   }
 
-  /// Accumulates dL/dW and dL/db into the store; returns dL/dx (nil when `needInputGradient` is false).
-  public func backward(_ dOutput: Tensor, cache: Cache, store: inout ParameterStore, needInputGradient: Bool = true) -> Tensor? {
+  /// Accumulates dL/dW and dL/db into the store; returns dL/dx (empty when `needInputGradient` is false).
+  public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
     let x = cache.input
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (ho, wo) = (outputSize(h), outputSize(w))
     precondition(dOutput.shape == [n, outputChannels, ho, wo], "Conv2D backward: dOutput \(dOutput.shape), expected \([n, outputChannels, ho, wo])")
-    if let p = cache.primitives {
+    if case .primitives(let p?) = cache.saved {
       return directBackward(dOutput, cache: cache, primitives: p, store: &store, needInputGradient: needInputGradient)
     }
     let hw = ho * wo, ckk = c * kernelSize * kernelSize, o = outputChannels
@@ -241,11 +233,11 @@ public struct Conv2D: Sendable {
       }
     }
     store.parameters[bias].gradient.withUnsafeMutableBufferPointer { gb in for i in 0..<o { gb[i] += dBias[i] } }
-    return needInputGradient ? Tensor(shape: x.shape, data: dxData) : nil
+    return needInputGradient ? Tensor(shape: x.shape, data: dxData) : .empty
   }
 
   /// Backward on oneDNN's primitives: the ReLU mask and the bias gradient here, dW and dx there.
-  func directBackward(_ dOutput: Tensor, cache: Cache, primitives p: Primitives, store: inout ParameterStore, needInputGradient: Bool) -> Tensor? {
+  func directBackward(_ dOutput: Tensor, cache: LayerCache, primitives p: Primitives, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
     let x = cache.input
     let n = x.shape[0], o = outputChannels, hw = dOutput.shape[2] * dOutput.shape[3]
     let relu = fusedReLU
@@ -303,7 +295,7 @@ public struct Conv2D: Sendable {
     }
     precondition(status == 0, "oneDNN convolution backward failed for input \(x.shape)")
     store.parameters[bias].gradient.withUnsafeMutableBufferPointer { gb in for i in 0..<o { gb[i] += dBias[i] } }
-    return dx
+    return dx ?? .empty
   }
 
   /// Column matrix of images `first..<first+count` of x into `col` (CKK rows, stride `ld`).

@@ -1,6 +1,6 @@
 /// y = x W^T + b.   x: (N, inFeatures) -> y: (N, outFeatures)
 /// Weights (out, in) as PyTorch; initialised N(0, std^2) (the reference: 0.01), bias zero.
-public struct Linear: Sendable {
+public struct Linear: Layer {
   /// Input features.
   public let inputFeatures: Int
   /// Output features.
@@ -22,8 +22,8 @@ public struct Linear: Sendable {
   /// 2 x multiply-adds per row.
   public var flops: Double { 2 * Double(inputFeatures * outputFeatures) }
 
-  /// y = x W^T + b; x is the cache.
-  public func forward(_ x: Tensor, store: ParameterStore) -> Tensor {
+  /// y = x W^T + b.
+  public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
     precondition(x.shape.count == 2 && x.shape[1] == inputFeatures, "Linear expects (N, \(inputFeatures)), got \(x.shape)")
     let n = x.shape[0]
     var y = Tensor(zeros: [n, outputFeatures])
@@ -39,11 +39,12 @@ public struct Linear: Sendable {
         }
       }
     }
-    return y
+    return (y, LayerCache(input: x, output: y))
   }
 
   /// Adds dL/dW = dy^T x and dL/db = sum dy into the store; returns dL/dx = dy W.
-  public func backward(_ dOutput: Tensor, input x: Tensor, store: inout ParameterStore) -> Tensor {
+  public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    let x = cache.input
     let n = x.shape[0]
     precondition(dOutput.shape == [n, outputFeatures], "Linear backward: dOutput \(dOutput.shape), expected \([n, outputFeatures])")
     var dx = Tensor(zeros: x.shape)

@@ -4,18 +4,12 @@
 //   x: (N, C, H, W) -> y: (N, C, H/2, W/2); the cache keeps the argmax (0...3) per output.
 
 /// Max pooling over 2x2 windows.
-public struct MaxPool2D: Sendable {
-  /// What backward needs: input shape and the winning position in each window.
-  public struct Cache: Sendable {
-    let inputShape: [Int]
-    let argmax: [UInt8]
-  }
-
+public struct MaxPool2D: Layer {
   /// A 2x2, stride-2 pool.
   public init() {}
 
   /// y[n, c, i, j] = max of x[n, c, 2i...2i+1, 2j...2j+1].
-  public func forward(_ x: Tensor) -> (output: Tensor, cache: Cache) {
+  public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
     precondition(x.shape.count == 4 && x.shape[2] >= 2 && x.shape[3] >= 2, "MaxPool2D expects (N, C, H >= 2, W >= 2), got \(x.shape)")
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (ho, wo) = (h / 2, w / 2)
@@ -47,18 +41,20 @@ public struct MaxPool2D: Sendable {
         }
       }
     }
-    return (y, Cache(inputShape: x.shape, argmax: argmax))
+    return (y, LayerCache(input: x, output: y, saved: .argmax(argmax)))
   }
 
   /// Routes each output gradient to its window's maximum.
-  public func backward(_ dOutput: Tensor, cache: Cache) -> Tensor {
-    let (n, c, h, w) = (cache.inputShape[0], cache.inputShape[1], cache.inputShape[2], cache.inputShape[3])
+  public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    guard case .argmax(let argmax) = cache.saved else { preconditionFailure("MaxPool2D backward needs its own forward's cache") }
+    let inputShape = cache.input.shape
+    let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
     let (ho, wo) = (h / 2, w / 2)
     precondition(dOutput.shape == [n, c, ho, wo], "MaxPool2D backward: dOutput \(dOutput.shape), expected \([n, c, ho, wo])")
-    var dx = Tensor(zeros: cache.inputShape)
+    var dx = Tensor(zeros: inputShape)
     dOutput.data.withUnsafeBufferPointer { db in
       dx.data.withUnsafeMutableBufferPointer { xb in
-        cache.argmax.withUnsafeBufferPointer { ab in
+        argmax.withUnsafeBufferPointer { ab in
           let ds = UncheckedBox(db.baseAddress!), xs = UncheckedBox(xb.baseAddress!), ars = UncheckedBox(ab.baseAddress!)
           parallelFor(n * c) { planes in
             for plane in planes {

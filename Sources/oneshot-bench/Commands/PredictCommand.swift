@@ -20,12 +20,12 @@ struct PredictCommand: ParsableCommand {
     guard FileManager.default.fileExists(atPath: checkpoint) else {
       throw UserFacingError("checkpoint \(checkpoint) not found; pass --checkpoint PATH (runs keep theirs under runs/<run-id>/best.safetensors)")
     }
-    var model = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint)).model
+    let model = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint)).model
     let size = model.config.inputSize
     func load(_ path: String) throws -> Tensor {
       guard let data = FileManager.default.contents(atPath: path) else { throw UserFacingError("cannot read image \(path)") }
       let image = try GrayImage.decodePNG([UInt8](data), name: path).resized(width: size, height: size)
-      return Tensor(shape: [1, 1, size, size], data: image.ink.map { Float($0) / 255 })
+      return image.ink.withUnsafeBufferPointer { networkInput($0, size: size) }
     }
     let a = model.embed(try load(first)), b = model.embed(try load(second))
     let logit = model.score(a, b)[0]

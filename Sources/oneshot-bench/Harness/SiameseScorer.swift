@@ -5,8 +5,8 @@ import Model
 /// embed each image once with every member's backbone, then score query/support pairs with the
 /// heads alone. The similarity is the (mean) logit; for one network, sigmoid is monotonic, so
 /// rankings are the same as with probabilities.
-final class SiameseScorer: OneShotScorer {
-  private(set) var model: SiameseEnsemble
+struct SiameseScorer: OneShotScorer {
+  let model: SiameseEnsemble
   /// Images per backbone pass.
   let batchSize: Int
 
@@ -15,7 +15,7 @@ final class SiameseScorer: OneShotScorer {
     self.batchSize = batchSize
   }
 
-  convenience init(network: SiameseNetwork, batchSize: Int = 64) {
+  init(network: SiameseNetwork, batchSize: Int = 64) {
     self.init(model: SiameseEnsemble(members: [network]), batchSize: batchSize)
   }
 
@@ -28,9 +28,7 @@ final class SiameseScorer: OneShotScorer {
     var start = 0
     while start < count {
       let n = min(batchSize, count - start)
-      var input = [Float](repeating: 0, count: n * imageSize)
-      for i in 0..<(n * imageSize) { input[i] = Float(pixels[start * imageSize + i]) * (1 / 255) }
-      let features = model.embed(Tensor(shape: [n, 1, size, size], data: input))
+      let features = model.embed(networkInput(UnsafeBufferPointer(rebasing: pixels[(start * imageSize)..<((start + n) * imageSize)]), size: size))
       for i in 0..<n {
         var row: [Float] = []
         row.reserveCapacity(features.count * model.featureCount)
@@ -69,14 +67,14 @@ final class SiameseScorer: OneShotScorer {
   }
 }
 
-/// Images of a split as a network input batch: ink / 255, (N, 1, S, S).
-func inputTensor(_ split: ImageSplit, images: [Int]) -> Tensor {
-  let n = split.size * split.size
-  var data = [Float](repeating: 0, count: images.count * n)
-  split.pixels.withUnsafeBufferPointer { pixels in
-    for (i, image) in images.enumerated() {
-      for j in 0..<n { data[i * n + j] = Float(pixels[image * n + j]) * (1 / 255) }
-    }
+/// Images stored back to back as ink intensities (0...255), as a network input batch
+/// (N, 1, S, S) with ink = 1.0 and paper = 0.0.
+func networkInput(_ ink: UnsafeBufferPointer<UInt8>, size: Int) -> Tensor {
+  let n = ink.count / (size * size)
+  precondition(n * size * size == ink.count, "\(ink.count) ink values are not whole \(size)x\(size) images")
+  let data = [Float](unsafeUninitializedCapacity: ink.count) { out, initialized in
+    GrayImage.scaleInk(ink, into: out)
+    initialized = ink.count
   }
-  return Tensor(shape: [images.count, 1, split.size, split.size], data: data)
+  return Tensor(shape: [n, 1, size, size], data: data)
 }

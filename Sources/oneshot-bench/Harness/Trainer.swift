@@ -110,7 +110,7 @@ final class Trainer {
             var rng = SplitMix64(seed: config.seed, key: augmentationKey, index: UInt64(step * images.count + slot))
             augmentation.apply(source, size: size, into: destination, rng: &rng)
           } else {
-            for i in 0..<n { destination[i] = Float(source[i]) * (1 / 255) }
+            GrayImage.scaleInk(source, into: destination)
           }
         }
       }
