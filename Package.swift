@@ -32,22 +32,25 @@ let package = Package(
     .target(
       name: "CConvolution", path: "Sources/CConvolution",
       cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("dnnl")]),
-    .target(name: "Model", dependencies: ["CDNNL", "CConvolution"], swiftSettings: optimised),
+    // Small utilities every module shares: strict decoding, canonical JSON, SHA-256.
+    .target(name: "Support", swiftSettings: optimised),
+    .target(name: "Model", dependencies: ["CDNNL", "CConvolution", "Support"], swiftSettings: optimised),
     .target(
       name: "Episodes",
-      dependencies: ["CPNG", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+      dependencies: ["CPNG", "Support", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
       swiftSettings: optimised),
     .target(name: "ResultsStore", dependencies: ["CSQLite"], swiftSettings: optimised),
     .executableTarget(
       name: "oneshot-bench",
       dependencies: [
-        "Model", "Episodes", "ResultsStore",
+        "Model", "Episodes", "ResultsStore", "Support",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
+    .testTarget(name: "SupportTests", dependencies: ["Support"]),
     .testTarget(name: "ModelTests", dependencies: ["Model"]),
-    .testTarget(name: "EpisodesTests", dependencies: ["Episodes"]),
+    .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
-    .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench", "ResultsStore", "Episodes"]),
+    .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench", "ResultsStore", "Episodes", "Model", "Support"]),
   ],
   swiftLanguageModes: [.v6]
 )

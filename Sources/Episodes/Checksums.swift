@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// One line of a `SHA256SUMS` check.
 public struct ChecksumResult: Sendable, Equatable {
@@ -13,19 +14,10 @@ public struct ChecksumResult: Sendable, Equatable {
 }
 
 extension OmniglotDataset {
-  /// The SHA-256 of a file, read in 1 MiB chunks.
-  public static func sha256(ofFile url: URL) throws -> String {
-    guard let handle = FileHandle(forReadingAtPath: url.path) else {
-      throw DatasetError.missing(path: url.path, hint: "cannot open it for reading")
-    }
-    defer { try? handle.close() }
-    var digest = SHA256()
-    while true {
-      let chunk = handle.readData(ofLength: 1 << 20)
-      if chunk.isEmpty { break }
-      digest.update(chunk)
-    }
-    return hexString(digest.finalize())
+  /// The SHA-256 of a file of the dataset.
+  static func sha256(ofFile url: URL) throws -> String {
+    guard let digest = SHA256.hex(ofFile: url) else { throw DatasetError.missing(path: url.path, hint: "cannot open it for reading") }
+    return digest
   }
 
   /// Checks every file listed in `SHA256SUMS` (`sha256sum -c` format); missing files are

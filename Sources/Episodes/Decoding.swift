@@ -1,3 +1,5 @@
+import Support
+
 /// Strict decoding of the Episodes parts of an experiment file: defaults for absent keys, an
 /// error naming any unknown key.
 extension EpisodeSpec {
@@ -6,13 +8,24 @@ extension EpisodeSpec {
   }
 
   public init(from decoder: any Decoder) throws {
-    try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue))
+    try rejectUnknownKeys(decoder, CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     self.init(
       ways: try c.decode(Int.self, forKey: .ways), shots: try c.decodeIfPresent(Int.self, forKey: .shots) ?? 1,
       queries: try c.decodeIfPresent(Int.self, forKey: .queries) ?? 1,
       alphabetMode: try c.decodeIfPresent(AlphabetMode.self, forKey: .alphabetMode) ?? .within,
       disjointDrawers: try c.decodeIfPresent(Bool.self, forKey: .disjointDrawers) ?? false)
+  }
+
+  /// Dataset-independent checks, as (key path, what is allowed); the checks that depend on a
+  /// pool (enough classes, drawers) run when a sampler is built, still before any training.
+  public func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
+    if ways < 2 { out.append(("ways", "at least 2; got \(ways)")) }
+    if shots < 1 { out.append(("shots", "at least 1; got \(shots)")) }
+    if queries < 1 { out.append(("queries", "at least 1; got \(queries)")) }
+    if shots + queries > 20 { out.append(("shots + queries", "at most 20 (Omniglot has 20 drawings per character); got \(shots + queries)")) }
+    return out
   }
 }
 
@@ -22,7 +35,7 @@ extension AffineAugmentation {
   }
 
   public init(from decoder: any Decoder) throws {
-    try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue))
+    try rejectUnknownKeys(decoder, CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     let koch = AffineAugmentation.koch
     self.init(
@@ -34,31 +47,14 @@ extension AffineAugmentation {
       probability: try c.decodeIfPresent(Double.self, forKey: .probability) ?? koch.probability)
   }
 
-  /// Problems with the settings, as `key: what is allowed`.
-  public func problems() -> [String] {
-    var out: [String] = []
-    if !(0...90).contains(rotationDegrees) { out.append("rotationDegrees: within 0...90") }
-    if !(0...1).contains(shear) { out.append("shear: within 0...1") }
-    if !(scaleMin > 0 && scaleMin <= scaleMax && scaleMax <= 4) { out.append("scaleMin, scaleMax: 0 < scaleMin <= scaleMax <= 4") }
-    if !(0...20).contains(translation) { out.append("translation: within 0...20 pixels") }
-    if !(0...1).contains(probability) { out.append("probability: within 0...1") }
+  /// Problems with the settings, as (key path, what is allowed).
+  public func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
+    if !(0...90).contains(rotationDegrees) { out.append(("rotationDegrees", "within 0...90")) }
+    if !(0...1).contains(shear) { out.append(("shear", "within 0...1")) }
+    if !(scaleMin > 0 && scaleMin <= scaleMax && scaleMax <= 4) { out.append(("scaleMin, scaleMax", "0 < scaleMin <= scaleMax <= 4")) }
+    if !(0...20).contains(translation) { out.append(("translation", "within 0...20 pixels")) }
+    if !(0...1).contains(probability) { out.append(("probability", "within 0...1")) }
     return out
-  }
-}
-
-/// A key that is whatever string the input holds.
-struct AnyKey: CodingKey {
-  var stringValue: String
-  var intValue: Int? { nil }
-  init(stringValue: String) { self.stringValue = stringValue }
-  init?(intValue: Int) { nil }
-}
-
-/// Throws `DecodingError.dataCorrupted` naming the first key that is not in `allowed`.
-func rejectUnknownKeys(_ decoder: any Decoder, allowed: [String]) throws {
-  let container = try decoder.container(keyedBy: AnyKey.self)
-  for key in container.allKeys.map(\.stringValue).sorted() where !allowed.contains(key) {
-    throw DecodingError.dataCorrupted(
-      .init(codingPath: decoder.codingPath + [AnyKey(stringValue: key)], debugDescription: "unknown key '\(key)'; allowed: \(allowed.sorted().joined(separator: ", "))"))
   }
 }

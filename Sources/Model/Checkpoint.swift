@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// A saved network (and, for resuming, its optimizer state) in safetensors. Tensors carry
 /// PyTorch's names and layouts (`backbone.features.0.weight`, OIHW; `head.0.weight`, out x in),
@@ -31,9 +32,9 @@ public struct Checkpoint {
     var meta = metadata
     meta["format"] = "oneshot-bench"
     meta["format_version"] = formatVersion
-    meta["model_config"] = String(decoding: try JSONEncoder.sorted.encode(network.config), as: UTF8.self)
+    meta["model_config"] = String(decoding: try JSONEncoder.canonical().encode(network.config), as: UTF8.self)
     if let optimizer {
-      meta["optimizer_config"] = String(decoding: try JSONEncoder.sorted.encode(optimizer.config), as: UTF8.self)
+      meta["optimizer_config"] = String(decoding: try JSONEncoder.canonical().encode(optimizer.config), as: UTF8.self)
       meta["optimizer_step"] = String(optimizer.step)
       for (i, parameter) in network.store.parameters.enumerated() {
         tensors.append(NamedTensor(name: "\(optimizerPrefix)m.\(parameter.name)", shape: parameter.shape, values: optimizer.firstMoments[i]))
@@ -69,7 +70,7 @@ public struct Checkpoint {
     }
     meta["format"] = "oneshot-bench"
     meta["format_version"] = formatVersion
-    meta["model_config"] = String(decoding: try JSONEncoder.sorted.encode(members[0].config), as: UTF8.self)
+    meta["model_config"] = String(decoding: try JSONEncoder.canonical().encode(members[0].config), as: UTF8.self)
     meta[membersKey] = String(members.count)
     try SafeTensors.write(tensors, metadata: meta, to: url)
   }
@@ -138,9 +139,9 @@ public struct Checkpoint {
     }
     if let expected, expected != config {
       throw CheckpointError.configMismatch(
-        path: path, detail: "it was trained with \(configText), the experiment asks for \(String(decoding: (try? JSONEncoder.sorted.encode(expected)) ?? Data(), as: UTF8.self))")
+        path: path, detail: "it was trained with \(configText), the experiment asks for \(String(decoding: (try? JSONEncoder.canonical().encode(expected)) ?? Data(), as: UTF8.self))")
     }
-    guard config.problems().isEmpty else { throw CheckpointError.malformed(path: path, reason: "invalid model_config: \(config.problems().joined(separator: "; "))") }
+    guard config.problems().isEmpty else { throw CheckpointError.malformed(path: path, reason: "invalid model_config: \(config.problemSummary)") }
     return config
   }
 
@@ -179,11 +180,3 @@ public struct Checkpoint {
   }
 }
 
-extension JSONEncoder {
-  /// An encoder with sorted keys, so the same value always gives the same bytes.
-  public static var sorted: JSONEncoder {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return encoder
-  }
-}

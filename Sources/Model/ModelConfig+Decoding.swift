@@ -1,3 +1,5 @@
+import Support
+
 /// Decoding with defaults for absent keys, and an error for unknown ones (a misspelt key in an
 /// experiment file must not silently fall back to a default).
 extension ModelConfig {
@@ -7,7 +9,7 @@ extension ModelConfig {
 
   public init(from decoder: any Decoder) throws {
     let container = try decoder.container(keyedBy: CodingKeys.self)
-    try rejectUnknownKeys(decoder, allowed: CodingKeys.allCases.map(\.rawValue))
+    try rejectUnknownKeys(decoder, CodingKeys.self)
     self.init(
       backbone: try container.decode(BackboneKind.self, forKey: .backbone),
       inputSize: try container.decodeIfPresent(Int.self, forKey: .inputSize) ?? 105,
@@ -16,23 +18,5 @@ extension ModelConfig {
       blocks: try container.decodeIfPresent([[Int]].self, forKey: .blocks),
       headHidden: try container.decodeIfPresent(Int.self, forKey: .headHidden) ?? 512,
       headActivation: try container.decodeIfPresent(HeadActivation.self, forKey: .headActivation) ?? HeadActivation.none)
-  }
-}
-
-/// A key that is whatever string the input holds.
-struct AnyKey: CodingKey {
-  var stringValue: String
-  var intValue: Int? { nil }
-  init(stringValue: String) { self.stringValue = stringValue }
-  init?(intValue: Int) { nil }
-}
-
-/// Throws `DecodingError.dataCorrupted` naming the first key of the current object that is
-/// not in `allowed`, with the allowed keys in the message.
-func rejectUnknownKeys(_ decoder: any Decoder, allowed: [String]) throws {
-  let container = try decoder.container(keyedBy: AnyKey.self)
-  for key in container.allKeys.map(\.stringValue).sorted() where !allowed.contains(key) {
-    throw DecodingError.dataCorrupted(
-      .init(codingPath: decoder.codingPath + [AnyKey(stringValue: key)], debugDescription: "unknown key '\(key)'; allowed: \(allowed.sorted().joined(separator: ", "))"))
   }
 }

@@ -1,3 +1,4 @@
+import Support
 /// Which backbone the Siamese network shares between its two branches.
 public enum BackboneKind: String, Codable, Sendable, CaseIterable {
   /// VGG16 "D": 3x3 convs (padding 1) + ReLU, 2x2 max pool after each block.
@@ -78,28 +79,33 @@ public struct ModelConfig: Codable, Hashable, Sendable {
     }
   }
 
-  /// Problems with the configuration, as `key: what is allowed` messages; empty when valid.
-  public func problems() -> [String] {
-    var out: [String] = []
+  /// Problems with the configuration, as (key path, what is allowed); empty when valid.
+  public func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
     switch backbone {
     case .koch:
-      if inputSize < 65 { out.append("inputSize: koch's network needs at least 65x65 input (105 is the published one); got \(inputSize)") }
-      if !(width > 0 && width <= 4) { out.append("width: must be in (0, 4]; got \(width)") }
-      if batchNorm { out.append("batchNorm: only vgg16 supports batch norm") }
-      if blocks != nil { out.append("blocks: only vgg16 takes a block layout") }
+      if inputSize < 65 { out.append(("inputSize", "koch's network needs at least 65x65 input (105 is the published one); got \(inputSize)")) }
+      if !(width > 0 && width <= 4) { out.append(("width", "must be in (0, 4]; got \(width)")) }
+      if batchNorm { out.append(("batchNorm", "only vgg16 supports batch norm")) }
+      if blocks != nil { out.append(("blocks", "only vgg16 takes a block layout")) }
     case .vgg16:
-      if !(width > 0 && width <= 4) { out.append("width: must be in (0, 4]; got \(width)") }
+      if !(width > 0 && width <= 4) { out.append(("width", "must be in (0, 4]; got \(width)")) }
       if let blocks, blocks.isEmpty || blocks.contains(where: { $0.isEmpty || $0.contains { $0 < 1 } }) {
-        out.append("blocks: a non-empty list of non-empty lists of positive channel counts")
+        out.append(("blocks", "a non-empty list of non-empty lists of positive channel counts"))
       }
       var side = inputSize
       for _ in vggBlocks { side /= 2 }
       if inputSize < 8 || side < 1 {
-        out.append("inputSize: \(inputSize) is too small for \(vggBlocks.count) pooling blocks (each halves the side; at least \(1 << vggBlocks.count) needed)")
+        out.append(("inputSize", "\(inputSize) is too small for \(vggBlocks.count) pooling blocks (each halves the side; at least \(1 << vggBlocks.count) needed)"))
       }
-      if headHidden < 1 { out.append("headHidden: must be at least 1; got \(headHidden)") }
+      if headHidden < 1 { out.append(("headHidden", "must be at least 1; got \(headHidden)")) }
     }
-    if inputSize > 512 { out.append("inputSize: at most 512; got \(inputSize)") }
+    if inputSize > 512 { out.append(("inputSize", "at most 512; got \(inputSize)")) }
     return out
   }
+}
+
+extension ModelConfig {
+  /// The problems in one line, `key: what is allowed; ...`.
+  public var problemSummary: String { problems().map { "\($0.keyPath): \($0.message)" }.joined(separator: "; ") }
 }

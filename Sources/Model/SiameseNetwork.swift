@@ -40,7 +40,7 @@ public struct SiameseNetwork: Sendable {
 
   /// Builds the network with the reference initialisation drawn from `seed`.
   public init(config: ModelConfig, seed: UInt64) {
-    precondition(config.problems().isEmpty, "invalid model configuration: \(config.problems().joined(separator: "; "))")
+    precondition(config.problems().isEmpty, "invalid model configuration: \(config.problemSummary)")
     self.config = config
     var store = ParameterStore()
     var rng = NormalSampler(seed: seed)

@@ -47,6 +47,25 @@ final class ExperimentConfigTests: XCTestCase {
     for file in files { XCTAssertNoThrow(try ExperimentConfig.load(folder.appendingPathComponent(file).path), file) }
   }
 
+  func testConfigurationHashesOfTheCIBaselinesStayWhatTheyWere() throws {
+    // The baselines froze runs of the committed files; the canonical form of a configuration
+    // (and so its hash, the key runs are grouped and checked by) must not move with the code.
+    for (file, baseline) in [("ci-smoke.json", "ci-smoke.json"), ("omniglot52-long.json", "shipped-model.json")] {
+      let config = try ExperimentConfig.load(repositoryRoot.appendingPathComponent("experiments/\(file)").path)
+      let frozen = try Baseline.load(repositoryRoot.appendingPathComponent("experiments/baselines/\(baseline)").path)
+      XCTAssertEqual(config.hash, frozen.configHash, file)
+    }
+  }
+
+  func testOptimizerKeysOfTheOtherKindAreRefusedUnlessInert() throws {
+    let sgd = valid.replacingOccurrences(of: #""kind": "adam", "learningRate": 0.001"#, with: #""kind": "sgd", "learningRate": 0.005, "weightDecay": 0.0005"#)
+    let config = try ExperimentConfig.load(try write(sgd))
+    XCTAssertEqual(config.training.optimizer.config, .sgd(momentum: 0.9, nesterov: true, weightDecay: 0.0005))
+    XCTAssertEqual(try ExperimentConfig.decode(Data(config.canonicalJSON.utf8), source: "round trip"), config)
+    XCTAssertEqual(try message(sgd.replacingOccurrences(of: "0.0005", with: "0.0005, \"beta1\": 0.5")), "training.optimizer.beta1 | only the adam optimizer uses beta1; remove it")
+    XCTAssertEqual(try message(valid.replacingOccurrences(of: "0.001}", with: "0.001, \"momentum\": 0.5}")), "training.optimizer.momentum | only the sgd optimizer uses momentum; remove it")
+  }
+
   func testMistakesNameTheKeyPath() throws {
     XCTAssertEqual(try message(valid.replacingOccurrences(of: "\"learningRate\"", with: "\"learningRat\"")).prefix(39), "training.optimizer.learningRat | unknow")
     XCTAssert(try message(valid.replacingOccurrences(of: "0.001", with: "-0.1")).hasPrefix("training.optimizer.learningRate | positive"))

@@ -95,27 +95,56 @@ public struct Optimizer: Sendable {
   }
 }
 
-/// How the learning rate changes over training.
-public enum LearningRateSchedule: Codable, Hashable, Sendable {
-  /// The base rate throughout.
-  case constant
-  /// Multiply by `factor` every `every` steps.
-  case step(every: Int, factor: Double)
-  /// Linear warm-up from 0 over `warmupSteps`, then cosine decay to `minimum` at the last step
-  /// (the reference project's schedule, with its 1e-4 floor).
-  case cosine(warmupSteps: Int, minimum: Double)
+/// How the learning rate changes over training; the Model module owns this part of an
+/// experiment file (`{"kind": "cosine", "warmupSteps": 100, "minimum": 0}`).
+public struct LearningRateSchedule: Codable, Hashable, Sendable {
+  /// The shape of the schedule.
+  public enum Kind: String, Codable, Sendable {
+    /// The base rate throughout.
+    case constant
+    /// Multiply by `factor` every `every` steps.
+    case step
+    /// Linear warm-up from 0 over `warmupSteps`, then cosine decay to `minimum` at the last
+    /// step (the reference project's schedule, with its 1e-4 floor).
+    case cosine
+  }
+  public var kind: Kind = .constant
+  /// Steps of linear warm-up (cosine).
+  public var warmupSteps: Int = 0
+  /// The rate at the last step (cosine).
+  public var minimum: Double = 0
+  /// Steps between decays (step).
+  public var every: Int = 1000
+  /// Decay factor (step).
+  public var factor: Double = 0.1
+
+  /// A constant rate.
+  public static let constant = LearningRateSchedule()
+  /// Step decay.
+  public static func step(every: Int, factor: Double) -> LearningRateSchedule { LearningRateSchedule(kind: .step, every: every, factor: factor) }
+  /// Warm-up, then cosine decay.
+  public static func cosine(warmupSteps: Int, minimum: Double) -> LearningRateSchedule { LearningRateSchedule(kind: .cosine, warmupSteps: warmupSteps, minimum: minimum) }
+
+  /// A schedule; the defaults are a constant rate.
+  public init(kind: Kind = .constant, warmupSteps: Int = 0, minimum: Double = 0, every: Int = 1000, factor: Double = 0.1) {
+    self.kind = kind
+    self.warmupSteps = warmupSteps
+    self.minimum = minimum
+    self.every = every
+    self.factor = factor
+  }
 
   /// The learning rate at `step` (0-based) of `totalSteps`, for base rate `base`.
   public func rate(base: Double, step: Int, totalSteps: Int) -> Double {
-    switch self {
+    switch kind {
     case .constant:
       return base
-    case .step(let every, let factor):
+    case .step:
       return base * pow(factor, Double(step / max(every, 1)))
-    case .cosine(let warmup, let minimum):
-      if step < warmup { return base * Double(step + 1) / Double(warmup) }
-      let span = max(totalSteps - warmup - 1, 1)
-      let progress = min(Double(step - warmup) / Double(span), 1)
+    case .cosine:
+      if step < warmupSteps { return base * Double(step + 1) / Double(warmupSteps) }
+      let span = max(totalSteps - warmupSteps - 1, 1)
+      let progress = min(Double(step - warmupSteps) / Double(span), 1)
       return minimum + (base - minimum) * 0.5 * (1 + cos(Double.pi * progress))
     }
   }

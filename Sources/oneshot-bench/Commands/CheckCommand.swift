@@ -25,44 +25,36 @@ struct CheckCommand: ParsableCommand {
   }
 
   func run() throws {
-    do {
-      guard FileManager.default.fileExists(atPath: store.path) else { throw HarnessError("no results store at \(store.path); pass --store") }
-      let database = try ResultsStore(path: store.path)
-      let runID: String
-      if let given = self.runID {
-        runID = try database.resolveRunID(given)
-      } else {
-        guard let found = try database.latestCompletedRun(experiment: latest!) else { throw HarnessError("no completed run of experiment \(latest!) in \(store.path)") }
-        runID = found.id
-      }
-      if let writeBaseline {
-        let frozen = try Baseline.from(store: database, runID: runID)
-        guard !frozen.protocols.isEmpty else { throw HarnessError("run \(runID) has no results to freeze") }
-        try frozen.write(writeBaseline)
-        print(
-          "wrote baseline \(writeBaseline) from run \(runID): "
-            + frozen.protocols.map { String(format: "%@ %.2f%%", $0.result.protocolName, 100 * $0.result.accuracy) }.joined(separator: ", "))
-        return
-      }
-      let reference: Baseline
-      if let baseline, FileManager.default.fileExists(atPath: baseline) {
-        reference = try Baseline.load(baseline)
-      } else {
-        reference = try Baseline.from(store: database, runID: try database.resolveRunID(baseline!))
-      }
-      let verdicts = try compareWithBaseline(reference, store: database, runID: runID, tolerance: tolerance)
-      print(verdictMarkdown(verdicts, runID: runID, baselineName: baseline!, tolerance: tolerance))
-      if verdicts.contains(where: \.regressed) { throw ExitCode(1) }
-      if exact, let moved = verdicts.first(where: { $0.current != $0.baseline }) {
-        printError(String(format: "%@ moved from %.4f to %.4f; the shipped model's numbers must not change", moved.protocolName, moved.baseline, moved.current))
-        throw ExitCode(1)
-      }
-    } catch let error as HarnessError {
-      printError(error.description)
-      throw ExitCode(2)
-    } catch let error as StoreError {
-      printError(error.description)
-      throw ExitCode(2)
+    guard FileManager.default.fileExists(atPath: store.path) else { throw UserFacingError("no results store at \(store.path); pass --store") }
+    let database = try ResultsStore(path: store.path)
+    let runID: String
+    if let given = self.runID {
+      runID = try database.resolveRunID(given)
+    } else {
+      guard let found = try database.latestCompletedRun(experiment: latest!) else { throw UserFacingError("no completed run of experiment \(latest!) in \(store.path)") }
+      runID = found.id
+    }
+    if let writeBaseline {
+      let frozen = try Baseline.from(store: database, runID: runID)
+      guard !frozen.protocols.isEmpty else { throw UserFacingError("run \(runID) has no results to freeze") }
+      try frozen.write(writeBaseline)
+      print(
+        "wrote baseline \(writeBaseline) from run \(runID): "
+          + frozen.protocols.map { String(format: "%@ %.2f%%", $0.result.protocolName, 100 * $0.result.accuracy) }.joined(separator: ", "))
+      return
+    }
+    let reference: Baseline
+    if let baseline, FileManager.default.fileExists(atPath: baseline) {
+      reference = try Baseline.load(baseline)
+    } else {
+      reference = try Baseline.from(store: database, runID: try database.resolveRunID(baseline!))
+    }
+    let verdicts = try compareWithBaseline(reference, store: database, runID: runID, tolerance: tolerance)
+    print(verdictMarkdown(verdicts, runID: runID, baselineName: baseline!, tolerance: tolerance))
+    if verdicts.contains(where: \.regressed) { throw ExitCode(1) }
+    if exact, let moved = verdicts.first(where: { $0.current != $0.baseline }) {
+      printError(String(format: "%@ moved from %.4f to %.4f; the shipped model's numbers must not change", moved.protocolName, moved.baseline, moved.current))
+      throw ExitCode(1)
     }
   }
 }

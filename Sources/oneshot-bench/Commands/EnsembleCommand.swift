@@ -2,6 +2,7 @@ import ArgumentParser
 import Episodes
 import Foundation
 import Model
+import Support
 
 /// `oneshot-bench ensemble A.safetensors B.safetensors --output FILE`: combines trained
 /// checkpoints of one model configuration into one ensemble checkpoint, which `run --eval-only`
@@ -46,7 +47,8 @@ func readEnsembleMembers(_ paths: [String]) throws -> (networks: [SiameseNetwork
     if let first = networks.first, first.config != model.config {
       throw UserFacingError("\(path) has another model configuration than \(paths[0]); ensemble members must share one (train them with the same experiment file)")
     }
-    var kept: [String: String] = ["source": path, "sha256": try OmniglotDataset.sha256(ofFile: url)]
+    guard let digest = SHA256.hex(ofFile: url) else { throw UserFacingError("cannot read checkpoint \(path) to hash it; check its permissions") }
+    var kept: [String: String] = ["source": path, "sha256": digest]
     for key in ["run_id", "experiment", "step", "best_validation", "best_step"] { kept[key] = meta[key] }
     networks.append(model.members[0])
     metadata.append(kept)

@@ -1,6 +1,7 @@
 import Episodes
 import Foundation
 import Model
+import Support
 
 // An experiment file: `experiments/NAME.json`. Each library owns its part (ModelConfig in
 // Model, EpisodeSpec and AffineAugmentation in Episodes); the harness owns the rest. Decoding
@@ -41,24 +42,19 @@ struct ExperimentConfig: Codable, Equatable {
     evaluation = try c.decodeIfPresent([ProtocolConfig].self, forKey: .evaluation) ?? [ProtocolConfig(protocolKind: .lake20)]
   }
 
-  /// Value problems as (key path, what is allowed).
-  func problems() -> [(String, String)] {
-    var out: [(String, String)] = []
+  /// Value problems as (key path, what is allowed); each part checks its own.
+  func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
     if name.isEmpty || name.contains(where: { $0 == "/" || $0.isNewline }) { out.append(("name", "a non-empty name without '/'")) }
     if !(1...256).contains(threads) { out.append(("threads", "between 1 and 256; got \(threads)")) }
-    for problem in model.problems() { out.append(split("model", problem)) }
-    out += data.problems().map { ("data.\($0.0)", $0.1) }
-    out += training.problems().map { ("training.\($0.0)", $0.1) }
+    out += nested("model", model.problems())
+    out += nested("data", data.problems())
+    out += nested("training", training.problems())
     if evaluation.isEmpty { out.append(("evaluation", "at least one protocol")) }
-    for (i, item) in evaluation.enumerated() { out += item.problems().map { ("evaluation[\(i)].\($0.0)", $0.1) } }
+    for (i, item) in evaluation.enumerated() { out += nested("evaluation[\(i)]", item.problems()) }
     let names = evaluation.map(\.name)
     if Set(names).count != names.count { out.append(("evaluation", "protocol names must be distinct (give each a \"name\"); got \(names.joined(separator: ", "))")) }
     return out
-  }
-
-  private func split(_ prefix: String, _ problem: String) -> (String, String) {
-    guard let colon = problem.firstIndex(of: ":") else { return (prefix, problem) }
-    return ("\(prefix).\(problem[..<colon])", problem[problem.index(after: colon)...].trimmingCharacters(in: .whitespaces))
   }
 }
 
@@ -83,8 +79,8 @@ struct DataConfig: Codable, Equatable {
     sameAlphabetNegatives = try c.decodeIfPresent(Double.self, forKey: .sameAlphabetNegatives) ?? 0
   }
 
-  func problems() -> [(String, String)] {
-    var out: [(String, String)] = []
+  func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
     if validationAlphabets.isEmpty { out.append(("validationAlphabets", "at least one background alphabet for model selection")) }
     if !(0...1).contains(sameAlphabetNegatives) { out.append(("sameAlphabetNegatives", "within 0...1; got \(sameAlphabetNegatives)")) }
     return out
@@ -97,10 +93,10 @@ struct TrainingConfig: Codable, Equatable {
   var steps: Int
   /// Pairs per step (even: half same, half different).
   var pairsPerStep: Int
-  /// The optimizer.
+  /// The optimizer and its base learning rate.
   var optimizer: OptimizerSettings
   /// The learning-rate schedule.
-  var schedule: ScheduleSettings
+  var schedule: LearningRateSchedule
   /// Koch et al.'s affine distortions, or nil for none.
   var augmentation: AffineAugmentation?
   /// Model selection on held-out background alphabets.
@@ -134,7 +130,7 @@ struct TrainingConfig: Codable, Equatable {
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.steps], debugDescription: "give the budget as exactly one of \"steps\" or \"pairs\""))
     }
     optimizer = try c.decode(OptimizerSettings.self, forKey: .optimizer)
-    schedule = try c.decodeIfPresent(ScheduleSettings.self, forKey: .schedule) ?? ScheduleSettings()
+    schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule) ?? .constant
     augmentation = try c.decodeIfPresent(AffineAugmentation.self, forKey: .augmentation)
     validation = try c.decodeIfPresent(ValidationSettings.self, forKey: .validation) ?? ValidationSettings()
     patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? 0
@@ -159,108 +155,17 @@ struct TrainingConfig: Codable, Equatable {
     if precision != .fp32 { try c.encode(precision, forKey: .precision) }
   }
 
-  func problems() -> [(String, String)] {
-    var out: [(String, String)] = []
+  func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
     if steps < 1 { out.append(("steps", "at least 1; got \(steps)")) }
     if pairsPerStep < 2 || pairsPerStep % 2 != 0 { out.append(("pairsPerStep", "an even number >= 2 (half same, half different); got \(pairsPerStep)")) }
     if pairing == .groups && pairsPerStep % 4 != 0 { out.append(("pairsPerStep", "a multiple of 4 with pairing groups (4 pairs per group); got \(pairsPerStep)")) }
-    out += optimizer.problems().map { ("optimizer.\($0.0)", $0.1) }
-    out += schedule.problems(steps: steps).map { ("schedule.\($0.0)", $0.1) }
-    out += (augmentation?.problems() ?? []).map { problem in
-      let parts = problem.split(separator: ":", maxSplits: 1)
-      return ("augmentation.\(parts[0])", parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : "")
-    }
-    out += validation.problems().map { ("validation.\($0.0)", $0.1) }
+    out += nested("optimizer", optimizer.problems())
+    out += nested("schedule", schedule.problems(steps: steps))
+    out += nested("augmentation", augmentation?.problems() ?? [])
+    out += nested("validation", validation.problems())
     if patience < 0 { out.append(("patience", "0 (never stop early) or more validations; got \(patience)")) }
     if logEvery < 1 { out.append(("logEvery", "at least 1; got \(logEvery)")) }
-    return out
-  }
-}
-
-/// The optimizer of an experiment file: `{"kind": "adam", "learningRate": 1e-3, ...}`.
-struct OptimizerSettings: Codable, Equatable {
-  enum Kind: String, Codable { case adam, sgd }
-  var kind: Kind
-  var learningRate: Double
-  var weightDecay: Double
-  var beta1: Double
-  var beta2: Double
-  var epsilon: Double
-  var momentum: Double
-  var nesterov: Bool
-
-  enum CodingKeys: String, CodingKey, CaseIterable { case kind, learningRate, weightDecay, beta1, beta2, epsilon, momentum, nesterov }
-
-  init(from decoder: any Decoder) throws {
-    try rejectUnknownKeys(decoder, CodingKeys.self)
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    kind = try c.decode(Kind.self, forKey: .kind)
-    learningRate = try c.decode(Double.self, forKey: .learningRate)
-    weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? 0
-    beta1 = try c.decodeIfPresent(Double.self, forKey: .beta1) ?? 0.9
-    beta2 = try c.decodeIfPresent(Double.self, forKey: .beta2) ?? 0.999
-    epsilon = try c.decodeIfPresent(Double.self, forKey: .epsilon) ?? 1e-8
-    momentum = try c.decodeIfPresent(Double.self, forKey: .momentum) ?? 0.9
-    nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? true
-  }
-
-  /// The Model module's optimizer settings.
-  var model: OptimizerConfig {
-    switch kind {
-    case .adam: return .adam(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay)
-    case .sgd: return .sgd(momentum: momentum, nesterov: nesterov, weightDecay: weightDecay)
-    }
-  }
-
-  func problems() -> [(String, String)] {
-    var out: [(String, String)] = []
-    if !(learningRate > 0 && learningRate < 10) { out.append(("learningRate", "positive and below 10; got \(learningRate)")) }
-    if !(0...1).contains(weightDecay) { out.append(("weightDecay", "within 0...1; got \(weightDecay)")) }
-    if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { out.append(("beta1, beta2", "within [0, 1)")) }
-    if !(epsilon > 0) { out.append(("epsilon", "positive")) }
-    if !(0..<1).contains(momentum) { out.append(("momentum", "within [0, 1)")) }
-    return out
-  }
-}
-
-/// The schedule of an experiment file: `{"kind": "cosine", "warmupSteps": 100, "minimum": 0}`.
-struct ScheduleSettings: Codable, Equatable {
-  enum Kind: String, Codable { case constant, step, cosine }
-  var kind: Kind = .constant
-  var warmupSteps: Int = 0
-  var minimum: Double = 0
-  var every: Int = 1000
-  var factor: Double = 0.1
-
-  enum CodingKeys: String, CodingKey, CaseIterable { case kind, warmupSteps, minimum, every, factor }
-
-  init() {}
-
-  init(from decoder: any Decoder) throws {
-    try rejectUnknownKeys(decoder, CodingKeys.self)
-    let c = try decoder.container(keyedBy: CodingKeys.self)
-    kind = try c.decode(Kind.self, forKey: .kind)
-    warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? 0
-    minimum = try c.decodeIfPresent(Double.self, forKey: .minimum) ?? 0
-    every = try c.decodeIfPresent(Int.self, forKey: .every) ?? 1000
-    factor = try c.decodeIfPresent(Double.self, forKey: .factor) ?? 0.1
-  }
-
-  /// The Model module's schedule.
-  var model: LearningRateSchedule {
-    switch kind {
-    case .constant: return .constant
-    case .step: return .step(every: every, factor: factor)
-    case .cosine: return .cosine(warmupSteps: warmupSteps, minimum: minimum)
-    }
-  }
-
-  func problems(steps: Int) -> [(String, String)] {
-    var out: [(String, String)] = []
-    if warmupSteps < 0 || warmupSteps >= max(steps, 1) { out.append(("warmupSteps", "within 0..<steps (\(steps)); got \(warmupSteps)")) }
-    if minimum < 0 { out.append(("minimum", "not negative")) }
-    if every < 1 { out.append(("every", "at least 1")) }
-    if !(factor > 0 && factor <= 1) { out.append(("factor", "within (0, 1]")) }
     return out
   }
 }
@@ -290,11 +195,11 @@ struct ValidationSettings: Codable, Equatable {
     seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? defaults.seed
   }
 
-  func problems() -> [(String, String)] {
-    var out: [(String, String)] = []
+  func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
     if every < 1 { out.append(("every", "at least 1 step")) }
     if episodes < 1 { out.append(("episodes", "at least 1")) }
-    out += specProblems(spec).map { ("spec.\($0.0)", $0.1) }
+    out += nested("spec", spec.problems())
     return out
   }
 }
@@ -339,25 +244,14 @@ struct ProtocolConfig: Codable, Equatable {
     }
   }
 
-  func problems() -> [(String, String)] {
+  func problems() -> [ConfigProblem] {
     guard protocolKind == .episodes else { return [] }
-    var out: [(String, String)] = []
+    var out: [ConfigProblem] = []
     if !["evaluation", "validation"].contains(split) { out.append(("split", "evaluation (the test set) or validation; got \(split)")) }
     if episodes < 1 { out.append(("episodes", "at least 1")) }
-    out += specProblems(spec).map { ("spec.\($0.0)", $0.1) }
+    out += nested("spec", spec.problems())
     return out
   }
-}
-
-/// Dataset-independent checks of an episode spec (the dataset-dependent ones run when the
-/// sampler is built, still before any training).
-func specProblems(_ spec: EpisodeSpec) -> [(String, String)] {
-  var out: [(String, String)] = []
-  if spec.ways < 2 { out.append(("ways", "at least 2; got \(spec.ways)")) }
-  if spec.shots < 1 { out.append(("shots", "at least 1; got \(spec.shots)")) }
-  if spec.queries < 1 { out.append(("queries", "at least 1; got \(spec.queries)")) }
-  if spec.shots + spec.queries > 20 { out.append(("shots + queries", "at most 20 (Omniglot has 20 drawings per character); got \(spec.shots + spec.queries)")) }
-  return out
 }
 
 /// A problem with an experiment file, naming the file and the key path.
@@ -368,48 +262,39 @@ struct ConfigError: Error, CustomStringConvertible {
   var description: String { keyPath.isEmpty ? "\(file): \(message)" : "\(file): \(keyPath): \(message)" }
 }
 
-/// A key that is whatever string the input holds.
-struct AnyKey: CodingKey {
-  var stringValue: String
-  var intValue: Int? { nil }
-  init(stringValue: String) { self.stringValue = stringValue }
-  init?(intValue: Int) { nil }
-}
-
-/// Throws for the first key of the current object that is not one of `keys`.
-func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Keys.Type) throws {
-  let allowed = Keys.allCases.map(\.stringValue)
-  let container = try decoder.container(keyedBy: AnyKey.self)
-  for key in container.allKeys.map(\.stringValue).sorted() where !allowed.contains(key) {
-    throw DecodingError.dataCorrupted(
-      .init(codingPath: decoder.codingPath + [AnyKey(stringValue: key)], debugDescription: "unknown key '\(key)'; allowed: \(allowed.sorted().joined(separator: ", "))"))
-  }
-}
-
 extension ExperimentConfig {
   /// Reads and checks an experiment file: strict decoding, then every value.
   static func load(_ path: String) throws -> ExperimentConfig {
     guard let data = FileManager.default.contents(atPath: path) else {
       throw ConfigError(file: path, keyPath: "", message: "cannot read the file; give the path of an experiment JSON (see experiments/)")
     }
+    return try decode(data, source: path)
+  }
+
+  /// Decodes and checks an experiment's JSON; errors name `source` (a file, or a stored run).
+  static func decode(_ data: Data, source: String) throws -> ExperimentConfig {
     let config: ExperimentConfig
     do {
       config = try JSONDecoder().decode(ExperimentConfig.self, from: data)
     } catch let error as DecodingError {
-      throw ConfigError.from(error, file: path)
+      throw ConfigError.from(error, file: source)
     } catch {
-      throw ConfigError(file: path, keyPath: "", message: "\(error)")
+      throw ConfigError(file: source, keyPath: "", message: "\(error)")
     }
-    if let (key, message) = config.problems().first { throw ConfigError(file: path, keyPath: key, message: message) }
+    try config.check(source: source)
     return config
   }
 
-  /// The resolved configuration as canonical JSON (sorted keys), stored with every run.
-  var canonicalJSON: String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+  /// Throws the first problem of the values, naming `source` and the key path.
+  func check(source: String) throws {
+    if let problem = problems().first { throw ConfigError(file: source, keyPath: problem.keyPath, message: problem.message) }
   }
+
+  /// The resolved configuration as canonical JSON (sorted keys), stored with every run.
+  var canonicalJSON: String { String(decoding: (try? JSONEncoder.canonical().encode(self)) ?? Data(), as: UTF8.self) }
+
+  /// SHA-256 of the canonical JSON: runs of one configuration share it.
+  var hash: String { SHA256.hex(Array(canonicalJSON.utf8)) }
 }
 
 extension ConfigError {

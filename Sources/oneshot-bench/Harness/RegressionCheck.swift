@@ -1,6 +1,7 @@
 import Episodes
 import Foundation
 import ResultsStore
+import Support
 
 /// A run's results frozen into a file for CI: `experiments/baselines/NAME.json`, written by
 /// `check --write-baseline`, with the per-episode outcomes so later runs compare pair by pair.
@@ -29,28 +30,21 @@ struct Baseline: Codable, Equatable {
 
   static func load(_ path: String) throws -> Baseline {
     guard let data = FileManager.default.contents(atPath: path) else {
-      throw HarnessError("cannot read baseline \(path); write one with `oneshot-bench check --run ID --write-baseline \(path)`")
+      throw UserFacingError("cannot read baseline \(path); write one with `oneshot-bench check --run ID --write-baseline \(path)`")
     }
     do {
       return try JSONDecoder().decode(Baseline.self, from: data)
     } catch {
-      throw HarnessError("baseline \(path) is not a oneshot-bench baseline (\(error)); rewrite it with `oneshot-bench check --write-baseline`")
+      throw UserFacingError("baseline \(path) is not a oneshot-bench baseline (\(error)); rewrite it with `oneshot-bench check --write-baseline`")
     }
   }
 
   func write(_ path: String) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let encoder = JSONEncoder.canonical(pretty: true)
     let url = URL(fileURLWithPath: path)
     try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
     try encoder.encode(self).write(to: url, options: .atomic)
   }
-}
-
-/// A failure of the harness itself (missing run, unreadable baseline): `check` exits 2.
-struct HarnessError: Error, CustomStringConvertible {
-  let description: String
-  init(_ description: String) { self.description = description }
 }
 
 /// The verdict on one protocol.
@@ -74,7 +68,7 @@ func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: Strin
   for entry in baseline.protocols {
     let base = entry.result
     guard let current = results.first(where: { $0.protocolName == base.protocolName }) else {
-      throw HarnessError("run \(runID) has no result for protocol \(base.protocolName) that the baseline has; did the experiment file change?")
+      throw UserFacingError("run \(runID) has no result for protocol \(base.protocolName) that the baseline has; did the experiment file change?")
     }
     let rows = try store.episodeRows(runID: runID, protocolName: base.protocolName)
     let baseByEpisode = Dictionary(uniqueKeysWithValues: entry.episodes.map { ($0[0], ($0[1], $0[2])) })

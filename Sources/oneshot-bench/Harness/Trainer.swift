@@ -54,26 +54,31 @@ final class Trainer {
   var state = TrainingState()
   private let augmentationKey = stableHash("augmentation")
 
-  init(config: ExperimentConfig, background: ImageSplit, pools: (training: ClassPool, validation: ClassPool), folder: URL, store: ResultsStore, runID: String) throws {
+  /// A trainer for a fresh network; creates the run's folder with its configuration.
+  init(config: ExperimentConfig, data: ExperimentData, folder: URL, store: ResultsStore, runID: String) throws {
     self.config = config
-    self.background = background
+    self.background = data.background
     self.folder = folder
     self.store = store
     self.runID = runID
-    pairs = try PairSampler(pool: pools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
-    let validation = config.training.validation
-    let sampler = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed)
-    validationEpisodes = sampler.episodes(count: validation.episodes).map { $0.scoring(in: background) }
+    pairs = data.pairs
+    validationEpisodes = data.validationEpisodes
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    try Data(config.canonicalJSON.utf8).write(to: folder.appendingPathComponent("config.json"))
     network = SiameseNetwork(config: config.model, seed: config.seed)
     network.precision = config.training.precision
-    optimizer = Optimizer(config.training.optimizer.model, store: network.store)
+    optimizer = Optimizer(config.training.optimizer.config, store: network.store)
   }
 
   var bestURL: URL { folder.appendingPathComponent("best.safetensors") }
   var lastURL: URL { folder.appendingPathComponent("last.safetensors") }
 
-  /// Restores network, optimizer and state from a last-checkpoint.
-  func resume(from checkpoint: Checkpoint) throws {
+  /// Restores network, optimizer and state from the run's last checkpoint.
+  func resume() throws {
+    guard FileManager.default.fileExists(atPath: lastURL.path) else {
+      throw UserFacingError("run \(runID) has no checkpoint at \(lastURL.path) to resume from; start a new run")
+    }
+    let checkpoint = try Checkpoint.read(lastURL, expecting: config.model)
     guard let optimizer = checkpoint.optimizer, let state = TrainingState(metadata: checkpoint.metadata) else {
       throw UserFacingError("\(lastURL.path) holds no optimizer or training state; it cannot be resumed. Start a new run")
     }
@@ -136,7 +141,7 @@ final class Trainer {
   func train(progress: ProgressDisplay) throws -> TrainingOutcome {
     let training = config.training
     let total = training.steps
-    let schedule = training.schedule.model
+    let schedule = training.schedule
     var lossSum = 0.0, lossCount = 0
     var windowStart = Date(), windowSteps = 0
     var lastValidation = state.bestValidation >= 0 ? String(format: "%.1f%%", 100 * state.bestValidation) : "-"

@@ -1,3 +1,5 @@
+import Foundation
+
 // SHA-256 (FIPS 180-4), used for dataset fingerprints and checksums. Foundation on Linux has
 // no CryptoKit, and one hash does not justify another package dependency.
 
@@ -117,6 +119,19 @@ public struct SHA256: Sendable {
   }
 
   @inline(__always) private func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+
+  /// The hex SHA-256 of a file, read in 1 MiB chunks; nil when it cannot be opened.
+  public static func hex(ofFile url: URL) -> String? {
+    guard let handle = FileHandle(forReadingAtPath: url.path) else { return nil }
+    defer { try? handle.close() }
+    var digest = SHA256()
+    while true {
+      let chunk = handle.readData(ofLength: 1 << 20)
+      if chunk.isEmpty { break }
+      digest.update(chunk)
+    }
+    return hexString(digest.finalize())
+  }
 
   /// The hex SHA-256 of `bytes` in one call.
   public static func hex<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {

@@ -1,0 +1,121 @@
+import Support
+
+// The optimizer and schedule sections of an experiment file, decoded strictly (unknown keys,
+// wrong types and effective settings of the other optimizer are errors) straight into the
+// types the training loop uses, and checked by `problems()`.
+
+/// The optimizer section: `{"kind": "sgd", "learningRate": 0.005, "weightDecay": 5e-4, ...}`.
+public struct OptimizerSettings: Codable, Hashable, Sendable {
+  /// The base learning rate (the schedule scales it).
+  public var learningRate: Double
+  /// The update rule and its settings.
+  public var config: OptimizerConfig
+
+  /// Settings for `optimizer` at `learningRate`.
+  public init(learningRate: Double, config: OptimizerConfig) {
+    self.learningRate = learningRate
+    self.config = config
+  }
+
+  enum Kind: String, Codable { case adam, sgd }
+
+  enum CodingKeys: String, CodingKey, CaseIterable { case kind, learningRate, weightDecay, beta1, beta2, epsilon, momentum, nesterov }
+
+  // The defaults, also written for the other optimizer's keys so that the configuration hashes
+  // of recorded runs stay what they were.
+  static let defaults = (beta1: 0.9, beta2: 0.999, epsilon: 1e-8, momentum: 0.9, nesterov: true)
+
+  public init(from decoder: any Decoder) throws {
+    try rejectUnknownKeys(decoder, CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    learningRate = try c.decode(Double.self, forKey: .learningRate)
+    let weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? 0
+    let d = OptimizerSettings.defaults
+    // The other optimizer's keys are accepted at their defaults only (the canonical form writes
+    // them); any other value would have no effect and is refused.
+    func inert<T: Decodable & Equatable>(_ key: CodingKeys, _ type: T.Type, _ value: T, for kind: Kind) throws {
+      if let given = try c.decodeIfPresent(type, forKey: key), given != value {
+        throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key], debugDescription: "only the \(kind.rawValue) optimizer uses \(key.rawValue); remove it"))
+      }
+    }
+    switch try c.decode(Kind.self, forKey: .kind) {
+    case .adam:
+      try inert(.momentum, Double.self, d.momentum, for: .sgd)
+      try inert(.nesterov, Bool.self, d.nesterov, for: .sgd)
+      config = .adam(
+        beta1: try c.decodeIfPresent(Double.self, forKey: .beta1) ?? d.beta1, beta2: try c.decodeIfPresent(Double.self, forKey: .beta2) ?? d.beta2,
+        epsilon: try c.decodeIfPresent(Double.self, forKey: .epsilon) ?? d.epsilon, weightDecay: weightDecay)
+    case .sgd:
+      try inert(.beta1, Double.self, d.beta1, for: .adam)
+      try inert(.beta2, Double.self, d.beta2, for: .adam)
+      try inert(.epsilon, Double.self, d.epsilon, for: .adam)
+      config = .sgd(
+        momentum: try c.decodeIfPresent(Double.self, forKey: .momentum) ?? d.momentum, nesterov: try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? d.nesterov,
+        weightDecay: weightDecay)
+    }
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    let d = OptimizerSettings.defaults
+    try c.encode(learningRate, forKey: .learningRate)
+    switch config {
+    case .adam(let beta1, let beta2, let epsilon, let weightDecay):
+      try c.encode(Kind.adam, forKey: .kind)
+      try c.encode(weightDecay, forKey: .weightDecay)
+      try c.encode(beta1, forKey: .beta1)
+      try c.encode(beta2, forKey: .beta2)
+      try c.encode(epsilon, forKey: .epsilon)
+      try c.encode(d.momentum, forKey: .momentum)
+      try c.encode(d.nesterov, forKey: .nesterov)
+    case .sgd(let momentum, let nesterov, let weightDecay):
+      try c.encode(Kind.sgd, forKey: .kind)
+      try c.encode(weightDecay, forKey: .weightDecay)
+      try c.encode(d.beta1, forKey: .beta1)
+      try c.encode(d.beta2, forKey: .beta2)
+      try c.encode(d.epsilon, forKey: .epsilon)
+      try c.encode(momentum, forKey: .momentum)
+      try c.encode(nesterov, forKey: .nesterov)
+    }
+  }
+
+  /// Problems with the values, as (key path, what is allowed).
+  public func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
+    if !(learningRate > 0 && learningRate < 10) { out.append(("learningRate", "positive and below 10; got \(learningRate)")) }
+    switch config {
+    case .adam(let beta1, let beta2, let epsilon, let weightDecay):
+      if !(0...1).contains(weightDecay) { out.append(("weightDecay", "within 0...1; got \(weightDecay)")) }
+      if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { out.append(("beta1, beta2", "within [0, 1)")) }
+      if !(epsilon > 0) { out.append(("epsilon", "positive")) }
+    case .sgd(let momentum, _, let weightDecay):
+      if !(0...1).contains(weightDecay) { out.append(("weightDecay", "within 0...1; got \(weightDecay)")) }
+      if !(0..<1).contains(momentum) { out.append(("momentum", "within [0, 1)")) }
+    }
+    return out
+  }
+}
+
+extension LearningRateSchedule {
+  enum CodingKeys: String, CodingKey, CaseIterable { case kind, warmupSteps, minimum, every, factor }
+
+  public init(from decoder: any Decoder) throws {
+    try rejectUnknownKeys(decoder, CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let defaults = LearningRateSchedule()
+    self.init(
+      kind: try c.decode(Kind.self, forKey: .kind), warmupSteps: try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? defaults.warmupSteps,
+      minimum: try c.decodeIfPresent(Double.self, forKey: .minimum) ?? defaults.minimum, every: try c.decodeIfPresent(Int.self, forKey: .every) ?? defaults.every,
+      factor: try c.decodeIfPresent(Double.self, forKey: .factor) ?? defaults.factor)
+  }
+
+  /// Problems with the values for a run of `steps` steps, as (key path, what is allowed).
+  public func problems(steps: Int) -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
+    if warmupSteps < 0 || warmupSteps >= max(steps, 1) { out.append(("warmupSteps", "within 0..<steps (\(steps)); got \(warmupSteps)")) }
+    if minimum < 0 { out.append(("minimum", "not negative")) }
+    if every < 1 { out.append(("every", "at least 1")) }
+    if !(factor > 0 && factor <= 1) { out.append(("factor", "within (0, 1]")) }
+    return out
+  }
+}

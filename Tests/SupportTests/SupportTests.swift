@@ -1,0 +1,52 @@
+import Foundation
+import Support
+import XCTest
+
+final class SupportTests: XCTestCase {
+  func testSHA256KnownVectors() {
+    XCTAssertEqual(SHA256.hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    XCTAssertEqual(
+      SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    var streamed = SHA256()
+    let million = [UInt8](repeating: 0x61, count: 1_000_000)
+    for start in stride(from: 0, to: million.count, by: 777) { streamed.update(million[start..<min(start + 777, million.count)]) }
+    XCTAssertEqual(hexString(streamed.finalize()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+  }
+  func testSHA256OfAFileEqualsItsBytes() throws {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("support-\(UUID().uuidString)")
+    let bytes = (0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+    try Data(bytes).write(to: url)
+    defer { try? FileManager.default.removeItem(at: url) }
+    XCTAssertEqual(SHA256.hex(ofFile: url), SHA256.hex(bytes))
+    XCTAssertNil(SHA256.hex(ofFile: url.appendingPathExtension("missing")))
+  }
+
+  struct Strict: Decodable {
+    enum CodingKeys: String, CodingKey, CaseIterable { case a, b }
+    init(from decoder: any Decoder) throws { try rejectUnknownKeys(decoder, CodingKeys.self) }
+  }
+
+  func testUnknownKeysAreRejectedWithTheAllowedOnes() throws {
+    XCTAssertNoThrow(try JSONDecoder().decode(Strict.self, from: Data(#"{"a": 1}"#.utf8)))
+    XCTAssertThrowsError(try JSONDecoder().decode(Strict.self, from: Data(#"{"a": 1, "c": 2}"#.utf8))) { error in
+      guard case DecodingError.dataCorrupted(let context) = error else { return XCTFail("\(error)") }
+      XCTAssertEqual(context.codingPath.map(\.stringValue), ["c"])
+      XCTAssertEqual(context.debugDescription, "unknown key 'c'; allowed: a, b")
+    }
+  }
+
+  func testNestedProblemsGetTheirPrefix() {
+    let problems = nested("training", nested("optimizer", [("learningRate", "positive")]) + [("", "whole section")])
+    XCTAssertEqual(problems.map(\.keyPath), ["training.optimizer.learningRate", "training"])
+  }
+
+  func testCanonicalJSONAndFlattening() throws {
+    struct Value: Encodable { let b = 1; let a = [1, 2]; let c = ["x": true] }
+    let json = String(decoding: try JSONEncoder.canonical().encode(Value()), as: UTF8.self)
+    XCTAssertEqual(json, #"{"a":[1,2],"b":1,"c":{"x":true}}"#)
+    XCTAssertEqual(flattenJSON(json).map { "\($0.key)=\($0.value)" }, ["a=1,2", "b=1", "c.x=true"])
+    XCTAssertEqual(flattenJSON(#"{"e": [{"p": "lake20"}, {"p": null}]}"#).map { "\($0.key)=\($0.value)" }, ["e.0.p=lake20", "e.1.p=null"])
+  }
+}
