@@ -14,6 +14,7 @@ let package = Package(
     .library(name: "Model", targets: ["Model"]),
     .library(name: "Episodes", targets: ["Episodes"]),
     .library(name: "ResultsStore", targets: ["ResultsStore"]),
+    .library(name: "Reports", targets: ["Reports"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -40,16 +41,20 @@ let package = Package(
       dependencies: ["CPNG", "Support", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
       swiftSettings: optimised),
     .target(name: "ResultsStore", dependencies: ["CSQLite"], swiftSettings: optimised),
+    // Rendering of store records (tables, CSV, JSON, markdown, HTML with SVG charts, seed
+    // groups); knows nothing of training.
+    .target(name: "Reports", dependencies: ["ResultsStore", "Support"]),
     .executableTarget(
       name: "oneshot-bench",
       dependencies: [
-        "Model", "Episodes", "ResultsStore", "Support",
+        "Model", "Episodes", "ResultsStore", "Reports", "Support",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "SupportTests", dependencies: ["Support"]),
     .testTarget(name: "ModelTests", dependencies: ["Model"]),
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
+    .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),
     .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench", "ResultsStore", "Episodes", "Model", "Support"]),
   ],
   swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// What anything evaluated on episodes implements: embed each image once, then score queries
 /// against support images from the embeddings alone. The Siamese network adapts to it in the
@@ -117,23 +118,6 @@ public struct EvaluationSummary: Sendable {
 }
 
 /// Small statistics shared by the evaluator and the comparisons.
-public enum Statistics {
-  /// Arithmetic mean; 0 for no values.
-  public static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
-
-  /// Sample standard deviation (n - 1); 0 for fewer than two values.
-  public static func standardDeviation(_ values: [Double]) -> Double {
-    guard values.count >= 2 else { return 0 }
-    let m = mean(values)
-    return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot()
-  }
-
-  /// Standard error of the mean.
-  public static func standardError(_ values: [Double]) -> Double {
-    values.count < 2 ? 0 : standardDeviation(values) / Double(values.count).squareRoot()
-  }
-}
-
 /// Scores episodes with a `OneShotScorer`: embeds every image the episodes use exactly once,
 /// then classifies each query as the class with the highest mean similarity over its K
 /// support images (ties go to the lower class index, as numpy's argmax).

@@ -168,3 +168,15 @@ public struct AlignedEpisode: Sendable, Equatable {
     l.episode == r.episode && l.alphabet == r.alphabet && l.a == r.a && l.b == r.b
   }
 }
+
+/// The metric keys the trainer writes and the reports read.
+public enum MetricKey {
+  /// Mean training loss since the last log point.
+  public static let trainingLoss = "train.loss"
+  /// Training throughput since the last log point.
+  public static let pairsPerSecond = "train.pairsPerSecond"
+  /// The learning rate of the step.
+  public static let learningRate = "train.learningRate"
+  /// Accuracy on the validation episodes (model selection).
+  public static let validationAccuracy = "validation.accuracy"
+}

@@ -1,4 +1,5 @@
 import XCTest
+import Support
 
 @testable import Episodes
 

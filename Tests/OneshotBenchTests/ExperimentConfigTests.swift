@@ -1,3 +1,4 @@
+import Episodes
 import Foundation
 import XCTest
 
@@ -64,6 +65,49 @@ final class ExperimentConfigTests: XCTestCase {
     XCTAssertEqual(try ExperimentConfig.decode(Data(config.canonicalJSON.utf8), source: "round trip"), config)
     XCTAssertEqual(try message(sgd.replacingOccurrences(of: "0.0005", with: "0.0005, \"beta1\": 0.5")), "training.optimizer.beta1 | only the adam optimizer uses beta1; remove it")
     XCTAssertEqual(try message(valid.replacingOccurrences(of: "0.001}", with: "0.001, \"momentum\": 0.5}")), "training.optimizer.momentum | only the sgd optimizer uses momentum; remove it")
+  }
+
+  func override(_ assignments: String...) throws -> ExperimentConfig {
+    try ExperimentConfig.load(try write(valid), overrides: assignments.map(ConfigOverride.init))
+  }
+
+  func overrideMessage(_ assignments: String...) -> String {
+    do {
+      _ = try ExperimentConfig.load(try write(valid), overrides: assignments.map(ConfigOverride.init))
+      return "no error"
+    } catch let error as ConfigError {
+      return error.keyPath + " | " + error.message
+    } catch {
+      return "\(error)"
+    }
+  }
+
+  func testSetOverridesAnyKeyWithTheFilesChecks() throws {
+    let config = try override("training.optimizer.learningRate=0.005", "seed=7", "training.precision=bf16", "model.blocks=[[8],[16]]")
+    XCTAssertEqual(config.training.optimizer.learningRate, 0.005)
+    XCTAssertEqual(config.seed, 7)
+    XCTAssertEqual(config.training.precision, .bf16)
+    XCTAssertEqual(config.model.blocks, [[8], [16]])
+    // A section the file leaves out is created, with the section's defaults for the rest.
+    XCTAssertEqual(try override("training.augmentation.probability=0.25").training.augmentation?.probability, 0.25)
+    XCTAssertEqual(try override("training.augmentation.probability=0.25").training.augmentation?.shear, AffineAugmentation.koch.shear)
+    // The resolved configuration is what a file with those values gives (same hash).
+    let edited = try ExperimentConfig.load(try write(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 12")))
+    XCTAssertEqual(try override("training.steps=12").hash, edited.hash)
+    // Mistakes: the same one-line messages as in a file.
+    XCTAssertEqual(overrideMessage("training.stepz=5"), "training.stepz | unknown key 'stepz'; allowed: augmentation, logEvery, optimizer, pairing, pairs, pairsPerStep, patience, precision, schedule, steps, validation")
+    XCTAssertEqual(overrideMessage("training.steps=ten"), "training.steps | wrong type; expected an integer")
+    XCTAssertEqual(overrideMessage("training.steps=0"), "training.steps | at least 1; got 0")
+    XCTAssertEqual(overrideMessage("training.precision=fp8").prefix(47), "training.precision | not one of the allowed val")
+    XCTAssertEqual(overrideMessage("evaluation.0.episodes=5"), "--set evaluation.0.episodes=5: evaluation is not a list, so it has no item 0")
+    let listed = try write(valid.replacingOccurrences(of: "\"training\"", with: "\"evaluation\": [{\"protocol\": \"episodes\", \"spec\": {\"ways\": 5}}], \"training\""))
+    XCTAssertEqual(try ExperimentConfig.load(listed, overrides: [try ConfigOverride("evaluation[0].episodes=50")]).evaluation[0].episodes, 50)
+    XCTAssertThrowsError(try ExperimentConfig.load(listed, overrides: [try ConfigOverride("evaluation.3.episodes=5")])) {
+      XCTAssertEqual("\($0)", "--set evaluation.3.episodes=5: evaluation has 1 item; index 3 is not one of them")
+    }
+    XCTAssertEqual(overrideMessage("name.first=x"), "--set name.first=x: name is not an object, so it has no key 'first'")
+    XCTAssertThrowsError(try ConfigOverride("training.steps")) { XCTAssert("\($0)".contains("write it as key.path=value")) }
+    XCTAssertThrowsError(try ConfigOverride("training..steps=3")) { XCTAssert("\($0)".contains("empty part")) }
   }
 
   func testMistakesNameTheKeyPath() throws {

@@ -241,6 +241,17 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(runCLI(["run", "/nonexistent.json", "--store", storePath]).code, 2)
     XCTAssertEqual(runCLI(["run", config, "--store", storePath, "--data", "/nonexistent"]).code, 2)
     XCTAssertFalse(FileManager.default.fileExists(atPath: storePath))
+    // --set is checked like the file: unknown key, wrong type, impossible value, bad syntax.
+    for (assignment, expected) in [
+      ("training.stepz=5", "training.stepz: unknown key 'stepz'"), ("training.steps=many", "training.steps: wrong type; expected an integer"),
+      ("threads=0", "threads: between 1 and 256; got 0"), ("training.steps", "write it as key.path=value"),
+    ] {
+      let refused = runCLI(["run", config, "--store", storePath, "--set", assignment])
+      XCTAssertEqual(refused.code, 2, assignment)
+      XCTAssert(refused.error.contains(expected) && refused.error.split(separator: "\n").count == 1, refused.error)
+    }
+    XCTAssertEqual(runCLI(["run", config, "--store", storePath, "--threads", "0"]).code, 2)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: storePath), "nothing is written for a refused --set")
     // A store that is not a database.
     try Data(String(repeating: "not a database ", count: 20).utf8).write(to: URL(fileURLWithPath: folder.appendingPathComponent("bad.sqlite").path))
     let badStore = runCLI(["report", "--store", folder.appendingPathComponent("bad.sqlite").path])

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Episodes
 import Foundation
+import Reports
+import Support
 import ResultsStore
 
 /// `oneshot-bench check`: the CI accuracy gate. Exit 0 nothing regressed, 1 a regression,

@@ -20,6 +20,10 @@ struct RunCommand: ParsableCommand {
   @OptionGroup var store: StoreOptions
   @Option(help: "Threads (overrides the experiment file).") var threads: Int?
   @Option(help: "Seed of training (overrides the experiment file's; recorded in the run's configuration, so a second seed of a recipe is one command).") var seed: UInt64?
+  @Option(
+    name: .customLong("set"),
+    help: ArgumentHelp("Override a key of the experiment file, e.g. --set training.optimizer.learningRate=0.005 (repeatable; checked like the file, recorded in the run's configuration).", valueName: "key.path=value"))
+  var overrides: [String] = []
   @Flag(help: "Skip training; evaluate --checkpoint.") var evalOnly = false
   @Option(help: "Checkpoint to evaluate with --eval-only (default: the shipped model, \(shippedModelPath)).") var checkpoint: String?
   @Option(help: "Continue an interrupted run from its last checkpoint.") var resume: String?
@@ -32,12 +36,14 @@ struct RunCommand: ParsableCommand {
     if resume == nil && experiment == nil { throw ValidationError("give an experiment file, e.g. experiments/ci-smoke.json") }
     if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     if seed != nil && resume != nil { throw ValidationError("a resumed run keeps its recorded seed; drop --seed") }
+    if !overrides.isEmpty && resume != nil { throw ValidationError("a resumed run keeps its recorded configuration; drop --set") }
   }
 
   func run() throws {
     let code = try runExperiment(
       configPath: experiment,
-      options: RunOptions(storePath: store.path, threads: threads, seed: seed, evalOnlyCheckpoint: evalOnly ? (checkpoint ?? shippedModelPath) : nil, resumeRunID: resume, dataPath: dataPath, runsFolder: runs))
+      options: RunOptions(
+        storePath: store.path, threads: threads, seed: seed, overrides: try overrides.map(ConfigOverride.init), evalOnlyCheckpoint: evalOnly ? (checkpoint ?? shippedModelPath) : nil, resumeRunID: resume, dataPath: dataPath, runsFolder: runs))
     if code != 0 { throw ExitCode(code) }
   }
 }

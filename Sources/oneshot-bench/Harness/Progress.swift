@@ -37,16 +37,6 @@ final class ProgressDisplay {
     }
   }
 }
-
-/// Formats seconds as `1h02m`, `3m05s` or `42s`.
-func formatDuration(_ seconds: Double) -> String {
-  guard seconds.isFinite, seconds >= 0 else { return "?" }
-  let s = Int(seconds.rounded())
-  if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }
-  if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
-  return "\(s)s"
-}
-
 /// SIGINT and SIGTERM set a flag that the training loop checks between steps, so a run can
 /// save a checkpoint and be marked interrupted instead of dying mid-write.
 enum InterruptFlag {

@@ -1,5 +1,6 @@
 import Episodes
 import Foundation
+import Reports
 import Model
 import ResultsStore
 import Support

@@ -9,6 +9,8 @@ struct RunOptions {
   var threads: Int?
   /// Replaces the experiment file's seed (it becomes part of the recorded configuration).
   var seed: UInt64? = nil
+  /// `--set key.path=value` assignments, applied to the file before it is decoded and checked.
+  var overrides: [ConfigOverride] = []
   var evalOnlyCheckpoint: String?
   var resumeRunID: String?
   var dataPath: String?
@@ -50,7 +52,7 @@ struct RunPlan {
     } else {
       guard let configPath else { throw UserFacingError("give an experiment file (e.g. experiments/vgg105.json) or --resume RUN_ID") }
       source = configPath
-      config = try ExperimentConfig.load(configPath)
+      config = try ExperimentConfig.load(configPath, overrides: options.overrides)
       mode = options.evalOnlyCheckpoint.map { .evalOnly(checkpoint: $0) } ?? .fresh
       openedStore = nil
     }

@@ -1,5 +1,6 @@
 import Episodes
 import Foundation
+import Reports
 import Model
 import ResultsStore
 
@@ -10,9 +11,6 @@ enum TrainingOutcome {
   case interrupted(signal: Int32, step: Int)
   case failed(String)
 }
-
-/// The store's metric key of validation accuracy: one point per validation, read back by `report`.
-let validationAccuracyKey = "validation.accuracy"
 
 /// Where training stands; saved in every last-checkpoint so `--resume` continues exactly.
 struct TrainingState {
@@ -168,9 +166,9 @@ final class Trainer {
       // or a validation does not drag the figure for the rest of the run.
       let pairsPerSecond = Double(windowSteps * training.pairsPerStep) / max(Date().timeIntervalSince(windowStart), 1e-9)
       if state.step % training.logEvery == 0 || state.step == total {
-        try store.logMetric(run: runID, MetricPoint(key: "train.loss", step: state.step, value: lossSum / Double(lossCount)))
-        try store.logMetric(run: runID, MetricPoint(key: "train.pairsPerSecond", step: state.step, value: pairsPerSecond))
-        try store.logMetric(run: runID, MetricPoint(key: "train.learningRate", step: state.step, value: rate))
+        try store.logMetric(run: runID, MetricPoint(key: MetricKey.trainingLoss, step: state.step, value: lossSum / Double(lossCount)))
+        try store.logMetric(run: runID, MetricPoint(key: MetricKey.pairsPerSecond, step: state.step, value: pairsPerSecond))
+        try store.logMetric(run: runID, MetricPoint(key: MetricKey.learningRate, step: state.step, value: rate))
         lossSum = 0
         lossCount = 0
         windowStart = Date()
@@ -181,7 +179,7 @@ final class Trainer {
       if state.step % training.validation.every == 0 || state.step == total {
         progress.update(String(format: "step %d/%d  validating on %d episodes...", state.step, total, validationEpisodes.count), force: true)
         let accuracy = try validate()
-        try store.logMetric(run: runID, MetricPoint(key: validationAccuracyKey, step: state.step, value: accuracy))
+        try store.logMetric(run: runID, MetricPoint(key: MetricKey.validationAccuracy, step: state.step, value: accuracy))
         lastValidation = String(format: "%.1f%%", 100 * accuracy)
         if accuracy > state.bestValidation {
           state.bestValidation = accuracy

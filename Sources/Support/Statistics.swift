@@ -17,6 +17,24 @@ public struct PairedDifference: Sendable, Equatable {
   public var high: Double { mean + halfWidth95 }
 }
 
+/// Statistics of accuracies over episodes, runs and seeds: means, intervals and tests.
+public enum Statistics {
+  /// Arithmetic mean; 0 for no values.
+  public static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
+
+  /// Sample standard deviation (n - 1); 0 for fewer than two values.
+  public static func standardDeviation(_ values: [Double]) -> Double {
+    guard values.count >= 2 else { return 0 }
+    let m = mean(values)
+    return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot()
+  }
+
+  /// Standard error of the mean.
+  public static func standardError(_ values: [Double]) -> Double {
+    values.count < 2 ? 0 : standardDeviation(values) / Double(values.count).squareRoot()
+  }
+}
+
 extension Statistics {
   /// The paired t-test of per-episode accuracies `a` and `b` (same episodes, same order).
   public static func paired(_ a: [Double], _ b: [Double]) -> PairedDifference {

@@ -1,7 +1,7 @@
 import ResultsStore
 import XCTest
 
-@testable import oneshot_bench
+@testable import Reports
 
 /// The listing's selection column: which validation point `report` calls a run's best.
 final class ReportingTests: XCTestCase {

@@ -2,42 +2,42 @@ import Foundation
 import ResultsStore
 
 /// Output formats of `report`.
-enum ReportFormat: String, CaseIterable {
+public enum ReportFormat: String, CaseIterable {
   case table, csv, json, markdown
 }
 
 /// One row of the run listing.
-struct ReportRow {
-  let summary: RunSummary
-  let params: [String: String]
-  let results: [String: ProtocolResult]
+public struct ReportRow {
+  public let summary: RunSummary
+  public let params: [String: String]
+  public let results: [String: ProtocolResult]
   /// The run's best validation accuracy and its step (the checkpoint it evaluated), if it validated.
-  let bestValidation: MetricPoint?
+  public let bestValidation: MetricPoint?
 }
 
 /// The best point of a validation history: highest accuracy, the earliest step on a tie (the
 /// trainer keeps the first checkpoint that reached it).
-func bestValidation(_ history: [MetricPoint]) -> MetricPoint? {
+public func bestValidation(_ history: [MetricPoint]) -> MetricPoint? {
   history.reduce(nil) { best, point in (best.map { point.value > $0.value } ?? true) ? point : best }
 }
 
 /// The hyperparameters shown in listings (the full set is in `report --run`).
-let keyParameters = [
+public let keyParameters = [
   "model.backbone", "model.inputSize", "model.width", "model.batchNorm", "training.steps", "training.pairsPerStep",
   "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed",
 ]
 
 /// Values a configuration leaves out because they are the default (and runs recorded before
 /// the key existed), shown as what they were.
-let parameterDefaults = ["training.precision": "fp32"]
+public let parameterDefaults = ["training.precision": "fp32"]
 
 extension ReportRow {
   /// A recorded hyperparameter, or its default when the configuration left it out.
-  func parameter(_ key: String) -> String? { params[key] ?? parameterDefaults[key] }
+  public func parameter(_ key: String) -> String? { params[key] ?? parameterDefaults[key] }
 }
 
 /// Builds the rows and the protocol columns (union over the runs, sorted).
-func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows: [ReportRow], protocols: [String]) {
+public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows: [ReportRow], protocols: [String]) {
   var rows: [ReportRow] = []
   var protocols = Set<String>()
   for run in runs {
@@ -49,14 +49,14 @@ func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows: [Repor
       results[r.protocolName] = r
       protocols.insert(r.protocolName)
     }
-    let validation = bestValidation(try store.metrics(runID: run.id, key: validationAccuracyKey))
+    let validation = bestValidation(try store.metrics(runID: run.id, key: MetricKey.validationAccuracy))
     rows.append(ReportRow(summary: run, params: params, results: results, bestValidation: validation))
   }
   return (rows, protocols.sorted())
 }
 
 /// Renders the run listing in one of the formats.
-func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat) -> String {
+public func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat) -> String {
   var header = ["run", "experiment", "status", "started", "duration_s"] + keyParameters + ["validation.best", "validation.best_step"]
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   func cells(_ row: ReportRow) -> [String] {
@@ -118,14 +118,14 @@ func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat
 }
 
 /// A GitHub-flavoured markdown table.
-func markdownTable(_ header: [String], _ rows: [[String]]) -> String {
+public func markdownTable(_ header: [String], _ rows: [[String]]) -> String {
   var lines = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
   for row in rows { lines.append("| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |") }
   return lines.joined(separator: "\n")
 }
 
 /// A plain table with aligned columns.
-func textTable(_ header: [String], _ rows: [[String]]) -> String {
+public func textTable(_ header: [String], _ rows: [[String]]) -> String {
   var widths = header.map(\.count)
   for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
   func line(_ cells: [String]) -> String {
@@ -135,7 +135,7 @@ func textTable(_ header: [String], _ rows: [[String]]) -> String {
 }
 
 /// One run in full: provenance, parameters, results with per-alphabet breakdowns, metrics.
-func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFormat) throws -> String {
+public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFormat) throws -> String {
   var perAlphabet: [String: [(String, Double, Int)]] = [:]
   for result in detail.results {
     let rows = try store.episodeRows(runID: detail.summary.id, protocolName: result.protocolName)
@@ -143,7 +143,7 @@ func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFor
     for row in rows { if let a = row.alphabet { let g = groups[a] ?? (0, 0, 0); groups[a] = (g.0 + row.correct, g.1 + row.total, g.2 + 1) } }
     if !groups.isEmpty { perAlphabet[result.protocolName] = groups.keys.sorted().map { ($0, Double(groups[$0]!.0) / Double(groups[$0]!.1), groups[$0]!.2) } }
   }
-  let validation = try store.metrics(runID: detail.summary.id, key: validationAccuracyKey)
+  let validation = try store.metrics(runID: detail.summary.id, key: MetricKey.validationAccuracy)
   if format == .json {
     var object: [String: Any] = [
       "run": detail.summary.id, "experiment": detail.summary.experiment, "status": detail.summary.status.rawValue,
@@ -195,4 +195,13 @@ func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFor
   lines.append("parameters:")
   for p in detail.params { lines.append("  \(p.key) = \(p.value)") }
   return lines.joined(separator: "\n")
+}
+
+/// Formats seconds as `1h02m`, `3m05s` or `42s`.
+public func formatDuration(_ seconds: Double) -> String {
+  guard seconds.isFinite, seconds >= 0 else { return "?" }
+  let s = Int(seconds.rounded())
+  if s >= 3600 { return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) }
+  if s >= 60 { return String(format: "%dm%02ds", s / 60, s % 60) }
+  return "\(s)s"
 }
