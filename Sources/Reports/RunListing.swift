@@ -3,7 +3,7 @@ import ResultsStore
 
 /// Output formats of `report`.
 public enum ReportFormat: String, CaseIterable {
-  case table, csv, json, markdown
+  case table, csv, json, markdown, html
 }
 
 /// One row of the run listing.
@@ -13,6 +13,11 @@ public struct ReportRow {
   public let results: [String: ProtocolResult]
   /// The run's best validation accuracy and its step (the checkpoint it evaluated), if it validated.
   public let bestValidation: MetricPoint?
+  /// Tags (`mode`, an ensemble's members) and provenance (commit, host, checkpoint hash...).
+  public let tags: [String: String]
+  public let provenance: [String: String]
+  /// The seed group: runs whose resolved configurations differ only by `seed` share it.
+  public let group: String
 }
 
 /// The best point of a validation history: highest accuracy, the earliest step on a tie (the
@@ -50,7 +55,12 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
       protocols.insert(r.protocolName)
     }
     let validation = bestValidation(try store.metrics(runID: run.id, key: MetricKey.validationAccuracy))
-    rows.append(ReportRow(summary: run, params: params, results: results, bestValidation: validation))
+    let tags = Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }
+    let provenance = Dictionary(detail.provenance.map { ($0.key, $0.value) }) { $1 }
+    rows.append(
+      ReportRow(
+        summary: run, params: params, results: results, bestValidation: validation, tags: tags, provenance: provenance,
+        group: seedGroupKey(configJSON: detail.configJSON, evaluatedCheckpoint: tags["mode"] == "eval-only" ? provenance["checkpoint_hash"] ?? "" : nil)))
   }
   return (rows, protocols.sorted())
 }
@@ -74,10 +84,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
   }
   switch format {
   case .csv:
-    func field(_ s: String) -> String {
-      s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
-    }
-    return ([header] + rows.map(cells)).map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
+    return csvDocument(header, rows.map(cells))
   case .json:
     let objects: [[String: Any]] = rows.map { row in
       var object: [String: Any] = [
@@ -99,7 +106,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     }
     let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
     return String(decoding: data, as: UTF8.self)
-  case .markdown, .table:
+  case .markdown, .table, .html:
     let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr", "precision", "seed", "validation"] + protocols + ["duration"]
     let body = rows.map { row -> [String] in
       var out = [
@@ -115,6 +122,14 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     }
     return format == .markdown ? markdownTable(short, body) : textTable(short, body)
   }
+}
+
+/// An RFC 4180 document: fields with commas, quotes or line breaks quoted, CRLF line ends.
+public func csvDocument(_ header: [String], _ rows: [[String]]) -> String {
+  func field(_ s: String) -> String {
+    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+  }
+  return ([header] + rows).map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
 }
 
 /// A GitHub-flavoured markdown table.

@@ -164,6 +164,38 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(Set(details.map(\.summary.configHash)).count, 2, "another seed is another configuration")
     let table = runCLI(["report", "--store", storePath])
     XCTAssert(table.output.contains("seed"), table.output)
+    // Seeds of one recipe form a group; another learning rate (through --set) is another.
+    let other = runCLI(["run", config, "--store", storePath, "--set", "training.optimizer.learningRate=0.002"], currentDirectory: folder)
+    XCTAssertEqual(other.code, 0, other.error)
+    let lr = try store.listRuns().map { try store.run($0.id) }.first { $0.configJSON.contains("0.002") }
+    XCTAssertEqual(lr?.params.first { $0.key == "training.optimizer.learningRate" }?.value, "0.002")
+    let groups = runCLI(["report", "--store", storePath, "--group-seeds", "--format", "csv"])
+    XCTAssertEqual(groups.code, 0, groups.error)
+    let lines = groups.output.split(separator: "\r\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    XCTAssertEqual(lines.count, 3, groups.output)
+    XCTAssertEqual(lines.dropFirst().map { $0[2] }.sorted(), ["3", "3 5"], "seeds per group")
+    let pair = lines.first { $0[2] == "3 5" }!, single = lines.first { $0[2] == "3" }!
+    let byGroups = runCLI(["compare", pair[0], single[0], "--store", storePath])
+    XCTAssertEqual(byGroups.code, 0, byGroups.error)
+    XCTAssert(byGroups.output.contains("A = group \(pair[0]) (tiny, seeds 3,5)") && byGroups.output.contains("mean over a group's seeds"), byGroups.output)
+    let ambiguous = runCLI(["compare", "tiny", single[0], "--store", storePath])
+    XCTAssertEqual(ambiguous.code, 2)
+    XCTAssert(ambiguous.error.contains("matches 2 seed groups"), ambiguous.error)
+    let seedsOnly = runCLI(["compare", details[0].summary.id, details[1].summary.id, "--store", storePath])
+    XCTAssertEqual(seedsOnly.code, 0, seedsOnly.error)
+    XCTAssert(seedsOnly.output.contains("differ only by seed"), seedsOnly.output)
+    // The HTML report of the store, written to a file; a filter matching nothing writes nothing.
+    let page = folder.appendingPathComponent("report.html").path
+    let html = runCLI(["report", "--store", storePath, "--format", "html", "--output", page])
+    XCTAssertEqual(html.code, 0, html.error)
+    XCTAssert(try String(contentsOfFile: page, encoding: .utf8).contains("<svg id=\"validation-by-pairs\""))
+    let none = runCLI(["report", "--store", storePath, "--format", "html", "--experiment", "nothing", "--output", page + ".2"])
+    XCTAssertEqual(none.code, 2)
+    XCTAssert(none.error.hasPrefix("error: no runs match experiment nothing"), none.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: page + ".2"))
+    let unwritable = runCLI(["report", "--store", storePath, "--format", "html", "--output", "/nonexistent/folder/report.html"])
+    XCTAssertEqual(unwritable.code, 2)
+    XCTAssert(unwritable.error.contains("cannot write /nonexistent/folder/report.html") && unwritable.error.split(separator: "\n").count == 1, unwritable.error)
     // A resumed run keeps the seed it was started with.
     let resume = runCLI(["run", "--resume", details[0].summary.id, "--store", storePath, "--seed", "2"])
     XCTAssertNotEqual(resume.code, 0)

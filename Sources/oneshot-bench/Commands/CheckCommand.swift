@@ -61,45 +61,18 @@ struct CheckCommand: ParsableCommand {
   }
 }
 
-/// `oneshot-bench compare A B`: the paired difference of two runs per protocol.
+/// `oneshot-bench compare A B`: the paired difference of two runs, or of two seed groups, per protocol.
 struct CompareCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "compare", abstract: "Paired per-protocol difference of two runs with its 95% CI and significance.")
+    commandName: "compare", abstract: "Paired per-protocol difference of two runs (or two seed groups, pooled across seeds) with its 95% CI and significance.")
 
   @OptionGroup var store: StoreOptions
-  @Argument(help: "First run (id or prefix).") var runA: String
-  @Argument(help: "Second run (id or prefix).") var runB: String
+  @Argument(help: "First run (id or prefix), or a seed group (its key from report --group-seeds, or an experiment name with one group).") var runA: String
+  @Argument(help: "Second run or seed group.") var runB: String
 
   func run() throws {
     guard FileManager.default.fileExists(atPath: store.path) else { throw UserFacingError("no results store at \(store.path); pass --store") }
     let database = try ResultsStore(path: store.path)
-    let a = try database.resolveRunID(runA), b = try database.resolveRunID(runB)
-    let resultsA = try database.results(runID: a), resultsB = try database.results(runID: b)
-    var rows: [[String]] = []
-    for ra in resultsA {
-      guard let rb = resultsB.first(where: { $0.protocolName == ra.protocolName }) else { continue }
-      let aligned = try database.alignedEpisodes(runA: a, runB: b, protocolName: ra.protocolName)
-      let diff = String(format: "%+.2f", 100 * (ra.accuracy - rb.accuracy))
-      if aligned.count >= 2 {
-        let d = Statistics.paired(aligned.map { Double($0.a.correct) / Double($0.a.total) }, aligned.map { Double($0.b.correct) / Double($0.b.total) })
-        var verdict = d.pValue < 0.05 ? (d.mean > 0 ? "A better" : "B better") : "no significant difference"
-        var test = String(format: "paired t, p = %.3g", d.pValue)
-        if aligned.allSatisfy({ $0.a.total == 1 && $0.b.total == 1 }) {
-          let onlyA = aligned.filter { $0.a.correct == 1 && $0.b.correct == 0 }.count, onlyB = aligned.filter { $0.a.correct == 0 && $0.b.correct == 1 }.count
-          let p = Statistics.mcNemarP(onlyA: onlyA, onlyB: onlyB)
-          test = String(format: "McNemar, p = %.3g", p)
-          verdict = p < 0.05 ? (onlyA > onlyB ? "A better" : "B better") : "no significant difference"
-        }
-        rows.append([
-          ra.protocolName, String(format: "%.2f%%", 100 * ra.accuracy), String(format: "%.2f%%", 100 * rb.accuracy),
-          String(format: "%+.2f [%+.2f, %+.2f]", 100 * d.mean, 100 * d.low, 100 * d.high), "\(aligned.count) shared episodes, \(test)", verdict,
-        ])
-      } else {
-        rows.append([ra.protocolName, String(format: "%.2f%%", 100 * ra.accuracy), String(format: "%.2f%%", 100 * rb.accuracy), diff, "no shared episodes", "intervals only"])
-      }
-    }
-    guard !rows.isEmpty else { throw UserFacingError("runs \(a) and \(b) share no protocol") }
-    print("A = \(a)\nB = \(b)\n")
-    print(markdownTable(["protocol", "A", "B", "A - B (95% CI, points)", "test", "verdict"], rows))
+    print(try renderComparison(try ComparisonSide.resolve(runA, store: database), try ComparisonSide.resolve(runB, store: database), store: database))
   }
 }

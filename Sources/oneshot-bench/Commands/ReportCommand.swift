@@ -5,21 +5,31 @@ import ResultsStore
 
 extension ReportFormat: ExpressibleByArgument {}
 extension RunStatus: ExpressibleByArgument {}
+extension ReportError: UserCausedError {}
 
-/// `oneshot-bench report`: the recorded runs as a table, CSV, JSON or markdown.
+/// `oneshot-bench report`: the recorded runs as a table, CSV, JSON, markdown or an HTML page
+/// with charts; or their seed groups; or one run in full.
 struct ReportCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "report", abstract: "List recorded runs with their hyperparameters and accuracies, or one run in full.")
+    commandName: "report", abstract: "List recorded runs with their hyperparameters and accuracies (or their seed groups, or one run in full); --format html draws charts.")
 
   @OptionGroup var store: StoreOptions
-  @Option(help: "table, csv (RFC 4180), json or markdown.") var format: ReportFormat = .table
+  @Option(help: "table, csv (RFC 4180), json, markdown or html (one self-contained page with charts).") var format: ReportFormat = .table
   @Option(help: "Only runs of this experiment.") var experiment: String?
   @Option(help: "Only runs with this status: running, completed, failed, interrupted.") var status: RunStatus?
   @Option(help: "Only the newest N runs.") var last: Int?
   @Option(name: .customLong("run"), help: "One run in full (id or unique prefix), with per-alphabet breakdowns.") var runID: String?
+  @Flag(help: "One row per seed group (completed runs whose configurations differ only by seed): mean over seeds, 95% interval across seeds and over the pooled episodes.")
+  var groupSeeds = false
+  @Option(help: "With --format html: the run whose per-alphabet accuracy is charted; give it twice to compare two runs (default: the newest completed run).")
+  var focus: [String] = []
+  @Option(help: "Write the report to this file instead of standard output.") var output: String?
 
   func validate() throws {
     if let last, last < 1 { throw ValidationError("--last must be at least 1") }
+    if focus.count > 2 { throw ValidationError("--focus takes one run, or two to compare") }
+    if !focus.isEmpty && format != .html { throw ValidationError("--focus is for --format html") }
+    if groupSeeds && runID != nil { throw ValidationError("--group-seeds lists groups of runs; drop --run") }
   }
 
   func run() throws {
@@ -27,18 +37,39 @@ struct ReportCommand: ParsableCommand {
       throw UserFacingError("no results store at \(store.path); run an experiment first (oneshot-bench run experiments/ci-smoke.json) or pass --store")
     }
     let database = try ResultsStore(path: store.path)
-    if let runID {
-      let detail = try database.run(runID)
-      if format == .csv {
-        let (rows, protocols) = try reportRows(store: database, runs: [detail.summary])
-        print(renderReport(rows, protocols: protocols, format: .csv), terminator: "")
-      } else {
-        print(try renderRunDetail(detail, store: database, format: format))
-      }
-      return
+    let runs = try runID.map { [try database.run($0).summary] } ?? database.listRuns(experiment: experiment, status: status, last: last)
+    let selection = [experiment.map { "experiment \($0)" }, status.map { "status \($0.rawValue)" }, last.map { "newest \($0)" }, runID.map { "run \($0)" }].compactMap { $0 }
+      .joined(separator: ", ")
+    if runs.isEmpty {
+      let message = "no runs match \(selection.isEmpty ? "(the store is empty)" : selection) in \(store.path)"
+      if format == .html { throw UserFacingError("\(message); nothing to draw, nothing written") }
+      printError(message)
     }
-    let runs = try database.listRuns(experiment: experiment, status: status, last: last)
     let (rows, protocols) = try reportRows(store: database, runs: runs)
-    print(renderReport(rows, protocols: protocols, format: format), terminator: format == .csv ? "" : "\n")
+    let text: String
+    switch (format, groupSeeds, runID) {
+    case (.html, _, _):
+      let hasMetrics = try rows.contains { row in try !row.results.isEmpty || !database.metrics(runID: row.summary.id, key: MetricKey.trainingLoss).isEmpty }
+      guard hasMetrics else { throw UserFacingError("the selected runs have neither results nor training metrics; nothing to draw, nothing written") }
+      text = try renderHTMLReport(
+        store: database, rows: rows, protocols: protocols, groups: try seedGroups(rows, store: database),
+        options: HTMLReportOptions(storeDescription: store.path, selection: selection, focus: focus))
+    case (_, true, _):
+      text = renderSeedGroups(try seedGroups(rows, store: database), protocols: protocols, format: format) + (format == .csv ? "" : "\n")
+    case (.csv, false, _), (_, false, nil):
+      text = renderReport(rows, protocols: protocols, format: format) + (format == .csv ? "" : "\n")
+    case (_, false, .some(let id)):
+      text = try renderRunDetail(try database.run(id), store: database, format: format) + "\n"
+    }
+    if let output {
+      do {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+      } catch {
+        throw UserFacingError("cannot write \(output) (\((error as NSError).localizedDescription)); choose a writable path for --output")
+      }
+      FileHandle.standardError.write(Data("wrote \(output)\n".utf8))
+    } else {
+      print(text, terminator: "")
+    }
   }
 }

@@ -1,0 +1,139 @@
+import Foundation
+import ResultsStore
+import Support
+
+// A recipe is reported as the mean over seeds, with an interval across seeds (few-shot papers
+// do), beside the interval over the pooled episodes. Runs form a seed group when their resolved
+// configurations differ only by `seed`; an eval-only run also by the checkpoint it scored.
+
+/// The seed group of a run: 12 hex digits of SHA-256 over its configuration without `seed`
+/// (and, for an eval-only run, the checkpoint's SHA-256).
+public func seedGroupKey(configJSON: String, evaluatedCheckpoint: String?) -> String {
+  var object = (try? JSONSerialization.jsonObject(with: Data(configJSON.utf8))) as? [String: Any] ?? ["unreadable": configJSON]
+  object.removeValue(forKey: "seed")
+  if let evaluatedCheckpoint { object["#evaluated"] = evaluatedCheckpoint }
+  let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(configJSON.utf8)
+  return String(SHA256.hex(data).prefix(12))
+}
+
+/// One protocol's accuracy over the seeds of a group.
+public struct SeedAggregate: Sendable, Equatable {
+  /// Seeds (runs) with a result for the protocol.
+  public let seeds: Int
+  /// Mean of the runs' accuracies.
+  public let mean: Double
+  /// 95% interval of the mean across seeds (Student t with seeds - 1 degrees of freedom);
+  /// nil for a single seed.
+  public let acrossSeeds: (low: Double, high: Double)?
+  /// 95% interval over every episode of every seed pooled (sampling of episodes only).
+  public let pooledEpisodes: (low: Double, high: Double)
+  /// Episodes pooled.
+  public let episodes: Int
+
+  public static func == (a: SeedAggregate, b: SeedAggregate) -> Bool {
+    a.seeds == b.seeds && a.mean == b.mean && a.acrossSeeds?.low == b.acrossSeeds?.low && a.acrossSeeds?.high == b.acrossSeeds?.high
+      && a.pooledEpisodes == b.pooledEpisodes && a.episodes == b.episodes
+  }
+
+  /// The aggregate of run accuracies and the pooled per-episode accuracies.
+  public init(runAccuracies: [Double], episodeAccuracies: [Double]) {
+    seeds = runAccuracies.count
+    mean = Statistics.mean(runAccuracies)
+    if runAccuracies.count >= 2 {
+      let half = Statistics.studentQuantile975(Double(runAccuracies.count - 1)) * Statistics.standardError(runAccuracies)
+      acrossSeeds = (mean - half, mean + half)
+    } else {
+      acrossSeeds = nil
+    }
+    episodes = episodeAccuracies.count
+    let pooledMean = Statistics.mean(episodeAccuracies)
+    let half = 1.96 * Statistics.standardError(episodeAccuracies)
+    pooledEpisodes = (pooledMean - half, pooledMean + half)
+  }
+}
+
+/// Completed runs of one recipe.
+public struct SeedGroup {
+  /// The group key (see `seedGroupKey`).
+  public let key: String
+  /// The experiment name of its runs.
+  public let experiment: String
+  /// Its runs, oldest first.
+  public let runs: [ReportRow]
+  /// Per protocol.
+  public let protocols: [String: SeedAggregate]
+
+  /// The runs' seeds, as recorded.
+  public var seeds: [String] { runs.map { $0.params["seed"] ?? "?" } }
+}
+
+/// The completed runs of `rows` grouped by recipe, in order of each group's first run.
+public func seedGroups(_ rows: [ReportRow], store: ResultsStore) throws -> [SeedGroup] {
+  var order: [String] = []
+  var members: [String: [ReportRow]] = [:]
+  for row in rows where row.summary.status == .completed {
+    if members[row.group] == nil { order.append(row.group) }
+    members[row.group, default: []].append(row)
+  }
+  return try order.map { key in
+    let runs = members[key]!.sorted { $0.summary.startedAt < $1.summary.startedAt }
+    var protocols: [String: SeedAggregate] = [:]
+    for name in Set(runs.flatMap { $0.results.keys }) {
+      let withResult = runs.filter { $0.results[name] != nil }
+      let episodes = try withResult.flatMap { try store.episodeRows(runID: $0.summary.id, protocolName: name).map { Double($0.correct) / Double($0.total) } }
+      protocols[name] = SeedAggregate(runAccuracies: withResult.map { $0.results[name]!.accuracy }, episodeAccuracies: episodes)
+    }
+    return SeedGroup(key: key, experiment: runs[0].summary.experiment, runs: runs, protocols: protocols)
+  }
+}
+
+/// Renders seed groups in one of the text formats.
+public func renderSeedGroups(_ groups: [SeedGroup], protocols: [String], format: ReportFormat) -> String {
+  switch format {
+  case .json:
+    let objects: [[String: Any]] = groups.map { group in
+      var results: [String: Any] = [:]
+      for (name, a) in group.protocols {
+        results[name] = [
+          "seeds": a.seeds, "mean": a.mean, "acrossSeedsLow": a.acrossSeeds?.low as Any? ?? NSNull(), "acrossSeedsHigh": a.acrossSeeds?.high as Any? ?? NSNull(),
+          "pooledLow": a.pooledEpisodes.low, "pooledHigh": a.pooledEpisodes.high, "episodes": a.episodes,
+        ]
+      }
+      return ["group": group.key, "experiment": group.experiment, "runs": group.runs.map(\.summary.id), "seeds": group.seeds, "results": results]
+    }
+    let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
+    return String(decoding: data, as: UTF8.self)
+  case .csv:
+    var header = ["group", "experiment", "seeds", "runs"]
+    for p in protocols { header += ["\(p).mean", "\(p).seeds_low", "\(p).seeds_high", "\(p).pooled_low", "\(p).pooled_high", "\(p).n"] }
+    let rows = groups.map { group -> [String] in
+      var out = [group.key, group.experiment, group.seeds.joined(separator: " "), group.runs.map(\.summary.id).joined(separator: " ")]
+      for p in protocols {
+        guard let a = group.protocols[p] else {
+          out += ["", "", "", "", "", ""]
+          continue
+        }
+        out += [
+          String(format: "%.4f", a.mean), a.acrossSeeds.map { String(format: "%.4f", $0.low) } ?? "", a.acrossSeeds.map { String(format: "%.4f", $0.high) } ?? "",
+          String(format: "%.4f", a.pooledEpisodes.low), String(format: "%.4f", a.pooledEpisodes.high), String(a.seeds),
+        ]
+      }
+      return out
+    }
+    return csvDocument(header, rows)
+  case .table, .markdown, .html:
+    let header = ["group", "experiment", "seeds"] + protocols
+    let rows = groups.map { group -> [String] in
+      [group.key, group.experiment, "\(group.runs.count): \(group.seeds.joined(separator: ","))"]
+        + protocols.map { p in group.protocols[p].map(describe) ?? "-" }
+    }
+    let table = format == .markdown ? markdownTable(header, rows) : textTable(header, rows)
+    return table + "\n\nmean over seeds [95% interval across seeds, t] (pooled episodes: 95% interval over every episode of every seed)"
+  }
+}
+
+/// `82.41% [81.20, 83.62] (pooled ±0.45)`.
+func describe(_ a: SeedAggregate) -> String {
+  let across = a.acrossSeeds.map { String(format: " [%.2f, %.2f]", 100 * $0.low, 100 * $0.high) } ?? " [one seed]"
+  return String(format: "%.2f%%", 100 * a.mean) + across + String(format: " (pooled ±%.2f)", 100 * (a.pooledEpisodes.high - a.pooledEpisodes.low) / 2)
+}
