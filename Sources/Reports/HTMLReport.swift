@@ -42,8 +42,8 @@ func smoothed(_ values: [Double], weight: Double = lossSmoothing) -> [Double] {
 /// A run's label in legends and row labels: short id, experiment and seed.
 func runLabel(_ row: ReportRow) -> String {
   var label = "\(row.summary.id.prefix(8)) \(row.summary.experiment)"
+  if row.tags["mode"] == "eval-only" { return label + " (eval-only)" }
   if let seed = row.params["seed"] { label += " s\(seed)" }
-  if row.tags["mode"] == "eval-only" { label += " (eval)" }
   return label
 }
 
@@ -193,7 +193,7 @@ func focusRuns(rows: [ReportRow], store: ResultsStore, requested: [String]) thro
       return row
     }
   }
-  for row in rows.reversed() where row.summary.status == .completed {
+  for row in rows.sorted(by: { $0.summary.startedAt > $1.summary.startedAt }) where row.summary.status == .completed {
     for name in row.results.keys where try !perAlphabet(store: store, runID: row.summary.id, protocolName: name).isEmpty { return [row] }
   }
   return []

@@ -66,7 +66,7 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
 }
 
 /// Renders the run listing in one of the formats.
-public func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat) -> String {
+public func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat, wide: Bool = false) -> String {
   var header = ["run", "experiment", "status", "started", "duration_s"] + keyParameters + ["validation.best", "validation.best_step"]
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   func cells(_ row: ReportRow) -> [String] {
@@ -107,21 +107,52 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
     return String(decoding: data, as: UTF8.self)
   case .markdown, .table, .html:
-    let short = ["run", "experiment", "status", "date", "backbone", "input", "steps", "lr", "precision", "seed", "validation"] + protocols + ["duration"]
+    // The default table fits 120 columns for a few protocols (short protocol names, the main
+    // settings); `wide` shows every listed setting and the full names.
+    let header =
+      wide
+      ? ["run", "experiment", "mode", "status", "started", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "validation"] + protocols
+        + ["duration"]
+      : ["run", "experiment", "mode", "status", "steps", "lr", "seed", "validation"] + protocols.map(shortProtocolName)
     let body = rows.map { row -> [String] in
-      var out = [
-        String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " "),
-      ]
-      out += [row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? "", row.params["training.steps"] ?? "", row.params["training.optimizer.learningRate"] ?? "", row.parameter("training.precision") ?? "", row.params["seed"] ?? ""]
-      out.append(row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-")
-      for p in protocols {
-        if let r = row.results[p] { out.append(String(format: "%.2f%% ± %.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.accuracy))) } else { out.append("-") }
+      let trained = row.tags["mode"] != "eval-only"
+      let mode = trained ? "train" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
+      let status = wide ? row.summary.status.rawValue : ["completed": "done", "interrupted": "stopped"][row.summary.status.rawValue] ?? row.summary.status.rawValue
+      let experiment = wide || row.summary.experiment.count <= 18 ? row.summary.experiment : String(row.summary.experiment.prefix(17)) + "…"
+      func training(_ key: String) -> String { trained ? row.parameter(key) ?? "" : "-" }
+      var out = [String(row.summary.id.prefix(8)), experiment, mode, status]
+      if wide {
+        out += [String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " "), row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? ""]
+        out += ["training.steps", "training.pairsPerStep", "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed"].map(training)
+        out.append(row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-")
+      } else {
+        out += ["training.steps", "training.optimizer.learningRate", "seed"].map(training)
+        out.append(row.bestValidation.map { String(format: "%.1f@%d", 100 * $0.value, $0.step) } ?? "-")
       }
-      out.append(row.summary.durationSeconds.map(formatDuration) ?? "-")
+      for p in protocols {
+        if let r = row.results[p] { out.append(String(format: "%.2f±%.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.accuracy))) } else { out.append("-") }
+      }
+      if wide { out.append(row.summary.durationSeconds.map(formatDuration) ?? "-") }
       return out
     }
-    return format == .markdown ? markdownTable(short, body) : textTable(short, body)
+    var table = format == .markdown ? markdownTable(header, body) : textTable(header, body)
+    let renamed = protocols.filter { shortProtocolName($0) != $0 }
+    if format == .table && !wide {
+      table += "\n\naccuracy % ± 95% CI half-width; validation: best % @ step; --wide for every column"
+      for name in renamed { table += "\n\(shortProtocolName(name)) = \(name)" }
+    }
+    return table
   }
+}
+
+/// A protocol's name in the narrow table: `evaluation-20way-1shot-within` -> `eval 20w1s`.
+public func shortProtocolName(_ name: String) -> String {
+  let parts = name.split(separator: "-").map(String.init)
+  guard parts.count >= 3, parts[1].hasSuffix("way"), parts[2].hasSuffix("shot") else { return name.count > 18 ? String(name.prefix(17)) + "…" : name }
+  let split = ["evaluation": "eval", "validation": "val"][parts[0]] ?? parts[0]
+  var out = "\(split) \(parts[1].dropLast(3))w\(parts[2].dropLast(4))s"
+  for extra in parts.dropFirst(3) where extra != "within" { out += " \(extra.prefix(4))" }
+  return out
 }
 
 /// An RFC 4180 document: fields with commas, quotes or line breaks quoted, CRLF line ends.

@@ -167,11 +167,12 @@ struct DotRow {
 func dotWhiskerChart(id: String, title: String, xLabel: String, rows: [DotRow]) -> String {
   guard !rows.isEmpty else { return "" }
   let lows = rows.map(\.low), highs = rows.map(\.high)
-  let xTicks = niceTicks(max(0, lows.min()! - 2), min(100, highs.max()! + 2))
+  // A margin on both sides, so that no dot or whisker end sits on the frame.
+  let span = max(highs.max()! - lows.min()!, 1)
+  let range = max(0, lows.min()! - 0.08 * span)...min(100, highs.max()! + 0.08 * span)
+  let xTicks = niceTicks(range.lowerBound, range.upperBound)
   let rowHeight = 20.0
-  let frame = PlotFrame(
-    width: 700, height: 52 + rowHeight * Double(rows.count), left: 230, right: 16, top: 8, bottom: 44, x: min(xTicks.first!, lows.min()!)...max(xTicks.last!, highs.max()!),
-    y: 0...Double(rows.count))
+  let frame = PlotFrame(width: 700, height: 52 + rowHeight * Double(rows.count), left: 230, right: 16, top: 8, bottom: 44, x: range, y: 0...Double(rows.count))
   var out = chartOpen(id: id, kind: "dots", title: title, width: frame.width, height: frame.height, series: rows.count)
   out += frame.axes(xLabel: xLabel, yLabel: nil, xTicks: xTicks, yTicks: [])
   for (i, row) in rows.enumerated() {

@@ -24,6 +24,7 @@ struct ReportCommand: ParsableCommand {
   @Option(help: "With --format html: the run whose per-alphabet accuracy is charted; give it twice to compare two runs (default: the newest completed run).")
   var focus: [String] = []
   @Option(help: "Write the report to this file instead of standard output.") var output: String?
+  @Flag(help: "Table and markdown: every listed setting and full protocol names (the default fits 120 columns).") var wide = false
 
   func validate() throws {
     if let last, last < 1 { throw ValidationError("--last must be at least 1") }
@@ -57,7 +58,7 @@ struct ReportCommand: ParsableCommand {
     case (_, true, _):
       text = renderSeedGroups(try seedGroups(rows, store: database), protocols: protocols, format: format) + (format == .csv ? "" : "\n")
     case (.csv, false, _), (_, false, nil):
-      text = renderReport(rows, protocols: protocols, format: format) + (format == .csv ? "" : "\n")
+      text = renderReport(rows, protocols: protocols, format: format, wide: wide) + (format == .csv ? "" : "\n")
     case (_, false, .some(let id)):
       text = try renderRunDetail(try database.run(id), store: database, format: format) + "\n"
     }
