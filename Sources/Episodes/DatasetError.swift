@@ -17,6 +17,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
   case impossibleSpec(String)
   /// Lake's runs archive does not have the documented layout.
   case malformedRuns(String)
+  /// A folder of the user's own images has a problem (the first of those a scan found).
+  case folderProblem(root: String, problem: String)
 
   public var description: String {
     switch self {
@@ -29,6 +31,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
       return "cannot decode PNG '\(name)': \(reason); replace or remove the file"
     case .unexpectedFile(let name, let reason):
       return "unexpected file '\(name)': \(reason)"
+    case .folderProblem(let root, let problem):
+      return "image folder \(root): \(problem)"
     case .checksumMismatch(let file, let expected, let actual):
       return "checksum mismatch for \(file): expected sha256 \(expected), found \(actual); restore the file from a fresh clone"
     case .impossibleSpec(let reason):

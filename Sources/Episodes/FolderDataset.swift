@@ -1,61 +1,144 @@
 import Foundation
+import Support
 
 /// A dataset of the user's own: `ROOT/<group>/<class>/*.png`, any size, gray or colour.
-/// Images are converted to gray and resized (bilinear) to `size` x `size`; dark strokes on a
-/// light background, as in Omniglot. Groups play the role of alphabets.
+/// Images are converted to gray and resized (area averaging down, bilinear up) to `size` x
+/// `size`; dark strokes on a light background, as in Omniglot. Groups play the role of
+/// alphabets, classes of characters. Names starting with a dot (`.DS_Store`) are ignored.
 public struct FolderDataset: Sendable {
   /// The folder holding one subfolder per group.
   public let root: URL
+  /// The largest image file read (a bigger one is reported, not read).
+  public static let maximumFileBytes = 64 << 20
 
   /// A dataset rooted at `root`.
   public init(root: URL) { self.root = root }
 
-  /// Reads, decodes and indexes every image. Non-PNG files and files at the wrong depth are
-  /// errors that name the file.
-  public func load(size: Int = 105) throws -> ImageSplit {
+  /// What a scan of the folder found: every readable image, by group and class, and every
+  /// problem (one line each), so that `dataset verify --folder` reports them all at once.
+  public struct Scan: Sendable {
+    /// One decoded image.
+    public struct Image: Sendable {
+      public let group: String
+      public let className: String
+      /// Path below the root, `group/class/file.png`.
+      public let path: String
+      public let image: GrayImage
+      /// SHA-256 of the file.
+      public let digest: String
+    }
+    /// Readable images, sorted by group, class and file name (UTF-8 byte order).
+    public var images: [Image] = []
+    /// What is wrong, one line each, in folder order.
+    public var problems: [String] = []
+    /// Image sizes seen (`WxH`) and how many images have each.
+    public var sizes: [String: Int] = [:]
+
+    /// Groups and their classes with image counts, in order.
+    public var classes: [(group: String, name: String, images: Int)] {
+      var out: [(group: String, name: String, images: Int)] = []
+      for image in images {
+        if let last = out.last, last.group == image.group, last.name == image.className {
+          out[out.count - 1].images += 1
+        } else {
+          out.append((image.group, image.className, 1))
+        }
+      }
+      return out
+    }
+
+    /// The folder's identity: SHA-256 over every image's path and content digest.
+    public var fingerprint: String { SHA256.hex(Array(images.map { "\($0.path)\t\($0.digest)\n" }.joined().utf8)) }
+  }
+
+  /// Reads the folder and decodes every image; never throws: whatever is wrong is a problem in
+  /// the result (a missing root, a file where a folder belongs, a non-PNG file, an unreadable
+  /// or corrupt or oversized image, a class with fewer than two images, no classes at all).
+  public func scan() -> Scan {
+    var scan = Scan()
     let fm = FileManager.default
-    var isDirectory: ObjCBool = false
-    guard fm.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-      throw DatasetError.missing(path: root.path, hint: "a custom dataset is a folder laid out as ROOT/<group>/<class>/*.png")
-    }
-    func children(_ url: URL) throws -> [String] {
-      try fm.contentsOfDirectory(atPath: url.path).sorted(by: utf8Less)
-    }
     func isFolder(_ url: URL) -> Bool {
       var flag: ObjCBool = false
       return fm.fileExists(atPath: url.path, isDirectory: &flag) && flag.boolValue
     }
-    var entries: [(alphabet: String, character: String, path: String, drawer: Int)] = []
-    var files: [(name: String, bytes: [UInt8])] = []
-    for group in try children(root) {
+    func children(_ url: URL) -> [String]? {
+      guard let names = try? fm.contentsOfDirectory(atPath: url.path) else {
+        scan.problems.append("\(url.path): cannot list the folder (check its permissions)")
+        return nil
+      }
+      return names.filter { !$0.hasPrefix(".") }.sorted(by: utf8Less)
+    }
+    guard isFolder(root) else {
+      scan.problems.append("\(root.path) is not a folder; an image folder is laid out as ROOT/<group>/<class>/*.png")
+      return scan
+    }
+    for group in children(root) ?? [] {
       let groupURL = root.appendingPathComponent(group)
       guard isFolder(groupURL) else {
-        throw DatasetError.unexpectedFile(name: groupURL.path, reason: "only group folders belong in \(root.path) (layout ROOT/<group>/<class>/*.png)")
+        scan.problems.append("\(group): only group folders belong in \(root.path) (layout ROOT/<group>/<class>/*.png); move the file out")
+        continue
       }
-      for className in try children(groupURL) {
+      let classNames = children(groupURL) ?? []
+      if classNames.isEmpty { scan.problems.append("\(group): the group has no class folders") }
+      for className in classNames {
         let classURL = groupURL.appendingPathComponent(className)
         guard isFolder(classURL) else {
-          throw DatasetError.unexpectedFile(name: classURL.path, reason: "only class folders belong in a group folder (layout ROOT/<group>/<class>/*.png)")
+          scan.problems.append("\(group)/\(className): only class folders belong in a group folder; move the file out")
+          continue
         }
-        var drawer = 0
-        for file in try children(classURL) {
-          let fileURL = classURL.appendingPathComponent(file)
-          guard file.lowercased().hasSuffix(".png"), !isFolder(fileURL) else {
-            throw DatasetError.unexpectedFile(name: fileURL.path, reason: "only .png images belong in a class folder; move it out")
+        var readable = 0
+        for file in children(classURL) ?? [] {
+          let path = "\(group)/\(className)/\(file)"
+          let url = classURL.appendingPathComponent(file)
+          guard file.lowercased().hasSuffix(".png"), !isFolder(url) else {
+            scan.problems.append("\(path): not a .png image; move it out of the class folder")
+            continue
           }
-          guard let data = fm.contents(atPath: fileURL.path) else {
-            throw DatasetError.corruptImage(name: fileURL.path, reason: "cannot read the file")
+          let bytes = (try? fm.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+          guard bytes <= FolderDataset.maximumFileBytes else {
+            scan.problems.append("\(path): \(bytes / (1 << 20)) MB is larger than the \(FolderDataset.maximumFileBytes >> 20) MB an image may have; shrink it")
+            continue
           }
-          drawer += 1
-          entries.append((group, className, "\(group)/\(className)/\(file)", drawer))
-          files.append((fileURL.path, [UInt8](data)))
+          guard let data = fm.contents(atPath: url.path) else {
+            scan.problems.append("\(path): cannot read the file (check its permissions)")
+            continue
+          }
+          do {
+            let image = try GrayImage.decodePNG([UInt8](data), name: path)
+            scan.images.append(Scan.Image(group: group, className: className, path: path, image: image, digest: SHA256.hex(data)))
+            scan.sizes["\(image.width)x\(image.height)", default: 0] += 1
+            readable += 1
+          } catch {
+            scan.problems.append("\(error)")
+          }
+        }
+        if readable < 2 {
+          scan.problems.append("\(group)/\(className): \(readable) readable image\(readable == 1 ? "" : "s"); a class needs at least 2 (one to support, one to query)")
         }
       }
     }
-    guard !files.isEmpty else {
-      throw DatasetError.missing(path: root.path + "/<group>/<class>/*.png", hint: "the folder holds no images")
+    if scan.images.isEmpty { scan.problems.append("\(root.path) holds no readable images in ROOT/<group>/<class>/*.png") }
+    return scan
+  }
+
+  /// The images as a split at `size` x `size`, and the folder's fingerprint. The first problem
+  /// of the scan is the error (`dataset verify --folder` lists them all).
+  public func load(size: Int = 105) throws -> (split: ImageSplit, fingerprint: String) {
+    let scan = scan()
+    if let problem = scan.problems.first {
+      let more = scan.problems.count > 1 ? " (and \(scan.problems.count - 1) more: `oneshot-bench dataset verify --folder \(root.path)` lists them)" : ""
+      throw DatasetError.folderProblem(root: root.path, problem: problem + more)
     }
-    let pixels = try decodeInk(files, size: size)
-    return ImageSplit.assemble(name: "custom", size: size, entries: entries, pixels: pixels)
+    var pixels = [UInt8](repeating: 0, count: scan.images.count * size * size)
+    var drawers: [String: Int] = [:]
+    var entries: [(alphabet: String, character: String, path: String, drawer: Int)] = []
+    for (i, item) in scan.images.enumerated() {
+      let resized = item.image.resized(width: size, height: size)
+      for j in 0..<(size * size) { pixels[i * size * size + j] = 255 &- resized.pixels[j] }
+      let key = "\(item.group)/\(item.className)"
+      drawers[key, default: 0] += 1
+      entries.append((item.group, item.className, item.path, drawers[key]!))
+    }
+    return (ImageSplit.assemble(name: "folder", size: size, entries: entries, pixels: pixels), scan.fingerprint)
   }
 }

@@ -85,7 +85,7 @@ final class CatalogTests: XCTestCase {
         }
       }
     }
-    let split = try FolderDataset(root: root).load(size: 28)
+    let split = try FolderDataset(root: root).load(size: 28).split
     XCTAssertEqual(split.alphabets, ["digits", "letters"])
     XCTAssertEqual(split.characters.map(\.name), ["one", "two", "a"])
     XCTAssertEqual(split.images.count, 9)

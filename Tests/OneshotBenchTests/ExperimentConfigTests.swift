@@ -32,8 +32,8 @@ final class ExperimentConfigTests: XCTestCase {
   func testValidFileGetsDefaults() throws {
     let config = try ExperimentConfig.load(try write(valid))
     XCTAssertEqual(config.threads, 2)
-    XCTAssertEqual(config.training.pairsPerStep, 32)
-    XCTAssertEqual(config.training.validation.spec.ways, 20)
+    XCTAssertEqual(config.training?.pairsPerStep, 32)
+    XCTAssertEqual(config.training?.validation.spec.ways, 20)
     XCTAssertEqual(config.evaluation.map(\.name), ["lake20"])
     XCTAssertEqual(config.model.headActivation, .none)
     // The resolved configuration round-trips through its canonical JSON.
@@ -61,7 +61,7 @@ final class ExperimentConfigTests: XCTestCase {
   func testOptimizerKeysOfTheOtherKindAreRefusedUnlessInert() throws {
     let sgd = valid.replacingOccurrences(of: #""kind": "adam", "learningRate": 0.001"#, with: #""kind": "sgd", "learningRate": 0.005, "weightDecay": 0.0005"#)
     let config = try ExperimentConfig.load(try write(sgd))
-    XCTAssertEqual(config.training.optimizer.config, .sgd(momentum: 0.9, nesterov: true, weightDecay: 0.0005))
+    XCTAssertEqual(config.training?.optimizer.config, .sgd(momentum: 0.9, nesterov: true, weightDecay: 0.0005))
     XCTAssertEqual(try ExperimentConfig.decode(Data(config.canonicalJSON.utf8), source: "round trip"), config)
     XCTAssertEqual(try message(sgd.replacingOccurrences(of: "0.0005", with: "0.0005, \"beta1\": 0.5")), "training.optimizer.beta1 | only the adam optimizer uses beta1; remove it")
     XCTAssertEqual(try message(valid.replacingOccurrences(of: "0.001}", with: "0.001, \"momentum\": 0.5}")), "training.optimizer.momentum | only the sgd optimizer uses momentum; remove it")
@@ -84,13 +84,13 @@ final class ExperimentConfigTests: XCTestCase {
 
   func testSetOverridesAnyKeyWithTheFilesChecks() throws {
     let config = try override("training.optimizer.learningRate=0.005", "seed=7", "training.precision=bf16", "model.blocks=[[8],[16]]")
-    XCTAssertEqual(config.training.optimizer.learningRate, 0.005)
+    XCTAssertEqual(config.training?.optimizer.learningRate, 0.005)
     XCTAssertEqual(config.seed, 7)
-    XCTAssertEqual(config.training.precision, .bf16)
+    XCTAssertEqual(config.training?.precision, .bf16)
     XCTAssertEqual(config.model.blocks, [[8], [16]])
     // A section the file leaves out is created, with the section's defaults for the rest.
-    XCTAssertEqual(try override("training.augmentation.probability=0.25").training.augmentation?.probability, 0.25)
-    XCTAssertEqual(try override("training.augmentation.probability=0.25").training.augmentation?.shear, AffineAugmentation.koch.shear)
+    XCTAssertEqual(try override("training.augmentation.probability=0.25").training?.augmentation?.probability, 0.25)
+    XCTAssertEqual(try override("training.augmentation.probability=0.25").training?.augmentation?.shear, AffineAugmentation.koch.shear)
     // The resolved configuration is what a file with those values gives (same hash).
     let edited = try ExperimentConfig.load(try write(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 12")))
     XCTAssertEqual(try override("training.steps=12").hash, edited.hash)
@@ -129,10 +129,10 @@ final class ExperimentConfigTests: XCTestCase {
 
   func testPrecisionDefaultsToFP32AndKeepsOldConfigurationHashes() throws {
     let plain = try ExperimentConfig.load(try write(valid))
-    XCTAssertEqual(plain.training.precision, .fp32)
+    XCTAssertEqual(plain.training?.precision, .fp32)
     XCTAssertFalse(plain.canonicalJSON.contains("precision"), "fp32 is not written, so runs recorded before the key existed keep their hash")
     let bf16 = try ExperimentConfig.load(try write(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"precision\": \"bf16\"")))
-    XCTAssertEqual(bf16.training.precision, .bf16)
+    XCTAssertEqual(bf16.training?.precision, .bf16)
     XCTAssertEqual(try JSONDecoder().decode(ExperimentConfig.self, from: Data(bf16.canonicalJSON.utf8)), bf16)
   }
 }

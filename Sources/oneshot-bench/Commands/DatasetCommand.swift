@@ -5,15 +5,21 @@ import Foundation
 /// `oneshot-bench dataset ...`
 struct DatasetCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "dataset", abstract: "Check the Omniglot data.", subcommands: [Verify.self])
+    commandName: "dataset", abstract: "Check the Omniglot data, or a folder of your own images.", subcommands: [Verify.self])
 
   /// `oneshot-bench dataset verify`: checksums, counts and load time.
   struct Verify: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Verify checksums and counts, and time loading both splits.")
+    static let configuration = CommandConfiguration(
+      abstract: "Verify Omniglot's checksums and counts and time loading both splits; with --folder, list a folder's groups, classes and every problem.")
 
     @OptionGroup var data: DataOptions
+    @Option(help: "A folder of your own images (ROOT/<group>/<class>/*.png) to check instead of Omniglot.") var folder: String?
+    @Option(help: "With --folder: also check that N-way K-shot episodes with Q queries can be drawn (e.g. --ways 5 --shots 1 --queries 1).") var ways: Int?
+    @Option(help: "With --folder and --ways: support images per class.") var shots: Int = 1
+    @Option(help: "With --folder and --ways: query images per class.") var queries: Int = 1
 
     func run() throws {
+      if let folder { return try verifyFolder(folder) }
       let dataset = data.dataset
       print("dataset: \(dataset.root.path)")
       let checks = try dataset.verifyChecksums()
@@ -48,6 +54,42 @@ struct DatasetCommand: ParsableCommand {
       }
       if !bad.isEmpty || !countsOK {
         throw UserFacingError("dataset check failed (\(bad.map(\.file).joined(separator: ", "))); restore dataset/omniglot from a fresh clone")
+      }
+    }
+
+    /// Counts and every problem of an image folder; exits 1 when there are problems.
+    func verifyFolder(_ path: String) throws {
+      let root = URL(fileURLWithPath: path)
+      let started = Date()
+      let scan = FolderDataset(root: root).scan()
+      let classes = scan.classes
+      let groups = Dictionary(grouping: classes, by: \.group)
+      print("folder: \(root.path)")
+      for group in groups.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+        let members = groups[group]!
+        let counts = members.map(\.images)
+        print("  \(group): \(members.count) classes, \(counts.reduce(0, +)) images (\(counts.min()!)-\(counts.max()!) per class)")
+      }
+      print(String(format: "  %d groups, %d classes, %d images read in %.2f s", groups.count, classes.count, scan.images.count, Date().timeIntervalSince(started)))
+      let sizes = scan.sizes.sorted { $0.value > $1.value }.map { "\($0.key) x\($0.value)" }
+      if !sizes.isEmpty { print("  sizes: \(sizes.joined(separator: ", "))\(scan.sizes.count > 1 ? " (mixed: every image is resized to the model's input)" : "")") }
+      if !scan.images.isEmpty { print("  fingerprint: \(scan.fingerprint)") }
+      var problems = scan.problems
+      if let ways, problems.isEmpty {
+        let split = try FolderDataset(root: root).load(size: 28).split
+        let pool = ClassPool(split: split)
+        let mode: AlphabetMode = pool.byAlphabet.contains { $0.classes.count >= ways } ? .within : .across
+        do {
+          _ = try EpisodeSampler(pool: pool, spec: EpisodeSpec(ways: ways, shots: shots, queries: queries, alphabetMode: mode), seed: 0)
+          print("  ok       \(ways)-way \(shots)-shot episodes with \(queries) quer\(queries == 1 ? "y" : "ies") per class can be drawn (\(mode.rawValue) groups)")
+        } catch {
+          problems.append("\(ways)-way \(shots)-shot: \(error)")
+        }
+      }
+      for problem in problems { print("  PROBLEM  \(problem)") }
+      if !problems.isEmpty {
+        printError("\(problems.count) problem\(problems.count == 1 ? "" : "s") in \(root.path); fix them (listed above) before evaluating on it")
+        throw ExitCode(1)
       }
     }
   }

@@ -20,6 +20,7 @@ struct EpisodesCommand: ParsableCommand {
   @Option(help: "Episodes to skip before printing (episode i is the same whatever is skipped).") var start: Int = 0
   @Option(help: "Random seed.") var seed: UInt64 = 0
   @Option(help: "Output: json or text.") var format: EpisodeFormat = .json
+  @Option(help: "Draw from a folder of your own images (ROOT/<group>/<class>/*.png) instead of an Omniglot split.") var folder: String?
 
   enum EpisodeFormat: String, ExpressibleByArgument, CaseIterable { case json, text }
 
@@ -29,7 +30,7 @@ struct EpisodesCommand: ParsableCommand {
   }
 
   func run() throws {
-    let pool = try episodePool(split: split, dataset: data.dataset)
+    let pool = try folder.map { ClassPool(split: try FolderDataset(root: URL(fileURLWithPath: $0)).load(size: 28).split) } ?? episodePool(split: split, dataset: data.dataset)
     let spec = EpisodeSpec(ways: ways, shots: shots, queries: queries, alphabetMode: alphabetMode, disjointDrawers: disjointDrawers)
     let sampler = try EpisodeSampler(pool: pool, spec: spec, seed: seed)
     let episodes = (start..<(start + count)).map(sampler.episode)

@@ -22,8 +22,8 @@ struct ExperimentConfig: Codable, Equatable {
   var data: DataConfig
   /// The network.
   var model: ModelConfig
-  /// How it is trained.
-  var training: TrainingConfig
+  /// How it is trained; nil for a file that only evaluates checkpoints (`run --eval-only`).
+  var training: TrainingConfig?
   /// What it is scored on.
   var evaluation: [ProtocolConfig]
 
@@ -38,7 +38,7 @@ struct ExperimentConfig: Codable, Equatable {
     threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? 2
     data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? DataConfig()
     model = try c.decode(ModelConfig.self, forKey: .model)
-    training = try c.decode(TrainingConfig.self, forKey: .training)
+    training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training)
     evaluation = try c.decodeIfPresent([ProtocolConfig].self, forKey: .evaluation) ?? [ProtocolConfig(protocolKind: .lake20)]
   }
 
@@ -49,7 +49,7 @@ struct ExperimentConfig: Codable, Equatable {
     if !(1...256).contains(threads) { out.append(("threads", "between 1 and 256; got \(threads)")) }
     out += nested("model", model.problems())
     out += nested("data", data.problems())
-    out += nested("training", training.problems())
+    out += nested("training", training?.problems() ?? [])
     if evaluation.isEmpty { out.append(("evaluation", "at least one protocol")) }
     for (i, item) in evaluation.enumerated() { out += nested("evaluation[\(i)]", item.problems()) }
     let names = evaluation.map(\.name)
@@ -210,6 +210,8 @@ struct ProtocolConfig: Codable, Equatable {
   var protocolKind: Kind
   /// Split of sampled episodes: `evaluation` (the test set) or `validation`.
   var split: String = "evaluation"
+  /// With split `folder`: the folder of the user's own images, ROOT/<group>/<class>/*.png.
+  var path: String?
   var episodes: Int = 1000
   var spec: EpisodeSpec = EpisodeSpec(ways: 20, shots: 1, queries: 1)
   var seed: UInt64 = 0
@@ -217,7 +219,7 @@ struct ProtocolConfig: Codable, Equatable {
 
   enum CodingKeys: String, CodingKey, CaseIterable {
     case protocolKind = "protocol"
-    case split, episodes, spec, seed
+    case split, path, episodes, spec, seed
     case customName = "name"
   }
 
@@ -228,6 +230,7 @@ struct ProtocolConfig: Codable, Equatable {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     protocolKind = try c.decode(Kind.self, forKey: .protocolKind)
     split = try c.decodeIfPresent(String.self, forKey: .split) ?? "evaluation"
+    path = try c.decodeIfPresent(String.self, forKey: .path)
     episodes = try c.decodeIfPresent(Int.self, forKey: .episodes) ?? 1000
     spec = try c.decodeIfPresent(EpisodeSpec.self, forKey: .spec) ?? EpisodeSpec(ways: 20, shots: 1, queries: 1)
     seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
@@ -247,9 +250,15 @@ struct ProtocolConfig: Codable, Equatable {
   func problems() -> [ConfigProblem] {
     guard protocolKind == .episodes else { return [] }
     var out: [ConfigProblem] = []
-    if !["evaluation", "validation"].contains(split) { out.append(("split", "evaluation (the test set) or validation; got \(split)")) }
+    if !["evaluation", "validation", "folder"].contains(split) {
+      out.append(("split", "evaluation (the test set), validation or folder (your own images, with \"path\"); got \(split)"))
+    }
+    if split == "folder" && (path ?? "").isEmpty { out.append(("path", "the folder of images, ROOT/<group>/<class>/*.png, for split folder")) }
+    if split != "folder" && path != nil { out.append(("path", "only split folder reads a path; remove it or set \"split\": \"folder\"")) }
     if episodes < 1 { out.append(("episodes", "at least 1")) }
-    out += nested("spec", spec.problems())
+    // A folder's classes may hold more than Omniglot's 20 drawings; the sampler checks the
+    // folder's own counts before any work.
+    out += nested("spec", spec.problems().filter { split != "folder" || $0.keyPath != "shots + queries" })
     return out
   }
 }

@@ -9,16 +9,22 @@ import Support
 /// 130/143 interrupted (SIGINT/SIGTERM). User errors throw before anything is written.
 ///   plan -> data -> run row -> train (unless eval-only) -> evaluate -> record
 func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
+  try runExperiment(try RunPlan(configPath: configPath, options: options))
+}
+
+/// Runs a checked plan (see `runExperiment(configPath:options:)`).
+func runExperiment(_ plan: RunPlan) throws -> Int32 {
   let progress = ProgressDisplay()
-  let plan = try RunPlan(configPath: configPath, options: options)
-  let config = plan.config
+  let config = plan.config, options = plan.options
   ComputeThreads.set(config.threads)
   let loadStart = Date()
-  let data = try ExperimentData.load(config, dataPath: options.dataPath)
-  progress.line(
-    String(
-      format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", data.background.images.count, data.pools.training.classes.count,
-      data.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(loadStart)))
+  let data = try ExperimentData.load(config, dataPath: options.dataPath, training: plan.trains ? config.training : nil)
+  if let training = data.training {
+    progress.line(
+      String(
+        format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", training.background.images.count, training.pools.training.classes.count,
+        training.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(loadStart)))
+  }
   var evaluated: (model: SiameseEnsemble, path: String, tags: [(key: String, value: String)])? = nil
   if case .evalOnly(let path) = plan.mode { evaluated = try readEvaluatedCheckpoint(path, config: config) }
 
@@ -26,16 +32,16 @@ func runExperiment(configPath: String?, options: RunOptions) throws -> Int32 {
   progress.line("run \(run.id) (\(config.name)) recording into \(options.storePath)")
   InterruptFlag.install()
   let ending = try run.recording {
-    if evaluated == nil {
-      let trainer = try Trainer(config: config, data: data, folder: plan.folder(runID: run.id), store: run.store, runID: run.id)
+    if evaluated == nil, let settings = config.training, let training = data.training {
+      let trainer = try Trainer(config: config, training: settings, data: training, folder: plan.folder(runID: run.id), store: run.store, runID: run.id)
       if case .resume = plan.mode {
         try trainer.resume()
-        progress.line("resuming at step \(trainer.state.step) of \(config.training.steps)")
+        progress.line("resuming at step \(trainer.state.step) of \(settings.steps)")
       }
       switch try trainer.train(progress: progress) {
       case .failed(let message): return .failed(message)
       case .interrupted(let signal, let step): return .interrupted(signal: signal, step: step)
-      case .stoppedEarly(let step): progress.line("stopped early at step \(step): no validation improvement in \(config.training.patience) validations")
+      case .stoppedEarly(let step): progress.line("stopped early at step \(step): no validation improvement in \(settings.patience) validations")
       case .completed: break
       }
       progress.finish()
@@ -100,13 +106,14 @@ func beginRun(_ plan: RunPlan, data: ExperimentData, tags: [(key: String, value:
   var run = NewRun(experiment: config.name, configJSON: config.canonicalJSON, configHash: config.hash, params: flattenJSON(config.canonicalJSON))
   run.gitCommit = provenance.gitCommit
   run.gitDirty = provenance.gitDirty
-  run.datasetFingerprint = try? data.dataset.fingerprint()
+  run.datasetFingerprint = data.datasetFingerprint
   run.host = provenance.host
   run.cpu = provenance.cpu
   run.harnessVersion = harnessVersion
   run.swiftVersion = provenance.swiftVersion
   let id = try store.beginRun(run)
-  for tag in tags { try store.setTag(run: id, key: tag.key, value: tag.value) }
+  let folders = data.fingerprints.filter { $0.source != "omniglot" }.map { (key: "dataset.folder", value: "\($0.source) \($0.fingerprint)") }
+  for tag in tags + folders { try store.setTag(run: id, key: tag.key, value: tag.value) }
   return RunRecording(store: store, id: id, started: Date())
 }
 

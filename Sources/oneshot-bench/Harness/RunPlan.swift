@@ -2,6 +2,7 @@ import Episodes
 import Foundation
 import Model
 import ResultsStore
+import Support
 
 /// Options of `run` that are not in the experiment file.
 struct RunOptions {
@@ -59,7 +60,25 @@ struct RunPlan {
     if let threads = options.threads { config.threads = threads }
     if let seed = options.seed { config.seed = seed }
     try config.check(source: source)
+    if config.training == nil, case .evalOnly = mode {} else if config.training == nil {
+      throw ConfigError(file: source, keyPath: "training", message: "missing; a file without a training section can only evaluate a checkpoint (run it with --eval-only)")
+    }
     self.config = config
+  }
+
+  /// An eval-only plan for a configuration built on the command line (`evaluate`).
+  init(evaluating config: ExperimentConfig, checkpoint: String, options: RunOptions) throws {
+    try config.check(source: "the evaluate command")
+    self.config = config
+    self.options = options
+    mode = .evalOnly(checkpoint: checkpoint)
+    openedStore = nil
+  }
+
+  /// True when the run trains (fresh or resumed).
+  var trains: Bool {
+    if case .evalOnly = mode { return false }
+    return true
   }
 
   /// The results store (opened only once the data is known to load, so that a refused run
@@ -74,48 +93,100 @@ struct RunPlan {
   }
 }
 
-/// The data one experiment needs, loaded and checked before anything is written: the
-/// background split and its pools, the training pair sampler, the validation episodes and
-/// every evaluation protocol with its episodes, each built once. An impossible episode spec
-/// fails here.
+/// The data one experiment needs, loaded and checked before anything is written, each part
+/// built once: for training, the background split and its pools, the pair sampler and the
+/// validation episodes; for evaluation, every protocol with its episodes. Only what the run
+/// uses is read (an eval-only run on a folder of images reads no Omniglot archive). An
+/// impossible episode spec or a bad image folder fails here.
 struct ExperimentData {
-  let dataset: OmniglotDataset
-  let background: ImageSplit
-  let pools: (training: ClassPool, validation: ClassPool)
-  let pairs: PairSampler
-  let validationEpisodes: [ScoringEpisode]
+  /// What training reads.
+  struct Training {
+    let background: ImageSplit
+    let pools: (training: ClassPool, validation: ClassPool)
+    let pairs: PairSampler
+    let validationEpisodes: [ScoringEpisode]
+  }
+  let training: Training?
   let protocols: [PreparedProtocol]
+  /// Fingerprints of the data read: Omniglot's archives and each image folder.
+  let fingerprints: [(source: String, fingerprint: String)]
 
-  static func load(_ config: ExperimentConfig, dataPath: String?) throws -> ExperimentData {
+  static func load(_ config: ExperimentConfig, dataPath: String?, training settings: TrainingConfig?) throws -> ExperimentData {
     let dataset = OmniglotDataset(root: URL(fileURLWithPath: dataPath ?? config.data.path))
     let size = config.model.inputSize
-    let needsEvaluation = config.evaluation.contains { $0.protocolKind == .episodes && $0.split == "evaluation" }
-    let splits = try dataset.load(needsEvaluation ? [.background, .evaluation] : [.background], size: size)
-    let background = splits[0]
-    let pools = try background.trainingAndValidation(validationAlphabets: config.data.validationAlphabets)
-    let pairs = try PairSampler(pool: pools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
-    let validation = config.training.validation
-    let validationEpisodes = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed).episodes(count: validation.episodes)
-      .map { $0.scoring(in: background) }
-    let runs = try config.evaluation.contains { $0.protocolKind == .lake20 } ? LakeRuns.load(from: dataset, size: size) : nil
+    // Omniglot splits, read at most once each, only when something uses them.
+    var loaded: [OmniglotSplit: ImageSplit] = [:]
+    func split(_ which: OmniglotSplit) throws -> ImageSplit {
+      if let split = loaded[which] { return split }
+      let split = try dataset.load(which, size: size)
+      loaded[which] = split
+      return split
+    }
+    var pools: (training: ClassPool, validation: ClassPool)? = nil
+    func backgroundPools() throws -> (training: ClassPool, validation: ClassPool) {
+      if let pools { return pools }
+      let made = try split(.background).trainingAndValidation(validationAlphabets: config.data.validationAlphabets)
+      pools = made
+      return made
+    }
+    var training: Training? = nil
+    if let settings {
+      let background = try split(.background), trainingPools = try backgroundPools()
+      let validation = settings.validation
+      training = Training(
+        background: background, pools: trainingPools,
+        pairs: try PairSampler(pool: trainingPools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed),
+        validationEpisodes: try EpisodeSampler(pool: trainingPools.validation, spec: validation.spec, seed: validation.seed).episodes(count: validation.episodes)
+          .map { $0.scoring(in: background) })
+    }
+    var usesOmniglot = settings != nil
+    var folders: [(source: String, fingerprint: String)] = []
     let protocols = try config.evaluation.map { item -> PreparedProtocol in
       switch item.protocolKind {
       case .lake20:
-        return PreparedProtocol(name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, evaluator: Evaluator(runs: runs!), episodes: runs!.scoringEpisodes)
+        usesOmniglot = true
+        let runs = try LakeRuns.load(from: dataset, size: size)
+        return PreparedProtocol(name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes)
       case .episodes:
-        let pool = item.split == "evaluation" ? ClassPool(split: splits[1]) : pools.validation
+        var spec = item.spec
+        let pool: ClassPool
+        switch item.split {
+        case "folder":
+          let (images, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: item.path ?? "")).load(size: size)
+          folders.append((item.path ?? "", fingerprint))
+          pool = ClassPool(split: images)
+          // Within one group when a group has enough classes, otherwise across groups.
+          if spec.alphabetMode == .within && !pool.byAlphabet.contains(where: { $0.classes.count >= spec.ways }) { spec.alphabetMode = .across }
+        case "validation":
+          usesOmniglot = true
+          pool = try backgroundPools().validation
+        default:
+          usesOmniglot = true
+          pool = ClassPool(split: try split(.evaluation))
+        }
         let sampler: EpisodeSampler
         do {
-          sampler = try EpisodeSampler(pool: pool, spec: item.spec, seed: item.seed)
+          sampler = try EpisodeSampler(pool: pool, spec: spec, seed: item.seed)
         } catch let error as DatasetError {
           throw UserFacingError("protocol \(item.name): \(error)")
         }
+        var effective = item
+        effective.spec = spec
         return PreparedProtocol(
-          name: item.name, split: pool.name, ways: item.spec.ways, shots: item.spec.shots, queries: item.spec.queries, evaluator: Evaluator(split: pool.split),
+          name: effective.name, split: pool.name, ways: spec.ways, shots: spec.shots, queries: spec.queries, evaluator: Evaluator(split: pool.split),
           episodes: sampler.episodes(count: item.episodes).map { $0.scoring(in: pool.split) })
       }
     }
-    return ExperimentData(dataset: dataset, background: background, pools: pools, pairs: pairs, validationEpisodes: validationEpisodes, protocols: protocols)
+    let omniglot = usesOmniglot ? [("omniglot", (try? dataset.fingerprint()) ?? "unknown")] : []
+    return ExperimentData(training: training, protocols: protocols, fingerprints: omniglot + folders)
+  }
+
+  /// The run's dataset fingerprint: Omniglot's when it read Omniglot, else its image folder's
+  /// (several folders: a digest of theirs).
+  var datasetFingerprint: String? {
+    if let omniglot = fingerprints.first(where: { $0.source == "omniglot" }) { return omniglot.fingerprint }
+    if fingerprints.count == 1 { return fingerprints[0].fingerprint }
+    return fingerprints.isEmpty ? nil : SHA256.hex(Array(fingerprints.map { "\($0.source)\t\($0.fingerprint)\n" }.joined().utf8))
   }
 }
 

@@ -41,6 +41,7 @@ struct TrainingState {
 /// best and last checkpoints under `runs/<run-id>/`.
 final class Trainer {
   let config: ExperimentConfig
+  let training: TrainingConfig
   let background: ImageSplit
   let pairs: PairSampler
   let validationEpisodes: [ScoringEpisode]
@@ -53,8 +54,9 @@ final class Trainer {
   private let augmentationKey = stableHash("augmentation")
 
   /// A trainer for a fresh network; creates the run's folder with its configuration.
-  init(config: ExperimentConfig, data: ExperimentData, folder: URL, store: ResultsStore, runID: String) throws {
+  init(config: ExperimentConfig, training: TrainingConfig, data: ExperimentData.Training, folder: URL, store: ResultsStore, runID: String) throws {
     self.config = config
+    self.training = training
     self.background = data.background
     self.folder = folder
     self.store = store
@@ -64,8 +66,8 @@ final class Trainer {
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     try Data(config.canonicalJSON.utf8).write(to: folder.appendingPathComponent("config.json"))
     network = SiameseNetwork(config: config.model, seed: config.seed)
-    network.precision = config.training.precision
-    optimizer = Optimizer(config.training.optimizer.config, store: network.store)
+    network.precision = training.precision
+    optimizer = Optimizer(training.optimizer.config, store: network.store)
   }
 
   var bestURL: URL { folder.appendingPathComponent("best.safetensors") }
@@ -81,7 +83,7 @@ final class Trainer {
       throw UserFacingError("\(lastURL.path) holds no optimizer or training state; it cannot be resumed. Start a new run")
     }
     network = checkpoint.network
-    network.precision = config.training.precision
+    network.precision = training.precision
     self.optimizer = optimizer
     self.state = state
   }
@@ -89,10 +91,10 @@ final class Trainer {
   /// One step's images (as one input tensor), the pairs among them and their labels;
   /// augmentation is a pure function of (seed, step, image slot).
   func batch(_ step: Int) -> (images: Tensor, pairs: [(Int, Int)], labels: [Float]) {
-    let count = config.training.pairsPerStep
+    let count = training.pairsPerStep
     let images: [Int]
     let pairs: [TrainingPair]
-    switch config.training.pairing {
+    switch training.pairing {
     case .independent:
       let items = self.pairs.batch(step, pairs: count)
       images = items.map(\.left) + items.map(\.right)
@@ -109,7 +111,7 @@ final class Trainer {
         for (slot, image) in images.enumerated() {
           let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
           let destination = UnsafeMutableBufferPointer(rebasing: out[(slot * n)..<((slot + 1) * n)])
-          if let augmentation = config.training.augmentation {
+          if let augmentation = training.augmentation {
             var rng = SplitMix64(seed: config.seed, key: augmentationKey, index: UInt64(step * images.count + slot))
             augmentation.apply(source, size: size, into: destination, rng: &rng)
           } else {
@@ -137,7 +139,6 @@ final class Trainer {
 
   /// Trains from `state.step` to the budget, validating and checkpointing on the way.
   func train(progress: ProgressDisplay) throws -> TrainingOutcome {
-    let training = config.training
     let total = training.steps
     let schedule = training.schedule
     var lossSum = 0.0, lossCount = 0

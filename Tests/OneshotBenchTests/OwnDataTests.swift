@@ -1,0 +1,117 @@
+import Episodes
+import Foundation
+import ResultsStore
+import XCTest
+
+@testable import oneshot_bench
+
+/// A user's own characters: a folder of made-up glyphs (3 groups x 5 classes x 4 images),
+/// evaluated by the shipped model through an experiment file and through `evaluate`.
+final class OwnDataTests: XCTestCase {
+  var folder: URL!
+
+  override func setUpWithError() throws {
+    folder = FileManager.default.temporaryDirectory.appendingPathComponent("own-data-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+  }
+
+  /// ONESHOT_KEEP_TEST_FOLDER=1 keeps the folder (glyphs and store) to look at.
+  override func tearDownWithError() throws {
+    if ProcessInfo.processInfo.environment["ONESHOT_KEEP_TEST_FOLDER"] != nil {
+      print("kept \(folder.path)")
+      return
+    }
+    try? FileManager.default.removeItem(at: folder)
+  }
+
+  var storePath: String { folder.appendingPathComponent("results.sqlite").path }
+
+  func testShippedModelOnAFolderThroughTheFileAndTheShortcut() throws {
+    let glyphs = folder.appendingPathComponent("glyphs")
+    try makeGlyphFolder(at: glyphs)
+    // The experiment file: the shipped model's network, no training section, one folder protocol.
+    let shipped = try JSONSerialization.jsonObject(with: try Data(contentsOf: repositoryRoot.appendingPathComponent("experiments/omniglot52-long.json"))) as! [String: Any]
+    let experiment: [String: Any] = [
+      "name": "glyphs", "model": shipped["model"]!,
+      "evaluation": [["protocol": "episodes", "split": "folder", "path": glyphs.path, "episodes": 40, "seed": 0, "spec": ["ways": 5, "shots": 1, "queries": 1]]],
+    ]
+    let file = folder.appendingPathComponent("glyphs.json")
+    try JSONSerialization.data(withJSONObject: experiment).write(to: file)
+    let model = repositoryRoot.appendingPathComponent("models/omniglot-siamese.safetensors").path
+    let viaFile = runCLI(["run", file.path, "--eval-only", "--checkpoint", model, "--store", storePath], currentDirectory: repositoryRoot)
+    XCTAssertEqual(viaFile.code, 0, viaFile.error)
+    XCTAssert(viaFile.output.contains("folder-5way-1shot-within"), viaFile.output)
+    let viaShortcut = runCLI(
+      ["evaluate", "--folder", glyphs.path, "--ways", "5", "--episodes", "40", "--checkpoint", model, "--store", storePath, "--name", "glyphs"], currentDirectory: repositoryRoot)
+    XCTAssertEqual(viaShortcut.code, 0, viaShortcut.error)
+    let store = try ResultsStore(path: storePath)
+    let runs = try store.listRuns().map { try store.run($0.id) }
+    XCTAssertEqual(runs.count, 2)
+    let fingerprint = FolderDataset(root: glyphs).scan().fingerprint
+    for run in runs {
+      XCTAssertEqual(run.summary.status, .completed)
+      XCTAssertEqual(run.results.map(\.split), ["folder"])
+      XCTAssertEqual(run.results[0].episodes, 40)
+      XCTAssertEqual(run.provenance.first { $0.key == "dataset_fingerprint" }?.value, fingerprint, "the folder is the run's dataset")
+      XCTAssertEqual(run.tags.first { $0.key == "dataset.folder" }?.value, "\(glyphs.path) \(fingerprint)")
+      XCTAssertEqual(run.tags.first { $0.key == "mode" }?.value, "eval-only")
+      // Far above chance (20%) on characters it never saw.
+      XCTAssertGreaterThan(run.results[0].accuracy, 0.5, "accuracy on made-up glyphs")
+    }
+    // The same episodes through both ways: the same outcome, episode by episode.
+    let rows = try runs.map { try store.episodeRows(runID: $0.summary.id, protocolName: $0.results[0].protocolName) }
+    XCTAssertEqual(rows[0], rows[1])
+    XCTAssertEqual(Set(rows[0].compactMap(\.alphabet)), ["script0", "script1", "script2"])
+    let report = runCLI(["report", "--store", storePath])
+    XCTAssert(report.output.contains("glyphs") && report.output.contains("eval") && report.output.contains("folder 5w1s"), report.output)
+    // episodes --folder lists the same episodes the runs scored.
+    let listed = runCLI(["episodes", "--folder", glyphs.path, "--ways", "5", "--count", "2", "--format", "text"])
+    XCTAssertEqual(listed.code, 0, listed.error)
+    XCTAssert(listed.output.contains("script"), listed.output)
+    let verified = runCLI(["dataset", "verify", "--folder", glyphs.path, "--ways", "5"])
+    XCTAssertEqual(verified.code, 0, verified.error)
+    XCTAssert(verified.output.contains("3 groups, 15 classes, 60 images") && verified.output.contains("5-way 1-shot episodes"), verified.output)
+  }
+
+  func testBadFoldersAreListedByVerifyAndRefusedByRun() throws {
+    let model = repositoryRoot.appendingPathComponent("models/omniglot-siamese.safetensors").path
+    func evaluate(_ root: URL, ways: Int = 2) -> (code: Int32, output: String, error: String) {
+      runCLI(["evaluate", "--folder", root.path, "--ways", String(ways), "--episodes", "5", "--checkpoint", model, "--store", storePath])
+    }
+    // No classes at all.
+    let empty = folder.appendingPathComponent("empty")
+    try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+    let refused = evaluate(empty)
+    XCTAssertEqual(refused.code, 2)
+    XCTAssert(refused.error.contains("holds no readable images") && refused.error.split(separator: "\n").count == 1, refused.error)
+    // A folder with several problems at once: a class with one image, a text file, a corrupt
+    // PNG, an image too large to decode; a 1x1 image is fine (it is only resized).
+    let messy = folder.appendingPathComponent("messy")
+    try makeGlyphFolder(at: messy, groups: 2, classes: 2, images: 3)
+    let one = messy.appendingPathComponent("script0/lonely")
+    try FileManager.default.createDirectory(at: one, withIntermediateDirectories: true)
+    try Data(try GrayImage(width: 1, height: 1, pixels: [0]).encodePNG()).write(to: one.appendingPathComponent("dot.png"))
+    try Data("notes".utf8).write(to: messy.appendingPathComponent("script0/glyph0/notes.txt"))
+    try Data([0x89, 0x50, 0x4E, 0x47, 1, 2, 3]).write(to: messy.appendingPathComponent("script1/glyph0/broken.png"))
+    try Data(try GrayImage(width: 9000, height: 8000, pixels: [UInt8](repeating: 255, count: 72_000_000)).encodePNG()).write(to: messy.appendingPathComponent("script1/glyph1/huge.png"))
+    let verify = runCLI(["dataset", "verify", "--folder", messy.path])
+    XCTAssertEqual(verify.code, 1, verify.output + verify.error)
+    let problems = verify.output.split(separator: "\n").filter { $0.contains("PROBLEM") }
+    XCTAssertEqual(problems.count, 4, verify.output)
+    for expected in ["script0/lonely: 1 readable image", "notes.txt: not a .png image", "broken.png", "huge.png"] {
+      XCTAssert(problems.contains { $0.contains(expected) }, "\(expected) in \(verify.output)")
+    }
+    let messyRun = evaluate(messy)
+    XCTAssertEqual(messyRun.code, 2)
+    XCTAssert(messyRun.error.contains("and 3 more") && messyRun.error.split(separator: "\n").count == 1, messyRun.error)
+    // More ways than the folder has classes: refused before anything is recorded.
+    let small = folder.appendingPathComponent("small")
+    try makeGlyphFolder(at: small, groups: 2, classes: 2, images: 2)
+    let tooMany = evaluate(small, ways: 5)
+    XCTAssertEqual(tooMany.code, 2)
+    XCTAssert(tooMany.error.contains("5-way episodes need 5 classes"), tooMany.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: storePath), "no refused run is recorded")
+    // Fewer classes in each group than ways, enough in all: episodes across groups.
+    XCTAssertEqual(evaluate(small, ways: 3).code, 0)
+  }
+}
