@@ -77,6 +77,29 @@ final class RunTests: XCTestCase {
     let same = runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", baseline])
     XCTAssertEqual(same.code, 0, same.output + same.error)
     XCTAssert(same.output.contains("accuracy check: passed"))
+    // --exact: the summary and the exit code agree both ways.
+    let exact = runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", baseline, "--exact"])
+    XCTAssertEqual(exact.code, 0, exact.output + exact.error)
+    XCTAssert(exact.output.contains("accuracy check: passed") && exact.output.contains("exact: every accuracy"), exact.output)
+    var lower = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: baseline))) as! [String: Any]
+    lower["protocols"] = (lower["protocols"] as! [[String: Any]]).map { entry -> [String: Any] in
+      var entry = entry
+      var episodes = entry["episodes"] as! [[Int]]
+      guard entry["result"].flatMap({ ($0 as? [String: Any])?["protocolName"] as? String }) == "lake20", episodes[0][1] > 0 else { return entry }
+      episodes[0][1] -= 1  // the baseline did one trial worse: this run is better, not equal
+      entry["episodes"] = episodes
+      var result = entry["result"] as! [String: Any]
+      result["accuracy"] = (result["accuracy"] as! Double) - 1.0 / 400
+      entry["result"] = result
+      return entry
+    }
+    let lowerPath = folder.appendingPathComponent("lower.json").path
+    try JSONSerialization.data(withJSONObject: lower).write(to: URL(fileURLWithPath: lowerPath))
+    XCTAssertEqual(runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", lowerPath]).code, 0, "better is no regression")
+    let notExact = runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", lowerPath, "--exact"])
+    XCTAssertEqual(notExact.code, 1, notExact.output + notExact.error)
+    XCTAssert(notExact.output.contains("accuracy check: failed: not exact") && notExact.output.contains("**changed**"), notExact.output)
+    XCTAssert(notExact.error.contains("run \(id) does not reproduce baseline \(lowerPath) exactly"), notExact.error)
     var better = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: baseline))) as! [String: Any]
     better["protocols"] = (better["protocols"] as! [[String: Any]]).map { entry -> [String: Any] in
       var entry = entry
@@ -115,13 +138,15 @@ final class RunTests: XCTestCase {
     let config = try experiment(steps: 400, validateEvery: 25)
     let process = Process()
     process.executableURL = executable
-    process.arguments = ["run", config, "--store", storePath]
+    let runs = folder.appendingPathComponent("checkpoints")
+    process.arguments = ["run", config, "--store", storePath, "--runs", runs.path, "--threads", "2"]
     process.currentDirectoryURL = folder
     process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
+    let errors = folder.appendingPathComponent("stderr.txt")
+    FileManager.default.createFile(atPath: errors.path, contents: nil)
+    process.standardError = try FileHandle(forWritingTo: errors)
     try process.run()
     // Wait for the first last-checkpoint, then interrupt.
-    let runs = folder.appendingPathComponent("runs")
     let deadline = Date().addingTimeInterval(120)
     var checkpoint: String? = nil
     while checkpoint == nil && Date() < deadline && process.isRunning {
@@ -139,15 +164,24 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(process.terminationStatus, 130)
     let store = try ResultsStore(path: storePath)
     XCTAssertEqual(try store.run(id).summary.status, .interrupted)
+    // The hint names every option the run used.
+    let hint = try String(contentsOf: errors, encoding: .utf8)
+    XCTAssert(hint.contains("Continue with: oneshot-bench run --resume \(id) --store \(storePath) --runs \(runs.path) --threads 2"), hint)
+    // A resume that cannot find the checkpoint says where it looked, and changes nothing.
+    let lost = runCLI(["run", "--resume", id, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(lost.code, 2)
+    XCTAssert(lost.error.contains("\(folder.path)/runs/\(id)/last.safetensors") && lost.error.contains("pass the same --runs DIR"), lost.error)
+    XCTAssertEqual(try store.run(id).summary.status, .interrupted, "a failed resume leaves the run resumable")
+    XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("runs").path), "nothing is written into another runs folder")
 
-    let resumed = runCLI(["run", "--resume", id, "--store", storePath], currentDirectory: folder)
+    let resumed = runCLI(["run", "--resume", id, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
     XCTAssertEqual(resumed.code, 0, resumed.error)
     XCTAssert(resumed.error.contains("resuming at step"), resumed.error)
     XCTAssertEqual(try store.run(id).summary.status, .completed)
 
     // The same experiment uninterrupted gives the same numbers: training is a pure function
     // of (seed, step).
-    let straight = runCLI(["run", config, "--store", storePath], currentDirectory: folder)
+    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
     XCTAssertEqual(straight.code, 0, straight.error)
     let other = try store.listRuns().first { $0.id != id }!.id
     XCTAssertEqual(try store.results(runID: id).map(\.accuracy), try store.results(runID: other).map(\.accuracy))

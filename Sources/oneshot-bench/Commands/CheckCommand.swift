@@ -52,10 +52,15 @@ struct CheckCommand: ParsableCommand {
       reference = try Baseline.from(store: database, runID: try database.resolveRunID(baseline!))
     }
     let verdicts = try compareWithBaseline(reference, store: database, runID: runID, tolerance: tolerance)
-    print(verdictMarkdown(verdicts, runID: runID, baselineName: baseline!, tolerance: tolerance))
-    if verdicts.contains(where: \.regressed) { throw ExitCode(1) }
-    if exact, let moved = verdicts.first(where: { $0.current != $0.baseline }) {
-      printError(String(format: "%@ moved from %.4f to %.4f; the shipped model's numbers must not change", moved.protocolName, moved.baseline, moved.current))
+    let decision = GateDecision(verdicts: verdicts, exact: exact)
+    print(decision.markdown(runID: runID, baselineName: baseline!, tolerance: tolerance))
+    guard decision.passed else {
+      if let moved = decision.moved.first, decision.regressed.isEmpty {
+        printError(
+          String(
+            format: "%@ moved from %.4f to %.4f: run %@ does not reproduce baseline %@ exactly (--exact)", moved.protocolName, moved.baseline, moved.current, runID,
+            baseline!))
+      }
       throw ExitCode(1)
     }
   }

@@ -95,19 +95,34 @@ func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: Strin
   return verdicts
 }
 
-/// The markdown summary for a pull-request comment.
-func verdictMarkdown(_ verdicts: [ProtocolVerdict], runID: String, baselineName: String, tolerance: Double) -> String {
-  let regressed = verdicts.filter(\.regressed)
-  var lines = ["### oneshot-bench accuracy check: \(regressed.isEmpty ? "passed" : "REGRESSION")", ""]
-  lines.append("Run `\(runID)` against baseline `\(baselineName)` (tolerance \(String(format: "%.1f", 100 * tolerance)) points).")
-  lines.append("")
-  let rows = verdicts.map { v in
-    [
-      v.protocolName, String(format: "%.2f%%", 100 * v.baseline), String(format: "%.2f%%", 100 * v.current),
-      String(format: "%+.2f [%+.2f, %+.2f]", 100 * v.difference, 100 * v.low, 100 * v.high), v.paired ? "paired episodes" : "intervals",
-      v.regressed ? "**regressed**" : "ok",
-    ]
+/// The gate's decision: whether the run passes, and the markdown summary that says so. Both
+/// come from the same verdicts, so the summary and the exit code cannot disagree.
+struct GateDecision {
+  let verdicts: [ProtocolVerdict]
+  /// `--exact`: any change of accuracy, up or down, fails (a fixed model must reproduce).
+  let exact: Bool
+
+  /// Protocols whose accuracy changed at all, when that matters.
+  var moved: [ProtocolVerdict] { exact ? verdicts.filter { $0.current != $0.baseline } : [] }
+  var regressed: [ProtocolVerdict] { verdicts.filter(\.regressed) }
+  var passed: Bool { regressed.isEmpty && moved.isEmpty }
+
+  /// The markdown summary for a pull-request comment.
+  func markdown(runID: String, baselineName: String, tolerance: Double) -> String {
+    let headline = passed ? "passed" : (regressed.isEmpty ? "failed: not exact" : "failed: REGRESSION")
+    var lines = ["### oneshot-bench accuracy check: \(headline)", ""]
+    let rule = exact ? "exact: every accuracy must equal the baseline's" : "tolerance \(String(format: "%.1f", 100 * tolerance)) points"
+    lines.append("Run `\(runID)` against baseline `\(baselineName)` (\(rule)).")
+    lines.append("")
+    let movedNames = Set(moved.map(\.protocolName))
+    let rows = verdicts.map { v in
+      [
+        v.protocolName, String(format: "%.2f%%", 100 * v.baseline), String(format: "%.2f%%", 100 * v.current),
+        String(format: "%+.2f [%+.2f, %+.2f]", 100 * v.difference, 100 * v.low, 100 * v.high), v.paired ? "paired episodes" : "intervals",
+        v.regressed ? "**regressed**" : (movedNames.contains(v.protocolName) ? "**changed**" : "ok"),
+      ]
+    }
+    lines.append(markdownTable(["protocol", "baseline", "this run", "difference (95% CI, points)", "test", "verdict"], rows))
+    return lines.joined(separator: "\n")
   }
-  lines.append(markdownTable(["protocol", "baseline", "this run", "difference (95% CI, points)", "test", "verdict"], rows))
-  return lines.joined(separator: "\n")
 }

@@ -28,14 +28,17 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
   var evaluated: (model: SiameseEnsemble, path: String, tags: [(key: String, value: String)])? = nil
   if case .evalOnly(let path) = plan.mode { evaluated = try readEvaluatedCheckpoint(path, config: config) }
 
+  var resumable: Resumable? = nil
+  if case .resume(let id) = plan.mode { resumable = try Resumable(plan, runID: id) }
+
   let run = try beginRun(plan, data: data, tags: evaluated?.tags ?? [])
   progress.line("run \(run.id) (\(config.name)) recording into \(options.storePath)")
   InterruptFlag.install()
   let ending = try run.recording {
     if evaluated == nil, let settings = config.training, let training = data.training {
       let trainer = try Trainer(config: config, training: settings, data: training, folder: plan.folder(runID: run.id), store: run.store, runID: run.id)
-      if case .resume = plan.mode {
-        try trainer.resume()
+      if let resumable {
+        trainer.resume(from: resumable)
         progress.line("resuming at step \(trainer.state.step) of \(settings.steps)")
       }
       switch try trainer.train(progress: progress) {
@@ -72,9 +75,19 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
     printError(message)
     return 1
   case .interrupted(let signal, let step):
-    printError("interrupted at step \(step); checkpoint saved. Continue with: oneshot-bench run --resume \(run.id) --store \(options.storePath)")
+    printError("interrupted at step \(step); checkpoint saved. Continue with: \(resumeCommand(run.id, options))")
     return 128 + signal
   }
+}
+
+/// The command that continues run `id` with the options this one used (store, runs folder,
+/// data and threads), so that it finds the same store and checkpoints.
+func resumeCommand(_ id: String, _ options: RunOptions) -> String {
+  var words = ["oneshot-bench", "run", "--resume", id, "--store", options.storePath]
+  if options.runsFolder != "runs" { words += ["--runs", options.runsFolder] }
+  if let data = options.dataPath { words += ["--data", data] }
+  if let threads = options.threads { words += ["--threads", String(threads)] }
+  return words.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
 }
 
 /// The checkpoint of an eval-only run, checked against the experiment's model, and the tags

@@ -4,6 +4,29 @@ import Reports
 import Model
 import ResultsStore
 
+/// A run's last checkpoint, read and checked before the run is reopened, so that a resume
+/// that cannot start leaves the run as it was (interrupted, resumable).
+struct Resumable {
+  let checkpoint: Checkpoint
+  let optimizer: Optimizer
+  let state: TrainingState
+
+  /// Reads `runs/<run-id>/last.safetensors` under the plan's runs folder.
+  init(_ plan: RunPlan, runID: String) throws {
+    let url = plan.folder(runID: runID).appendingPathComponent("last.safetensors")
+    guard FileManager.default.fileExists(atPath: url.path) else {
+      throw UserFacingError(
+        "run \(runID) has no checkpoint at \(url.path) to resume from; if it was started with --runs DIR, pass the same --runs DIR (the run stays interrupted)")
+    }
+    checkpoint = try Checkpoint.read(url, expecting: plan.config.model)
+    guard let optimizer = checkpoint.optimizer, let state = TrainingState(metadata: checkpoint.metadata) else {
+      throw UserFacingError("\(url.path) holds no optimizer or training state, so it cannot be resumed; start a new run")
+    }
+    self.optimizer = optimizer
+    self.state = state
+  }
+}
+
 /// How a training run ended.
 enum TrainingOutcome {
   case completed
@@ -74,14 +97,8 @@ final class Trainer {
   var lastURL: URL { folder.appendingPathComponent("last.safetensors") }
 
   /// Restores network, optimizer and state from the run's last checkpoint.
-  func resume() throws {
-    guard FileManager.default.fileExists(atPath: lastURL.path) else {
-      throw UserFacingError("run \(runID) has no checkpoint at \(lastURL.path) to resume from; start a new run")
-    }
-    let checkpoint = try Checkpoint.read(lastURL, expecting: config.model)
-    guard let optimizer = checkpoint.optimizer, let state = TrainingState(metadata: checkpoint.metadata) else {
-      throw UserFacingError("\(lastURL.path) holds no optimizer or training state; it cannot be resumed. Start a new run")
-    }
+  func resume(from resumable: Resumable) {
+    let (checkpoint, optimizer, state) = (resumable.checkpoint, resumable.optimizer, resumable.state)
     network = checkpoint.network
     network.precision = training.precision
     self.optimizer = optimizer
