@@ -39,6 +39,15 @@ public let parameterDefaults = ["training.precision": "fp32"]
 extension ReportRow {
   /// A recorded hyperparameter, or its default when the configuration left it out.
   public func parameter(_ key: String) -> String? { params[key] ?? parameterDefaults[key] }
+
+  /// `train`, or `eval-only` for a run that scored a checkpoint without training.
+  public var mode: String { tags["mode"] ?? "train" }
+
+  /// A setting as listings show it: training settings only for runs that trained (an eval-only
+  /// run's file may carry a training section it never used).
+  public func shownParameter(_ key: String) -> String? {
+    mode == "eval-only" && (key.hasPrefix("training.") || key == "seed") ? nil : parameter(key)
+  }
 }
 
 /// Builds the rows and the protocol columns (union over the runs, sorted).
@@ -67,11 +76,14 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
 
 /// Renders the run listing in one of the formats.
 public func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat, wide: Bool = false) -> String {
-  var header = ["run", "experiment", "status", "started", "duration_s"] + keyParameters + ["validation.best", "validation.best_step"]
+  var header = ["run", "experiment", "mode", "ensemble_members", "status", "started", "duration_s"] + keyParameters + ["validation.best", "validation.best_step"]
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   func cells(_ row: ReportRow) -> [String] {
-    var out = [row.summary.id, row.summary.experiment, row.summary.status.rawValue, row.summary.startedAt, row.summary.durationSeconds.map { String(format: "%.1f", $0) } ?? ""]
-    out += keyParameters.map { row.parameter($0) ?? "" }
+    var out = [
+      row.summary.id, row.summary.experiment, row.mode, row.tags["ensemble_members"] ?? "", row.summary.status.rawValue, row.summary.startedAt,
+      row.summary.durationSeconds.map { String(format: "%.1f", $0) } ?? "",
+    ]
+    out += keyParameters.map { row.shownParameter($0) ?? "" }
     out += [row.bestValidation.map { String(format: "%.4f", $0.value) } ?? "", row.bestValidation.map { String($0.step) } ?? ""]
     for p in protocols {
       if let r = row.results[p] {
@@ -88,11 +100,12 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
   case .json:
     let objects: [[String: Any]] = rows.map { row in
       var object: [String: Any] = [
-        "run": row.summary.id, "experiment": row.summary.experiment, "status": row.summary.status.rawValue, "started": row.summary.startedAt,
+        "run": row.summary.id, "experiment": row.summary.experiment, "mode": row.mode, "status": row.summary.status.rawValue, "started": row.summary.startedAt,
         "durationSeconds": row.summary.durationSeconds as Any? ?? NSNull(), "error": row.summary.error as Any? ?? NSNull(),
       ]
+      if let members = row.tags["ensemble_members"] { object["ensembleMembers"] = Int(members) ?? members }
       var params: [String: String] = [:]
-      for key in keyParameters { if let v = row.parameter(key) { params[key] = v } }
+      for key in keyParameters { if let v = row.shownParameter(key) { params[key] = v } }
       object["params"] = params
       object["bestValidation"] = row.bestValidation.map { ["accuracy": $0.value, "step": $0.step] as [String: Any] } ?? NSNull()
       var results: [String: Any] = [:]
@@ -182,6 +195,8 @@ public func textTable(_ header: [String], _ rows: [[String]]) -> String {
 
 /// One run in full: provenance, parameters, results with per-alphabet breakdowns, metrics.
 public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFormat) throws -> String {
+  let evalOnly = detail.tags.contains { $0.key == "mode" && $0.value == "eval-only" }
+  let shown = detail.params.filter { !evalOnly || !($0.key.hasPrefix("training.") || $0.key == "seed") }
   var perAlphabet: [String: [(String, Double, Int)]] = [:]
   for result in detail.results {
     let rows = try store.episodeRows(runID: detail.summary.id, protocolName: result.protocolName)
@@ -198,7 +213,8 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
       "configHash": detail.summary.configHash,
     ]
     object["provenance"] = Dictionary(uniqueKeysWithValues: detail.provenance.map { ($0.key, $0.value) })
-    object["params"] = Dictionary(uniqueKeysWithValues: detail.params.map { ($0.key, $0.value) })
+    object["params"] = Dictionary(uniqueKeysWithValues: shown.map { ($0.key, $0.value) })
+    object["mode"] = evalOnly ? "eval-only" : "train"
     object["tags"] = Dictionary(uniqueKeysWithValues: detail.tags.map { ($0.key, $0.value) })
     object["results"] = detail.results.map { r -> [String: Any] in
       var o: [String: Any] = [
@@ -215,9 +231,10 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
   var lines: [String] = []
   let s = detail.summary
   lines.append("run \(s.id)")
-  lines.append("  experiment \(s.experiment), \(s.status.rawValue), started \(s.startedAt)\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
+  lines.append("  experiment \(s.experiment), \(evalOnly ? "eval-only" : "trained"), \(s.status.rawValue), started \(s.startedAt)\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
   if let error = s.error { lines.append("  error: \(error)") }
   for p in detail.provenance { lines.append("  \(p.key): \(p.value)") }
+  for t in detail.tags { lines.append("  tag \(t.key): \(t.value)") }
   lines.append("")
   let resultRows = detail.results.map { r in
     [
@@ -238,8 +255,8 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
     lines.append("validation accuracy: " + validation.map { String(format: "%d: %.2f%%", $0.step, 100 * $0.value) }.joined(separator: ", "))
   }
   lines.append("")
-  lines.append("parameters:")
-  for p in detail.params { lines.append("  \(p.key) = \(p.value)") }
+  lines.append(evalOnly ? "parameters (a run that did no training: its training settings are left out):" : "parameters:")
+  for p in shown { lines.append("  \(p.key) = \(p.value)") }
   return lines.joined(separator: "\n")
 }
 

@@ -77,6 +77,18 @@ final class RunTests: XCTestCase {
     let same = runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", baseline])
     XCTAssertEqual(same.code, 0, same.output + same.error)
     XCTAssert(same.output.contains("accuracy check: passed"))
+    XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: baseline))) as? [String: Any])?["mode"] as? String, "train")
+    // An eval-only run of the same experiment, newer: --latest still takes the newest run of
+    // the baseline's mode, unless --mode says otherwise; every format labels the mode.
+    let best = folder.appendingPathComponent("runs/\(id)/best.safetensors").path
+    XCTAssertEqual(runCLI(["run", config, "--store", storePath, "--eval-only", "--checkpoint", best]).code, 0)
+    let evalID = try store.listRuns().first { $0.id != id }!.id
+    XCTAssert(runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", baseline]).output.contains("Run `\(id)`"))
+    XCTAssert(runCLI(["check", "--latest", "tiny", "--mode", "eval-only", "--store", storePath, "--baseline", baseline]).output.contains("Run `\(evalID)`"))
+    let modes = runCLI(["report", "--store", storePath, "--format", "csv"]).output.components(separatedBy: "\r\n").dropFirst().filter { !$0.isEmpty }.map { $0.split(separator: ",")[2] }
+    XCTAssertEqual(modes, ["eval-only", "train"])
+    let evalDetail = runCLI(["report", "--store", storePath, "--run", evalID]).output
+    XCTAssert(evalDetail.contains("eval-only") && !evalDetail.contains("training.optimizer"), evalDetail)
     // --exact: the summary and the exit code agree both ways.
     let exact = runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", baseline, "--exact"])
     XCTAssertEqual(exact.code, 0, exact.output + exact.error)
@@ -116,7 +128,6 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(worse.code, 1, worse.output + worse.error)
     XCTAssert(worse.output.contains("REGRESSION"))
     // predict: two images of any size and colour against the run's best checkpoint.
-    let best = folder.appendingPathComponent("runs/\(id)/best.safetensors").path
     var pixels = [UInt8](repeating: 255, count: 60 * 40)
     for y in 10..<30 { for x in 20..<24 { pixels[y * 60 + x] = 0 } }
     let a = folder.appendingPathComponent("a.png"), b = folder.appendingPathComponent("b.png")
@@ -143,7 +154,7 @@ final class RunTests: XCTestCase {
     process.currentDirectoryURL = folder
     process.standardOutput = FileHandle.nullDevice
     let errors = folder.appendingPathComponent("stderr.txt")
-    FileManager.default.createFile(atPath: errors.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
     process.standardError = try FileHandle(forWritingTo: errors)
     try process.run()
     // Wait for the first last-checkpoint, then interrupt.

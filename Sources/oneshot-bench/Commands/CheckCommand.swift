@@ -19,21 +19,32 @@ struct CheckCommand: ParsableCommand {
   @Option(help: "Write the run's results as a baseline file instead of checking.") var writeBaseline: String?
   @Flag(help: "Fail when any protocol's accuracy differs from the baseline at all, up or down (for a fixed shipped model).")
   var exact = false
+  @Option(help: "With --latest: the newest run of this mode, train or eval-only (default: the baseline's run's mode).") var mode: String?
 
   func validate() throws {
     if (runID == nil) == (latest == nil) { throw ValidationError("give exactly one of --run ID or --latest EXPERIMENT") }
     if (baseline == nil) == (writeBaseline == nil) { throw ValidationError("give --baseline FILE|RUN_ID to check, or --write-baseline FILE to write one") }
     if !(0..<1).contains(tolerance) { throw ValidationError("--tolerance is a fraction in [0, 1), e.g. 0.02") }
+    if let mode, !["train", "eval-only"].contains(mode) { throw ValidationError("--mode is train or eval-only") }
+    if mode != nil && latest == nil { throw ValidationError("--mode chooses among runs for --latest") }
   }
 
   func run() throws {
     guard FileManager.default.fileExists(atPath: store.path) else { throw UserFacingError("no results store at \(store.path); pass --store") }
     let database = try ResultsStore(path: store.path)
+    var reference: Baseline? = nil
+    if let baseline {
+      reference = try FileManager.default.fileExists(atPath: baseline) ? Baseline.load(baseline) : Baseline.from(store: database, runID: try database.resolveRunID(baseline))
+    }
     let runID: String
     if let given = self.runID {
       runID = try database.resolveRunID(given)
     } else {
-      guard let found = try database.latestCompletedRun(experiment: latest!) else { throw UserFacingError("no completed run of experiment \(latest!) in \(store.path)") }
+      let wanted = mode ?? reference?.mode
+      let candidates = try database.listRuns(experiment: latest!, status: .completed)
+      guard let found = try candidates.first(where: { run in try wanted == nil || (try database.run(run.id).tags.first { $0.key == "mode" }?.value ?? "train") == wanted }) else {
+        throw UserFacingError("no completed \(wanted.map { "\($0) " } ?? "")run of experiment \(latest!) in \(store.path)\(wanted != nil && !candidates.isEmpty ? "; pass --mode to check a run of another mode" : "")")
+      }
       runID = found.id
     }
     if let writeBaseline {
@@ -45,13 +56,7 @@ struct CheckCommand: ParsableCommand {
           + frozen.protocols.map { String(format: "%@ %.2f%%", $0.result.protocolName, 100 * $0.result.accuracy) }.joined(separator: ", "))
       return
     }
-    let reference: Baseline
-    if let baseline, FileManager.default.fileExists(atPath: baseline) {
-      reference = try Baseline.load(baseline)
-    } else {
-      reference = try Baseline.from(store: database, runID: try database.resolveRunID(baseline!))
-    }
-    let verdicts = try compareWithBaseline(reference, store: database, runID: runID, tolerance: tolerance)
+    let verdicts = try compareWithBaseline(reference!, store: database, runID: runID, tolerance: tolerance)
     let decision = GateDecision(verdicts: verdicts, exact: exact)
     print(decision.markdown(runID: runID, baselineName: baseline!, tolerance: tolerance))
     guard decision.passed else {

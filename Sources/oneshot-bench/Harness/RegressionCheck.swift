@@ -17,6 +17,9 @@ struct Baseline: Codable, Equatable {
   var run: String
   var configHash: String
   var gitCommit: String?
+  /// `train` or `eval-only`: `check --latest` takes the newest run of this mode (nil in
+  /// baselines written before it was recorded: any mode).
+  var mode: String?
   var protocols: [ProtocolEntry]
 
   static func from(store: ResultsStore, runID: String) throws -> Baseline {
@@ -26,7 +29,7 @@ struct Baseline: Codable, Equatable {
     }
     return Baseline(
       formatVersion: 1, experiment: detail.summary.experiment, run: detail.summary.id, configHash: detail.summary.configHash,
-      gitCommit: detail.provenance.first { $0.key == "git_commit" }?.value, protocols: entries)
+      gitCommit: detail.provenance.first { $0.key == "git_commit" }?.value, mode: detail.tags.first { $0.key == "mode" }?.value ?? "train", protocols: entries)
   }
 
   static func load(_ path: String) throws -> Baseline {
