@@ -29,6 +29,13 @@ enum Entry {
 /// Parses and runs one command line; returns the process exit code. Errors a user can cause
 /// print one line to standard error and return 2.
 func runCommand(_ arguments: [String]) -> Int32 {
+  let commands = OneshotBench.configuration.subcommands.map { $0.configuration.commandName ?? "" } + ["help"]
+  if let first = arguments.first, !first.hasPrefix("-"), !commands.contains(first) {
+    let closest = commands.min { editDistance(first, $0) < editDistance(first, $1) }!
+    let guess = editDistance(first, closest) <= max(2, first.count / 3) ? "; did you mean '\(closest)'?" : ""
+    printError("unknown command '\(first)'\(guess) (`oneshot-bench --help` lists them: \(commands.dropLast().joined(separator: ", ")))")
+    return 2
+  }
   do {
     var command = try OneshotBench.parseAsRoot(arguments)
     try command.run()
@@ -44,9 +51,25 @@ func runCommand(_ arguments: [String]) -> Int32 {
       print(OneshotBench.fullMessage(for: error))
       return 0
     }
-    printError(OneshotBench.fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines))
+    var message = OneshotBench.fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
+    if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
+    printError(message)
     return code == .validationFailure ? 2 : code.rawValue
   }
+}
+
+/// Levenshtein distance, for suggesting the command a user meant.
+func editDistance(_ a: String, _ b: String) -> Int {
+  let a = Array(a), b = Array(b)
+  var previous = Array(0...b.count)
+  for i in 1...max(a.count, 1) where !a.isEmpty {
+    var current = [i] + [Int](repeating: 0, count: b.count)
+    for j in 1...max(b.count, 1) where !b.isEmpty {
+      current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return a.isEmpty ? b.count : previous[b.count]
 }
 
 /// Errors a user can cause: one line saying what happened and what to do, exit code 2.

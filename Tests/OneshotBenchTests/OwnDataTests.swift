@@ -73,6 +73,43 @@ final class OwnDataTests: XCTestCase {
     XCTAssert(verified.output.contains("3 groups, 15 classes, 60 images") && verified.output.contains("5-way 1-shot episodes"), verified.output)
   }
 
+  func testPredictScoresManyImagesInOneProcess() throws {
+    let glyphs = folder.appendingPathComponent("glyphs")
+    try makeGlyphFolder(at: glyphs, groups: 1, classes: 3, images: 3)
+    let model = repositoryRoot.appendingPathComponent("models/omniglot-siamese.safetensors").path
+    let paths = ["glyph0/0.png", "glyph0/1.png", "glyph1/0.png"].map { glyphs.appendingPathComponent("script0/\($0)").path }
+    let pair = runCLI(["predict", paths[0], paths[1], "--checkpoint", model])
+    XCTAssertEqual(pair.code, 0, pair.error)
+    let similarity = try XCTUnwrap(Double(pair.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+    // The matrix: symmetric, the pair's figure where it belongs, CSV that parses.
+    let matrix = runCLI(["predict"] + paths + ["--checkpoint", model, "--format", "csv"])
+    XCTAssertEqual(matrix.code, 0, matrix.error)
+    let rows = matrix.output.components(separatedBy: "\r\n").filter { !$0.isEmpty }.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    XCTAssertEqual(rows.count, 4)
+    let values = rows.dropFirst().map { $0.dropFirst().map { Double($0)! } }
+    XCTAssertEqual(values[0][1], similarity, accuracy: 1e-5)
+    for i in 0..<3 { for j in 0..<3 { XCTAssertEqual(values[i][j], values[j][i], accuracy: 1e-5) } }
+    XCTAssertGreaterThan(values[0][1], values[0][2], "another drawing of the same glyph is closer than another glyph")
+    // A folder ranked against a query: the query's own glyph first.
+    let ranked = runCLI(["predict", "--query", paths[0], "--support", glyphs.path, "--checkpoint", model])
+    XCTAssertEqual(ranked.code, 0, ranked.error)
+    let lines = ranked.output.split(separator: "\n").dropFirst()
+    XCTAssertEqual(lines.count, 9)
+    XCTAssert(lines.prefix(3).allSatisfy { $0.contains("glyph0/") }, ranked.output)
+    XCTAssertEqual(runCLI(["predict", paths[0], "--checkpoint", model]).code, 2)
+    XCTAssertEqual(runCLI(["predict", "--query", paths[0], "--support", "/nonexistent", "--checkpoint", model]).code, 2)
+    XCTAssert(runCLI(["predict", "--help"]).output.contains("not a calibrated probability"))
+  }
+
+  func testAMisspeltCommandGetsASuggestionAndOneErrorPrefix() {
+    let misspelt = runCLI(["reprot"])
+    XCTAssertEqual(misspelt.code, 2)
+    XCTAssert(misspelt.error.hasPrefix("error: unknown command 'reprot'; did you mean 'report'?"), misspelt.error)
+    let option = runCLI(["report", "--formt", "csv"])
+    XCTAssertEqual(option.code, 2)
+    XCTAssert(option.error.hasPrefix("error: Unknown option '--formt'") && !option.error.contains("Error: Unknown"), option.error)
+  }
+
   func testBadFoldersAreListedByVerifyAndRefusedByRun() throws {
     let model = repositoryRoot.appendingPathComponent("models/omniglot-siamese.safetensors").path
     func evaluate(_ root: URL, ways: Int = 2) -> (code: Int32, output: String, error: String) {

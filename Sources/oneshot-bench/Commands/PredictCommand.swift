@@ -2,18 +2,35 @@ import ArgumentParser
 import Episodes
 import Foundation
 import Model
+import Reports
 
-/// `oneshot-bench predict A.png B.png`: the reference project's predict script: the
-/// similarity of two images in [0, 1] (for an ensemble checkpoint, the sigmoid of the members'
-/// mean logit).
+/// `oneshot-bench predict A.png B.png ...`: the reference project's predict script, for many
+/// images in one process: a similarity, a matrix of them, or a folder ranked against a query.
 struct PredictCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "predict", abstract: "Similarity (probability of the same character) of two images, any PNG size or colour.")
+    commandName: "predict",
+    abstract: "Similarity of images (any PNG size or colour): two images, a matrix of several, or a folder ranked against a query.",
+    discussion: """
+      The number is sigmoid(logit) of the Siamese network (for an ensemble, of the members' mean logit), in [0, 1]. \
+      It ranks pairs well (higher: more likely the same character) but it is not a calibrated probability: \
+      an image against itself can score below another drawing of the same character, and the scale differs between models.
+      """)
 
-  @Argument(help: "First image (PNG).") var first: String
-  @Argument(help: "Second image (PNG).") var second: String
+  @Argument(help: "Images (PNG). Two: one similarity. More: the matrix of every pair.") var images: [String] = []
+  @Option(help: "Rank the images of --support against this one.") var query: String?
+  @Option(help: "A folder whose PNGs (searched recursively) are ranked against --query.") var support: String?
+  @Option(help: "Output of a matrix or a ranking: table or csv.") var format: Format = .table
   @Option(help: "Checkpoint (default: \(shippedModelPath)).") var checkpoint: String = shippedModelPath
   @Option(help: "Threads.") var threads: Int = 2
+
+  enum Format: String, ExpressibleByArgument, CaseIterable { case table, csv }
+
+  func validate() throws {
+    if (query == nil) != (support == nil) { throw ValidationError("--query and --support go together") }
+    if query != nil && !images.isEmpty { throw ValidationError("give images, or --query with --support, not both") }
+    if query == nil && images.count < 2 { throw ValidationError("give at least two images, or --query Q.png --support DIR") }
+    if !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256") }
+  }
 
   func run() throws {
     ComputeThreads.set(threads)
@@ -21,17 +38,49 @@ struct PredictCommand: ParsableCommand {
       throw UserFacingError("checkpoint \(checkpoint) not found; pass --checkpoint PATH (runs keep theirs under runs/<run-id>/best.safetensors)")
     }
     let model = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint)).model
+    let scorer = SiameseScorer(model: model)
     let size = model.config.inputSize
-    func load(_ path: String) throws -> Tensor {
-      guard let data = FileManager.default.contents(atPath: path) else { throw UserFacingError("cannot read image \(path)") }
-      let image = try GrayImage.decodePNG([UInt8](data), name: path).resized(width: size, height: size)
-      return image.ink.withUnsafeBufferPointer { networkInput($0, size: size) }
+    /// Each image's embedding, read and resized like the training data.
+    func embed(_ paths: [String]) throws -> [[Float]] {
+      var ink: [UInt8] = []
+      for path in paths {
+        guard let data = FileManager.default.contents(atPath: path) else { throw UserFacingError("cannot read image \(path); check the path") }
+        ink += try GrayImage.decodePNG([UInt8](data), name: path).resized(width: size, height: size).ink
+      }
+      return try ink.withUnsafeBufferPointer { try scorer.embed($0, count: paths.count, size: size) }
     }
-    let a = model.embed(try load(first)), b = model.embed(try load(second))
-    let logit = model.score(a, b)[0]
-    print(String(format: "%.6f", sigmoid(logit)))
+    if let query, let support {
+      let root = URL(fileURLWithPath: support)
+      guard let walker = FileManager.default.enumerator(atPath: root.path) else { throw UserFacingError("cannot read folder \(support); check the path") }
+      let files = walker.compactMap { $0 as? String }.filter { $0.lowercased().hasSuffix(".png") && !$0.split(separator: "/").contains { $0.hasPrefix(".") } }
+        .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+      guard !files.isEmpty else { throw UserFacingError("\(support) holds no .png images to rank") }
+      let embedded = try embed([query] + files.map { root.appendingPathComponent($0).path })
+      let scores = try scorer.similarities(queries: [embedded[0]], support: Array(embedded.dropFirst()))[0].map(similarity)
+      let ranked = zip(files, scores).sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+      let rows = ranked.enumerated().map { [String($0.offset + 1), String(format: "%.6f", $0.element.1), $0.element.0] }
+      emit(render(["rank", "similarity", "image"], rows))
+      return
+    }
+    let embedded = try embed(images)
+    let matrix = try scorer.similarities(queries: embedded, support: embedded).map { $0.map(similarity) }
+    if images.count == 2 && format == .table {
+      print(String(format: "%.6f", matrix[0][1]))
+      return
+    }
+    emit(render([""] + images, images.indices.map { i in [images[i]] + matrix[i].map { String(format: "%.6f", $0) } }))
+  }
+
+  /// The printed similarity: sigmoid of the (mean) logit.
+  func similarity(_ logit: Double) -> Double { Double(sigmoid(Float(logit))) }
+
+  func emit(_ text: String) { print(text, terminator: format == .csv ? "\r\n" : "\n") }
+
+  func render(_ header: [String], _ rows: [[String]]) -> String {
+    // RFC 4180 as `report --format csv`: CRLF line ends, the last one too.
+    format == .csv ? String(csvDocument(header, rows).dropLast(2)) : textTable(header, rows)
   }
 }
 
-/// Where the shipped model lives; `predict` and `run --eval-only` find it by default.
+/// Where the shipped model lives; `predict`, `evaluate` and `run --eval-only` find it by default.
 let shippedModelPath = "models/omniglot-siamese.safetensors"

@@ -41,7 +41,9 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
         trainer.resume(from: resumable)
         progress.line("resuming at step \(trainer.state.step) of \(settings.steps)")
       }
-      switch try trainer.train(progress: progress) {
+      let validationWork = Double(training.validationEpisodes.reduce(0) { $0 + $1.queries.count + $1.support.joined().count })
+      let evaluationWork = Double(data.protocols.reduce(0) { $0 + $1.episodes.reduce(0) { $0 + $1.queries.count + $1.support.joined().count } })
+      switch try trainer.train(progress: progress, evaluationWork: evaluationWork / max(validationWork, 1)) {
       case .failed(let message): return .failed(message)
       case .interrupted(let signal, let step): return .interrupted(signal: signal, step: step)
       case .stoppedEarly(let step): progress.line("stopped early at step \(step): no validation improvement in \(settings.patience) validations")

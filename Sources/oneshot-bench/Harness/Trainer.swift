@@ -155,11 +155,17 @@ final class Trainer {
   }
 
   /// Trains from `state.step` to the budget, validating and checkpointing on the way.
-  func train(progress: ProgressDisplay) throws -> TrainingOutcome {
+  /// `evaluationWork` is the size of the evaluation still to come relative to one validation
+  /// (images scored), so that the remaining time shown includes it.
+  func train(progress: ProgressDisplay, evaluationWork: Double = 0) throws -> TrainingOutcome {
     let total = training.steps
     let schedule = training.schedule
     var lossSum = 0.0, lossCount = 0
     var windowStart = Date(), windowSteps = 0
+    // Remaining time: a moving average of step times (validations excluded), the validations
+    // still to come and the evaluation, both at the last validation's speed.
+    var stepSeconds: Double? = nil, validationSeconds: Double? = nil
+    var stepStart = Date()
     var lastValidation = state.bestValidation >= 0 ? String(format: "%.1f%%", 100 * state.bestValidation) : "-"
     while state.step < total {
       if InterruptFlag.requested {
@@ -168,6 +174,7 @@ final class Trainer {
         return .interrupted(signal: InterruptFlag.signal, step: state.step)
       }
       let step = state.step
+      stepStart = Date()
       let (images, pairIndices, labels) = batch(step)
       let rate = schedule.rate(base: training.optimizer.learningRate, step: step, totalSteps: total)
       let (loss, _) = network.lossAndGradients(images: images, pairs: pairIndices, labels: labels)
@@ -192,11 +199,18 @@ final class Trainer {
         windowStart = Date()
         windowSteps = 0
       }
-      let eta = Double(total - state.step) * Double(training.pairsPerStep) / max(pairsPerSecond, 1e-9)
-      progress.update(String(format: "step %d/%d  loss %.4f  %.1f pairs/s  eta %@  val %@", state.step, total, loss, pairsPerSecond, formatDuration(eta), lastValidation))
-      if state.step % training.validation.every == 0 || state.step == total {
+      let elapsed = Date().timeIntervalSince(stepStart)
+      stepSeconds = stepSeconds.map { 0.95 * $0 + 0.05 * elapsed } ?? elapsed
+      let every = training.validation.every
+      let validationsLeft = Double((total - state.step) / every + ((total % every == 0) ? 0 : 1))
+      let eta = Double(total - state.step) * stepSeconds! + (validationSeconds ?? 0) * (validationsLeft + evaluationWork)
+      let etaText = validationSeconds == nil ? formatDuration(eta) + " + validation and evaluation" : formatDuration(eta)
+      progress.update(String(format: "step %d/%d  loss %.4f  %.1f pairs/s  eta %@  val %@", state.step, total, loss, pairsPerSecond, etaText, lastValidation))
+      if state.step % every == 0 || state.step == total {
         progress.update(String(format: "step %d/%d  validating on %d episodes...", state.step, total, validationEpisodes.count), force: true)
+        let validationStart = Date()
         let accuracy = try validate()
+        validationSeconds = Date().timeIntervalSince(validationStart)
         try store.logMetric(run: runID, MetricPoint(key: MetricKey.validationAccuracy, step: state.step, value: accuracy))
         lastValidation = String(format: "%.1f%%", 100 * accuracy)
         if accuracy > state.bestValidation {
