@@ -55,7 +55,7 @@ let package = Package(
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
     .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),
-    .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench", "ResultsStore", "Episodes", "Model", "Support"]),
+    .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
   ],
   swiftLanguageModes: [.v6]
 )

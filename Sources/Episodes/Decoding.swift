@@ -21,9 +21,9 @@ extension EpisodeSpec {
   /// pool (enough classes, drawers) run when a sampler is built, still before any training.
   public func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
-    if ways < 2 { out.append(("ways", "at least 2; got \(ways)")) }
-    if shots < 1 { out.append(("shots", "at least 1; got \(shots)")) }
-    if queries < 1 { out.append(("queries", "at least 1; got \(queries)")) }
+    if !(2...10_000).contains(ways) { out.append(("ways", "between 2 and 10000; got \(ways)")) }
+    if !(1...10_000).contains(shots) { out.append(("shots", "between 1 and 10000; got \(shots)")) }
+    if !(1...10_000).contains(queries) { out.append(("queries", "between 1 and 10000; got \(queries)")) }
     if shots + queries > 20 { out.append(("shots + queries", "at most 20 (Omniglot has 20 drawings per character); got \(shots + queries)")) }
     return out
   }

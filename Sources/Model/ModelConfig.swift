@@ -101,7 +101,69 @@ public struct ModelConfig: Codable, Hashable, Sendable {
       if headHidden < 1 { out.append(("headHidden", "must be at least 1; got \(headHidden)")) }
     }
     if inputSize > 512 { out.append(("inputSize", "at most 512; got \(inputSize)")) }
+    if inputSize < 1 { out.append(("inputSize", "at least 1; got \(inputSize)")) }
+    // Upper bounds, so that neither a file nor a checkpoint's metadata can ask for a network
+    // that does not fit in memory (or overflows its sizes) on a 24 GB machine.
+    if let blocks {
+      if blocks.count > 8 || blocks.contains(where: { $0.count > 8 }) { out.append(("blocks", "at most 8 blocks of at most 8 convolutions")) }
+      if blocks.contains(where: { $0.contains { $0 > 4096 } }) { out.append(("blocks", "at most 4096 channels per convolution")) }
+    }
+    if headHidden > 65_536 { out.append(("headHidden", "at most 65536; got \(headHidden)")) }
+    if out.isEmpty && parameterCount > ModelConfig.maximumParameters {
+      out.append(("", "the network would have \(parameterCount) parameters; at most \(ModelConfig.maximumParameters) fit in memory with their gradients and optimizer state"))
+    }
     return out
+  }
+
+  /// The most parameters a configuration may have: 4 bytes each for values, gradients and
+  /// Adam's two moments is 4 GB.
+  public static let maximumParameters = 250_000_000
+
+  /// Parameters of the network (weights and biases; batch norm's included), for bounds checks.
+  public var parameterCount: Int {
+    switch backbone {
+    case .vgg16:
+      var total = 0, channels = 1
+      for block in vggBlocks {
+        for width in block {
+          total += width * channels * 9 + width + (batchNorm ? 2 * width : 0)
+          channels = width
+        }
+      }
+      return total + featureCount * headHidden + headHidden + headHidden + 1
+    case .koch:
+      let (convs, features) = kochWidths
+      let side = max(kochFinalSide, 0)
+      return convs[0] * 100 + convs[1] * convs[0] * 49 + convs[2] * convs[1] * 16 + convs[3] * convs[2] * 16 + convs.reduce(0, +)
+        + convs[3] * side * side * features + features + features + 1
+    }
+  }
+
+  /// Floats of activations one image keeps alive in a training step (conv, batch-norm and
+  /// pooling outputs), for bounds on the batch size.
+  public var activationFloatsPerImage: Int {
+    switch backbone {
+    case .vgg16:
+      var total = 0, side = inputSize
+      for block in vggBlocks {
+        for width in block { total += width * side * side * (batchNorm ? 2 : 1) }
+        side /= 2
+        total += (block.last ?? 0) * side * side
+      }
+      return total
+    case .koch:
+      let widths = kochWidths.convs
+      var side = inputSize, total = 0
+      for (i, (kernel, pool)) in [(10, true), (7, true), (4, true), (4, false)].enumerated() {
+        side = max(side - kernel + 1, 0)
+        total += widths[i] * side * side
+        if pool {
+          side /= 2
+          total += widths[i] * side * side
+        }
+      }
+      return total + kochWidths.features
+    }
   }
 }
 

@@ -134,10 +134,17 @@ public enum SafeTensors {
         metadata = (value as? [String: String]) ?? [:]
         continue
       }
-      guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String, let shape = entry["shape"] as? [Int],
-        let offsets = entry["data_offsets"] as? [Int], offsets.count == 2, offsets[0] >= 0, offsets[1] >= offsets[0], base + offsets[1] <= data.count
+      // Every size is untrusted: checked arithmetic, and nothing larger than the file.
+      guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String, let shape = entry["shape"] as? [Int], shape.count <= 8,
+        shape.allSatisfy({ $0 >= 0 }), let offsets = entry["data_offsets"] as? [Int], offsets.count == 2, offsets[0] >= 0, offsets[1] >= offsets[0],
+        offsets[1] <= data.count - base
       else { throw CheckpointError.malformed(path: path, reason: "bad header entry for '\(name)'") }
-      let count = shape.reduce(1, *)
+      var count = 1
+      for side in shape {
+        let (product, overflow) = count.multipliedReportingOverflow(by: side)
+        guard !overflow, product <= data.count else { throw CheckpointError.malformed(path: path, reason: "tensor '\(name)' has shape \(shape), larger than the file") }
+        count = product
+      }
       let width: Int
       switch dtype {
       case "F32": width = 4

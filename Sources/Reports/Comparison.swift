@@ -58,6 +58,12 @@ public func renderComparison(_ a: ComparisonSide, _ b: ComparisonSide, store: Re
   var rows: [[String]] = []
   for name in names {
     let accuracyA = Statistics.mean(a.runs.compactMap { $0.results[name]?.accuracy }), accuracyB = Statistics.mean(b.runs.compactMap { $0.results[name]?.accuracy })
+    // Episodes are paired by index only when both sides drew the same episodes.
+    let digests = Set((a.runs + b.runs).map { $0.tags[TagKey.episodes(name)] ?? "unknown" })
+    guard digests.count == 1, !digests.contains("unknown") else {
+      throw ReportError(
+        "protocol \(name): \(a.name) and \(b.name) \(digests.contains("unknown") ? "do not all record which episodes they scored (older runs)" : "scored different episodes (another seed or spec)"), so their episodes cannot be paired")
+    }
     let scoresA = try a.episodeScores(name, store: store), scoresB = try b.episodeScores(name, store: store)
     let shared = Set(scoresA.keys).intersection(scoresB.keys).sorted()
     let cells = [name, String(format: "%.2f%%", 100 * accuracyA), String(format: "%.2f%%", 100 * accuracyB)]

@@ -176,15 +176,27 @@ public func csvDocument(_ header: [String], _ rows: [[String]]) -> String {
   return ([header] + rows).map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
 }
 
+/// Text for a terminal: control characters (escape sequences, carriage returns, NUL) shown as
+/// `\u{1B}`, so that no recorded name can rewrite or hide what is printed.
+public func visible(_ text: String) -> String {
+  guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
+  var out = ""
+  for scalar in text.unicodeScalars {
+    if scalar.properties.generalCategory == .control { out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}" } else { out.unicodeScalars.append(scalar) }
+  }
+  return out
+}
+
 /// A GitHub-flavoured markdown table.
 public func markdownTable(_ header: [String], _ rows: [[String]]) -> String {
-  var lines = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
-  for row in rows { lines.append("| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |") }
+  var lines = ["| " + header.map(visible).joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
+  for row in rows { lines.append("| " + row.map { visible($0).replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |") }
   return lines.joined(separator: "\n")
 }
 
 /// A plain table with aligned columns.
-public func textTable(_ header: [String], _ rows: [[String]]) -> String {
+public func textTable(_ header: [String], _ allRows: [[String]]) -> String {
+  let header = header.map(visible), rows = allRows.map { $0.map(visible) }
   var widths = header.map(\.count)
   for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
   func line(_ cells: [String]) -> String {

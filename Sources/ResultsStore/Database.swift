@@ -141,7 +141,8 @@ final class Statement {
       case .null: rc = sqlite3_bind_null(handle, index)
       case .integer(let v): rc = sqlite3_bind_int64(handle, index, v)
       case .real(let v): rc = sqlite3_bind_double(handle, index, v)
-      case .text(let v): rc = sqlite3_bind_text(handle, index, v, -1, transient)
+      // With its byte length: a NUL inside the text is kept, never a silent end of string.
+      case .text(let v): rc = sqlite3_bind_text(handle, index, v, Int32(clamping: v.utf8.count), transient)
       case .blob(let v): rc = v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), transient) }
       }
       try database.check(rc, sql: sql)
@@ -166,7 +167,11 @@ final class Statement {
     switch sqlite3_column_type(handle, i) {
     case SQLITE_INTEGER: return .integer(sqlite3_column_int64(handle, i))
     case SQLITE_FLOAT: return .real(sqlite3_column_double(handle, i))
-    case SQLITE_TEXT: return .text(String(cString: sqlite3_column_text(handle, i)))
+    case SQLITE_TEXT:
+      // By byte count, so that text with a NUL inside reads back whole.
+      let count = Int(sqlite3_column_bytes(handle, i))
+      guard count > 0, let pointer = sqlite3_column_text(handle, i) else { return .text("") }
+      return .text(String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self))
     case SQLITE_BLOB:
       let count = Int(sqlite3_column_bytes(handle, i))
       guard count > 0, let pointer = sqlite3_column_blob(handle, i) else { return .blob([]) }

@@ -180,3 +180,11 @@ public enum MetricKey {
   /// Accuracy on the validation episodes (model selection).
   public static let validationAccuracy = "validation.accuracy"
 }
+
+/// The tag keys the harness writes and the reports and gate read.
+public enum TagKey {
+  /// `eval-only` for a run that scored a checkpoint without training (absent: trained).
+  public static let mode = "mode"
+  /// A protocol's episode identity (SHA-256 of its episodes' images).
+  public static func episodes(_ protocolName: String) -> String { "episodes." + protocolName }
+}

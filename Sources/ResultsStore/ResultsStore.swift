@@ -15,6 +15,10 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   case locked(path: String)
   /// No run has this id (or prefix).
   case noSuchRun(String)
+  /// Another live process owns the run (it is training or evaluating it).
+  case runInUse(id: String, owner: String, secondsSinceHeartbeat: Int)
+  /// The run was claimed by another process while this one worked on it.
+  case leaseLost(id: String, owner: String)
   /// A run-id prefix matches several runs.
   case ambiguousRun(String, matches: Int)
   /// Any other SQLite failure.
@@ -34,6 +38,10 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       return "\(path) stayed locked by another process beyond the busy timeout; retry when it finishes"
     case .noSuchRun(let id):
       return "no run '\(id)' in the store; `oneshot-bench report` lists the runs"
+    case .runInUse(let id, let owner, let seconds):
+      return "run \(id) is being worked on by \(owner) (last heartbeat \(seconds) s ago); wait for it to finish or stop that process, then resume"
+    case .leaseLost(let id, let owner):
+      return "run \(id) was taken over by \(owner) while this process worked on it; this process stops without writing more"
     case .ambiguousRun(let id, let matches):
       return "run id prefix '\(id)' matches \(matches) runs; give more characters"
     case .sqlite(let path, let error):
@@ -163,7 +171,7 @@ public final class ResultsStore {
   /// Records a new run as `running` and commits at once, so a crash leaves a visible trace.
   /// Returns its id.
   @discardableResult
-  public func beginRun(_ run: NewRun) throws -> String {
+  public func beginRun(_ run: NewRun, owner: String? = nil) throws -> String {
     let id = run.id ?? UUID().uuidString.lowercased()
     let now = now()
     try write {
@@ -172,13 +180,13 @@ public final class ResultsStore {
       try db.query(
         """
         INSERT INTO runs(id, experiment_id, status, started_at, config_json, config_hash, git_commit, git_dirty,
-          dataset_fingerprint, host, cpu, harness_version, swift_version)
-        VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          dataset_fingerprint, host, cpu, harness_version, swift_version, owner, heartbeat_at)
+        VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [
           .text(id), experiment, .text(now), .text(run.configJSON), .text(run.configHash), optional(run.gitCommit),
           run.gitDirty.map { .integer($0 ? 1 : 0) } ?? .null, optional(run.datasetFingerprint), optional(run.host), optional(run.cpu),
-          optional(run.harnessVersion), optional(run.swiftVersion),
+          optional(run.harnessVersion), optional(run.swiftVersion), optional(owner), .real(Date().timeIntervalSince1970),
         ])
       let insert = try db.prepare("INSERT INTO params(run_id, key, value) VALUES (?, ?, ?)")
       for param in run.params { try insert.run([.text(id), .text(param.key), .text(param.value)]) }
@@ -186,11 +194,37 @@ public final class ResultsStore {
     return id
   }
 
-  /// Marks an existing run `running` again (resuming an interrupted run).
-  public func reopenRun(_ id: String) throws {
+  /// Marks an existing run `running` again for `owner` (resuming it), in one transaction: a
+  /// run another process still works on is refused (`runInUse`) while its heartbeat is younger
+  /// than `staleAfter` seconds, unless `isAlive` says its owner is gone (a killed process).
+  /// Returns the run's recorded wall time so far.
+  @discardableResult
+  public func claimRun(_ id: String, owner: String, staleAfter: TimeInterval = 600, isAlive: (String) -> Bool? = { _ in nil }) throws -> Double {
     try write {
-      try db.query("UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ?", [.text(id)])
-      guard sqlite3_changes(db.handle) == 1 else { throw StoreError.noSuchRun(id) }
+      guard let row = try db.query("SELECT status, owner, heartbeat_at, duration_seconds FROM runs WHERE id = ?", [.text(id)]).first else {
+        throw StoreError.noSuchRun(id)
+      }
+      if row[0].text == RunStatus.running.rawValue, let current = row[1].text, current != owner {
+        let age = Date().timeIntervalSince1970 - (row[2].real ?? 0)
+        if age < staleAfter && isAlive(current) != false { throw StoreError.runInUse(id: id, owner: current, secondsSinceHeartbeat: Int(age)) }
+      }
+      try db.query(
+        "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, owner = ?, heartbeat_at = ? WHERE id = ?",
+        [.text(owner), .real(Date().timeIntervalSince1970), .text(id)])
+      return row[3].real ?? 0
+    }
+  }
+
+  /// The owner's sign of life: the heartbeat and the wall time so far (so a run killed without
+  /// a word keeps the time it had worked). Throws `leaseLost` when another process claimed it.
+  public func heartbeat(_ id: String, owner: String, durationSeconds: Double) throws {
+    try write {
+      try db.query(
+        "UPDATE runs SET heartbeat_at = ?, duration_seconds = ? WHERE id = ? AND owner = ?", [.real(Date().timeIntervalSince1970), .real(durationSeconds), .text(id), .text(owner)])
+      if sqlite3_changes(db.handle) != 1 {
+        let current = try db.query("SELECT owner FROM runs WHERE id = ?", [.text(id)]).first?.first?.text ?? "nobody"
+        throw StoreError.leaseLost(id: id, owner: current)
+      }
     }
   }
 
@@ -209,7 +243,7 @@ public final class ResultsStore {
     guard !pendingMetrics.isEmpty else { return }
     let points = pendingMetrics
     try write {
-      let insert = try db.prepare("INSERT INTO metrics(run_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)")
+      let insert = try db.prepare("INSERT OR REPLACE INTO metrics(run_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)")
       for (run, point) in points {
         try insert.run([.text(run), .text(point.key), .integer(Int64(point.step)), .real(point.value), .text(point.time)])
       }
@@ -261,7 +295,7 @@ public final class ResultsStore {
     try flushMetrics()
     try write {
       try db.query(
-        "UPDATE runs SET status = ?, finished_at = ?, error = ?, duration_seconds = ? WHERE id = ?",
+        "UPDATE runs SET status = ?, finished_at = ?, error = ?, duration_seconds = ?, owner = NULL WHERE id = ?",
         [.text(status.rawValue), .text(now()), optional(error), durationSeconds.map { .real($0) } ?? .null, .text(id)])
       guard sqlite3_changes(db.handle) == 1 else { throw StoreError.noSuchRun(id) }
     }

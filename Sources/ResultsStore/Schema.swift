@@ -76,5 +76,15 @@ enum Schema {
       PRIMARY KEY (run_id, key)) WITHOUT ROWID;
     ALTER TABLE runs ADD COLUMN duration_seconds REAL;
     """,
+    // 3: a run is owned while it works (owner `host:pid` and a heartbeat, Unix seconds), and a
+    // metric point is keyed by (run, key, step), so a resumed run replaces what a killed
+    // sitting logged after its last checkpoint instead of duplicating it.
+    """
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN heartbeat_at REAL;
+    DELETE FROM metrics WHERE rowid NOT IN (SELECT MAX(rowid) FROM metrics GROUP BY run_id, key, step);
+    DROP INDEX metrics_by_run;
+    CREATE UNIQUE INDEX metrics_by_run ON metrics(run_id, key, step);
+    """,
   ]
 }

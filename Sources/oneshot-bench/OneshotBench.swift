@@ -2,6 +2,7 @@ import ArgumentParser
 import Episodes
 import Foundation
 import Model
+import Reports
 import ResultsStore
 
 /// The root command: `oneshot-bench <subcommand>`.
@@ -53,7 +54,10 @@ func runCommand(_ arguments: [String]) -> Int32 {
     }
     var message = OneshotBench.fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
     if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
-    printError(message)
+    // The parser's message, then its usage lines as they are.
+    let lines = message.split(separator: "\n", omittingEmptySubsequences: false)
+    printError(String(lines[0]))
+    if lines.count > 1 { FileHandle.standardError.write(Data((lines.dropFirst().joined(separator: "\n") + "\n").utf8)) }
     return code == .validationFailure ? 2 : code.rawValue
   }
 }
@@ -88,7 +92,7 @@ struct UserFacingError: UserCausedError {
 
 /// Writes `message` to standard error, prefixed with `error: `.
 func printError(_ message: String) {
-  FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+  FileHandle.standardError.write(Data("error: \(visible(message))\n".utf8))
 }
 
 /// Options shared by every command that reads the dataset.

@@ -97,7 +97,7 @@ final class ExperimentConfigTests: XCTestCase {
     // Mistakes: the same one-line messages as in a file.
     XCTAssertEqual(overrideMessage("training.stepz=5"), "training.stepz | unknown key 'stepz'; allowed: augmentation, logEvery, optimizer, pairing, pairs, pairsPerStep, patience, precision, schedule, steps, validation")
     XCTAssertEqual(overrideMessage("training.steps=ten"), "training.steps | wrong type; expected an integer")
-    XCTAssertEqual(overrideMessage("training.steps=0"), "training.steps | at least 1; got 0")
+    XCTAssertEqual(overrideMessage("training.steps=0"), "training.steps | between 1 and 100000000; got 0")
     XCTAssertEqual(overrideMessage("training.precision=fp8").prefix(47), "training.precision | not one of the allowed val")
     XCTAssertEqual(overrideMessage("evaluation.0.episodes=5"), "--set evaluation.0.episodes=5: evaluation is not a list, so it has no item 0")
     let listed = try write(valid.replacingOccurrences(of: "\"training\"", with: "\"evaluation\": [{\"protocol\": \"episodes\", \"spec\": {\"ways\": 5}}], \"training\""))
@@ -121,7 +121,7 @@ final class ExperimentConfigTests: XCTestCase {
     let impossibleMessage = try message(impossible)
     XCTAssert(impossibleMessage.hasPrefix("evaluation[0].spec.shots + queries | at most 20"), impossibleMessage)
     let oneWay = valid.replacingOccurrences(of: "}}}", with: "}}, \"evaluation\": [{\"protocol\": \"episodes\", \"spec\": {\"ways\": 1}}]}")
-    XCTAssert(try message(oneWay).hasPrefix("evaluation[0].spec.ways | at least 2"))
+    XCTAssert(try message(oneWay).hasPrefix("evaluation[0].spec.ways | between 2 and 10000"))
     XCTAssert(try message("{ not json").hasPrefix(" | not valid JSON"))
     XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"pairs\": 100")).contains("exactly one of"))
     XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"precision\": \"fp16\"")).hasPrefix("training.precision | not one of the allowed values"))

@@ -198,6 +198,106 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(try store.results(runID: id).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
   }
 
+  func testARunIsOwnedWhileItTrainsAndAKilledRunResumesWithoutDuplicates() throws {
+    let config = try experiment(steps: 20000, validateEvery: 500)
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = ["run", config, "--store", storePath]
+    process.currentDirectoryURL = folder
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let runs = folder.appendingPathComponent("runs")
+    let deadline = Date().addingTimeInterval(120)
+    var id: String? = nil
+    while Date() < deadline && process.isRunning {
+      if let found = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first,
+        FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(found)/last.safetensors").path)
+      {
+        id = found
+        usleep(300_000)
+        break
+      }
+      usleep(20_000)
+    }
+    let runID = try XCTUnwrap(id, "no checkpoint appeared")
+    XCTAssertTrue(process.isRunning)
+    // A second process cannot take a run that a live one trains.
+    let stolen = runCLI(["run", "--resume", runID, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(stolen.code, 2, stolen.error)
+    XCTAssert(stolen.error.contains("is being worked on by") && stolen.error.contains(":\(process.processIdentifier)"), stolen.error)
+    // Killed without a word: the run stays `running` with the time of its last heartbeat.
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    let store = try ResultsStore(path: storePath)
+    XCTAssertEqual(try store.run(runID).summary.status, .running)
+    let before = try XCTUnwrap(try store.run(runID).summary.durationSeconds)
+    XCTAssertGreaterThan(before, 0)
+    // Its owner is gone, so it can be resumed at once; nothing logged twice; the time adds up.
+    let resumed = runCLI(["run", "--resume", runID, "--store", storePath, "--set", "x=1"], currentDirectory: folder)
+    XCTAssertEqual(resumed.code, 2, "a resume takes no --set")
+    let finished = runCLI(["run", "--resume", runID, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(finished.code, 0, finished.error)
+    XCTAssertEqual(try store.run(runID).summary.status, .completed)
+    for key in ["train.loss", "validation.accuracy"] {
+      let steps = try store.metrics(runID: runID, key: key).map(\.step)
+      XCTAssertEqual(steps, Array(Set(steps)).sorted(), "\(key): one point per step")
+      XCTAssertEqual(steps.last, 20000)
+    }
+    XCTAssertGreaterThan(try XCTUnwrap(try store.run(runID).summary.durationSeconds), before, "the wall time counts the killed sitting too")
+  }
+
+  func testTheGateRefusesBaselinesThatDoNotDescribeTheRun() throws {
+    let config = try experiment(steps: 10)
+    XCTAssertEqual(runCLI(["run", config, "--store", storePath], currentDirectory: folder).code, 0)
+    let baseline = folder.appendingPathComponent("b.json").path
+    XCTAssertEqual(runCLI(["check", "--latest", "tiny", "--store", storePath, "--write-baseline", baseline]).code, 0)
+    let frozen = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: baseline))) as! [String: Any]
+    func check(_ edit: (inout [String: Any]) -> Void, _ expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
+      var copy = frozen
+      edit(&copy)
+      let path = folder.appendingPathComponent("edited.json").path
+      try JSONSerialization.data(withJSONObject: copy).write(to: URL(fileURLWithPath: path))
+      let result = runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", path])
+      XCTAssertEqual(result.code, 2, result.output + result.error, file: file, line: line)
+      XCTAssert(result.error.contains(expected) && result.error.split(separator: "\n").count == 1, result.error, file: file, line: line)
+      XCTAssertFalse(result.output.contains("passed"), file: file, line: line)
+    }
+    try check({ $0["protocols"] = [] as [Any] }, "lists no protocol, so it would pass any run")
+    try check({ $0["formatVersion"] = 1 }, "format version 1")
+    try check(
+      { b in
+        var protocols = b["protocols"] as! [[String: Any]]
+        protocols[0]["episodes"] = [[0, 1]] + (protocols[0]["episodes"] as! [[Int]]).dropFirst()
+        b["protocols"] = protocols
+      }, "is not [episode, correct, total]")
+    try check({ $0["experiment"] = "other" }, "is of experiment tiny, the baseline of other")
+    try check({ $0["configHash"] = "0000" }, "has another configuration")
+    try check(
+      { b in
+        var protocols = b["protocols"] as! [[String: Any]]
+        protocols[0]["episodesDigest"] = "another-seed"
+        b["protocols"] = protocols
+      }, "scored other episodes than the baseline's")
+    try check({ $0["protocols"] = "nonsense" }, "is not a oneshot-bench baseline")
+    let duplicate = folder.appendingPathComponent("dup.json").path
+    try Data(try String(contentsOfFile: baseline, encoding: .utf8).replacingOccurrences(of: "\"mode\" : \"train\",", with: "\"mode\" : \"train\", \"mode\" : \"eval-only\",").utf8)
+      .write(to: URL(fileURLWithPath: duplicate))
+    let dup = runCLI(["check", "--latest", "tiny", "--store", storePath, "--baseline", duplicate])
+    XCTAssertEqual(dup.code, 2)
+    XCTAssert(dup.error.contains("mode: this key is given twice"), dup.error)
+    // compare refuses to pair runs that drew different episodes.
+    let other = runCLI(["run", config, "--store", storePath, "--set", "evaluation.1.seed=8"], currentDirectory: folder)
+    XCTAssertEqual(other.code, 0, other.error)
+    let ids = try ResultsStore(path: storePath).listRuns().map(\.id)
+    let compared = runCLI(["compare", ids[0], ids[1], "--store", storePath])
+    XCTAssertEqual(compared.code, 2)
+    XCTAssert(compared.error.contains("scored different episodes"), compared.error)
+    let unwritable = runCLI(["check", "--latest", "tiny", "--store", storePath, "--write-baseline", "/etc/passwd/b.json"])
+    XCTAssertEqual(unwritable.code, 2)
+    XCTAssert(unwritable.error.hasPrefix("error: cannot write baseline /etc/passwd/b.json"), unwritable.error)
+  }
+
   func testSeedOptionReplacesTheFilesSeedAndIsRecorded() throws {
     let config = try experiment(steps: 10)
     XCTAssertEqual(runCLI(["run", config, "--store", storePath], currentDirectory: folder).code, 0)

@@ -50,3 +50,17 @@ final class SupportTests: XCTestCase {
     XCTAssertEqual(flattenJSON(#"{"e": [{"p": "lake20"}, {"p": null}]}"#).map { "\($0.key)=\($0.value)" }, ["e.0.p=lake20", "e.1.p=null"])
   }
 }
+
+final class JSONScanTests: XCTestCase {
+  func problem(_ text: String) -> String? {
+    JSONScan.firstProblem(Array(text.utf8)).map { "\($0.keyPath) | \($0.message)" }
+  }
+
+  func testDuplicateKeysHugeNumbersAndDeepNestingAreFound() {
+    XCTAssertNil(problem(#"{"a": 1, "b": {"a": [1, 2.5e3, -0.1, true, null, "x\"y"]}}"#))
+    XCTAssertEqual(problem(#"{"training": {"steps": 1, "steps": 2}}"#), "training.steps | this key is given twice; keep one")
+    XCTAssertEqual(problem(#"{"evaluation": [{"seed": 1}, {"episodes": 1e309}]}"#), "evaluation[1].episodes | the number 1e309 is beyond what a 64-bit float holds")
+    XCTAssertEqual(problem(String(repeating: "[", count: 300) + String(repeating: "]", count: 300))?.hasSuffix("nested deeper than 256 levels"), true)
+    XCTAssertNil(problem("{ not json"), "malformed text is the decoder's to report")
+  }
+}

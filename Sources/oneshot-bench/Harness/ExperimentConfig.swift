@@ -45,17 +45,45 @@ struct ExperimentConfig: Codable, Equatable {
   /// Value problems as (key path, what is allowed); each part checks its own.
   func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
-    if name.isEmpty || name.contains(where: { $0 == "/" || $0.isNewline }) { out.append(("name", "a non-empty name without '/'")) }
+    if name.isEmpty || name.count > 200 || name.contains(where: { $0 == "/" }) || name.unicodeScalars.contains(where: isControl) {
+      out.append(("name", "a non-empty name of at most 200 characters, without '/' or control characters"))
+    }
     if !(1...256).contains(threads) { out.append(("threads", "between 1 and 256; got \(threads)")) }
     out += nested("model", model.problems())
     out += nested("data", data.problems())
     out += nested("training", training?.problems() ?? [])
     if evaluation.isEmpty { out.append(("evaluation", "at least one protocol")) }
     for (i, item) in evaluation.enumerated() { out += nested("evaluation[\(i)]", item.problems()) }
+    if let training, model.problems().isEmpty {
+      let images = training.pairing == .groups ? training.pairsPerStep : 2 * training.pairsPerStep
+      // Each activation lives as output, cache and gradient during a step: ~12 bytes a float.
+      let bytes = Double(images) * Double(model.activationFloatsPerImage) * 12
+      if bytes > Limits.trainingActivationBytes {
+        out.append(
+          ("training.pairsPerStep", String(format: "a step of %d images of this network needs about %.0f GB of activations; at most %.0f GB fit: lower pairsPerStep", images, bytes / 1e9, Limits.trainingActivationBytes / 1e9)))
+      }
+    }
     let names = evaluation.map(\.name)
     if Set(names).count != names.count { out.append(("evaluation", "protocol names must be distinct (give each a \"name\"); got \(names.joined(separator: ", "))")) }
     return out
   }
+}
+
+/// Control characters (NUL, newlines, escapes...) are refused in names: they would truncate,
+/// split or rewrite what a terminal, a CSV file or a database shows.
+func isControl(_ scalar: Unicode.Scalar) -> Bool { scalar.properties.generalCategory == .control }
+
+/// Upper bounds of an experiment's values: what fits in memory and time on a 24 GB, 2-core
+/// machine, checked before any run row is written (experiments/README.md lists them).
+enum Limits {
+  static let steps = 100_000_000
+  static let pairs = 1_000_000_000_000
+  static let pairsPerStep = 8192
+  static let validationEpisodes = 100_000
+  static let episodes = 1_000_000
+  /// Images a protocol scores (episodes x ways x (shots + queries)).
+  static let imagesScored = 200_000_000
+  static let trainingActivationBytes = 16e9
 }
 
 /// The data section.
@@ -125,7 +153,11 @@ struct TrainingConfig: Codable, Equatable {
     let pairs = try c.decodeIfPresent(Int.self, forKey: .pairs)
     switch (steps, pairs) {
     case (let s?, nil): self.steps = s
-    case (nil, let p?): self.steps = pairsPerStep > 0 ? (p + pairsPerStep - 1) / pairsPerStep : 0
+    case (nil, let p?):
+      guard (0...Limits.pairs).contains(p) else {
+        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.pairs], debugDescription: "between 0 and \(Limits.pairs); got \(p)"))
+      }
+      self.steps = pairsPerStep > 0 ? (p + pairsPerStep - 1) / pairsPerStep : 0
     default:
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.steps], debugDescription: "give the budget as exactly one of \"steps\" or \"pairs\""))
     }
@@ -157,7 +189,8 @@ struct TrainingConfig: Codable, Equatable {
 
   func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
-    if steps < 1 { out.append(("steps", "at least 1; got \(steps)")) }
+    if !(1...Limits.steps).contains(steps) { out.append(("steps", "between 1 and \(Limits.steps); got \(steps)")) }
+    if pairsPerStep > Limits.pairsPerStep { out.append(("pairsPerStep", "at most \(Limits.pairsPerStep); got \(pairsPerStep)")) }
     if pairsPerStep < 2 || pairsPerStep % 2 != 0 { out.append(("pairsPerStep", "an even number >= 2 (half same, half different); got \(pairsPerStep)")) }
     if pairing == .groups && pairsPerStep % 4 != 0 { out.append(("pairsPerStep", "a multiple of 4 with pairing groups (4 pairs per group); got \(pairsPerStep)")) }
     out += nested("optimizer", optimizer.problems())
@@ -198,7 +231,7 @@ struct ValidationSettings: Codable, Equatable {
   func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if every < 1 { out.append(("every", "at least 1 step")) }
-    if episodes < 1 { out.append(("episodes", "at least 1")) }
+    if !(1...Limits.validationEpisodes).contains(episodes) { out.append(("episodes", "between 1 and \(Limits.validationEpisodes); got \(episodes)")) }
     out += nested("spec", spec.problems())
     return out
   }
@@ -248,14 +281,20 @@ struct ProtocolConfig: Codable, Equatable {
   }
 
   func problems() -> [ConfigProblem] {
-    guard protocolKind == .episodes else { return [] }
     var out: [ConfigProblem] = []
+    if let customName, customName.isEmpty || customName.count > 200 || customName.unicodeScalars.contains(where: isControl) {
+      out.append(("name", "a non-empty protocol name of at most 200 characters, without control characters"))
+    }
+    guard protocolKind == .episodes else { return out }
     if !["evaluation", "validation", "folder"].contains(split) {
       out.append(("split", "evaluation (the test set), validation or folder (your own images, with \"path\"); got \(split)"))
     }
     if split == "folder" && (path ?? "").isEmpty { out.append(("path", "the folder of images, ROOT/<group>/<class>/*.png, for split folder")) }
     if split != "folder" && path != nil { out.append(("path", "only split folder reads a path; remove it or set \"split\": \"folder\"")) }
-    if episodes < 1 { out.append(("episodes", "at least 1")) }
+    if !(1...Limits.episodes).contains(episodes) { out.append(("episodes", "between 1 and \(Limits.episodes); got \(episodes)")) }
+    let (perEpisode, o1) = spec.ways.multipliedReportingOverflow(by: spec.shots &+ spec.queries)
+    let (images, o2) = perEpisode.multipliedReportingOverflow(by: episodes)
+    if o1 || o2 || images > Limits.imagesScored { out.append(("episodes", "episodes x ways x (shots + queries) at most \(Limits.imagesScored) images scored")) }
     // A folder's classes may hold more than Omniglot's 20 drawings; the sampler checks the
     // folder's own counts before any work.
     out += nested("spec", spec.problems().filter { split != "folder" || $0.keyPath != "shots + queries" })
@@ -282,6 +321,8 @@ extension ExperimentConfig {
 
   /// Decodes and checks an experiment's JSON; errors name `source` (a file, or a stored run).
   static func decode(_ data: Data, source: String) throws -> ExperimentConfig {
+    guard data.count <= 16 << 20 else { throw ConfigError(file: source, keyPath: "", message: "\(data.count) bytes is not an experiment file (at most 16 MB)") }
+    if let problem = JSONScan.firstProblem([UInt8](data)) { throw ConfigError(file: source, keyPath: problem.keyPath, message: problem.message) }
     let config: ExperimentConfig
     do {
       config = try JSONDecoder().decode(ExperimentConfig.self, from: data)

@@ -11,43 +11,98 @@ struct Baseline: Codable, Equatable {
     var result: ProtocolResult
     /// (episode, correct, total) per episode.
     var episodes: [[Int]]
+    /// SHA-256 of the episodes' images (see `PreparedProtocol.episodeDigest`): a run is
+    /// compared only on the same episodes.
+    var episodesDigest: String?
   }
   var formatVersion: Int
   var experiment: String
   var run: String
   var configHash: String
   var gitCommit: String?
-  /// `train` or `eval-only`: `check --latest` takes the newest run of this mode (nil in
-  /// baselines written before it was recorded: any mode).
+  /// The data the run read (Omniglot's archives, or an image folder).
+  var datasetFingerprint: String?
+  /// `train` or `eval-only`: `check --latest` takes the newest run of this mode.
   var mode: String?
   var protocols: [ProtocolEntry]
 
+  /// Baselines written now; version 1 recorded no episode identity and is refused.
+  static let currentVersion = 2
+
   static func from(store: ResultsStore, runID: String) throws -> Baseline {
     let detail = try store.run(runID)
+    let tags = Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }
     let entries = try detail.results.map { result in
-      ProtocolEntry(result: result, episodes: try store.episodeRows(runID: runID, protocolName: result.protocolName).map { [$0.episode, $0.correct, $0.total] })
+      ProtocolEntry(
+        result: result, episodes: try store.episodeRows(runID: runID, protocolName: result.protocolName).map { [$0.episode, $0.correct, $0.total] },
+        episodesDigest: tags[TagKey.episodes(result.protocolName)])
     }
     return Baseline(
-      formatVersion: 1, experiment: detail.summary.experiment, run: detail.summary.id, configHash: detail.summary.configHash,
-      gitCommit: detail.provenance.first { $0.key == "git_commit" }?.value, mode: detail.tags.first { $0.key == "mode" }?.value ?? "train", protocols: entries)
+      formatVersion: currentVersion, experiment: detail.summary.experiment, run: detail.summary.id, configHash: detail.summary.configHash,
+      gitCommit: detail.provenance.first { $0.key == "git_commit" }?.value, datasetFingerprint: detail.provenance.first { $0.key == "dataset_fingerprint" }?.value,
+      mode: tags["mode"] ?? "train", protocols: entries)
   }
 
   static func load(_ path: String) throws -> Baseline {
-    guard let data = FileManager.default.contents(atPath: path) else {
+    guard let data = FileManager.default.contents(atPath: path), data.count <= 256 << 20 else {
       throw UserFacingError("cannot read baseline \(path); write one with `oneshot-bench check --run ID --write-baseline \(path)`")
     }
-    do {
-      return try JSONDecoder().decode(Baseline.self, from: data)
-    } catch {
-      throw UserFacingError("baseline \(path) is not a oneshot-bench baseline (\(error)); rewrite it with `oneshot-bench check --write-baseline`")
+    if let problem = JSONScan.firstProblem([UInt8](data)) {
+      throw UserFacingError("baseline \(path): \(problem.keyPath): \(problem.message); rewrite it with `oneshot-bench check --write-baseline`")
     }
+    let baseline: Baseline
+    do {
+      baseline = try JSONDecoder().decode(Baseline.self, from: data)
+    } catch {
+      throw UserFacingError("baseline \(path) is not a oneshot-bench baseline (\(describeDecodingError(error))); rewrite it with `oneshot-bench check --write-baseline`")
+    }
+    if let problem = baseline.problem() { throw UserFacingError("baseline \(path): \(problem); rewrite it with `oneshot-bench check --write-baseline`") }
+    return baseline
+  }
+
+  /// What makes the baseline unusable, if anything: a gate must never pass on an empty or
+  /// malformed baseline.
+  func problem() -> String? {
+    guard formatVersion == Baseline.currentVersion else {
+      return "format version \(formatVersion); this oneshot-bench reads version \(Baseline.currentVersion) (which records the episodes and data compared)"
+    }
+    guard !protocols.isEmpty else { return "it lists no protocol, so it would pass any run" }
+    var names = Set<String>()
+    for entry in protocols {
+      let name = entry.result.protocolName
+      guard names.insert(name).inserted else { return "protocol \(name) is listed twice" }
+      guard entry.episodesDigest != nil else { return "protocol \(name) does not say which episodes it scored" }
+      guard !entry.episodes.isEmpty, entry.episodes.count == entry.result.episodes else { return "protocol \(name) lists \(entry.episodes.count) episodes for \(entry.result.episodes)" }
+      guard (0...1).contains(entry.result.accuracy) else { return "protocol \(name) has accuracy \(entry.result.accuracy)" }
+      var seen = Set<Int>()
+      for (i, e) in entry.episodes.enumerated() {
+        guard e.count == 3, e[2] > 0, (0...e[2]).contains(e[1]), seen.insert(e[0]).inserted else {
+          return "protocol \(name), episode entry \(i) is not [episode, correct, total] with 0 <= correct <= total, total > 0, each episode once"
+        }
+      }
+    }
+    return nil
   }
 
   func write(_ path: String) throws {
-    let encoder = JSONEncoder.canonical(pretty: true)
     let url = URL(fileURLWithPath: path)
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    try encoder.encode(self).write(to: url, options: .atomic)
+    do {
+      try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+      try JSONEncoder.canonical(pretty: true).encode(self).write(to: url, options: .atomic)
+    } catch {
+      throw UserFacingError("cannot write baseline \(path) (\((error as NSError).localizedDescription)); choose a writable path")
+    }
+  }
+}
+
+/// A decoding error in one line.
+func describeDecodingError(_ error: any Error) -> String {
+  guard let error = error as? DecodingError else { return "\(error)" }
+  switch error {
+  case .keyNotFound(let key, let context): return "missing \((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))"
+  case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+    return context.codingPath.isEmpty ? "not valid JSON" : "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
+  @unknown default: return "\(error)"
   }
 }
 
@@ -67,7 +122,30 @@ struct ProtocolVerdict {
 /// `tolerance` and the fall is significant: with paired episodes, the 95% CI of the mean
 /// per-episode difference lies below zero; otherwise the two runs' 95% intervals do not overlap.
 func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: String, tolerance: Double) throws -> [ProtocolVerdict] {
-  let results = try store.results(runID: runID)
+  if let problem = baseline.problem() { throw UserFacingError("baseline of run \(baseline.run): \(problem)") }
+  let detail = try store.run(runID)
+  let tags = Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }
+  // The same experiment, configuration, data and episodes, or the comparison means nothing.
+  guard detail.summary.experiment == baseline.experiment else {
+    throw UserFacingError("run \(runID) is of experiment \(detail.summary.experiment), the baseline of \(baseline.experiment); check a run of \(baseline.experiment), or use `compare`")
+  }
+  guard detail.summary.configHash == baseline.configHash else {
+    throw UserFacingError(
+      "run \(runID) has another configuration (hash \(detail.summary.configHash.prefix(12))) than the baseline's run \(baseline.run) (\(baseline.configHash.prefix(12))); write a new baseline for the new configuration, or use `compare`")
+  }
+  let fingerprint = detail.provenance.first { $0.key == "dataset_fingerprint" }?.value
+  if let expected = baseline.datasetFingerprint, let fingerprint, fingerprint != expected {
+    throw UserFacingError("run \(runID) read other data (fingerprint \(fingerprint.prefix(12))) than the baseline's run (\(expected.prefix(12))); restore the dataset or write a new baseline")
+  }
+  for entry in baseline.protocols {
+    guard let digest = tags[TagKey.episodes(entry.result.protocolName)] else {
+      throw UserFacingError("run \(runID) does not record which episodes protocol \(entry.result.protocolName) scored (an older oneshot-bench recorded it); run it again")
+    }
+    if digest != entry.episodesDigest {
+      throw UserFacingError("protocol \(entry.result.protocolName) of run \(runID) scored other episodes than the baseline's (another seed or spec); its results cannot be paired")
+    }
+  }
+  let results = detail.results
   var verdicts: [ProtocolVerdict] = []
   for entry in baseline.protocols {
     let base = entry.result

@@ -30,6 +30,7 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
 
   var resumable: Resumable? = nil
   if case .resume(let id) = plan.mode { resumable = try Resumable(plan, runID: id) }
+  if case .fresh = plan.mode { try plan.checkRunsFolder() }
 
   let run = try beginRun(plan, data: data, tags: evaluated?.tags ?? [])
   progress.line("run \(run.id) (\(config.name)) recording into \(options.storePath)")
@@ -37,6 +38,7 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
   let ending = try run.recording {
     if evaluated == nil, let settings = config.training, let training = data.training {
       let trainer = try Trainer(config: config, training: settings, data: training, folder: plan.folder(runID: run.id), store: run.store, runID: run.id)
+      trainer.heartbeat = { try run.heartbeat() }
       if let resumable {
         trainer.resume(from: resumable)
         progress.line("resuming at step \(trainer.state.step) of \(settings.steps)")
@@ -60,6 +62,7 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
     for item in data.protocols {
       let (result, episodes) = try item.evaluate(model, progress: progress)
       try run.store.recordResult(run: run.id, result, episodes: episodes)
+      try run.store.setTag(run: run.id, key: TagKey.episodes(item.name), value: item.episodeDigest)
       results.append(result)
       progress.line(
         String(
@@ -111,10 +114,12 @@ func readEvaluatedCheckpoint(_ path: String, config: ExperimentConfig) throws ->
 /// provenance, or the resumed run's row reopened (its wall time goes on from where it stopped).
 func beginRun(_ plan: RunPlan, data: ExperimentData, tags: [(key: String, value: String)]) throws -> RunRecording {
   let store = try plan.store()
+  let owner = RunRecording.thisProcess
   if case .resume(let id) = plan.mode {
-    let earlier = try store.run(id).summary.durationSeconds ?? 0
-    try store.reopenRun(id)
-    return RunRecording(store: store, id: id, started: Date().addingTimeInterval(-earlier))
+    // Refused while another live process works on the run; the wall time goes on from the
+    // last heartbeat of the sitting before (a killed one included).
+    let earlier = try store.claimRun(id, owner: owner, isAlive: RunRecording.isAlive)
+    return RunRecording(store: store, id: id, started: Date().addingTimeInterval(-earlier), owner: owner)
   }
   let config = plan.config
   let provenance = Provenance.current()
@@ -126,10 +131,10 @@ func beginRun(_ plan: RunPlan, data: ExperimentData, tags: [(key: String, value:
   run.cpu = provenance.cpu
   run.harnessVersion = harnessVersion
   run.swiftVersion = provenance.swiftVersion
-  let id = try store.beginRun(run)
+  let id = try store.beginRun(run, owner: owner)
   let folders = data.fingerprints.filter { $0.source != "omniglot" }.map { (key: "dataset.folder", value: "\($0.source) \($0.fingerprint)") }
   for tag in tags + folders { try store.setTag(run: id, key: tag.key, value: tag.value) }
-  return RunRecording(store: store, id: id, started: Date())
+  return RunRecording(store: store, id: id, started: Date(), owner: owner)
 }
 
 /// The table `run` prints at the end.

@@ -87,6 +87,19 @@ struct RunPlan {
     try openedStore ?? ResultsStore(path: options.storePath)
   }
 
+  /// Refuses, before any row is written, a runs folder where checkpoints cannot be written.
+  func checkRunsFolder() throws {
+    let folder = URL(fileURLWithPath: options.runsFolder)
+    let probe = folder.appendingPathComponent(".write-check-\(getpid())")
+    do {
+      try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+      try Data().write(to: probe)
+      try FileManager.default.removeItem(at: probe)
+    } catch {
+      throw UserFacingError("cannot write checkpoints into \(folder.path) (\((error as NSError).localizedDescription)); choose a writable folder with --runs DIR")
+    }
+  }
+
   /// The run's folder of checkpoints.
   func folder(runID: String) -> URL {
     URL(fileURLWithPath: options.runsFolder).appendingPathComponent(runID)
@@ -201,6 +214,17 @@ struct PreparedProtocol {
   let evaluator: Evaluator
   let episodes: [ScoringEpisode]
 
+  /// The identity of the episodes: SHA-256 over the split and every episode's support and
+  /// query images. Two runs with the same digest (and dataset) scored the same trials.
+  var episodeDigest: String {
+    var text = "\(split)\n"
+    for e in episodes {
+      text += "\(e.index)|\(e.group ?? "")|\(e.support.map { $0.map(String.init).joined(separator: ",") }.joined(separator: ";"))|"
+      text += e.queries.map { "\($0.image):\($0.label)" }.joined(separator: ",") + "\n"
+    }
+    return SHA256.hex(Array(text.utf8))
+  }
+
   /// Scores `model` on every episode: the result row and one row per episode.
   func evaluate(_ model: SiameseEnsemble, progress: ProgressDisplay) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
     progress.update("evaluating \(name): \(episodes.count) episodes...", force: true)
@@ -221,6 +245,22 @@ struct RunRecording {
   let id: String
   /// When the run started; a resumed run's includes the time spent before the interruption.
   let started: Date
+  /// This process, as the run's owner in the store.
+  let owner: String
+
+  /// `host:pid` of this process.
+  static let thisProcess = "\(ProcessInfo.processInfo.hostName):\(getpid())"
+
+  /// Whether the process `host:pid` still runs: known on this host, unknown (nil) elsewhere.
+  static func isAlive(_ owner: String) -> Bool? {
+    guard let colon = owner.lastIndex(of: ":"), let pid = pid_t(owner[owner.index(after: colon)...]),
+      String(owner[..<colon]) == ProcessInfo.processInfo.hostName
+    else { return nil }
+    return kill(pid, 0) == 0 || errno == EPERM
+  }
+
+  /// Tells the store this process still works on the run, with the wall time so far.
+  func heartbeat() throws { try store.heartbeat(id, owner: owner, durationSeconds: elapsed) }
 
   /// How the work inside `recording` ended.
   enum Ending {
@@ -235,6 +275,9 @@ struct RunRecording {
     let ending: Ending
     do {
       ending = try body()
+    } catch StoreError.leaseLost(let id, let owner) {
+      // Another process owns the run now: write nothing more.
+      throw StoreError.leaseLost(id: id, owner: owner)
     } catch {
       try? store.finishRun(id, status: .failed, error: "\(error)", durationSeconds: elapsed)
       throw error

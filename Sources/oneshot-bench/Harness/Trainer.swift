@@ -74,6 +74,10 @@ final class Trainer {
   var network: SiameseNetwork
   var optimizer: Optimizer
   var state = TrainingState()
+  /// Called every few seconds while training: the run's heartbeat in the store (it throws
+  /// when another process has taken the run over).
+  var heartbeat: () throws -> Void = {}
+  private var lastHeartbeat = Date()
   private let augmentationKey = stableHash("augmentation")
 
   /// A trainer for a fresh network; creates the run's folder with its configuration.
@@ -190,6 +194,10 @@ final class Trainer {
       // Throughput over the steps since the last log line, not since the start, so a pause
       // or a validation does not drag the figure for the rest of the run.
       let pairsPerSecond = Double(windowSteps * training.pairsPerStep) / max(Date().timeIntervalSince(windowStart), 1e-9)
+      if Date().timeIntervalSince(lastHeartbeat) >= 10 {
+        try heartbeat()
+        lastHeartbeat = Date()
+      }
       if state.step % training.logEvery == 0 || state.step == total {
         try store.logMetric(run: runID, MetricPoint(key: MetricKey.trainingLoss, step: state.step, value: lossSum / Double(lossCount)))
         try store.logMetric(run: runID, MetricPoint(key: MetricKey.pairsPerSecond, step: state.step, value: pairsPerSecond))
@@ -223,6 +231,8 @@ final class Trainer {
         }
         try saveLast()
         try store.flushMetrics()
+        try heartbeat()
+        lastHeartbeat = Date()
         progress.line(
           String(format: "step %d/%d  validation %.2f%% (best %.2f%% at step %d)  loss %.4f", state.step, total, 100 * accuracy, 100 * state.bestValidation, state.bestStep, loss))
         if training.patience > 0 && state.staleValidations >= training.patience {

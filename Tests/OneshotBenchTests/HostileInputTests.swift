@@ -1,0 +1,120 @@
+import Foundation
+import Model
+import Reports
+import ResultsStore
+import XCTest
+
+@testable import oneshot_bench
+
+/// Inputs crafted to crash the harness or fool the gate: each is refused with one line and
+/// exit 2, and nothing refused leaves a row.
+final class HostileInputTests: XCTestCase {
+  var folder: URL!
+
+  override func setUpWithError() throws {
+    folder = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+  }
+
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+  let valid = """
+    {"name": "t", "model": {"backbone": "vgg16", "inputSize": 28, "blocks": [[4]]},
+     "training": {"steps": 10, "optimizer": {"kind": "adam", "learningRate": 0.001}}}
+    """
+
+  func message(_ json: String) -> String {
+    let url = folder.appendingPathComponent("e-\(UUID().uuidString).json")
+    try? Data(json.utf8).write(to: url)
+    do {
+      _ = try ExperimentConfig.load(url.path)
+      return "no error"
+    } catch let error as ConfigError {
+      return error.keyPath + " | " + error.message
+    } catch {
+      return "\(error)"
+    }
+  }
+
+  func testValuesWithoutUpperBoundsAreRefusedBeforeAnyRow() {
+    let cases: [(String, String, String)] = [
+      ("\"steps\": 10", "\"pairs\": 9223372036854775000", "training.pairs | between 0 and"),
+      ("\"steps\": 10", "\"steps\": 1000000000000", "training.steps | between 1 and 100000000"),
+      ("\"blocks\": [[4]]", "\"blocks\": [[4]], \"headHidden\": 1000000000000", "model.headHidden | at most 65536"),
+      ("\"blocks\": [[4]]", "\"blocks\": [[1000000000]]", "model.blocks | at most 4096 channels"),
+      ("\"blocks\": [[4]]", "\"blocks\": [[4096, 4096, 4096, 4096]]", "model | the network would have"),
+      ("\"steps\": 10", "\"steps\": 10, \"validation\": {\"episodes\": 10000000000000}", "training.validation.episodes | between 1 and 100000"),
+      ("}}}", "}}, \"evaluation\": [{\"protocol\": \"episodes\", \"episodes\": 10000000000000, \"spec\": {\"ways\": 5}}]}", "evaluation[0].episodes | between 1 and 1000000"),
+      ("}}}", "}}, \"evaluation\": [{\"protocol\": \"episodes\", \"episodes\": 1000000, \"spec\": {\"ways\": 10000, \"shots\": 10, \"queries\": 10}}]}", "evaluation[0].episodes | episodes x ways"),
+      ("\"steps\": 10", "\"steps\": 10, \"steps\": 11", "training.steps | this key is given twice"),
+      ("\"learningRate\": 0.001", "\"learningRate\": 1e309", "training.optimizer.learningRate | the number 1e309"),
+      ("\"name\": \"t\"", "\"name\": \"ci-smoke\\u0000evil\"", "name | a non-empty name"),
+      ("}}}", "}}, \"evaluation\": [{\"protocol\": \"lake20\", \"name\": \"lake20\\u0000x\"}]}", "evaluation[0].name | a non-empty protocol name"),
+    ]
+    for (old, new, expected) in cases {
+      let text = valid.replacingOccurrences(of: old, with: new)
+      XCTAssertNotEqual(text, valid, "case \(expected) did not apply")
+      XCTAssert(message(text).hasPrefix(expected), "\(expected): got \(message(text))")
+    }
+    let wide = valid.replacingOccurrences(of: "\"inputSize\": 28, \"blocks\": [[4]]", with: "\"inputSize\": 105, \"blocks\": [[256, 256], [256], [256], [256]]")
+      .replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"pairsPerStep\": 8000")
+    XCTAssert(message(wide).hasPrefix("training.pairsPerStep | a step of 16000 images"), message(wide))
+    // On the command line too: nothing is recorded for any of them.
+    let store = folder.appendingPathComponent("store.sqlite").path
+    let file = folder.appendingPathComponent("big.json")
+    try? Data(valid.replacingOccurrences(of: "\"blocks\": [[4]]", with: "\"blocks\": [[4]], \"headHidden\": 1000000000000").utf8).write(to: file)
+    let refused = runCLI(["run", file.path, "--store", store])
+    XCTAssertEqual(refused.code, 2)
+    XCTAssertEqual(refused.error.split(separator: "\n").count, 1, refused.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: store))
+    let runsRefused = runCLI(["run", repositoryRoot.appendingPathComponent("experiments/ci-smoke.json").path, "--store", store, "--runs", "/etc/passwd/runs"])
+    XCTAssertEqual(runsRefused.code, 2)
+    XCTAssert(runsRefused.error.contains("cannot write checkpoints into /etc/passwd/runs"), runsRefused.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: store), "the runs folder is checked before the run row")
+    XCTAssertEqual(runCLI(["predict", "a.png", "b.png", "--threads", "0"]).code, 2)
+  }
+
+  func testCraftedCheckpointsAreRefusedNotTrapped() throws {
+    func safetensors(_ header: String, dataBytes: Int = 16) -> Data {
+      var json = Array(header.utf8)
+      while json.count % 8 != 0 { json.append(0x20) }
+      var out = Data()
+      var length = UInt64(json.count).littleEndian
+      withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
+      out.append(contentsOf: json)
+      out.append(Data(count: dataBytes))
+      return out
+    }
+    let crafted = [
+      #"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 4611686018427387904]}}"#,
+      #"{"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 16]}}"#,
+      #"{"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}"#,
+      #"{"w": {"dtype": "F32", "shape": [3037000500, 3037000500], "data_offsets": [0, 16]}}"#,
+      #"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [9223372036854775800, 9223372036854775807]}}"#,
+    ]
+    for header in crafted {
+      XCTAssertThrowsError(try SafeTensors.decode(safetensors(header), path: "x")) { error in
+        guard case CheckpointError.malformed = error else { return XCTFail("\(header): \(error)") }
+      }
+    }
+    // Metadata asking for an enormous network: refused by the configuration's bounds.
+    let huge = #"{"__metadata__": {"format": "oneshot-bench/1", "model_config": "{\"backbone\":\"vgg16\",\"headHidden\":1000000000,\"inputSize\":105}"}}"#
+    let url = folder.appendingPathComponent("huge.safetensors")
+    try safetensors(huge).write(to: url)
+    XCTAssertThrowsError(try Checkpoint.readModel(url))
+    let predicted = runCLI(["predict", "a.png", "b.png", "--checkpoint", url.path])
+    XCTAssertEqual(predicted.code, 2, predicted.error)
+  }
+
+  func testStoreKeepsTextWithNULWhole() throws {
+    let store = try ResultsStore(path: ":memory:")
+    let id = try store.beginRun(NewRun(experiment: "ci-smoke\u{0}evil", configJSON: "{}", configHash: "h"))
+    XCTAssertEqual(try store.run(id).summary.experiment, "ci-smoke\u{0}evil")
+    XCTAssertNil(try store.latestCompletedRun(experiment: "ci-smoke"))
+    let result = ProtocolResult(protocolName: "lake20\u{0}x", split: "lake20", ways: 20, shots: 1, queries: 1, episodes: 1, accuracy: 0.5, ciLow: 0.4, ciHigh: 0.6, seconds: 1)
+    try store.recordResult(run: id, result, episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 2)])
+    try store.recordResult(run: id, ProtocolResult(protocolName: "lake20", split: "lake20", ways: 20, shots: 1, queries: 1, episodes: 1, accuracy: 0.9, ciLow: 0.8, ciHigh: 1, seconds: 1), episodes: [])
+    XCTAssertEqual(Set(try store.results(runID: id).map(\.protocolName)), ["lake20\u{0}x", "lake20"], "the NUL name did not overwrite lake20")
+    XCTAssertEqual(visible("a\u{1B}[2Jb"), "a\\u{1B}[2Jb")
+  }
+}
