@@ -37,12 +37,8 @@ public struct LakeRuns: Sendable {
     var pngs: [(path: String, bytes: [UInt8])] = []
     var labels: [String: String] = [:]
     for entry in archive where entry.type == .file {
-      var bytes: [UInt8] = []
-      do {
-        _ = try archive.extract(entry, skipCRC32: false) { bytes.append(contentsOf: $0) }
-      } catch {
-        throw DatasetError.corruptArchive(path: url.path, entry: entry.path, reason: "\(error)")
-      }
+      let bytes = try extractBounded(entry, from: archive, url: url)
+      guard pngs.count <= maximumEntries else { throw DatasetError.corruptArchive(path: url.path, entry: nil, reason: "more than \(maximumEntries) entries") }
       if entry.path.hasSuffix("/class_labels.txt") {
         labels[String(entry.path.dropLast("/class_labels.txt".count))] = String(decoding: bytes, as: UTF8.self)
       } else if entry.path.hasSuffix(".png") {

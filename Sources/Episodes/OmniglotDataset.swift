@@ -90,18 +90,40 @@ public struct OmniglotDataset: Sendable {
       guard entry.type == .file, entry.path.hasPrefix(topFolder + "/"), entry.path.hasSuffix(".png") else {
         throw DatasetError.unexpectedFile(name: "\(url.lastPathComponent):\(entry.path)", reason: "only PNG images under \(topFolder)/ belong in this archive")
       }
-      var bytes: [UInt8] = []
-      bytes.reserveCapacity(Int(entry.uncompressedSize))
-      do {
-        _ = try archive.extract(entry, skipCRC32: false) { chunk in bytes.append(contentsOf: chunk) }
-      } catch {
-        throw DatasetError.corruptArchive(path: url.path, entry: entry.path, reason: "\(error)")
+      files.append((entry.path, try extractBounded(entry, from: archive, url: url)))
+      guard files.count <= maximumEntries else {
+        throw DatasetError.corruptArchive(path: url.path, entry: nil, reason: "more than \(maximumEntries) images")
       }
-      files.append((entry.path, bytes))
     }
     files.sort { utf8Less($0.path, $1.path) }
     return files
   }
+}
+
+/// The most bytes one archive entry may hold once extracted (an Omniglot PNG is ~1 KB): a
+/// crafted entry claiming more is refused before any allocation.
+let maximumEntryBytes = 16 << 20
+/// The most images an archive may hold (Omniglot's largest has 19,280).
+let maximumEntries = 1_000_000
+
+/// An entry's bytes, refusing an entry whose size (declared or actual) exceeds `maximumEntryBytes`.
+func extractBounded(_ entry: Entry, from archive: Archive, url: URL) throws -> [UInt8] {
+  guard entry.uncompressedSize <= UInt64(maximumEntryBytes) else {
+    throw DatasetError.corruptArchive(path: url.path, entry: entry.path, reason: "it claims \(entry.uncompressedSize) bytes, more than an image may have")
+  }
+  var bytes: [UInt8] = []
+  bytes.reserveCapacity(Int(entry.uncompressedSize))
+  do {
+    _ = try archive.extract(entry, skipCRC32: false) { chunk in
+      guard bytes.count + chunk.count <= maximumEntryBytes else { throw DatasetError.corruptArchive(path: url.path, entry: entry.path, reason: "it inflates beyond its size") }
+      bytes.append(contentsOf: chunk)
+    }
+  } catch let error as DatasetError {
+    throw error
+  } catch {
+    throw DatasetError.corruptArchive(path: url.path, entry: entry.path, reason: "\(error)")
+  }
+  return bytes
 }
 
 /// Decodes PNGs on all cores into one buffer of ink intensities, `size * size` bytes each.

@@ -12,7 +12,7 @@ struct OneshotBench: ParsableCommand {
     abstract: "One-shot character recognition benchmark harness: Siamese networks on Omniglot, Lake's 20 runs, results in SQLite.",
     version: harnessVersion,
     subcommands: [
-      RunCommand.self, EvaluateCommand.self, ReportCommand.self, CheckCommand.self, CompareCommand.self, PredictCommand.self, EnsembleCommand.self, DatasetCommand.self, EpisodesCommand.self,
+      RunCommand.self, SweepCommand.self, EvaluateCommand.self, ReportCommand.self, CheckCommand.self, CompareCommand.self, PredictCommand.self, EnsembleCommand.self, DatasetCommand.self, EpisodesCommand.self,
       BaselineCommand.self, BenchCommand.self,
     ])
 }
@@ -20,12 +20,14 @@ struct OneshotBench: ParsableCommand {
 /// The harness's version, recorded with every run.
 let harnessVersion = "0.1.0"
 
-@main
-enum Entry {
-  static func main() {
-    exit(runCommand(CommandLine.arguments.dropFirst().map { $0 }))
+#if !FUZZING
+  @main
+  enum Entry {
+    static func main() {
+      exit(runCommand(CommandLine.arguments.dropFirst().map { $0 }))
+    }
   }
-}
+#endif
 
 /// Parses and runs one command line; returns the process exit code. Errors a user can cause
 /// print one line to standard error and return 2.

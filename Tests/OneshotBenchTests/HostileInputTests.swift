@@ -1,3 +1,4 @@
+import Episodes
 import Foundation
 import Model
 import Reports
@@ -104,6 +105,29 @@ final class HostileInputTests: XCTestCase {
     XCTAssertThrowsError(try Checkpoint.readModel(url))
     let predicted = runCLI(["predict", "a.png", "b.png", "--checkpoint", url.path])
     XCTAssertEqual(predicted.code, 2, predicted.error)
+  }
+
+  func testAZipEntryClaimingGigabytesIsRefusedBeforeAllocating() throws {
+    // The committed fuzz seed (a well-formed images_evaluation.zip), its entries' sizes patched
+    // to ~4 GB in the central directory and the local headers.
+    var bytes = [UInt8](try Data(contentsOf: repositoryRoot.appendingPathComponent("Tests/Fuzz/zip/tiny.zip")))
+    XCTAssertTrue(fuzz(.zip, bytes), "the seed itself is a valid archive")
+    var patched = 0
+    for i in 0..<(bytes.count - 30) {
+      if bytes[i] == 0x50, bytes[i + 1] == 0x4B, bytes[i + 2] == 0x01, bytes[i + 3] == 0x02 {
+        for k in 0..<4 { bytes[i + 24 + k] = 0xFF }
+        patched += 1
+      } else if bytes[i] == 0x50, bytes[i + 1] == 0x4B, bytes[i + 2] == 0x03, bytes[i + 3] == 0x04 {
+        for k in 0..<4 { bytes[i + 22 + k] = 0xFF }
+      }
+    }
+    XCTAssertEqual(patched, 8)
+    let folder = self.folder.appendingPathComponent("bomb")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    try Data(bytes).write(to: folder.appendingPathComponent("images_evaluation.zip"))
+    XCTAssertThrowsError(try OmniglotDataset(root: folder).load(.evaluation, size: 28)) { error in
+      XCTAssert("\(error)".contains("more than an image may have") || "\(error)".contains("cannot read entry"), "\(error)")
+    }
   }
 
   func testStoreKeepsTextWithNULWhole() throws {

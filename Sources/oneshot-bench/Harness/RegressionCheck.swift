@@ -47,6 +47,11 @@ struct Baseline: Codable, Equatable {
     guard let data = FileManager.default.contents(atPath: path), data.count <= 256 << 20 else {
       throw UserFacingError("cannot read baseline \(path); write one with `oneshot-bench check --run ID --write-baseline \(path)`")
     }
+    return try decode(data, path: path)
+  }
+
+  /// Parses and checks baseline bytes; `path` names them in errors.
+  static func decode(_ data: Data, path: String) throws -> Baseline {
     if let problem = JSONScan.firstProblem([UInt8](data)) {
       throw UserFacingError("baseline \(path): \(problem.keyPath): \(problem.message); rewrite it with `oneshot-bench check --write-baseline`")
     }
