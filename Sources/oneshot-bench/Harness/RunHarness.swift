@@ -28,11 +28,21 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
   var evaluated: (model: SiameseEnsemble, path: String, tags: [(key: String, value: String)])? = nil
   if case .evalOnly(let path) = plan.mode { evaluated = try readEvaluatedCheckpoint(path, config: config) }
 
-  var resumable: Resumable? = nil
-  if case .resume(let id) = plan.mode { resumable = try Resumable(plan, runID: id) }
+
   if case .fresh = plan.mode { try plan.checkRunsFolder() }
 
   let run = try beginRun(plan, data: data, tags: evaluated?.tags ?? [])
+  // A resumed run is claimed first (refused while a live process owns it), then its checkpoint
+  // read; if that fails the run is released as it was: interrupted, resumable, its time kept.
+  var resumable: Resumable? = nil
+  if case .resume(let id) = plan.mode {
+    do {
+      resumable = try Resumable(plan, runID: id)
+    } catch {
+      try? run.store.finishRun(id, status: .interrupted, error: "resume failed: \(error)", durationSeconds: run.elapsed)
+      throw error
+    }
+  }
   progress.line("run \(run.id) (\(config.name)) recording into \(options.storePath)")
   InterruptFlag.install()
   let ending = try run.recording {

@@ -1,0 +1,104 @@
+import Foundation
+
+// `oneshot-bench sweep FILE --grid key.path=v1,v2 ... [--seeds 1-5]`: an experiment expanded
+// into configurations, a pure function of the file and the grid, in one fixed order on every
+// machine. Scheduling stays outside: a scheduler's job array (Slurm, Kubernetes Indexed Jobs)
+// starts one task per index, and each task runs its share (`--task I --tasks N`).
+
+/// One `--grid key.path=v1,v2,...`: the values a key takes.
+struct SweepAxis: Equatable {
+  let key: String
+  let values: [String]
+
+  /// Parses `key.path=v1,v2`; commas inside brackets, braces or quotes belong to a value
+  /// (`model.blocks=[[32],[64]],[[64],[128]]` is two values).
+  init(_ text: String) throws {
+    guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
+      throw UserFacingError("--grid \(text): write it as key.path=v1,v2,..., e.g. --grid training.optimizer.learningRate=0.001,0.003")
+    }
+    key = String(text[..<equals])
+    var values: [String] = [], current = "", depth = 0, quoted = false, escaped = false
+    for character in text[text.index(after: equals)...] {
+      if quoted {
+        current.append(character)
+        if escaped { escaped = false } else if character == "\\" { escaped = true } else if character == "\"" { quoted = false }
+        continue
+      }
+      switch character {
+      case "\"": quoted = true
+      case "[", "{": depth += 1
+      case "]", "}": depth -= 1
+      case "," where depth == 0:
+        values.append(current)
+        current = ""
+        continue
+      default: break
+      }
+      current.append(character)
+    }
+    values.append(current)
+    guard depth == 0, !quoted, !values.contains(where: \.isEmpty) else { throw UserFacingError("--grid \(text): a value is empty or its brackets or quotes do not close") }
+    guard Set(values).count == values.count else { throw UserFacingError("--grid \(text): a value is listed twice") }
+    self.values = values
+  }
+}
+
+/// Seeds written as `1-5`, `1,2,7` or `3`.
+func parseSeeds(_ text: String) throws -> [UInt64] {
+  var seeds: [UInt64] = []
+  for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+    let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
+    if bounds.count == 2, let low = UInt64(bounds[0]), let high = UInt64(bounds[1]), low <= high, high - low < 10_000 {
+      seeds += Array(low...high)
+    } else if bounds.count == 1, let seed = UInt64(bounds[0]) {
+      seeds.append(seed)
+    } else {
+      throw UserFacingError("--seeds \(text): write seeds as 1-5, 1,2,7 or 3")
+    }
+  }
+  guard Set(seeds).count == seeds.count else { throw UserFacingError("--seeds \(text): a seed is listed twice") }
+  return seeds
+}
+
+/// The configurations of a sweep.
+struct Sweep {
+  /// One configuration: its position in the fixed order, the assignments that make it, and the
+  /// resolved, checked configuration.
+  struct Item {
+    let index: Int
+    let overrides: [ConfigOverride]
+    let config: ExperimentConfig
+  }
+
+  let file: String
+  let axes: [SweepAxis]
+  let seeds: [UInt64]?
+
+  /// At most this many configurations (a typo in a grid should not start ten thousand runs).
+  static let maximumConfigurations = 10_000
+
+  /// Every configuration, in the documented order: the axes in the order given, the last one
+  /// varying fastest, then the seeds innermost. Each is checked like a file (an unknown key, a
+  /// wrong type or an impossible value stops the whole sweep before anything runs).
+  func items() throws -> [Item] {
+    guard Set(axes.map(\.key)).count == axes.count else { throw UserFacingError("a key appears in two --grid options; give each key once") }
+    if seeds != nil, axes.contains(where: { $0.key == "seed" }) { throw UserFacingError("seed is both a --grid key and --seeds; give one") }
+    var combinations: [[ConfigOverride]] = [[]]
+    for axis in axes {
+      combinations = try combinations.flatMap { prefix in try axis.values.map { prefix + [try ConfigOverride("\(axis.key)=\($0)")] } }
+      guard combinations.count <= Sweep.maximumConfigurations else { throw UserFacingError("the grid has more than \(Sweep.maximumConfigurations) configurations") }
+    }
+    if let seeds {
+      combinations = try combinations.flatMap { prefix in try seeds.map { prefix + [try ConfigOverride("seed=\($0)")] } }
+      guard combinations.count <= Sweep.maximumConfigurations else { throw UserFacingError("the grid has more than \(Sweep.maximumConfigurations) configurations") }
+    }
+    return try combinations.enumerated().map { index, overrides in
+      Item(index: index, overrides: overrides, config: try ExperimentConfig.load(file, overrides: overrides))
+    }
+  }
+}
+
+/// The indices task `task` of `tasks` runs: every `tasks`-th configuration from `task`.
+func taskShare(count: Int, task: Int, tasks: Int) -> [Int] {
+  Array(stride(from: task, to: count, by: tasks))
+}
