@@ -28,6 +28,9 @@ let package = Package(
       name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
       providers: [.apt(["libsqlite3-dev"])]),
     .systemLibrary(
+      name: "CPostgres", path: "Sources/CPostgres", pkgConfig: "libpq",
+      providers: [.apt(["libpq-dev"])]),
+    .systemLibrary(
       name: "CDNNL", path: "Sources/CDNNL",
       providers: [.apt(["libdnnl-dev"])]),
     .target(
@@ -40,7 +43,7 @@ let package = Package(
       name: "Episodes",
       dependencies: ["CPNG", "Support", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
       swiftSettings: optimised),
-    .target(name: "ResultsStore", dependencies: ["CSQLite"], swiftSettings: optimised),
+    .target(name: "ResultsStore", dependencies: ["CSQLite", "CPostgres"], swiftSettings: optimised),
     // Rendering of store records (tables, CSV, JSON, markdown, HTML with SVG charts, seed
     // groups); knows nothing of training.
     .target(name: "Reports", dependencies: ["ResultsStore", "Support"]),

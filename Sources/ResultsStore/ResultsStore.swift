@@ -15,6 +15,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   case locked(path: String)
   /// No run has this id (or prefix).
   case noSuchRun(String)
+  /// The PostgreSQL server refused or could not be reached.
+  case server(url: String, reason: String)
   /// Another live process owns the run (it is training or evaluating it).
   case runInUse(id: String, owner: String, secondsSinceHeartbeat: Int)
   /// The run was claimed by another process while this one worked on it.
@@ -38,6 +40,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       return "\(path) stayed locked by another process beyond the busy timeout; retry when it finishes"
     case .noSuchRun(let id):
       return "no run '\(id)' in the store; `oneshot-bench report` lists the runs"
+    case .server(let url, let reason):
+      return "cannot use the PostgreSQL store \(url): \(reason); check the server, the user, the password and the database name in the URL (postgresql://user:password@host:port/database)"
     case .runInUse(let id, let owner, let seconds):
       return "run \(id) is being worked on by \(owner) (last heartbeat \(seconds) s ago); wait for it to finish or stop that process, then resume"
     case .leaseLost(let id, let owner):
@@ -51,6 +55,7 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   public var errorDescription: String? { description }
 
   static func wrap(_ error: Error, path: String) -> Error {
+    if let error = error as? PostgresError { return StoreError.server(url: path, reason: error.description) }
     guard let error = error as? SQLiteError else { return error }
     switch error.code & 0xff {
     case SQLITE_NOTADB: return StoreError.notADatabase(path: path)
@@ -68,11 +73,19 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
 public final class ResultsStore {
   /// The database path, or `:memory:`.
   public let path: String
-  let db: Database
+  let db: any SQLConnection
+  /// Which database this store is.
+  public var backend: StoreBackend { db.backend }
   private var pendingMetrics: [(run: String, point: MetricPoint)] = []
   private var lastFlush = Date()
   /// Buffered metrics are committed at least this often (seconds).
   public var metricFlushInterval: TimeInterval = 2
+
+  /// Whether `path` names a PostgreSQL server (`postgresql://...`) rather than a SQLite file.
+  public static func isServerURL(_ path: String) -> Bool { PostgresConnection.isURL(path) }
+
+  /// The path, or the server's URL without its password, for messages.
+  public var displayPath: String { PostgresConnection.isURL(path) ? PostgresConnection.redacted(path) : path }
 
   /// The default location, `results/oneshot.sqlite` under the current directory.
   public static let defaultPath = "results/oneshot.sqlite"
@@ -82,7 +95,7 @@ public final class ResultsStore {
   public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws {
     self.path = path
     do {
-      if path != ":memory:" {
+      if path != ":memory:" && !PostgresConnection.isURL(path) {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         do {
           try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -90,19 +103,24 @@ public final class ResultsStore {
           throw StoreError.readOnly(path: path, reason: "cannot create folder \(folder.path)")
         }
       }
-      db = try Database(path: path)
-      sqlite3_busy_timeout(db.handle, busyTimeoutMilliseconds)
-      // Read the version before writing anything: a newer schema is refused untouched.
-      let version = Int(try db.query("PRAGMA user_version").first?.first?.integer ?? 0)
-      if version > Schema.current { throw StoreError.newerSchema(path: path, found: version, supported: Schema.current) }
-      if path != ":memory:" {
-        let mode = try db.query("PRAGMA journal_mode=WAL").first?.first?.text ?? ""
-        if mode.lowercased() != "wal" { throw StoreError.readOnly(path: path, reason: "cannot switch to WAL mode (journal mode \(mode))") }
+      if PostgresConnection.isURL(path) {
+        db = try PostgresConnection(url: path)
+      } else {
+        let file = try Database(path: path)
+        sqlite3_busy_timeout(file.handle, busyTimeoutMilliseconds)
+        // Read the version before writing anything: a newer schema is refused untouched.
+        let version = try file.schemaVersion()
+        if version > Schema.current { throw StoreError.newerSchema(path: path, found: version, supported: Schema.current) }
+        if path != ":memory:" {
+          let mode = try file.query("PRAGMA journal_mode=WAL").first?.first?.text ?? ""
+          if mode.lowercased() != "wal" { throw StoreError.readOnly(path: path, reason: "cannot switch to WAL mode (journal mode \(mode))") }
+        }
+        try file.execute("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL")
+        db = file
       }
-      try db.execute("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL")
       try migrate()
     } catch {
-      throw StoreError.wrap(error, path: path)
+      throw StoreError.wrap(error, path: PostgresConnection.isURL(path) ? PostgresConnection.redacted(path) : path)
     }
   }
 
@@ -110,16 +128,22 @@ public final class ResultsStore {
 
   /// The schema version of the open file.
   public var schemaVersion: Int {
-    get throws { Int(try db.query("PRAGMA user_version").first?.first?.integer ?? 0) }
+    get throws { try db.schemaVersion() }
   }
 
   private func migrate() throws {
     try withRetry {
+      // One migrating process at a time on a server: a session lock taken before the
+      // transaction, so that its snapshot sees what the previous holder committed.
+      if db.backend == .postgresql { try db.query("SELECT pg_advisory_lock(7305514)", []) }
+      defer { if db.backend == .postgresql { _ = try? db.query("SELECT pg_advisory_unlock(7305514)", []) } }
       try db.transaction {
-        let version = Int(try db.query("PRAGMA user_version").first?.first?.integer ?? 0)
+        let version = try db.schemaVersion()
+        if version > Schema.current { throw StoreError.newerSchema(path: displayPath, found: version, supported: Schema.current) }
         guard version < Schema.current else { return }
-        for step in version..<Schema.current { try db.execute(Schema.migrations[step]) }
-        try db.execute("PRAGMA user_version = \(Schema.current)")
+        let migrations = Schema.migrations(for: db.backend)
+        for step in version..<Schema.current { try db.execute(migrations[step]) }
+        try db.setSchemaVersion(Schema.current)
       }
     }
   }
@@ -130,9 +154,10 @@ public final class ResultsStore {
     while true {
       do {
         return try body()
-      } catch let error as SQLiteError where (error.code & 0xff == SQLITE_BUSY || error.code & 0xff == SQLITE_LOCKED) && attempt < 20 {
+      } catch where db.isRetryable(error) && attempt < 20 {
         attempt += 1
         usleep(useconds_t(20_000 * attempt))
+        if let server = db as? PostgresConnection { try server.reconnectIfLost() }
       }
     }
   }
@@ -141,12 +166,12 @@ public final class ResultsStore {
     do {
       return try withRetry { try db.transaction(body) }
     } catch {
-      throw StoreError.wrap(error, path: path)
+      throw StoreError.wrap(error, path: displayPath)
     }
   }
 
   func read<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch { throw StoreError.wrap(error, path: path) }
+    do { return try body() } catch { throw StoreError.wrap(error, path: displayPath) }
   }
 
   /// The current time in ISO 8601 with milliseconds (UTC), e.g. 2026-11-29T05:09:22.428Z.
@@ -188,8 +213,7 @@ public final class ResultsStore {
           run.gitDirty.map { .integer($0 ? 1 : 0) } ?? .null, optional(run.datasetFingerprint), optional(run.host), optional(run.cpu),
           optional(run.harnessVersion), optional(run.swiftVersion), optional(owner), .real(Date().timeIntervalSince1970),
         ])
-      let insert = try db.prepare("INSERT INTO params(run_id, key, value) VALUES (?, ?, ?)")
-      for param in run.params { try insert.run([.text(id), .text(param.key), .text(param.value)]) }
+      for param in run.params { try db.query("INSERT INTO params(run_id, key, value) VALUES (?, ?, ?)", [.text(id), .text(param.key), .text(param.value)]) }
     }
     return id
   }
@@ -221,7 +245,7 @@ public final class ResultsStore {
     try write {
       try db.query(
         "UPDATE runs SET heartbeat_at = ?, duration_seconds = ? WHERE id = ? AND owner = ?", [.real(Date().timeIntervalSince1970), .real(durationSeconds), .text(id), .text(owner)])
-      if sqlite3_changes(db.handle) != 1 {
+      if db.changes != 1 {
         let current = try db.query("SELECT owner FROM runs WHERE id = ?", [.text(id)]).first?.first?.text ?? "nobody"
         throw StoreError.leaseLost(id: id, owner: current)
       }
@@ -243,9 +267,10 @@ public final class ResultsStore {
     guard !pendingMetrics.isEmpty else { return }
     let points = pendingMetrics
     try write {
-      let insert = try db.prepare("INSERT OR REPLACE INTO metrics(run_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)")
       for (run, point) in points {
-        try insert.run([.text(run), .text(point.key), .integer(Int64(point.step)), .real(point.value), .text(point.time)])
+        try db.query(
+          "INSERT INTO metrics(run_id, key, step, value, time) VALUES (?, ?, ?, ?, ?) ON CONFLICT(run_id, key, step) DO UPDATE SET value = excluded.value, time = excluded.time",
+          [.text(run), .text(point.key), .integer(Int64(point.step)), .real(point.value), .text(point.time)])
       }
     }
     pendingMetrics.removeAll(keepingCapacity: true)
@@ -258,17 +283,18 @@ public final class ResultsStore {
       try db.query("DELETE FROM episode_results WHERE run_id = ? AND protocol = ?", [.text(run), .text(result.protocolName)])
       try db.query(
         """
-        INSERT OR REPLACE INTO results(run_id, protocol, split, ways, shots, queries, episodes, accuracy, ci_low, ci_high, seconds)
+        INSERT INTO results(run_id, protocol, split, ways, shots, queries, episodes, accuracy, ci_low, ci_high, seconds)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(run_id, protocol) DO UPDATE SET split = excluded.split, ways = excluded.ways, shots = excluded.shots, queries = excluded.queries,
+          episodes = excluded.episodes, accuracy = excluded.accuracy, ci_low = excluded.ci_low, ci_high = excluded.ci_high, seconds = excluded.seconds
         """,
         [
           .text(run), .text(result.protocolName), .text(result.split), .integer(Int64(result.ways)), .integer(Int64(result.shots)),
           .integer(Int64(result.queries)), .integer(Int64(result.episodes)), .real(result.accuracy), .real(result.ciLow),
           .real(result.ciHigh), .real(result.seconds),
         ])
-      let insert = try db.prepare("INSERT INTO episode_results(run_id, protocol, episode, alphabet, correct, total) VALUES (?, ?, ?, ?, ?, ?)")
       for row in episodes {
-        try insert.run([
+        try db.query("INSERT INTO episode_results(run_id, protocol, episode, alphabet, correct, total) VALUES (?, ?, ?, ?, ?, ?)", [
           .text(run), .text(result.protocolName), .integer(Int64(row.episode)), optional(row.alphabet), .integer(Int64(row.correct)),
           .integer(Int64(row.total)),
         ])
@@ -279,7 +305,7 @@ public final class ResultsStore {
   /// Sets a tag on a run.
   public func setTag(run: String, key: String, value: String) throws {
     try write {
-      try db.query("INSERT OR REPLACE INTO tags(run_id, key, value) VALUES (?, ?, ?)", [.text(run), .text(key), .text(value)])
+      try db.query("INSERT INTO tags(run_id, key, value) VALUES (?, ?, ?) ON CONFLICT(run_id, key) DO UPDATE SET value = excluded.value", [.text(run), .text(key), .text(value)])
     }
   }
 
@@ -297,7 +323,7 @@ public final class ResultsStore {
       try db.query(
         "UPDATE runs SET status = ?, finished_at = ?, error = ?, duration_seconds = ?, owner = NULL WHERE id = ?",
         [.text(status.rawValue), .text(now()), optional(error), durationSeconds.map { .real($0) } ?? .null, .text(id)])
-      guard sqlite3_changes(db.handle) == 1 else { throw StoreError.noSuchRun(id) }
+      guard db.changes == 1 else { throw StoreError.noSuchRun(id) }
     }
   }
 
@@ -326,7 +352,7 @@ public final class ResultsStore {
       sql += " AND r.status = ?"
       values.append(.text(status.rawValue))
     }
-    sql += " ORDER BY r.started_at DESC, r.rowid DESC"
+    sql += db.backend == .sqlite ? " ORDER BY r.started_at DESC, r.rowid DESC" : " ORDER BY r.started_at DESC, r.seq DESC"
     if let last {
       sql += " LIMIT ?"
       values.append(.integer(Int64(last)))
@@ -387,7 +413,7 @@ public final class ResultsStore {
   /// A run's metric history for `key`, by step.
   public func metrics(runID: String, key: String) throws -> [MetricPoint] {
     try read {
-      try db.query("SELECT key, step, value, time FROM metrics WHERE run_id = ? AND key = ? ORDER BY step, rowid", [.text(runID), .text(key)]).map {
+      try db.query("SELECT key, step, value, time FROM metrics WHERE run_id = ? AND key = ? ORDER BY step", [.text(runID), .text(key)]).map {
         MetricPoint(key: $0[0].text ?? "", step: Int($0[1].integer ?? 0), value: $0[2].real ?? 0, time: $0[3].text ?? "")
       }
     }
@@ -427,7 +453,7 @@ public final class ResultsStore {
 
   /// `PRAGMA integrity_check`'s verdict ("ok" when sound).
   public func integrityCheck() throws -> String {
-    try read { try db.query("PRAGMA integrity_check").map { $0.first?.text ?? "" }.joined(separator: "; ") }
+    try read { db.backend == .sqlite ? try db.query("PRAGMA integrity_check", []).map { $0.first?.text ?? "" }.joined(separator: "; ") : "ok" }
   }
 }
 

@@ -12,7 +12,7 @@ struct OneshotBench: ParsableCommand {
     abstract: "One-shot character recognition benchmark harness: Siamese networks on Omniglot, Lake's 20 runs, results in SQLite.",
     version: harnessVersion,
     subcommands: [
-      RunCommand.self, SweepCommand.self, EvaluateCommand.self, ReportCommand.self, CheckCommand.self, CompareCommand.self, PredictCommand.self, EnsembleCommand.self, DatasetCommand.self, EpisodesCommand.self,
+      RunCommand.self, SweepCommand.self, EvaluateCommand.self, StoreCommand.self, ReportCommand.self, CheckCommand.self, CompareCommand.self, PredictCommand.self, EnsembleCommand.self, DatasetCommand.self, EpisodesCommand.self,
       BaselineCommand.self, BenchCommand.self,
     ])
 }

@@ -1,7 +1,7 @@
 import Foundation
-import ResultsStore
 import XCTest
 
+@testable import ResultsStore
 @testable import oneshot_bench
 
 /// Sweeps: a fixed expansion, job-array shares, re-submission that skips what is done and
@@ -113,5 +113,112 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(try store.run(runID).summary.status, .completed)
     let steps = try store.metrics(runID: runID, key: "train.loss").map(\.step)
     XCTAssertEqual(steps.count, Set(steps).count)
+  }
+
+  /// Several job-array tasks at once (separate processes) recording into one PostgreSQL
+  /// server: every configuration exactly once; re-submitted, nothing more; a task killed with
+  /// SIGKILL and re-run resumes its run; `store copy` PostgreSQL -> SQLite -> PostgreSQL keeps
+  /// every row and `report` prints the same table from both.
+  func testConcurrentTasksRecordIntoPostgreSQL() throws {
+    guard let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] else {
+      throw XCTSkip("set ONESHOT_TEST_POSTGRES=postgresql://user@host:port/postgres (.ci/run starts a server)")
+    }
+    func newDatabase() throws -> String {
+      let name = "oneshot_sweep_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+      try PostgresConnection(url: admin).execute("CREATE DATABASE \(name)")
+      addTeardownBlock { try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+      return String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound]) + name
+    }
+    let server = try newDatabase()
+    let file = try experiment(steps: 20)
+    let grid = ["--grid", "training.optimizer.learningRate=0.003,0.001", "--seeds", "1-3", "--store", server, "--runs", folder.appendingPathComponent("runs").path]
+    func tasks(_ count: Int) throws -> [Process] {
+      try (0..<count).map { task in
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["sweep", file] + grid
+        process.environment = ProcessInfo.processInfo.environment.merging(["JOB_COMPLETION_INDEX": String(task), "SLURM_ARRAY_TASK_COUNT": String(count)]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+      }
+    }
+    for process in try tasks(3) {
+      process.waitUntilExit()
+      XCTAssertEqual(process.terminationStatus, 0)
+    }
+    let store = try ResultsStore(path: server)
+    XCTAssertEqual(store.backend, .postgresql)
+    XCTAssertEqual(try store.listRuns(status: .completed).count, 6)
+    XCTAssertEqual(Set(try store.listRuns().map(\.configHash)).count, 6)
+    for process in try tasks(3) { process.waitUntilExit() }
+    XCTAssertEqual(try store.listRuns().count, 6, "re-submitted: every configuration is already there")
+    // A killed task: its run stays `running`, and the task run again resumes it.
+    let long = try experiment(steps: 4000)
+    let runs = folder.appendingPathComponent("long-runs")
+    let arguments = ["sweep", long, "--grid", "training.optimizer.learningRate=0.002", "--store", server, "--runs", runs.path]
+    let victim = Process()
+    victim.executableURL = executable
+    victim.arguments = arguments
+    victim.standardOutput = FileHandle.nullDevice
+    victim.standardError = FileHandle.nullDevice
+    try victim.run()
+    let deadline = Date().addingTimeInterval(120)
+    var id: String? = nil
+    while id == nil && Date() < deadline && victim.isRunning {
+      if let found = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first(where: { !$0.hasPrefix(".") }),
+        FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(found)/last.safetensors").path)
+      {
+        id = found
+      } else {
+        usleep(20_000)
+      }
+    }
+    let killed = try XCTUnwrap(id)
+    kill(victim.processIdentifier, SIGKILL)
+    victim.waitUntilExit()
+    XCTAssertEqual(try store.run(killed).summary.status, .running, "never visible as completed")
+    let rerun = runCLI(arguments)
+    XCTAssertEqual(rerun.code, 0, rerun.error)
+    XCTAssertEqual(try store.run(killed).summary.status, .completed)
+    XCTAssertEqual(try store.listRuns().count, 7, "no duplicate")
+    // PostgreSQL -> SQLite -> PostgreSQL: every row, the same report.
+    let copy = folder.appendingPathComponent("copy.sqlite").path
+    XCTAssertEqual(runCLI(["store", "copy", server, copy]).code, 0)
+    let again = try newDatabase()
+    XCTAssertEqual(runCLI(["store", "copy", copy, again]).code, 0)
+    let twice = runCLI(["store", "copy", copy, again])
+    XCTAssert(twice.output.contains("copied 0 runs") && twice.output.contains("7 already there"), twice.output)
+    let reports = [server, copy, again].map { runCLI(["report", "--store", $0, "--format", "csv"]).output }
+    XCTAssertEqual(reports[0], reports[1])
+    XCTAssertEqual(reports[0], reports[2])
+    XCTAssertEqual(reports[0].components(separatedBy: "\r\n").filter { !$0.isEmpty }.count, 8)
+    XCTAssertEqual(runCLI(["report", "--store", server]).output, runCLI(["report", "--store", copy]).output)
+  }
+
+  func testPostgreSQLMistakesAreOneLineAndWriteNothing() throws {
+    guard let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] else { throw XCTSkip("set ONESHOT_TEST_POSTGRES (.ci/run starts a server)") }
+    let base = String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound])
+    let cases: [(String, String)] = [
+      ("postgresql://postgres@127.0.0.1:1/oneshot", "cannot use the PostgreSQL store postgresql://postgres@127.0.0.1:1/oneshot"),
+      (base + "no_such_database", "database \"no_such_database\" does not exist"),
+      ("postgresql://nobody:secret@127.0.0.1:1/x", "postgresql://nobody:***@127.0.0.1:1/x"),
+      ("postgresql://[::1", "cannot use the PostgreSQL store"),
+    ]
+    for (url, expected) in cases {
+      let result = runCLI(["report", "--store", url])
+      XCTAssertEqual(result.code, 2, url)
+      XCTAssert(result.error.contains(expected) && result.error.split(separator: "\n").count == 1 && !result.error.contains("secret"), result.error)
+    }
+    // A database at a newer schema version is refused untouched.
+    let name = "oneshot_newer_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+    try PostgresConnection(url: admin).execute("CREATE DATABASE \(name)")
+    addTeardownBlock { try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+    try PostgresConnection(url: base + name).execute("CREATE TABLE oneshot_schema(version BIGINT NOT NULL); INSERT INTO oneshot_schema VALUES (99)")
+    let newer = runCLI(["report", "--store", base + name])
+    XCTAssertEqual(newer.code, 2)
+    XCTAssert(newer.error.contains("schema version 99"), newer.error)
+    XCTAssertEqual(try PostgresConnection(url: base + name).query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").first?.first?.integer, 1, "nothing created")
   }
 }

@@ -6,7 +6,7 @@ import XCTest
 /// Tests that run writers in child processes: this test binary started again with a filter
 /// selecting `ChildWriter` and the job described in environment variables.
 final class ProcessTests: XCTestCase {
-  func spawnChild(store: String, experiment: String, rows: Int, flushEvery: Int, readyFile: String? = nil) throws -> Process {
+  func spawnChild(store: String, experiment: String, rows: Int, flushEvery: Int, readyFile: String? = nil, runs: Int = 0, episodes: Int = 0) throws -> Process {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
     process.arguments = ["ResultsStoreTests.ChildWriter/testWriteWhenAsked"]
@@ -16,11 +16,39 @@ final class ProcessTests: XCTestCase {
     environment["ONESHOT_CHILD_ROWS"] = String(rows)
     environment["ONESHOT_CHILD_FLUSH_EVERY"] = String(flushEvery)
     environment["ONESHOT_CHILD_READY"] = readyFile ?? ""
+    environment["ONESHOT_CHILD_RUNS"] = String(runs)
+    environment["ONESHOT_CHILD_EPISODES"] = String(episodes)
     process.environment = environment
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
     try process.run()
     return process
+  }
+
+  /// The figure of the scale issue: 100 runs of 1,000 per-episode rows each, recorded by 8
+  /// processes at once, into SQLite and (when a server is given) PostgreSQL; nothing is lost.
+  func testEightProcessesRecordAHundredRuns() throws {
+    var stores = [("SQLite", try temporaryStorePath(self))]
+    if ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] != nil { stores.append(("PostgreSQL", try newPostgresDatabase(self))) }
+    for (name, path) in stores {
+      _ = try ResultsStore(path: path)
+      let started = Date()
+      let children = try (0..<8).map { i in
+        try spawnChild(store: path, experiment: "w\(i)", rows: 0, flushEvery: 1, runs: i < 4 ? 13 : 12, episodes: 1_000)
+      }
+      for child in children {
+        child.waitUntilExit()
+        XCTAssertEqual(child.terminationStatus, 0, name)
+      }
+      let seconds = Date().timeIntervalSince(started)
+      let store = try ResultsStore(path: path)
+      let runs = try store.listRuns(status: .completed)
+      XCTAssertEqual(runs.count, 100, name)
+      var rows = 0
+      for run in runs { rows += try store.episodeRows(runID: run.id, protocolName: "p").count }
+      XCTAssertEqual(rows, 100_000, "\(name): every episode row")
+      print(String(format: "store concurrency (%@): 8 processes recorded 100 runs x 1,000 episode rows in %.2f s, %.0f rows/s, nothing lost", name, seconds, Double(rows) / seconds))
+    }
   }
 
   func testTwoProcessesWriteConcurrentlyAndKeepEveryRow() throws {
@@ -75,6 +103,19 @@ final class ChildWriter: XCTestCase {
     else { throw XCTSkip("runs only inside the child processes of ProcessTests") }
     let ready = environment["ONESHOT_CHILD_READY"] ?? ""
     let store = try ResultsStore(path: path)
+    // Whole runs with per-episode rows (the concurrency figure).
+    let runs = Int(environment["ONESHOT_CHILD_RUNS"] ?? "") ?? 0, episodes = Int(environment["ONESHOT_CHILD_EPISODES"] ?? "") ?? 0
+    if runs > 0 {
+      for _ in 0..<runs {
+        let id = try store.beginRun(sampleRun(experiment))
+        let rows = (0..<episodes).map { EpisodeRow(episode: $0, alphabet: "a\($0 % 20)", correct: $0 % 5, total: 5) }
+        try store.recordResult(
+          run: id, ProtocolResult(protocolName: "p", split: "evaluation", ways: 5, shots: 1, queries: 5, episodes: episodes, accuracy: 0.4, ciLow: 0.3, ciHigh: 0.5, seconds: 1),
+          episodes: rows)
+        try store.finishRun(id, status: .completed, durationSeconds: 1)
+      }
+      return
+    }
     store.metricFlushInterval = .infinity
     let id = try store.beginRun(sampleRun(experiment))
     for step in 0..<rows {

@@ -20,9 +20,63 @@ func temporaryStorePath(_ test: XCTestCase) throws -> String {
   return folder.appendingPathComponent("oneshot.sqlite").path
 }
 
-final class ResultsStoreTests: XCTestCase {
+/// The store's suite: every test runs on SQLite here, and again on a PostgreSQL server in
+/// `PostgresResultsStoreTests` (one suite, two backends); file-only tests skip there.
+class ResultsStoreTests: XCTestCase {
+  /// A new, empty store of the backend under test.
+  func makeStore() throws -> ResultsStore { try ResultsStore(path: ":memory:") }
+  /// True in the PostgreSQL run of the suite.
+  var isServer: Bool { false }
+
+  func testClaimsHeartbeatsAndMetricUpserts() throws {
+    let store = try makeStore()
+    let id = try store.beginRun(sampleRun(), owner: "host-a:1")
+    // A live owner keeps the run; a stale or dead one does not.
+    XCTAssertThrowsError(try store.claimRun(id, owner: "host-b:2")) { error in
+      guard case StoreError.runInUse(_, let owner, _) = error else { return XCTFail("\(error)") }
+      XCTAssertEqual(owner, "host-a:1")
+    }
+    try store.claimRun(id, owner: "host-b:2", isAlive: { _ in false })
+    XCTAssertThrowsError(try store.heartbeat(id, owner: "host-a:1", durationSeconds: 5)) { error in
+      guard case StoreError.leaseLost = error else { return XCTFail("\(error)") }
+    }
+    try store.heartbeat(id, owner: "host-b:2", durationSeconds: 7)
+    XCTAssertEqual(try store.run(id).summary.durationSeconds, 7)
+    try store.logMetric(run: id, MetricPoint(key: "train.loss", step: 5, value: 0.9))
+    try store.flushMetrics()
+    try store.logMetric(run: id, MetricPoint(key: "train.loss", step: 5, value: 0.4))
+    try store.finishRun(id, status: .interrupted, durationSeconds: 8)
+    XCTAssertEqual(try store.metrics(runID: id, key: "train.loss").map(\.value), [0.4], "a step logged again replaces the point")
+    XCTAssertEqual(try store.claimRun(id, owner: "host-c:3"), 8, "a claim returns the time so far")
+  }
+
+  func testCopyingRunsIsCompleteAndIdempotent() throws {
+    let store = try makeStore()
+    let id = try store.beginRun(sampleRun("copied"))
+    try store.logMetric(run: id, MetricPoint(key: "validation.accuracy", step: 100, value: 0.5))
+    try store.recordResult(
+      run: id, ProtocolResult(protocolName: "lake20", split: "lake20", ways: 20, shots: 1, queries: 1, episodes: 2, accuracy: 0.75, ciLow: 0.5, ciHigh: 1, seconds: 1.5),
+      episodes: [EpisodeRow(episode: 0, alphabet: "Tengwar", correct: 15, total: 20), EpisodeRow(episode: 1, alphabet: nil, correct: 15, total: 20)])
+    try store.setTag(run: id, key: "mode", value: "eval-only")
+    try store.finishRun(id, status: .completed, durationSeconds: 3)
+    let file = try ResultsStore(path: try temporaryStorePath(self))
+    XCTAssertEqual(try store.copyRuns(to: file).copied, 1)
+    XCTAssertEqual(try store.copyRuns(to: file).copied, 0, "copying twice adds nothing")
+    let back = try makeStore()
+    XCTAssertEqual(try file.copyRuns(to: back).copied, 1)
+    for copy in [file, back] {
+      let (a, b) = (try store.run(id), try copy.run(id))
+      XCTAssertEqual(a.summary, b.summary)
+      XCTAssertEqual(a.params.map { "\($0.key)=\($0.value)" }, b.params.map { "\($0.key)=\($0.value)" })
+      XCTAssertEqual(a.tags.map { "\($0.key)=\($0.value)" }, b.tags.map { "\($0.key)=\($0.value)" })
+      XCTAssertEqual(a.results, b.results)
+      XCTAssertEqual(try copy.episodeRows(runID: id, protocolName: "lake20"), try store.episodeRows(runID: id, protocolName: "lake20"))
+      XCTAssertEqual(try copy.metrics(runID: id, key: "validation.accuracy"), try store.metrics(runID: id, key: "validation.accuracy"))
+    }
+  }
+
   func testRunLifecycleAndQueries() throws {
-    let store = try ResultsStore(path: ":memory:")
+    let store = try makeStore()
     XCTAssertEqual(try store.schemaVersion, Schema.current)
     let id = try store.beginRun(sampleRun())
     XCTAssertEqual(try store.listRuns().map(\.status), [.running])
@@ -50,7 +104,7 @@ final class ResultsStoreTests: XCTestCase {
   }
 
   func testFiltersAndAlignment() throws {
-    let store = try ResultsStore(path: ":memory:")
+    let store = try makeStore()
     let a = try store.beginRun(sampleRun("koch"))
     let b = try store.beginRun(sampleRun("koch"))
     let c = try store.beginRun(sampleRun("vgg"))
@@ -78,6 +132,7 @@ final class ResultsStoreTests: XCTestCase {
   }
 
   func testOlderSchemaUpgradesInPlaceAndKeepsData() throws {
+    try XCTSkipIf(isServer, "a SQLite file's behaviour")
     let path = try temporaryStorePath(self)
     do {
       let old = try Database(path: path)
@@ -93,6 +148,7 @@ final class ResultsStoreTests: XCTestCase {
   }
 
   func testNewerSchemaIsRefusedAndNothingWritten() throws {
+    try XCTSkipIf(isServer, "a SQLite file's behaviour")
     let path = try temporaryStorePath(self)
     do {
       let future = try Database(path: path)
@@ -107,6 +163,7 @@ final class ResultsStoreTests: XCTestCase {
   }
 
   func testNotADatabaseAndUnwritableLocation() throws {
+    try XCTSkipIf(isServer, "a SQLite file's behaviour")
     let path = try temporaryStorePath(self)
     try Data("this is a text file, not a database, and it is long enough to look like one....".utf8).write(to: URL(fileURLWithPath: path))
     XCTAssertThrowsError(try ResultsStore(path: path)) { error in
@@ -119,6 +176,7 @@ final class ResultsStoreTests: XCTestCase {
   }
 
   func testSpeedOfRecordingAndListing() throws {
+    try XCTSkipIf(isServer, "a SQLite file's behaviour")
     let path = try temporaryStorePath(self)
     let store = try ResultsStore(path: path)
     store.metricFlushInterval = .infinity
@@ -144,4 +202,40 @@ final class ResultsStoreTests: XCTestCase {
     XCTAssertEqual(ResultsStore.timestamp(Date(timeIntervalSince1970: 0.007)), "1970-01-01T00:00:00.007Z")
     XCTAssertEqual(ResultsStore.timestamp(Date(timeIntervalSince1970: 951_825_599.9999)), "2000-02-29T12:00:00.000Z")
   }
+}
+
+/// The suite again on a PostgreSQL server: ONESHOT_TEST_POSTGRES names a database to
+/// administer (`.ci/run` starts a throwaway server and sets it); each test gets a new database.
+final class PostgresResultsStoreTests: ResultsStoreTests {
+  var databases: [String] = []
+
+  override var isServer: Bool { true }
+
+  override func setUpWithError() throws {
+    guard ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] != nil else {
+      throw XCTSkip("set ONESHOT_TEST_POSTGRES=postgresql://user@host:port/postgres (.ci/run starts a server)")
+    }
+  }
+
+  override func makeStore() throws -> ResultsStore {
+    try ResultsStore(path: try newPostgresDatabase(self))
+  }
+
+  // Test discovery on Linux lists the methods a class declares, not the ones it inherits: the
+  // backend-neutral tests are named again here.
+  override func testRunLifecycleAndQueries() throws { try super.testRunLifecycleAndQueries() }
+  override func testFiltersAndAlignment() throws { try super.testFiltersAndAlignment() }
+  override func testClaimsHeartbeatsAndMetricUpserts() throws { try super.testClaimsHeartbeatsAndMetricUpserts() }
+  override func testCopyingRunsIsCompleteAndIdempotent() throws { try super.testCopyingRunsIsCompleteAndIdempotent() }
+}
+
+/// A new database on the test server, dropped when the test ends; its URL.
+func newPostgresDatabase(_ test: XCTestCase) throws -> String {
+  let admin = try XCTUnwrap(ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"])
+  let name = "oneshot_test_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+  let connection = try PostgresConnection(url: admin)
+  try connection.execute("CREATE DATABASE \(name)")
+  test.addTeardownBlock { try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+  guard let slash = admin.range(of: "/", options: .backwards) else { throw XCTSkip("ONESHOT_TEST_POSTGRES is not a URL") }
+  return String(admin[..<slash.upperBound]) + name
 }

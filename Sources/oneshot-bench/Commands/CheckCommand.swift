@@ -30,8 +30,7 @@ struct CheckCommand: ParsableCommand {
   }
 
   func run() throws {
-    guard FileManager.default.fileExists(atPath: store.path) else { throw UserFacingError("no results store at \(store.path); pass --store") }
-    let database = try ResultsStore(path: store.path)
+    let database = try store.existing()
     var reference: Baseline? = nil
     if let baseline {
       reference = try FileManager.default.fileExists(atPath: baseline) ? Baseline.load(baseline) : Baseline.from(store: database, runID: try database.resolveRunID(baseline))
@@ -81,8 +80,7 @@ struct CompareCommand: ParsableCommand {
   @Argument(help: "Second run or seed group.") var runB: String
 
   func run() throws {
-    guard FileManager.default.fileExists(atPath: store.path) else { throw UserFacingError("no results store at \(store.path); pass --store") }
-    let database = try ResultsStore(path: store.path)
+    let database = try store.existing()
     print(try renderComparison(try ComparisonSide.resolve(runA, store: database), try ComparisonSide.resolve(runB, store: database), store: database))
   }
 }

@@ -34,10 +34,7 @@ struct ReportCommand: ParsableCommand {
   }
 
   func run() throws {
-    guard FileManager.default.fileExists(atPath: store.path) else {
-      throw UserFacingError("no results store at \(store.path); run an experiment first (oneshot-bench run experiments/ci-smoke.json) or pass --store")
-    }
-    let database = try ResultsStore(path: store.path)
+    let database = try store.existing()
     let runs = try runID.map { [try database.run($0).summary] } ?? database.listRuns(experiment: experiment, status: status, last: last)
     let selection = [experiment.map { "experiment \($0)" }, status.map { "status \($0.rawValue)" }, last.map { "newest \($0)" }, runID.map { "run \($0)" }].compactMap { $0 }
       .joined(separator: ", ")

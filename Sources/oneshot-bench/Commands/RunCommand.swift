@@ -4,11 +4,25 @@ import ResultsStore
 
 /// Options shared by every command that reads or writes the results store.
 struct StoreOptions: ParsableArguments {
-  @Option(name: .customLong("store"), help: "Results database (default: $ONESHOT_STORE or results/oneshot.sqlite).")
+  @Option(name: .customLong("store"), help: "Results store: a SQLite file or postgresql://user:password@host:port/database (default: $ONESHOT_STORE or results/oneshot.sqlite).")
   var storePath: String?
 
-  /// The database path to use.
+  init() {}
+
+  /// Options naming `path`.
+  init(storePath: String?) { self.storePath = storePath }
+
+  /// The database path (or PostgreSQL URL) to use.
   var path: String { storePath ?? ProcessInfo.processInfo.environment["ONESHOT_STORE"] ?? ResultsStore.defaultPath }
+
+  /// A store that must already exist (reading commands never create one): a SQLite file, or a
+  /// PostgreSQL server (whose database the URL names).
+  func existing() throws -> ResultsStore {
+    guard ResultsStore.isServerURL(path) || FileManager.default.fileExists(atPath: path) else {
+      throw UserFacingError("no results store at \(path); run an experiment first (oneshot-bench run experiments/ci-smoke.json) or pass --store")
+    }
+    return try ResultsStore(path: path)
+  }
 }
 
 /// `oneshot-bench run FILE`: train, validate, evaluate and record one experiment.

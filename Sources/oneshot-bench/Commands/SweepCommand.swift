@@ -56,7 +56,7 @@ struct SweepCommand: ParsableCommand {
       let options = RunOptions(storePath: store.path, threads: threads, overrides: item.overrides, evalOnlyCheckpoint: nil, resumeRunID: nil, dataPath: dataPath, runsFolder: runs)
       let label = "[\(index)] \(item.overrides.map(\.text).joined(separator: " "))"
       // Completed: skip. Interrupted (or killed): resume. Another live process: leave it.
-      let previous = FileManager.default.fileExists(atPath: store.path)
+      let previous = ResultsStore.isServerURL(store.path) || FileManager.default.fileExists(atPath: store.path)
         ? try ResultsStore(path: store.path).listRuns(experiment: item.config.name).filter { $0.configHash == item.config.hash } : []
       if let done = previous.first(where: { $0.status == .completed }) {
         FileHandle.standardError.write(Data("sweep \(label): completed as run \(done.id); skipped\n".utf8))

@@ -43,7 +43,7 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
       throw error
     }
   }
-  progress.line("run \(run.id) (\(config.name)) recording into \(options.storePath)")
+  progress.line("run \(run.id) (\(config.name)) recording into \(run.store.displayPath)")
   InterruptFlag.install()
   let ending = try run.recording {
     if evaluated == nil, let settings = config.training, let training = data.training {

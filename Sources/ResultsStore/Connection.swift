@@ -1,0 +1,211 @@
+import CPostgres
+import CSQLite
+import Foundation
+
+// The store speaks SQL through one small interface with two implementations: SQLite (a file,
+// one machine) and PostgreSQL (a server many workers record into, through libpq). The queries
+// are written once with `?` placeholders and portable upserts; the schema and the few
+// statements that differ are chosen by `backend`.
+
+/// Which database a store is.
+public enum StoreBackend: String, Sendable {
+  case sqlite, postgresql
+}
+
+/// A connection the store runs its SQL on.
+protocol SQLConnection: AnyObject {
+  var backend: StoreBackend { get }
+  /// Runs one statement with `values` bound to its `?` placeholders; returns every row.
+  @discardableResult func query(_ sql: String, _ values: [SQLValue]) throws -> [[SQLValue]]
+  /// Runs statements without parameters or results (DDL).
+  func execute(_ sql: String) throws
+  /// Runs `body` in one transaction (SQLite: IMMEDIATE; PostgreSQL: SERIALIZABLE); rolls back
+  /// if it throws.
+  func transaction<T>(_ body: () throws -> T) throws -> T
+  /// Rows changed by the last statement.
+  var changes: Int { get }
+  /// The schema version recorded in the database (0: none).
+  func schemaVersion() throws -> Int
+  /// Records the schema version (inside the migration's transaction).
+  func setSchemaVersion(_ version: Int) throws
+  /// Whether `error` is worth retrying: a lock held too long, a serialization failure, a lost
+  /// connection (which `retrying` re-opens).
+  func isRetryable(_ error: any Error) -> Bool
+}
+
+extension Database: SQLConnection {
+  var backend: StoreBackend { .sqlite }
+  var changes: Int { Int(sqlite3_changes(handle)) }
+  func schemaVersion() throws -> Int { Int(try query("PRAGMA user_version").first?.first?.integer ?? 0) }
+  func setSchemaVersion(_ version: Int) throws { try execute("PRAGMA user_version = \(version)") }
+  func isRetryable(_ error: any Error) -> Bool {
+    guard let error = error as? SQLiteError else { return false }
+    return error.code & 0xff == SQLITE_BUSY || error.code & 0xff == SQLITE_LOCKED
+  }
+}
+
+/// A failed PostgreSQL call: SQLSTATE, the server's message and the statement.
+public struct PostgresError: Error, CustomStringConvertible, LocalizedError {
+  /// The five-character SQLSTATE (`40001` serialization failure...), empty when unknown.
+  public let state: String
+  public let message: String
+  public let sql: String?
+  public var description: String { "PostgreSQL error \(state.isEmpty ? "" : "\(state) ")\(message)" + (sql.map { " [in: \($0.prefix(120))]" } ?? "") }
+  public var errorDescription: String? { description }
+}
+
+/// A connection to a PostgreSQL server through libpq. Values are always sent as parameters
+/// (`$1`...), never spliced into SQL; the connection is re-opened when it is lost.
+final class PostgresConnection: SQLConnection {
+  private var handle: OpaquePointer
+  /// The URL without its password, for messages.
+  let displayURL: String
+  private var lastChanges = 0
+
+  var backend: StoreBackend { .postgresql }
+
+  /// Whether `path` names a PostgreSQL store (`postgresql://` or `postgres://`).
+  static func isURL(_ path: String) -> Bool { path.hasPrefix("postgresql://") || path.hasPrefix("postgres://") }
+
+  /// `url` without its password.
+  static func redacted(_ url: String) -> String {
+    guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex),
+      let colon = url.range(of: ":", range: scheme.upperBound..<at.lowerBound)
+    else { return url }
+    return url.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "***")
+  }
+
+  init(url: String) throws {
+    displayURL = PostgresConnection.redacted(url)
+    // libpq would wait for a dead host for minutes; two seconds say it as well.
+    let withTimeout = url.contains("connect_timeout=") ? url : url + (url.contains("?") ? "&" : "?") + "connect_timeout=5"
+    guard let connection = PQconnectdb(withTimeout) else { throw StoreError.server(url: PostgresConnection.redacted(url), reason: "out of memory") }
+    guard PQstatus(connection) == CONNECTION_OK else {
+      let reason = String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "; ")
+      PQfinish(connection)
+      throw StoreError.server(url: PostgresConnection.redacted(url), reason: reason)
+    }
+    handle = connection
+    // Notices (e.g. "relation already exists, skipping") are not for the user's terminal.
+    PQsetNoticeProcessor(handle, { _, _ in }, nil)
+  }
+
+  deinit { PQfinish(handle) }
+
+  /// `?` placeholders as `$1`, `$2`... (outside quoted text).
+  static func numbered(_ sql: String) -> String {
+    var out = "", n = 0, quoted = false
+    for character in sql {
+      if character == "'" { quoted.toggle() }
+      if character == "?" && !quoted {
+        n += 1
+        out += "$\(n)"
+      } else {
+        out.append(character)
+      }
+    }
+    return out
+  }
+
+  @discardableResult
+  func query(_ sql: String, _ values: [SQLValue]) throws -> [[SQLValue]] {
+    let text = PostgresConnection.numbered(sql)
+    var types: [Oid] = [], strings: [String?] = []
+    for value in values {
+      switch value {
+      case .null: (types, strings) = (types + [0], strings + [nil])
+      case .integer(let v): (types, strings) = (types + [20], strings + [String(v)])
+      case .real(let v): (types, strings) = (types + [701], strings + [v.isFinite ? String(v) : (v.isNaN ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"))])
+      case .text(let v):
+        guard !v.utf8.contains(0) else { throw PostgresError(state: "22021", message: "text with a NUL byte cannot be stored in PostgreSQL", sql: sql) }
+        (types, strings) = (types + [25], strings + [v])
+      case .blob(let v): (types, strings) = (types + [25], strings + [v.map { String(format: "%02x", $0) }.joined()])
+      }
+    }
+    let pointers = strings.map { $0.flatMap { strdup($0) } }
+    defer { pointers.forEach { free($0) } }
+    let result = pointers.map { $0.map { UnsafePointer($0) } }.withUnsafeBufferPointer { params in
+      PQexecParams(handle, text, Int32(values.count), types, params.baseAddress, nil, nil, 0)
+    }
+    defer { PQclear(result) }
+    return try rows(of: result, sql: sql)
+  }
+
+  func execute(_ sql: String) throws {
+    let result = PQexec(handle, sql)
+    defer { PQclear(result) }
+    _ = try rows(of: result, sql: sql)
+  }
+
+  private func rows(of result: OpaquePointer?, sql: String) throws -> [[SQLValue]] {
+    let status = result.map(PQresultStatus) ?? PGRES_FATAL_ERROR
+    guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+      let state = result.flatMap { PQresultErrorField($0, 67 /* PG_DIAG_SQLSTATE 'C' */) }.map { String(cString: $0) } ?? ""
+      let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "; ")
+      throw PostgresError(state: state, message: message, sql: sql)
+    }
+    lastChanges = Int(String(cString: PQcmdTuples(result))) ?? 0
+    guard status == PGRES_TUPLES_OK, let result else { return [] }
+    let (rowCount, columnCount) = (PQntuples(result), PQnfields(result))
+    let types = (0..<columnCount).map { PQftype(result, $0) }
+    return (0..<rowCount).map { r in
+      (0..<columnCount).map { c -> SQLValue in
+        if PQgetisnull(result, r, c) != 0 { return .null }
+        let text = String(cString: PQgetvalue(result, r, c))
+        switch types[Int(c)] {
+        case 20, 21, 23: return Int64(text).map { .integer($0) } ?? .text(text)
+        case 700, 701, 1700: return Double(text).map { .real($0) } ?? .text(text)
+        default: return .text(text)
+        }
+      }
+    }
+  }
+
+  var changes: Int { lastChanges }
+
+  func transaction<T>(_ body: () throws -> T) throws -> T {
+    try reconnectIfLost()
+    try execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+    do {
+      let value = try body()
+      try execute("COMMIT")
+      return value
+    } catch {
+      _ = PQexec(handle, "ROLLBACK").map { PQclear($0) }
+      throw error
+    }
+  }
+
+  /// Re-opens a connection the server or the network dropped.
+  func reconnectIfLost() throws {
+    guard PQstatus(handle) != CONNECTION_OK else { return }
+    PQreset(handle)
+    guard PQstatus(handle) == CONNECTION_OK else {
+      throw StoreError.server(url: displayURL, reason: "lost the connection and could not re-open it: " + String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+  }
+
+  func schemaVersion() throws -> Int {
+    let exists = try query("SELECT to_regclass('oneshot_schema') IS NOT NULL", [])
+    guard exists.first?.first?.text == "t" else { return 0 }
+    return Int(try query("SELECT version FROM oneshot_schema", []).first?.first?.integer ?? 0)
+  }
+
+  func setSchemaVersion(_ version: Int) throws {
+    try execute("CREATE TABLE IF NOT EXISTS oneshot_schema(version BIGINT NOT NULL)")
+    try execute("DELETE FROM oneshot_schema")
+    try query("INSERT INTO oneshot_schema(version) VALUES (?)", [.integer(Int64(version))])
+  }
+
+  func isRetryable(_ error: any Error) -> Bool {
+    if PQstatus(handle) != CONNECTION_OK { return true }
+    guard let error = error as? PostgresError else { return false }
+    // Serialization failure, deadlock, and the connection classes (08xxx).
+    return error.state == "40001" || error.state == "40P01" || error.state.hasPrefix("08")
+  }
+}
+
+extension SQLConnection {
+  /// A statement without parameters.
+  @discardableResult func query(_ sql: String) throws -> [[SQLValue]] { try query(sql, []) }
+}

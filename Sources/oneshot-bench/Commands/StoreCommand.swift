@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import ResultsStore
+
+/// `oneshot-bench store ...`: moving runs between stores.
+struct StoreCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "store", abstract: "Copy runs between results stores (SQLite files and PostgreSQL servers).", subcommands: [Copy.self])
+
+  /// `oneshot-bench store copy SRC DST`.
+  struct Copy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Copy every run of SRC that DST lacks, keyed by run id, each in one transaction; copying again adds nothing.",
+      discussion: "SRC and DST are SQLite files or postgresql://user:password@host:port/database URLs, e.g. an offline node's file into the shared server.")
+
+    @Argument(help: "Source store (a SQLite file that exists, or a PostgreSQL URL).") var source: String
+    @Argument(help: "Destination store (created when it is a new SQLite file).") var destination: String
+
+    func run() throws {
+      guard source != destination else { throw UserFacingError("source and destination are the same store") }
+      let from = try StoreOptions(storePath: source).existing()
+      let to = try ResultsStore(path: destination)
+      let (copied, skipped) = try from.copyRuns(to: to)
+      print("copied \(copied) run\(copied == 1 ? "" : "s") from \(from.displayPath) to \(to.displayPath); \(skipped) already there")
+    }
+  }
+}
