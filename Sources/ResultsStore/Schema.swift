@@ -9,85 +9,17 @@ enum Schema {
     backend == .sqlite ? migrations : postgresMigrations
   }
 
-  /// PostgreSQL: the same schema (a `seq` column orders runs started in the same millisecond,
-  /// as SQLite's rowid does).
-  static let postgresMigrations: [String] = [
-    """
-    CREATE TABLE experiments(
-      id BIGSERIAL PRIMARY KEY,
-      name TEXT NOT NULL UNIQUE,
-      created_at TEXT NOT NULL);
-    CREATE TABLE runs(
-      id TEXT PRIMARY KEY,
-      seq BIGSERIAL,
-      experiment_id BIGINT NOT NULL REFERENCES experiments(id),
-      status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
-      started_at TEXT NOT NULL,
-      finished_at TEXT,
-      config_json TEXT NOT NULL,
-      config_hash TEXT NOT NULL,
-      git_commit TEXT,
-      git_dirty BIGINT,
-      dataset_fingerprint TEXT,
-      checkpoint_path TEXT,
-      checkpoint_hash TEXT,
-      host TEXT,
-      cpu TEXT,
-      harness_version TEXT,
-      swift_version TEXT,
-      error TEXT);
-    CREATE INDEX runs_by_experiment ON runs(experiment_id, started_at);
-    CREATE INDEX runs_by_status ON runs(status, started_at);
-    CREATE INDEX runs_by_start ON runs(started_at);
-    CREATE TABLE params(
-      run_id TEXT NOT NULL REFERENCES runs(id),
-      key TEXT NOT NULL,
-      value TEXT NOT NULL,
-      PRIMARY KEY (run_id, key));
-    CREATE TABLE metrics(
-      run_id TEXT NOT NULL REFERENCES runs(id),
-      key TEXT NOT NULL,
-      step BIGINT NOT NULL,
-      value DOUBLE PRECISION NOT NULL,
-      time TEXT NOT NULL);
-    CREATE INDEX metrics_by_run ON metrics(run_id, key, step);
-    CREATE TABLE results(
-      run_id TEXT NOT NULL REFERENCES runs(id),
-      protocol TEXT NOT NULL,
-      split TEXT NOT NULL,
-      ways BIGINT NOT NULL,
-      shots BIGINT NOT NULL,
-      queries BIGINT NOT NULL,
-      episodes BIGINT NOT NULL,
-      accuracy DOUBLE PRECISION NOT NULL,
-      ci_low DOUBLE PRECISION NOT NULL,
-      ci_high DOUBLE PRECISION NOT NULL,
-      seconds DOUBLE PRECISION NOT NULL,
-      PRIMARY KEY (run_id, protocol));
-    CREATE TABLE episode_results(
-      run_id TEXT NOT NULL REFERENCES runs(id),
-      protocol TEXT NOT NULL,
-      episode BIGINT NOT NULL,
-      alphabet TEXT,
-      correct BIGINT NOT NULL,
-      total BIGINT NOT NULL,
-      PRIMARY KEY (run_id, protocol, episode));
-    """,
-    """
-    CREATE TABLE tags(
-      run_id TEXT NOT NULL REFERENCES runs(id),
-      key TEXT NOT NULL,
-      value TEXT NOT NULL,
-      PRIMARY KEY (run_id, key));
-    ALTER TABLE runs ADD COLUMN duration_seconds DOUBLE PRECISION;
-    """,
-    """
-    ALTER TABLE runs ADD COLUMN owner TEXT;
-    ALTER TABLE runs ADD COLUMN heartbeat_at DOUBLE PRECISION;
-    DROP INDEX metrics_by_run;
-    CREATE UNIQUE INDEX metrics_by_run ON metrics(run_id, key, step);
-    """,
-  ]
+  /// PostgreSQL: the same schema, translated: 64-bit integers and doubles, a serial id for
+  /// experiments, a `seq` column that orders runs started in the same millisecond (SQLite's
+  /// rowid does that there), `ctid` for `rowid`.
+  static let postgresMigrations: [String] = migrations.map { sqlite in
+    sqlite.replacingOccurrences(of: "id INTEGER PRIMARY KEY", with: "id BIGSERIAL PRIMARY KEY")
+      .replacingOccurrences(of: "id TEXT PRIMARY KEY,\n  experiment_id", with: "id TEXT PRIMARY KEY,\n  seq BIGSERIAL,\n  experiment_id")
+      .replacingOccurrences(of: " INTEGER", with: " BIGINT")
+      .replacingOccurrences(of: " REAL", with: " DOUBLE PRECISION")
+      .replacingOccurrences(of: ") WITHOUT ROWID;", with: ");")
+      .replacingOccurrences(of: "rowid", with: "ctid")
+  }
 
   /// migrations[i] takes a database from version i to i + 1.
   static let migrations: [String] = [

@@ -13,6 +13,30 @@ let executable: URL = {
 /// Runs the executable as a user would; returns its exit code, standard output and error.
 /// Output goes through temporary files, so a large output cannot block the child.
 @discardableResult
+/// Starts the harness in the background and waits until a run's first last-checkpoint appears
+/// under `runs`; returns the process (still running, unless the run was that short) and the
+/// run's id.
+func startTraining(_ arguments: [String], runs: URL, currentDirectory: URL? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> (Process, String) {
+  let process = Process()
+  process.executableURL = executable
+  process.arguments = arguments
+  if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+  process.standardOutput = FileHandle.nullDevice
+  process.standardError = FileHandle.nullDevice
+  try process.run()
+  let deadline = Date().addingTimeInterval(120)
+  while Date() < deadline && process.isRunning {
+    if let id = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first(where: { !$0.hasPrefix(".") }),
+      FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(id)/last.safetensors").path)
+    {
+      return (process, id)
+    }
+    usleep(20_000)
+  }
+  XCTFail("no checkpoint appeared under \(runs.path)", file: file, line: line)
+  throw CocoaError(.fileNoSuchFile)
+}
+
 func runCLI(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) -> (code: Int32, output: String, error: String) {
   let process = Process()
   process.executableURL = executable

@@ -200,27 +200,8 @@ final class RunTests: XCTestCase {
 
   func testARunIsOwnedWhileItTrainsAndAKilledRunResumesWithoutDuplicates() throws {
     let config = try experiment(steps: 20000, validateEvery: 500)
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = ["run", config, "--store", storePath]
-    process.currentDirectoryURL = folder
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let runs = folder.appendingPathComponent("runs")
-    let deadline = Date().addingTimeInterval(120)
-    var id: String? = nil
-    while Date() < deadline && process.isRunning {
-      if let found = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first,
-        FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(found)/last.safetensors").path)
-      {
-        id = found
-        usleep(300_000)
-        break
-      }
-      usleep(20_000)
-    }
-    let runID = try XCTUnwrap(id, "no checkpoint appeared")
+    let (process, runID) = try startTraining(["run", config, "--store", storePath], runs: folder.appendingPathComponent("runs"), currentDirectory: folder)
+    usleep(300_000)
     XCTAssertTrue(process.isRunning)
     // A second process cannot take a run that a live one trains.
     let stolen = runCLI(["run", "--resume", runID, "--store", storePath], currentDirectory: folder)

@@ -84,24 +84,7 @@ final class SweepTests: XCTestCase {
     let file = try experiment(steps: 4000)
     let runs = folder.appendingPathComponent("runs")
     let arguments = ["sweep", file, "--grid", "training.optimizer.learningRate=0.003", "--store", storePath, "--runs", runs.path]
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let deadline = Date().addingTimeInterval(120)
-    var id: String? = nil
-    while id == nil && Date() < deadline && process.isRunning {
-      if let found = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first(where: { !$0.hasPrefix(".") }),
-        FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(found)/last.safetensors").path)
-      {
-        id = found
-      } else {
-        usleep(20_000)
-      }
-    }
-    let runID = try XCTUnwrap(id)
+    let (process, runID) = try startTraining(arguments, runs: runs)
     kill(process.processIdentifier, SIGKILL)
     process.waitUntilExit()
     let store = try ResultsStore(path: storePath)
@@ -158,24 +141,7 @@ final class SweepTests: XCTestCase {
     let long = try experiment(steps: 4000)
     let runs = folder.appendingPathComponent("long-runs")
     let arguments = ["sweep", long, "--grid", "training.optimizer.learningRate=0.002", "--store", server, "--runs", runs.path]
-    let victim = Process()
-    victim.executableURL = executable
-    victim.arguments = arguments
-    victim.standardOutput = FileHandle.nullDevice
-    victim.standardError = FileHandle.nullDevice
-    try victim.run()
-    let deadline = Date().addingTimeInterval(120)
-    var id: String? = nil
-    while id == nil && Date() < deadline && victim.isRunning {
-      if let found = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first(where: { !$0.hasPrefix(".") }),
-        FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(found)/last.safetensors").path)
-      {
-        id = found
-      } else {
-        usleep(20_000)
-      }
-    }
-    let killed = try XCTUnwrap(id)
+    let (victim, killed) = try startTraining(arguments, runs: runs)
     kill(victim.processIdentifier, SIGKILL)
     victim.waitUntilExit()
     XCTAssertEqual(try store.run(killed).summary.status, .running, "never visible as completed")
