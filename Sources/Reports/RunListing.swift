@@ -46,7 +46,10 @@ extension ReportRow {
   /// A setting as listings show it: training settings only for runs that trained (an eval-only
   /// run's file may carry a training section it never used).
   public func shownParameter(_ key: String) -> String? {
-    mode == "eval-only" && (key.hasPrefix("training.") || key == "seed") ? nil : parameter(key)
+    if mode == "eval-only" && (key.hasPrefix("training.") || key == "seed") { return nil }
+    // `auto` is shown with what it resolved to on the run's machine.
+    if key == "training.precision", parameter(key) == "auto", let resolved = tags["precision.resolved"] { return "auto (\(resolved))" }
+    return parameter(key)
   }
 }
 
@@ -132,7 +135,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       let mode = trained ? "train" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
       let status = wide ? row.summary.status.rawValue : ["completed": "done", "interrupted": "stopped"][row.summary.status.rawValue] ?? row.summary.status.rawValue
       let experiment = wide || row.summary.experiment.count <= 18 ? row.summary.experiment : String(row.summary.experiment.prefix(17)) + "…"
-      func training(_ key: String) -> String { trained ? row.parameter(key) ?? "" : "-" }
+      func training(_ key: String) -> String { trained ? row.shownParameter(key) ?? "" : "-" }
       var out = [String(row.summary.id.prefix(8)), experiment, mode, status]
       if wide {
         out += [String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " "), row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? ""]

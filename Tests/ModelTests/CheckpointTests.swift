@@ -146,4 +146,24 @@ final class CheckpointTests: XCTestCase {
     XCTAssertFalse(ModelConfig(backbone: .koch, inputSize: 50).problems().isEmpty)
     XCTAssertFalse(ModelConfig(backbone: .vgg16, width: -1).problems().isEmpty)
   }
+
+  func testSGDDecaysEveryParameterOnlyWhenAsked() {
+    // One conv weight (decays) and its bias (does not, unless every parameter decays), zero
+    // gradients, no momentum: w <- w - lr * wd * w exactly where the decay applies.
+    var store = ParameterStore()
+    var rng = NormalSampler(seed: 1)
+    let conv = Conv2D(inputChannels: 1, outputChannels: 1, kernelSize: 1, padding: 0, fusedReLU: false, name: "c", store: &store, rng: &rng)
+    store.parameters[conv.weight].value = [2]
+    store.parameters[conv.bias].value = [4]
+    for (everyParameter, expectedBias) in [(nil, Float(4)), (true, Float(4 - 0.5 * 0.1 * 4))] {
+      var s = store
+      var optimizer = Optimizer(.sgd(momentum: 0, nesterov: false, weightDecay: 0.1, decayEveryParameter: everyParameter), store: s)
+      optimizer.update(&s, learningRate: 0.5)
+      XCTAssertEqual(s.parameters[conv.weight].value[0], 2 - 0.5 * 0.1 * 2, accuracy: 1e-6)
+      XCTAssertEqual(s.parameters[conv.bias].value[0], expectedBias, accuracy: 1e-6)
+    }
+    // The checkpoint form of a configuration without the flag is what it was.
+    let old = String(decoding: try! JSONEncoder().encode(OptimizerConfig.sgd(momentum: 0.9, nesterov: true, weightDecay: 5e-4)), as: UTF8.self)
+    XCTAssertFalse(old.contains("decayEveryParameter"), old)
+  }
 }

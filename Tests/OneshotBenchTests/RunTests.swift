@@ -279,6 +279,24 @@ final class RunTests: XCTestCase {
     XCTAssert(unwritable.error.hasPrefix("error: cannot write baseline /etc/passwd/b.json"), unwritable.error)
   }
 
+  func testAutoPrecisionIsMeasuredCachedAndRecorded() throws {
+    let config = try experiment(steps: 4)
+    let cache = folder.appendingPathComponent("cache")
+    let first = runCLI(["run", config, "--store", storePath, "--set", "training.precision=auto"], environment: ["ONESHOT_CACHE": cache.path], currentDirectory: folder)
+    XCTAssertEqual(first.code, 0, first.error)
+    XCTAssert(first.error.contains("precision auto: ") && first.error.contains("fp32 ") && first.error.contains("bf16 "), first.error)
+    let cached = try JSONSerialization.jsonObject(with: Data(contentsOf: cache.appendingPathComponent("precision.json"))) as? [String: Any]
+    XCTAssertEqual(cached?.count, 1)
+    let second = runCLI(["run", config, "--store", storePath, "--set", "training.precision=auto", "--seed", "4"], environment: ["ONESHOT_CACHE": cache.path], currentDirectory: folder)
+    XCTAssertEqual(second.code, 0, second.error)
+    XCTAssert(second.error.contains("cached in"), second.error)
+    let store = try ResultsStore(path: storePath)
+    let resolved = try store.listRuns().map { try store.run($0.id).tags.first { $0.key == "precision.resolved" }?.value }
+    XCTAssertEqual(resolved.count, 2)
+    XCTAssert(resolved.allSatisfy { $0 == "fp32" || $0 == "bf16" } && resolved[0] == resolved[1], "\(resolved)")
+    XCTAssert(runCLI(["report", "--store", storePath, "--wide"]).output.contains("auto (\(resolved[0]!))"))
+  }
+
   func testSeedOptionReplacesTheFilesSeedAndIsRecorded() throws {
     let config = try experiment(steps: 10)
     XCTAssertEqual(runCLI(["run", config, "--store", storePath], currentDirectory: folder).code, 0)

@@ -19,7 +19,7 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
 
   enum Kind: String, Codable { case adam, sgd }
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case kind, learningRate, weightDecay, beta1, beta2, epsilon, momentum, nesterov }
+  enum CodingKeys: String, CodingKey, CaseIterable { case kind, learningRate, weightDecay, beta1, beta2, epsilon, momentum, nesterov, decayEveryParameter }
 
   // The defaults, also written for the other optimizer's keys so that the configuration hashes
   // of recorded runs stay what they were.
@@ -42,6 +42,7 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
     case .adam:
       try inert(.momentum, Double.self, d.momentum, for: .sgd)
       try inert(.nesterov, Bool.self, d.nesterov, for: .sgd)
+      try inert(.decayEveryParameter, Bool.self, false, for: .sgd)
       config = .adam(
         beta1: try c.decodeIfPresent(Double.self, forKey: .beta1) ?? d.beta1, beta2: try c.decodeIfPresent(Double.self, forKey: .beta2) ?? d.beta2,
         epsilon: try c.decodeIfPresent(Double.self, forKey: .epsilon) ?? d.epsilon, weightDecay: weightDecay)
@@ -49,9 +50,10 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
       try inert(.beta1, Double.self, d.beta1, for: .adam)
       try inert(.beta2, Double.self, d.beta2, for: .adam)
       try inert(.epsilon, Double.self, d.epsilon, for: .adam)
+      let everyParameter = try c.decodeIfPresent(Bool.self, forKey: .decayEveryParameter) ?? false
       config = .sgd(
         momentum: try c.decodeIfPresent(Double.self, forKey: .momentum) ?? d.momentum, nesterov: try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? d.nesterov,
-        weightDecay: weightDecay)
+        weightDecay: weightDecay, decayEveryParameter: everyParameter ? true : nil)
     }
   }
 
@@ -68,8 +70,10 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
       try c.encode(epsilon, forKey: .epsilon)
       try c.encode(d.momentum, forKey: .momentum)
       try c.encode(d.nesterov, forKey: .nesterov)
-    case .sgd(let momentum, let nesterov, let weightDecay):
+    case .sgd(let momentum, let nesterov, let weightDecay, let everyParameter):
       try c.encode(Kind.sgd, forKey: .kind)
+      // Written only when set, so that the hashes of configurations without it stay.
+      if everyParameter == true { try c.encode(true, forKey: .decayEveryParameter) }
       try c.encode(weightDecay, forKey: .weightDecay)
       try c.encode(d.beta1, forKey: .beta1)
       try c.encode(d.beta2, forKey: .beta2)
@@ -88,7 +92,7 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
       if !(0...1).contains(weightDecay) { out.append(("weightDecay", "within 0...1; got \(weightDecay)")) }
       if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { out.append(("beta1, beta2", "within [0, 1)")) }
       if !(epsilon > 0) { out.append(("epsilon", "positive")) }
-    case .sgd(let momentum, _, let weightDecay):
+    case .sgd(let momentum, _, let weightDecay, _):
       if !(0...1).contains(weightDecay) { out.append(("weightDecay", "within 0...1; got \(weightDecay)")) }
       if !(0..<1).contains(momentum) { out.append(("momentum", "within [0, 1)")) }
     }

@@ -5,7 +5,10 @@ public enum OptimizerConfig: Codable, Hashable, Sendable {
   /// Adam (Kingma and Ba), optional decoupled weight decay (AdamW, Loshchilov and Hutter).
   case adam(beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double)
   /// SGD with (Nesterov) momentum and L2 weight decay added to the gradient, as PyTorch's SGD.
-  case sgd(momentum: Double, nesterov: Bool, weightDecay: Double)
+  /// The decay applies to conv and linear weights, or with `decayEveryParameter` to every
+  /// parameter (biases and batch norm's too), which is what PyTorch's `SGD(weight_decay=...)`
+  /// does given all of a model's parameters.
+  case sgd(momentum: Double, nesterov: Bool, weightDecay: Double, decayEveryParameter: Bool? = nil)
 }
 
 /// State of an optimizer over a `ParameterStore`. Weight decay applies only to parameters
@@ -68,11 +71,11 @@ public struct Optimizer: Sendable {
           }
         }
       }
-    case .sgd(let momentum, let nesterov, let weightDecay):
+    case .sgd(let momentum, let nesterov, let weightDecay, let everyParameter):
       let mu = Float(momentum), wd = Float(weightDecay)
       let first = step == 1
       for p in store.parameters.indices {
-        let decay: Float = store.parameters[p].decays ? wd : 0
+        let decay: Float = store.parameters[p].decays || everyParameter == true ? wd : 0
         let g = store.parameters[p].gradient
         firstMoments[p].withUnsafeMutableBufferPointer { b in
           store.parameters[p].value.withUnsafeMutableBufferPointer { w in

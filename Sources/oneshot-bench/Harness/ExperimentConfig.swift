@@ -136,10 +136,11 @@ struct TrainingConfig: Codable, Equatable {
   /// `independent`: every pair has its own two images (2 x pairsPerStep images a step);
   /// `groups`: groups of 2 characters x 2 drawers, each image in two pairs (pairsPerStep images).
   var pairing: Pairing
-  /// The convolutions' arithmetic while training and validating: fp32, or bf16 inputs with
-  /// float accumulation (about 1.7x faster on AVX512_BF16; weights, optimizer state, batch
-  /// norm and the head stay fp32, as in PyTorch's bf16 autocast). Evaluation is always fp32.
-  var precision: ConvolutionPrecision
+  /// The convolutions' arithmetic while training and validating: fp32, bf16 (bf16 inputs with
+  /// float accumulation; weights, optimizer state, batch norm and the head stay fp32, as in
+  /// PyTorch's bf16 autocast) or auto (whichever this machine runs faster, measured at the
+  /// start and cached; see PrecisionProbe). Evaluation is always fp32.
+  var precision: PrecisionSetting
 
   enum Pairing: String, Codable { case independent, groups }
 
@@ -168,7 +169,7 @@ struct TrainingConfig: Codable, Equatable {
     patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? 0
     logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? 20
     pairing = try c.decodeIfPresent(Pairing.self, forKey: .pairing) ?? .independent
-    precision = try c.decodeIfPresent(ConvolutionPrecision.self, forKey: .precision) ?? .fp32
+    precision = try c.decodeIfPresent(PrecisionSetting.self, forKey: .precision) ?? .fp32
   }
 
   func encode(to encoder: any Encoder) throws {

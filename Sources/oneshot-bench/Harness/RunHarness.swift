@@ -31,7 +31,25 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
 
   if case .fresh = plan.mode { try plan.checkRunsFolder() }
 
-  let run = try beginRun(plan, data: data, tags: evaluated?.tags ?? [])
+  // The training arithmetic: as set, or measured on this machine for `auto`.
+  var precision = config.training?.precision.fixed ?? .fp32
+  var precisionTags: [(key: String, value: String)] = []
+  if plan.trains, let settings = config.training {
+    if settings.precision == .auto, case .resume(let id) = plan.mode, let recorded = try plan.store().run(id).tags.first(where: { $0.key == "precision.resolved" }),
+      let resolved = ConvolutionPrecision(rawValue: recorded.value)
+    {
+      // A resumed run keeps the arithmetic it started with, so that it ends as it would have.
+      precision = resolved
+    } else if settings.precision == .auto {
+      let images = settings.pairing == .groups ? settings.pairsPerStep : 2 * settings.pairsPerStep
+      let probe = PrecisionProbe.resolve(model: config.model, images: images)
+      precision = probe.chosen
+      let times = probe.millisecondsPerStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f ms", $0.key, $0.value) }.joined(separator: ", ")
+      progress.line("precision auto: \(precision.rawValue) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : ""))")
+    }
+    precisionTags = [("precision.resolved", precision.rawValue)]
+  }
+  let run = try beginRun(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTags)
   // A resumed run is claimed first (refused while a live process owns it), then its checkpoint
   // read; if that fails the run is released as it was: interrupted, resumable, its time kept.
   var resumable: Resumable? = nil
@@ -47,7 +65,7 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
   InterruptFlag.install()
   let ending = try run.recording {
     if evaluated == nil, let settings = config.training, let training = data.training {
-      let trainer = try Trainer(config: config, training: settings, data: training, folder: plan.folder(runID: run.id), store: run.store, runID: run.id)
+      let trainer = try Trainer(config: config, training: settings, precision: precision, data: training, folder: plan.folder(runID: run.id), store: run.store, runID: run.id)
       trainer.heartbeat = { try run.heartbeat() }
       if let resumable {
         trainer.resume(from: resumable)

@@ -71,6 +71,8 @@ struct TrainingState {
 final class Trainer {
   let config: ExperimentConfig
   let training: TrainingConfig
+  /// The convolutions' arithmetic in training (the setting, or what `auto` resolved to).
+  let precision: ConvolutionPrecision
   let background: ImageSplit
   let pairs: PairSampler
   let validationEpisodes: [ScoringEpisode]
@@ -87,9 +89,10 @@ final class Trainer {
   private let augmentationKey = stableHash("augmentation")
 
   /// A trainer for a fresh network; creates the run's folder with its configuration.
-  init(config: ExperimentConfig, training: TrainingConfig, data: ExperimentData.Training, folder: URL, store: ResultsStore, runID: String) throws {
+  init(config: ExperimentConfig, training: TrainingConfig, precision: ConvolutionPrecision, data: ExperimentData.Training, folder: URL, store: ResultsStore, runID: String) throws {
     self.config = config
     self.training = training
+    self.precision = precision
     self.background = data.background
     self.folder = folder
     self.store = store
@@ -99,7 +102,7 @@ final class Trainer {
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     try Data(config.canonicalJSON.utf8).write(to: folder.appendingPathComponent("config.json"))
     network = SiameseNetwork(config: config.model, seed: config.seed)
-    network.precision = training.precision
+    network.precision = precision
     optimizer = Optimizer(training.optimizer.config, store: network.store)
   }
 
@@ -110,7 +113,7 @@ final class Trainer {
   func resume(from resumable: Resumable) {
     let (checkpoint, optimizer, state) = (resumable.checkpoint, resumable.optimizer, resumable.state)
     network = checkpoint.network
-    network.precision = training.precision
+    network.precision = precision
     self.optimizer = optimizer
     self.state = state
   }

@@ -1,0 +1,81 @@
+import Foundation
+import Model
+import Support
+
+// `"precision": "auto"`: the convolutions' arithmetic in training is whichever of fp32 and bf16
+// this machine runs faster for this network, measured, never assumed (bf16 dot products are
+// full rate on some CPUs of this kind and half rate on others). The probe times training steps
+// of the experiment's own network in both; the answer is cached per host, CPU, oneDNN version,
+// network and batch, and recorded with the run (tag `precision.resolved`). Evaluation is fp32
+// whatever it says, so recorded accuracies never depend on it.
+
+/// The `precision` key of an experiment's training section.
+enum PrecisionSetting: String, Codable, CaseIterable {
+  case fp32, bf16, auto
+
+  /// The setting when it names an arithmetic itself.
+  var fixed: ConvolutionPrecision? { ConvolutionPrecision(rawValue: rawValue) }
+}
+
+/// Times the two arithmetics on the experiment's network and remembers the answer.
+enum PrecisionProbe {
+  /// What the probe found.
+  struct Outcome: Codable, Equatable {
+    var chosen: ConvolutionPrecision
+    var millisecondsPerStep: [String: Double]
+    /// Whether it came from the cache.
+    var cached: Bool = false
+  }
+
+  /// The cache file: `$ONESHOT_CACHE` or `~/.cache/oneshot-bench`, `precision.json`.
+  static var cacheURL: URL {
+    let environment = ProcessInfo.processInfo.environment
+    let folder = environment["ONESHOT_CACHE"].map { URL(fileURLWithPath: $0) }
+      ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/oneshot-bench")
+    return folder.appendingPathComponent("precision.json")
+  }
+
+  /// The key of a measurement: the machine, the library and the work measured.
+  static func key(model: ModelConfig, images: Int) -> String {
+    let config = String(decoding: (try? JSONEncoder.canonical().encode(model)) ?? Data(), as: UTF8.self)
+    return [ProcessInfo.processInfo.hostName, Provenance.current().cpu, "oneDNN \(oneDNNVersion)", "\(ComputeThreads.current) threads", "\(images) images", config].joined(separator: " | ")
+  }
+
+  /// The faster arithmetic for training `model` on steps of `images` images.
+  static func resolve(model: ModelConfig, images: Int) -> Outcome {
+    let key = key(model: model, images: images)
+    var cache = (try? JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: cacheURL))) ?? [:]
+    if var known = cache[key] {
+      known.cached = true
+      return known
+    }
+    // Steps of the real network on a batch of the real size (capped: the probe only has to
+    // rank the two), one warm-up and the median of three.
+    let batch = max(2, min(images, 64)) / 2 * 2
+    let side = model.inputSize
+    var rng = NormalSampler(seed: 1)
+    let input = Tensor(shape: [batch, 1, side, side], data: rng.normal(count: batch * side * side, std: 1).map { abs($0) })
+    let pairs = (0..<(batch / 2)).map { ($0, batch / 2 + $0) }
+    let labels = pairs.indices.map { Float($0 % 2) }
+    var times: [String: Double] = [:]
+    for precision in ConvolutionPrecision.allCases {
+      var network = SiameseNetwork(config: model, seed: 1)
+      network.precision = precision
+      _ = network.lossAndGradients(images: input, pairs: pairs, labels: labels)
+      let samples = (0..<3).map { _ -> Double in
+        let start = Date()
+        _ = network.lossAndGradients(images: input, pairs: pairs, labels: labels)
+        return Date().timeIntervalSince(start)
+      }.sorted()
+      times[precision.rawValue] = 1000 * samples[1]
+    }
+    let chosen: ConvolutionPrecision = (times["bf16"] ?? .infinity) < (times["fp32"] ?? .infinity) ? .bf16 : .fp32
+    let outcome = Outcome(chosen: chosen, millisecondsPerStep: times)
+    cache[key] = outcome
+    if let data = try? JSONEncoder.canonical(pretty: true).encode(cache) {
+      try? FileManager.default.createDirectory(at: cacheURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+      try? data.write(to: cacheURL, options: .atomic)
+    }
+    return outcome
+  }
+}
