@@ -25,55 +25,30 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
         format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", training.background.images.count, training.pools.training.classes.count,
         training.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(loadStart)))
   }
-  var evaluated: (model: SiameseEnsemble, path: String, tags: [(key: String, value: String)])? = nil
-  if case .evalOnly(let path) = plan.mode { evaluated = try readEvaluatedCheckpoint(path, config: config) }
-
+  let evaluated: (model: SiameseEnsemble, path: String, tags: [(key: String, value: String)])?
+  if case .evalOnly(let checkpoint) = plan.mode { evaluated = try readEvaluatedCheckpoint(checkpoint, config: config) } else { evaluated = nil }
 
   if case .fresh = plan.mode { try plan.checkRunsFolder() }
 
-  // The training arithmetic: as set, or measured on this machine for `auto`.
-  var precision = config.training?.precision.fixed ?? .fp32
-  var precisionTags: [(key: String, value: String)] = []
-  if plan.trains, let settings = config.training {
-    if settings.precision == .auto, case .resume(let id) = plan.mode, let recorded = try plan.store().run(id).tags.first(where: { $0.key == "precision.resolved" }),
-      let resolved = ConvolutionPrecision(rawValue: recorded.value)
-    {
-      // A resumed run keeps the arithmetic it started with, so that it ends as it would have.
-      precision = resolved
-    } else if settings.precision == .auto {
-      let images = settings.pairing == .groups ? settings.pairsPerStep : 2 * settings.pairsPerStep
-      let probe = PrecisionProbe.resolve(model: config.model, images: images)
-      precision = probe.chosen
-      let times = probe.millisecondsPerStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f ms", $0.key, $0.value) }.joined(separator: ", ")
-      progress.line("precision auto: \(precision.rawValue) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : ""))")
-    }
-    precisionTags = [("precision.resolved", precision.rawValue)]
-  }
-  let run = try beginRun(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTags)
-  // A resumed run is claimed first (refused while a live process owns it), then its checkpoint
-  // read; if that fails the run is released as it was: interrupted, resumable, its time kept.
-  var resumable: Resumable? = nil
-  if case .resume(let id) = plan.mode {
-    do {
-      resumable = try Resumable(plan, runID: id)
-    } catch {
-      try? run.store.finishRun(id, status: .interrupted, error: "resume failed: \(error)", durationSeconds: run.elapsed)
-      throw error
-    }
-  }
+  let precision = try trainingPrecision(plan, progress: progress)
+  let precisionTag: [(key: String, value: String)] = plan.trains ? [("precision.resolved", precision.rawValue)] : []
+  let run = try beginRun(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTag)
+  let resumable = try run.resumable(plan)
   progress.line("run \(run.id) (\(config.name)) recording into \(run.store.displayPath)")
   InterruptFlag.install()
   let ending = try run.recording {
-    if evaluated == nil, let settings = config.training, let training = data.training {
+    // The checkpoint to evaluate: the given one, or the best of this training.
+    let model: SiameseEnsemble, path: String
+    if let evaluated {
+      (model, path) = (evaluated.model, evaluated.path)
+    } else if let settings = config.training, let training = data.training {
       let trainer = try Trainer(config: config, training: settings, precision: precision, data: training, folder: plan.folder(runID: run.id), store: run.store, runID: run.id)
       trainer.heartbeat = { try run.heartbeat() }
       if let resumable {
         trainer.resume(from: resumable)
         progress.line("resuming at step \(trainer.state.step) of \(settings.steps)")
       }
-      let validationWork = Double(training.validationEpisodes.reduce(0) { $0 + $1.queries.count + $1.support.joined().count })
-      let evaluationWork = Double(data.protocols.reduce(0) { $0 + $1.episodes.reduce(0) { $0 + $1.queries.count + $1.support.joined().count } })
-      switch try trainer.train(progress: progress, evaluationWork: evaluationWork / max(validationWork, 1)) {
+      switch try trainer.train(progress: progress, evaluationWork: imagesScored(data.protocols.flatMap(\.episodes)) / max(imagesScored(training.validationEpisodes), 1)) {
       case .failed(let message): return .failed(message)
       case .interrupted(let signal, let step): return .interrupted(signal: signal, step: step)
       case .stoppedEarly(let step): progress.line("stopped early at step \(step): no validation improvement in \(settings.patience) validations")
@@ -81,9 +56,10 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
       }
       progress.finish()
       progress.line(String(format: "best validation %.2f%% at step %d", 100 * trainer.state.bestValidation, trainer.state.bestStep))
-      evaluated = (try Checkpoint.readModel(trainer.bestURL, expecting: config.model).model, trainer.bestURL.path, [])
+      (model, path) = (try Checkpoint.readModel(trainer.bestURL, expecting: config.model).model, trainer.bestURL.path)
+    } else {
+      throw UserFacingError("\(config.name) has no training section; evaluate a checkpoint with --eval-only")
     }
-    let (model, path, _) = evaluated!
     guard let digest = SHA256.hex(ofFile: URL(fileURLWithPath: path)) else { throw UserFacingError("cannot read checkpoint \(path) to hash it; check its permissions") }
     try run.store.setCheckpoint(run: run.id, path: path, hash: digest)
     var results: [ProtocolResult] = []
@@ -111,6 +87,28 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
     printError("interrupted at step \(step); checkpoint saved. Continue with: \(resumeCommand(run.id, options))")
     return 128 + signal
   }
+}
+
+/// The training arithmetic: as the file sets it, or for `auto` measured on this machine (a
+/// resumed run keeps the answer it started with, so that it ends as it would have).
+func trainingPrecision(_ plan: RunPlan, progress: ProgressDisplay) throws -> ConvolutionPrecision {
+  guard plan.trains, let settings = plan.config.training else { return .fp32 }
+  if let fixed = settings.precision.fixed { return fixed }
+  if case .resume(let id) = plan.mode, let recorded = try plan.store().run(id).tags.first(where: { $0.key == "precision.resolved" }),
+    let resolved = ConvolutionPrecision(rawValue: recorded.value)
+  {
+    return resolved
+  }
+  let images = settings.pairing == .groups ? settings.pairsPerStep : 2 * settings.pairsPerStep
+  let probe = PrecisionProbe.resolve(model: plan.config.model, images: images)
+  let times = probe.millisecondsPerStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f ms", $0.key, $0.value) }.joined(separator: ", ")
+  progress.line("precision auto: \(probe.chosen.rawValue) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : ""))")
+  return probe.chosen
+}
+
+/// Images a set of episodes scores (support and queries), the unit of evaluation work.
+func imagesScored(_ episodes: [ScoringEpisode]) -> Double {
+  Double(episodes.reduce(0) { $0 + $1.queries.count + $1.support.joined().count })
 }
 
 /// The command that continues run `id` with the options this one used (store, runs folder,

@@ -259,6 +259,19 @@ struct RunRecording {
     return kill(pid, 0) == 0 || errno == EPERM
   }
 
+  /// The checkpoint a resumed run goes on from (nil for other modes). The run is claimed
+  /// first, so a live owner refuses it; if the checkpoint cannot be read the run is released
+  /// as it was: interrupted, resumable, its time kept.
+  func resumable(_ plan: RunPlan) throws -> Resumable? {
+    guard case .resume = plan.mode else { return nil }
+    do {
+      return try Resumable(plan, runID: id)
+    } catch {
+      try? store.finishRun(id, status: .interrupted, error: "resume failed: \(error)", durationSeconds: elapsed)
+      throw error
+    }
+  }
+
   /// Tells the store this process still works on the run, with the wall time so far.
   func heartbeat() throws { try store.heartbeat(id, owner: owner, durationSeconds: elapsed) }
 
