@@ -236,7 +236,4 @@ public struct SiameseNetwork: Sendable {
 
   /// FLOPs of the head for one pair.
   public var headFlopsPerPair: Double { head.reduce(0) { $0 + (($1 as? Linear)?.flops ?? 0) } }
-
-  /// The backbone's convolutions, in order.
-  public var convolutions: [Conv2D] { backbone.compactMap { $0 as? Conv2D } }
 }

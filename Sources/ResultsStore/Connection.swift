@@ -111,16 +111,21 @@ final class PostgresConnection: SQLConnection {
   func query(_ sql: String, _ values: [SQLValue]) throws -> [[SQLValue]] {
     let text = PostgresConnection.numbered(sql)
     var types: [Oid] = [], strings: [String?] = []
+    types.reserveCapacity(values.count)
+    strings.reserveCapacity(values.count)
     for value in values {
+      let (type, text): (Oid, String?)
       switch value {
-      case .null: (types, strings) = (types + [0], strings + [nil])
-      case .integer(let v): (types, strings) = (types + [20], strings + [String(v)])
-      case .real(let v): (types, strings) = (types + [701], strings + [v.isFinite ? String(v) : (v.isNaN ? "NaN" : (v > 0 ? "Infinity" : "-Infinity"))])
+      case .null: (type, text) = (0, nil)
+      case .integer(let v): (type, text) = (20, String(v))
+      case .real(let v): (type, text) = (701, v.isFinite ? String(v) : (v.isNaN ? "NaN" : (v > 0 ? "Infinity" : "-Infinity")))
       case .text(let v):
         guard !v.utf8.contains(0) else { throw PostgresError(state: "22021", message: "text with a NUL byte cannot be stored in PostgreSQL", sql: sql) }
-        (types, strings) = (types + [25], strings + [v])
-      case .blob(let v): (types, strings) = (types + [25], strings + [v.map { String(format: "%02x", $0) }.joined()])
+        (type, text) = (25, v)
+      case .blob(let v): (type, text) = (25, v.map { String(format: "%02x", $0) }.joined())
       }
+      types.append(type)
+      strings.append(text)
     }
     let pointers = strings.map { $0.flatMap { strdup($0) } }
     defer { pointers.forEach { free($0) } }

@@ -55,7 +55,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   public var errorDescription: String? { description }
 
   static func wrap(_ error: Error, path: String) -> Error {
-    if let error = error as? PostgresError { return StoreError.server(url: path, reason: error.description) }
+    // The server's words and SQLSTATE; the statement itself is for debugging, not the user's line.
+    if let error = error as? PostgresError { return StoreError.server(url: path, reason: error.state.isEmpty ? error.message : "\(error.message) (SQLSTATE \(error.state))") }
     guard let error = error as? SQLiteError else { return error }
     switch error.code & 0xff {
     case SQLITE_NOTADB: return StoreError.notADatabase(path: path)

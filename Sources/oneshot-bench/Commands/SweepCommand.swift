@@ -38,7 +38,7 @@ struct SweepCommand: ParsableCommand {
     let environment = ProcessInfo.processInfo.environment
     let taskText = task.map(String.init) ?? environment["SLURM_ARRAY_TASK_ID"] ?? environment["JOB_COMPLETION_INDEX"]
     let taskIndex = try taskText.map { text -> Int in
-      guard let value = Int(text) else { throw UserFacingError("task index '\(text)' is not a number") }
+      guard let value = Int(text) else { throw UserFacingError("task index '\(text)' is not a number; give --task N (0-based) or unset SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX") }
       return value
     }
     let taskCount = try (tasks.map(String.init) ?? environment["SLURM_ARRAY_TASK_COUNT"]).map { text -> Int in

@@ -60,10 +60,10 @@ struct RunPlan {
     if let threads = options.threads { config.threads = threads }
     if let seed = options.seed { config.seed = seed }
     try config.check(source: source)
-    if config.training == nil, case .evalOnly = mode {} else if config.training == nil {
+    self.config = config
+    if config.training == nil && trains {
       throw ConfigError(file: source, keyPath: "training", message: "missing; a file without a training section can only evaluate a checkpoint (run it with --eval-only)")
     }
-    self.config = config
   }
 
   /// An eval-only plan for a configuration built on the command line (`evaluate`).
