@@ -36,6 +36,9 @@ let package = Package(
     .target(
       name: "CConvolution", path: "Sources/CConvolution",
       cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("dnnl")]),
+    // The machine's arithmetic peak (a register-only FMA loop), the yardstick `bench` prints
+    // every figure against.
+    .target(name: "CMachine", path: "Sources/CMachine", cSettings: [.unsafeFlags(["-O2"])]),
     // Small utilities every module shares: strict decoding, canonical JSON, SHA-256.
     .target(name: "Support", swiftSettings: optimised),
     .target(name: "Model", dependencies: ["CDNNL", "CConvolution", "Support"], swiftSettings: optimised),
@@ -50,7 +53,7 @@ let package = Package(
     .executableTarget(
       name: "oneshot-bench",
       dependencies: [
-        "Model", "Episodes", "ResultsStore", "Reports", "Support",
+        "Model", "Episodes", "ResultsStore", "Reports", "Support", "CMachine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "SupportTests", dependencies: ["Support"]),

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 // One reorder between a caller's plain layout and a primitive's chosen one; `prim` is NULL
 // when the two layouts are the same and the caller's buffer is used as it is.
@@ -14,7 +15,7 @@ struct reorder {
 };
 
 struct cconv {
-  int n, c, h, w, o, k, pad, relu, bf16;
+  int n, c, h, w, o, k, pad, relu, bf16, policy;
   pthread_mutex_t lock;
   dnnl_primitive_t forward, backward_data, backward_weights;
   // Layouts chosen by the primitives.
@@ -26,6 +27,10 @@ struct cconv {
   struct reorder to_src, to_fwd_weights, from_dst, to_bwd_diff_dst, to_bwd_weights, from_diff_src,
       to_bww_src, to_bww_diff_dst, from_diff_weights;
   char implementation[256];
+  // Per direction (forward, backward data, backward weights): 1 when Winograd runs it.
+  int winograd[3];
+  // How each direction's algorithm was chosen: times measured or why Winograd was not used.
+  char choices[512];
   struct cconv *next;
 };
 
@@ -128,10 +133,95 @@ static const char *impl_name(const_dnnl_primitive_t prim) {
   return name;
 }
 
+static double seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// Milliseconds of one execution of the primitive of `pd` (the faster of two after a warm-up) on
+// zero-filled scratch buffers in its own layouts; negative when it cannot be run.
+static double time_primitive(const_dnnl_primitive_desc_t pd, int count, const int *kinds,
+                             const dnnl_query_t *queries, const int *indices) {
+  dnnl_primitive_t prim = NULL;
+  if (dnnl_primitive_create(&prim, pd) != dnnl_success) return -1;
+  const dnnl_memory_desc_t *descs[6];
+  void *buffers[6] = {0};
+  double best = -1;
+  int ok = 1;
+  for (int i = 0; i < count && ok; i++) {
+    descs[i] = dnnl_primitive_desc_query_md(pd, queries[i], indices[i]);
+    size_t size = dnnl_memory_desc_get_size(descs[i]);
+    if (posix_memalign(&buffers[i], 64, size > 0 ? size : 64) != 0) {
+      buffers[i] = NULL;
+      ok = 0;
+    } else {
+      memset(buffers[i], 0, size);
+    }
+  }
+  for (int rep = 0; rep < 3 && ok; rep++) {
+    double start = seconds();
+    if (run(prim, count, kinds, descs, buffers) != 0) ok = 0;
+    double elapsed = 1000 * (seconds() - start);
+    if (rep > 0 && (best < 0 || elapsed < best)) best = elapsed;
+  }
+  for (int i = 0; i < count; i++) free(buffers[i]);
+  dnnl_primitive_destroy(prim);
+  return ok ? best : -1;
+}
+
+static const char *direction_names[3] = {"forward", "backward-data", "backward-weights"};
+
+// Chooses between the direct primitive `*direct` and the Winograd one `winograd` (NULL when
+// oneDNN could not build it; `reason` says why) for one direction under `policy`: 0 keeps
+// direct, 1 takes the faster of the two by measured time, 2 takes Winograd when it exists.
+// The loser is destroyed and `*direct` holds the winner; the decision is appended to `cv->choices`.
+static void choose(struct cconv *cv, int direction, dnnl_primitive_desc_t *direct,
+                   dnnl_primitive_desc_t winograd, const char *reason, int count, const int *kinds,
+                   const dnnl_query_t *queries, const int *indices) {
+  size_t used = strlen(cv->choices);
+  char *out = cv->choices + used;
+  size_t room = sizeof cv->choices - used;
+  const char *sep = used > 0 ? "; " : "";
+  if (winograd == NULL) {
+    snprintf(out, room, "%s%s direct (%s)", sep, direction_names[direction], reason);
+    return;
+  }
+  int take = cv->policy == 2;
+  if (cv->policy == 1) {
+    double d = time_primitive(*direct, count, kinds, queries, indices);
+    double w = time_primitive(winograd, count, kinds, queries, indices);
+    take = w > 0 && (d < 0 || w < d);
+    snprintf(out, room, "%s%s %s (winograd %.2f ms, direct %.2f ms)", sep, direction_names[direction],
+             take ? "winograd" : "direct", w, d);
+  } else {
+    snprintf(out, room, "%s%s winograd (forced)", sep, direction_names[direction]);
+  }
+  if (take) {
+    dnnl_primitive_desc_destroy(*direct);
+    *direct = winograd;
+    cv->winograd[direction] = 1;
+  } else {
+    dnnl_primitive_desc_destroy(winograd);
+  }
+}
+
+// Why Winograd is not tried for this handle, or NULL when it is.
+static const char *winograd_excluded(const struct cconv *cv) {
+  if (cv->policy == 0) return "fixed";
+  if (cv->bf16) return "winograd is fp32 only";
+  if (cv->k != 3) return "winograd needs a 3x3 kernel";
+  return NULL;
+}
+
 static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, int relu, int bf16,
-                            char *error, size_t error_length) {
+                            int policy, char *error, size_t error_length) {
   struct cconv *cv = calloc(1, sizeof *cv);
-  dnnl_primitive_desc_t fpd = NULL, bdpd = NULL, bwpd = NULL;
+  dnnl_primitive_desc_t fpd = NULL, bdpd = NULL, bwpd = NULL, wino_fpd = NULL, candidate = NULL;
+  // The direct forward descriptor, the hint of the direct backward primitives whichever
+  // algorithm the forward ends up with.
+  dnnl_primitive_desc_t direct_fpd = NULL;
+  char reason[96];
   dnnl_post_ops_t post_ops = NULL;
   dnnl_primitive_attr_t attr = NULL;
   if (cv == NULL) {
@@ -139,7 +229,8 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
     return NULL;
   }
   cv->n = n, cv->c = c, cv->h = h, cv->w = w, cv->o = o, cv->k = k, cv->pad = pad;
-  cv->relu = relu, cv->bf16 = bf16;
+  cv->relu = relu, cv->bf16 = bf16, cv->policy = policy;
+  const char *excluded = winograd_excluded(cv);
   pthread_mutex_init(&cv->lock, NULL);
   int ho = h + 2 * pad - k + 1, wo = w + 2 * pad - k + 1;
   dnnl_dims_t src_dims = {n, c, h, w}, weight_dims = {o, c, k, k}, bias_dims = {o},
@@ -168,6 +259,30 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
     TRY(dnnl_primitive_attr_set_post_ops(attr, post_ops));
   }
   TRY(dnnl_primitive_desc_create(&fpd, &desc, attr, engine, NULL));
+  TRY(dnnl_primitive_desc_clone(&direct_fpd, fpd));
+  snprintf(reason, sizeof reason, "%s", excluded ? excluded : "");
+  if (excluded == NULL) {
+    dnnl_status_t s = dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training,
+                                                         dnnl_convolution_winograd, &any_src,
+                                                         &any_weights, &cv->bias, &any_dst_f32,
+                                                         strides, padding, padding);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(&wino_fpd, &desc, attr, engine, NULL);
+    if (s != dnnl_success) {
+      wino_fpd = NULL;
+      snprintf(reason, sizeof reason, "oneDNN has no winograd forward here: status %d", (int)s);
+    } else if (dnnl_primitive_desc_clone(&candidate, wino_fpd) != dnnl_success) {
+      candidate = NULL;
+      snprintf(reason, sizeof reason, "winograd descriptor could not be copied");
+    }
+  }
+  {
+    int kinds[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
+    dnnl_query_t queries[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_weights_md,
+                               dnnl_query_dst_md};
+    int indices[4] = {0, 0, 1, 0};
+    choose(cv, 0, &fpd, candidate, reason, 4, kinds, queries, indices);
+    candidate = NULL;
+  }
   cv->src = *dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
   cv->fwd_weights = *dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
   cv->dst = *dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
@@ -181,13 +296,36 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
     TRY(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &diff_src_f32,
                                                  &any_weights, &any_diff_dst, strides, padding,
                                                  padding));
-    if (dnnl_primitive_desc_create(&bdpd, &desc, NULL, engine, fpd) != dnnl_success) {
+    if (dnnl_primitive_desc_create(&bdpd, &desc, NULL, engine, direct_fpd) != dnnl_success) {
       // Some bf16 kernels only produce bf16 diff_src; accept that and convert on the way out.
       TRY(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &any_src,
                                                    &any_weights, &any_diff_dst, strides, padding,
                                                    padding));
-      TRY(dnnl_primitive_desc_create(&bdpd, &desc, NULL, engine, fpd));
+      TRY(dnnl_primitive_desc_create(&bdpd, &desc, NULL, engine, direct_fpd));
     }
+  }
+  snprintf(reason, sizeof reason, "%s", excluded ? excluded : "");
+  if (excluded != NULL) {
+  } else if (wino_fpd == NULL) {
+    snprintf(reason, sizeof reason, "no winograd forward to pair with");
+  } else {
+    dnnl_memory_desc_t diff_src_f32;
+    TRY(dnnl_memory_desc_init_by_tag(&diff_src_f32, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
+    dnnl_status_t s = dnnl_convolution_backward_data_desc_init(
+        &desc, dnnl_convolution_winograd, &diff_src_f32, &any_weights, &any_diff_dst, strides,
+        padding, padding);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(&candidate, &desc, NULL, engine, wino_fpd);
+    if (s != dnnl_success) {
+      candidate = NULL;
+      snprintf(reason, sizeof reason, "oneDNN has no winograd backward-data here: status %d", (int)s);
+    }
+  }
+  {
+    int kinds[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
+    dnnl_query_t queries[3] = {dnnl_query_diff_dst_md, dnnl_query_weights_md, dnnl_query_diff_src_md};
+    int indices[3] = {0, 0, 0};
+    choose(cv, 1, &bdpd, candidate, reason, 3, kinds, queries, indices);
+    candidate = NULL;
   }
   cv->bwd_diff_dst = *dnnl_primitive_desc_query_md(bdpd, dnnl_query_diff_dst_md, 0);
   cv->bwd_weights = *dnnl_primitive_desc_query_md(bdpd, dnnl_query_weights_md, 0);
@@ -198,7 +336,28 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   TRY(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &any_src,
                                                   &any_diff_weights, NULL, &any_diff_dst, strides,
                                                   padding, padding));
-  TRY(dnnl_primitive_desc_create(&bwpd, &desc, NULL, engine, fpd));
+  TRY(dnnl_primitive_desc_create(&bwpd, &desc, NULL, engine, direct_fpd));
+  snprintf(reason, sizeof reason, "%s", excluded ? excluded : "");
+  if (excluded != NULL) {
+  } else if (wino_fpd == NULL) {
+    snprintf(reason, sizeof reason, "no winograd forward to pair with");
+  } else {
+    dnnl_status_t s = dnnl_convolution_backward_weights_desc_init(
+        &desc, dnnl_convolution_winograd, &any_src, &any_diff_weights, NULL, &any_diff_dst,
+        strides, padding, padding);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(&candidate, &desc, NULL, engine, wino_fpd);
+    if (s != dnnl_success) {
+      candidate = NULL;
+      snprintf(reason, sizeof reason, "oneDNN has no winograd backward-weights here: status %d", (int)s);
+    }
+  }
+  {
+    int kinds[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
+    dnnl_query_t queries[3] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md};
+    int indices[3] = {0, 0, 0};
+    choose(cv, 2, &bwpd, candidate, reason, 3, kinds, queries, indices);
+    candidate = NULL;
+  }
   cv->bww_src = *dnnl_primitive_desc_query_md(bwpd, dnnl_query_src_md, 0);
   cv->bww_diff_dst = *dnnl_primitive_desc_query_md(bwpd, dnnl_query_diff_dst_md, 0);
   cv->diff_weights = *dnnl_primitive_desc_query_md(bwpd, dnnl_query_diff_weights_md, 0);
@@ -221,6 +380,8 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   dnnl_primitive_desc_destroy(fpd);
   dnnl_primitive_desc_destroy(bdpd);
   dnnl_primitive_desc_destroy(bwpd);
+  if (wino_fpd) dnnl_primitive_desc_destroy(wino_fpd);
+  dnnl_primitive_desc_destroy(direct_fpd);
   if (post_ops) dnnl_post_ops_destroy(post_ops);
   dnnl_primitive_attr_destroy(attr);
   return cv;
@@ -229,6 +390,9 @@ fail:
   if (fpd) dnnl_primitive_desc_destroy(fpd);
   if (bdpd) dnnl_primitive_desc_destroy(bdpd);
   if (bwpd) dnnl_primitive_desc_destroy(bwpd);
+  if (wino_fpd) dnnl_primitive_desc_destroy(wino_fpd);
+  if (direct_fpd) dnnl_primitive_desc_destroy(direct_fpd);
+  if (candidate) dnnl_primitive_desc_destroy(candidate);
   if (post_ops) dnnl_post_ops_destroy(post_ops);
   if (attr) dnnl_primitive_attr_destroy(attr);
   // Primitives already built are leaked on this (rare, configuration-time) path.
@@ -237,7 +401,7 @@ fail:
 }
 
 cconv *cconv_get(int n, int c, int h, int w, int o, int k, int pad, int relu, int bf16,
-                 char *error, size_t error_length) {
+                 int policy, char *error, size_t error_length) {
   pthread_mutex_lock(&cache_lock);
   if (engine == NULL) {
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
@@ -251,10 +415,10 @@ cconv *cconv_get(int n, int c, int h, int w, int o, int k, int pad, int relu, in
   struct cconv *found = cache;
   while (found && !(found->n == n && found->c == c && found->h == h && found->w == w &&
                     found->o == o && found->k == k && found->pad == pad && found->relu == relu &&
-                    found->bf16 == bf16))
+                    found->bf16 == bf16 && found->policy == policy))
     found = found->next;
   if (found == NULL) {
-    found = create(n, c, h, w, o, k, pad, relu, bf16, error, error_length);
+    found = create(n, c, h, w, o, k, pad, relu, bf16, policy, error, error_length);
     if (found) {
       found->next = cache;
       cache = found;
@@ -328,3 +492,9 @@ int cconv_backward(cconv *cv, const float *x, const float *weight, const float *
 }
 
 const char *cconv_implementation(const cconv *cv) { return cv->implementation; }
+
+const char *cconv_choices(const cconv *cv) { return cv->choices; }
+
+int cconv_uses_winograd(const cconv *cv, int direction) {
+  return direction >= 0 && direction < 3 ? cv->winograd[direction] : 0;
+}

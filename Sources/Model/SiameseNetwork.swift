@@ -219,19 +219,44 @@ public struct SiameseNetwork: Sendable {
 
   /// Forward FLOPs of the backbone for one image (convs and linears, 2 x multiply-adds).
   public var backboneFlopsPerImage: Double {
+    convolutions.reduce(0) { $0 + $1.layer.flops(inputHeight: $1.side, inputWidth: $1.side) }
+      + backbone.reduce(0) { $0 + (($1 as? Linear)?.flops ?? 0) }
+  }
+
+  /// The backbone's convolutions in order, each with its parameter name and the side of the
+  /// input it sees.
+  public var convolutions: [(name: String, layer: Conv2D, side: Int)] {
     var side = config.inputSize
-    var total = 0.0
+    var out: [(name: String, layer: Conv2D, side: Int)] = []
     for layer in backbone {
       if let conv = layer as? Conv2D {
-        total += conv.flops(inputHeight: side, inputWidth: side)
+        out.append((String(store.parameters[conv.weight].name.dropLast(".weight".count)), conv, side))
         side = conv.outputSize(side)
       } else if layer is MaxPool2D {
         side /= 2
-      } else if let linear = layer as? Linear {
-        total += linear.flops
       }
     }
-    return total
+    return out
+  }
+
+  /// Per convolution, the algorithm of each direction (forward, backward data, backward
+  /// weights) under this network's settings for a step of `batch` images, and how it was
+  /// chosen. Builds (and under `.auto` times) the primitives of shapes not used yet.
+  public func convolutionChoices(batch: Int) -> [(name: String, algorithms: [String], detail: String)] {
+    convolutions.map { item in
+      (
+        item.name, item.layer.algorithms(batch: batch, side: item.side, precision: precision, algorithm: convolutionAlgorithm),
+        item.layer.algorithmChoices(batch: batch, side: item.side, precision: precision, algorithm: convolutionAlgorithm)
+      )
+    }
+  }
+
+  /// The choices in one line: "features.0 d/d/d, features.2 w/w/d, ..." (d direct, w Winograd,
+  /// i im2col; forward/backward-data/backward-weights).
+  public static func summary(of choices: [(name: String, algorithms: [String], detail: String)]) -> String {
+    choices.map { item in
+      item.name.replacingOccurrences(of: "backbone.", with: "") + " " + item.algorithms.map { String($0.prefix(1)) }.joined(separator: "/")
+    }.joined(separator: ", ")
   }
 
   /// FLOPs of the head for one pair.

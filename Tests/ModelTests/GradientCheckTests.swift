@@ -146,6 +146,115 @@ final class GradientCheckTests: XCTestCase {
     }
   }
 
+  /// Float64 convolution (stride 1, zero padding) and its two gradients: the yardstick the
+  /// direct and Winograd primitives are both measured against.
+  func referenceConvolution(x: [Float], n: Int, c: Int, h: Int, w: Int, weight: [Float], bias: [Float], o: Int, k: Int, p: Int, dy: [Float]) -> (y: [Double], dx: [Double], dw: [Double], db: [Double]) {
+    let ho = h + 2 * p - k + 1, wo = w + 2 * p - k + 1
+    var y = [Double](repeating: 0, count: n * o * ho * wo)
+    var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: weight.count), db = [Double](repeating: 0, count: o)
+    for b in 0..<n {
+      for oc in 0..<o {
+        for i in 0..<ho {
+          for j in 0..<wo {
+            let out = ((b * o + oc) * ho + i) * wo + j
+            var sum = Double(bias[oc])
+            let g = Double(dy[out])
+            db[oc] += g
+            for ic in 0..<c {
+              for ki in 0..<k {
+                let yy = i + ki - p
+                if yy < 0 || yy >= h { continue }
+                for kj in 0..<k {
+                  let xx = j + kj - p
+                  if xx < 0 || xx >= w { continue }
+                  let xi = ((b * c + ic) * h + yy) * w + xx, wi = ((oc * c + ic) * k + ki) * k + kj
+                  sum += Double(x[xi]) * Double(weight[wi])
+                  dx[xi] += g * Double(weight[wi])
+                  dw[wi] += g * Double(x[xi])
+                }
+              }
+            }
+            y[out] = sum
+          }
+        }
+      }
+    }
+    return (y, dx, dw, db)
+  }
+
+  /// Winograd F(4x4, 3x3) rounds differently from the direct primitive: both are measured
+  /// against float64 on VGG-like 3x3 layers (max |error| / max |reference|, printed). Measured
+  /// on an AVX-512 EPYC: direct 0.7-10e-7, Winograd 0.7-16e-7 (about 2-5x direct's); the
+  /// bounds are 5e-6 and 2e-5.
+  func testWinogradAgainstFloat64() throws {
+    let cases: [(n: Int, c: Int, h: Int, o: Int)] = [(2, 16, 13, 16), (2, 32, 26, 16), (3, 16, 6, 32), (2, 64, 9, 64)]
+    var winogradRan = false
+    for (index, t) in cases.enumerated() {
+      var store = ParameterStore()
+      var rng = NormalSampler(seed: 40 + UInt64(index))
+      let conv = Conv2D(inputChannels: t.c, outputChannels: t.o, kernelSize: 3, padding: 1, fusedReLU: false, name: "c", store: &store, rng: &rng)
+      store.parameters[conv.bias].value = random(t.o, seed: 41, scale: 0.1)
+      let x = random(t.n * t.c * t.h * t.h, seed: 42)
+      let dy = random(t.n * t.o * t.h * t.h, seed: 43)
+      let reference = referenceConvolution(
+        x: x, n: t.n, c: t.c, h: t.h, w: t.h, weight: store.parameters[conv.weight].value, bias: store.parameters[conv.bias].value, o: t.o, k: 3, p: 1, dy: dy)
+      func error(_ ours: [Float], _ theirs: [Double]) -> Double {
+        let scale = max(theirs.map(abs).max() ?? 0, 1e-12)
+        return zip(ours, theirs).map { abs(Double($0) - $1) }.max()! / scale
+      }
+      var line = "conv \(t.c)->\(t.o) at \(t.h)x\(t.h), batch \(t.n), error against float64 (y, dx, dW, db):"
+      for algorithm in [ConvolutionAlgorithm.direct, .winograd] {
+        var s = store
+        s.zeroGradients()
+        let (y, cache) = conv.forward(Tensor(shape: [t.n, t.c, t.h, t.h], data: x), store: s, context: ForwardContext(algorithm: algorithm))
+        let dx = conv.backward(Tensor(shape: y.shape, data: dy), cache: cache, store: &s)
+        let errors = [error(y.data, reference.y), error(dx.data, reference.dx), error(s.parameters[conv.weight].gradient, reference.dw), error(s.parameters[conv.bias].gradient, reference.db)]
+        line += " \(algorithm) " + errors.map { String(format: "%.1e", $0) }.joined(separator: " ")
+        let used = conv.algorithms(batch: t.n, side: t.h, precision: .fp32, algorithm: algorithm)
+        if algorithm == .winograd {
+          winogradRan = winogradRan || used.contains("winograd")
+          line += " [\(used.joined(separator: "/"))]"
+        } else {
+          XCTAssertEqual(used, ["direct", "direct", "direct"], "the fixed path is direct")
+        }
+        for (name, e) in zip(["y", "dx", "dW", "db"], errors) {
+          XCTAssertLessThan(e, algorithm == .direct ? 5e-6 : 2e-5, "case \(index) \(algorithm) \(name)")
+        }
+      }
+      print(line)
+    }
+    try XCTSkipUnless(winogradRan, "oneDNN built no Winograd primitive on this CPU (it needs AVX-512): only the fallback was checked")
+  }
+
+  /// Central differences through the Winograd path itself, on a sample of inputs and weights.
+  /// Without the ReLU the convolution is linear in x and in W, so a large step (0.05) is exact
+  /// and keeps float32 rounding of the 1,152 summed outputs out of the difference.
+  func testWinogradGradientCheck() throws {
+    var store = ParameterStore()
+    var rng = NormalSampler(seed: 50)
+    let conv = Conv2D(inputChannels: 16, outputChannels: 16, kernelSize: 3, padding: 1, fusedReLU: false, name: "c", store: &store, rng: &rng)
+    store.parameters[conv.bias].value = random(16, seed: 51, scale: 0.1)
+    let shape = [2, 16, 6, 6]
+    let x = random(2 * 16 * 36, seed: 52)
+    try XCTSkipUnless(conv.algorithms(batch: 2, side: 6, precision: .fp32, algorithm: .winograd).allSatisfy { $0 == "winograd" }, "no Winograd primitive on this CPU")
+    let context = ForwardContext(algorithm: .winograd)
+    let (y, cache) = conv.forward(Tensor(shape: shape, data: x), store: store, context: context)
+    let dOut = random(y.count, seed: 53)
+    store.zeroGradients()
+    let dx = conv.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &store)
+    let sample = Array(stride(from: 0, to: x.count, by: 23))
+    let fx = { (v: [Float]) in conv.forward(Tensor(shape: shape, data: v), store: store, context: context).output.data }
+    assertClose(sample.map { dx.data[$0] }, numeric(x, indices: sample, step: 0.05, fx, dOutput: dOut), "winograd dx")
+    let w0 = store.parameters[conv.weight].value
+    let wSample = Array(stride(from: 0, to: w0.count, by: 37))
+    let fw = { (v: [Float]) -> [Float] in
+      var s = store
+      s.parameters[conv.weight].value = v
+      return conv.forward(Tensor(shape: shape, data: x), store: s, context: context).output.data
+    }
+    assertClose(wSample.map { store.parameters[conv.weight].gradient[$0] }, numeric(w0, indices: wSample, step: 0.05, fw, dOutput: dOut), "winograd dW")
+  }
+
   func testMaxPoolGradientsAndFloor() {
     // Distinct values 0.01 apart: no tie can flip within eps.
     var values = (0..<(2 * 3 * 5 * 7)).map { Float($0) * 0.01 }

@@ -297,6 +297,26 @@ final class RunTests: XCTestCase {
     XCTAssert(runCLI(["report", "--store", storePath, "--wide"]).output.contains("auto (\(resolved[0]!))"))
   }
 
+  func testAutoConvolutionsAreChosenPrintedAndRecorded() throws {
+    let config = try experiment(steps: 3)
+    let run = runCLI(["run", config, "--store", storePath, "--set", "training.convolutions=auto"], currentDirectory: folder)
+    XCTAssertEqual(run.code, 0, run.error)
+    XCTAssert(run.error.contains("convolutions auto (forward/backward-data/backward-weights; d direct, w winograd): features.0 "), run.error)
+    let store = try ResultsStore(path: storePath)
+    let detail = try store.run(try XCTUnwrap(store.listRuns().first).id)
+    let chosen = try XCTUnwrap(detail.tags.first { $0.key == "convolutions.chosen" }?.value)
+    // One entry per convolution, three directions each, every one direct or Winograd.
+    for entry in chosen.split(separator: ",") {
+      let parts = entry.split(separator: " ")
+      XCTAssertEqual(parts.count, 2, chosen)
+      XCTAssert(parts.last!.split(separator: "/").allSatisfy { $0 == "d" || $0 == "w" }, chosen)
+    }
+    XCTAssertEqual(detail.params.first { $0.key == "training.convolutions" }?.value, "auto")
+    let bad = runCLI(["run", config, "--store", storePath, "--set", "training.convolutions=fast"], currentDirectory: folder)
+    XCTAssertEqual(bad.code, 2)
+    XCTAssert(bad.error.contains("training.convolutions"), bad.error)
+  }
+
   func testSeedOptionReplacesTheFilesSeedAndIsRecorded() throws {
     let config = try experiment(steps: 10)
     XCTAssertEqual(runCLI(["run", config, "--store", storePath], currentDirectory: folder).code, 0)

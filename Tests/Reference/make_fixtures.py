@@ -67,6 +67,11 @@ def build(name):
     if name == "vgg":
         config = {"backbone": "vgg16", "inputSize": 16, "width": 1, "batchNorm": False, "blocks": [[4, 4], [8]], "headHidden": 6, "headActivation": "relu"}
         net = Siamese(VGG(config["blocks"], False), nn.Sequential(nn.Linear(8 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 1)))
+    elif name == "vgg_wide":
+        # Channels in multiples of 16, so oneDNN's Winograd kernels accept the 3x3 layers after
+        # the first (ModelTests check the Winograd path against these numbers).
+        config = {"backbone": "vgg16", "inputSize": 16, "width": 1, "batchNorm": False, "blocks": [[16, 16], [32]], "headHidden": 6, "headActivation": "relu"}
+        net = Siamese(VGG(config["blocks"], False), nn.Sequential(nn.Linear(32 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 1)))
     elif name == "vgg_bn":
         config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 7, "headActivation": "none"}
         net = Siamese(VGG(config["blocks"], True), nn.Sequential(nn.Linear(5 * 3 * 3, 7), nn.Linear(7, 1)))
@@ -145,5 +150,5 @@ def make(name, pairs=3, seed=0):
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    for name in ["vgg", "vgg_bn", "koch"]:
+    for name in ["vgg", "vgg_bn", "koch", "vgg_wide"]:
         make(name)

@@ -1,8 +1,12 @@
 // 2-D convolution, stride 1, zero padding, optional fused ReLU, two ways:
-// - oneDNN's direct convolution primitives (the default), in fp32 or with bf16 inputs and
-//   float accumulation and outputs (`ConvolutionPrecision`); tensors stay NCHW outside, each
-//   call reorders into the blocked layouts the primitives chose (CConvolution). Measured 2-2.5x
-//   faster than im2col in fp32 on the 52x52 VGG blocks, another 1.7x in bf16 (BENCHMARKS.md).
+// - oneDNN's convolution primitives (the default), in fp32 or with bf16 inputs and float
+//   accumulation and outputs (`ConvolutionPrecision`); tensors stay NCHW outside, each call
+//   reorders into the blocked layouts the primitives chose (CConvolution). Each direction
+//   (forward, backward data, backward weights) runs oneDNN's direct primitive, or with
+//   `ConvolutionAlgorithm.auto` Winograd F(4x4, 3x3) where it is faster on this machine (fp32,
+//   3x3 kernels; Winograd rounds differently: measured against float64 in the tests).
+//   Direct was measured 2-2.5x faster than im2col in fp32 on the 52x52 VGG blocks, another
+//   1.7x in bf16 (BENCHMARKS.md).
 // - im2col + oneDNN sgemm, the reference and the fallback when no primitive can be built.
 //   Images are processed in chunks whose column matrix stays under `columnBudget` floats, never
 //   one column matrix for the whole batch.
@@ -24,11 +28,26 @@ public enum ConvolutionPrecision: String, Codable, Sendable, CaseIterable {
 }
 
 /// Which implementation a convolution runs.
-public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
-  /// oneDNN's direct convolution primitives (im2col when oneDNN cannot build them).
+public enum ConvolutionAlgorithm: String, Codable, Sendable, CaseIterable {
+  /// oneDNN's direct convolution primitives (im2col when oneDNN cannot build them): one fixed
+  /// arithmetic on every machine, what every evaluation runs.
   case direct
+  /// Per layer shape and direction, direct or Winograd, whichever runs faster here: timed at
+  /// the first use of a shape and kept for the process (`Conv2D.algorithmChoices`).
+  case auto
+  /// Winograd in every direction where oneDNN builds it (direct elsewhere): for tests and bench.
+  case winograd
   /// im2col + sgemm in fp32, the reference.
   case im2col
+
+  /// CConvolution's policy number.
+  var policy: Int32 {
+    switch self {
+    case .direct, .im2col: return 0
+    case .auto: return 1
+    case .winograd: return 2
+    }
+  }
 }
 
 /// A convolution layer; its weights live in a `ParameterStore`.
@@ -80,19 +99,45 @@ public struct Conv2D: Layer {
 
   /// The oneDNN primitives for an input of this shape, or nil when oneDNN cannot build them
   /// (the caller then uses im2col).
-  func primitives(batch n: Int, height h: Int, width w: Int, precision: ConvolutionPrecision) -> Primitives? {
+  func primitives(batch n: Int, height h: Int, width w: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> Primitives? {
+    primitivesOrProblem(batch: n, height: h, width: w, precision: precision, algorithm: algorithm).primitives
+  }
+
+  /// The primitives, or why oneDNN could not build them.
+  func primitivesOrProblem(batch n: Int, height h: Int, width w: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> (primitives: Primitives?, problem: String) {
     var message = [CChar](repeating: 0, count: 512)
     let handle = cconv_get(
       Int32(n), Int32(inputChannels), Int32(h), Int32(w), Int32(outputChannels), Int32(kernelSize), Int32(padding), fusedReLU ? 1 : 0,
-      precision == .bf16 ? 1 : 0, &message, message.count)
-    return handle.map { Primitives(handle: $0) }
+      precision == .bf16 ? 1 : 0, algorithm.policy, &message, message.count)
+    return (handle.map { Primitives(handle: $0) }, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
   }
 
   /// The implementations oneDNN picks for an input of this shape ("jit:avx512_core / ..."), or
-  /// "im2col" when it builds none.
-  public func implementation(batch: Int, side: Int, precision: ConvolutionPrecision) -> String {
-    guard let p = primitives(batch: batch, height: side, width: side, precision: precision) else { return "im2col" }
+  /// "im2col" and the reason when it builds none.
+  public func implementation(batch: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm = .direct) -> String {
+    if algorithm == .im2col { return "im2col" }
+    let (p, problem) = primitivesOrProblem(batch: batch, height: side, width: side, precision: precision, algorithm: algorithm)
+    guard let p else { return "im2col (\(problem))" }
     return String(cString: cconv_implementation(p.handle))
+  }
+
+  /// How each direction's algorithm was chosen for an input of this shape: e.g. "forward
+  /// winograd (winograd 1.10 ms, direct 2.02 ms); backward-data direct (...); ...". Creates
+  /// (and times, under `.auto`) the primitives when this shape has not been used yet.
+  public func algorithmChoices(batch: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> String {
+    if algorithm == .im2col { return "im2col" }
+    let (p, problem) = primitivesOrProblem(batch: batch, height: side, width: side, precision: precision, algorithm: algorithm)
+    guard let p else { return "im2col (\(problem))" }
+    return String(cString: cconv_choices(p.handle))
+  }
+
+  /// The algorithm of each direction (forward, backward data, backward weights), "direct" or
+  /// "winograd", for an input of this shape; ["im2col"] x 3 when oneDNN builds no primitive.
+  public func algorithms(batch: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> [String] {
+    guard algorithm != .im2col, let p = primitives(batch: batch, height: side, width: side, precision: precision, algorithm: algorithm) else {
+      return ["im2col", "im2col", "im2col"]
+    }
+    return (0..<3).map { cconv_uses_winograd(p.handle, Int32($0)) != 0 ? "winograd" : "direct" }
   }
 
   /// y = act(conv(x, W) + b); the cache keeps the primitives it ran on (nil: im2col) for backward.
@@ -101,7 +146,7 @@ public struct Conv2D: Layer {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (ho, wo) = (outputSize(h), outputSize(w))
     precondition(ho > 0 && wo > 0, "Conv2D: input \(h)x\(w) too small for kernel \(kernelSize) with padding \(padding)")
-    if context.algorithm == .direct, let p = primitives(batch: n, height: h, width: w, precision: context.precision) {
+    if context.algorithm != .im2col, let p = primitives(batch: n, height: h, width: w, precision: context.precision, algorithm: context.algorithm) {
       var y = Tensor(uninitialized: [n, outputChannels, ho, wo])
       let status = store.parameters[weight].value.withUnsafeBufferPointer { wBuf in
         store.parameters[bias].value.withUnsafeBufferPointer { bBuf in

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMachine
 import Foundation
 import Model
 
@@ -7,28 +8,57 @@ import Model
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
-    abstract: "Measure training pairs/s and embedding images/s (and, with --pytorch, PyTorch's on the same machine).")
+    abstract: "Measure training pairs/s and embedding images/s (and, with --pytorch, PyTorch's on the same machine).",
+    discussion: """
+      Prints the machine's arithmetic peak (a register-only FMA loop on the same threads; bf16 dot
+      products too where the CPU has them) and every figure as a share of it. With --algorithm
+      auto (direct or Winograd per layer and direction, measured) or winograd, prints each
+      convolution's choice. With --pytorch PYTHON, runs PyTorch's reference script in the same
+      sitting in fp32, fp32 channels_last and bf16 channels_last and prints the ratio against the
+      fastest of the three (PyTorch's best CPU path).
+      """)
 
-  enum Net: String, ExpressibleByArgument, CaseIterable { case vgg16, koch }
+  enum Net: String, ExpressibleByArgument, CaseIterable {
+    case vgg16, koch, omniglot52
 
-  @Option(help: "Network: vgg16 (VGG16 at 105x105, head 4608-512-ReLU-1, as the PyTorch script) or koch.")
+    /// The network's configuration.
+    var config: ModelConfig {
+      switch self {
+      case .vgg16: return ModelConfig(backbone: .vgg16, headActivation: .relu)
+      case .koch: return ModelConfig.koch
+      case .omniglot52:
+        return ModelConfig(backbone: .vgg16, inputSize: 52, batchNorm: true, blocks: [[32, 32], [64, 64], [128, 128], [256, 256]], headHidden: 512, headActivation: .relu)
+      }
+    }
+
+    /// omniglot52 trains on grouped pairs (as many pairs as images, 128 a step); the
+    /// others on independent pairs (two images a pair, 32 a step).
+    var grouped: Bool { self == .omniglot52 }
+  }
+
+  @Option(
+    help: "Network: vgg16 (VGG16 at 105x105, head 4608-512-ReLU-1, as the PyTorch script), koch, or omniglot52 (the shipped recipe's network: 52x52, four blocks 32-256 with batch norm, grouped pairs).")
   var model: Net = .vgg16
   @Option(help: "Threads for oneDNN and the parallel loops.") var threads: Int = 2
   @Option(help: "Convolution arithmetic: fp32, or bf16 inputs with float accumulation.") var precision: ConvolutionPrecision = .fp32
-  @Option(help: "Convolution implementation: direct (oneDNN's primitives) or im2col (im2col + sgemm).") var algorithm: ConvolutionAlgorithm = .direct
-  @Option(help: "Pairs per training step.") var pairs: Int = 32
+  @Option(help: "Convolution implementation: direct (oneDNN's direct primitives), auto (direct or Winograd per layer and direction, whichever is faster here), winograd (wherever oneDNN builds it) or im2col.")
+  var algorithm: ConvolutionAlgorithm = .direct
+  @Option(help: "Pairs per training step (default 32; omniglot52: 128 grouped pairs on 128 images).") var pairs: Int?
   @Option(help: "Images per embedding batch.") var images: Int = 64
   @Option(help: "Timed repetitions of each measurement (after one warm-up); the median is reported.") var reps: Int = 4
-  @Option(help: "A Python with torch installed: also run ../shared/bench/torch_siamese.py now and print the ratios.")
+  @Option(help: "A Python with torch installed: also run PyTorch's reference script now (fp32, fp32 channels_last, bf16 channels_last) and print the ratios.")
   var pytorch: String?
-  @Option(help: "Path of the PyTorch reference script.") var pytorchScript: String = "../shared/bench/torch_siamese.py"
+  @Option(help: "Path of the PyTorch reference script (default: ../shared/bench/torch_siamese.py; omniglot52: scripts/bench/torch_omniglot52.py).")
+  var pytorchScript: String?
+  @Flag(help: "Skip the machine-peak measurement (about a second).") var noPeak = false
 
   @Option(help: "Instead of a network, time one dnnl_sgemm of shape M,N,K (row-major C = A B).")
   var gemm: String?
 
   func validate() throws {
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-    guard pairs >= 1, images >= 1, reps >= 1 else { throw ValidationError("--pairs, --images and --reps must be at least 1") }
+    guard (pairs ?? 2) >= 1, images >= 1, reps >= 1 else { throw ValidationError("--pairs, --images and --reps must be at least 1") }
+    if model.grouped, let pairs, pairs % 4 != 0 { throw ValidationError("--pairs must be a multiple of 4 for omniglot52 (groups of 2 characters x 2 drawers)") }
   }
 
   func run() throws {
@@ -43,61 +73,104 @@ struct BenchCommand: ParsableCommand {
           2 * Double(dims[0] * dims[1] * dims[2]) / seconds / 1e9))
       return
     }
-    let config = model == .vgg16 ? ModelConfig(backbone: .vgg16, headActivation: .relu) : ModelConfig.koch
+    let config = model.config
+    let pairs = self.pairs ?? (model.grouped ? 128 : 32)
     var network = SiameseNetwork(config: config, seed: 0)
     network.precision = precision
     network.convolutionAlgorithm = algorithm
     let side = config.inputSize
     var rng = NormalSampler(seed: 1)
-    let left = Tensor(shape: [pairs, 1, side, side], data: rng.normal(count: pairs * side * side, std: 1))
-    let right = Tensor(shape: [pairs, 1, side, side], data: rng.normal(count: pairs * side * side, std: 1))
-    let labels = (0..<pairs).map { Float($0 % 2) }
+    // A training step's images and pairs: grouped (4 images, 4 pairs a group) or independent.
+    let stepImages = model.grouped ? pairs : 2 * pairs
+    let batchImages = Tensor(shape: [stepImages, 1, side, side], data: rng.normal(count: stepImages * side * side, std: 1))
+    var pairIndices: [(Int, Int)] = []
+    var labels: [Float] = []
+    if model.grouped {
+      // Group g: images 4g, 4g+1 (one character, two drawers), 4g+2, 4g+3 (another).
+      for g in 0..<(pairs / 4) {
+        let a = 4 * g
+        pairIndices += [(a, a + 1), (a + 2, a + 3), (a, a + 2), (a + 1, a + 3)]
+        labels += [1, 1, 0, 0]
+      }
+    } else {
+      for i in 0..<pairs {
+        pairIndices.append((i, pairs + i))
+        labels.append(Float(i % 2))
+      }
+    }
     var optimizer = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), store: network.store)
     let forwardFlops = network.backboneFlopsPerImage
-    let firstConv: Double = {
-      switch config.backbone {
-      case .vgg16: return 2 * Double(config.vggBlocks[0][0] * 9 * side * side)
-      case .koch: return 2 * Double(config.kochWidths.convs[0] * 100 * 96 * 96)
-      }
-    }()
-    let trainFlopsPerPair = 2 * (3 * forwardFlops - firstConv) + 3 * network.headFlopsPerPair
+    let firstConv = network.convolutions.first.map { $0.layer.flops(inputHeight: $0.side, inputWidth: $0.side) } ?? 0
+    // A training step: forward, backward-data (not for the first conv) and backward-weights of
+    // every image's backbone, 3 x the head per pair.
+    let trainFlopsPerPair = Double(stepImages) / Double(pairs) * (3 * forwardFlops - firstConv) + 3 * network.headFlopsPerPair
     print(
       "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair"
     )
+    // The machine's peak, measured now on the same threads.
+    var peak: Double? = nil
+    if !noPeak {
+      let fp32 = cmachine_peak_gflops(Int32(threads), 0), bf16 = cmachine_peak_gflops(Int32(threads), 1)
+      var line = String(format: "  peak   %7.0f GFLOP/s fp32 (%@)", fp32, String(cString: cmachine_peak_instructions(0)))
+      if bf16 > 0 { line += String(format: ", %.0f GFLOP/s bf16 (%@)", bf16, String(cString: cmachine_peak_instructions(1))) }
+      print(line)
+      peak = precision == .bf16 && bf16 > 0 ? bf16 : fp32
+    }
+    func share(_ gflops: Double) -> String { peak.map { String(format: "  %3.0f%% of peak", 100 * gflops / $0) } ?? "" }
+    if algorithm == .auto || algorithm == .winograd {
+      print("  convolutions (\(stepImages)-image training step; forward / backward-data / backward-weights):")
+      for choice in network.convolutionChoices(batch: stepImages) {
+        print("    \(choice.name.replacingOccurrences(of: "backbone.", with: "")): \(choice.algorithms.joined(separator: " / "))  [\(choice.detail)]")
+      }
+    }
     let trainTimes = time(reps: reps) {
-      _ = network.lossAndGradients(left: left, right: right, labels: labels)
+      _ = network.lossAndGradients(images: batchImages, pairs: pairIndices, labels: labels)
       optimizer.update(&network.store, learningRate: 1e-4)
     }
     let trainRate = Double(pairs) / median(trainTimes)
     let embedInput = Tensor(shape: [images, 1, side, side], data: rng.normal(count: images * side * side, std: 1))
     let embedTimes = time(reps: reps) { _ = network.embed(embedInput) }
     let embedRate = Double(images) / median(embedTimes)
-    let peak = peakResidentBytes()
+    let peakMemory = peakResidentBytes()
+    let trainGflops = trainRate * trainFlopsPerPair / 1e9, embedGflops = embedRate * forwardFlops / 1e9
     print(
       String(
-        format: "  train  %7.2f pairs/s   (batch %d pairs, Adam; min %.2f max %.2f)  %5.0f GFLOP/s", trainRate, pairs, Double(pairs) / trainTimes.max()!,
-        Double(pairs) / trainTimes.min()!, trainRate * trainFlopsPerPair / 1e9))
+        format: "  train  %7.2f pairs/s   (batch %d pairs on %d images, Adam; min %.2f max %.2f)  %5.0f GFLOP/s", trainRate, pairs, stepImages,
+        Double(pairs) / trainTimes.max()!, Double(pairs) / trainTimes.min()!, trainGflops) + share(trainGflops))
     print(
       String(
-        format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images, Double(images) / embedTimes.max()!,
-        Double(images) / embedTimes.min()!, embedRate * forwardFlops / 1e9))
-    print(String(format: "  peak resident memory %.2f GB", Double(peak) / 1e9))
-    if let pytorch {
-      let net = model == .vgg16 ? "vgg" : "koch"
-      // PyTorch in fp32 (the issue's reference) and, for bf16 runs, its best CPU path too
-      // (channels_last + bf16 autocast).
-      var variants: [(String, [String])] = [("fp32", [])]
-      if precision == .bf16 { variants.append(("bf16 channels_last", ["--bf16", "--channels-last"])) }
-      for (label, extra) in variants {
-        let torchTrain = try runPyTorch(
-          python: pytorch,
-          arguments: ["--net", net, "--channels", "1", "--mode", "train-batched", "--threads", String(threads), "--batch", String(pairs), "--reps", String(reps)] + extra)
-        let torchEmbed = try runPyTorch(
-          python: pytorch, arguments: ["--net", net, "--channels", "1", "--mode", "embed", "--threads", String(threads), "--batch", String(images), "--reps", String(reps)] + extra)
-        print(String(format: "  PyTorch %@ (same sitting): train %.2f pairs/s, embed %.2f images/s", label, torchTrain, torchEmbed))
-        print(String(format: "  ratio oneshot-bench / PyTorch %@: train %.2fx, embed %.2fx", label, trainRate / torchTrain, embedRate / torchEmbed))
+        format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images,
+        Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
+    print(String(format: "  peak resident memory %.2f GB", Double(peakMemory) / 1e9))
+    if let pytorch { try comparePyTorch(python: pytorch, pairs: pairs, trainRate: trainRate, embedRate: embedRate) }
+  }
+
+  /// PyTorch's three CPU paths in this sitting, and our figures against the fastest.
+  func comparePyTorch(python: String, pairs: Int, trainRate: Double, embedRate: Double) throws {
+    let script = pytorchScript ?? (model == .omniglot52 ? "scripts/bench/torch_omniglot52.py" : "../shared/bench/torch_siamese.py")
+    let net: [String] = {
+      switch model {
+      case .vgg16: return ["--net", "vgg", "--channels", "1"]
+      case .koch: return ["--net", "koch", "--channels", "1"]
+      case .omniglot52: return []
       }
+    }()
+    let variants: [(String, [String])] = [("fp32", []), ("fp32 channels_last", ["--channels-last"]), ("bf16 channels_last", ["--bf16", "--channels-last"])]
+    var bestTrain = (label: "", rate: 0.0), bestEmbed = (label: "", rate: 0.0)
+    for (label, extra) in variants {
+      let train = try runPyTorch(
+        python: python, script: script,
+        arguments: net + ["--mode", "train-batched", "--threads", String(threads), "--batch", String(pairs), "--reps", String(reps)] + extra)
+      let embed = try runPyTorch(
+        python: python, script: script, arguments: net + ["--mode", "embed", "--threads", String(threads), "--batch", String(images), "--reps", String(reps)] + extra)
+      print(String(format: "  PyTorch %@ (same sitting): train %.2f pairs/s, embed %.2f images/s", label, train, embed))
+      if train > bestTrain.rate { bestTrain = (label, train) }
+      if embed > bestEmbed.rate { bestEmbed = (label, embed) }
     }
+    print(
+      String(
+        format: "  ratio oneshot-bench / PyTorch's best CPU path: train %.2fx (against %@), embed %.2fx (against %@)", trainRate / bestTrain.rate, bestTrain.label,
+        embedRate / bestEmbed.rate, bestEmbed.label))
   }
 
   func time(reps: Int, _ body: () -> Void) -> [Double] {
@@ -115,13 +188,13 @@ struct BenchCommand: ParsableCommand {
   }
 
   /// Runs the PyTorch script and returns the median it printed (pairs/s or images/s).
-  func runPyTorch(python: String, arguments: [String]) throws -> Double {
-    guard FileManager.default.fileExists(atPath: pytorchScript) else {
-      throw UserFacingError("PyTorch script \(pytorchScript) not found; pass --pytorch-script PATH")
+  func runPyTorch(python: String, script: String, arguments: [String]) throws -> Double {
+    guard FileManager.default.fileExists(atPath: script) else {
+      throw UserFacingError("PyTorch script \(script) not found; pass --pytorch-script PATH")
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: python)
-    process.arguments = [pytorchScript] + arguments
+    process.arguments = [script] + arguments
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = FileHandle.nullDevice
@@ -133,7 +206,7 @@ struct BenchCommand: ParsableCommand {
       if let unit = words.firstIndex(where: { $0 == "pairs/s" || $0 == "images/s" }), unit > 0, let value = Double(words[unit - 1]) { return value }
     }
     throw UserFacingError(
-      "the PyTorch script printed no figure (exit \(process.terminationStatus)); run it by hand: \(python) \(pytorchScript) \(arguments.joined(separator: " "))")
+      "the PyTorch script printed no figure (exit \(process.terminationStatus)); run it by hand: \(python) \(script) \(arguments.joined(separator: " "))")
   }
 }
 

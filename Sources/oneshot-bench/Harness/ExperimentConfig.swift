@@ -141,10 +141,16 @@ struct TrainingConfig: Codable, Equatable {
   /// PyTorch's bf16 autocast) or auto (whichever this machine runs faster, measured at the
   /// start and cached; see PrecisionProbe). Evaluation is always fp32.
   var precision: PrecisionSetting
+  /// The convolutions' algorithm while training and validating: direct (oneDNN's direct
+  /// primitives, one arithmetic on every machine) or auto (per layer and direction, direct or
+  /// Winograd, whichever this machine runs faster: timed at the first use of each shape,
+  /// printed and recorded as the tag `convolutions.chosen`). Winograd exists for fp32 3x3
+  /// convolutions only. Evaluation always runs direct.
+  var convolutions: ConvolutionsSetting
 
   enum Pairing: String, Codable { case independent, groups }
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision }
+  enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions }
 
   init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
@@ -170,6 +176,7 @@ struct TrainingConfig: Codable, Equatable {
     logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? 20
     pairing = try c.decodeIfPresent(Pairing.self, forKey: .pairing) ?? .independent
     precision = try c.decodeIfPresent(PrecisionSetting.self, forKey: .precision) ?? .fp32
+    convolutions = try c.decodeIfPresent(ConvolutionsSetting.self, forKey: .convolutions) ?? .direct
   }
 
   func encode(to encoder: any Encoder) throws {
@@ -186,6 +193,7 @@ struct TrainingConfig: Codable, Equatable {
     // Written only when not the default, so the configuration hashes of fp32 runs recorded
     // before the key existed stay what they were.
     if precision != .fp32 { try c.encode(precision, forKey: .precision) }
+    if convolutions != .direct { try c.encode(convolutions, forKey: .convolutions) }
   }
 
   func problems() -> [ConfigProblem] {

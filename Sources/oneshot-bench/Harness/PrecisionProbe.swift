@@ -17,6 +17,14 @@ enum PrecisionSetting: String, Codable, CaseIterable {
   var fixed: ConvolutionPrecision? { ConvolutionPrecision(rawValue: rawValue) }
 }
 
+/// The `convolutions` key of an experiment's training section.
+enum ConvolutionsSetting: String, Codable, CaseIterable {
+  case direct, auto
+
+  /// The network setting it stands for.
+  var algorithm: ConvolutionAlgorithm { self == .auto ? .auto : .direct }
+}
+
 /// Times the two arithmetics on the experiment's network and remembers the answer.
 enum PrecisionProbe {
   /// What the probe found.
@@ -36,14 +44,17 @@ enum PrecisionProbe {
   }
 
   /// The key of a measurement: the machine, the library and the work measured.
-  static func key(model: ModelConfig, images: Int) -> String {
+  static func key(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> String {
     let config = String(decoding: (try? JSONEncoder.canonical().encode(model)) ?? Data(), as: UTF8.self)
-    return [ProcessInfo.processInfo.hostName, Provenance.current().cpu, "oneDNN \(oneDNNVersion)", "\(ComputeThreads.current) threads", "\(images) images", config].joined(separator: " | ")
+    let algorithm = convolutions == .direct ? [] : ["convolutions \(convolutions.rawValue)"]
+    return ([ProcessInfo.processInfo.hostName, Provenance.current().cpu, "oneDNN \(oneDNNVersion)", "\(ComputeThreads.current) threads", "\(images) images"] + algorithm + [config])
+      .joined(separator: " | ")
   }
 
-  /// The faster arithmetic for training `model` on steps of `images` images.
-  static func resolve(model: ModelConfig, images: Int) -> Outcome {
-    let key = key(model: model, images: images)
+  /// The faster arithmetic for training `model` on steps of `images` images (with Winograd
+  /// where it wins when `convolutions` is auto: fp32 then competes at its best).
+  static func resolve(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> Outcome {
+    let key = key(model: model, images: images, convolutions: convolutions)
     var cache = (try? JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: cacheURL))) ?? [:]
     if var known = cache[key] {
       known.cached = true
@@ -61,6 +72,7 @@ enum PrecisionProbe {
     for precision in ConvolutionPrecision.allCases {
       var network = SiameseNetwork(config: model, seed: 1)
       network.precision = precision
+      network.convolutionAlgorithm = convolutions.algorithm
       _ = network.lossAndGradients(images: input, pairs: pairs, labels: labels)
       let samples = (0..<3).map { _ -> Double in
         let start = Date()

@@ -103,6 +103,7 @@ final class Trainer {
     try Data(config.canonicalJSON.utf8).write(to: folder.appendingPathComponent("config.json"))
     network = SiameseNetwork(config: config.model, seed: config.seed)
     network.precision = precision
+    network.convolutionAlgorithm = training.convolutions.algorithm
     optimizer = Optimizer(training.optimizer.config, store: network.store)
   }
 
@@ -114,6 +115,7 @@ final class Trainer {
     let (checkpoint, optimizer, state) = (resumable.checkpoint, resumable.optimizer, resumable.state)
     network = checkpoint.network
     network.precision = precision
+    network.convolutionAlgorithm = training.convolutions.algorithm
     self.optimizer = optimizer
     self.state = state
   }
@@ -170,6 +172,16 @@ final class Trainer {
   /// Trains from `state.step` to the budget, validating and checkpointing on the way.
   /// `evaluationWork` is the size of the evaluation still to come relative to one validation
   /// (images scored), so that the remaining time shown includes it.
+  /// Times (once per shape) and records which algorithm each convolution's directions run in
+  /// this sitting: printed, and the run's tag `convolutions.chosen` (the last sitting's).
+  func recordConvolutionChoices(progress: ProgressDisplay) throws {
+    let images = training.pairing == .groups ? training.pairsPerStep : 2 * training.pairsPerStep
+    let choices = network.convolutionChoices(batch: images)
+    let summary = SiameseNetwork.summary(of: choices)
+    progress.line("convolutions auto (forward/backward-data/backward-weights; d direct, w winograd): \(summary)")
+    try store.setTag(run: runID, key: "convolutions.chosen", value: summary)
+  }
+
   func train(progress: ProgressDisplay, evaluationWork: Double = 0) throws -> TrainingOutcome {
     let total = training.steps
     let schedule = training.schedule
@@ -180,6 +192,7 @@ final class Trainer {
     var stepSeconds: Double? = nil, validationSeconds: Double? = nil
     var stepStart = Date()
     var lastValidation = state.bestValidation >= 0 ? String(format: "%.1f%%", 100 * state.bestValidation) : "-"
+    if training.convolutions == .auto { try recordConvolutionChoices(progress: progress) }
     while state.step < total {
       if InterruptFlag.requested {
         try saveLast()
