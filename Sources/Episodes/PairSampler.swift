@@ -120,3 +120,55 @@ extension PairSampler {
     return GroupedPairBatch(images: images, pairs: pairs)
   }
 }
+
+extension PairSampler {
+  /// Drawers per character in a within-batch group.
+  public static let batchDrawers = 4
+
+  /// Within-batch scoring: batch `index` of `groups` groups of 2 characters (of one alphabet, or
+  /// with probability 1 - `sameAlphabetNegatives` of any two alphabets) x 4 drawers, 8 images a
+  /// group, scored as every same-character pair among them (2 x 6 = 12, always two drawers) and
+  /// every different-character pair by two different drawers (4 x 3 = 12): 24 balanced pairs from
+  /// 8 images, three times the pairs per embedded image of `groupedBatch`, and as there no pair
+  /// of one drawer, so drawer style never tells the label. Every class needs 4 images
+  /// (`problemForBatchPairing`).
+  public func withinBatch(_ index: Int, groups: Int) -> GroupedPairBatch {
+    precondition(groups > 0, "a within-batch step needs at least one group")
+    var rng = SplitMix64(seed: seed, key: key ^ 0x6261_7463_68, index: UInt64(index))
+    let split = pool.split
+    let d = PairSampler.batchDrawers
+    var images: [Int] = []
+    var pairs: [TrainingPair] = []
+    images.reserveCapacity(2 * d * groups)
+    pairs.reserveCapacity(24 * groups)
+    for g in 0..<groups {
+      let first = pool.classes[rng.below(pool.classes.count)]
+      let group = pool.byAlphabet[alphabetIndex(first)].classes
+      var second: Int
+      if group.count >= 2 && rng.chance(sameAlphabetNegatives) {
+        repeat { second = group[rng.below(group.count)] } while second == first
+      } else {
+        repeat { second = pool.classes[rng.below(pool.classes.count)] } while second == first
+      }
+      let a = split.characters[first], b = split.characters[second]
+      let drawers = rng.sample(d, from: min(a.imageCount, b.imageCount))
+      let base = 2 * d * g
+      images += drawers.map { a.firstImage + $0 } + drawers.map { b.firstImage + $0 }
+      for character in 0..<2 {
+        for i in 0..<d {
+          for j in (i + 1)..<d { pairs.append(TrainingPair(left: base + character * d + i, right: base + character * d + j, same: true)) }
+        }
+      }
+      for i in 0..<d {
+        for j in 0..<d where j != i { pairs.append(TrainingPair(left: base + i, right: base + d + j, same: false)) }
+      }
+    }
+    return GroupedPairBatch(images: images, pairs: pairs)
+  }
+
+  /// Why this pool cannot feed `withinBatch` (a class with fewer than 4 images), or nil.
+  public var problemForBatchPairing: String? {
+    guard let c = pool.classes.first(where: { pool.split.characters[$0].imageCount < PairSampler.batchDrawers }) else { return nil }
+    return "pairing batch needs \(PairSampler.batchDrawers) images of every training class; \(pool.split.characters[c].name) in \(pool.name) has \(pool.split.characters[c].imageCount): use pairing groups"
+  }
+}

@@ -164,4 +164,35 @@ final class GroupedPairTests: XCTestCase {
       }
     }
   }
+
+  func testWithinBatchPairsAreAllSameCharacterPairsAndAsManyDifferentOnes() throws {
+    let pools = try Loaded.background.trainingAndValidation(validationAlphabets: OmniglotAlphabets.defaultValidation)
+    let sampler = try PairSampler(pool: pools.training, sameAlphabetNegatives: 1, seed: 3)
+    XCTAssertNil(sampler.problemForBatchPairing)
+    let split = Loaded.background
+    let training = Set(pools.training.classes)
+    for b in 0..<10 {
+      let batch = sampler.withinBatch(b, groups: 4)
+      XCTAssertEqual(batch, sampler.withinBatch(b, groups: 4))
+      XCTAssertNotEqual(batch, sampler.withinBatch(b + 1, groups: 4))
+      XCTAssertEqual(batch.images.count, 32)
+      XCTAssertEqual(batch.pairs.count, 96)
+      XCTAssertEqual(batch.pairs.filter(\.same).count, 48)
+      XCTAssertEqual(Set(batch.pairs.map { [$0.left, $0.right] }).count, 96, "no pair twice")
+      for g in 0..<4 {
+        let members = batch.images[(8 * g)..<(8 * g + 8)].map { split.images[$0] }
+        XCTAssertEqual(Set(members.map(\.character)).count, 2)
+        XCTAssertEqual(Set(members.prefix(4).map(\.drawer)).count, 4, "four drawers of the first character")
+        XCTAssertEqual(members.prefix(4).map(\.drawer), members.suffix(4).map(\.drawer), "the same four drawers for the second")
+      }
+      for pair in batch.pairs {
+        XCTAssertEqual(pair.left / 8, pair.right / 8, "pairs stay within their group")
+        let left = split.images[batch.images[pair.left]], right = split.images[batch.images[pair.right]]
+        XCTAssertTrue(training.contains(left.character) && training.contains(right.character))
+        XCTAssertEqual(left.character == right.character, pair.same)
+        XCTAssertNotEqual(left.drawer, right.drawer)
+        if !pair.same { XCTAssertEqual(split.characters[left.character].alphabet, split.characters[right.character].alphabet) }
+      }
+    }
+  }
 }

@@ -317,6 +317,18 @@ final class RunTests: XCTestCase {
     XCTAssert(bad.error.contains("training.convolutions"), bad.error)
   }
 
+  func testWithinBatchPairingTrainsAndIsChecked() throws {
+    let config = try experiment(steps: 3)
+    let run = runCLI(["run", config, "--store", storePath, "--set", "training.pairing=batch", "--set", "training.pairsPerStep=48"], currentDirectory: folder)
+    XCTAssertEqual(run.code, 0, run.error)
+    let store = try ResultsStore(path: storePath)
+    let id = try XCTUnwrap(store.listRuns().first).id
+    XCTAssertEqual(try store.run(id).params.first { $0.key == "training.pairing" }?.value, "batch")
+    let odd = runCLI(["run", config, "--store", storePath, "--set", "training.pairing=batch"], currentDirectory: folder)
+    XCTAssertEqual(odd.code, 2)
+    XCTAssert(odd.error.contains("training.pairsPerStep") && odd.error.contains("a multiple of 24 with pairing batch"), odd.error)
+  }
+
   func testSeedOptionReplacesTheFilesSeedAndIsRecorded() throws {
     let config = try experiment(steps: 10)
     XCTAssertEqual(runCLI(["run", config, "--store", storePath], currentDirectory: folder).code, 0)

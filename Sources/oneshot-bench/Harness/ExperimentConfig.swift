@@ -55,7 +55,7 @@ struct ExperimentConfig: Codable, Equatable {
     if evaluation.isEmpty { out.append(("evaluation", "at least one protocol")) }
     for (i, item) in evaluation.enumerated() { out += nested("evaluation[\(i)]", item.problems()) }
     if let training, model.problems().isEmpty {
-      let images = training.pairing == .groups ? training.pairsPerStep : 2 * training.pairsPerStep
+      let images = training.imagesPerStep
       // Each activation lives as output, cache and gradient during a step: ~12 bytes a float.
       let bytes = Double(images) * Double(model.activationFloatsPerImage) * 12
       if bytes > Limits.trainingActivationBytes {
@@ -134,8 +134,19 @@ struct TrainingConfig: Codable, Equatable {
   /// Log the training loss every this many steps.
   var logEvery: Int
   /// `independent`: every pair has its own two images (2 x pairsPerStep images a step);
-  /// `groups`: groups of 2 characters x 2 drawers, each image in two pairs (pairsPerStep images).
+  /// `groups`: groups of 2 characters x 2 drawers, each image in two pairs (pairsPerStep images);
+  /// `batch`: groups of 2 characters x 4 drawers scored within the batch, every same-character
+  /// pair and as many different ones, 24 pairs from 8 images (pairsPerStep / 3 images).
   var pairing: Pairing
+
+  /// Images one training step embeds.
+  var imagesPerStep: Int {
+    switch pairing {
+    case .independent: return 2 * pairsPerStep
+    case .groups: return pairsPerStep
+    case .batch: return pairsPerStep / 3
+    }
+  }
   /// The convolutions' arithmetic while training and validating: fp32, bf16 (bf16 inputs with
   /// float accumulation; weights, optimizer state, batch norm and the head stay fp32, as in
   /// PyTorch's bf16 autocast) or auto (whichever this machine runs faster, measured at the
@@ -148,7 +159,7 @@ struct TrainingConfig: Codable, Equatable {
   /// convolutions only. Evaluation always runs direct.
   var convolutions: ConvolutionsSetting
 
-  enum Pairing: String, Codable { case independent, groups }
+  enum Pairing: String, Codable { case independent, groups, batch }
 
   enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions }
 
@@ -202,6 +213,7 @@ struct TrainingConfig: Codable, Equatable {
     if pairsPerStep > Limits.pairsPerStep { out.append(("pairsPerStep", "at most \(Limits.pairsPerStep); got \(pairsPerStep)")) }
     if pairsPerStep < 2 || pairsPerStep % 2 != 0 { out.append(("pairsPerStep", "an even number >= 2 (half same, half different); got \(pairsPerStep)")) }
     if pairing == .groups && pairsPerStep % 4 != 0 { out.append(("pairsPerStep", "a multiple of 4 with pairing groups (4 pairs per group); got \(pairsPerStep)")) }
+    if pairing == .batch && pairsPerStep % 24 != 0 { out.append(("pairsPerStep", "a multiple of 24 with pairing batch (24 pairs from each group of 8 images); got \(pairsPerStep)")) }
     out += nested("optimizer", optimizer.problems())
     out += nested("schedule", schedule.problems(steps: steps))
     out += nested("augmentation", augmentation?.problems() ?? [])

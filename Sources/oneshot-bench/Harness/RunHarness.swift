@@ -99,7 +99,7 @@ func trainingPrecision(_ plan: RunPlan, progress: ProgressDisplay) throws -> Con
   {
     return resolved
   }
-  let images = settings.pairing == .groups ? settings.pairsPerStep : 2 * settings.pairsPerStep
+  let images = settings.imagesPerStep
   let probe = PrecisionProbe.resolve(model: plan.config.model, images: images, convolutions: settings.convolutions)
   let times = probe.millisecondsPerStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f ms", $0.key, $0.value) }.joined(separator: ", ")
   progress.line("precision auto: \(probe.chosen.rawValue) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : ""))")

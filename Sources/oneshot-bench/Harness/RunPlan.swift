@@ -146,9 +146,11 @@ struct ExperimentData {
     if let settings {
       let background = try split(.background), trainingPools = try backgroundPools()
       let validation = settings.validation
+      let sampler = try PairSampler(pool: trainingPools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
+      if settings.pairing == .batch, let problem = sampler.problemForBatchPairing { throw UserFacingError(problem) }
       training = Training(
         background: background, pools: trainingPools,
-        pairs: try PairSampler(pool: trainingPools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed),
+        pairs: sampler,
         validationEpisodes: try EpisodeSampler(pool: trainingPools.validation, spec: validation.spec, seed: validation.seed).episodes(count: validation.episodes)
           .map { $0.scoring(in: background) })
     }

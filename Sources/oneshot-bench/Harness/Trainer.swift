@@ -135,6 +135,10 @@ final class Trainer {
       let grouped = self.pairs.groupedBatch(step, groups: count / 4)
       images = grouped.images
       pairs = grouped.pairs
+    case .batch:
+      let grouped = self.pairs.withinBatch(step, groups: count / 24)
+      images = grouped.images
+      pairs = grouped.pairs
     }
     let size = background.size, n = size * size
     var data = [Float](repeating: 0, count: images.count * n)
@@ -175,7 +179,7 @@ final class Trainer {
   /// Times (once per shape) and records which algorithm each convolution's directions run in
   /// this sitting: printed, and the run's tag `convolutions.chosen` (the last sitting's).
   func recordConvolutionChoices(progress: ProgressDisplay) throws {
-    let images = training.pairing == .groups ? training.pairsPerStep : 2 * training.pairsPerStep
+    let images = training.imagesPerStep
     let choices = network.convolutionChoices(batch: images)
     let summary = SiameseNetwork.summary(of: choices)
     progress.line("convolutions auto (forward/backward-data/backward-weights; d direct, w winograd): \(summary)")
