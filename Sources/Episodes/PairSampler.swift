@@ -90,6 +90,20 @@ public struct GroupedPairBatch: Sendable, Equatable {
 }
 
 extension PairSampler {
+  /// Two distinct pool classes: the first uniform, the second from the first's alphabet with
+  /// probability `sameAlphabetNegatives` (when it has another class), otherwise from any.
+  func characterPair(_ rng: inout SplitMix64) -> (Int, Int) {
+    let first = pool.classes[rng.below(pool.classes.count)]
+    let group = pool.byAlphabet[alphabetIndex(first)].classes
+    var second: Int
+    if group.count >= 2 && rng.chance(sameAlphabetNegatives) {
+      repeat { second = group[rng.below(group.count)] } while second == first
+    } else {
+      repeat { second = pool.classes[rng.below(pool.classes.count)] } while second == first
+    }
+    return (first, second)
+  }
+
   /// Batch `index` of `groups` groups: 4 x `groups` images and as many pairs.
   public func groupedBatch(_ index: Int, groups: Int) -> GroupedPairBatch {
     precondition(groups > 0, "a grouped batch needs at least one group")
@@ -100,14 +114,7 @@ extension PairSampler {
     images.reserveCapacity(4 * groups)
     pairs.reserveCapacity(4 * groups)
     for g in 0..<groups {
-      let first = pool.classes[rng.below(pool.classes.count)]
-      let group = pool.byAlphabet[alphabetIndex(first)].classes
-      var second: Int
-      if group.count >= 2 && rng.chance(sameAlphabetNegatives) {
-        repeat { second = group[rng.below(group.count)] } while second == first
-      } else {
-        repeat { second = pool.classes[rng.below(pool.classes.count)] } while second == first
-      }
+      let (first, second) = characterPair(&rng)
       let a = split.characters[first], b = split.characters[second]
       let drawers = rng.sample(2, from: min(a.imageCount, b.imageCount))
       images += [a.firstImage + drawers[0], a.firstImage + drawers[1], b.firstImage + drawers[0], b.firstImage + drawers[1]]
@@ -129,7 +136,7 @@ extension PairSampler {
   /// with probability 1 - `sameAlphabetNegatives` of any two alphabets) x 4 drawers, 8 images a
   /// group, scored as every same-character pair among them (2 x 6 = 12, always two drawers) and
   /// every different-character pair by two different drawers (4 x 3 = 12): 24 balanced pairs from
-  /// 8 images, three times the pairs per embedded image of `groupedBatch`, and as there no pair
+  /// 8 images, three times the pairs per embedded image of `groupedBatch`; as there, no pair is
   /// of one drawer, so drawer style never tells the label. Every class needs 4 images
   /// (`problemForBatchPairing`).
   public func withinBatch(_ index: Int, groups: Int) -> GroupedPairBatch {
@@ -142,14 +149,7 @@ extension PairSampler {
     images.reserveCapacity(2 * d * groups)
     pairs.reserveCapacity(24 * groups)
     for g in 0..<groups {
-      let first = pool.classes[rng.below(pool.classes.count)]
-      let group = pool.byAlphabet[alphabetIndex(first)].classes
-      var second: Int
-      if group.count >= 2 && rng.chance(sameAlphabetNegatives) {
-        repeat { second = group[rng.below(group.count)] } while second == first
-      } else {
-        repeat { second = pool.classes[rng.below(pool.classes.count)] } while second == first
-      }
+      let (first, second) = characterPair(&rng)
       let a = split.characters[first], b = split.characters[second]
       let drawers = rng.sample(d, from: min(a.imageCount, b.imageCount))
       let base = 2 * d * g
