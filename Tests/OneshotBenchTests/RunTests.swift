@@ -42,6 +42,7 @@ final class RunTests: XCTestCase {
     let run = runCLI(["run", config, "--store", storePath], currentDirectory: folder)
     XCTAssertEqual(run.code, 0, run.error)
     XCTAssert(run.output.contains("lake20"), run.output)
+    XCTAssert(run.error.contains("elapsed ") && run.error.contains("eta "), "the progress line shows elapsed and remaining time: \(run.error)")
     let store = try ResultsStore(path: storePath)
     let runs = try store.listRuns()
     XCTAssertEqual(runs.map(\.status), [.completed])

@@ -44,6 +44,7 @@ func runExperiment(_ plan: RunPlan) throws -> Int32 {
     } else if let settings = config.training, let training = data.training {
       let trainer = try Trainer(config: config, training: settings, precision: precision, data: training, folder: plan.folder(runID: run.id), store: run.store, runID: run.id)
       trainer.heartbeat = { try run.heartbeat() }
+      trainer.elapsed = { run.elapsed }
       if let resumable {
         trainer.resume(from: resumable)
         progress.line("resuming at step \(trainer.state.step) of \(settings.steps)")

@@ -85,6 +85,8 @@ final class Trainer {
   /// Called every few seconds while training: the run's heartbeat in the store (it throws
   /// when another process has taken the run over).
   var heartbeat: () throws -> Void = {}
+  /// The run's wall time so far, earlier sittings included (shown in the progress line).
+  var elapsed: () -> Double = { 0 }
   private var lastHeartbeat = Date()
   private let augmentationKey = stableHash("augmentation")
 
@@ -233,13 +235,14 @@ final class Trainer {
         windowStart = Date()
         windowSteps = 0
       }
-      let elapsed = Date().timeIntervalSince(stepStart)
-      stepSeconds = stepSeconds.map { 0.95 * $0 + 0.05 * elapsed } ?? elapsed
+      let stepTime = Date().timeIntervalSince(stepStart)
+      stepSeconds = stepSeconds.map { 0.95 * $0 + 0.05 * stepTime } ?? stepTime
       let every = training.validation.every
       let validationsLeft = Double((total - state.step) / every + ((total % every == 0) ? 0 : 1))
       let eta = Double(total - state.step) * stepSeconds! + (validationSeconds ?? 0) * (validationsLeft + evaluationWork)
       let etaText = validationSeconds == nil ? formatDuration(eta) + " + validation and evaluation" : formatDuration(eta)
-      progress.update(String(format: "step %d/%d  loss %.4f  %.1f pairs/s  eta %@  val %@", state.step, total, loss, pairsPerSecond, etaText, lastValidation))
+      progress.update(
+        String(format: "step %d/%d  loss %.4f  %.1f pairs/s  elapsed %@  eta %@  val %@", state.step, total, loss, pairsPerSecond, formatDuration(elapsed()), etaText, lastValidation))
       if state.step % every == 0 || state.step == total {
         progress.update(String(format: "step %d/%d  validating on %d episodes...", state.step, total, validationEpisodes.count), force: true)
         let validationStart = Date()
