@@ -17,7 +17,7 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
     self.config = config
   }
 
-  enum Kind: String, Codable { case adam, sgd }
+  public enum Kind: String, Codable, CaseIterable { case adam, sgd }
 
   enum CodingKeys: String, CodingKey, CaseIterable { case kind, learningRate, weightDecay, beta1, beta2, epsilon, momentum, nesterov, decayEveryParameter }
 

@@ -102,7 +102,7 @@ public struct Optimizer: Sendable {
 /// experiment file (`{"kind": "cosine", "warmupSteps": 100, "minimum": 0}`).
 public struct LearningRateSchedule: Codable, Hashable, Sendable {
   /// The shape of the schedule.
-  public enum Kind: String, Codable, Sendable {
+  public enum Kind: String, Codable, Sendable, CaseIterable {
     /// The base rate throughout.
     case constant
     /// Multiply by `factor` every `every` steps.

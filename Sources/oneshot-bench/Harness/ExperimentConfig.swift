@@ -159,7 +159,7 @@ struct TrainingConfig: Codable, Equatable {
   /// convolutions only. Evaluation always runs direct.
   var convolutions: ConvolutionsSetting
 
-  enum Pairing: String, Codable { case independent, groups, batch }
+  enum Pairing: String, Codable, CaseIterable { case independent, groups, batch }
 
   enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions }
 
@@ -260,7 +260,7 @@ struct ValidationSettings: Codable, Equatable {
 
 /// One evaluation protocol: Lake's 20 runs, or sampled N-way K-shot episodes.
 struct ProtocolConfig: Codable, Equatable {
-  enum Kind: String, Codable { case lake20, episodes }
+  enum Kind: String, Codable, CaseIterable { case lake20, episodes }
   var protocolKind: Kind
   /// Split of sampled episodes: `evaluation` (the test set) or `validation`.
   var split: String = "evaluation"
@@ -390,10 +390,34 @@ extension ConfigError {
         return ConfigError(file: file, keyPath: "", message: "not valid JSON (\(underlying ?? context.debugDescription))")
       }
       var message = context.debugDescription
-      if message.hasPrefix("Cannot initialize") { message = "not one of the allowed values (\(message))" }
+      if message.hasPrefix("Cannot initialize") {
+        let names = context.codingPath.filter { $0.intValue == nil }.map(\.stringValue)
+        let got = message.components(separatedBy: "invalid String value ").dropFirst().first.map { "; got \($0)" } ?? ""
+        if let allowed = allowedValues(key: names.last ?? "", parent: names.dropLast().last ?? "") {
+          message = "one of " + allowed.joined(separator: ", ") + got
+        } else {
+          message = "not one of the allowed values (\(message))"
+        }
+      }
       return ConfigError(file: file, keyPath: path(context.codingPath), message: message)
     @unknown default:
       return ConfigError(file: file, keyPath: "", message: "\(error)")
+    }
+  }
+
+  /// The values a key of a fixed set of words takes (`parent` tells the two `kind`s apart).
+  static func allowedValues(key: String, parent: String) -> [String]? {
+    switch (parent, key) {
+    case ("optimizer", "kind"): return OptimizerSettings.Kind.allCases.map(\.rawValue)
+    case ("schedule", "kind"): return LearningRateSchedule.Kind.allCases.map(\.rawValue)
+    case (_, "pairing"): return TrainingConfig.Pairing.allCases.map(\.rawValue)
+    case (_, "precision"): return PrecisionSetting.allCases.map(\.rawValue)
+    case (_, "convolutions"): return ConvolutionsSetting.allCases.map(\.rawValue)
+    case (_, "backbone"): return BackboneKind.allCases.map(\.rawValue)
+    case (_, "headActivation"): return HeadActivation.allCases.map(\.rawValue)
+    case (_, "alphabetMode"): return AlphabetMode.allCases.map(\.rawValue)
+    case (_, "protocol"): return ProtocolConfig.Kind.allCases.map(\.rawValue)
+    default: return nil
     }
   }
 
