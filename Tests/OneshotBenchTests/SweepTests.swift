@@ -98,6 +98,29 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(steps.count, Set(steps).count)
   }
 
+  func testARunKilledBeforeItsFirstCheckpointIsStartedAgainOnceAndClosed() throws {
+    let file = try experiment(steps: 4000)
+    let runs = folder.appendingPathComponent("runs")
+    let arguments = ["sweep", file, "--grid", "training.optimizer.learningRate=0.003", "--store", storePath, "--runs", runs.path]
+    let (process, killed) = try startTraining(arguments, runs: runs)
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    // As if it had died before writing a checkpoint.
+    try FileManager.default.removeItem(at: runs.appendingPathComponent(killed))
+    let store = try ResultsStore(path: storePath)
+    let first = runCLI(arguments)
+    XCTAssertEqual(first.code, 0, first.error)
+    XCTAssert(first.error.contains("run \(killed) stopped before its first checkpoint; starting again"), first.error)
+    let old = try store.run(killed).summary
+    XCTAssertEqual(old.status, .failed)
+    XCTAssert(old.error?.contains("started the configuration again") == true, "\(old.error ?? "")")
+    XCTAssertEqual(try store.listRuns().filter { $0.status == .completed }.count, 1)
+    let again = runCLI(arguments)
+    XCTAssertEqual(again.code, 0, again.error)
+    XCTAssert(again.error.contains("skipped"), again.error)
+    XCTAssertEqual(try store.listRuns().count, 2, "the configuration ran once more, not twice")
+  }
+
   /// Several job-array tasks at once (separate processes) recording into one PostgreSQL
   /// server: every configuration exactly once; re-submitted, nothing more; a task killed with
   /// SIGKILL and re-run resumes its run; `store copy` PostgreSQL -> SQLite -> PostgreSQL keeps

@@ -74,8 +74,12 @@ struct SweepCommand: ParsableCommand {
           FileHandle.standardError.write(Data("sweep \(label): run \(id) is being run by \(owner); left to it\n".utf8))
           continue
         } catch let missing as NoCheckpointToResume {
-          // Stopped before its first checkpoint: nothing to resume, so it starts again.
+          // Stopped before its first checkpoint: nothing to resume, so it starts again, and the
+          // old row is closed as failed so that no later sweep tries to resume it again (and,
+          // finding no checkpoint, starts the configuration a third time).
           FileHandle.standardError.write(Data("sweep \(label): run \(missing.runID) stopped before its first checkpoint; starting again\n".utf8))
+          try ResultsStore(path: store.path).finishRun(
+            missing.runID, status: .failed, error: "stopped before its first checkpoint; the sweep started the configuration again as a new run")
           code = try runExperiment(configPath: experiment, options: options)
         }
       } else {
