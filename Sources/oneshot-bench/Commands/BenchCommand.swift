@@ -110,12 +110,16 @@ struct BenchCommand: ParsableCommand {
     // The machine's peak, measured now on the same threads.
     var peak: Double? = nil
     if !noPeak {
-      let fp32 = cmachine_peak_gflops(Int32(threads), 0), bf16 = cmachine_peak_gflops(Int32(threads), 1)
+      // The best of three: the first run of a loop can meet a core still clocking up.
+      let fp32 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 0) }.max()!
+      let bf16 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 1) }.max()!
       var line = String(format: "  peak   %7.0f GFLOP/s fp32 (%@)", fp32, String(cString: cmachine_peak_instructions(0)))
       if bf16 > 0 { line += String(format: ", %.0f GFLOP/s bf16 (%@)", bf16, String(cString: cmachine_peak_instructions(1))) }
       print(line)
       peak = precision == .bf16 && bf16 > 0 ? bf16 : fp32
     }
+    // Winograd does fewer multiplications than the direct FLOP count it is credited with, so an
+    // fp32 figure with Winograd can pass 100% of the FMA peak.
     func share(_ gflops: Double) -> String { peak.map { String(format: "  %3.0f%% of peak", 100 * gflops / $0) } ?? "" }
     if algorithm == .auto || algorithm == .winograd {
       print("  convolutions (\(stepImages)-image training step; forward / backward-data / backward-weights):")
