@@ -206,6 +206,34 @@ static void choose(struct cconv *cv, int direction, dnnl_primitive_desc_t *direc
   }
 }
 
+// The Winograd descriptor of one direction from `desc` (whose initialisation returned `init`),
+// hinted by `hint` (the Winograd forward, required for the backward directions), or NULL with
+// `reason` saying why: Winograd excluded for this handle, no Winograd forward, or oneDNN has no
+// such primitive here.
+static dnnl_primitive_desc_t winograd_candidate(const char *excluded, dnnl_status_t init,
+                                                const dnnl_convolution_desc_t *desc,
+                                                const_dnnl_primitive_attr_t attr,
+                                                const_dnnl_primitive_desc_t hint, int needs_hint,
+                                                const char *direction, char *reason,
+                                                size_t length) {
+  dnnl_primitive_desc_t pd = NULL;
+  if (excluded != NULL) {
+    snprintf(reason, length, "%s", excluded);
+    return NULL;
+  }
+  if (needs_hint && hint == NULL) {
+    snprintf(reason, length, "no winograd forward to pair with");
+    return NULL;
+  }
+  dnnl_status_t s = init;
+  if (s == dnnl_success) s = dnnl_primitive_desc_create(&pd, desc, attr, engine, hint);
+  if (s != dnnl_success) {
+    snprintf(reason, length, "oneDNN has no winograd %s here: status %d", direction, (int)s);
+    return NULL;
+  }
+  return pd;
+}
+
 // Why Winograd is not tried for this handle, or NULL when it is.
 static const char *winograd_excluded(const struct cconv *cv) {
   if (cv->policy == 0) return "fixed";
@@ -260,20 +288,17 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   }
   TRY(dnnl_primitive_desc_create(&fpd, &desc, attr, engine, NULL));
   TRY(dnnl_primitive_desc_clone(&direct_fpd, fpd));
-  snprintf(reason, sizeof reason, "%s", excluded ? excluded : "");
-  if (excluded == NULL) {
-    dnnl_status_t s = dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training,
-                                                         dnnl_convolution_winograd, &any_src,
-                                                         &any_weights, &cv->bias, &any_dst_f32,
-                                                         strides, padding, padding);
-    if (s == dnnl_success) s = dnnl_primitive_desc_create(&wino_fpd, &desc, attr, engine, NULL);
-    if (s != dnnl_success) {
-      wino_fpd = NULL;
-      snprintf(reason, sizeof reason, "oneDNN has no winograd forward here: status %d", (int)s);
-    } else if (dnnl_primitive_desc_clone(&candidate, wino_fpd) != dnnl_success) {
-      candidate = NULL;
-      snprintf(reason, sizeof reason, "winograd descriptor could not be copied");
-    }
+  // The Winograd forward stays as the hint of the Winograd backward primitives; its copy is
+  // the forward candidate.
+  wino_fpd = winograd_candidate(
+      excluded,
+      dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_winograd,
+                                         &any_src, &any_weights, &cv->bias, &any_dst_f32, strides,
+                                         padding, padding),
+      &desc, attr, NULL, 0, "forward", reason, sizeof reason);
+  if (wino_fpd != NULL && dnnl_primitive_desc_clone(&candidate, wino_fpd) != dnnl_success) {
+    candidate = NULL;
+    snprintf(reason, sizeof reason, "winograd descriptor could not be copied");
   }
   {
     int kinds[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
@@ -304,21 +329,15 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
       TRY(dnnl_primitive_desc_create(&bdpd, &desc, NULL, engine, direct_fpd));
     }
   }
-  snprintf(reason, sizeof reason, "%s", excluded ? excluded : "");
-  if (excluded != NULL) {
-  } else if (wino_fpd == NULL) {
-    snprintf(reason, sizeof reason, "no winograd forward to pair with");
-  } else {
+  {
     dnnl_memory_desc_t diff_src_f32;
     TRY(dnnl_memory_desc_init_by_tag(&diff_src_f32, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
-    dnnl_status_t s = dnnl_convolution_backward_data_desc_init(
-        &desc, dnnl_convolution_winograd, &diff_src_f32, &any_weights, &any_diff_dst, strides,
-        padding, padding);
-    if (s == dnnl_success) s = dnnl_primitive_desc_create(&candidate, &desc, NULL, engine, wino_fpd);
-    if (s != dnnl_success) {
-      candidate = NULL;
-      snprintf(reason, sizeof reason, "oneDNN has no winograd backward-data here: status %d", (int)s);
-    }
+    candidate = winograd_candidate(
+        excluded,
+        dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_winograd, &diff_src_f32,
+                                                 &any_weights, &any_diff_dst, strides, padding,
+                                                 padding),
+        &desc, NULL, wino_fpd, 1, "backward-data", reason, sizeof reason);
   }
   {
     int kinds[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
@@ -337,20 +356,12 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
                                                   &any_diff_weights, NULL, &any_diff_dst, strides,
                                                   padding, padding));
   TRY(dnnl_primitive_desc_create(&bwpd, &desc, NULL, engine, direct_fpd));
-  snprintf(reason, sizeof reason, "%s", excluded ? excluded : "");
-  if (excluded != NULL) {
-  } else if (wino_fpd == NULL) {
-    snprintf(reason, sizeof reason, "no winograd forward to pair with");
-  } else {
-    dnnl_status_t s = dnnl_convolution_backward_weights_desc_init(
-        &desc, dnnl_convolution_winograd, &any_src, &any_diff_weights, NULL, &any_diff_dst,
-        strides, padding, padding);
-    if (s == dnnl_success) s = dnnl_primitive_desc_create(&candidate, &desc, NULL, engine, wino_fpd);
-    if (s != dnnl_success) {
-      candidate = NULL;
-      snprintf(reason, sizeof reason, "oneDNN has no winograd backward-weights here: status %d", (int)s);
-    }
-  }
+  candidate = winograd_candidate(
+      excluded,
+      dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_winograd, &any_src,
+                                                  &any_diff_weights, NULL, &any_diff_dst, strides,
+                                                  padding, padding),
+      &desc, NULL, wino_fpd, 1, "backward-weights", reason, sizeof reason);
   {
     int kinds[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
     dnnl_query_t queries[3] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md};

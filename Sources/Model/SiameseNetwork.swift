@@ -244,10 +244,8 @@ public struct SiameseNetwork: Sendable {
   /// chosen. Builds (and under `.auto` times) the primitives of shapes not used yet.
   public func convolutionChoices(batch: Int) -> [(name: String, algorithms: [String], detail: String)] {
     convolutions.map { item in
-      (
-        item.name, item.layer.algorithms(batch: batch, side: item.side, precision: precision, algorithm: convolutionAlgorithm),
-        item.layer.algorithmChoices(batch: batch, side: item.side, precision: precision, algorithm: convolutionAlgorithm)
-      )
+      let choice = item.layer.algorithmChoices(batch: batch, side: item.side, precision: precision, algorithm: convolutionAlgorithm)
+      return (item.name, choice.algorithms, choice.detail)
     }
   }
 

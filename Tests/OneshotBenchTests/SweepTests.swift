@@ -80,13 +80,20 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(try store.listRuns().count, 4)
   }
 
-  func testAKilledTaskIsResumedWithoutDuplicates() throws {
+  /// A sweep of one long configuration, killed (SIGKILL) once its run has a checkpoint: the
+  /// sweep's arguments, its runs folder and the killed run.
+  func killedSweep() throws -> (arguments: [String], runs: URL, runID: String) {
     let file = try experiment(steps: 4000)
     let runs = folder.appendingPathComponent("runs")
     let arguments = ["sweep", file, "--grid", "training.optimizer.learningRate=0.003", "--store", storePath, "--runs", runs.path]
     let (process, runID) = try startTraining(arguments, runs: runs)
     kill(process.processIdentifier, SIGKILL)
     process.waitUntilExit()
+    return (arguments, runs, runID)
+  }
+
+  func testAKilledTaskIsResumedWithoutDuplicates() throws {
+    let (arguments, _, runID) = try killedSweep()
     let store = try ResultsStore(path: storePath)
     XCTAssertEqual(try store.run(runID).summary.status, .running, "a killed run is left running, never completed")
     let rerun = runCLI(arguments)
@@ -99,12 +106,7 @@ final class SweepTests: XCTestCase {
   }
 
   func testARunKilledBeforeItsFirstCheckpointIsStartedAgainOnceAndClosed() throws {
-    let file = try experiment(steps: 4000)
-    let runs = folder.appendingPathComponent("runs")
-    let arguments = ["sweep", file, "--grid", "training.optimizer.learningRate=0.003", "--store", storePath, "--runs", runs.path]
-    let (process, killed) = try startTraining(arguments, runs: runs)
-    kill(process.processIdentifier, SIGKILL)
-    process.waitUntilExit()
+    let (arguments, runs, killed) = try killedSweep()
     // As if it had died before writing a checkpoint.
     try FileManager.default.removeItem(at: runs.appendingPathComponent(killed))
     let store = try ResultsStore(path: storePath)

@@ -28,7 +28,7 @@ public enum ConvolutionPrecision: String, Codable, Sendable, CaseIterable {
 }
 
 /// Which implementation a convolution runs.
-public enum ConvolutionAlgorithm: String, Codable, Sendable, CaseIterable {
+public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
   /// oneDNN's direct convolution primitives (im2col when oneDNN cannot build them): one fixed
   /// arithmetic on every machine, what every evaluation runs.
   case direct
@@ -98,46 +98,51 @@ public struct Conv2D: Layer {
   }
 
   /// The oneDNN primitives for an input of this shape, or nil when oneDNN cannot build them
-  /// (the caller then uses im2col).
+  /// (the caller then uses im2col). The hot path: no message is decoded here.
   func primitives(batch n: Int, height h: Int, width w: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> Primitives? {
-    primitivesOrProblem(batch: n, height: h, width: w, precision: precision, algorithm: algorithm).primitives
+    var message = [CChar](repeating: 0, count: 512)
+    return handle(batch: n, height: h, width: w, precision: precision, algorithm: algorithm, message: &message)
   }
 
   /// The primitives, or why oneDNN could not build them.
-  func primitivesOrProblem(batch n: Int, height h: Int, width w: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> (primitives: Primitives?, problem: String) {
+  func primitivesOrProblem(batch n: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> (primitives: Primitives?, problem: String) {
     var message = [CChar](repeating: 0, count: 512)
-    let handle = cconv_get(
+    let p = handle(batch: n, height: side, width: side, precision: precision, algorithm: algorithm, message: &message)
+    return (p, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+  }
+
+  private func handle(batch n: Int, height h: Int, width w: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm, message: inout [CChar]) -> Primitives? {
+    cconv_get(
       Int32(n), Int32(inputChannels), Int32(h), Int32(w), Int32(outputChannels), Int32(kernelSize), Int32(padding), fusedReLU ? 1 : 0,
-      precision == .bf16 ? 1 : 0, algorithm.policy, &message, message.count)
-    return (handle.map { Primitives(handle: $0) }, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+      precision == .bf16 ? 1 : 0, algorithm.policy, &message, message.count
+    ).map { Primitives(handle: $0) }
   }
 
   /// The implementations oneDNN picks for an input of this shape ("jit:avx512_core / ..."), or
   /// "im2col" and the reason when it builds none.
   public func implementation(batch: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm = .direct) -> String {
     if algorithm == .im2col { return "im2col" }
-    let (p, problem) = primitivesOrProblem(batch: batch, height: side, width: side, precision: precision, algorithm: algorithm)
+    let (p, problem) = primitivesOrProblem(batch: batch, side: side, precision: precision, algorithm: algorithm)
     guard let p else { return "im2col (\(problem))" }
     return String(cString: cconv_implementation(p.handle))
   }
 
-  /// How each direction's algorithm was chosen for an input of this shape: e.g. "forward
-  /// winograd (winograd 1.10 ms, direct 2.02 ms); backward-data direct (...); ...". Creates
-  /// (and times, under `.auto`) the primitives when this shape has not been used yet.
-  public func algorithmChoices(batch: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> String {
-    if algorithm == .im2col { return "im2col" }
-    let (p, problem) = primitivesOrProblem(batch: batch, height: side, width: side, precision: precision, algorithm: algorithm)
-    guard let p else { return "im2col (\(problem))" }
-    return String(cString: cconv_choices(p.handle))
+  /// The algorithm of each direction (forward, backward data, backward weights), "direct" or
+  /// "winograd", for an input of this shape, and how each was chosen: e.g. "forward winograd
+  /// (winograd 1.10 ms, direct 2.02 ms); backward-data direct (...); ...". ["im2col"] x 3 when
+  /// oneDNN builds no primitive. Creates (and times, under `.auto`) the primitives when this
+  /// shape has not been used yet.
+  public func algorithmChoices(batch: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> (algorithms: [String], detail: String) {
+    let im2col = ["im2col", "im2col", "im2col"]
+    if algorithm == .im2col { return (im2col, "im2col") }
+    let (p, problem) = primitivesOrProblem(batch: batch, side: side, precision: precision, algorithm: algorithm)
+    guard let p else { return (im2col, "im2col (\(problem))") }
+    return ((0..<3).map { cconv_uses_winograd(p.handle, Int32($0)) != 0 ? "winograd" : "direct" }, String(cString: cconv_choices(p.handle)))
   }
 
-  /// The algorithm of each direction (forward, backward data, backward weights), "direct" or
-  /// "winograd", for an input of this shape; ["im2col"] x 3 when oneDNN builds no primitive.
+  /// The algorithm of each direction alone (see `algorithmChoices`).
   public func algorithms(batch: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> [String] {
-    guard algorithm != .im2col, let p = primitives(batch: batch, height: side, width: side, precision: precision, algorithm: algorithm) else {
-      return ["im2col", "im2col", "im2col"]
-    }
-    return (0..<3).map { cconv_uses_winograd(p.handle, Int32($0)) != 0 ? "winograd" : "direct" }
+    algorithmChoices(batch: batch, side: side, precision: precision, algorithm: algorithm).algorithms
   }
 
   /// y = act(conv(x, W) + b); the cache keeps the primitives it ran on (nil: im2col) for backward.

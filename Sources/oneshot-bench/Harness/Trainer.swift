@@ -133,12 +133,8 @@ final class Trainer {
       let items = self.pairs.batch(step, pairs: count)
       images = items.map(\.left) + items.map(\.right)
       pairs = items.enumerated().map { TrainingPair(left: $0.offset, right: count + $0.offset, same: $0.element.same) }
-    case .groups:
-      let grouped = self.pairs.groupedBatch(step, groups: count / 4)
-      images = grouped.images
-      pairs = grouped.pairs
-    case .batch:
-      let grouped = self.pairs.withinBatch(step, groups: count / 24)
+    case .groups, .batch:
+      let grouped = training.pairing == .groups ? self.pairs.groupedBatch(step, groups: count / 4) : self.pairs.withinBatch(step, groups: count / 24)
       images = grouped.images
       pairs = grouped.pairs
     }
@@ -175,19 +171,17 @@ final class Trainer {
     ["run_id": runID, "experiment": config.name, "experiment_config": config.canonicalJSON]
   }
 
-  /// Trains from `state.step` to the budget, validating and checkpointing on the way.
-  /// `evaluationWork` is the size of the evaluation still to come relative to one validation
-  /// (images scored), so that the remaining time shown includes it.
   /// Times (once per shape) and records which algorithm each convolution's directions run in
   /// this sitting: printed, and the run's tag `convolutions.chosen` (the last sitting's).
   func recordConvolutionChoices(progress: ProgressDisplay) throws {
-    let images = training.imagesPerStep
-    let choices = network.convolutionChoices(batch: images)
-    let summary = SiameseNetwork.summary(of: choices)
+    let summary = SiameseNetwork.summary(of: network.convolutionChoices(batch: training.imagesPerStep))
     progress.line("convolutions auto (forward/backward-data/backward-weights; d direct, w winograd): \(summary)")
     try store.setTag(run: runID, key: "convolutions.chosen", value: summary)
   }
 
+  /// Trains from `state.step` to the budget, validating and checkpointing on the way.
+  /// `evaluationWork` is the size of the evaluation still to come relative to one validation
+  /// (images scored), so that the remaining time shown includes it.
   func train(progress: ProgressDisplay, evaluationWork: Double = 0) throws -> TrainingOutcome {
     let total = training.steps
     let schedule = training.schedule
