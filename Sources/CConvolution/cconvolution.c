@@ -1,31 +1,28 @@
 #include "cconvolution.h"
 
-#include <dnnl.h>
+#include "internal.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-// One reorder between a caller's plain layout and a primitive's chosen one; `prim` is NULL
-// when the two layouts are the same and the caller's buffer is used as it is.
-struct reorder {
-  dnnl_primitive_t prim;
-  dnnl_memory_desc_t from, to;
-};
-
 struct cconv {
   int n, c, h, w, o, k, pad, relu, bf16, policy;
   pthread_mutex_t lock;
   dnnl_primitive_t forward, backward_data, backward_weights;
-  // Layouts chosen by the primitives.
-  dnnl_memory_desc_t src, fwd_weights, dst, bias;
-  dnnl_memory_desc_t bwd_diff_dst, bwd_weights, diff_src;
-  dnnl_memory_desc_t bww_src, bww_diff_dst, diff_weights;
-  // Plain layouts of the caller.
-  dnnl_memory_desc_t plain_src, plain_weights, plain_dst;
-  struct reorder to_src, to_fwd_weights, from_dst, to_bwd_diff_dst, to_bwd_weights, from_diff_src,
-      to_bww_src, to_bww_diff_dst, from_diff_weights;
+  // The ReLU's backward on the output (masks by output > 0), when the ReLU is fused.
+  dnnl_primitive_t relu_backward;
+  // 1 when the backward-weights primitive also sums the bias gradient.
+  int weights_bias;
+  dnnl_memory_desc_t bias;
+  // Layouts chosen by the primitives, and the caller's plain ones.
+  const clayout *src, *fwd_weights, *dst, *bwd_diff_dst, *bwd_weights, *diff_src, *bww_src,
+      *bww_diff_dst, *diff_weights;
+  const clayout *plain_src, *plain_weights, *plain_dst;
+  // Where outputs go when the caller keeps oneDNN's layouts: the primitives' own float layouts
+  // when they pad no channel, plain NCHW otherwise.
+  const clayout *output, *input_gradient;
   char implementation[256];
   // Per direction (forward, backward data, backward weights): 1 when Winograd runs it.
   int winograd[3];
@@ -34,96 +31,10 @@ struct cconv {
   struct cconv *next;
 };
 
-static dnnl_engine_t engine;
-static dnnl_stream_t stream;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cconv *cache;
 
-#define TRY(call)                                                                              \
-  do {                                                                                         \
-    dnnl_status_t status_ = (call);                                                            \
-    if (status_ != dnnl_success) {                                                             \
-      snprintf(error, error_length, "%s failed with oneDNN status %d", #call, (int)status_); \
-      goto fail;                                                                               \
-    }                                                                                          \
-  } while (0)
-
-static dnnl_status_t make_reorder(struct reorder *r, const dnnl_memory_desc_t *from,
-                                  const dnnl_memory_desc_t *to) {
-  r->from = *from;
-  r->to = *to;
-  r->prim = NULL;
-  if (dnnl_memory_desc_equal(from, to)) return dnnl_success;
-  dnnl_primitive_desc_t pd;
-  dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL);
-  if (s != dnnl_success) return s;
-  s = dnnl_primitive_create(&r->prim, pd);
-  dnnl_primitive_desc_destroy(pd);
-  return s;
-}
-
-// Runs a primitive on raw buffers: memory objects wrap the caller's pointers, no copies.
-static int run(dnnl_primitive_t prim, int count, const int *kinds,
-               const dnnl_memory_desc_t *const *descs, void *const *buffers) {
-  dnnl_exec_arg_t args[6];
-  int status = 0;
-  for (int i = 0; i < count; i++) {
-    args[i].arg = kinds[i];
-    if (dnnl_memory_create(&args[i].memory, descs[i], engine, buffers[i]) != dnnl_success) {
-      for (int j = 0; j < i; j++) dnnl_memory_destroy(args[j].memory);
-      return -1;
-    }
-  }
-  if (dnnl_primitive_execute(prim, stream, count, args) != dnnl_success) status = -1;
-  if (status == 0 && dnnl_stream_wait(stream) != dnnl_success) status = -1;
-  for (int i = 0; i < count; i++) dnnl_memory_destroy(args[i].memory);
-  return status;
-}
-
-// Applies a reorder from `from` into a new buffer (or returns `from` when no reorder is needed).
-// The result must be released with release_reordered.
-static void *reordered(const struct reorder *r, const void *from, int *status) {
-  if (r->prim == NULL) return (void *)from;
-  size_t size = dnnl_memory_desc_get_size(&r->to);
-  void *to = NULL;
-  if (posix_memalign(&to, 64, size > 0 ? size : 64) != 0) {
-    *status = -1;
-    return NULL;
-  }
-  int kinds[2] = {DNNL_ARG_FROM, DNNL_ARG_TO};
-  const dnnl_memory_desc_t *descs[2] = {&r->from, &r->to};
-  void *buffers[2] = {(void *)from, to};
-  if (run(r->prim, 2, kinds, descs, buffers) != 0) *status = -1;
-  return to;
-}
-
-static void release_reordered(const struct reorder *r, void *buffer) {
-  if (r->prim != NULL) free(buffer);
-}
-
-// A buffer in the primitive's layout `desc` whose contents go to `plain` through `r` afterwards
-// (or `plain` itself when the layouts agree).
-static void *output_buffer(const struct reorder *r, void *plain, int *status) {
-  if (r->prim == NULL) return plain;
-  size_t size = dnnl_memory_desc_get_size(&r->from);
-  void *buffer = NULL;
-  if (posix_memalign(&buffer, 64, size > 0 ? size : 64) != 0) {
-    *status = -1;
-    return NULL;
-  }
-  return buffer;
-}
-
-static void finish_output(const struct reorder *r, void *buffer, void *plain, int *status) {
-  if (r->prim == NULL) return;
-  if (*status == 0) {
-    int kinds[2] = {DNNL_ARG_FROM, DNNL_ARG_TO};
-    const dnnl_memory_desc_t *descs[2] = {&r->from, &r->to};
-    void *buffers[2] = {buffer, plain};
-    if (run(r->prim, 2, kinds, descs, buffers) != 0) *status = -1;
-  }
-  free(buffer);
-}
+#define TRY CDNNL_TRY
 
 static const char *impl_name(const_dnnl_primitive_t prim) {
   const_dnnl_primitive_desc_t pd;
@@ -161,7 +72,7 @@ static double time_primitive(const_dnnl_primitive_desc_t pd, int count, const in
   }
   for (int rep = 0; rep < 3 && ok; rep++) {
     double start = seconds();
-    if (run(prim, count, kinds, descs, buffers) != 0) ok = 0;
+    if (cdnnl_run(prim, count, kinds, descs, buffers) != 0) ok = 0;
     double elapsed = 1000 * (seconds() - start);
     if (rep > 0 && (best < 0 || elapsed < best)) best = elapsed;
   }
@@ -226,7 +137,7 @@ static dnnl_primitive_desc_t winograd_candidate(const char *excluded, dnnl_statu
     return NULL;
   }
   dnnl_status_t s = init;
-  if (s == dnnl_success) s = dnnl_primitive_desc_create(&pd, desc, attr, engine, hint);
+  if (s == dnnl_success) s = dnnl_primitive_desc_create(&pd, desc, attr, cdnnl_engine(), hint);
   if (s != dnnl_success) {
     snprintf(reason, length, "oneDNN has no winograd %s here: status %d", direction, (int)s);
     return NULL;
@@ -271,9 +182,15 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   TRY(dnnl_memory_desc_init_by_tag(&any_diff_dst, 4, dst_dims, type, dnnl_format_tag_any));
   TRY(dnnl_memory_desc_init_by_tag(&any_diff_weights, 4, weight_dims, dnnl_f32, dnnl_format_tag_any));
   TRY(dnnl_memory_desc_init_by_tag(&cv->bias, 1, bias_dims, dnnl_f32, dnnl_x));
-  TRY(dnnl_memory_desc_init_by_tag(&cv->plain_src, 4, src_dims, dnnl_f32, dnnl_nchw));
-  TRY(dnnl_memory_desc_init_by_tag(&cv->plain_weights, 4, weight_dims, dnnl_f32, dnnl_oihw));
-  TRY(dnnl_memory_desc_init_by_tag(&cv->plain_dst, 4, dst_dims, dnnl_f32, dnnl_nchw));
+  {
+    dnnl_memory_desc_t plain;
+    TRY(dnnl_memory_desc_init_by_tag(&plain, 4, src_dims, dnnl_f32, dnnl_nchw));
+    cv->plain_src = clayout_intern(&plain);
+    TRY(dnnl_memory_desc_init_by_tag(&plain, 4, weight_dims, dnnl_f32, dnnl_oihw));
+    cv->plain_weights = clayout_intern(&plain);
+    TRY(dnnl_memory_desc_init_by_tag(&plain, 4, dst_dims, dnnl_f32, dnnl_nchw));
+    cv->plain_dst = clayout_intern(&plain);
+  }
 
   // Forward with the bias and the optional ReLU fused.
   dnnl_convolution_desc_t desc;
@@ -286,7 +203,7 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
     TRY(dnnl_post_ops_append_eltwise(post_ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
     TRY(dnnl_primitive_attr_set_post_ops(attr, post_ops));
   }
-  TRY(dnnl_primitive_desc_create(&fpd, &desc, attr, engine, NULL));
+  TRY(dnnl_primitive_desc_create(&fpd, &desc, attr, cdnnl_engine(), NULL));
   TRY(dnnl_primitive_desc_clone(&direct_fpd, fpd));
   // The Winograd forward stays as the hint of the Winograd backward primitives; its copy is
   // the forward candidate.
@@ -308,9 +225,9 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
     choose(cv, 0, &fpd, candidate, reason, 4, kinds, queries, indices);
     candidate = NULL;
   }
-  cv->src = *dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0);
-  cv->fwd_weights = *dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0);
-  cv->dst = *dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0);
+  cv->src = clayout_intern(dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0));
+  cv->fwd_weights = clayout_intern(dnnl_primitive_desc_query_md(fpd, dnnl_query_weights_md, 0));
+  cv->dst = clayout_intern(dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0));
   TRY(dnnl_primitive_create(&cv->forward, fpd));
 
   // Backward data (dL/dx), only ever used for layers after the first.
@@ -321,12 +238,12 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
     TRY(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &diff_src_f32,
                                                  &any_weights, &any_diff_dst, strides, padding,
                                                  padding));
-    if (dnnl_primitive_desc_create(&bdpd, &desc, NULL, engine, direct_fpd) != dnnl_success) {
+    if (dnnl_primitive_desc_create(&bdpd, &desc, NULL, cdnnl_engine(), direct_fpd) != dnnl_success) {
       // Some bf16 kernels only produce bf16 diff_src; accept that and convert on the way out.
       TRY(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &any_src,
                                                    &any_weights, &any_diff_dst, strides, padding,
                                                    padding));
-      TRY(dnnl_primitive_desc_create(&bdpd, &desc, NULL, engine, direct_fpd));
+      TRY(dnnl_primitive_desc_create(&bdpd, &desc, NULL, cdnnl_engine(), direct_fpd));
     }
   }
   {
@@ -346,45 +263,70 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
     choose(cv, 1, &bdpd, candidate, reason, 3, kinds, queries, indices);
     candidate = NULL;
   }
-  cv->bwd_diff_dst = *dnnl_primitive_desc_query_md(bdpd, dnnl_query_diff_dst_md, 0);
-  cv->bwd_weights = *dnnl_primitive_desc_query_md(bdpd, dnnl_query_weights_md, 0);
-  cv->diff_src = *dnnl_primitive_desc_query_md(bdpd, dnnl_query_diff_src_md, 0);
+  cv->bwd_diff_dst = clayout_intern(dnnl_primitive_desc_query_md(bdpd, dnnl_query_diff_dst_md, 0));
+  cv->bwd_weights = clayout_intern(dnnl_primitive_desc_query_md(bdpd, dnnl_query_weights_md, 0));
+  cv->diff_src = clayout_intern(dnnl_primitive_desc_query_md(bdpd, dnnl_query_diff_src_md, 0));
   TRY(dnnl_primitive_create(&cv->backward_data, bdpd));
 
-  // Backward weights (dL/dW; the bias gradient is summed by the caller with the ReLU mask).
-  TRY(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &any_src,
-                                                  &any_diff_weights, NULL, &any_diff_dst, strides,
-                                                  padding, padding));
-  TRY(dnnl_primitive_desc_create(&bwpd, &desc, NULL, engine, direct_fpd));
+  // Backward weights (dL/dW, and dL/db where the primitive sums it; otherwise the caller does).
+  cv->weights_bias = 1;
+  if (dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &any_src,
+                                                  &any_diff_weights, &cv->bias, &any_diff_dst,
+                                                  strides, padding, padding) != dnnl_success ||
+      dnnl_primitive_desc_create(&bwpd, &desc, NULL, cdnnl_engine(), direct_fpd) != dnnl_success) {
+    bwpd = NULL;
+    cv->weights_bias = 0;
+    TRY(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &any_src,
+                                                    &any_diff_weights, NULL, &any_diff_dst, strides,
+                                                    padding, padding));
+    TRY(dnnl_primitive_desc_create(&bwpd, &desc, NULL, cdnnl_engine(), direct_fpd));
+  }
   candidate = winograd_candidate(
       excluded,
       dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_winograd, &any_src,
-                                                  &any_diff_weights, NULL, &any_diff_dst, strides,
-                                                  padding, padding),
+                                                  &any_diff_weights,
+                                                  cv->weights_bias ? &cv->bias : NULL,
+                                                  &any_diff_dst, strides, padding, padding),
       &desc, NULL, wino_fpd, 1, "backward-weights", reason, sizeof reason);
   {
-    int kinds[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
-    dnnl_query_t queries[3] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md};
-    int indices[3] = {0, 0, 0};
-    choose(cv, 2, &bwpd, candidate, reason, 3, kinds, queries, indices);
+    int kinds[4] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS};
+    dnnl_query_t queries[4] = {dnnl_query_src_md, dnnl_query_diff_dst_md,
+                               dnnl_query_diff_weights_md, dnnl_query_diff_weights_md};
+    int indices[4] = {0, 0, 0, 1};
+    choose(cv, 2, &bwpd, candidate, reason, cv->weights_bias ? 4 : 3, kinds, queries, indices);
     candidate = NULL;
   }
-  cv->bww_src = *dnnl_primitive_desc_query_md(bwpd, dnnl_query_src_md, 0);
-  cv->bww_diff_dst = *dnnl_primitive_desc_query_md(bwpd, dnnl_query_diff_dst_md, 0);
-  cv->diff_weights = *dnnl_primitive_desc_query_md(bwpd, dnnl_query_diff_weights_md, 0);
+  cv->bww_src = clayout_intern(dnnl_primitive_desc_query_md(bwpd, dnnl_query_src_md, 0));
+  cv->bww_diff_dst = clayout_intern(dnnl_primitive_desc_query_md(bwpd, dnnl_query_diff_dst_md, 0));
+  cv->diff_weights = clayout_intern(dnnl_primitive_desc_query_md(bwpd, dnnl_query_diff_weights_md, 0));
   TRY(dnnl_primitive_create(&cv->backward_weights, bwpd));
 
-  TRY(make_reorder(&cv->to_src, &cv->plain_src, &cv->src));
-  TRY(make_reorder(&cv->to_fwd_weights, &cv->plain_weights, &cv->fwd_weights));
-  TRY(make_reorder(&cv->from_dst, &cv->dst, &cv->plain_dst));
-  TRY(make_reorder(&cv->to_bwd_diff_dst, &cv->plain_dst, &cv->bwd_diff_dst));
-  TRY(make_reorder(&cv->to_bwd_weights, &cv->plain_weights, &cv->bwd_weights));
-  TRY(make_reorder(&cv->from_diff_src, &cv->diff_src, &cv->plain_src));
-  TRY(make_reorder(&cv->to_bww_src, &cv->plain_src, &cv->bww_src));
-  TRY(make_reorder(&cv->to_bww_diff_dst, &cv->plain_dst, &cv->bww_diff_dst));
+  // The fused ReLU's backward, on the output's layout.
+  if (relu) {
+    dnnl_eltwise_desc_t edesc;
+    dnnl_primitive_desc_t efpd = NULL, ebpd = NULL;
+    dnnl_status_t s = dnnl_eltwise_forward_desc_init(&edesc, dnnl_forward_training,
+                                                     dnnl_eltwise_relu_use_dst_for_bwd,
+                                                     clayout_md(cv->dst), 0.0f, 0.0f);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(&efpd, &edesc, NULL, cdnnl_engine(), NULL);
+    if (s == dnnl_success)
+      s = dnnl_eltwise_backward_desc_init(&edesc, dnnl_eltwise_relu_use_dst_for_bwd,
+                                          clayout_md(cv->dst), clayout_md(cv->dst), 0.0f, 0.0f);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(&ebpd, &edesc, NULL, cdnnl_engine(), efpd);
+    if (s == dnnl_success) s = dnnl_primitive_create(&cv->relu_backward, ebpd);
+    if (efpd) dnnl_primitive_desc_destroy(efpd);
+    if (ebpd) dnnl_primitive_desc_destroy(ebpd);
+    TRY(s);
+  }
+
+  // Outputs kept in oneDNN's layouts: float and unpadded, else plain.
   {
-    dnnl_memory_desc_t plain_diff_weights = cv->plain_weights;
-    TRY(make_reorder(&cv->from_diff_weights, &cv->diff_weights, &plain_diff_weights));
+    size_t dst_floats = (size_t)n * o * ho * wo, src_floats = (size_t)n * c * h * w;
+    dnnl_memory_desc_t f32 = *clayout_md(cv->diff_src);
+    cv->output = clayout_count(cv->dst) == dst_floats ? cv->dst : cv->plain_dst;
+    cv->input_gradient = f32.data_type == dnnl_f32 && clayout_count(cv->diff_src) == src_floats
+                             ? cv->diff_src
+                             : cv->plain_src;
   }
   snprintf(cv->implementation, sizeof cv->implementation, "%s / %s / %s", impl_name(cv->forward),
            impl_name(cv->backward_data), impl_name(cv->backward_weights));
@@ -414,14 +356,10 @@ fail:
 cconv *cconv_get(int n, int c, int h, int w, int o, int k, int pad, int relu, int bf16,
                  int policy, char *error, size_t error_length) {
   pthread_mutex_lock(&cache_lock);
-  if (engine == NULL) {
-    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
-        dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) {
-      snprintf(error, error_length, "oneDNN could not create a CPU engine and stream");
-      engine = NULL;
-      pthread_mutex_unlock(&cache_lock);
-      return NULL;
-    }
+  if (cdnnl_engine() == NULL) {
+    snprintf(error, error_length, "oneDNN could not create a CPU engine and stream");
+    pthread_mutex_unlock(&cache_lock);
+    return NULL;
   }
   struct cconv *found = cache;
   while (found && !(found->n == n && found->c == c && found->h == h && found->w == w &&
@@ -439,65 +377,145 @@ cconv *cconv_get(int n, int c, int h, int w, int o, int k, int pad, int relu, in
   return found;
 }
 
-int cconv_forward(cconv *cv, const float *x, const float *weight, const float *bias, float *y) {
+const clayout *cconv_output_layout(const cconv *cv) { return cv->output; }
+
+const clayout *cconv_input_gradient_layout(const cconv *cv) { return cv->input_gradient; }
+
+const clayout *cconv_plain_input_layout(const cconv *cv) { return cv->plain_src; }
+
+const clayout *cconv_plain_output_layout(const cconv *cv) { return cv->plain_dst; }
+
+// A buffer for an output in the primitive's layout `own`: the caller's `y` when the caller wants
+// that layout, otherwise a new one that `finish` reorders into `y` (in `wanted`) and frees.
+static void *output_buffer(const clayout *own, const clayout *wanted, void *y, int *status) {
+  if (own == wanted) return y;
+  void *buffer = cdnnl_alloc(clayout_bytes(own));
+  if (buffer == NULL) *status = -1;
+  return buffer;
+}
+
+static void finish(const clayout *own, void *buffer, const clayout *wanted, void *y, int *status) {
+  if (buffer == y || buffer == NULL) return;
+  if (*status == 0 && clayout_reorder_into(own, buffer, wanted, y) != 0) *status = -1;
+  free(buffer);
+}
+
+int cconv_forward(cconv *cv, const clayout *x_layout, const float *x, const float *weight,
+                  const float *bias, const clayout *y_layout, float *y) {
   int status = 0;
   pthread_mutex_lock(&cv->lock);
-  void *src = reordered(&cv->to_src, x, &status);
-  void *wei = status == 0 ? reordered(&cv->to_fwd_weights, weight, &status) : NULL;
-  void *dst = status == 0 ? output_buffer(&cv->from_dst, y, &status) : NULL;
+  void *src = clayout_convert(x_layout, x, cv->src, &status);
+  void *wei = status == 0 ? clayout_convert(cv->plain_weights, weight, cv->fwd_weights, &status) : NULL;
+  void *dst = status == 0 ? output_buffer(cv->dst, y_layout, y, &status) : NULL;
   if (status == 0) {
     int kinds[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
-    const dnnl_memory_desc_t *descs[4] = {&cv->src, &cv->fwd_weights, &cv->bias, &cv->dst};
+    const dnnl_memory_desc_t *descs[4] = {clayout_md(cv->src), clayout_md(cv->fwd_weights),
+                                          &cv->bias, clayout_md(cv->dst)};
     void *buffers[4] = {src, wei, (void *)bias, dst};
-    status = run(cv->forward, 4, kinds, descs, buffers);
+    status = cdnnl_run(cv->forward, 4, kinds, descs, buffers);
   }
-  if (dst) finish_output(&cv->from_dst, dst, y, &status);
-  if (wei) release_reordered(&cv->to_fwd_weights, wei);
-  if (src) release_reordered(&cv->to_src, src);
+  finish(cv->dst, dst, y_layout, y, &status);
+  clayout_release(weight, wei);
+  clayout_release(x, src);
   pthread_mutex_unlock(&cv->lock);
   return status;
 }
 
-int cconv_backward(cconv *cv, const float *x, const float *weight, const float *dy, float *dx,
-                   float *dweight) {
+// The per-channel sums of `g` (in `layout`) added into `dbias`: the bias gradient where the
+// backward-weights primitive does not compute it.
+static int add_channel_sums(const struct cconv *cv, const clayout *layout, const void *g,
+                            float *dbias) {
+  int status = 0;
+  float *plain = clayout_convert(layout, g, cv->plain_dst, &status);
+  if (status == 0) {
+    size_t hw = (size_t)(cv->h + 2 * cv->pad - cv->k + 1) * (cv->w + 2 * cv->pad - cv->k + 1);
+    for (int i = 0; i < cv->n; i++)
+      for (int oc = 0; oc < cv->o; oc++) {
+        const float *p = plain + ((size_t)i * cv->o + oc) * hw;
+        float sum = 0;
+        for (size_t q = 0; q < hw; q++) sum += p[q];
+        dbias[oc] += sum;
+      }
+  }
+  clayout_release(g, plain);
+  return status;
+}
+
+int cconv_backward(cconv *cv, const clayout *x_layout, const float *x, const clayout *dy_layout,
+                   const float *dy, const clayout *y_layout, const float *y, const float *weight,
+                   const clayout *dx_layout, float *dx, float *dweight, float *dbias) {
   int status = 0;
   pthread_mutex_lock(&cv->lock);
-  // Weights: src and diff_dst in backward-weights layouts, dW in its layout, added to dweight.
-  void *src = reordered(&cv->to_bww_src, x, &status);
-  void *ddst = status == 0 ? reordered(&cv->to_bww_diff_dst, dy, &status) : NULL;
-  size_t count = (size_t)cv->o * cv->c * cv->k * cv->k;
-  float *plain_dw = NULL;
-  if (status == 0 && posix_memalign((void **)&plain_dw, 64, count * sizeof(float)) != 0) status = -1;
-  void *dw = status == 0 ? output_buffer(&cv->from_diff_weights, plain_dw, &status) : NULL;
-  if (status == 0) {
-    int kinds[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
-    const dnnl_memory_desc_t *descs[3] = {&cv->bww_src, &cv->bww_diff_dst, &cv->diff_weights};
-    void *buffers[3] = {src, ddst, dw};
-    status = run(cv->backward_weights, 3, kinds, descs, buffers);
+  // The gradient at the pre-activation output: dy masked by y > 0 behind a fused ReLU (in y's
+  // layout, the primitive's own), dy itself otherwise.
+  const clayout *g_layout = dy_layout;
+  void *g = (void *)dy;
+  if (y != NULL && cv->relu) {
+    void *in = clayout_convert(dy_layout, dy, cv->dst, &status);
+    void *out = status == 0 ? cdnnl_alloc(clayout_bytes(cv->dst)) : NULL;
+    const void *dst = y;
+    void *converted_y = NULL;
+    if (status == 0 && y_layout != cv->dst) dst = converted_y = clayout_convert(y_layout, y, cv->dst, &status);
+    if (out == NULL) status = -1;
+    if (status == 0) {
+      int kinds[3] = {DNNL_ARG_DST, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC};
+      const dnnl_memory_desc_t *descs[3] = {clayout_md(cv->dst), clayout_md(cv->dst), clayout_md(cv->dst)};
+      void *buffers[3] = {(void *)dst, in, out};
+      status = cdnnl_run(cv->relu_backward, 3, kinds, descs, buffers);
+    }
+    free(converted_y);
+    clayout_release(dy, in);
+    g = out;
+    g_layout = cv->dst;
   }
-  if (dw) finish_output(&cv->from_diff_weights, dw, plain_dw, &status);
+  // Weights: src and the gradient in backward-weights layouts, dW (and db) added to the caller's.
+  void *src = status == 0 ? clayout_convert(x_layout, x, cv->bww_src, &status) : NULL;
+  void *ddst = status == 0 ? clayout_convert(g_layout, g, cv->bww_diff_dst, &status) : NULL;
+  size_t count = (size_t)cv->o * cv->c * cv->k * cv->k;
+  float *plain_dw = status == 0 ? cdnnl_alloc(count * sizeof(float)) : NULL;
+  float *db = status == 0 ? cdnnl_alloc((size_t)cv->o * sizeof(float)) : NULL;
+  if (status == 0 && (plain_dw == NULL || db == NULL)) status = -1;
+  void *dw = status == 0 ? output_buffer(cv->diff_weights, cv->plain_weights, plain_dw, &status) : NULL;
+  if (status == 0) {
+    int kinds[4] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS};
+    const dnnl_memory_desc_t *descs[4] = {clayout_md(cv->bww_src), clayout_md(cv->bww_diff_dst),
+                                          clayout_md(cv->diff_weights), &cv->bias};
+    void *buffers[4] = {src, ddst, dw, db};
+    status = cdnnl_run(cv->backward_weights, cv->weights_bias ? 4 : 3, kinds, descs, buffers);
+  }
+  finish(cv->diff_weights, dw, cv->plain_weights, plain_dw, &status);
   if (status == 0)
     for (size_t i = 0; i < count; i++) dweight[i] += plain_dw[i];
+  if (status == 0 && dbias != NULL) {
+    if (cv->weights_bias)
+      for (int i = 0; i < cv->o; i++) dbias[i] += db[i];
+    else
+      status = add_channel_sums(cv, g_layout, g, dbias);
+  }
   free(plain_dw);
-  if (src) release_reordered(&cv->to_bww_src, src);
+  free(db);
+  clayout_release(x, src);
 
-  // Data: dx from diff_dst (reused when both primitives chose one layout) and the weights.
+  // Data: dx from the gradient (reused when both primitives chose one layout) and the weights.
   if (status == 0 && dx != NULL) {
-    int same = dnnl_memory_desc_equal(&cv->bwd_diff_dst, &cv->bww_diff_dst);
-    void *bdd = same ? ddst : reordered(&cv->to_bwd_diff_dst, dy, &status);
-    void *wei = status == 0 ? reordered(&cv->to_bwd_weights, weight, &status) : NULL;
-    void *dsrc = status == 0 ? output_buffer(&cv->from_diff_src, dx, &status) : NULL;
+    void *bdd = cv->bwd_diff_dst == cv->bww_diff_dst
+                    ? ddst
+                    : clayout_convert(g_layout, g, cv->bwd_diff_dst, &status);
+    void *wei = status == 0 ? clayout_convert(cv->plain_weights, weight, cv->bwd_weights, &status) : NULL;
+    void *dsrc = status == 0 ? output_buffer(cv->diff_src, dx_layout, dx, &status) : NULL;
     if (status == 0) {
       int kinds[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
-      const dnnl_memory_desc_t *descs[3] = {&cv->bwd_diff_dst, &cv->bwd_weights, &cv->diff_src};
+      const dnnl_memory_desc_t *descs[3] = {clayout_md(cv->bwd_diff_dst), clayout_md(cv->bwd_weights),
+                                            clayout_md(cv->diff_src)};
       void *buffers[3] = {bdd, wei, dsrc};
-      status = run(cv->backward_data, 3, kinds, descs, buffers);
+      status = cdnnl_run(cv->backward_data, 3, kinds, descs, buffers);
     }
-    if (dsrc) finish_output(&cv->from_diff_src, dsrc, dx, &status);
-    if (wei) release_reordered(&cv->to_bwd_weights, wei);
-    if (!same && bdd) release_reordered(&cv->to_bwd_diff_dst, bdd);
+    finish(cv->diff_src, dsrc, dx_layout, dx, &status);
+    clayout_release(weight, wei);
+    if (bdd != ddst) clayout_release(g, bdd);
   }
-  if (ddst) release_reordered(&cv->to_bww_diff_dst, ddst);
+  clayout_release(g, ddst);
+  if (g != dy) free(g);
   pthread_mutex_unlock(&cv->lock);
   return status;
 }

@@ -102,9 +102,14 @@ public struct SiameseNetwork: Sendable {
 
   // MARK: Layers
 
+  /// Whether training keeps the backbone's tensors in oneDNN's layouts (convolution, batch norm
+  /// and pooling on oneDNN back to back); off, training runs batch norm and pooling in Swift on
+  /// plain tensors (the reference path the tests compare with). Never used by inference.
+  public var keepsLayouts = true
+
   /// The forward context of this network's settings.
   func context(training: Bool) -> ForwardContext {
-    ForwardContext(training: training, precision: precision, algorithm: convolutionAlgorithm)
+    ForwardContext(training: training, precision: precision, algorithm: convolutionAlgorithm, keepsLayouts: training && keepsLayouts && convolutionAlgorithm != .im2col)
   }
 
   /// Runs `layers` in order; the caches are kept only when `keepCaches` (training).

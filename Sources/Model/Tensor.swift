@@ -1,10 +1,13 @@
-/// A dense Float tensor, row-major (NCHW for images), in contiguous storage. Copy-on-write:
-/// keeping a tensor in a backward cache shares its storage instead of copying it.
+/// A dense Float tensor in contiguous storage: row-major (NCHW for images) unless `layout` says
+/// otherwise (see TensorLayout). Copy-on-write: keeping a tensor in a backward cache shares its
+/// storage instead of copying it.
 public struct Tensor: Sendable, Equatable {
   /// Dimensions, outermost first.
   public var shape: [Int]
   /// `shape.reduce(1, *)` values.
   public var data: [Float]
+  /// How `data` is ordered; everything but the backbone's oneDNN layers needs `.plain`.
+  public var layout: TensorLayout = .plain
 
   /// A tensor of zeros.
   public init(zeros shape: [Int]) {
@@ -36,16 +39,21 @@ public struct Tensor: Sendable, Equatable {
   public var itemCount: Int { shape.dropFirst().reduce(1, *) }
 
   /// The same values with another shape of equal size.
-  public func reshaped(_ newShape: [Int]) -> Tensor { Tensor(shape: newShape, data: data) }
+  public func reshaped(_ newShape: [Int]) -> Tensor {
+    precondition(layout.isPlain, "reshaped: a \(layout) tensor must be made plain first")
+    return Tensor(shape: newShape, data: data)
+  }
 
   /// Items `range` of the batch.
   public func items(_ range: Range<Int>) -> Tensor {
+    precondition(layout.isPlain, "items: a \(layout) tensor must be made plain first")
     let n = itemCount
     return Tensor(shape: [range.count] + shape.dropFirst(), data: Array(data[(range.lowerBound * n)..<(range.upperBound * n)]))
   }
 
   /// Items `indices` of the batch, in that order (repeats allowed).
   public func rows(_ indices: [Int]) -> Tensor {
+    precondition(layout.isPlain, "rows: a \(layout) tensor must be made plain first")
     let n = itemCount
     var out = [Float](repeating: 0, count: indices.count * n)
     data.withUnsafeBufferPointer { src in
@@ -61,6 +69,7 @@ public struct Tensor: Sendable, Equatable {
 
   /// Adds the items of `source` to items `indices` of this tensor (the adjoint of `rows`).
   public mutating func addRows(_ source: Tensor, at indices: [Int]) {
+    precondition(layout.isPlain && source.layout.isPlain, "addRows: plain tensors only")
     let n = itemCount
     precondition(source.batch == indices.count && source.itemCount == n, "addRows: \(source.shape) into \(shape) at \(indices.count) rows")
     source.data.withUnsafeBufferPointer { src in

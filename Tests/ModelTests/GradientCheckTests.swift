@@ -256,6 +256,12 @@ final class GradientCheckTests: XCTestCase {
   }
 
   func testMaxPoolGradientsAndFloor() {
+    checkMaxPoolGradientsAndFloor(context: .inference)
+    checkMaxPoolGradientsAndFloor(context: ForwardContext(training: true, keepsLayouts: true))
+  }
+
+  /// With `context.keepsLayouts` in training, oneDNN's pooling primitive; otherwise the Swift kernel.
+  func checkMaxPoolGradientsAndFloor(context: ForwardContext) {
     // Distinct values 0.01 apart: no tie can flip within eps.
     var values = (0..<(2 * 3 * 5 * 7)).map { Float($0) * 0.01 }
     var rng = NormalSampler(seed: 9)
@@ -264,15 +270,15 @@ final class GradientCheckTests: XCTestCase {
     let x = Tensor(shape: [2, 3, 5, 7], data: values)
     let pool = MaxPool2D()
     var none = ParameterStore()
-    let (y, cache) = pool.forward(x, store: none, context: .inference)
+    let (y, cache) = pool.forward(x, store: none, context: context)
     XCTAssertEqual(y.shape, [2, 3, 2, 3])
     let dOut = random(y.count, seed: 10)
-    let dx = pool.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &none)
-    assertClose(dx.data, numeric(x.data, { pool.forward(Tensor(shape: [2, 3, 5, 7], data: $0), store: none, context: .inference).output.data }, dOutput: dOut), "maxpool dx")
+    let dx = pool.backward(Tensor(shape: y.shape, data: dOut), cache: cache, store: &none).plain()
+    assertClose(dx.data, numeric(x.data, { pool.forward(Tensor(shape: [2, 3, 5, 7], data: $0), store: none, context: context).output.plain().data }, dOutput: dOut), "maxpool dx")
     // Ties go to the first maximum, as PyTorch.
-    let tie = pool.forward(Tensor(shape: [1, 1, 2, 2], data: [1, 1, 1, 1]), store: none, context: .inference)
-    let routed = pool.backward(Tensor(shape: [1, 1, 1, 1], data: [5]), cache: tie.cache, store: &none)
-    XCTAssertEqual(routed.data, [5, 0, 0, 0])
+    let tie = pool.forward(Tensor(shape: [1, 1, 2, 2], data: [1, 1, 1, 1]), store: none, context: context)
+    let routed = pool.backward(Tensor(shape: [1, 1, 1, 1], data: [5]), cache: tie.cache, store: &none).plain()
+    XCTAssertEqual(routed.data, [5, 0, 0, 0], "keepsLayouts \(context.keepsLayouts)")
   }
 
   func testLinearGradients() {
@@ -301,22 +307,25 @@ final class GradientCheckTests: XCTestCase {
 
   func testBatchNormGradients() {
     // A plane of 6 runs only the scalar tails of the eight-lane loops; 5x5 = 25 runs both.
-    checkBatchNormGradients(shape: [4, 3, 3, 2])
-    checkBatchNormGradients(shape: [3, 3, 5, 5])
+    for keepsLayouts in [false, true] {
+      checkBatchNormGradients(shape: [4, 3, 3, 2], keepsLayouts: keepsLayouts)
+      checkBatchNormGradients(shape: [3, 3, 5, 5], keepsLayouts: keepsLayouts)
+    }
   }
 
-  func checkBatchNormGradients(shape: [Int]) {
+  /// With `keepsLayouts`, oneDNN's batch-norm primitive; otherwise the Swift kernel.
+  func checkBatchNormGradients(shape: [Int], keepsLayouts: Bool) {
     var store = ParameterStore()
     let norm = BatchNorm2D(channels: 3, fusedReLU: false, name: "bn", store: &store)
     store.parameters[norm.weight].value = [1.5, 0.7, -1.1]
     store.parameters[norm.bias].value = [0.2, -0.1, 0.3]
     let x = Tensor(shape: shape, data: random(shape.reduce(1, *), seed: 14))
-    let training = ForwardContext(training: true)
+    let training = ForwardContext(training: true, keepsLayouts: keepsLayouts)
     let (y, cache) = norm.forward(x, store: store, context: training)
     let dOut = random(y.count, seed: 15)
-    let dx = norm.backward(Tensor(shape: shape, data: dOut), cache: cache, store: &store)
-    let fx = { (v: [Float]) -> [Float] in norm.forward(Tensor(shape: shape, data: v), store: store, context: training).output.data }
-    assertClose(dx.data, numeric(x.data, fx, dOutput: dOut), "batchnorm dx")
+    let dx = norm.backward(Tensor(shape: shape, data: dOut), cache: cache, store: &store).plain()
+    let fx = { (v: [Float]) -> [Float] in norm.forward(Tensor(shape: shape, data: v), store: store, context: training).output.plain().data }
+    assertClose(dx.data, numeric(x.data, fx, dOutput: dOut), "batchnorm dx \(keepsLayouts)")
     let fg = { (v: [Float]) -> [Float] in
       var s = store
       s.parameters[norm.weight].value = v
@@ -337,12 +346,13 @@ final class GradientCheckTests: XCTestCase {
     reluStore.parameters = store.parameters
     reluStore.zeroGradients()
     let (yr, reluCache) = fused.forward(x, store: reluStore, context: training)
-    let masked = zip(dOut, yr.data).map { $1 > 0 ? $0 : 0 }
+    let yrPlain = yr.plain(), yPlain = y.plain()
+    let masked = zip(dOut, yrPlain.data).map { $1 > 0 ? $0 : 0 }
     var plainStore = reluStore
     let dxFused = fused.backward(Tensor(shape: shape, data: dOut), cache: reluCache, store: &reluStore)
     let dxPlain = norm.backward(Tensor(shape: shape, data: masked), cache: cache, store: &plainStore)
-    for (a, b) in zip(dxFused.data, dxPlain.data) { XCTAssertEqual(a, b, accuracy: 1e-6) }
-    XCTAssertEqual(yr.data, y.data.map { max($0, 0) })
+    for (a, b) in zip(dxFused.plain().data, dxPlain.plain().data) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+    XCTAssertEqual(yrPlain.data, yPlain.data.map { max($0, 0) })
   }
 
   func testBatchNormRunningStatisticsAndInference() {
@@ -401,6 +411,11 @@ final class GradientCheckTests: XCTestCase {
       ModelConfig(backbone: .koch, inputSize: 65, width: 1.0 / 16),
     ] {
       var network = SiameseNetwork(config: config, seed: 21)
+      // The Swift batch-norm and pooling kernels (statistics summed in Double): through
+      // oneDNN's float batch norm the logits move by one float rounding step where a conv bias
+      // feeds batch norm, which is as large as these differences. The oneDNN path is tied to
+      // this one by testOneDNNLayoutsMatchSwiftKernels and to PyTorch by the fixtures.
+      network.keepsLayouts = false
       for i in network.store.parameters.indices {
         let parameter = network.store.parameters[i]
         let n = parameter.value.count
@@ -457,6 +472,62 @@ final class GradientCheckTests: XCTestCase {
       }
       XCTAssertLessThanOrEqual(undecided * 4, checked + undecided, "\(config.backbone): \(undecided) of \(checked + undecided) entries undecidable")
     }
+  }
+
+  /// A training step with the backbone in oneDNN's layouts (convolution, batch norm + ReLU and
+  /// pooling on oneDNN's primitives, gradients kept blocked) against the same step on plain
+  /// tensors with the Swift batch-norm and pooling kernels: logits, embeddings, every gradient
+  /// and the running estimates, for networks whose channels fill oneDNN's blocks of 16 and for
+  /// networks whose channels do not (padded layouts fall back to plain between layers).
+  func testOneDNNLayoutsMatchSwiftKernels() {
+    let configs = [
+      ModelConfig(backbone: .vgg16, inputSize: 21, blocks: [[16, 16], [32]], headHidden: 8, headActivation: .relu),
+      ModelConfig(backbone: .vgg16, inputSize: 21, batchNorm: true, blocks: [[16, 32], [32, 16]], headHidden: 8, headActivation: .relu),
+      ModelConfig(backbone: .vgg16, inputSize: 13, batchNorm: true, blocks: [[3, 5], [4]], headHidden: 6, headActivation: .none),
+      ModelConfig(backbone: .vgg16, inputSize: 12, blocks: [[3, 3], [4]], headHidden: 5, headActivation: .relu),
+      ModelConfig(backbone: .koch, inputSize: 65, width: 1.0 / 4),
+    ]
+    for config in configs {
+      for algorithm in [ConvolutionAlgorithm.direct, .winograd] {
+        var reference = SiameseNetwork(config: config, seed: 5)
+        reference.convolutionAlgorithm = algorithm
+        reference.keepsLayouts = false
+        var blocked = reference
+        blocked.keepsLayouts = true
+        let s = config.inputSize
+        let images = Tensor(shape: [6, 1, s, s], data: random(6 * s * s, seed: 41).map { abs($0) })
+        let pairs = [(0, 1), (2, 3), (4, 5), (0, 5)]
+        let labels: [Float] = [1, 0, 1, 0]
+        let (lossA, logitsA) = reference.lossAndGradients(images: images, pairs: pairs, labels: labels)
+        let (lossB, logitsB) = blocked.lossAndGradients(images: images, pairs: pairs, labels: labels)
+        let what = "\(config.backbone) \(config.vggBlocks) bn \(config.batchNorm) \(algorithm)"
+        XCTAssertEqual(lossA, lossB, accuracy: 1e-5 * max(1, abs(lossA)), what)
+        XCTAssertLessThan(maxRelativeError(logitsB, logitsA), 1e-4, "\(what) logits")
+        for (a, b) in zip(reference.store.parameters, blocked.store.parameters) {
+          // A conv bias feeding batch norm has zero gradient in exact arithmetic: compare its
+          // size, not its digits.
+          if config.batchNorm, a.name.hasPrefix("backbone."), a.name.hasSuffix(".bias"), a.shape.count == 1, let weight = reference.store.index(of: a.name.dropLast(".bias".count) + ".weight"),
+            reference.store.parameters[weight].shape.count == 4
+          {
+            let scale = Double(reference.store.parameters[weight].gradient.map(abs).max() ?? 0)
+            XCTAssertLessThan(Double(b.gradient.map(abs).max() ?? 0), 1e-3 * max(scale, 1), "\(what) \(a.name) should be ~0 (weight gradient up to \(scale))")
+            continue
+          }
+          XCTAssertLessThan(maxRelativeError(b.gradient, a.gradient), 1e-4, "\(what) grad \(a.name)")
+        }
+        for (a, b) in zip(reference.store.buffers, blocked.store.buffers) {
+          XCTAssertLessThan(maxRelativeError(b.value, a.value), 1e-5, "\(what) \(a.name)")
+        }
+      }
+    }
+  }
+
+  /// max |a - b| / max |b| (0 when both are zero).
+  func maxRelativeError(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count, "\(a.count) vs \(b.count) values")
+    let scale = Double(b.map(abs).max() ?? 0)
+    let worst = zip(a, b).map { abs(Double($0) - Double($1)) }.max() ?? 0
+    return scale == 0 ? worst : worst / scale
   }
 
   func testSharedWeightsReceiveBothBranchesGradients() {

@@ -49,13 +49,13 @@ public struct Flatten: Layer {
   /// A flatten.
   public init() {}
 
-  /// The same values, one row per item.
+  /// The same values, one row per item (the backbone's oneDNN layouts end here).
   public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
-    let y = x.reshaped([x.batch, x.itemCount])
+    let y = x.plain().reshaped([x.batch, x.itemCount])
     return (y, LayerCache(input: x, output: y))
   }
 
-  /// The gradient in the input's shape.
+  /// The gradient in the input's shape, plain (the layer below reorders it where it needs to).
   public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
     dOutput.reshaped(cache.input.shape)
   }

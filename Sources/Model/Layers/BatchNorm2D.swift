@@ -1,9 +1,13 @@
+import CConvolution
 import Foundation
 
 // Batch normalisation over (N, H, W) per channel, optional fused ReLU. Training mode uses the
 // batch statistics and updates running estimates (momentum 0.1, unbiased variance, as
 // PyTorch); inference mode uses the running estimates.
 //   x: (N, C, H, W) -> y: (N, C, H, W); gamma, beta, runningMean, runningVar: (C)
+// Two implementations: the Swift kernels below on plain tensors (every evaluation, and the
+// reference), and in training with `keepsLayouts` oneDNN's primitive (batch norm + ReLU fused)
+// on the layout the convolution left its output in.
 
 /// A batch-norm layer; gamma and beta are parameters, the running estimates are buffers.
 public struct BatchNorm2D: Layer {
@@ -40,6 +44,8 @@ public struct BatchNorm2D: Layer {
   public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
     let training = context.training
     precondition(x.shape.count == 4 && x.shape[1] == channels, "BatchNorm2D expects (N, \(channels), H, W), got \(x.shape)")
+    if training && context.keepsLayouts, let result = oneDNNForward(x, store: store) { return result }
+    let x = x.plain()
     let (n, c, plane) = (x.shape[0], channels, x.shape[2] * x.shape[3])
     let m = Double(n * plane)
     var mean = [Float](repeating: 0, count: c), inverseStd = [Float](repeating: 0, count: c)
@@ -99,10 +105,44 @@ public struct BatchNorm2D: Layer {
     return (y, LayerCache(input: x, output: y, saved: .statistics(mean: mean, inverseStd: inverseStd, batchVariance: batchVariance)))
   }
 
+  /// The training forward on oneDNN's primitive in x's layout; nil when oneDNN cannot build it
+  /// (the Swift kernel runs instead).
+  func oneDNNForward(_ x: Tensor, store: ParameterStore) -> (output: Tensor, cache: LayerCache)? {
+    var message = [CChar](repeating: 0, count: 256)
+    guard let handle = cbnorm_get(x.layout.handle(for: x.shape), fusedReLU ? 1 : 0, epsilon, &message, message.count) else { return nil }
+    var y = Tensor(uninitialized: x.shape)
+    y.layout = x.layout
+    var mean = [Float](repeating: 0, count: channels), variance = [Float](repeating: 0, count: channels)
+    var workspace = [UInt8](repeating: 0, count: cbnorm_workspace_size(handle))
+    let status = x.data.withUnsafeBufferPointer { xb in
+      y.data.withUnsafeMutableBufferPointer { yb in
+        store.parameters[weight].value.withUnsafeBufferPointer { gb in
+          store.parameters[bias].value.withUnsafeBufferPointer { bb in
+            mean.withUnsafeMutableBufferPointer { mb in
+              variance.withUnsafeMutableBufferPointer { vb in
+                workspace.withUnsafeMutableBytes { wb in
+                  cbnorm_forward(handle, xb.baseAddress!, gb.baseAddress!, bb.baseAddress!, yb.baseAddress!, mb.baseAddress!, vb.baseAddress!, wb.baseAddress)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    precondition(status == 0, "oneDNN batch normalisation forward failed for input \(x.shape)")
+    return (y, LayerCache(input: x, output: y, saved: .normalization(OneDNNHandle(pointer: handle), mean: mean, variance: variance, workspace: workspace)))
+  }
+
   /// Folds a training forward's batch statistics into the running estimates (momentum 0.1,
   /// unbiased variance, as PyTorch). Does nothing for an inference forward's cache.
   public func updateRunningEstimates(_ cache: LayerCache, store: inout ParameterStore) {
-    guard case .statistics(let mean, _, let variance?) = cache.saved else { return }
+    let mean: [Float], variance: [Float]
+    switch cache.saved {
+    case .statistics(let m, _, let v?), .normalization(_, let m, let v, _):
+      (mean, variance) = (m, v)
+    default:
+      return
+    }
     let m = Double(cache.input.count / channels)
     let unbiased = m > 1 ? Float(m / (m - 1)) : 1
     for ch in 0..<channels {
@@ -113,7 +153,11 @@ public struct BatchNorm2D: Layer {
 
   /// Accumulates dL/dgamma and dL/dbeta; returns dL/dx.
   public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    if case .normalization(let handle, let mean, let variance, let workspace) = cache.saved {
+      return oneDNNBackward(dOutput, cache: cache, handle: handle.pointer, mean: mean, variance: variance, workspace: workspace, store: &store)
+    }
     guard case .statistics(let means, let inverse, let batchVariance) = cache.saved else { preconditionFailure("BatchNorm2D backward needs its own forward's cache") }
+    let dOutput = dOutput.plain()
     let x = cache.input
     precondition(dOutput.shape == x.shape, "BatchNorm2D backward: dOutput \(dOutput.shape), input \(x.shape)")
     let (n, c, plane) = (x.shape[0], channels, x.shape[2] * x.shape[3])
@@ -190,6 +234,37 @@ public struct BatchNorm2D: Layer {
       }
     }
     for ch in 0..<c {
+      store.parameters[weight].gradient[ch] += dGamma[ch]
+      store.parameters[bias].gradient[ch] += dBeta[ch]
+    }
+    return dx
+  }
+
+  /// Backward on oneDNN's primitive: dx in the forward's layout, dgamma and dbeta accumulated.
+  func oneDNNBackward(_ dOutput: Tensor, cache: LayerCache, handle: OpaquePointer, mean: [Float], variance: [Float], workspace: [UInt8], store: inout ParameterStore) -> Tensor {
+    let x = cache.input
+    precondition(dOutput.shape == x.shape, "BatchNorm2D backward: dOutput \(dOutput.shape), input \(x.shape)")
+    var dx = Tensor(uninitialized: x.shape)
+    dx.layout = x.layout
+    var dGamma = [Float](repeating: 0, count: channels), dBeta = [Float](repeating: 0, count: channels)
+    let gamma = store.parameters[weight].value, beta = store.parameters[bias].value
+    let status = x.data.withUnsafeBufferPointer { xb in
+      dOutput.data.withUnsafeBufferPointer { db in
+        dx.data.withUnsafeMutableBufferPointer { dxb in
+          dGamma.withUnsafeMutableBufferPointer { dgb in
+            dBeta.withUnsafeMutableBufferPointer { dbb in
+              workspace.withUnsafeBytes { wb in
+                cbnorm_backward(
+                  handle, xb.baseAddress!, dOutput.layout.handle(for: dOutput.shape), db.baseAddress!, mean, variance, gamma, beta, wb.baseAddress, dxb.baseAddress!,
+                  dgb.baseAddress!, dbb.baseAddress!)
+              }
+            }
+          }
+        }
+      }
+    }
+    precondition(status == 0, "oneDNN batch normalisation backward failed for input \(x.shape)")
+    for ch in 0..<channels {
       store.parameters[weight].gradient[ch] += dGamma[ch]
       store.parameters[bias].gradient[ch] += dBeta[ch]
     }

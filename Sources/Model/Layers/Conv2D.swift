@@ -1,7 +1,9 @@
 // 2-D convolution, stride 1, zero padding, optional fused ReLU, two ways:
 // - oneDNN's convolution primitives (the default), in fp32 or with bf16 inputs and float
-//   accumulation and outputs (`ConvolutionPrecision`); tensors stay NCHW outside, each call
-//   reorders into the blocked layouts the primitives chose (CConvolution). Each direction
+//   accumulation and outputs (`ConvolutionPrecision`). Inputs come in any layout (reordered
+//   where the primitive wants another); outputs and gradients are plain NCHW, or, when the
+//   context keeps layouts (training), stay in the blocked layouts the primitives chose, and the
+//   fused ReLU's mask and the bias gradient are then computed by oneDNN as well (CConvolution). Each direction
 //   (forward, backward data, backward weights) runs oneDNN's direct primitive, or with
 //   `ConvolutionAlgorithm.auto` Winograd F(4x4, 3x3) where it is faster on this machine (fp32,
 //   3x3 kernels; Winograd rounds differently: measured against float64 in the tests).
@@ -152,19 +154,23 @@ public struct Conv2D: Layer {
     let (ho, wo) = (outputSize(h), outputSize(w))
     precondition(ho > 0 && wo > 0, "Conv2D: input \(h)x\(w) too small for kernel \(kernelSize) with padding \(padding)")
     if context.algorithm != .im2col, let p = primitives(batch: n, height: h, width: w, precision: context.precision, algorithm: context.algorithm) {
+      let inputLayout = x.layout.handle ?? cconv_plain_input_layout(p.handle)
+      let outputLayout = context.keepsLayouts ? cconv_output_layout(p.handle) : cconv_plain_output_layout(p.handle)
       var y = Tensor(uninitialized: [n, outputChannels, ho, wo])
+      y.layout = TensorLayout(outputLayout)
       let status = store.parameters[weight].value.withUnsafeBufferPointer { wBuf in
         store.parameters[bias].value.withUnsafeBufferPointer { bBuf in
           x.data.withUnsafeBufferPointer { xBuf in
             y.data.withUnsafeMutableBufferPointer { yBuf in
-              cconv_forward(p.handle, xBuf.baseAddress!, wBuf.baseAddress!, bBuf.baseAddress!, yBuf.baseAddress!)
+              cconv_forward(p.handle, inputLayout, xBuf.baseAddress!, wBuf.baseAddress!, bBuf.baseAddress!, outputLayout, yBuf.baseAddress!)
             }
           }
         }
       }
       precondition(status == 0, "oneDNN convolution forward failed for input \(x.shape)")
-      return (y, LayerCache(input: x, output: y, saved: .primitives(p)))
+      return (y, LayerCache(input: x, output: y, saved: .primitives(p, keepsLayouts: context.keepsLayouts)))
     }
+    let x = x.plain()
     let hw = ho * wo, ckk = c * kernelSize * kernelSize, o = outputChannels
     let chunk = max(1, min(n, Conv2D.columnBudget / (ckk * hw)))
     var y = Tensor(zeros: [n, o, ho, wo])
@@ -206,7 +212,7 @@ public struct Conv2D: Layer {
         }
       }
     }
-    return (y, LayerCache(input: x, output: y, saved: .primitives(nil)))
+    return (y, LayerCache(input: x, output: y, saved: .primitives(nil, keepsLayouts: false)))
   }
 
   /// Accumulates dL/dW and dL/db into the store; returns dL/dx (empty when `needInputGradient` is false).
@@ -215,9 +221,11 @@ public struct Conv2D: Layer {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (ho, wo) = (outputSize(h), outputSize(w))
     precondition(dOutput.shape == [n, outputChannels, ho, wo], "Conv2D backward: dOutput \(dOutput.shape), expected \([n, outputChannels, ho, wo])")
-    if case .primitives(let p?) = cache.saved {
-      return directBackward(dOutput, cache: cache, primitives: p, store: &store, needInputGradient: needInputGradient)
+    if case .primitives(let p?, let keepsLayouts) = cache.saved {
+      if keepsLayouts { return layoutBackward(dOutput, cache: cache, primitives: p, store: &store, needInputGradient: needInputGradient) }
+      return directBackward(dOutput.plain(), cache: cache, primitives: p, store: &store, needInputGradient: needInputGradient)
     }
+    let dOutput = dOutput.plain()
     let hw = ho * wo, ckk = c * kernelSize * kernelSize, o = outputChannels
     let chunk = max(1, min(n, Conv2D.columnBudget / (ckk * hw)))
     var dx: Tensor? = needInputGradient ? Tensor(zeros: x.shape) : nil
@@ -333,11 +341,13 @@ public struct Conv2D: Layer {
       weights.withUnsafeBufferPointer { wBuf in
         x.data.withUnsafeBufferPointer { xBuf in
           gradient.data.withUnsafeBufferPointer { gBuf in
+            let input = cconv_plain_input_layout(p.handle), output = cconv_plain_output_layout(p.handle)
+            let xLayout = x.layout.handle(for: x.shape)
             if dx == nil {
-              return cconv_backward(p.handle, xBuf.baseAddress!, wBuf.baseAddress!, gBuf.baseAddress!, nil, dwBuf.baseAddress!)
+              return cconv_backward(p.handle, xLayout, xBuf.baseAddress!, output, gBuf.baseAddress!, output, nil, wBuf.baseAddress!, input, nil, dwBuf.baseAddress!, nil)
             }
             return dx!.data.withUnsafeMutableBufferPointer { dxBuf in
-              cconv_backward(p.handle, xBuf.baseAddress!, wBuf.baseAddress!, gBuf.baseAddress!, dxBuf.baseAddress!, dwBuf.baseAddress!)
+              cconv_backward(p.handle, xLayout, xBuf.baseAddress!, output, gBuf.baseAddress!, output, nil, wBuf.baseAddress!, input, dxBuf.baseAddress!, dwBuf.baseAddress!, nil)
             }
           }
         }
@@ -345,6 +355,45 @@ public struct Conv2D: Layer {
     }
     precondition(status == 0, "oneDNN convolution backward failed for input \(x.shape)")
     store.parameters[bias].gradient.withUnsafeMutableBufferPointer { gb in for i in 0..<o { gb[i] += dBias[i] } }
+    return dx ?? .empty
+  }
+
+  /// Backward with the tensors in oneDNN's layouts: the ReLU mask, dW, db and dx all on the
+  /// primitives (dx in the layout the next layer down reads without a reorder).
+  func layoutBackward(_ dOutput: Tensor, cache: LayerCache, primitives p: Primitives, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    let x = cache.input, y = cache.output
+    let inputLayout = x.layout.handle(for: x.shape), outputLayout = y.layout.handle(for: y.shape)
+    let gradientLayout = dOutput.layout.handle(for: dOutput.shape)
+    let dxLayout = cconv_input_gradient_layout(p.handle)
+    var dx = needInputGradient ? Tensor(uninitialized: x.shape) : nil
+    dx?.layout = TensorLayout(dxLayout)
+    let weights = store.parameters[weight].value
+    var dBias = store.parameters[bias].gradient
+    store.parameters[bias].gradient = []
+    let status = store.parameters[weight].gradient.withUnsafeMutableBufferPointer { dwBuf in
+      dBias.withUnsafeMutableBufferPointer { dbBuf in
+        weights.withUnsafeBufferPointer { wBuf in
+          x.data.withUnsafeBufferPointer { xBuf in
+            y.data.withUnsafeBufferPointer { yBuf in
+              dOutput.data.withUnsafeBufferPointer { gBuf in
+                guard dx != nil else {
+                  return cconv_backward(
+                    p.handle, inputLayout, xBuf.baseAddress!, gradientLayout, gBuf.baseAddress!, outputLayout, yBuf.baseAddress!, wBuf.baseAddress!, dxLayout, nil,
+                    dwBuf.baseAddress!, dbBuf.baseAddress!)
+                }
+                return dx!.data.withUnsafeMutableBufferPointer { dxBuf in
+                  cconv_backward(
+                    p.handle, inputLayout, xBuf.baseAddress!, gradientLayout, gBuf.baseAddress!, outputLayout, yBuf.baseAddress!, wBuf.baseAddress!, dxLayout, dxBuf.baseAddress!,
+                    dwBuf.baseAddress!, dbBuf.baseAddress!)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    store.parameters[bias].gradient = dBias
+    precondition(status == 0, "oneDNN convolution backward failed for input \(x.shape)")
     return dx ?? .empty
   }
 

@@ -14,12 +14,18 @@ public struct ForwardContext: Sendable {
   public var precision: ConvolutionPrecision
   /// The convolutions' implementation.
   public var algorithm: ConvolutionAlgorithm
+  /// Whether outputs may stay in the layouts oneDNN's primitives chose (training: convolution,
+  /// batch norm and pooling then run on oneDNN back to back, and their gradients stay there
+  /// too); otherwise every layer returns plain tensors and batch norm and pooling run the
+  /// Swift kernels, the fixed arithmetic of every evaluation.
+  public var keepsLayouts: Bool
 
-  /// A context; inference in fp32 on oneDNN's direct primitives unless told otherwise.
-  public init(training: Bool = false, precision: ConvolutionPrecision = .fp32, algorithm: ConvolutionAlgorithm = .direct) {
+  /// A context; inference in fp32 on oneDNN's direct primitives, plain tensors, unless told otherwise.
+  public init(training: Bool = false, precision: ConvolutionPrecision = .fp32, algorithm: ConvolutionAlgorithm = .direct, keepsLayouts: Bool = false) {
     self.training = training
     self.precision = precision
     self.algorithm = algorithm
+    self.keepsLayouts = keepsLayouts
   }
 
   /// Inference, fp32, direct convolutions: the arithmetic of every recorded evaluation.
@@ -39,11 +45,16 @@ public struct LayerCache: Sendable {
   enum Saved: Sendable {
     case nothing
     /// Conv2D: the oneDNN primitives the forward ran on (backward reuses them); nil: im2col.
-    case primitives(Conv2D.Primitives?)
-    /// BatchNorm2D: the statistics it normalised with, and the batch variance in training.
+    /// With `keepsLayouts` the gradients stay in oneDNN's layouts too.
+    case primitives(Conv2D.Primitives?, keepsLayouts: Bool)
+    /// BatchNorm2D (Swift kernel): the statistics it normalised with, and the batch variance in training.
     case statistics(mean: [Float], inverseStd: [Float], batchVariance: [Float]?)
-    /// MaxPool2D: the winning position (0...3) in each window.
+    /// BatchNorm2D on oneDNN (training): the batch's mean and biased variance, the ReLU mask.
+    case normalization(OneDNNHandle, mean: [Float], variance: [Float], workspace: [UInt8])
+    /// MaxPool2D (Swift kernel): the winning position (0...3) in each window.
     case argmax([UInt8])
+    /// MaxPool2D on oneDNN: the primitive's record of each window's winner.
+    case pooling(OneDNNHandle, workspace: [UInt8])
   }
 
   init(input: Tensor, output: Tensor, saved: Saved = .nothing) {
@@ -51,6 +62,11 @@ public struct LayerCache: Sendable {
     self.output = output
     self.saved = saved
   }
+}
+
+/// A cached oneDNN primitive handle (batch norm, pooling): lives for the process.
+struct OneDNNHandle: @unchecked Sendable {
+  let pointer: OpaquePointer
 }
 
 /// One layer of the network.

@@ -1,0 +1,69 @@
+#ifndef CLAYERS_H
+#define CLAYERS_H
+
+#include <stddef.h>
+
+/// A memory layout of a 4-D float tensor (N, C, H, W) as oneDNN describes it: plain NCHW, or a
+/// blocked layout a primitive chose (e.g. channels in blocks of 16, nChw16c). Layouts are
+/// interned: two equal layouts are the same pointer, kept for the life of the process.
+typedef struct clayout clayout;
+
+/// Plain row-major NCHW float.
+const clayout *clayout_plain(int n, int c, int h, int w);
+
+/// 1 when the layout is plain row-major NCHW float.
+int clayout_is_plain(const clayout *layout);
+
+/// Floats a buffer of this layout holds (more than N*C*H*W when channels are padded to a block).
+size_t clayout_count(const clayout *layout);
+
+/// oneDNN's short name of the layout, e.g. "nchw", "nChw16c" ("blocked" when it has none).
+const char *clayout_name(const clayout *layout);
+
+/// Copies `x` (in `from`) into `y` (in `to`); both describe the same tensor. 0, or -1 on failure.
+int clayout_reorder(const clayout *from, const float *x, const clayout *to, float *y);
+
+/// Batch normalisation over (N, H, W) per channel on oneDNN's primitive, in the layout of its
+/// input, with scale (gamma) and shift (beta), optionally followed by a fused ReLU; training
+/// mode only (batch statistics). One handle per (layout, relu), cached; one thread at a time.
+typedef struct cbnorm cbnorm;
+
+/// The handle for `layout`; NULL with a message when oneDNN cannot build it.
+cbnorm *cbnorm_get(const clayout *layout, int relu, float epsilon, char *error, size_t error_length);
+
+/// Bytes of the workspace the forward writes and the backward reads (the ReLU mask).
+size_t cbnorm_workspace_size(const cbnorm *bn);
+
+/// y = act(gamma * (x - mean) / sqrt(variance + eps) + beta) with the batch's mean and biased
+/// variance, which it writes into `mean` and `variance` (C floats each). 0 or -1.
+int cbnorm_forward(cbnorm *bn, const float *x, const float *gamma, const float *beta, float *y,
+                   float *mean, float *variance, void *workspace);
+
+/// dL/dx into `dx` (the handle's layout) from dy (in `dy_layout`, reordered when it differs);
+/// adds dL/dgamma and dL/dbeta into `dgamma` and `dbeta`. 0 or -1.
+int cbnorm_backward(cbnorm *bn, const float *x, const clayout *dy_layout, const float *dy,
+                    const float *mean, const float *variance, const float *gamma,
+                    const float *beta, const void *workspace, float *dx, float *dgamma,
+                    float *dbeta);
+
+/// 2x2 max pooling, stride 2, floor mode, on oneDNN's primitive in the layout of its input;
+/// training mode (the workspace keeps each window's winner). One handle per input layout.
+typedef struct cpool cpool;
+
+/// The handle for inputs in `layout`; NULL with a message when oneDNN cannot build it.
+cpool *cpool_get(const clayout *layout, char *error, size_t error_length);
+
+/// The layout of the output.
+const clayout *cpool_output_layout(const cpool *pool);
+
+/// Bytes of the workspace.
+size_t cpool_workspace_size(const cpool *pool);
+
+/// y = max over each 2x2 window of x. 0 or -1.
+int cpool_forward(cpool *pool, const float *x, float *y, void *workspace);
+
+/// dx (input layout) = dy (in `dy_layout`) routed to each window's maximum, zero elsewhere. 0 or -1.
+int cpool_backward(cpool *pool, const clayout *dy_layout, const float *dy, const void *workspace,
+                   float *dx);
+
+#endif

@@ -1,0 +1,55 @@
+// Where a tensor's values sit in memory. Plain is row-major in the order of the shape (NCHW for
+// images): what every Swift kernel, the checkpoints and PyTorch read. During training the
+// backbone's activations and gradients may instead stay in the blocked layout oneDNN's
+// primitives chose (e.g. nChw16c: channels in blocks of 16 innermost), so that no layer
+// reorders between convolution, batch norm, ReLU and pooling; `Tensor.plain()` converts back.
+
+import CConvolution
+
+/// A tensor's memory layout: plain, or one of oneDNN's (interned, so equal layouts compare equal).
+public struct TensorLayout: Equatable, @unchecked Sendable, CustomStringConvertible {
+  /// The oneDNN layout; nil when plain.
+  let handle: OpaquePointer?
+
+  /// Row-major in the order of the shape.
+  public static let plain = TensorLayout(nil)
+
+  /// The layout behind a oneDNN layout handle (plain NCHW float maps to `.plain`).
+  init(_ handle: OpaquePointer?) {
+    if let handle, clayout_is_plain(handle) == 0 {
+      self.handle = handle
+    } else {
+      self.handle = nil
+    }
+  }
+
+  /// Whether the values are row-major in the order of the shape.
+  public var isPlain: Bool { handle == nil }
+
+  /// "plain", or oneDNN's name of the layout, e.g. "nChw16c".
+  public var description: String { handle.map { String(cString: clayout_name($0)) } ?? "plain" }
+
+  /// The oneDNN layout of a 4-D tensor of `shape` in this layout.
+  func handle(for shape: [Int]) -> OpaquePointer {
+    if let handle { return handle }
+    precondition(shape.count == 4, "a oneDNN layout needs a 4-D shape, got \(shape)")
+    guard let plain = clayout_plain(Int32(shape[0]), Int32(shape[1]), Int32(shape[2]), Int32(shape[3])) else {
+      preconditionFailure("oneDNN could not describe a plain tensor of shape \(shape)")
+    }
+    return plain
+  }
+}
+
+extension Tensor {
+  /// The same values in plain row-major order (itself when already plain).
+  public func plain() -> Tensor {
+    guard let from = layout.handle else { return self }
+    var out = Tensor(uninitialized: shape)
+    let to = TensorLayout.plain.handle(for: shape)
+    let status = data.withUnsafeBufferPointer { src in
+      out.data.withUnsafeMutableBufferPointer { dst in clayout_reorder(from, src.baseAddress!, to, dst.baseAddress!) }
+    }
+    precondition(status == 0, "oneDNN could not reorder a \(shape) tensor from \(layout) to plain")
+    return out
+  }
+}
