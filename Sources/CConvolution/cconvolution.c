@@ -400,11 +400,21 @@ static void finish(const clayout *own, void *buffer, const clayout *wanted, void
   free(buffer);
 }
 
+size_t cconv_kept_input_bytes(const cconv *cv, const clayout *x_layout) {
+  return x_layout != cv->src && cv->src == cv->bww_src ? clayout_bytes(cv->src) : 0;
+}
+
 int cconv_forward(cconv *cv, const clayout *x_layout, const float *x, const float *weight,
-                  const float *bias, const clayout *y_layout, float *y) {
+                  const float *bias, const clayout *y_layout, float *y, void *kept_input) {
   int status = 0;
   pthread_mutex_lock(&cv->lock);
-  void *src = clayout_convert(x_layout, x, cv->src, &status);
+  void *src = (void *)x;
+  if (kept_input != NULL && x_layout != cv->src) {
+    src = kept_input;
+    status = clayout_reorder_into(x_layout, x, cv->src, kept_input);
+  } else {
+    src = clayout_convert(x_layout, x, cv->src, &status);
+  }
   void *wei = status == 0 ? clayout_convert(cv->plain_weights, weight, cv->fwd_weights, &status) : NULL;
   void *dst = status == 0 ? output_buffer(cv->dst, y_layout, y, &status) : NULL;
   if (status == 0) {
@@ -416,7 +426,7 @@ int cconv_forward(cconv *cv, const clayout *x_layout, const float *x, const floa
   }
   finish(cv->dst, dst, y_layout, y, &status);
   clayout_release(weight, wei);
-  clayout_release(x, src);
+  if (src != kept_input) clayout_release(x, src);
   pthread_mutex_unlock(&cv->lock);
   return status;
 }
@@ -443,7 +453,8 @@ static int add_channel_sums(const struct cconv *cv, const clayout *layout, const
 
 int cconv_backward(cconv *cv, const clayout *x_layout, const float *x, const clayout *dy_layout,
                    const float *dy, const clayout *y_layout, const float *y, const float *weight,
-                   const clayout *dx_layout, float *dx, float *dweight, float *dbias) {
+                   const clayout *dx_layout, float *dx, float *dweight, float *dbias,
+                   const void *kept_input) {
   int status = 0;
   pthread_mutex_lock(&cv->lock);
   // The gradient at the pre-activation output: dy masked by y > 0 behind a fused ReLU (in y's
@@ -469,7 +480,9 @@ int cconv_backward(cconv *cv, const clayout *x_layout, const float *x, const cla
     g_layout = cv->dst;
   }
   // Weights: src and the gradient in backward-weights layouts, dW (and db) added to the caller's.
-  void *src = status == 0 ? clayout_convert(x_layout, x, cv->bww_src, &status) : NULL;
+  void *src = kept_input != NULL && cv->src == cv->bww_src
+                  ? (void *)kept_input
+                  : status == 0 ? clayout_convert(x_layout, x, cv->bww_src, &status) : NULL;
   void *ddst = status == 0 ? clayout_convert(g_layout, g, cv->bww_diff_dst, &status) : NULL;
   size_t count = (size_t)cv->o * cv->c * cv->k * cv->k;
   float *plain_dw = status == 0 ? cdnnl_alloc(count * sizeof(float)) : NULL;
@@ -494,7 +507,7 @@ int cconv_backward(cconv *cv, const clayout *x_layout, const float *x, const cla
   }
   free(plain_dw);
   free(db);
-  clayout_release(x, src);
+  if (src != kept_input) clayout_release(x, src);
 
   // Data: dx from the gradient (reused when both primitives chose one layout) and the weights.
   if (status == 0 && dx != NULL) {

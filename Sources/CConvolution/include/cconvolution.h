@@ -27,17 +27,25 @@ cconv *cconv_get(int n, int c, int h, int w, int o, int k, int pad, int relu, in
 
 /// y (n, o, ho, wo) = act(conv(x (n, c, h, w), weight (o, c, k, k)) + bias (o)), with x read in
 /// `x_layout` and y written in `y_layout` (reordered where they differ from the primitive's
-/// own; weights and bias plain OIHW and (o)). Returns 0, or -1 on failure.
+/// own; weights and bias plain OIHW and (o)). With `kept_input` (a buffer of
+/// `cconv_kept_input_bytes` bytes), the input as the primitive reads it (e.g. converted to bf16)
+/// is kept there, and backward reads it instead of converting x again. Returns 0, or -1 on failure.
 int cconv_forward(cconv *conv, const clayout *x_layout, const float *x, const float *weight,
-                  const float *bias, const clayout *y_layout, float *y);
+                  const float *bias, const clayout *y_layout, float *y, void *kept_input);
+
+/// Bytes of the buffer that keeps an input in `x_layout` converted for the primitives, or 0
+/// when nothing is worth keeping (no conversion, or backward reads another layout).
+size_t cconv_kept_input_bytes(const cconv *conv, const clayout *x_layout);
 
 /// Given dy (in `dy_layout`) at the output: when `y` is not NULL and the ReLU is fused, masks dy
 /// by y > 0 (y in `y_layout`; with y NULL, dy is already the gradient before the ReLU); adds
 /// dL/dweight into `dweight` (o, c, k, k) and, when `dbias` is not NULL, dL/dbias into `dbias`;
-/// when `dx` is not NULL, writes dL/dx into it in `dx_layout`. Returns 0, or -1 on failure.
+/// when `dx` is not NULL, writes dL/dx into it in `dx_layout`. `kept_input` is the forward's
+/// (or NULL). Returns 0, or -1 on failure.
 int cconv_backward(cconv *conv, const clayout *x_layout, const float *x, const clayout *dy_layout,
                    const float *dy, const clayout *y_layout, const float *y, const float *weight,
-                   const clayout *dx_layout, float *dx, float *dweight, float *dbias);
+                   const clayout *dx_layout, float *dx, float *dweight, float *dbias,
+                   const void *kept_input);
 
 /// The layout the output stays in between oneDNN layers: the forward primitive's own when it
 /// pads no channel, plain NCHW otherwise.

@@ -158,17 +158,23 @@ public struct Conv2D: Layer {
       let outputLayout = context.keepsLayouts ? cconv_output_layout(p.handle) : cconv_plain_output_layout(p.handle)
       var y = Tensor(uninitialized: [n, outputChannels, ho, wo])
       y.layout = TensorLayout(outputLayout)
+      // In training, the input as the primitives read it (e.g. converted to bf16) is kept for
+      // backward, which then does not convert it again.
+      let keptBytes = context.keepsLayouts ? cconv_kept_input_bytes(p.handle, inputLayout) : 0
+      var kept = [UInt8](unsafeUninitializedCapacity: keptBytes) { _, count in count = keptBytes }
       let status = store.parameters[weight].value.withUnsafeBufferPointer { wBuf in
         store.parameters[bias].value.withUnsafeBufferPointer { bBuf in
           x.data.withUnsafeBufferPointer { xBuf in
             y.data.withUnsafeMutableBufferPointer { yBuf in
-              cconv_forward(p.handle, inputLayout, xBuf.baseAddress!, wBuf.baseAddress!, bBuf.baseAddress!, outputLayout, yBuf.baseAddress!)
+              kept.withUnsafeMutableBytes { keptBuf in
+                cconv_forward(p.handle, inputLayout, xBuf.baseAddress!, wBuf.baseAddress!, bBuf.baseAddress!, outputLayout, yBuf.baseAddress!, keptBuf.count > 0 ? keptBuf.baseAddress : nil)
+              }
             }
           }
         }
       }
       precondition(status == 0, "oneDNN convolution forward failed for input \(x.shape)")
-      return (y, LayerCache(input: x, output: y, saved: .primitives(p, keepsLayouts: context.keepsLayouts)))
+      return (y, LayerCache(input: x, output: y, saved: .primitives(p, keepsLayouts: context.keepsLayouts, keptInput: kept)))
     }
     let x = x.plain()
     let hw = ho * wo, ckk = c * kernelSize * kernelSize, o = outputChannels
@@ -212,7 +218,7 @@ public struct Conv2D: Layer {
         }
       }
     }
-    return (y, LayerCache(input: x, output: y, saved: .primitives(nil, keepsLayouts: false)))
+    return (y, LayerCache(input: x, output: y, saved: .primitives(nil, keepsLayouts: false, keptInput: [])))
   }
 
   /// Accumulates dL/dW and dL/db into the store; returns dL/dx (empty when `needInputGradient` is false).
@@ -221,8 +227,8 @@ public struct Conv2D: Layer {
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (ho, wo) = (outputSize(h), outputSize(w))
     precondition(dOutput.shape == [n, outputChannels, ho, wo], "Conv2D backward: dOutput \(dOutput.shape), expected \([n, outputChannels, ho, wo])")
-    if case .primitives(let p?, let keepsLayouts) = cache.saved {
-      if keepsLayouts { return layoutBackward(dOutput, cache: cache, primitives: p, store: &store, needInputGradient: needInputGradient) }
+    if case .primitives(let p?, let keepsLayouts, let kept) = cache.saved {
+      if keepsLayouts { return layoutBackward(dOutput, cache: cache, primitives: p, keptInput: kept, store: &store, needInputGradient: needInputGradient) }
       return directBackward(dOutput.plain(), cache: cache, primitives: p, store: &store, needInputGradient: needInputGradient)
     }
     let dOutput = dOutput.plain()
@@ -344,10 +350,10 @@ public struct Conv2D: Layer {
             let input = cconv_plain_input_layout(p.handle), output = cconv_plain_output_layout(p.handle)
             let xLayout = x.layout.handle(for: x.shape)
             if dx == nil {
-              return cconv_backward(p.handle, xLayout, xBuf.baseAddress!, output, gBuf.baseAddress!, output, nil, wBuf.baseAddress!, input, nil, dwBuf.baseAddress!, nil)
+              return cconv_backward(p.handle, xLayout, xBuf.baseAddress!, output, gBuf.baseAddress!, output, nil, wBuf.baseAddress!, input, nil, dwBuf.baseAddress!, nil, nil)
             }
             return dx!.data.withUnsafeMutableBufferPointer { dxBuf in
-              cconv_backward(p.handle, xLayout, xBuf.baseAddress!, output, gBuf.baseAddress!, output, nil, wBuf.baseAddress!, input, dxBuf.baseAddress!, dwBuf.baseAddress!, nil)
+              cconv_backward(p.handle, xLayout, xBuf.baseAddress!, output, gBuf.baseAddress!, output, nil, wBuf.baseAddress!, input, dxBuf.baseAddress!, dwBuf.baseAddress!, nil, nil)
             }
           }
         }
@@ -360,7 +366,7 @@ public struct Conv2D: Layer {
 
   /// Backward with the tensors in oneDNN's layouts: the ReLU mask, dW, db and dx all on the
   /// primitives (dx in the layout the next layer down reads without a reorder).
-  func layoutBackward(_ dOutput: Tensor, cache: LayerCache, primitives p: Primitives, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+  func layoutBackward(_ dOutput: Tensor, cache: LayerCache, primitives p: Primitives, keptInput: [UInt8], store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
     let x = cache.input, y = cache.output
     let inputLayout = x.layout.handle(for: x.shape), outputLayout = y.layout.handle(for: y.shape)
     let gradientLayout = dOutput.layout.handle(for: dOutput.shape)
@@ -376,15 +382,18 @@ public struct Conv2D: Layer {
           x.data.withUnsafeBufferPointer { xBuf in
             y.data.withUnsafeBufferPointer { yBuf in
               dOutput.data.withUnsafeBufferPointer { gBuf in
-                guard dx != nil else {
-                  return cconv_backward(
-                    p.handle, inputLayout, xBuf.baseAddress!, gradientLayout, gBuf.baseAddress!, outputLayout, yBuf.baseAddress!, wBuf.baseAddress!, dxLayout, nil,
-                    dwBuf.baseAddress!, dbBuf.baseAddress!)
-                }
-                return dx!.data.withUnsafeMutableBufferPointer { dxBuf in
-                  cconv_backward(
-                    p.handle, inputLayout, xBuf.baseAddress!, gradientLayout, gBuf.baseAddress!, outputLayout, yBuf.baseAddress!, wBuf.baseAddress!, dxLayout, dxBuf.baseAddress!,
-                    dwBuf.baseAddress!, dbBuf.baseAddress!)
+                keptInput.withUnsafeBytes { keptBuf in
+                  let kept = keptBuf.count > 0 ? keptBuf.baseAddress : nil
+                  guard dx != nil else {
+                    return cconv_backward(
+                      p.handle, inputLayout, xBuf.baseAddress!, gradientLayout, gBuf.baseAddress!, outputLayout, yBuf.baseAddress!, wBuf.baseAddress!, dxLayout, nil,
+                      dwBuf.baseAddress!, dbBuf.baseAddress!, kept)
+                  }
+                  return dx!.data.withUnsafeMutableBufferPointer { dxBuf in
+                    cconv_backward(
+                      p.handle, inputLayout, xBuf.baseAddress!, gradientLayout, gBuf.baseAddress!, outputLayout, yBuf.baseAddress!, wBuf.baseAddress!, dxLayout, dxBuf.baseAddress!,
+                      dwBuf.baseAddress!, dbBuf.baseAddress!, kept)
+                  }
                 }
               }
             }

@@ -45,8 +45,9 @@ public struct LayerCache: Sendable {
   enum Saved: Sendable {
     case nothing
     /// Conv2D: the oneDNN primitives the forward ran on (backward reuses them); nil: im2col.
-    /// With `keepsLayouts` the gradients stay in oneDNN's layouts too.
-    case primitives(Conv2D.Primitives?, keepsLayouts: Bool)
+    /// With `keepsLayouts` the gradients stay in oneDNN's layouts too; `keptInput` holds the
+    /// input as the primitives read it when it had to be converted (empty otherwise).
+    case primitives(Conv2D.Primitives?, keepsLayouts: Bool, keptInput: [UInt8])
     /// BatchNorm2D (Swift kernel): the statistics it normalised with, and the batch variance in training.
     case statistics(mean: [Float], inverseStd: [Float], batchVariance: [Float]?)
     /// BatchNorm2D on oneDNN (training): the batch's mean and biased variance, the ReLU mask.
