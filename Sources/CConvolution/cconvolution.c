@@ -81,6 +81,9 @@ static double time_primitive(const_dnnl_primitive_desc_t pd, int count, const in
   return ok ? best : -1;
 }
 
+// The largest Winograd scratchpad `auto` accepts for one primitive (see choose).
+#define CCONV_WINOGRAD_SCRATCH_LIMIT_MB 512
+
 static const char *direction_names[3] = {"forward", "backward-data", "backward-weights"};
 
 // Chooses between the direct primitive `*direct` and the Winograd one `winograd` (NULL when
@@ -99,6 +102,17 @@ static void choose(struct cconv *cv, int direction, dnnl_primitive_desc_t *direc
     return;
   }
   int take = cv->policy == 2;
+  // Winograd F(4x4, 3x3) transforms every 6x6 input tile of every image and channel into a
+  // scratchpad (inputs V and outputs M, plus the weights U): for VGG16's 105x105 layers at 64
+  // images that is ~0.9 GB on top of the activations. `auto` keeps such layers direct.
+  size_t tiles = (size_t)((cv->h + 2 * cv->pad - cv->k + 1 + 3) / 4) * ((cv->w + 2 * cv->pad - cv->k + 1 + 3) / 4);
+  double scratch_mb = 36.0 * 4 * ((double)cv->n * tiles * (cv->c + cv->o) + (double)cv->c * cv->o) / 1048576;
+  if (cv->policy == 1 && scratch_mb > CCONV_WINOGRAD_SCRATCH_LIMIT_MB) {
+    snprintf(out, room, "%s%s direct (winograd would need ~%.0f MB of scratch, over the %d MB limit)", sep,
+             direction_names[direction], scratch_mb, CCONV_WINOGRAD_SCRATCH_LIMIT_MB);
+    dnnl_primitive_desc_destroy(winograd);
+    return;
+  }
   if (cv->policy == 1) {
     double d = time_primitive(*direct, count, kinds, queries, indices);
     double w = time_primitive(winograd, count, kinds, queries, indices);
