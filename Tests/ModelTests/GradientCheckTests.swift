@@ -523,23 +523,32 @@ final class GradientCheckTests: XCTestCase {
           XCTAssertLessThan(maxRelativeError(b.value, a.value), 1e-5, "\(what) \(a.name)")
         }
       }
-      // bf16 (which also keeps each converted input from forward for backward): rounding to 8
-      // bits makes the two paths differ by more than fp32 noise, so each is measured against the
-      // fp32 step, and the blocked path must be about as close to it as the plain path.
+      // bf16 (with oneDNN's layouts kept, each converted input is kept from forward for
+      // backward). Rounding to 8 bits moves these tiny networks' small gradients by tens of
+      // percent of their largest entry on either path, so each path is measured against the
+      // fp32 step by the cosine of the angle between the gradients, layer by layer, and the
+      // blocked path must stay as close as the plain one.
       let exact = step(.direct, .fp32, keepsLayouts: false)
       let plain16 = step(.direct, .bf16, keepsLayouts: false), blocked16 = step(.direct, .bf16, keepsLayouts: true)
       let what = "\(config.backbone) \(config.vggBlocks) bn \(config.batchNorm) bf16"
-      var worst = (plain: 0.0, blocked: 0.0)
+      var worst = (plain: 1.0, blocked: 1.0)
       for p in exact.network.store.parameters.indices where !feedsBatchNorm(exact.network.store.parameters[p], in: exact.network) {
         let truth = exact.network.store.parameters[p].gradient
-        let plainError = maxRelativeError(plain16.network.store.parameters[p].gradient, truth)
-        let blockedError = maxRelativeError(blocked16.network.store.parameters[p].gradient, truth)
-        worst = (max(worst.plain, plainError), max(worst.blocked, blockedError))
-        XCTAssertLessThan(blockedError, max(2 * plainError, 1e-2), "\(what) grad \(exact.network.store.parameters[p].name): plain path \(plainError), blocked \(blockedError)")
+        let plainCosine = cosine(plain16.network.store.parameters[p].gradient, truth)
+        let blockedCosine = cosine(blocked16.network.store.parameters[p].gradient, truth)
+        worst = (min(worst.plain, plainCosine), min(worst.blocked, blockedCosine))
+        XCTAssertGreaterThan(blockedCosine, plainCosine - 0.01, "\(what) grad \(exact.network.store.parameters[p].name): cosine with fp32, plain path \(plainCosine), blocked \(blockedCosine)")
       }
-      XCTAssertLessThan(maxRelativeError(blocked16.logits, exact.logits), max(2 * maxRelativeError(plain16.logits, exact.logits), 1e-2), "\(what) logits")
-      print("\(what): largest gradient error against fp32, plain path \(String(format: "%.1e", worst.plain)), blocked path \(String(format: "%.1e", worst.blocked))")
+      XCTAssertGreaterThan(cosine(blocked16.logits, exact.logits), 0.99, "\(what) logits")
+      print("\(what): lowest cosine of a layer's gradient with fp32's, plain path \(String(format: "%.4f", worst.plain)), blocked path \(String(format: "%.4f", worst.blocked))")
     }
+  }
+
+  /// The cosine of the angle between two vectors (1 when both are zero).
+  func cosine(_ a: [Float], _ b: [Float]) -> Double {
+    let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+    let na = a.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot(), nb = b.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+    return na == 0 && nb == 0 ? 1 : dot / max(na * nb, 1e-300)
   }
 
   /// max |a - b| / max |b| (0 when both are zero).
