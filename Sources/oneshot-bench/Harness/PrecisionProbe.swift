@@ -43,11 +43,15 @@ enum PrecisionProbe {
     return folder.appendingPathComponent("precision.json")
   }
 
-  /// The key of a measurement: the machine, the library and the work measured.
+  /// How this build trains (bumped when a change to the training compute path can change which
+  /// precision is faster, so that older measurements are not reused).
+  static let computePath = "training path 2 (backbone in oneDNN layouts)"
+
+  /// The key of a measurement: the machine, the library, this build's compute path and the work measured.
   static func key(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> String {
     let config = String(decoding: (try? JSONEncoder.canonical().encode(model)) ?? Data(), as: UTF8.self)
     let algorithm = convolutions == .direct ? [] : ["convolutions \(convolutions.rawValue)"]
-    return ([ProcessInfo.processInfo.hostName, Provenance.current().cpu, "oneDNN \(oneDNNVersion)", "\(ComputeThreads.current) threads", "\(images) images"] + algorithm + [config])
+    return ([ProcessInfo.processInfo.hostName, Provenance.current().cpu, "oneDNN \(oneDNNVersion)", computePath, "\(ComputeThreads.current) threads", "\(images) images"] + algorithm + [config])
       .joined(separator: " | ")
   }
 
