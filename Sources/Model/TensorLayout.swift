@@ -5,6 +5,7 @@
 // reorders between convolution, batch norm, ReLU and pooling; `Tensor.plain()` converts back.
 
 import CConvolution
+import Foundation
 
 /// A tensor's memory layout: plain, or one of oneDNN's (interned, so equal layouts compare equal).
 public struct TensorLayout: Equatable, @unchecked Sendable, CustomStringConvertible {
@@ -52,4 +53,27 @@ extension Tensor {
     precondition(status == 0, "oneDNN could not reorder a \(shape) tensor from \(layout) to plain")
     return out
   }
+}
+
+/// Why a layer ran its Swift kernel on plain tensors in training instead of oneDNN's primitive
+/// (oneDNN could not build it for that layout): each reason once, for the trainer to print and
+/// record. Empty when every layer ran on oneDNN.
+public enum OneDNNFallbacks {
+  private static let lock = NSLock()
+  nonisolated(unsafe) private static var recorded: [String] = []
+
+  /// Notes a reason (kept once).
+  static func note(_ reason: String) {
+    lock.withLock {
+      if !recorded.contains(reason) { recorded.append(reason) }
+    }
+  }
+
+  /// Every reason noted so far in this process.
+  public static var reasons: [String] { lock.withLock { recorded } }
+}
+
+/// The text of a C message buffer.
+func messageText(_ buffer: [CChar]) -> String {
+  String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -109,7 +109,10 @@ public struct BatchNorm2D: Layer {
   /// (the Swift kernel runs instead).
   func oneDNNForward(_ x: Tensor, store: ParameterStore) -> (output: Tensor, cache: LayerCache)? {
     var message = [CChar](repeating: 0, count: 256)
-    guard let handle = cbnorm_get(x.layout.handle(for: x.shape), fusedReLU ? 1 : 0, epsilon, &message, message.count) else { return nil }
+    guard let handle = cbnorm_get(x.layout.handle(for: x.shape), fusedReLU ? 1 : 0, epsilon, &message, message.count) else {
+      OneDNNFallbacks.note("batch norm on \(x.shape) (\(x.layout)) runs in Swift: \(messageText(message))")
+      return nil
+    }
     var y = Tensor(uninitialized: x.shape)
     y.layout = x.layout
     var mean = [Float](repeating: 0, count: channels), variance = [Float](repeating: 0, count: channels)

@@ -110,7 +110,7 @@ public struct Conv2D: Layer {
   func primitivesOrProblem(batch n: Int, side: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> (primitives: Primitives?, problem: String) {
     var message = [CChar](repeating: 0, count: 512)
     let p = handle(batch: n, height: side, width: side, precision: precision, algorithm: algorithm, message: &message)
-    return (p, String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    return (p, messageText(message))
   }
 
   private func handle(batch n: Int, height h: Int, width w: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm, message: inout [CChar]) -> Primitives? {

@@ -99,7 +99,10 @@ public struct MaxPool2D: Layer {
   /// (the Swift kernel runs instead).
   func oneDNNForward(_ x: Tensor) -> (output: Tensor, cache: LayerCache)? {
     var message = [CChar](repeating: 0, count: 256)
-    guard let handle = cpool_get(x.layout.handle(for: x.shape), &message, message.count) else { return nil }
+    guard let handle = cpool_get(x.layout.handle(for: x.shape), &message, message.count) else {
+      OneDNNFallbacks.note("max pooling on \(x.shape) (\(x.layout)) runs in Swift: \(messageText(message))")
+      return nil
+    }
     var y = Tensor(uninitialized: [x.shape[0], x.shape[1], x.shape[2] / 2, x.shape[3] / 2])
     y.layout = TensorLayout(cpool_output_layout(handle))
     var workspace = [UInt8](repeating: 0, count: cpool_workspace_size(handle))

@@ -187,6 +187,7 @@ final class Trainer {
     let schedule = training.schedule
     var lossSum = 0.0, lossCount = 0
     var windowStart = Date(), windowSteps = 0
+    var fallbacksRecorded = 0
     // Remaining time: a moving average of step times (validations excluded), the validations
     // still to come and the evaluation, both at the last validation's speed.
     var stepSeconds: Double? = nil, validationSeconds: Double? = nil
@@ -210,6 +211,12 @@ final class Trainer {
       }
       optimizer.update(&network.store, learningRate: rate)
       state.step += 1
+      if OneDNNFallbacks.reasons.count > fallbacksRecorded {
+        // A layer oneDNN could not build runs its Swift kernel: correct, slower; said and recorded.
+        fallbacksRecorded = OneDNNFallbacks.reasons.count
+        progress.line("note: " + OneDNNFallbacks.reasons.joined(separator: "; "))
+        try store.setTag(run: runID, key: "onednn.fallbacks", value: OneDNNFallbacks.reasons.joined(separator: "; "))
+      }
       lossSum += loss
       lossCount += 1
       windowSteps += 1
