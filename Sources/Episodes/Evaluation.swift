@@ -69,6 +69,14 @@ public struct EpisodeOutcome: Sendable, Equatable, Codable {
   public let total: Int
   /// correct / total.
   public var accuracy: Double { Double(correct) / Double(total) }
+
+  /// An outcome, e.g. one read back from a store or a baseline file.
+  public init(index: Int, group: String?, correct: Int, total: Int) {
+    self.index = index
+    self.group = group
+    self.correct = correct
+    self.total = total
+  }
 }
 
 /// Accuracy over a set of episodes, with a 95% confidence interval.
@@ -79,6 +87,13 @@ public struct EvaluationSummary: Sendable {
   public let seconds: Double
   /// Distinct images embedded (each once).
   public let embeddedImages: Int
+
+  /// A summary of `episodes` (scored now, or read back to recompute their figures).
+  public init(episodes: [EpisodeOutcome], seconds: Double, embeddedImages: Int) {
+    self.episodes = episodes
+    self.seconds = seconds
+    self.embeddedImages = embeddedImages
+  }
 
   /// Correct over all queries (the mean of episode accuracies when episodes are equal-sized).
   public var accuracy: Double {

@@ -253,6 +253,28 @@ final class RunTests: XCTestCase {
         protocols[0]["episodes"] = [[0, 1]] + (protocols[0]["episodes"] as! [[Int]]).dropFirst()
         b["protocols"] = protocols
       }, "is not [episode, correct, total]")
+    // An edited summary or episode list must not show one baseline and test another.
+    func editFirstProtocol(_ edit: @escaping (inout [String: Any]) -> Void) -> (inout [String: Any]) -> Void {
+      { b in
+        var protocols = b["protocols"] as! [[String: Any]]
+        edit(&protocols[0])
+        b["protocols"] = protocols
+      }
+    }
+    try check(editFirstProtocol { $0["episodes"] = ($0["episodes"] as! [[Int]]).map { [$0[0], 0, $0[2]] } }, "but its episodes add up to 0.0000%")
+    try check(
+      editFirstProtocol { p in
+        var result = p["result"] as! [String: Any]
+        result["accuracy"] = 0.999
+        p["result"] = result
+      }, "says accuracy 99.9000%")
+    try check(
+      editFirstProtocol { p in
+        var result = p["result"] as! [String: Any]
+        result["ciLow"] = 0.0
+        p["result"] = result
+      }, "says 95% interval [0.0000%")
+    try check(editFirstProtocol { $0["episodes"] = ($0["episodes"] as! [[Int]]).map { [$0[0] + 1000, $0[1], $0[2]] } }, "do not line up with the baseline's")
     try check({ $0["experiment"] = "other" }, "is of experiment tiny, the baseline of other")
     try check({ $0["configHash"] = "0000" }, "has another configuration")
     try check(

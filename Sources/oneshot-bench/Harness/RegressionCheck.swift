@@ -85,9 +85,22 @@ struct Baseline: Codable, Equatable {
           return "protocol \(name), episode entry \(i) is not [episode, correct, total] with 0 <= correct <= total, total > 0, each episode once"
         }
       }
+      // The summary a reader sees must be the one the episodes give: the gate compares
+      // episodes, so an edited accuracy or interval would show one baseline and test another.
+      let outcomes = entry.episodes.map { EpisodeOutcome(index: $0[0], group: nil, correct: $0[1], total: $0[2]) }
+      let summary = EvaluationSummary(episodes: outcomes, seconds: 0, embeddedImages: 0)
+      guard abs(entry.result.accuracy - summary.accuracy) <= 1e-9 else {
+        return "protocol \(name) says accuracy \(percent(entry.result.accuracy)) but its episodes add up to \(percent(summary.accuracy))"
+      }
+      let low = summary.accuracy - summary.halfWidth95, high = summary.accuracy + summary.halfWidth95
+      guard abs(entry.result.ciLow - low) <= 1e-9, abs(entry.result.ciHigh - high) <= 1e-9 else {
+        return "protocol \(name) says 95% interval [\(percent(entry.result.ciLow)), \(percent(entry.result.ciHigh))] but its episodes give [\(percent(low)), \(percent(high))]"
+      }
     }
     return nil
   }
+
+  private func percent(_ value: Double) -> String { String(format: "%.4f%%", 100 * value) }
 
   func write(_ path: String) throws {
     let url = URL(fileURLWithPath: path)
@@ -164,7 +177,14 @@ func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: Strin
       return (Double(row.correct) / Double(row.total), Double(b.0) / Double(b.1))
     }
     let difference = current.accuracy - base.accuracy
-    if pairedRows.count == rows.count && rows.count == entry.episodes.count && rows.count >= 2 {
+    let pairs = pairedRows.count == rows.count && rows.count == entry.episodes.count
+    if rows.count >= 2 || entry.episodes.count >= 2, !pairs {
+      // Same episodes (the digests agree), so the rows must line up; falling back to a weaker
+      // test here would let an edited baseline or store slip through.
+      throw UserFacingError(
+        "protocol \(base.protocolName): run \(runID)'s \(rows.count) per-episode results do not line up with the baseline's \(entry.episodes.count) (episode numbers or sizes differ); rewrite the baseline with `oneshot-bench check --write-baseline` from a run you trust")
+    }
+    if pairs && rows.count >= 2 {
       let d = Statistics.paired(pairedRows.map(\.0), pairedRows.map(\.1))
       verdicts.append(
         ProtocolVerdict(
