@@ -129,7 +129,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       wide
       ? ["run", "experiment", "mode", "status", "started", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "validation"] + protocols
         + ["duration"]
-      : ["run", "experiment", "mode", "status", "steps", "lr", "seed", "validation"] + protocols.map(shortProtocolName)
+      : ["run", "experiment", "mode", "status", "steps", "lr", "seed", "validation"] + shortProtocolNames(protocols)
     let body = rows.map { row -> [String] in
       let trained = row.tags["mode"] != "eval-only"
       let mode = trained ? "train" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
@@ -152,10 +152,9 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       return out
     }
     var table = format == .markdown ? markdownTable(header, body) : textTable(header, body)
-    let renamed = protocols.filter { shortProtocolName($0) != $0 }
     if format == .table && !wide {
       table += "\n\naccuracy % ± 95% CI half-width; validation: best % @ step; --wide for every column"
-      for name in renamed { table += "\n\(shortProtocolName(name)) = \(name)" }
+      for (name, short) in zip(protocols, shortProtocolNames(protocols)) where short != name { table += "\n\(short) = \(name)" }
     }
     return table
   }
@@ -169,6 +168,29 @@ public func shortProtocolName(_ name: String) -> String {
   var out = "\(split) \(parts[1].dropLast(3))w\(parts[2].dropLast(4))s"
   for extra in parts.dropFirst(3) where extra != "within" { out += " \(extra.prefix(4))" }
   return out
+}
+
+/// The narrow table's column names for `names` (distinct protocols): each one's short name, or,
+/// where two would read the same (`validation-20way-200` and `validation-20way-1000` both cut to
+/// `validation-20way-…`), its beginning and end around an ellipsis, or else its full name, so no
+/// two columns ever share a heading.
+public func shortProtocolNames(_ names: [String]) -> [String] {
+  func middle(_ name: String) -> String { name.count > 18 ? String(name.prefix(8)) + "…" + String(name.suffix(9)) : name }
+  func collisions(_ shown: [String]) -> Set<Int> {
+    let counts = shown.reduce(into: [String: Int]()) { $0[$1, default: 0] += 1 }
+    return Set(shown.indices.filter { counts[shown[$0]]! > 1 })
+  }
+  var shown = names.map(shortProtocolName)
+  for i in collisions(shown) { shown[i] = middle(names[i]) }
+  // Full names are distinct, so this ends once every clashing heading is its full name.
+  var clashing = collisions(shown)
+  while !clashing.isEmpty {
+    let before = shown
+    for i in clashing { shown[i] = names[i] }
+    if shown == before { break }
+    clashing = collisions(shown)
+  }
+  return shown
 }
 
 /// An RFC 4180 document: fields with commas, quotes or line breaks quoted, CRLF line ends.
