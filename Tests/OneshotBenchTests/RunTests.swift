@@ -262,18 +262,15 @@ final class RunTests: XCTestCase {
       }
     }
     try check(editFirstProtocol { $0["episodes"] = ($0["episodes"] as! [[Int]]).map { [$0[0], 0, $0[2]] } }, "but its episodes add up to 0.0000%")
-    try check(
+    func editResult(_ key: String, _ value: Double) -> (inout [String: Any]) -> Void {
       editFirstProtocol { p in
         var result = p["result"] as! [String: Any]
-        result["accuracy"] = 0.999
+        result[key] = value
         p["result"] = result
-      }, "says accuracy 99.9000%")
-    try check(
-      editFirstProtocol { p in
-        var result = p["result"] as! [String: Any]
-        result["ciLow"] = 0.0
-        p["result"] = result
-      }, "says 95% interval [0.0000%")
+      }
+    }
+    try check(editResult("accuracy", 0.999), "says accuracy 99.9000%")
+    try check(editResult("ciLow", 0.0), "says 95% interval [0.0000%")
     try check(editFirstProtocol { $0["episodes"] = ($0["episodes"] as! [[Int]]).map { [$0[0] + 1000, $0[1], $0[2]] } }, "do not line up with the baseline's")
     try check({ $0["experiment"] = "other" }, "is of experiment tiny, the baseline of other")
     try check({ $0["configHash"] = "0000" }, "has another configuration")
