@@ -1,6 +1,9 @@
 // What JSONDecoder lets through in an untrusted document: a key given twice (the decoder keeps
 // one silently), a number beyond Double's range (reported without its key path) and nesting deep
 // enough to exhaust the stack. One pass over the bytes finds the first of them with its key path.
+// And what it reports without a key: a number its key's type cannot hold.
+
+import Foundation
 
 /// Scans JSON text for problems the decoder hides.
 public enum JSONScan {
@@ -23,12 +26,51 @@ public enum JSONScan {
     }
   }
 
+  /// The first number of `bytes` that `type` cannot hold (1.5 or -1 for a count, 1e30 for an
+  /// integer), with its key path, when decoding fails for want of one. Foundation's JSONDecoder
+  /// calls that "not valid JSON" and names no key. Every numeric type holds 1, so with the
+  /// numbers from the k-th on replaced by 1 the decoder gets past every number exactly when none
+  /// before the k-th is at fault; bisection on k finds the first culprit in a few decodes.
+  public static func firstUnfittingNumber<T: Decodable>(_ bytes: [UInt8], as type: T.Type) -> ConfigProblem? {
+    var scanner = Scanner(bytes: bytes)
+    do {
+      scanner.skipSpace()
+      try scanner.value(path: "", depth: 0)
+    } catch {
+      return nil
+    }
+    let numbers = scanner.numbers
+    /// Whether decoding gets past every number: it succeeds, or fails somewhere it can name.
+    func passes(replacingFrom k: Int) -> Bool {
+      var edited = bytes
+      for number in numbers[k...].reversed() { edited.replaceSubrange(number.range, with: [UInt8(ascii: "1")]) }
+      do {
+        _ = try JSONDecoder().decode(type, from: Data(edited))
+        return true
+      } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+        return false
+      } catch {
+        return true
+      }
+    }
+    guard !numbers.isEmpty, !passes(replacingFrom: numbers.count), passes(replacingFrom: 0) else { return nil }
+    var low = 0, high = numbers.count  // passes at low, fails at high
+    while high - low > 1 {
+      let middle = (low + high) / 2
+      if passes(replacingFrom: middle) { low = middle } else { high = middle }
+    }
+    let culprit = numbers[low]
+    return (culprit.path, "the number \(culprit.token) does not fit this key (counts, sizes, seeds and indexes are whole numbers from 0)")
+  }
+
   struct Found: Error { let problem: ConfigProblem }
   struct Malformed: Error {}
 
   struct Scanner {
     let bytes: [UInt8]
     var i = 0
+    /// Every number token met, in document order, with its key path and byte range.
+    var numbers: [(path: String, range: Range<Int>, token: String)] = []
 
     mutating func skipSpace() { while i < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 } }
 
@@ -90,6 +132,7 @@ public enum JSONScan {
         if ["true", "false", "null"].contains(token) { return }
         guard let number = Double(token) else { throw Malformed() }
         if !number.isFinite { throw Found(problem: (path, "the number \(token) is beyond what a 64-bit float holds")) }
+        numbers.append((path, start..<i, token))
       }
     }
 

@@ -123,6 +123,13 @@ final class ExperimentConfigTests: XCTestCase {
     let oneWay = valid.replacingOccurrences(of: "}}}", with: "}}, \"evaluation\": [{\"protocol\": \"episodes\", \"spec\": {\"ways\": 1}}]}")
     XCTAssert(try message(oneWay).hasPrefix("evaluation[0].spec.ways | between 2 and 10000"))
     XCTAssert(try message("{ not json").hasPrefix(" | not valid JSON"))
+    // Numbers a key's type cannot hold: Foundation names no key for them, the harness does.
+    let fraction = try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10.5"))
+    XCTAssert(fraction.hasPrefix("training.steps | the number 10.5 does not fit this key"), fraction)
+    let negative = try message(valid.replacingOccurrences(of: "\"name\": \"t\",", with: "\"name\": \"t\", \"seed\": -1,"))
+    XCTAssert(negative.hasPrefix("seed | the number -1 does not fit"), negative)
+    let twoBad = valid.replacingOccurrences(of: "\"inputSize\": 28", with: "\"inputSize\": 1e30").replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 0.5")
+    XCTAssert(try message(twoBad).hasPrefix("model.inputSize | the number 1e30"), "the first in the file is named")
     XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"pairs\": 100")).contains("exactly one of"))
     XCTAssertEqual(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"precision\": \"fp16\"")), "training.precision | one of fp32, bf16, auto; got fp16")
     // Every key of a fixed set of words names its words, the two "kind"s apart.

@@ -272,6 +272,8 @@ final class RunTests: XCTestCase {
     try check(editResult("accuracy", 0.999), "says accuracy 99.9000%")
     try check(editResult("ciLow", 0.0), "says 95% interval [0.0000%")
     try check(editFirstProtocol { $0["episodes"] = ($0["episodes"] as! [[Int]]).map { [$0[0] + 1000, $0[1], $0[2]] } }, "do not line up with the baseline's")
+    try check(
+      editFirstProtocol { $0["episodes"] = [[0, 1.5, 20] as [Any]] + ($0["episodes"] as! [[Int]]).dropFirst().map { $0 as [Any] } }, "protocols[0].episodes[0][1]: the number 1.5 does not fit this key")
     try check({ $0["experiment"] = "other" }, "is of experiment tiny, the baseline of other")
     try check({ $0["configHash"] = "0000" }, "has another configuration")
     try check(

@@ -348,6 +348,11 @@ extension ExperimentConfig {
     do {
       config = try JSONDecoder().decode(ExperimentConfig.self, from: data)
     } catch let error as DecodingError {
+      if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+        let problem = JSONScan.firstUnfittingNumber([UInt8](data), as: ExperimentConfig.self)
+      {
+        throw ConfigError(file: source, keyPath: problem.keyPath, message: problem.message)
+      }
       throw ConfigError.from(error, file: source)
     } catch {
       throw ConfigError(file: source, keyPath: "", message: "\(error)")

@@ -59,6 +59,11 @@ struct Baseline: Codable, Equatable {
     do {
       baseline = try JSONDecoder().decode(Baseline.self, from: data)
     } catch {
+      if case .dataCorrupted(let context)? = error as? DecodingError, context.codingPath.isEmpty,
+        let problem = JSONScan.firstUnfittingNumber([UInt8](data), as: Baseline.self)
+      {
+        throw UserFacingError("baseline \(path): \(problem.keyPath): \(problem.message); rewrite it with `oneshot-bench check --write-baseline`")
+      }
       throw UserFacingError("baseline \(path) is not a oneshot-bench baseline (\(describeDecodingError(error))); rewrite it with `oneshot-bench check --write-baseline`")
     }
     if let problem = baseline.problem() { throw UserFacingError("baseline \(path): \(problem); rewrite it with `oneshot-bench check --write-baseline`") }
