@@ -32,7 +32,8 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible, Localize
     case .unexpectedTensors(let path, let names):
       return
         "checkpoint \(path) has tensors the model configuration lacks (\(names.prefix(3).joined(separator: ", "))\(names.count > 3 ? ", ..." : "")); it was written for another model"
-    case .configMismatch(let path, let detail): return "checkpoint \(path) does not match the configuration: \(detail)"
+    case .configMismatch(let path, let detail):
+      return "checkpoint \(path) does not match the configuration: \(detail); use the experiment file it was trained with, or a checkpoint trained with this one"
     case .unsupportedVersion(let path, let found): return "checkpoint \(path) has format version \(found), newer than this oneshot-bench reads; upgrade oneshot-bench"
     case .writeFailed(let path, let reason): return "cannot write \(path): \(reason); check the folder's permissions and free space"
     case .ensembleWhereOneNetworkIsNeeded(let path, let members):
