@@ -125,11 +125,12 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
   case .markdown, .table, .html:
     // The default table fits 120 columns for a few protocols (short protocol names, the main
     // settings); `wide` shows every listed setting and the full names.
+    let shortNames = shortProtocolNames(protocols)
     let header =
       wide
       ? ["run", "experiment", "mode", "status", "started", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "validation"] + protocols
         + ["duration"]
-      : ["run", "experiment", "mode", "status", "steps", "lr", "seed", "validation"] + shortProtocolNames(protocols)
+      : ["run", "experiment", "mode", "status", "steps", "lr", "seed", "validation"] + shortNames
     let body = rows.map { row -> [String] in
       let trained = row.tags["mode"] != "eval-only"
       let mode = trained ? "train" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
@@ -154,7 +155,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     var table = format == .markdown ? markdownTable(header, body) : textTable(header, body)
     if format == .table && !wide {
       table += "\n\naccuracy % ± 95% CI half-width; validation: best % @ step; --wide for every column"
-      for (name, short) in zip(protocols, shortProtocolNames(protocols)) where short != name { table += "\n\(short) = \(name)" }
+      for (name, short) in zip(protocols, shortNames) where short != name { table += "\n\(short) = \(name)" }
     }
     return table
   }

@@ -42,8 +42,16 @@ public enum JSONScan {
     let numbers = scanner.numbers
     /// Whether decoding gets past every number: it succeeds, or fails somewhere it can name.
     func passes(replacingFrom k: Int) -> Bool {
-      var edited = bytes
-      for number in numbers[k...].reversed() { edited.replaceSubrange(number.range, with: [UInt8(ascii: "1")]) }
+      // One linear copy (replacing in place would shift the tail once per number).
+      var edited: [UInt8] = []
+      edited.reserveCapacity(bytes.count)
+      var copied = 0
+      for number in numbers[k...] {
+        edited += bytes[copied..<number.range.lowerBound]
+        edited.append(UInt8(ascii: "1"))
+        copied = number.range.upperBound
+      }
+      edited += bytes[copied...]
       do {
         _ = try JSONDecoder().decode(type, from: Data(edited))
         return true

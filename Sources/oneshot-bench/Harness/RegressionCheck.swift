@@ -182,14 +182,14 @@ func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: Strin
       return (Double(row.correct) / Double(row.total), Double(b.0) / Double(b.1))
     }
     let difference = current.accuracy - base.accuracy
-    let pairs = pairedRows.count == rows.count && rows.count == entry.episodes.count
-    if rows.count >= 2 || entry.episodes.count >= 2, !pairs {
+    let linesUp = pairedRows.count == rows.count && rows.count == entry.episodes.count
+    if !linesUp, rows.count >= 2 || entry.episodes.count >= 2 {
       // Same episodes (the digests agree), so the rows must line up; falling back to a weaker
       // test here would let an edited baseline or store slip through.
       throw UserFacingError(
         "protocol \(base.protocolName): run \(runID)'s \(rows.count) per-episode results do not line up with the baseline's \(entry.episodes.count) (episode numbers or sizes differ); rewrite the baseline with `oneshot-bench check --write-baseline` from a run you trust")
     }
-    if pairs && rows.count >= 2 {
+    if rows.count >= 2 {
       let d = Statistics.paired(pairedRows.map(\.0), pairedRows.map(\.1))
       verdicts.append(
         ProtocolVerdict(
