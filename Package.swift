@@ -15,6 +15,7 @@ let package = Package(
     .library(name: "Episodes", targets: ["Episodes"]),
     .library(name: "ResultsStore", targets: ["ResultsStore"]),
     .library(name: "Reports", targets: ["Reports"]),
+    .library(name: "Experiments", targets: ["Experiments"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -50,18 +51,24 @@ let package = Package(
     // Rendering of store records (tables, CSV, JSON, markdown, HTML with SVG charts, seed
     // groups); knows nothing of training.
     .target(name: "Reports", dependencies: ["ResultsStore", "Support"]),
+    // The experiment harness: configuration, run plan, trainer, scorers, sweeps, the CI gate.
+    // A library, so that the commands stay thin and tests import it like any user would.
+    .target(name: "Experiments", dependencies: ["Model", "Episodes", "ResultsStore", "Reports", "Support"]),
     .executableTarget(
       name: "oneshot-bench",
       dependencies: [
-        "Model", "Episodes", "ResultsStore", "Reports", "Support", "CMachine",
+        "Experiments", "Model", "Episodes", "ResultsStore", "Reports", "Support", "CMachine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
+    // libFuzzer's driver for the readers in Experiments/Fuzzing.swift (scripts/fuzz); in an
+    // ordinary build it replays input files.
+    .executableTarget(name: "oneshot-fuzz", dependencies: ["Experiments"]),
     .testTarget(name: "SupportTests", dependencies: ["Support"]),
     .testTarget(name: "ModelTests", dependencies: ["Model"]),
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
     .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),
-    .testTarget(name: "OneshotBenchTests", dependencies: ["oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
+    .testTarget(name: "OneshotBenchTests", dependencies: ["Experiments", "oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -42,7 +42,7 @@ func smoothed(_ values: [Double], weight: Double = lossSmoothing) -> [Double] {
 /// A run's label in legends and row labels: short id, experiment and seed.
 func runLabel(_ row: ReportRow) -> String {
   var label = "\(row.summary.id.prefix(8)) \(row.summary.experiment)"
-  if row.tags["mode"] == "eval-only" { return label + " (eval-only)" }
+  if row.mode == .evalOnly { return label + " (eval-only)" }
   if let seed = row.params["seed"] { label += " s\(seed)" }
   return label
 }
@@ -153,12 +153,14 @@ public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: 
   let columns = ["run", "experiment", "status", "mode", "group", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "best validation", "duration"]
   var tableRows: [String] = []
   for row in rows {
-    let trained = row.tags["mode"] != "eval-only"
-    let cells = [
-      String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, runMode(row), row.group, row.params["model.backbone"] ?? "",
-      row.params["model.inputSize"] ?? "", trained ? row.params["training.steps"] ?? "" : "-", trained ? row.params["training.pairsPerStep"] ?? "" : "-",
-      trained ? row.params["training.optimizer.kind"] ?? "" : "-", trained ? row.params["training.optimizer.learningRate"] ?? "" : "-",
-      trained ? row.parameter("training.precision") ?? "" : "-", trained ? row.params["seed"] ?? "" : "-",
+    // Training settings through the listings' one definition (eval-only runs show "-", auto
+    // precision shows what it resolved to).
+    let settings = ["training.steps", "training.pairsPerStep", "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed"]
+    let cells =
+      [
+        String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, runMode(row), row.group, row.params["model.backbone"] ?? "",
+        row.params["model.inputSize"] ?? "",
+      ] + settings.map { row.mode == .train ? row.shownParameter($0) ?? "" : "-" } + [
       row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-", row.summary.durationSeconds.map(formatDuration) ?? "-",
     ]
     let provenance = row.provenance.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "\n")
@@ -178,7 +180,7 @@ public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: 
 
 /// `train`, `eval-only`, or `eval-only, ensemble of N`.
 func runMode(_ row: ReportRow) -> String {
-  guard row.tags["mode"] == "eval-only" else { return "train" }
+  guard row.mode == .evalOnly else { return RunMode.train.rawValue }
   if let members = row.tags["ensemble_members"] { return "eval-only, ensemble of \(members)" }
   return "eval-only"
 }

@@ -40,13 +40,13 @@ extension ReportRow {
   /// A recorded hyperparameter, or its default when the configuration left it out.
   public func parameter(_ key: String) -> String? { params[key] ?? parameterDefaults[key] }
 
-  /// `train`, or `eval-only` for a run that scored a checkpoint without training.
-  public var mode: String { tags["mode"] ?? "train" }
+  /// Whether the run trained or scored a given checkpoint.
+  public var mode: RunMode { RunMode(tags: tags) }
 
   /// A setting as listings show it: training settings only for runs that trained (an eval-only
   /// run's file may carry a training section it never used).
   public func shownParameter(_ key: String) -> String? {
-    if mode == "eval-only" && (key.hasPrefix("training.") || key == "seed") { return nil }
+    if mode == .evalOnly && (key.hasPrefix("training.") || key == "seed") { return nil }
     // `auto` is shown with what it resolved to on the run's machine.
     if key == "training.precision", parameter(key) == "auto", let resolved = tags["precision.resolved"] { return "auto (\(resolved))" }
     return parameter(key)
@@ -72,7 +72,7 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
     rows.append(
       ReportRow(
         summary: run, params: params, results: results, bestValidation: validation, tags: tags, provenance: provenance,
-        group: seedGroupKey(configJSON: detail.configJSON, evaluatedCheckpoint: tags["mode"] == "eval-only" ? provenance["checkpoint_hash"] ?? "" : nil)))
+        group: seedGroupKey(configJSON: detail.configJSON, evaluatedCheckpoint: RunMode(tags: tags) == .evalOnly ? provenance["checkpoint_hash"] ?? "" : nil)))
   }
   return (rows, protocols.sorted())
 }
@@ -83,7 +83,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   func cells(_ row: ReportRow) -> [String] {
     var out = [
-      row.summary.id, row.summary.experiment, row.mode, row.tags["ensemble_members"] ?? "", row.summary.status.rawValue, row.summary.startedAt,
+      row.summary.id, row.summary.experiment, row.mode.rawValue, row.tags["ensemble_members"] ?? "", row.summary.status.rawValue, row.summary.startedAt,
       row.summary.durationSeconds.map { String(format: "%.1f", $0) } ?? "",
     ]
     out += keyParameters.map { row.shownParameter($0) ?? "" }
@@ -103,7 +103,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
   case .json:
     let objects: [[String: Any]] = rows.map { row in
       var object: [String: Any] = [
-        "run": row.summary.id, "experiment": row.summary.experiment, "mode": row.mode, "status": row.summary.status.rawValue, "started": row.summary.startedAt,
+        "run": row.summary.id, "experiment": row.summary.experiment, "mode": row.mode.rawValue, "status": row.summary.status.rawValue, "started": row.summary.startedAt,
         "durationSeconds": row.summary.durationSeconds as Any? ?? NSNull(), "error": row.summary.error as Any? ?? NSNull(),
       ]
       if let members = row.tags["ensemble_members"] { object["ensembleMembers"] = Int(members) ?? members }
@@ -132,7 +132,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
         + ["duration"]
       : ["run", "experiment", "mode", "status", "steps", "lr", "seed", "validation"] + shortNames
     let body = rows.map { row -> [String] in
-      let trained = row.tags["mode"] != "eval-only"
+      let trained = row.mode == .train
       let mode = trained ? "train" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
       let status = wide ? row.summary.status.rawValue : ["completed": "done", "interrupted": "stopped"][row.summary.status.rawValue] ?? row.summary.status.rawValue
       let experiment = wide || row.summary.experiment.count <= 18 ? row.summary.experiment : String(row.summary.experiment.prefix(17)) + "…"
@@ -233,7 +233,7 @@ public func textTable(_ header: [String], _ allRows: [[String]]) -> String {
 
 /// One run in full: provenance, parameters, results with per-alphabet breakdowns, metrics.
 public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFormat) throws -> String {
-  let evalOnly = detail.tags.contains { $0.key == "mode" && $0.value == "eval-only" }
+  let evalOnly = RunMode(tags: detail.tags) == .evalOnly
   let shown = detail.params.filter { !evalOnly || !($0.key.hasPrefix("training.") || $0.key == "seed") }
   var perAlphabet: [String: [(String, Double, Int)]] = [:]
   for result in detail.results {
@@ -252,7 +252,7 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
     ]
     object["provenance"] = Dictionary(uniqueKeysWithValues: detail.provenance.map { ($0.key, $0.value) })
     object["params"] = Dictionary(uniqueKeysWithValues: shown.map { ($0.key, $0.value) })
-    object["mode"] = evalOnly ? "eval-only" : "train"
+    object["mode"] = (evalOnly ? RunMode.evalOnly : .train).rawValue
     object["tags"] = Dictionary(uniqueKeysWithValues: detail.tags.map { ($0.key, $0.value) })
     object["results"] = detail.results.map { r -> [String: Any] in
       var o: [String: Any] = [

@@ -182,6 +182,19 @@ public enum MetricKey {
 }
 
 /// The tag keys the harness writes and the reports and gate read.
+/// What a run did: trained a network (and scored its best checkpoint), or scored a given
+/// checkpoint. Recorded as the tag `mode` (absent: train, as every run before the tag existed).
+public enum RunMode: String, CaseIterable, Codable, Sendable {
+  case train
+  case evalOnly = "eval-only"
+
+  /// The mode a run's tags record.
+  public init(tags: [String: String]) { self = tags[TagKey.mode].flatMap(RunMode.init(rawValue:)) ?? .train }
+
+  /// The mode of a run given its tags as pairs.
+  public init(tags: [(key: String, value: String)]) { self = tags.last { $0.key == TagKey.mode }.flatMap { RunMode(rawValue: $0.value) } ?? .train }
+}
+
 public enum TagKey {
   /// `eval-only` for a run that scored a checkpoint without training (absent: trained).
   public static let mode = "mode"

@@ -85,6 +85,10 @@ public final class ResultsStore {
   /// Whether `path` names a PostgreSQL server (`postgresql://...`) rather than a SQLite file.
   public static func isServerURL(_ path: String) -> Bool { PostgresConnection.isURL(path) }
 
+  /// Whether there is a store at `path` to read: a SQLite file that exists, or a server URL
+  /// (whose database is checked when it is opened).
+  public static func exists(_ path: String) -> Bool { isServerURL(path) || FileManager.default.fileExists(atPath: path) }
+
   /// The path, or the server's URL without its password, for messages.
   public var displayPath: String { PostgresConnection.isURL(path) ? PostgresConnection.redacted(path) : path }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Episodes
+import Experiments
 import Foundation
 import Model
 import Reports
@@ -17,17 +18,12 @@ struct OneshotBench: ParsableCommand {
     ])
 }
 
-/// The harness's version, recorded with every run.
-let harnessVersion = "0.1.0"
-
-#if !FUZZING
-  @main
-  enum Entry {
-    static func main() {
-      exit(runCommand(CommandLine.arguments.dropFirst().map { $0 }))
-    }
+@main
+enum Entry {
+  static func main() {
+    exit(runCommand(CommandLine.arguments.dropFirst().map { $0 }))
   }
-#endif
+}
 
 /// Parses and runs one command line; returns the process exit code. Errors a user can cause
 /// print one line to standard error and return 2.
@@ -56,8 +52,14 @@ func runCommand(_ arguments: [String]) -> Int32 {
     }
     var message = OneshotBench.fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
     if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
-    // The parser's message, then its usage lines as they are.
     let lines = message.split(separator: "\n", omittingEmptySubsequences: false)
+    // A value that a typed option refused (`--set`, `--grid`, `--seeds`) explains itself in one
+    // line: the option's own message, without the parser's wrapper and usage.
+    if let own = ownValueMessage(String(lines[0])) {
+      printError(own)
+      return 2
+    }
+    // The parser's message, then its usage lines as they are.
     printError(String(lines[0]))
     if lines.count > 1 { FileHandle.standardError.write(Data((lines.dropFirst().joined(separator: "\n") + "\n").utf8)) }
     return code == .validationFailure ? 2 : code.rawValue
@@ -78,33 +80,9 @@ func editDistance(_ a: String, _ b: String) -> Int {
   return a.isEmpty ? b.count : previous[b.count]
 }
 
-/// Errors a user can cause: one line saying what happened and what to do, exit code 2.
-protocol UserCausedError: Error, CustomStringConvertible {}
-
-extension DatasetError: UserCausedError {}
-extension StoreError: UserCausedError {}
-extension CheckpointError: UserCausedError {}
-extension ConfigError: UserCausedError {}
-
-/// An error the user caused, with the message to show them.
-struct UserFacingError: UserCausedError {
-  let description: String
-  init(_ description: String) { self.description = description }
-}
-
-/// Writes `message` to standard error, prefixed with `error: `.
-func printError(_ message: String) {
-  FileHandle.standardError.write(Data("error: \(visible(message))\n".utf8))
-}
-
-/// Options shared by every command that reads the dataset.
-struct DataOptions: ParsableArguments {
-  @Option(name: .customLong("data"), help: "Folder with the Omniglot zips (default: $ONESHOT_DATA or dataset/omniglot).")
-  var dataPath: String?
-
-  /// The dataset folder to read.
-  var dataset: OmniglotDataset {
-    let path = dataPath ?? ProcessInfo.processInfo.environment["ONESHOT_DATA"] ?? OmniglotDataset.defaultRoot
-    return OmniglotDataset(root: URL(fileURLWithPath: path))
-  }
+/// The message of a typed option's own error inside the parser's "The value 'x' is invalid
+/// for '--opt <v>': MESSAGE", when MESSAGE names its option (`--set x: write it as ...`).
+func ownValueMessage(_ line: String) -> String? {
+  guard line.hasPrefix("The value '"), let range = line.range(of: "': --") else { return nil }
+  return String(line[line.index(range.lowerBound, offsetBy: 3)...])
 }

@@ -1,7 +1,6 @@
 import Foundation
+import Experiments
 import XCTest
-
-@testable import oneshot_bench
 
 /// The built executable, next to the test bundle.
 let executable: URL = {
@@ -12,28 +11,43 @@ let executable: URL = {
 
 /// Runs the executable as a user would; returns its exit code, standard output and error.
 /// Output goes through temporary files, so a large output cannot block the child.
-@discardableResult
-/// Starts the harness in the background and waits until a run's first last-checkpoint appears
-/// under `runs`; returns the process (still running, unless the run was that short) and the
-/// run's id.
-func startTraining(_ arguments: [String], runs: URL, currentDirectory: URL? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> (Process, String) {
+/// A run started in the background and held at a checkpoint (the test hook
+/// ONESHOT_TEST_HOLD_AT_STEP): alive, heartbeating and doing nothing until a signal arrives, so
+/// tests of ownership, interruption and resumption need no wall-clock training.
+struct HeldRun {
+  let process: Process
+  let runID: String
+  /// The run's standard error so far.
+  let errors: URL
+  var errorText: String { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" }
+}
+
+/// Starts the harness in the background with the run held at its checkpoint of step
+/// `holdAtStep`, and waits until it holds there (the checkpoint is on disk, its metrics
+/// recorded); returns the held run, whose id is found under `runs`.
+func startHeldRun(
+  _ arguments: [String], runs: URL, holdAtStep: Int = 10, currentDirectory: URL? = nil, file: StaticString = #filePath, line: UInt = #line
+) throws -> HeldRun {
   let process = Process()
   process.executableURL = executable
   process.arguments = arguments
+  process.environment = ProcessInfo.processInfo.environment.merging(["ONESHOT_TEST_HOLD_AT_STEP": String(holdAtStep)]) { $1 }
   if let currentDirectory { process.currentDirectoryURL = currentDirectory }
   process.standardOutput = FileHandle.nullDevice
-  process.standardError = FileHandle.nullDevice
+  let errors = FileManager.default.temporaryDirectory.appendingPathComponent("held-err-\(UUID().uuidString)")
+  FileManager.default.createFile(atPath: errors.path, contents: nil)
+  process.standardError = try FileHandle(forWritingTo: errors)
   try process.run()
-  let deadline = Date().addingTimeInterval(120)
+  let deadline = Date().addingTimeInterval(300)
   while Date() < deadline && process.isRunning {
-    if let id = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first(where: { !$0.hasPrefix(".") }),
-      FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(id)/last.safetensors").path)
+    if ((try? String(contentsOf: errors, encoding: .utf8)) ?? "").contains("held at step \(holdAtStep)"),
+      let id = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first(where: { !$0.hasPrefix(".") })
     {
-      return (process, id)
+      return HeldRun(process: process, runID: id, errors: errors)
     }
     usleep(20_000)
   }
-  XCTFail("no checkpoint appeared under \(runs.path)", file: file, line: line)
+  XCTFail("the run did not hold at step \(holdAtStep) under \(runs.path): \((try? String(contentsOf: errors, encoding: .utf8)) ?? "")", file: file, line: line)
   throw CocoaError(.fileNoSuchFile)
 }
 
@@ -103,8 +117,8 @@ final class CommandLineTests: XCTestCase {
   }
 
   func testHelpListsSubcommands() {
-    let help = OneshotBench.helpMessage()
-    for name in ["dataset", "episodes", "baseline"] { XCTAssert(help.contains(name), help) }
-    XCTAssertEqual(runCLI(["--help"]).code, 0)
+    let help = runCLI(["--help"])
+    XCTAssertEqual(help.code, 0)
+    for name in ["dataset", "episodes", "baseline"] { XCTAssert(help.output.contains(name), help.output) }
   }
 }

@@ -1,8 +1,7 @@
 import Episodes
+import Experiments
 import Foundation
 import XCTest
-
-@testable import oneshot_bench
 
 /// Strict decoding of experiment files: every mistake names the file and the key path.
 final class ExperimentConfigTests: XCTestCase {

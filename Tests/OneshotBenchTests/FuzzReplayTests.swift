@@ -1,7 +1,6 @@
+import Experiments
 import Foundation
 import XCTest
-
-@testable import oneshot_bench
 
 /// Replays every committed fuzz input (the corpus that `scripts/fuzz` grew, and every input
 /// that once crashed a reader) through the same entry point libFuzzer calls: none may crash,

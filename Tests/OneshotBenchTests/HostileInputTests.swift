@@ -1,11 +1,10 @@
 import Episodes
+import Experiments
 import Foundation
 import Model
 import Reports
 import ResultsStore
 import XCTest
-
-@testable import oneshot_bench
 
 /// Inputs crafted to crash the harness or fool the gate: each is refused with one line and
 /// exit 2, and nothing refused leaves a row.

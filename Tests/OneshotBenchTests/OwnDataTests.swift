@@ -1,9 +1,8 @@
 import Episodes
+import Experiments
 import Foundation
 import ResultsStore
 import XCTest
-
-@testable import oneshot_bench
 
 /// A user's own characters: a folder of made-up glyphs (3 groups x 5 classes x 4 images),
 /// evaluated by the shipped model through an experiment file and through `evaluate`.

@@ -1,10 +1,9 @@
 import Episodes
+import Experiments
 import Foundation
 import Model
 import ResultsStore
 import XCTest
-
-@testable import oneshot_bench
 
 /// End to end through the executable, as a user: a tiny network trained for a few steps on
 /// the bundled data, recorded, reported, checked, interrupted and resumed.
@@ -151,37 +150,17 @@ final class RunTests: XCTestCase {
   }
 
   func testInterruptAndResumeGiveTheUninterruptedResult() throws {
-    let config = try experiment(steps: 400, validateEvery: 25)
-    let process = Process()
-    process.executableURL = executable
+    let config = try experiment(steps: 60, validateEvery: 25)
     let runs = folder.appendingPathComponent("checkpoints")
-    process.arguments = ["run", config, "--store", storePath, "--runs", runs.path, "--threads", "2"]
-    process.currentDirectoryURL = folder
-    process.standardOutput = FileHandle.nullDevice
-    let errors = folder.appendingPathComponent("stderr.txt")
-    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-    process.standardError = try FileHandle(forWritingTo: errors)
-    try process.run()
-    // Wait for the first last-checkpoint, then interrupt.
-    let deadline = Date().addingTimeInterval(120)
-    var checkpoint: String? = nil
-    while checkpoint == nil && Date() < deadline && process.isRunning {
-      if let id = try? FileManager.default.contentsOfDirectory(atPath: runs.path).first,
-        FileManager.default.fileExists(atPath: runs.appendingPathComponent("\(id)/last.safetensors").path)
-      {
-        checkpoint = id
-      } else {
-        usleep(20_000)
-      }
-    }
-    let id = try XCTUnwrap(checkpoint, "no checkpoint appeared")
+    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path, "--threads", "2"], runs: runs, holdAtStep: 25, currentDirectory: folder)
+    let (process, id) = (held.process, held.runID)
     kill(process.processIdentifier, SIGINT)
     process.waitUntilExit()
     XCTAssertEqual(process.terminationStatus, 130)
     let store = try ResultsStore(path: storePath)
     XCTAssertEqual(try store.run(id).summary.status, .interrupted)
     // The hint names every option the run used.
-    let hint = try String(contentsOf: errors, encoding: .utf8)
+    let hint = held.errorText
     XCTAssert(hint.contains("Continue with: oneshot-bench run --resume \(id) --store \(storePath) --runs \(runs.path) --threads 2"), hint)
     // A resume that cannot find the checkpoint says where it looked, and changes nothing.
     let lost = runCLI(["run", "--resume", id, "--store", storePath], currentDirectory: folder)
@@ -204,9 +183,9 @@ final class RunTests: XCTestCase {
   }
 
   func testARunIsOwnedWhileItTrainsAndAKilledRunResumesWithoutDuplicates() throws {
-    let config = try experiment(steps: 20000, validateEvery: 500)
-    let (process, runID) = try startTraining(["run", config, "--store", storePath], runs: folder.appendingPathComponent("runs"), currentDirectory: folder)
-    usleep(300_000)
+    let config = try experiment(steps: 30, validateEvery: 10)
+    let held = try startHeldRun(["run", config, "--store", storePath], runs: folder.appendingPathComponent("runs"), currentDirectory: folder)
+    let (process, runID) = (held.process, held.runID)
     XCTAssertTrue(process.isRunning)
     // A second process cannot take a run that a live one trains.
     let stolen = runCLI(["run", "--resume", runID, "--store", storePath], currentDirectory: folder)
@@ -228,7 +207,7 @@ final class RunTests: XCTestCase {
     for key in ["train.loss", "validation.accuracy"] {
       let steps = try store.metrics(runID: runID, key: key).map(\.step)
       XCTAssertEqual(steps, Array(Set(steps)).sorted(), "\(key): one point per step")
-      XCTAssertEqual(steps.last, 20000)
+      XCTAssertEqual(steps.last, 30)
     }
     XCTAssertGreaterThan(try XCTUnwrap(try store.run(runID).summary.durationSeconds), before, "the wall time counts the killed sitting too")
   }
@@ -401,7 +380,7 @@ final class RunTests: XCTestCase {
     // A resumed run keeps the seed it was started with.
     let resume = runCLI(["run", "--resume", details[0].summary.id, "--store", storePath, "--seed", "2"])
     XCTAssertNotEqual(resume.code, 0)
-    XCTAssert(resume.error.contains("keeps its recorded seed"), resume.error)
+    XCTAssert(resume.error.contains("keeps its recorded configuration") && resume.error.contains("drop --set and --seed"), resume.error)
   }
 
   func testEnsembleOfTwoRunsIsEvaluatedAsTheMeanOfTheirLogits() throws {

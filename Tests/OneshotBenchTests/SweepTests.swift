@@ -1,8 +1,8 @@
+import Experiments
 import Foundation
 import XCTest
 
 @testable import ResultsStore
-@testable import oneshot_bench
 
 /// Sweeps: a fixed expansion, job-array shares, re-submission that skips what is done and
 /// resumes what was cut short.
@@ -83,13 +83,13 @@ final class SweepTests: XCTestCase {
   /// A sweep of one long configuration, killed (SIGKILL) once its run has a checkpoint: the
   /// sweep's arguments, its runs folder and the killed run.
   func killedSweep() throws -> (arguments: [String], runs: URL, runID: String) {
-    let file = try experiment(steps: 4000)
+    let file = try experiment(steps: 30)
     let runs = folder.appendingPathComponent("runs")
     let arguments = ["sweep", file, "--grid", "training.optimizer.learningRate=0.003", "--store", storePath, "--runs", runs.path]
-    let (process, runID) = try startTraining(arguments, runs: runs)
-    kill(process.processIdentifier, SIGKILL)
-    process.waitUntilExit()
-    return (arguments, runs, runID)
+    let held = try startHeldRun(arguments, runs: runs)
+    kill(held.process.processIdentifier, SIGKILL)
+    held.process.waitUntilExit()
+    return (arguments, runs, held.runID)
   }
 
   func testAKilledTaskIsResumedWithoutDuplicates() throws {
@@ -163,10 +163,11 @@ final class SweepTests: XCTestCase {
     for process in try tasks(3) { process.waitUntilExit() }
     XCTAssertEqual(try store.listRuns().count, 6, "re-submitted: every configuration is already there")
     // A killed task: its run stays `running`, and the task run again resumes it.
-    let long = try experiment(steps: 4000)
+    let long = try experiment(steps: 30)
     let runs = folder.appendingPathComponent("long-runs")
     let arguments = ["sweep", long, "--grid", "training.optimizer.learningRate=0.002", "--store", server, "--runs", runs.path]
-    let (victim, killed) = try startTraining(arguments, runs: runs)
+    let held = try startHeldRun(arguments, runs: runs)
+    let (victim, killed) = (held.process, held.runID)
     kill(victim.processIdentifier, SIGKILL)
     victim.waitUntilExit()
     XCTAssertEqual(try store.run(killed).summary.status, .running, "never visible as completed")

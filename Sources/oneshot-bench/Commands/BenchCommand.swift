@@ -1,3 +1,4 @@
+import Experiments
 import ArgumentParser
 import CMachine
 import Foundation
@@ -52,8 +53,8 @@ struct BenchCommand: ParsableCommand {
   var pytorchScript: String?
   @Flag(help: "Skip the machine-peak measurement (about a second).") var noPeak = false
 
-  @Option(help: "Instead of a network, time one dnnl_sgemm of shape M,N,K (row-major C = A B).")
-  var gemm: String?
+  @Option(help: ArgumentHelp("Instead of a network, time one dnnl_sgemm of shape M,N,K (row-major C = A B), e.g. 64,11025,576.", valueName: "M,N,K"))
+  var gemm: GemmShape?
 
   func validate() throws {
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -64,13 +65,11 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     ComputeThreads.set(threads)
     if let gemm {
-      let dims = gemm.split(separator: ",").compactMap { Int($0) }
-      guard dims.count == 3, dims.allSatisfy({ $0 > 0 }) else { throw UserFacingError("--gemm takes M,N,K, e.g. 64,11025,576") }
-      let seconds = GEMMBenchmark.time(m: dims[0], n: dims[1], k: dims[2], reps: max(reps, 5))
+      let seconds = GEMMBenchmark.time(m: gemm.m, n: gemm.n, k: gemm.k, reps: max(reps, 5))
       print(
         String(
-          format: "dnnl_sgemm %d x %d x %d, %d thread(s): %.3f ms, %.0f GFLOP/s", dims[0], dims[1], dims[2], threads, seconds * 1e3,
-          2 * Double(dims[0] * dims[1] * dims[2]) / seconds / 1e9))
+          format: "dnnl_sgemm %d x %d x %d, %d thread(s): %.3f ms, %.0f GFLOP/s", gemm.m, gemm.n, gemm.k, threads, seconds * 1e3,
+          2 * Double(gemm.m * gemm.n * gemm.k) / seconds / 1e9))
       return
     }
     let config = model.config

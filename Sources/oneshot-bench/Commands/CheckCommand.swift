@@ -1,9 +1,12 @@
+import Experiments
 import ArgumentParser
 import Episodes
 import Foundation
 import Reports
 import Support
 import ResultsStore
+
+extension RunMode: ExpressibleByArgument {}
 
 /// `oneshot-bench check`: the CI accuracy gate. Exit 0 nothing regressed, 1 a regression,
 /// 2 a harness error (missing run, unreadable baseline).
@@ -19,13 +22,12 @@ struct CheckCommand: ParsableCommand {
   @Option(help: "Write the run's results as a baseline file instead of checking.") var writeBaseline: String?
   @Flag(help: "Fail when any protocol's accuracy differs from the baseline at all, up or down (for a fixed shipped model).")
   var exact = false
-  @Option(help: "With --latest: the newest run of this mode, train or eval-only (default: the baseline's run's mode).") var mode: String?
+  @Option(help: "With --latest: the newest run of this mode, train or eval-only (default: the baseline's run's mode).") var mode: RunMode?
 
   func validate() throws {
     if (runID == nil) == (latest == nil) { throw ValidationError("give exactly one of --run ID or --latest EXPERIMENT") }
     if (baseline == nil) == (writeBaseline == nil) { throw ValidationError("give --baseline FILE|RUN_ID to check, or --write-baseline FILE to write one") }
     if !(0..<1).contains(tolerance) { throw ValidationError("--tolerance is a fraction in [0, 1), e.g. 0.02") }
-    if let mode, !["train", "eval-only"].contains(mode) { throw ValidationError("--mode is train or eval-only") }
     if mode != nil && latest == nil { throw ValidationError("--mode chooses among runs for --latest") }
   }
 
@@ -41,8 +43,8 @@ struct CheckCommand: ParsableCommand {
     } else {
       let wanted = mode ?? reference?.mode
       let candidates = try database.listRuns(experiment: latest!, status: .completed)
-      guard let found = try candidates.first(where: { run in try wanted == nil || (try database.run(run.id).tags.first { $0.key == "mode" }?.value ?? "train") == wanted }) else {
-        throw UserFacingError("no completed \(wanted.map { "\($0) " } ?? "")run of experiment \(latest!) in \(store.path)\(wanted != nil && !candidates.isEmpty ? "; pass --mode to check a run of another mode" : "")")
+      guard let found = try candidates.first(where: { run in try wanted == nil || RunMode(tags: try database.run(run.id).tags) == wanted }) else {
+        throw UserFacingError("no completed \(wanted.map { "\($0.rawValue) " } ?? "")run of experiment \(latest!) in \(store.path)\(wanted != nil && !candidates.isEmpty ? "; pass --mode to check a run of another mode" : "")")
       }
       runID = found.id
     }

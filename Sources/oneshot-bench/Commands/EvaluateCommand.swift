@@ -1,3 +1,4 @@
+import Experiments
 import ArgumentParser
 import Foundation
 import Model
@@ -23,9 +24,7 @@ struct EvaluateCommand: ParsableCommand {
   @Option(help: "Threads.") var threads: Int = 2
 
   func run() throws {
-    guard FileManager.default.fileExists(atPath: checkpoint) else {
-      throw UserFacingError("checkpoint \(checkpoint) not found; pass --checkpoint PATH (a run keeps its best under runs/<run-id>/best.safetensors)")
-    }
+    guard FileManager.default.fileExists(atPath: checkpoint) else { throw UserFacingError.checkpointNotFound(checkpoint) }
     let model = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint)).model
     let root = URL(fileURLWithPath: folder).standardizedFileURL
     let protocolItem: [String: Any] = [
@@ -37,7 +36,6 @@ struct EvaluateCommand: ParsableCommand {
       "threads": threads, "model": try JSONSerialization.jsonObject(with: try JSONEncoder.canonical().encode(model.config)), "evaluation": [protocolItem],
     ]
     let config = try ExperimentConfig.decode(try JSONSerialization.data(withJSONObject: experiment), source: "evaluate")
-    let code = try runExperiment(try RunPlan(evaluating: config, checkpoint: checkpoint, options: RunOptions(storePath: store.path, threads: nil)))
-    if code != 0 { throw ExitCode(code) }
+    try finish(try runExperiment(try RunPlan(evaluating: config, checkpoint: checkpoint, options: RunOptions(storePath: store.path))))
   }
 }

@@ -1,3 +1,4 @@
+import Experiments
 import ArgumentParser
 import Episodes
 import Foundation
@@ -34,9 +35,7 @@ struct PredictCommand: ParsableCommand {
 
   func run() throws {
     ComputeThreads.set(threads)
-    guard FileManager.default.fileExists(atPath: checkpoint) else {
-      throw UserFacingError("checkpoint \(checkpoint) not found; pass --checkpoint PATH (runs keep theirs under runs/<run-id>/best.safetensors)")
-    }
+    guard FileManager.default.fileExists(atPath: checkpoint) else { throw UserFacingError.checkpointNotFound(checkpoint) }
     let model = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint)).model
     let scorer = SiameseScorer(model: model)
     let size = model.config.inputSize
@@ -81,6 +80,3 @@ struct PredictCommand: ParsableCommand {
     format == .csv ? String(csvDocument(header, rows).dropLast(2)) : textTable(header, rows)
   }
 }
-
-/// Where the shipped model lives; `predict`, `evaluate` and `run --eval-only` find it by default.
-let shippedModelPath = "models/omniglot-siamese.safetensors"

@@ -1,3 +1,4 @@
+import Experiments
 import ArgumentParser
 import Foundation
 import Reports
@@ -5,7 +6,6 @@ import ResultsStore
 
 extension ReportFormat: ExpressibleByArgument {}
 extension RunStatus: ExpressibleByArgument {}
-extension ReportError: UserCausedError {}
 
 /// `oneshot-bench report`: the recorded runs as a table, CSV, JSON, markdown or an HTML page
 /// with charts; or their seed groups; or one run in full.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Experiments
 import Foundation
 import Reports
 import ResultsStore
@@ -17,78 +18,80 @@ struct SweepCommand: ParsableCommand {
       """)
 
   @Argument(help: "Experiment file, e.g. experiments/ci-smoke.json.") var experiment: String
-  @Option(name: .customLong("grid"), help: ArgumentHelp("Values of a key (repeatable), e.g. --grid training.optimizer.learningRate=0.001,0.003.", valueName: "key.path=v1,v2"))
-  var grids: [String] = []
-  @Option(help: "Seeds of every configuration: 1-5, 1,2,7 or 3.") var seeds: String?
+  @Option(
+    name: .customLong("grid"), help: ArgumentHelp("Values of a key (repeatable), e.g. --grid training.optimizer.learningRate=0.001,0.003.", valueName: "key.path=v1,v2"),
+    transform: { try SweepAxis($0) })
+  var grids: [SweepAxis] = []
+  @Option(help: "Seeds of every configuration: 1-5, 1,2,7 or 3.", transform: { try parseSeeds($0) }) var seeds: [UInt64]?
   @Flag(help: "Print the configurations (index, configuration hash, assignments) and run nothing.") var list = false
   @Option(help: "Run only this task's share (0-based).") var task: Int?
   @Option(help: "Number of tasks the configurations are shared among.") var tasks: Int?
-  @OptionGroup var store: StoreOptions
-  @Option(help: "Folder for run checkpoints (runs/<run-id>/).") var runs: String = "runs"
-  @Option(name: .customLong("data"), help: "Dataset folder (overrides the experiment file).") var dataPath: String?
-  @Option(help: "Threads (overrides the experiment file).") var threads: Int?
+  @OptionGroup var running: RunningOptions
 
   func run() throws {
-    let sweep = Sweep(file: experiment, axes: try grids.map(SweepAxis.init), seeds: try seeds.map(parseSeeds))
-    let items = try sweep.items()
+    let items = try Sweep(file: experiment, axes: grids, seeds: seeds).items()
     if list {
       print(textTable(["index", "config", "assignments"], items.map { [String($0.index), String($0.config.hash.prefix(12)), $0.overrides.map(\.text).joined(separator: " ")] }))
       return
     }
+    let share = try taskShare(of: items.count)
+    printNote("sweep: \(items.count) configurations; this task runs \(share.count): \(share.map(String.init).joined(separator: ","))")
+    var failures = 0
+    for index in share {
+      guard let outcome = try runConfiguration(items[index]) else { continue }
+      if outcome.isInterrupted { throw ExitCode(outcome.exitCode) }
+      if outcome.exitCode != 0 { failures += 1 }
+    }
+    if failures > 0 { throw ExitCode(1) }
+  }
+
+  /// The configurations this task runs: from --task/--tasks or the scheduler's environment.
+  func taskShare(of count: Int) throws -> [Int] {
     let environment = ProcessInfo.processInfo.environment
     let taskText = task.map(String.init) ?? environment["SLURM_ARRAY_TASK_ID"] ?? environment["JOB_COMPLETION_INDEX"]
     let taskIndex = try taskText.map { text -> Int in
       guard let value = Int(text) else { throw UserFacingError("task index '\(text)' is not a number; give --task N (0-based) or unset SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX") }
       return value
     }
-    let taskCount = try (tasks.map(String.init) ?? environment["SLURM_ARRAY_TASK_COUNT"]).map { text -> Int in
-      guard let value = Int(text), value >= 1 else { throw UserFacingError("task count '\(text)' is not a positive number") }
-      return value
-    } ?? (taskIndex == nil ? 1 : items.count)
+    let taskCount =
+      try (tasks.map(String.init) ?? environment["SLURM_ARRAY_TASK_COUNT"]).map { text -> Int in
+        guard let value = Int(text), value >= 1 else { throw UserFacingError("task count '\(text)' is not a positive number") }
+        return value
+      } ?? (taskIndex == nil ? 1 : count)
     if let taskIndex, !(0..<taskCount).contains(taskIndex) {
-      throw UserFacingError("task \(taskIndex) is out of range: \(taskCount) task\(taskCount == 1 ? "" : "s") (0...\(taskCount - 1)) share \(items.count) configurations")
+      throw UserFacingError("task \(taskIndex) is out of range: \(taskCount) task\(taskCount == 1 ? "" : "s") (0...\(taskCount - 1)) share \(count) configurations")
     }
-    let share = taskShare(count: items.count, task: taskIndex ?? 0, tasks: taskCount)
-    FileHandle.standardError.write(Data("sweep: \(items.count) configurations; this task runs \(share.count): \(share.map(String.init).joined(separator: ","))\n".utf8))
-    var failures = 0
-    for index in share {
-      let item = items[index]
-      let options = RunOptions(storePath: store.path, threads: threads, overrides: item.overrides, evalOnlyCheckpoint: nil, resumeRunID: nil, dataPath: dataPath, runsFolder: runs)
-      let label = "[\(index)] \(item.overrides.map(\.text).joined(separator: " "))"
-      // Completed: skip. Interrupted (or killed): resume. Another live process: leave it.
-      let previous = ResultsStore.isServerURL(store.path) || FileManager.default.fileExists(atPath: store.path)
-        ? try ResultsStore(path: store.path).listRuns(experiment: item.config.name).filter { $0.configHash == item.config.hash } : []
-      if let done = previous.first(where: { $0.status == .completed }) {
-        FileHandle.standardError.write(Data("sweep \(label): completed as run \(done.id); skipped\n".utf8))
-        continue
-      }
-      let code: Int32
-      if let unfinished = previous.first(where: { $0.status == .interrupted || $0.status == .running }) {
-        FileHandle.standardError.write(Data("sweep \(label): resuming run \(unfinished.id)\n".utf8))
-        var resume = options
-        resume.overrides = []
-        resume.resumeRunID = unfinished.id
-        do {
-          code = try runExperiment(configPath: nil, options: resume)
-        } catch StoreError.runInUse(let id, let owner, _) {
-          FileHandle.standardError.write(Data("sweep \(label): run \(id) is being run by \(owner); left to it\n".utf8))
-          continue
-        } catch let missing as NoCheckpointToResume {
-          // Stopped before its first checkpoint: nothing to resume, so it starts again, and the
-          // old row is closed as failed so that no later sweep tries to resume it again (and,
-          // finding no checkpoint, starts the configuration a third time).
-          FileHandle.standardError.write(Data("sweep \(label): run \(missing.runID) stopped before its first checkpoint; starting again\n".utf8))
-          try ResultsStore(path: store.path).finishRun(
-            missing.runID, status: .failed, error: "stopped before its first checkpoint; the sweep started the configuration again as a new run")
-          code = try runExperiment(configPath: experiment, options: options)
-        }
-      } else {
-        FileHandle.standardError.write(Data("sweep \(label): starting\n".utf8))
-        code = try runExperiment(configPath: experiment, options: options)
-      }
-      if code == 130 || code == 143 { throw ExitCode(code) }
-      if code != 0 { failures += 1 }
+    return Experiments.taskShare(count: count, task: taskIndex ?? 0, tasks: taskCount)
+  }
+
+  /// Runs one configuration unless it is done or another live process runs it (nil then).
+  /// Completed: skip. Interrupted (or killed): resume. Another live process: leave it.
+  func runConfiguration(_ item: Sweep.Item) throws -> RunOutcome? {
+    let label = "[\(item.index)] \(item.overrides.map(\.text).joined(separator: " "))"
+    let storePath = running.store.path
+    let previous = ResultsStore.exists(storePath) ? try ResultsStore(path: storePath).listRuns(experiment: item.config.name).filter { $0.configHash == item.config.hash } : []
+    if let done = previous.first(where: { $0.status == .completed }) {
+      printNote("sweep \(label): completed as run \(done.id); skipped")
+      return nil
     }
-    if failures > 0 { throw ExitCode(1) }
+    let fresh = { try runExperiment(try RunPlan(.fresh, experiment: experiment, options: running.runOptions(overrides: item.overrides))) }
+    guard let unfinished = previous.first(where: { $0.status == .interrupted || $0.status == .running }) else {
+      printNote("sweep \(label): starting")
+      return try fresh()
+    }
+    printNote("sweep \(label): resuming run \(unfinished.id)")
+    do {
+      return try runExperiment(try RunPlan(.resume(runID: unfinished.id), experiment: nil, options: running.runOptions()))
+    } catch StoreError.runInUse(let id, let owner, _) {
+      printNote("sweep \(label): run \(id) is being run by \(owner); left to it")
+      return nil
+    } catch let missing as NoCheckpointToResume {
+      // Stopped before its first checkpoint: nothing to resume, so it starts again, and the
+      // old row is closed as failed so that no later sweep tries to resume it again (and,
+      // finding no checkpoint, starts the configuration a third time).
+      printNote("sweep \(label): run \(missing.runID) stopped before its first checkpoint; starting again")
+      try ResultsStore(path: storePath).finishRun(missing.runID, status: .failed, error: "stopped before its first checkpoint; the sweep started the configuration again as a new run")
+      return try fresh()
+    }
   }
 }

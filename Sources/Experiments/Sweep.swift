@@ -6,13 +6,13 @@ import Foundation
 // starts one task per index, and each task runs its share (`--task I --tasks N`).
 
 /// One `--grid key.path=v1,v2,...`: the values a key takes.
-struct SweepAxis: Equatable {
-  let key: String
-  let values: [String]
+package struct SweepAxis: Equatable {
+  package let key: String
+  package let values: [String]
 
   /// Parses `key.path=v1,v2`; commas inside brackets, braces or quotes belong to a value
   /// (`model.blocks=[[32],[64]],[[64],[128]]` is two values).
-  init(_ text: String) throws {
+  package init(_ text: String) throws {
     guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
       throw UserFacingError("--grid \(text): write it as key.path=v1,v2,..., e.g. --grid training.optimizer.learningRate=0.001,0.003")
     }
@@ -44,7 +44,7 @@ struct SweepAxis: Equatable {
 }
 
 /// Seeds written as `1-5`, `1,2,7` or `3`.
-func parseSeeds(_ text: String) throws -> [UInt64] {
+package func parseSeeds(_ text: String) throws -> [UInt64] {
   var seeds: [UInt64] = []
   for part in text.split(separator: ",", omittingEmptySubsequences: false) {
     let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
@@ -61,26 +61,32 @@ func parseSeeds(_ text: String) throws -> [UInt64] {
 }
 
 /// The configurations of a sweep.
-struct Sweep {
+package struct Sweep {
   /// One configuration: its position in the fixed order, the assignments that make it, and the
   /// resolved, checked configuration.
-  struct Item {
-    let index: Int
-    let overrides: [ConfigOverride]
-    let config: ExperimentConfig
+  package struct Item {
+    package let index: Int
+    package let overrides: [ConfigOverride]
+    package let config: ExperimentConfig
   }
 
-  let file: String
-  let axes: [SweepAxis]
-  let seeds: [UInt64]?
+  package let file: String
+  package let axes: [SweepAxis]
+  package let seeds: [UInt64]?
+
+  package init(file: String, axes: [SweepAxis], seeds: [UInt64]?) {
+    self.file = file
+    self.axes = axes
+    self.seeds = seeds
+  }
 
   /// At most this many configurations (a typo in a grid should not start ten thousand runs).
-  static let maximumConfigurations = 10_000
+  package static let maximumConfigurations = 10_000
 
   /// Every configuration, in the documented order: the axes in the order given, the last one
   /// varying fastest, then the seeds innermost. Each is checked like a file (an unknown key, a
   /// wrong type or an impossible value stops the whole sweep before anything runs).
-  func items() throws -> [Item] {
+  package func items() throws -> [Item] {
     guard Set(axes.map(\.key)).count == axes.count else { throw UserFacingError("a key appears in two --grid options; give each key once") }
     if seeds != nil, axes.contains(where: { $0.key == "seed" }) { throw UserFacingError("seed is both a --grid key and --seeds; give one") }
     var combinations: [[ConfigOverride]] = [[]]
@@ -99,6 +105,6 @@ struct Sweep {
 }
 
 /// The indices task `task` of `tasks` runs: every `tasks`-th configuration from `task`.
-func taskShare(count: Int, task: Int, tasks: Int) -> [Int] {
+package func taskShare(count: Int, task: Int, tasks: Int) -> [Int] {
   Array(stride(from: task, to: count, by: tasks))
 }

@@ -9,27 +9,27 @@ import Support
 // names the file and the key path, before any work and before anything is written.
 
 /// The whole experiment.
-struct ExperimentConfig: Codable, Equatable {
+package struct ExperimentConfig: Codable, Equatable {
   /// Experiment name, the key runs are grouped by.
-  var name: String
+  package var name: String
   /// What it is and how long it takes.
-  var description: String
+  package var description: String
   /// Seed of weight initialisation, training pairs and augmentation.
-  var seed: UInt64
+  package var seed: UInt64
   /// Threads for oneDNN and the parallel loops.
-  var threads: Int
+  package var threads: Int
   /// Where the data comes from.
-  var data: DataConfig
+  package var data: DataConfig
   /// The network.
-  var model: ModelConfig
+  package var model: ModelConfig
   /// How it is trained; nil for a file that only evaluates checkpoints (`run --eval-only`).
-  var training: TrainingConfig?
+  package var training: TrainingConfig?
   /// What it is scored on.
-  var evaluation: [ProtocolConfig]
+  package var evaluation: [ProtocolConfig]
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case name, description, seed, threads, data, model, training, evaluation }
+  package enum CodingKeys: String, CodingKey, CaseIterable { case name, description, seed, threads, data, model, training, evaluation }
 
-  init(from decoder: any Decoder) throws {
+  package init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     name = try c.decode(String.self, forKey: .name)
@@ -43,7 +43,7 @@ struct ExperimentConfig: Codable, Equatable {
   }
 
   /// Value problems as (key path, what is allowed); each part checks its own.
-  func problems() -> [ConfigProblem] {
+  package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if name.isEmpty || name.count > 200 || name.contains(where: { $0 == "/" }) || name.unicodeScalars.contains(where: isControl) {
       out.append(("name", "a non-empty name of at most 200 characters, without '/' or control characters"))
@@ -71,35 +71,35 @@ struct ExperimentConfig: Codable, Equatable {
 
 /// Control characters (NUL, newlines, escapes...) are refused in names: they would truncate,
 /// split or rewrite what a terminal, a CSV file or a database shows.
-func isControl(_ scalar: Unicode.Scalar) -> Bool { scalar.properties.generalCategory == .control }
+package func isControl(_ scalar: Unicode.Scalar) -> Bool { scalar.properties.generalCategory == .control }
 
 /// Upper bounds of an experiment's values: what fits in memory and time on a 24 GB, 2-core
 /// machine, checked before any run row is written (experiments/README.md lists them).
-enum Limits {
-  static let steps = 100_000_000
-  static let pairs = 1_000_000_000_000
-  static let pairsPerStep = 8192
-  static let validationEpisodes = 100_000
-  static let episodes = 1_000_000
+package enum Limits {
+  package static let steps = 100_000_000
+  package static let pairs = 1_000_000_000_000
+  package static let pairsPerStep = 8192
+  package static let validationEpisodes = 100_000
+  package static let episodes = 1_000_000
   /// Images a protocol scores (episodes x ways x (shots + queries)).
-  static let imagesScored = 200_000_000
-  static let trainingActivationBytes = 16e9
+  package static let imagesScored = 200_000_000
+  package static let trainingActivationBytes = 16e9
 }
 
 /// The data section.
-struct DataConfig: Codable, Equatable {
+package struct DataConfig: Codable, Equatable {
   /// Folder of the Omniglot zips (or, with `custom`, a ROOT/<group>/<class>/*.png folder).
-  var path: String = OmniglotDataset.defaultRoot
+  package var path: String = OmniglotDataset.defaultRoot
   /// Background alphabets held out for model selection.
-  var validationAlphabets: [String] = OmniglotAlphabets.defaultValidation
+  package var validationAlphabets: [String] = OmniglotAlphabets.defaultValidation
   /// Fraction of negative pairs drawn from the anchor's alphabet.
-  var sameAlphabetNegatives: Double = 0
+  package var sameAlphabetNegatives: Double = 0
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case path, validationAlphabets, sameAlphabetNegatives }
+  package enum CodingKeys: String, CodingKey, CaseIterable { case path, validationAlphabets, sameAlphabetNegatives }
 
-  init() {}
+  package init() {}
 
-  init(from decoder: any Decoder) throws {
+  package init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     path = try c.decodeIfPresent(String.self, forKey: .path) ?? OmniglotDataset.defaultRoot
@@ -107,7 +107,7 @@ struct DataConfig: Codable, Equatable {
     sameAlphabetNegatives = try c.decodeIfPresent(Double.self, forKey: .sameAlphabetNegatives) ?? 0
   }
 
-  func problems() -> [ConfigProblem] {
+  package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if validationAlphabets.isEmpty { out.append(("validationAlphabets", "at least one background alphabet for model selection")) }
     if !(0...1).contains(sameAlphabetNegatives) { out.append(("sameAlphabetNegatives", "within 0...1; got \(sameAlphabetNegatives)")) }
@@ -116,31 +116,31 @@ struct DataConfig: Codable, Equatable {
 }
 
 /// The training section.
-struct TrainingConfig: Codable, Equatable {
+package struct TrainingConfig: Codable, Equatable {
   /// Optimizer steps (one batch each).
-  var steps: Int
+  package var steps: Int
   /// Pairs per step (even: half same, half different).
-  var pairsPerStep: Int
+  package var pairsPerStep: Int
   /// The optimizer and its base learning rate.
-  var optimizer: OptimizerSettings
+  package var optimizer: OptimizerSettings
   /// The learning-rate schedule.
-  var schedule: LearningRateSchedule
+  package var schedule: LearningRateSchedule
   /// Koch et al.'s affine distortions, or nil for none.
-  var augmentation: AffineAugmentation?
+  package var augmentation: AffineAugmentation?
   /// Model selection on held-out background alphabets.
-  var validation: ValidationSettings
+  package var validation: ValidationSettings
   /// Stop after this many validations without improvement (0: never stop early).
-  var patience: Int
+  package var patience: Int
   /// Log the training loss every this many steps.
-  var logEvery: Int
+  package var logEvery: Int
   /// `independent`: every pair has its own two images (2 x pairsPerStep images a step);
   /// `groups`: groups of 2 characters x 2 drawers, each image in two pairs (pairsPerStep images);
   /// `batch`: groups of 2 characters x 4 drawers scored within the batch, every same-character
   /// pair and as many different ones, 24 pairs from 8 images (pairsPerStep / 3 images).
-  var pairing: Pairing
+  package var pairing: Pairing
 
   /// Images one training step embeds.
-  var imagesPerStep: Int {
+  package var imagesPerStep: Int {
     switch pairing {
     case .independent: return 2 * pairsPerStep
     case .groups: return pairsPerStep
@@ -151,19 +151,19 @@ struct TrainingConfig: Codable, Equatable {
   /// float accumulation; weights, optimizer state, batch norm and the head stay fp32, as in
   /// PyTorch's bf16 autocast) or auto (whichever this machine runs faster, measured at the
   /// start and cached; see PrecisionProbe). Evaluation is always fp32.
-  var precision: PrecisionSetting
+  package var precision: PrecisionSetting
   /// The convolutions' algorithm while training and validating: direct (oneDNN's direct
   /// primitives, one arithmetic on every machine) or auto (per layer and direction, direct or
   /// Winograd, whichever this machine runs faster: timed at the first use of each shape,
   /// printed and recorded as the tag `convolutions.chosen`). Winograd exists for fp32 3x3
   /// convolutions only. Evaluation always runs direct.
-  var convolutions: ConvolutionsSetting
+  package var convolutions: ConvolutionsSetting
 
-  enum Pairing: String, Codable, CaseIterable { case independent, groups, batch }
+  package enum Pairing: String, Codable, CaseIterable { case independent, groups, batch }
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions }
+  package enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions }
 
-  init(from decoder: any Decoder) throws {
+  package init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     pairsPerStep = try c.decodeIfPresent(Int.self, forKey: .pairsPerStep) ?? 32
@@ -190,7 +190,7 @@ struct TrainingConfig: Codable, Equatable {
     convolutions = try c.decodeIfPresent(ConvolutionsSetting.self, forKey: .convolutions) ?? .direct
   }
 
-  func encode(to encoder: any Encoder) throws {
+  package func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(steps, forKey: .steps)
     try c.encode(pairsPerStep, forKey: .pairsPerStep)
@@ -207,7 +207,7 @@ struct TrainingConfig: Codable, Equatable {
     if convolutions != .direct { try c.encode(convolutions, forKey: .convolutions) }
   }
 
-  func problems() -> [ConfigProblem] {
+  package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if !(1...Limits.steps).contains(steps) { out.append(("steps", "between 1 and \(Limits.steps); got \(steps)")) }
     if pairsPerStep > Limits.pairsPerStep { out.append(("pairsPerStep", "at most \(Limits.pairsPerStep); got \(pairsPerStep)")) }
@@ -225,21 +225,21 @@ struct TrainingConfig: Codable, Equatable {
 }
 
 /// Validation during training: episodes from the held-out background alphabets.
-struct ValidationSettings: Codable, Equatable {
+package struct ValidationSettings: Codable, Equatable {
   /// Validate every this many steps (and at the end).
-  var every: Int = 500
+  package var every: Int = 500
   /// Episodes per validation.
-  var episodes: Int = 100
+  package var episodes: Int = 100
   /// What a validation episode is.
-  var spec: EpisodeSpec = EpisodeSpec(ways: 20, shots: 1, queries: 1, alphabetMode: .within, disjointDrawers: true)
+  package var spec: EpisodeSpec = EpisodeSpec(ways: 20, shots: 1, queries: 1, alphabetMode: .within, disjointDrawers: true)
   /// Seed of the validation episodes (the same episodes at every validation).
-  var seed: UInt64 = 1
+  package var seed: UInt64 = 1
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case every, episodes, spec, seed }
+  package enum CodingKeys: String, CodingKey, CaseIterable { case every, episodes, spec, seed }
 
-  init() {}
+  package init() {}
 
-  init(from decoder: any Decoder) throws {
+  package init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     let defaults = ValidationSettings()
@@ -249,7 +249,7 @@ struct ValidationSettings: Codable, Equatable {
     seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? defaults.seed
   }
 
-  func problems() -> [ConfigProblem] {
+  package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if every < 1 { out.append(("every", "at least 1 step")) }
     if !(1...Limits.validationEpisodes).contains(episodes) { out.append(("episodes", "between 1 and \(Limits.validationEpisodes); got \(episodes)")) }
@@ -259,40 +259,41 @@ struct ValidationSettings: Codable, Equatable {
 }
 
 /// One evaluation protocol: Lake's 20 runs, or sampled N-way K-shot episodes.
-struct ProtocolConfig: Codable, Equatable {
-  enum Kind: String, Codable, CaseIterable { case lake20, episodes }
-  var protocolKind: Kind
+package struct ProtocolConfig: Codable, Equatable {
+  package enum Kind: String, Codable, CaseIterable { case lake20, episodes }
+  package var protocolKind: Kind
   /// Split of sampled episodes: `evaluation` (the test set) or `validation`.
-  var split: String = "evaluation"
+  package var split: String = "evaluation"
   /// With split `folder`: the folder of the user's own images, ROOT/<group>/<class>/*.png.
-  var path: String?
-  var episodes: Int = 1000
-  var spec: EpisodeSpec = EpisodeSpec(ways: 20, shots: 1, queries: 1)
-  var seed: UInt64 = 0
-  var customName: String?
+  package var path: String?
+  package var episodes: Int = 1000
+  package var spec: EpisodeSpec = EpisodeSpec(ways: 20, shots: 1, queries: 1)
+  package var seed: UInt64 = 0
+  package var customName: String?
 
-  enum CodingKeys: String, CodingKey, CaseIterable {
+  package enum CodingKeys: String, CodingKey, CaseIterable {
     case protocolKind = "protocol"
     case split, path, episodes, spec, seed
     case customName = "name"
   }
 
-  init(protocolKind: Kind) { self.protocolKind = protocolKind }
+  package init(protocolKind: Kind) { self.protocolKind = protocolKind }
 
-  init(from decoder: any Decoder) throws {
+  package init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
     let c = try decoder.container(keyedBy: CodingKeys.self)
     protocolKind = try c.decode(Kind.self, forKey: .protocolKind)
-    split = try c.decodeIfPresent(String.self, forKey: .split) ?? "evaluation"
+    let defaults = ProtocolConfig(protocolKind: protocolKind)
+    split = try c.decodeIfPresent(String.self, forKey: .split) ?? defaults.split
     path = try c.decodeIfPresent(String.self, forKey: .path)
-    episodes = try c.decodeIfPresent(Int.self, forKey: .episodes) ?? 1000
-    spec = try c.decodeIfPresent(EpisodeSpec.self, forKey: .spec) ?? EpisodeSpec(ways: 20, shots: 1, queries: 1)
-    seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
+    episodes = try c.decodeIfPresent(Int.self, forKey: .episodes) ?? defaults.episodes
+    spec = try c.decodeIfPresent(EpisodeSpec.self, forKey: .spec) ?? defaults.spec
+    seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? defaults.seed
     customName = try c.decodeIfPresent(String.self, forKey: .customName)
   }
 
   /// The protocol's name in results: `lake20`, or e.g. `evaluation-20way-1shot-within`.
-  var name: String {
+  package var name: String {
     if let customName { return customName }
     switch protocolKind {
     case .lake20: return "lake20"
@@ -301,7 +302,7 @@ struct ProtocolConfig: Codable, Equatable {
     }
   }
 
-  func problems() -> [ConfigProblem] {
+  package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if let customName, customName.isEmpty || customName.count > 200 || customName.unicodeScalars.contains(where: isControl) {
       out.append(("name", "a non-empty protocol name of at most 200 characters, without control characters"))
@@ -324,16 +325,16 @@ struct ProtocolConfig: Codable, Equatable {
 }
 
 /// A problem with an experiment file, naming the file and the key path.
-struct ConfigError: Error, CustomStringConvertible {
-  let file: String
-  let keyPath: String
-  let message: String
-  var description: String { keyPath.isEmpty ? "\(file): \(message)" : "\(file): \(keyPath): \(message)" }
+package struct ConfigError: Error, CustomStringConvertible {
+  package let file: String
+  package let keyPath: String
+  package let message: String
+  package var description: String { keyPath.isEmpty ? "\(file): \(message)" : "\(file): \(keyPath): \(message)" }
 }
 
 extension ExperimentConfig {
   /// Reads and checks an experiment file: strict decoding, then every value.
-  static func load(_ path: String) throws -> ExperimentConfig {
+  package static func load(_ path: String) throws -> ExperimentConfig {
     guard let data = FileManager.default.contents(atPath: path) else {
       throw ConfigError(file: path, keyPath: "", message: "cannot read the file; give the path of an experiment JSON (see experiments/)")
     }
@@ -341,7 +342,7 @@ extension ExperimentConfig {
   }
 
   /// Decodes and checks an experiment's JSON; errors name `source` (a file, or a stored run).
-  static func decode(_ data: Data, source: String) throws -> ExperimentConfig {
+  package static func decode(_ data: Data, source: String) throws -> ExperimentConfig {
     guard data.count <= 16 << 20 else { throw ConfigError(file: source, keyPath: "", message: "\(data.count) bytes is not an experiment file (at most 16 MB)") }
     if let problem = JSONScan.firstProblem([UInt8](data)) { throw ConfigError(file: source, keyPath: problem.keyPath, message: problem.message) }
     let config: ExperimentConfig
@@ -362,19 +363,19 @@ extension ExperimentConfig {
   }
 
   /// Throws the first problem of the values, naming `source` and the key path.
-  func check(source: String) throws {
+  package func check(source: String) throws {
     if let problem = problems().first { throw ConfigError(file: source, keyPath: problem.keyPath, message: problem.message) }
   }
 
   /// The resolved configuration as canonical JSON (sorted keys), stored with every run.
-  var canonicalJSON: String { String(decoding: (try? JSONEncoder.canonical().encode(self)) ?? Data(), as: UTF8.self) }
+  package var canonicalJSON: String { String(decoding: (try? JSONEncoder.canonical().encode(self)) ?? Data(), as: UTF8.self) }
 
   /// SHA-256 of the canonical JSON: runs of one configuration share it.
-  var hash: String { SHA256.hex(Array(canonicalJSON.utf8)) }
+  package var hash: String { SHA256.hex(Array(canonicalJSON.utf8)) }
 }
 
 extension ConfigError {
-  static func from(_ error: DecodingError, file: String) -> ConfigError {
+  package static func from(_ error: DecodingError, file: String) -> ConfigError {
     func path(_ codingPath: [any CodingKey]) -> String {
       var out = ""
       for key in codingPath {
@@ -411,7 +412,7 @@ extension ConfigError {
   }
 
   /// The values a key of a fixed set of words takes (`parent` tells the two `kind`s apart).
-  static func allowedValues(key: String, parent: String) -> [String]? {
+  package static func allowedValues(key: String, parent: String) -> [String]? {
     switch (parent, key) {
     case ("optimizer", "kind"): return OptimizerSettings.Kind.allCases.map(\.rawValue)
     case ("schedule", "kind"): return LearningRateSchedule.Kind.allCases.map(\.rawValue)

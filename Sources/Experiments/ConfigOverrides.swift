@@ -6,23 +6,23 @@ import Foundation
 // resolved configuration, hash and all.
 
 /// One `key.path=value` assignment.
-struct ConfigOverride: Equatable {
+package struct ConfigOverride: Equatable {
   /// Keys and array indices from the root: `training.optimizer.learningRate`, `evaluation.0.episodes`.
-  let path: [PathComponent]
+  package let path: [PathComponent]
   /// The value as JSON (a bare word that is not JSON is a string: `precision=bf16`).
-  let value: Any
+  package let value: Any
   /// The assignment as written.
-  let text: String
+  package let text: String
 
-  enum PathComponent: Equatable {
+  package enum PathComponent: Equatable {
     case key(String)
     case index(Int)
   }
 
-  static func == (a: ConfigOverride, b: ConfigOverride) -> Bool { a.text == b.text }
+  package static func == (a: ConfigOverride, b: ConfigOverride) -> Bool { a.text == b.text }
 
   /// Parses `key.path=value`; `evaluation[0].episodes` and `evaluation.0.episodes` are the same.
-  init(_ text: String) throws {
+  package init(_ text: String) throws {
     guard let equals = text.firstIndex(of: "=") else {
       throw UserFacingError("--set \(text): write it as key.path=value, e.g. --set training.optimizer.learningRate=0.005")
     }
@@ -43,7 +43,7 @@ struct ConfigOverride: Equatable {
   }
 
   /// `json` with this assignment made; objects on the way are created, array items must exist.
-  func apply(to json: Any) throws -> Any {
+  package func apply(to json: Any) throws -> Any {
     func set(_ node: Any?, _ rest: ArraySlice<PathComponent>, at done: String) throws -> Any {
       guard let head = rest.first else { return value }
       switch head {
@@ -68,7 +68,7 @@ struct ConfigOverride: Equatable {
 
 extension ExperimentConfig {
   /// Reads an experiment file, makes the assignments and checks the result like a file.
-  static func load(_ path: String, overrides: [ConfigOverride]) throws -> ExperimentConfig {
+  package static func load(_ path: String, overrides: [ConfigOverride]) throws -> ExperimentConfig {
     guard !overrides.isEmpty else { return try load(path) }
     guard let data = FileManager.default.contents(atPath: path) else {
       throw ConfigError(file: path, keyPath: "", message: "cannot read the file; give the path of an experiment JSON (see experiments/)")

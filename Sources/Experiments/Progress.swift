@@ -2,15 +2,15 @@ import Foundation
 
 /// Progress on standard error: one updating line on a terminal, a plain line every few
 /// seconds otherwise (logs, CI).
-final class ProgressDisplay {
-  let isTerminal = isatty(STDERR_FILENO) != 0
+package final class ProgressDisplay {
+  package let isTerminal = isatty(STDERR_FILENO) != 0
   private var lastPrint = Date.distantPast
   private var pendingLine = false
   /// Seconds between plain lines when not on a terminal.
-  var plainInterval: TimeInterval = 10
+  package var plainInterval: TimeInterval = 10
 
   /// Shows `text`; `force` prints even when the last update was recent.
-  func update(_ text: String, force: Bool = false) {
+  package func update(_ text: String, force: Bool = false) {
     let now = Date()
     if isTerminal {
       guard force || now.timeIntervalSince(lastPrint) >= 0.2 else { return }
@@ -23,14 +23,20 @@ final class ProgressDisplay {
     lastPrint = now
   }
 
+  /// Shows `text` on a terminal's live line only (a phase too short to log, e.g. reading data).
+  package func transient(_ text: String) {
+    guard isTerminal else { return }
+    update(text, force: true)
+  }
+
   /// Prints a line of its own (ending any updating line first).
-  func line(_ text: String) {
+  package func line(_ text: String) {
     finish()
     FileHandle.standardError.write(Data("\(text)\n".utf8))
   }
 
   /// Ends the updating line.
-  func finish() {
+  package func finish() {
     if pendingLine {
       FileHandle.standardError.write(Data("\n".utf8))
       pendingLine = false
@@ -39,14 +45,14 @@ final class ProgressDisplay {
 }
 /// SIGINT and SIGTERM set a flag that the training loop checks between steps, so a run can
 /// save a checkpoint and be marked interrupted instead of dying mid-write.
-enum InterruptFlag {
-  nonisolated(unsafe) static var signal: Int32 = 0
+package enum InterruptFlag {
+  package nonisolated(unsafe) static var signal: Int32 = 0
 
-  static func install() {
+  package static func install() {
     let handler: @convention(c) (Int32) -> Void = { InterruptFlag.signal = $0 }
     Foundation.signal(SIGINT, handler)
     Foundation.signal(SIGTERM, handler)
   }
 
-  static var requested: Bool { signal != 0 }
+  package static var requested: Bool { signal != 0 }
 }

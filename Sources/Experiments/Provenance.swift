@@ -1,16 +1,16 @@
 import Foundation
 
 /// Where a number came from: the code, the machine, the toolchain.
-struct Provenance {
-  var gitCommit: String?
-  var gitDirty: Bool?
-  var host: String
-  var cpu: String
-  var swiftVersion: String
+package struct Provenance {
+  package var gitCommit: String?
+  package var gitDirty: Bool?
+  package var host: String
+  package var cpu: String
+  package var swiftVersion: String
 
   /// Reads git state of the current directory (nil when it is not a repository), the host
   /// name, the CPU model and the compiler version this binary was built with.
-  static func current() -> Provenance {
+  package static func current() -> Provenance {
     let commit = shell("git", ["rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines)
     let status = shell("git", ["status", "--porcelain", "--untracked-files=no"])
     var cpu = "unknown"
@@ -26,7 +26,7 @@ struct Provenance {
   }
 
   /// Runs a command and returns its standard output, or nil when it fails.
-  static func shell(_ command: String, _ arguments: [String]) -> String? {
+  package static func shell(_ command: String, _ arguments: [String]) -> String? {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = [command] + arguments
@@ -41,7 +41,7 @@ struct Provenance {
 }
 
 /// The Swift compiler that built this binary.
-let compilerVersion: String = {
+package let compilerVersion: String = {
   #if compiler(>=6.4)
     return "6.4+"
   #elseif compiler(>=6.3)

@@ -10,7 +10,7 @@ import Support
 // every input that once crashed (Tests/Fuzz/<target>/).
 
 /// What a fuzz target reads.
-enum FuzzTarget: String, CaseIterable {
+package enum FuzzTarget: String, CaseIterable {
   /// An experiment file: JSON scan, strict decoding, every value's checks, canonical form.
   case experiment
   /// A baseline file for the CI gate.
@@ -24,7 +24,7 @@ enum FuzzTarget: String, CaseIterable {
 }
 
 /// A scratch folder of this process for readers that take files.
-let fuzzScratch: URL = {
+package let fuzzScratch: URL = {
   let url = FileManager.default.temporaryDirectory.appendingPathComponent("oneshot-fuzz-\(getpid())")
   try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
   return url
@@ -32,7 +32,7 @@ let fuzzScratch: URL = {
 
 /// Feeds `bytes` to `target`'s reader; returns whether it accepted them.
 @discardableResult
-func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) -> Bool {
+package func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) -> Bool {
   switch target {
   case .experiment:
     guard let config = try? ExperimentConfig.decode(Data(bytes), source: "fuzz") else { return false }
@@ -53,37 +53,3 @@ func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) -> Bool {
     return (try? OmniglotDataset(root: fuzzScratch).load(.evaluation, size: 28)) != nil
   }
 }
-
-#if FUZZING
-  /// The target of this fuzzing process, from ONESHOT_FUZZ_TARGET.
-  let fuzzTarget: FuzzTarget = {
-    let name = ProcessInfo.processInfo.environment["ONESHOT_FUZZ_TARGET"] ?? ""
-    guard let target = FuzzTarget(rawValue: name) else {
-      FileHandle.standardError.write(Data("set ONESHOT_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
-      exit(2)
-    }
-    return target
-  }()
-
-  @_cdecl("LLVMFuzzerTestOneInput")
-  public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
-    fuzz(fuzzTarget, bytes)
-    return 0
-  }
-
-  /// libFuzzer's driver (compiler-rt, linked by -sanitize=fuzzer).
-  @_silgen_name("LLVMFuzzerRunDriver")
-  func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-  ) -> CInt
-
-  /// SwiftPM links an executable's entry as `<module>_main`: here it starts libFuzzer.
-  @_cdecl("oneshot_bench_main")
-  public func fuzzingMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var arguments = argv
-    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzerTestOneInput(data, size) }
-  }
-#endif

@@ -10,33 +10,33 @@ import Support
 // whatever it says, so recorded accuracies never depend on it.
 
 /// The `precision` key of an experiment's training section.
-enum PrecisionSetting: String, Codable, CaseIterable {
+package enum PrecisionSetting: String, Codable, CaseIterable {
   case fp32, bf16, auto
 
   /// The setting when it names an arithmetic itself.
-  var fixed: ConvolutionPrecision? { ConvolutionPrecision(rawValue: rawValue) }
+  package var fixed: ConvolutionPrecision? { ConvolutionPrecision(rawValue: rawValue) }
 }
 
 /// The `convolutions` key of an experiment's training section.
-enum ConvolutionsSetting: String, Codable, CaseIterable {
+package enum ConvolutionsSetting: String, Codable, CaseIterable {
   case direct, auto
 
   /// The network setting it stands for.
-  var algorithm: ConvolutionAlgorithm { self == .auto ? .auto : .direct }
+  package var algorithm: ConvolutionAlgorithm { self == .auto ? .auto : .direct }
 }
 
 /// Times the two arithmetics on the experiment's network and remembers the answer.
-enum PrecisionProbe {
+package enum PrecisionProbe {
   /// What the probe found.
-  struct Outcome: Codable, Equatable {
-    var chosen: ConvolutionPrecision
-    var millisecondsPerStep: [String: Double]
+  package struct Outcome: Codable, Equatable {
+    package var chosen: ConvolutionPrecision
+    package var millisecondsPerStep: [String: Double]
     /// Whether it came from the cache.
-    var cached: Bool = false
+    package var cached: Bool = false
   }
 
   /// The cache file: `$ONESHOT_CACHE` or `~/.cache/oneshot-bench`, `precision.json`.
-  static var cacheURL: URL {
+  package static var cacheURL: URL {
     let environment = ProcessInfo.processInfo.environment
     let folder = environment["ONESHOT_CACHE"].map { URL(fileURLWithPath: $0) }
       ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/oneshot-bench")
@@ -45,10 +45,10 @@ enum PrecisionProbe {
 
   /// How this build trains (bumped when a change to the training compute path can change which
   /// precision is faster, so that older measurements are not reused).
-  static let computePath = "training path 2 (backbone in oneDNN layouts)"
+  package static let computePath = "training path 2 (backbone in oneDNN layouts)"
 
   /// The key of a measurement: the machine, the library, this build's compute path and the work measured.
-  static func key(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> String {
+  package static func key(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> String {
     let config = String(decoding: (try? JSONEncoder.canonical().encode(model)) ?? Data(), as: UTF8.self)
     let algorithm = convolutions == .direct ? [] : ["convolutions \(convolutions.rawValue)"]
     return ([ProcessInfo.processInfo.hostName, Provenance.current().cpu, "oneDNN \(oneDNNVersion)", computePath, "\(ComputeThreads.current) threads", "\(images) images"] + algorithm + [config])
@@ -57,7 +57,7 @@ enum PrecisionProbe {
 
   /// The faster arithmetic for training `model` on steps of `images` images (with Winograd
   /// where it wins when `convolutions` is auto: fp32 then competes at its best).
-  static func resolve(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> Outcome {
+  package static func resolve(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> Outcome {
     let key = key(model: model, images: images, convolutions: convolutions)
     var cache = (try? JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: cacheURL))) ?? [:]
     if var known = cache[key] {

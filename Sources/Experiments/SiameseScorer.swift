@@ -5,22 +5,22 @@ import Model
 /// embed each image once with every member's backbone, then score query/support pairs with the
 /// heads alone. The similarity is the (mean) logit; for one network, sigmoid is monotonic, so
 /// rankings are the same as with probabilities.
-struct SiameseScorer: OneShotScorer {
-  let model: SiameseEnsemble
+package struct SiameseScorer: OneShotScorer {
+  package let model: SiameseEnsemble
   /// Images per backbone pass.
-  let batchSize: Int
+  package let batchSize: Int
 
-  init(model: SiameseEnsemble, batchSize: Int = 64) {
+  package init(model: SiameseEnsemble, batchSize: Int = 64) {
     self.model = model
     self.batchSize = batchSize
   }
 
-  init(network: SiameseNetwork, batchSize: Int = 64) {
+  package init(network: SiameseNetwork, batchSize: Int = 64) {
     self.init(model: SiameseEnsemble(members: [network]), batchSize: batchSize)
   }
 
   /// One image's embedding: the members' feature vectors back to back.
-  func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [[Float]] {
+  package func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [[Float]] {
     precondition(size == model.config.inputSize, "images are \(size)x\(size), the network takes \(model.config.inputSize)")
     let imageSize = size * size
     var out: [[Float]] = []
@@ -43,7 +43,7 @@ struct SiameseScorer: OneShotScorer {
     return out
   }
 
-  func similarities(queries: [[Float]], support: [[Float]]) throws -> [[Double]] {
+  package func similarities(queries: [[Float]], support: [[Float]]) throws -> [[Double]] {
     guard !queries.isEmpty, !support.isEmpty else { return queries.map { _ in [] } }
     let f = model.featureCount
     let pairs = queries.count * support.count
@@ -69,7 +69,7 @@ struct SiameseScorer: OneShotScorer {
 
 /// Images stored back to back as ink intensities (0...255), as a network input batch
 /// (N, 1, S, S) with ink = 1.0 and paper = 0.0.
-func networkInput(_ ink: UnsafeBufferPointer<UInt8>, size: Int) -> Tensor {
+package func networkInput(_ ink: UnsafeBufferPointer<UInt8>, size: Int) -> Tensor {
   let n = ink.count / (size * size)
   precondition(n * size * size == ink.count, "\(ink.count) ink values are not whole \(size)x\(size) images")
   let data = [Float](unsafeUninitializedCapacity: ink.count) { out, initialized in

@@ -6,30 +6,30 @@ import Support
 
 /// A run's results frozen into a file for CI: `experiments/baselines/NAME.json`, written by
 /// `check --write-baseline`, with the per-episode outcomes so later runs compare pair by pair.
-struct Baseline: Codable, Equatable {
-  struct ProtocolEntry: Codable, Equatable {
-    var result: ProtocolResult
+package struct Baseline: Codable, Equatable {
+  package struct ProtocolEntry: Codable, Equatable {
+    package var result: ProtocolResult
     /// (episode, correct, total) per episode.
-    var episodes: [[Int]]
+    package var episodes: [[Int]]
     /// SHA-256 of the episodes' images (see `PreparedProtocol.episodeDigest`): a run is
     /// compared only on the same episodes.
-    var episodesDigest: String?
+    package var episodesDigest: String?
   }
-  var formatVersion: Int
-  var experiment: String
-  var run: String
-  var configHash: String
-  var gitCommit: String?
+  package var formatVersion: Int
+  package var experiment: String
+  package var run: String
+  package var configHash: String
+  package var gitCommit: String?
   /// The data the run read (Omniglot's archives, or an image folder).
-  var datasetFingerprint: String?
+  package var datasetFingerprint: String?
   /// `train` or `eval-only`: `check --latest` takes the newest run of this mode.
-  var mode: String?
-  var protocols: [ProtocolEntry]
+  package var mode: RunMode?
+  package var protocols: [ProtocolEntry]
 
   /// Baselines written now; version 1 recorded no episode identity and is refused.
-  static let currentVersion = 2
+  package static let currentVersion = 2
 
-  static func from(store: ResultsStore, runID: String) throws -> Baseline {
+  package static func from(store: ResultsStore, runID: String) throws -> Baseline {
     let detail = try store.run(runID)
     let tags = Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }
     let entries = try detail.results.map { result in
@@ -40,10 +40,10 @@ struct Baseline: Codable, Equatable {
     return Baseline(
       formatVersion: currentVersion, experiment: detail.summary.experiment, run: detail.summary.id, configHash: detail.summary.configHash,
       gitCommit: detail.provenance.first { $0.key == "git_commit" }?.value, datasetFingerprint: detail.provenance.first { $0.key == "dataset_fingerprint" }?.value,
-      mode: tags["mode"] ?? "train", protocols: entries)
+      mode: RunMode(tags: tags), protocols: entries)
   }
 
-  static func load(_ path: String) throws -> Baseline {
+  package static func load(_ path: String) throws -> Baseline {
     guard let data = FileManager.default.contents(atPath: path), data.count <= 256 << 20 else {
       throw UserFacingError("cannot read baseline \(path); write one with `oneshot-bench check --run ID --write-baseline \(path)`")
     }
@@ -51,7 +51,7 @@ struct Baseline: Codable, Equatable {
   }
 
   /// Parses and checks baseline bytes; `path` names them in errors.
-  static func decode(_ data: Data, path: String) throws -> Baseline {
+  package static func decode(_ data: Data, path: String) throws -> Baseline {
     if let problem = JSONScan.firstProblem([UInt8](data)) {
       throw UserFacingError("baseline \(path): \(problem.keyPath): \(problem.message); rewrite it with `oneshot-bench check --write-baseline`")
     }
@@ -72,7 +72,7 @@ struct Baseline: Codable, Equatable {
 
   /// What makes the baseline unusable, if anything: a gate must never pass on an empty or
   /// malformed baseline.
-  func problem() -> String? {
+  package func problem() -> String? {
     guard formatVersion == Baseline.currentVersion else {
       return "format version \(formatVersion); this oneshot-bench reads version \(Baseline.currentVersion) (which records the episodes and data compared)"
     }
@@ -107,7 +107,7 @@ struct Baseline: Codable, Equatable {
 
   private func percent(_ value: Double) -> String { String(format: "%.4f%%", 100 * value) }
 
-  func write(_ path: String) throws {
+  package func write(_ path: String) throws {
     let url = URL(fileURLWithPath: path)
     do {
       try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -119,7 +119,7 @@ struct Baseline: Codable, Equatable {
 }
 
 /// A decoding error in one line.
-func describeDecodingError(_ error: any Error) -> String {
+package func describeDecodingError(_ error: any Error) -> String {
   guard let error = error as? DecodingError else { return "\(error)" }
   switch error {
   case .keyNotFound(let key, let context): return "missing \((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))"
@@ -130,21 +130,21 @@ func describeDecodingError(_ error: any Error) -> String {
 }
 
 /// The verdict on one protocol.
-struct ProtocolVerdict {
-  let protocolName: String
-  let baseline: Double
-  let current: Double
-  let difference: Double
-  let low: Double
-  let high: Double
-  let paired: Bool
-  let regressed: Bool
+package struct ProtocolVerdict {
+  package let protocolName: String
+  package let baseline: Double
+  package let current: Double
+  package let difference: Double
+  package let low: Double
+  package let high: Double
+  package let paired: Bool
+  package let regressed: Bool
 }
 
 /// Compares a run with a baseline. A protocol regresses when its accuracy fell by more than
 /// `tolerance` and the fall is significant: with paired episodes, the 95% CI of the mean
 /// per-episode difference lies below zero; otherwise the two runs' 95% intervals do not overlap.
-func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: String, tolerance: Double) throws -> [ProtocolVerdict] {
+package func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: String, tolerance: Double) throws -> [ProtocolVerdict] {
   if let problem = baseline.problem() { throw UserFacingError("baseline of run \(baseline.run): \(problem)") }
   let detail = try store.run(runID)
   let tags = Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }
@@ -208,18 +208,23 @@ func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: Strin
 
 /// The gate's decision: whether the run passes, and the markdown summary that says so. Both
 /// come from the same verdicts, so the summary and the exit code cannot disagree.
-struct GateDecision {
-  let verdicts: [ProtocolVerdict]
+package struct GateDecision {
+  package let verdicts: [ProtocolVerdict]
   /// `--exact`: any change of accuracy, up or down, fails (a fixed model must reproduce).
-  let exact: Bool
+  package let exact: Bool
+
+  package init(verdicts: [ProtocolVerdict], exact: Bool) {
+    self.verdicts = verdicts
+    self.exact = exact
+  }
 
   /// Protocols whose accuracy changed at all, when that matters.
-  var moved: [ProtocolVerdict] { exact ? verdicts.filter { $0.current != $0.baseline } : [] }
-  var regressed: [ProtocolVerdict] { verdicts.filter(\.regressed) }
-  var passed: Bool { regressed.isEmpty && moved.isEmpty }
+  package var moved: [ProtocolVerdict] { exact ? verdicts.filter { $0.current != $0.baseline } : [] }
+  package var regressed: [ProtocolVerdict] { verdicts.filter(\.regressed) }
+  package var passed: Bool { regressed.isEmpty && moved.isEmpty }
 
   /// The markdown summary for a pull-request comment.
-  func markdown(runID: String, baselineName: String, tolerance: Double) -> String {
+  package func markdown(runID: String, baselineName: String, tolerance: Double) -> String {
     let headline = passed ? "passed" : (regressed.isEmpty ? "failed: not exact" : "failed: REGRESSION")
     var lines = ["### oneshot-bench accuracy check: \(headline)", ""]
     let rule = exact ? "exact: every accuracy must equal the baseline's" : "tolerance \(String(format: "%.1f", 100 * tolerance)) points"

@@ -1,0 +1,41 @@
+import Episodes
+import Foundation
+import Model
+import Reports
+import ResultsStore
+
+/// Errors a user can cause: one line saying what happened and what to do, exit code 2.
+package protocol UserCausedError: Error, CustomStringConvertible {}
+
+extension DatasetError: UserCausedError {}
+extension StoreError: UserCausedError {}
+extension CheckpointError: UserCausedError {}
+extension ConfigError: UserCausedError {}
+extension ReportError: UserCausedError {}
+
+/// An error the user caused, with the message to show them.
+package struct UserFacingError: UserCausedError {
+  package let description: String
+  package init(_ description: String) { self.description = description }
+
+  /// A checkpoint path that names no file.
+  package static func checkpointNotFound(_ path: String) -> UserFacingError {
+    UserFacingError("checkpoint \(path) not found; pass --checkpoint PATH (a run keeps its best under runs/<run-id>/best.safetensors)")
+  }
+}
+
+/// Writes `message` to standard error, prefixed with `error: ` (control characters made visible).
+package func printError(_ message: String) {
+  FileHandle.standardError.write(Data("error: \(visible(message))\n".utf8))
+}
+
+/// Writes a line to standard error as it is (progress and notes, not errors).
+package func printNote(_ message: String) {
+  FileHandle.standardError.write(Data("\(message)\n".utf8))
+}
+
+/// The harness's version, recorded with every run.
+package let harnessVersion = "0.1.0"
+
+/// Where the shipped model lives; `predict`, `evaluate` and `run --eval-only` find it by default.
+package let shippedModelPath = "models/omniglot-siamese.safetensors"

@@ -1,0 +1,153 @@
+import Episodes
+import Foundation
+import Model
+import ResultsStore
+import Support
+
+/// The data one experiment needs, loaded and checked before anything is written, each part
+/// built once: for training, the background split and its pools, the pair sampler and the
+/// validation episodes; for evaluation, every protocol with its episodes. Only what the run
+/// uses is read (an eval-only run on a folder of images reads no Omniglot archive). An
+/// impossible episode spec or a bad image folder fails here.
+package struct ExperimentData {
+  /// What training reads.
+  package struct Training {
+    package let background: ImageSplit
+    package let pools: (training: ClassPool, validation: ClassPool)
+    package let pairs: PairSampler
+    package let validationEpisodes: [ScoringEpisode]
+  }
+  package let training: Training?
+  package let protocols: [PreparedProtocol]
+  /// Fingerprints of the data read: Omniglot's archives and each image folder.
+  package let fingerprints: [(source: String, fingerprint: String)]
+
+  package static func load(_ config: ExperimentConfig, dataPath: String?, training settings: TrainingConfig?) throws -> ExperimentData {
+    let sources = DataSources(config, dataPath: dataPath)
+    let training = try settings.map { try sources.training($0) }
+    let protocols = try config.evaluation.map { try sources.prepare($0) }
+    return ExperimentData(training: training, protocols: protocols, fingerprints: sources.fingerprints())
+  }
+
+  /// The run's dataset fingerprint: Omniglot's when it read Omniglot, else its image folder's
+  /// (several folders: a digest of theirs).
+  package var datasetFingerprint: String? {
+    if let omniglot = fingerprints.first(where: { $0.source == "omniglot" }) { return omniglot.fingerprint }
+    if fingerprints.count == 1 { return fingerprints[0].fingerprint }
+    return fingerprints.isEmpty ? nil : SHA256.hex(Array(fingerprints.map { "\($0.source)\t\($0.fingerprint)\n" }.joined().utf8))
+  }
+}
+
+/// The data an experiment reads, each part read at most once and only when something uses it:
+/// Omniglot's splits (and the background split's training and validation pools), Lake's runs,
+/// image folders. It remembers what it read, for the run's fingerprints.
+private final class DataSources {
+  let config: ExperimentConfig
+  let dataset: OmniglotDataset
+  private var splits: [OmniglotSplit: ImageSplit] = [:]
+  private var pools: (training: ClassPool, validation: ClassPool)? = nil
+  private var usesOmniglot = false
+  private var folders: [(source: String, fingerprint: String)] = []
+
+  init(_ config: ExperimentConfig, dataPath: String?) {
+    self.config = config
+    dataset = OmniglotDataset(root: URL(fileURLWithPath: dataPath ?? config.data.path))
+  }
+
+  func split(_ which: OmniglotSplit) throws -> ImageSplit {
+    usesOmniglot = true
+    if let split = splits[which] { return split }
+    let split = try dataset.load(which, size: config.model.inputSize)
+    splits[which] = split
+    return split
+  }
+
+  func backgroundPools() throws -> (training: ClassPool, validation: ClassPool) {
+    if let pools { return pools }
+    let made = try split(.background).trainingAndValidation(validationAlphabets: config.data.validationAlphabets)
+    pools = made
+    return made
+  }
+
+  /// The background split, its pools, the pair sampler and the validation episodes.
+  func training(_ settings: TrainingConfig) throws -> ExperimentData.Training {
+    let background = try split(.background), pools = try backgroundPools()
+    let sampler = try PairSampler(pool: pools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
+    if settings.pairing == .batch, let problem = sampler.problemForBatchPairing { throw UserFacingError(problem) }
+    let validation = settings.validation
+    let episodes = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed).episodes(count: validation.episodes)
+    return ExperimentData.Training(background: background, pools: pools, pairs: sampler, validationEpisodes: episodes.map { $0.scoring(in: background) })
+  }
+
+  /// One protocol with its episodes; an impossible episode spec fails here, naming the protocol.
+  func prepare(_ item: ProtocolConfig) throws -> PreparedProtocol {
+    if item.protocolKind == .lake20 {
+      let runs = try LakeRuns.load(from: dataset, size: config.model.inputSize)
+      usesOmniglot = true
+      return PreparedProtocol(name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes)
+    }
+    var spec = item.spec
+    let pool: ClassPool
+    switch item.split {
+    case "folder":
+      let (images, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: item.path ?? "")).load(size: config.model.inputSize)
+      folders.append((item.path ?? "", fingerprint))
+      pool = ClassPool(split: images)
+      // Within one group when a group has enough classes, otherwise across groups.
+      if spec.alphabetMode == .within && !pool.byAlphabet.contains(where: { $0.classes.count >= spec.ways }) { spec.alphabetMode = .across }
+    case "validation": pool = try backgroundPools().validation
+    default: pool = ClassPool(split: try split(.evaluation))
+    }
+    let sampler: EpisodeSampler
+    do {
+      sampler = try EpisodeSampler(pool: pool, spec: spec, seed: item.seed)
+    } catch let error as DatasetError {
+      throw UserFacingError("protocol \(item.name): \(error)")
+    }
+    var effective = item
+    effective.spec = spec
+    return PreparedProtocol(
+      name: effective.name, split: pool.name, ways: spec.ways, shots: spec.shots, queries: spec.queries, evaluator: Evaluator(split: pool.split),
+      episodes: sampler.episodes(count: item.episodes).map { $0.scoring(in: pool.split) })
+  }
+
+  /// Omniglot's fingerprint when anything read it, then each image folder's.
+  func fingerprints() -> [(source: String, fingerprint: String)] {
+    (usesOmniglot ? [("omniglot", (try? dataset.fingerprint()) ?? "unknown")] : []) + folders
+  }
+}
+
+/// One evaluation protocol with its episodes, ready to score.
+package struct PreparedProtocol {
+  package let name: String
+  /// The split recorded with the result: `lake20`, `evaluation` or `validation`.
+  package let split: String
+  package let ways: Int
+  package let shots: Int
+  package let queries: Int
+  package let evaluator: Evaluator
+  package let episodes: [ScoringEpisode]
+
+  /// The identity of the episodes: SHA-256 over the split and every episode's support and
+  /// query images. Two runs with the same digest (and dataset) scored the same trials.
+  package var episodeDigest: String {
+    var text = "\(split)\n"
+    for e in episodes {
+      text += "\(e.index)|\(e.group ?? "")|\(e.support.map { $0.map(String.init).joined(separator: ",") }.joined(separator: ";"))|"
+      text += e.queries.map { "\($0.image):\($0.label)" }.joined(separator: ",") + "\n"
+    }
+    return SHA256.hex(Array(text.utf8))
+  }
+
+  /// Scores `model` on every episode: the result row and one row per episode.
+  package func evaluate(_ model: SiameseEnsemble, progress: ProgressDisplay) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
+    progress.update("evaluating \(name): \(episodes.count) episodes...", force: true)
+    let summary = try evaluator.evaluate(SiameseScorer(model: model), episodes: episodes) { done, total in
+      progress.update("evaluating \(name): \(done)/\(total) episodes")
+    }
+    let result = ProtocolResult(
+      protocolName: name, split: split, ways: ways, shots: shots, queries: queries, episodes: summary.episodes.count, accuracy: summary.accuracy,
+      ciLow: summary.accuracy - summary.halfWidth95, ciHigh: summary.accuracy + summary.halfWidth95, seconds: summary.seconds)
+    return (result, summary.episodes.map { EpisodeRow(episode: $0.index, alphabet: $0.group, correct: $0.correct, total: $0.total) })
+  }
+}

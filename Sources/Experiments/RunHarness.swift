@@ -1,0 +1,158 @@
+import Episodes
+import Foundation
+import Model
+import Reports
+import ResultsStore
+import Support
+
+/// Runs a checked plan end to end and says how it ended (the caller maps that to an exit code
+/// with `RunOutcome.exitCode`). User errors throw before anything is written.
+///   data -> checkpoint to evaluate or precision to train in -> run row -> train -> evaluate -> record
+package func runExperiment(_ plan: RunPlan) throws -> RunOutcome {
+  let progress = ProgressDisplay()
+  let config = plan.config
+  ComputeThreads.set(config.threads)
+  let data = try loadData(plan, progress: progress)
+  var evaluated: EvaluatedCheckpoint? = nil
+  if case .evalOnly(let checkpoint) = plan.mode { evaluated = try EvaluatedCheckpoint(checkpoint, config: config) }
+  if case .fresh = plan.mode { try plan.checkRunsFolder() }
+  let precision = try trainingPrecision(plan, progress: progress)
+  let precisionTag: [(key: String, value: String)] = plan.trains ? [("precision.resolved", precision.rawValue)] : []
+  let run = try RunRecording.begin(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTag)
+  let resumable = try run.resumable(plan)
+  progress.line("run \(run.id) (\(config.name)) recording into \(run.store.displayPath)")
+  InterruptFlag.install()
+  let outcome = try run.recording {
+    let checkpoint: EvaluatedCheckpoint
+    if let evaluated {
+      checkpoint = evaluated
+    } else {
+      switch try train(plan, data: data, precision: precision, resumable: resumable, run: run, progress: progress) {
+      case .stopped(let outcome): return outcome
+      case .finished(let best): checkpoint = best
+      }
+    }
+    return .completed(try evaluate(checkpoint, on: data.protocols, run: run, progress: progress))
+  }
+  progress.finish()
+  switch outcome {
+  case .completed(let results): print(resultsTable(runID: run.id, experiment: config.name, results: results, duration: run.elapsed))
+  case .failed(let message): printError(message)
+  case .interrupted(_, let step): printError("interrupted at step \(step); checkpoint saved. Continue with: \(plan.resumeCommand(run.id))")
+  }
+  return outcome
+}
+
+/// Reads what the run uses (and says how long the training data took).
+func loadData(_ plan: RunPlan, progress: ProgressDisplay) throws -> ExperimentData {
+  let started = Date(), config = plan.config
+  progress.transient("reading data...")
+  let data = try ExperimentData.load(config, dataPath: plan.options.dataPath, training: plan.trains ? config.training : nil)
+  if let training = data.training {
+    progress.line(
+      String(
+        format: "data: %d background images (%d training / %d validation classes) at %dx%d in %.2f s", training.background.images.count, training.pools.training.classes.count,
+        training.pools.validation.classes.count, config.model.inputSize, config.model.inputSize, Date().timeIntervalSince(started)))
+  }
+  return data
+}
+
+/// Trains (or goes on training) and returns the best checkpoint, or how the run stopped.
+func train(_ plan: RunPlan, data: ExperimentData, precision: ConvolutionPrecision, resumable: Resumable?, run: RunRecording, progress: ProgressDisplay) throws -> TrainingEndWithCheckpoint {
+  guard let settings = plan.config.training, let training = data.training else {
+    throw UserFacingError("\(plan.config.name) has no training section; evaluate a checkpoint with --eval-only")
+  }
+  let trainer = try Trainer(config: plan.config, training: settings, precision: precision, data: training, folder: plan.folder(runID: run.id), runID: run.id)
+  trainer.report = { try run.record($0, progress: progress) }
+  trainer.elapsed = { run.elapsed }
+  if let resumable {
+    trainer.resume(from: resumable)
+    progress.line("resuming at step \(trainer.state.step) of \(settings.steps)")
+  }
+  let evaluationWork = imagesScored(data.protocols.flatMap(\.episodes)) / max(imagesScored(training.validationEpisodes), 1)
+  switch try trainer.train(evaluationWork: evaluationWork) {
+  case .stopped(let outcome): return .stopped(outcome)
+  case .finished(let stoppedEarlyAt):
+    if let step = stoppedEarlyAt { progress.line("stopped early at step \(step): no validation improvement in \(settings.patience) validations") }
+    progress.finish()
+    progress.line(String(format: "best validation %.2f%% at step %d", 100 * trainer.state.bestValidation, trainer.state.bestStep))
+    return .finished(try EvaluatedCheckpoint(trainer.bestURL.path, config: plan.config))
+  }
+}
+
+/// How training ended, with the best checkpoint when there is one to evaluate.
+enum TrainingEndWithCheckpoint {
+  case finished(EvaluatedCheckpoint)
+  case stopped(RunOutcome)
+}
+
+/// Scores the checkpoint on every protocol and records each result as it comes.
+func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol], run: RunRecording, progress: ProgressDisplay) throws -> [ProtocolResult] {
+  guard let digest = SHA256.hex(ofFile: URL(fileURLWithPath: checkpoint.path)) else {
+    throw UserFacingError("cannot read checkpoint \(checkpoint.path) to hash it; check its permissions")
+  }
+  try run.store.setCheckpoint(run: run.id, path: checkpoint.path, hash: digest)
+  var results: [ProtocolResult] = []
+  for item in protocols {
+    let (result, episodes) = try item.evaluate(checkpoint.model, progress: progress)
+    try run.store.recordResult(run: run.id, result, episodes: episodes)
+    try run.store.setTag(run: run.id, key: TagKey.episodes(item.name), value: item.episodeDigest)
+    results.append(result)
+    progress.line(
+      String(
+        format: "%@: %.2f%% +- %.2f (95%% CI, %d episodes, %.1f s)", item.name, 100 * result.accuracy, 100 * (result.ciHigh - result.accuracy), result.episodes, result.seconds))
+  }
+  return results
+}
+
+/// The training arithmetic: as the file sets it, or for `auto` measured on this machine (a
+/// resumed run keeps the answer it started with, so that it ends as it would have).
+func trainingPrecision(_ plan: RunPlan, progress: ProgressDisplay) throws -> ConvolutionPrecision {
+  guard plan.trains, let settings = plan.config.training else { return .fp32 }
+  if let fixed = settings.precision.fixed { return fixed }
+  if case .resume(let id) = plan.mode, let recorded = try plan.store().run(id).tags.first(where: { $0.key == "precision.resolved" }),
+    let resolved = ConvolutionPrecision(rawValue: recorded.value)
+  {
+    return resolved
+  }
+  let probe = PrecisionProbe.resolve(model: plan.config.model, images: settings.imagesPerStep, convolutions: settings.convolutions)
+  let times = probe.millisecondsPerStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f ms", $0.key, $0.value) }.joined(separator: ", ")
+  progress.line("precision auto: \(probe.chosen.rawValue) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : ""))")
+  return probe.chosen
+}
+
+/// Images a set of episodes scores (support and queries), the unit of evaluation work.
+func imagesScored(_ episodes: [ScoringEpisode]) -> Double {
+  Double(episodes.reduce(0) { $0 + $1.queries.count + $1.support.joined().count })
+}
+
+/// A checkpoint to evaluate, read and checked against the experiment's model, with the tags
+/// that label an eval-only run (mode, and an ensemble's members).
+struct EvaluatedCheckpoint {
+  let model: SiameseEnsemble
+  let path: String
+  let tags: [(key: String, value: String)]
+
+  init(_ path: String, config: ExperimentConfig) throws {
+    guard FileManager.default.fileExists(atPath: path) else { throw UserFacingError.checkpointNotFound(path) }
+    let read = try Checkpoint.readModel(URL(fileURLWithPath: path), expecting: config.model)
+    var tags: [(key: String, value: String)] = [(TagKey.mode, RunMode.evalOnly.rawValue)]
+    if read.model.members.count > 1 {
+      let memberRuns = read.model.members.indices.map { read.metadata[Checkpoint.memberKey($0, "run_id")] ?? "unknown" }
+      tags += [(Checkpoint.membersKey, String(read.model.members.count)), ("ensemble_runs", memberRuns.joined(separator: ","))]
+    }
+    (model, self.path, self.tags) = (read.model, path, tags)
+  }
+}
+
+/// The table `run` prints at the end.
+package func resultsTable(runID: String, experiment: String, results: [ProtocolResult], duration: Double) -> String {
+  var lines = ["run \(runID)  \(experiment)  \(formatDuration(duration))"]
+  lines.append("protocol".padding(toLength: 40, withPad: " ", startingAt: 0) + "accuracy   95% CI            episodes")
+  for r in results {
+    lines.append(
+      r.protocolName.padding(toLength: 40, withPad: " ", startingAt: 0)
+        + String(format: "%6.2f%%   [%6.2f, %6.2f]   %d", 100 * r.accuracy, 100 * r.ciLow, 100 * r.ciHigh, r.episodes))
+  }
+  return lines.joined(separator: "\n")
+}

@@ -1,0 +1,44 @@
+import ResultsStore
+
+/// How a run ended: the one vocabulary for a run's end, from the trainer to the process's exit
+/// code. `exitCode` is the only place the numbers are written.
+package enum RunOutcome {
+  /// Trained (or not) and scored on every protocol.
+  case completed([ProtocolResult])
+  /// Training failed (a non-finite loss); the run is marked failed with the message.
+  case failed(String)
+  /// SIGINT or SIGTERM: the last checkpoint is saved and the run can be resumed.
+  case interrupted(signal: Int32, step: Int)
+
+  /// 0 completed, 1 failed, 128 + the signal when interrupted (130 SIGINT, 143 SIGTERM).
+  package var exitCode: Int32 {
+    switch self {
+    case .completed: return 0
+    case .failed: return 1
+    case .interrupted(let signal, _): return 128 + signal
+    }
+  }
+
+  /// The run's status in the store.
+  package var status: RunStatus {
+    switch self {
+    case .completed: return .completed
+    case .failed: return .failed
+    case .interrupted: return .interrupted
+    }
+  }
+
+  /// The error recorded with a run that did not complete.
+  package var error: String? {
+    switch self {
+    case .completed: return nil
+    case .failed(let message): return message
+    case .interrupted(let signal, let step): return "interrupted by signal \(signal) at step \(step)"
+    }
+  }
+
+  package var isInterrupted: Bool {
+    if case .interrupted = self { return true }
+    return false
+  }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import ResultsStore
+
+/// Options of `run` that are not in the experiment file.
+package struct RunOptions {
+  package var storePath: String
+  /// Threads (replaces the file's `threads`).
+  package var threads: Int?
+  /// `key.path=value` assignments (`--set`, `--seed`, a sweep's grid), applied to the file
+  /// before it is decoded and checked; recorded in the run's configuration.
+  package var overrides: [ConfigOverride]
+  /// The dataset folder (`--data` or ONESHOT_DATA), replacing the file's `data.path`.
+  package var dataPath: String?
+  package var runsFolder: String
+
+  package init(storePath: String, threads: Int? = nil, overrides: [ConfigOverride] = [], dataPath: String? = nil, runsFolder: String = "runs") {
+    self.storePath = storePath
+    self.threads = threads
+    self.overrides = overrides
+    self.dataPath = dataPath
+    self.runsFolder = runsFolder
+  }
+}
+
+/// What `run` will do, decided and checked before any data is read or anything is written:
+/// the mode and the resolved configuration (the file's, or the resumed run's stored one, with
+/// the command line's overrides), checked the same way on every path.
+package struct RunPlan {
+  package enum Mode {
+    /// Train from scratch, then evaluate the best checkpoint.
+    case fresh
+    /// Continue an interrupted run from its last checkpoint (an id or a unique prefix; the
+    /// plan holds the full id).
+    case resume(runID: String)
+    /// Evaluate a checkpoint (a network or an ensemble) without training.
+    case evalOnly(checkpoint: String)
+  }
+
+  package let mode: Mode
+  package let config: ExperimentConfig
+  package let options: RunOptions
+  /// The store, already open when resuming (the configuration comes from it).
+  private let openedStore: ResultsStore?
+
+  /// A plan for `mode`; `experiment` is the file of a fresh or eval-only run (a resumed run's
+  /// configuration comes from the store).
+  package init(_ mode: Mode, experiment: String?, options: RunOptions) throws {
+    self.options = options
+    var config: ExperimentConfig
+    let source: String
+    if case .resume(let given) = mode {
+      let store = try ResultsStore(path: options.storePath)
+      let id = try store.resolveRunID(given)
+      let detail = try store.run(id)
+      guard detail.summary.status != .completed else { throw UserFacingError("run \(id) already completed; nothing to resume") }
+      source = "run \(id)'s stored configuration"
+      config = try ExperimentConfig.decode(Data(detail.configJSON.utf8), source: source)
+      self.mode = .resume(runID: id)
+      openedStore = store
+    } else {
+      guard let experiment else { throw UserFacingError("give an experiment file (e.g. experiments/vgg105.json) or --resume RUN_ID") }
+      source = experiment
+      config = try ExperimentConfig.load(experiment, overrides: options.overrides)
+      self.mode = mode
+      openedStore = nil
+    }
+    if let threads = options.threads { config.threads = threads }
+    try config.check(source: source)
+    self.config = config
+    if config.training == nil && trains {
+      throw ConfigError(file: source, keyPath: "training", message: "missing; a file without a training section can only evaluate a checkpoint (run it with --eval-only)")
+    }
+  }
+
+  /// An eval-only plan for a configuration built on the command line (`evaluate`).
+  package init(evaluating config: ExperimentConfig, checkpoint: String, options: RunOptions) throws {
+    try config.check(source: "the evaluate command")
+    self.config = config
+    self.options = options
+    mode = .evalOnly(checkpoint: checkpoint)
+    openedStore = nil
+  }
+
+  /// True when the run trains (fresh or resumed).
+  package var trains: Bool {
+    if case .evalOnly = mode { return false }
+    return true
+  }
+
+  /// The results store (opened only once the data is known to load, so that a refused run
+  /// creates no database).
+  package func store() throws -> ResultsStore {
+    try openedStore ?? ResultsStore(path: options.storePath)
+  }
+
+  /// Refuses, before any row is written, a runs folder where checkpoints cannot be written.
+  package func checkRunsFolder() throws {
+    let folder = URL(fileURLWithPath: options.runsFolder)
+    let probe = folder.appendingPathComponent(".write-check-\(getpid())")
+    do {
+      try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+      try Data().write(to: probe)
+      try FileManager.default.removeItem(at: probe)
+    } catch {
+      throw UserFacingError("cannot write checkpoints into \(folder.path) (\((error as NSError).localizedDescription)); choose a writable folder with --runs DIR")
+    }
+  }
+
+  /// The run's folder of checkpoints.
+  package func folder(runID: String) -> URL {
+    URL(fileURLWithPath: options.runsFolder).appendingPathComponent(runID)
+  }
+
+  /// The command that continues run `id` with the options this one used (store, runs folder,
+  /// data and threads), so that it finds the same store and checkpoints.
+  package func resumeCommand(_ id: String) -> String {
+    var words = ["oneshot-bench", "run", "--resume", id, "--store", options.storePath]
+    if options.runsFolder != "runs" { words += ["--runs", options.runsFolder] }
+    if let data = options.dataPath { words += ["--data", data] }
+    if let threads = options.threads { words += ["--threads", String(threads)] }
+    return words.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+  }
+}

@@ -1,0 +1,128 @@
+import Episodes
+import Foundation
+import ResultsStore
+import Support
+
+/// A run row being written: begun (or reopened) at the start, fed with what training reports,
+/// ended completed, failed or interrupted with its wall time, whatever happens in between.
+package struct RunRecording {
+  package let store: ResultsStore
+  package let id: String
+  /// When the run started; a resumed run's includes the time spent before the interruption.
+  package let started: Date
+  /// This process, as the run's owner in the store.
+  package let owner: String
+
+  /// `host:pid` of this process.
+  package static let thisProcess = "\(ProcessInfo.processInfo.hostName):\(getpid())"
+
+  /// Whether the process `host:pid` still runs: known on this host, unknown (nil) elsewhere.
+  package static func isAlive(_ owner: String) -> Bool? {
+    guard let colon = owner.lastIndex(of: ":"), let pid = pid_t(owner[owner.index(after: colon)...]),
+      String(owner[..<colon]) == ProcessInfo.processInfo.hostName
+    else { return nil }
+    return kill(pid, 0) == 0 || errno == EPERM
+  }
+
+  /// The run's row, committed at once: a new row with the configuration, its parameters,
+  /// provenance and `tags`, or the resumed run's row reopened (refused while another live
+  /// process works on it; its wall time goes on from the last heartbeat of the sitting before).
+  package static func begin(_ plan: RunPlan, data: ExperimentData, tags: [(key: String, value: String)]) throws -> RunRecording {
+    let store = try plan.store()
+    if case .resume(let id) = plan.mode {
+      let earlier = try store.claimRun(id, owner: thisProcess, isAlive: isAlive)
+      return RunRecording(store: store, id: id, started: Date().addingTimeInterval(-earlier), owner: thisProcess)
+    }
+    let config = plan.config
+    let provenance = Provenance.current()
+    var run = NewRun(experiment: config.name, configJSON: config.canonicalJSON, configHash: config.hash, params: flattenJSON(config.canonicalJSON))
+    run.gitCommit = provenance.gitCommit
+    run.gitDirty = provenance.gitDirty
+    run.datasetFingerprint = data.datasetFingerprint
+    run.host = provenance.host
+    run.cpu = provenance.cpu
+    run.harnessVersion = harnessVersion
+    run.swiftVersion = provenance.swiftVersion
+    let id = try store.beginRun(run, owner: thisProcess)
+    let folders = data.fingerprints.filter { $0.source != "omniglot" }.map { (key: "dataset.folder", value: "\($0.source) \($0.fingerprint)") }
+    for tag in tags + folders { try store.setTag(run: id, key: tag.key, value: tag.value) }
+    return RunRecording(store: store, id: id, started: Date(), owner: thisProcess)
+  }
+
+  /// The checkpoint a resumed run goes on from (nil for other modes). The run is claimed
+  /// first, so a live owner refuses it; if the checkpoint cannot be read the run is released
+  /// as it was: interrupted, resumable, its time kept.
+  package func resumable(_ plan: RunPlan) throws -> Resumable? {
+    guard case .resume = plan.mode else { return nil }
+    do {
+      return try Resumable(plan, runID: id)
+    } catch {
+      try? store.finishRun(id, status: .interrupted, error: "resume failed: \(error)", durationSeconds: elapsed)
+      throw error
+    }
+  }
+
+  /// Tells the store this process still works on the run, with the wall time so far.
+  package func heartbeat() throws { try store.heartbeat(id, owner: owner, durationSeconds: elapsed) }
+
+  package var elapsed: Double { Date().timeIntervalSince(started) }
+
+  /// Where a trainer's events go: figures and tags into the store, text to the progress line.
+  package func record(_ event: TrainingEvent, progress: ProgressDisplay) throws {
+    switch event {
+    case .logged(let step, let loss, let pairsPerSecond, let rate):
+      try store.logMetric(run: id, MetricPoint(key: MetricKey.trainingLoss, step: step, value: loss))
+      try store.logMetric(run: id, MetricPoint(key: MetricKey.pairsPerSecond, step: step, value: pairsPerSecond))
+      try store.logMetric(run: id, MetricPoint(key: MetricKey.learningRate, step: step, value: rate))
+    case .validated(let step, let accuracy):
+      try store.logMetric(run: id, MetricPoint(key: MetricKey.validationAccuracy, step: step, value: accuracy))
+    case .checkpointSaved(let step):
+      try store.flushMetrics()
+      try heartbeat()
+      if step == TestHooks.holdAtStep { try holdUntilSignalled(step: step, progress: progress) }
+    case .tag(let key, let value): try store.setTag(run: id, key: key, value: value)
+    case .alive: try heartbeat()
+    case .status(let text, let urgent): progress.update(text, force: urgent)
+    case .note(let text): progress.line(text)
+    }
+  }
+
+  /// The test hook `ONESHOT_TEST_HOLD_AT_STEP`: the run waits at a checkpoint, alive and
+  /// heartbeating, until SIGINT or SIGTERM (or SIGKILL) arrives, so that tests of ownership,
+  /// interruption and resumption need no wall-clock training.
+  private func holdUntilSignalled(step: Int, progress: ProgressDisplay) throws {
+    progress.line("held at step \(step) (ONESHOT_TEST_HOLD_AT_STEP)")
+    var lastBeat = Date()
+    while !InterruptFlag.requested {
+      usleep(10_000)
+      if Date().timeIntervalSince(lastBeat) >= 5 {
+        try heartbeat()
+        lastBeat = Date()
+      }
+    }
+  }
+
+  /// Runs `body` and ends the row as its outcome says; an error marks the run failed and is
+  /// rethrown, except a lost lease (another process owns the run now: nothing more is written).
+  package func recording(_ body: () throws -> RunOutcome) throws -> RunOutcome {
+    let outcome: RunOutcome
+    do {
+      outcome = try body()
+    } catch let error as StoreError {
+      if case .leaseLost = error { throw error }
+      try? store.finishRun(id, status: .failed, error: "\(error)", durationSeconds: elapsed)
+      throw error
+    } catch {
+      try? store.finishRun(id, status: .failed, error: "\(error)", durationSeconds: elapsed)
+      throw error
+    }
+    try store.finishRun(id, status: outcome.status, error: outcome.error, durationSeconds: elapsed)
+    return outcome
+  }
+}
+
+/// Hooks that tests set through the environment; unset, they change nothing.
+package enum TestHooks {
+  /// `ONESHOT_TEST_HOLD_AT_STEP=N`: a training run holds at its checkpoint of step N.
+  package static let holdAtStep: Int? = ProcessInfo.processInfo.environment["ONESHOT_TEST_HOLD_AT_STEP"].flatMap { Int($0) }
+}

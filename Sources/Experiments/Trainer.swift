@@ -1,0 +1,280 @@
+import Episodes
+import Foundation
+import Model
+import Reports
+
+/// What the trainer reports while it works. It writes nothing itself: the caller decides where
+/// each event goes (the run's store, the progress line, a test's list).
+package enum TrainingEvent {
+  /// The training figures at a log point: the mean loss since the last one, the throughput over
+  /// the same steps and the learning rate of the step.
+  case logged(step: Int, loss: Double, pairsPerSecond: Double, learningRate: Double)
+  /// A validation: its accuracy and the best so far.
+  case validated(step: Int, accuracy: Double)
+  /// The last checkpoint is on disk at `step` (so are the metrics before it, once recorded).
+  case checkpointSaved(step: Int)
+  /// A fact about this sitting recorded with the run (`convolutions.chosen`, `onednn.fallbacks`).
+  case tag(key: String, value: String)
+  /// Every few seconds: the trainer is alive.
+  case alive
+  /// The progress line; `urgent` shows it even when the last update was recent.
+  case status(String, urgent: Bool = false)
+  /// A line of its own for the user.
+  case note(String)
+}
+
+/// How training ended: it went to its budget or stopped early, and the best checkpoint should
+/// be evaluated; or the run ends here (interrupted, or failed).
+package enum TrainingEnd {
+  case finished(stoppedEarlyAt: Int?)
+  case stopped(RunOutcome)
+}
+
+/// Where training stands; saved in every last-checkpoint so `--resume` continues exactly.
+package struct TrainingState {
+  package var step = 0
+  package var bestValidation = -1.0
+  package var bestStep = -1
+  package var staleValidations = 0
+
+  package var metadata: [String: String] {
+    ["step": String(step), "best_validation": String(bestValidation), "best_step": String(bestStep), "stale_validations": String(staleValidations)]
+  }
+
+  package init() {}
+
+  package init?(metadata: [String: String]) {
+    guard let step = Int(metadata["step"] ?? ""), let best = Double(metadata["best_validation"] ?? ""),
+      let bestStep = Int(metadata["best_step"] ?? ""), let stale = Int(metadata["stale_validations"] ?? "")
+    else { return nil }
+    self.step = step
+    self.bestValidation = best
+    self.bestStep = bestStep
+    self.staleValidations = stale
+  }
+}
+
+/// The training loop: balanced pairs from the training alphabets, Koch's distortions, the
+/// optimizer and schedule of the experiment, validation on held-out background alphabets,
+/// best and last checkpoints under `runs/<run-id>/`. Everything it has to say goes to `report`.
+package final class Trainer {
+  package let config: ExperimentConfig
+  package let training: TrainingConfig
+  /// The convolutions' arithmetic in training (the setting, or what `auto` resolved to).
+  package let precision: ConvolutionPrecision
+  package let background: ImageSplit
+  package let pairs: PairSampler
+  package let validationEpisodes: [ScoringEpisode]
+  package let folder: URL
+  /// Recorded in the checkpoints' metadata.
+  package let runID: String
+  package var network: SiameseNetwork
+  package var optimizer: Optimizer
+  package var state = TrainingState()
+  /// Where events go; throwing stops training with that error (another process took the run).
+  package var report: (TrainingEvent) throws -> Void = { _ in }
+  /// The run's wall time so far, earlier sittings included (shown in the progress line).
+  package var elapsed: () -> Double = { 0 }
+  private let augmentationKey = stableHash("augmentation")
+  private var lastAlive = Date()
+  private var fallbacksReported = 0
+
+  /// A trainer for a fresh network; creates the run's folder with its configuration.
+  package init(config: ExperimentConfig, training: TrainingConfig, precision: ConvolutionPrecision, data: ExperimentData.Training, folder: URL, runID: String) throws {
+    self.config = config
+    self.training = training
+    self.precision = precision
+    self.background = data.background
+    self.folder = folder
+    self.runID = runID
+    pairs = data.pairs
+    validationEpisodes = data.validationEpisodes
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    try Data(config.canonicalJSON.utf8).write(to: folder.appendingPathComponent("config.json"))
+    network = SiameseNetwork(config: config.model, seed: config.seed)
+    network.precision = precision
+    network.convolutionAlgorithm = training.convolutions.algorithm
+    optimizer = Optimizer(training.optimizer.config, store: network.store)
+  }
+
+  package var bestURL: URL { folder.appendingPathComponent("best.safetensors") }
+  package var lastURL: URL { folder.appendingPathComponent("last.safetensors") }
+
+  /// Restores network, optimizer and state from the run's last checkpoint.
+  package func resume(from resumable: Resumable) {
+    network = resumable.checkpoint.network
+    network.precision = precision
+    network.convolutionAlgorithm = training.convolutions.algorithm
+    optimizer = resumable.optimizer
+    state = resumable.state
+  }
+
+  /// Trains from `state.step` to the budget, validating and checkpointing on the way.
+  /// `evaluationWork` is the evaluation still to come relative to one validation (images
+  /// scored), so that the time left includes it.
+  package func train(evaluationWork: Double = 0) throws -> TrainingEnd {
+    var window = LogWindow()
+    var timeLeft = TimeLeft(totalSteps: training.steps, validateEvery: training.validation.every, evaluationWork: evaluationWork)
+    var lastValidation = state.bestValidation >= 0 ? String(format: "%.1f%%", 100 * state.bestValidation) : "-"
+    if training.convolutions == .auto { try reportConvolutionChoices() }
+    while state.step < training.steps {
+      if InterruptFlag.requested { return .stopped(try interrupt()) }
+      let started = Date()
+      let (loss, rate) = step()
+      guard loss.isFinite else {
+        return .stopped(.failed("training loss became \(loss) at step \(state.step); lower training.optimizer.learningRate or add a warm-up"))
+      }
+      try reportFallbacks()
+      window.add(loss)
+      let pairsPerSecond = window.pairsPerSecond(training.pairsPerStep)
+      try reportAliveEverySeconds(10)
+      let last = state.step == training.steps
+      if state.step % training.logEvery == 0 || last {
+        try report(.logged(step: state.step, loss: window.meanLoss, pairsPerSecond: pairsPerSecond, learningRate: rate))
+        window = LogWindow()
+      }
+      timeLeft.stepTook(Date().timeIntervalSince(started))
+      try report(
+        .status(
+          String(
+            format: "step %d/%d  loss %.4f  %.1f pairs/s  elapsed %@  eta %@  val %@", state.step, training.steps, loss, pairsPerSecond,
+            formatDuration(elapsed()), timeLeft.text(atStep: state.step), lastValidation)))
+      if state.step % training.validation.every == 0 || last {
+        let validationStart = Date()
+        let accuracy = try validateAndCheckpoint(loss: loss)
+        timeLeft.validationTook(Date().timeIntervalSince(validationStart))
+        lastValidation = String(format: "%.1f%%", 100 * accuracy)
+        if training.patience > 0 && state.staleValidations >= training.patience { return .finished(stoppedEarlyAt: state.step) }
+      }
+    }
+    return .finished(stoppedEarlyAt: nil)
+  }
+
+  /// One optimizer step on the batch of `state.step`: its loss and learning rate.
+  private func step() -> (loss: Double, rate: Double) {
+    let (images, pairIndices, labels) = batch(state.step)
+    let rate = training.schedule.rate(base: training.optimizer.learningRate, step: state.step, totalSteps: training.steps)
+    let (loss, _) = network.lossAndGradients(images: images, pairs: pairIndices, labels: labels)
+    guard loss.isFinite else { return (loss, rate) }
+    optimizer.update(&network.store, learningRate: rate)
+    state.step += 1
+    return (loss, rate)
+  }
+
+  /// Validates, keeps the best checkpoint, writes the last one; returns the accuracy.
+  private func validateAndCheckpoint(loss: Double) throws -> Double {
+    try report(.status(String(format: "step %d/%d  validating on %d episodes...", state.step, training.steps, validationEpisodes.count), urgent: true))
+    let accuracy = try validate()
+    try report(.validated(step: state.step, accuracy: accuracy))
+    if accuracy > state.bestValidation {
+      state.bestValidation = accuracy
+      state.bestStep = state.step
+      state.staleValidations = 0
+      try Checkpoint.write(network: network, optimizer: nil, metadata: checkpointMetadata.merging(state.metadata) { $1 }, to: bestURL)
+    } else {
+      state.staleValidations += 1
+    }
+    try saveLast()
+    try report(.checkpointSaved(step: state.step))
+    lastAlive = Date()
+    try report(
+      .note(String(format: "step %d/%d  validation %.2f%% (best %.2f%% at step %d)  loss %.4f", state.step, training.steps, 100 * accuracy, 100 * state.bestValidation, state.bestStep, loss)))
+    return accuracy
+  }
+
+  /// Saves the last checkpoint on a signal; the run ends interrupted.
+  private func interrupt() throws -> RunOutcome {
+    try saveLast()
+    try report(.checkpointSaved(step: state.step))
+    return .interrupted(signal: InterruptFlag.signal, step: state.step)
+  }
+
+  private func reportAliveEverySeconds(_ seconds: Double) throws {
+    guard Date().timeIntervalSince(lastAlive) >= seconds else { return }
+    try report(.alive)
+    lastAlive = Date()
+  }
+
+  /// A layer oneDNN could not build runs its Swift kernel: correct, slower; said and recorded.
+  private func reportFallbacks() throws {
+    guard OneDNNFallbacks.reasons.count > fallbacksReported else { return }
+    fallbacksReported = OneDNNFallbacks.reasons.count
+    let reasons = OneDNNFallbacks.reasons.joined(separator: "; ")
+    try report(.note("note: " + reasons))
+    try report(.tag(key: "onednn.fallbacks", value: reasons))
+  }
+
+  /// Times (once per shape) and reports which algorithm each convolution's directions run in
+  /// this sitting: printed, and the run's tag `convolutions.chosen` (the last sitting's).
+  private func reportConvolutionChoices() throws {
+    let summary = SiameseNetwork.summary(of: network.convolutionChoices(batch: training.imagesPerStep))
+    try report(.note("convolutions auto (forward/backward-data/backward-weights; d direct, w winograd): \(summary)"))
+    try report(.tag(key: "convolutions.chosen", value: summary))
+  }
+
+  /// One step's images (as one input tensor), the pairs among them and their labels;
+  /// augmentation is a pure function of (seed, step, image slot).
+  package func batch(_ step: Int) -> (images: Tensor, pairs: [(Int, Int)], labels: [Float]) {
+    let (images, pairs) = batchImages(step)
+    let size = background.size, n = size * size
+    var data = [Float](repeating: 0, count: images.count * n)
+    background.pixels.withUnsafeBufferPointer { pixels in
+      data.withUnsafeMutableBufferPointer { out in
+        for (slot, image) in images.enumerated() {
+          let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
+          let destination = UnsafeMutableBufferPointer(rebasing: out[(slot * n)..<((slot + 1) * n)])
+          if let augmentation = training.augmentation {
+            var rng = SplitMix64(seed: config.seed, key: augmentationKey, index: UInt64(step * images.count + slot))
+            augmentation.apply(source, size: size, into: destination, rng: &rng)
+          } else {
+            GrayImage.scaleInk(source, into: destination)
+          }
+        }
+      }
+    }
+    return (Tensor(shape: [images.count, 1, size, size], data: data), pairs.map { ($0.left, $0.right) }, pairs.map { $0.same ? 1 : 0 })
+  }
+
+  /// The images of step `step` (indices into the background split) and the pairs among them.
+  private func batchImages(_ step: Int) -> (images: [Int], pairs: [TrainingPair]) {
+    let count = training.pairsPerStep
+    switch training.pairing {
+    case .independent:
+      let items = self.pairs.batch(step, pairs: count)
+      return (items.map(\.left) + items.map(\.right), items.enumerated().map { TrainingPair(left: $0.offset, right: count + $0.offset, same: $0.element.same) })
+    case .groups, .batch:
+      let grouped = training.pairing == .groups ? self.pairs.groupedBatch(step, groups: count / 4) : self.pairs.withinBatch(step, groups: count / 24)
+      return (grouped.images, grouped.pairs)
+    }
+  }
+
+  /// Accuracy on the validation episodes.
+  package func validate() throws -> Double {
+    try Evaluator(split: background).evaluate(SiameseScorer(network: network), episodes: validationEpisodes).accuracy
+  }
+
+  package func saveLast() throws {
+    try Checkpoint.write(network: network, optimizer: optimizer, metadata: checkpointMetadata.merging(state.metadata) { $1 }, to: lastURL)
+  }
+
+  package var checkpointMetadata: [String: String] {
+    ["run_id": runID, "experiment": config.name, "experiment_config": config.canonicalJSON]
+  }
+}
+
+/// The steps since the last log point: their mean loss and throughput (over these steps only,
+/// so a pause or a validation does not drag the figure for the rest of the run).
+struct LogWindow {
+  private var lossSum = 0.0
+  private var steps = 0
+  private let start = Date()
+
+  mutating func add(_ loss: Double) {
+    lossSum += loss
+    steps += 1
+  }
+
+  var meanLoss: Double { lossSum / Double(max(steps, 1)) }
+
+  func pairsPerSecond(_ pairsPerStep: Int) -> Double { Double(steps * pairsPerStep) / max(Date().timeIntervalSince(start), 1e-9) }
+}
