@@ -3,7 +3,7 @@ import Support
 
 /// A saved network (and, for resuming, its optimizer state) in safetensors. Tensors carry
 /// PyTorch's names and layouts (`backbone.features.0.weight`, OIHW; `head.0.weight`, out x in),
-/// so `load_state_dict` of `../shared/bench/torch_siamese.py`'s model accepts the model part.
+/// so the project's PyTorch twin (`python/oneshot_twin/model.py`) loads the model part as it is.
 /// Metadata: `format` = `oneshot-bench`, `format_version`, the model configuration as JSON,
 /// and whatever the caller adds (experiment configuration, run id, step).
 public struct Checkpoint {

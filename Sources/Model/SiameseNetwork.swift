@@ -10,8 +10,8 @@
 //
 // A training step over B pairs runs the backbone ONCE over all 2B images (left images first),
 // so the shared weights receive both branches' gradients through one accumulated backward.
-// Parameter names and layouts follow `../shared/bench/torch_siamese.py`, so a checkpoint loads
-// into that PyTorch model.
+// Parameter names and layouts are PyTorch's, as in the project's twin `python/oneshot_twin/model.py`,
+// so a checkpoint loads into that PyTorch model unchanged.
 
 /// Caches of one forward pass of the whole network.
 public struct ForwardCache: Sendable {

@@ -58,22 +58,38 @@ func perAlphabet(store: ResultsStore, runID: String, protocolName: String) throw
   return groups.map { ($0.key, Double($0.value.correct) / Double(max($0.value.total, 1))) }
 }
 
-/// The page for `rows` (the listing's selection) and their seed groups.
+/// The page for `rows` (the listing's selection) and their seed groups: one section each, in
+/// the order a reader wants them.
 public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: [String], groups: [SeedGroup], options: HTMLReportOptions) throws -> String {
   let styles = Dictionary(uniqueKeysWithValues: rows.enumerated().map { ($0.element.summary.id, SeriesStyle.forIndex($0.offset)) })
-  var body = ""
-  body += "<header><h1>oneshot-bench report</h1><p>\(rows.count) run\(rows.count == 1 ? "" : "s") from <code>\(xmlEscaped(options.storeDescription))</code>"
-  body += "\(options.selection.isEmpty ? "" : " (\(xmlEscaped(options.selection)))"); written \(xmlEscaped(iso8601Now())).</p></header>"
+  var body = reportHeader(rows: rows, options: options)
+  body += legendSection(rows: rows, styles: styles)
+  body += try learningCurvesSection(store: store, rows: rows, styles: styles)
+  body += protocolsSection(rows: rows, protocols: protocols, styles: styles)
+  body += try alphabetsSection(store: store, focus: try focusRuns(rows: rows, store: store, requested: options.focus), protocols: protocols, styles: styles)
+  body += seedGroupsSection(groups: groups, protocols: protocols)
+  body += runsSection(rows: rows)
+  return htmlPage(title: "oneshot-bench report", body: body)
+}
 
-  // Legend: one entry per run, the same colour and dash in every chart; click to highlight.
-  body += "<section><h2>Runs</h2><ul class=\"legend\">"
+/// The title, the store and the selection.
+func reportHeader(rows: [ReportRow], options: HTMLReportOptions) -> String {
+  "<header><h1>oneshot-bench report</h1><p>\(rows.count) run\(rows.count == 1 ? "" : "s") from <code>\(xmlEscaped(options.storeDescription))</code>"
+    + "\(options.selection.isEmpty ? "" : " (\(xmlEscaped(options.selection)))"); written \(xmlEscaped(iso8601Now())).</p></header>"
+}
+
+/// Legend: one entry per run, the same colour and dash in every chart; click to highlight.
+func legendSection(rows: [ReportRow], styles: [String: SeriesStyle]) -> String {
+  var body = "<section><h2>Runs</h2><ul class=\"legend\">"
   for row in rows {
     let style = styles[row.summary.id]!
     body += "<li data-run=\"\(xmlEscaped(row.summary.id))\"><svg width=\"28\" height=\"10\"><line x1=\"0\" y1=\"5\" x2=\"28\" y2=\"5\" stroke=\"\(style.color)\" stroke-width=\"3\"\(style.dash.isEmpty ? "" : " stroke-dasharray=\"\(style.dash)\"")/></svg> \(xmlEscaped(runLabel(row)))</li>"
   }
-  body += "</ul><p class=\"note\">Click a run to highlight it in every chart; hover a mark for its values.</p></section>"
+  return body + "</ul><p class=\"note\">Click a run to highlight it in every chart; hover a mark for its values.</p></section>"
+}
 
-  // Learning curves.
+/// Training loss and validation accuracy by pairs seen and by wall time.
+func learningCurvesSection(store: ResultsStore, rows: [ReportRow], styles: [String: SeriesStyle]) throws -> String {
   let formatter = ISO8601DateFormatter()
   formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
   var loss: [(pairs: LineSeries, time: LineSeries)] = [], validation: [(pairs: LineSeries, time: LineSeries)] = []
@@ -94,7 +110,7 @@ public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: 
     let validationPoints = try store.metrics(runID: row.summary.id, key: MetricKey.validationAccuracy)
     validation.append(series(validationPoints, validationPoints.map { 100 * $0.value }))
   }
-  body += "<section><h2>Learning curves</h2><div class=\"grid\">"
+  var body = "<section><h2>Learning curves</h2><div class=\"grid\">"
   body += lineChart(id: "loss-by-pairs", title: "Training loss (smoothed) by pairs seen", xLabel: "training pairs seen", yLabel: "BCE loss (EMA 0.6)", series: loss.map(\.pairs))
   body += lineChart(
     id: "validation-by-pairs", title: "Validation accuracy by pairs seen", xLabel: "training pairs seen", yLabel: "validation accuracy (%)", series: validation.map(\.pairs))
@@ -102,10 +118,12 @@ public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: 
   body += lineChart(
     id: "validation-by-time", title: "Validation accuracy by wall time", xLabel: "wall time since the run started (minutes)", yLabel: "validation accuracy (%)",
     series: validation.map(\.time))
-  body += "</div><p class=\"note\">Validation: episodes from the held-out background alphabets, the model-selection set. A resumed run's wall time includes the pause.</p></section>"
+  return body + "</div><p class=\"note\">Validation: episodes from the held-out background alphabets, the model-selection set. A resumed run's wall time includes the pause.</p></section>"
+}
 
-  // Accuracy per protocol, per run.
-  body += "<section><h2>Accuracy per protocol</h2><p class=\"note\">Dot: accuracy; whisker: 95% confidence interval over the protocol's episodes.</p>"
+/// Accuracy per protocol, per run.
+func protocolsSection(rows: [ReportRow], protocols: [String], styles: [String: SeriesStyle]) -> String {
+  var body = "<section><h2>Accuracy per protocol</h2><p class=\"note\">Dot: accuracy; whisker: 95% confidence interval over the protocol's episodes.</p>"
   for name in protocols {
     let dotRows = rows.compactMap { row -> DotRow? in
       guard let r = row.results[name] else { return nil }
@@ -113,26 +131,29 @@ public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: 
     }
     body += dotWhiskerChart(id: "protocol-\(name)", title: name, xLabel: "accuracy (%)", rows: dotRows)
   }
-  body += "</section>"
+  return body + "</section>"
+}
 
-  // Per-alphabet breakdown of one or two runs.
-  let focus = try focusRuns(rows: rows, store: store, requested: options.focus)
-  if !focus.isEmpty {
-    body += "<section><h2>Per-alphabet accuracy</h2><p class=\"note\">\(focus.map { xmlEscaped(runLabel($0)) }.joined(separator: " vs ")); sorted by the first run's accuracy.</p>"
-    for name in protocols {
-      let tables = try focus.map { try perAlphabet(store: store, runID: $0.summary.id, protocolName: name) }
-      guard let first = tables.first, !first.isEmpty else { continue }
-      let lookup = tables.map { Dictionary($0, uniquingKeysWith: { a, _ in a }) }
-      let categories = Set(tables.flatMap { $0.map(\.0) }).sorted { (lookup[0][$0] ?? -1, $1) > (lookup[0][$1] ?? -1, $0) }
-      body += barChart(
-        id: "alphabets-\(name)", title: "\(name) by alphabet", xLabel: "accuracy (%)", categories: categories,
-        series: zip(focus, lookup).map { row, values in (runLabel(row), row.summary.id, styles[row.summary.id]!, categories.map { values[$0].map { 100 * $0 } }) })
-    }
-    body += "</section>"
+/// Per-alphabet breakdown of one or two runs (nothing when no run has one).
+func alphabetsSection(store: ResultsStore, focus: [ReportRow], protocols: [String], styles: [String: SeriesStyle]) throws -> String {
+  guard !focus.isEmpty else { return "" }
+  var body = "<section><h2>Per-alphabet accuracy</h2><p class=\"note\">\(focus.map { xmlEscaped(runLabel($0)) }.joined(separator: " vs ")); sorted by the first run's accuracy.</p>"
+  for name in protocols {
+    let tables = try focus.map { try perAlphabet(store: store, runID: $0.summary.id, protocolName: name) }
+    guard let first = tables.first, !first.isEmpty else { continue }
+    let lookup = tables.map { Dictionary($0, uniquingKeysWith: { a, _ in a }) }
+    let categories = Set(tables.flatMap { $0.map(\.0) }).sorted { (lookup[0][$0] ?? -1, $1) > (lookup[0][$1] ?? -1, $0) }
+    body += barChart(
+      id: "alphabets-\(name)", title: "\(name) by alphabet", xLabel: "accuracy (%)", categories: categories,
+      series: zip(focus, lookup).map { row, values in (runLabel(row), row.summary.id, styles[row.summary.id]!, categories.map { values[$0].map { 100 * $0 } }) })
   }
+  return body + "</section>"
+}
 
-  // Seed groups.
-  body += "<section><h2>Seed groups</h2><p class=\"note\">Completed runs whose configurations differ only by seed. Mean over seeds; whisker: 95% interval across seeds (Student t); one seed: the pooled-episode interval.</p>"
+/// Seed groups: the table and one chart per protocol.
+func seedGroupsSection(groups: [SeedGroup], protocols: [String]) -> String {
+  var body =
+    "<section><h2>Seed groups</h2><p class=\"note\">Completed runs whose configurations differ only by seed. Mean over seeds; whisker: 95% interval across seeds (Student t); one seed: the pooled-episode interval.</p>"
   body += htmlTable(
     ["group", "experiment", "seeds"] + protocols,
     groups.map { group in [group.key, group.experiment, "\(group.runs.count): \(group.seeds.joined(separator: ", "))"] + protocols.map { group.protocols[$0].map(describe) ?? "-" } })
@@ -146,27 +167,24 @@ public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: 
     }
     body += dotWhiskerChart(id: "groups-\(name)", title: "\(name), mean over seeds", xLabel: "accuracy (%)", rows: dotRows)
   }
-  body += "</section>"
+  return body + "</section>"
+}
 
-  // The runs table with provenance.
-  body += "<section><h2>Runs and hyperparameters</h2>"
+/// The runs table with their settings, and every run's provenance and tags.
+func runsSection(rows: [ReportRow]) -> String {
+  var body = "<section><h2>Runs and hyperparameters</h2>"
   let columns = ["run", "experiment", "status", "mode", "group", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "best validation", "duration"]
-  var tableRows: [String] = []
-  for row in rows {
-    // Training settings through the listings' one definition (eval-only runs show "-", auto
-    // precision shows what it resolved to).
-    let settings = ["training.steps", "training.pairsPerStep", "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed"]
+  // Training settings through the listings' one definition (eval-only runs show "-", auto
+  // precision shows what it resolved to).
+  let settings = ["training.steps", "training.pairsPerStep", "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed"]
+  let tableRows = rows.map { row -> String in
     let cells =
-      [
-        String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, runMode(row), row.group, row.params["model.backbone"] ?? "",
-        row.params["model.inputSize"] ?? "",
-      ] + settings.map { row.mode == .train ? row.shownParameter($0) ?? "" : "-" } + [
-      row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-", row.summary.durationSeconds.map(formatDuration) ?? "-",
-    ]
+      [String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, runMode(row), row.group, row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? ""]
+      + settings.map { row.mode == .train ? row.shownParameter($0) ?? "" : "-" }
+      + [row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-", row.summary.durationSeconds.map(formatDuration) ?? "-"]
     let provenance = row.provenance.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "\n")
-    tableRows.append(
-      "<tr data-run=\"\(xmlEscaped(row.summary.id))\" title=\"\(xmlEscaped("run \(row.summary.id)\nstarted \(row.summary.startedAt)\n" + provenance))\">"
-        + cells.map { "<td>\(xmlEscaped($0))</td>" }.joined() + "</tr>")
+    return "<tr data-run=\"\(xmlEscaped(row.summary.id))\" title=\"\(xmlEscaped("run \(row.summary.id)\nstarted \(row.summary.startedAt)\n" + provenance))\">"
+      + cells.map { "<td>\(xmlEscaped($0))</td>" }.joined() + "</tr>"
   }
   body += "<table><thead><tr>\(columns.map { "<th>\(xmlEscaped($0))</th>" }.joined())</tr></thead><tbody>\(tableRows.joined())</tbody></table>"
   body += "<details><summary>Provenance of every run</summary>"
@@ -174,8 +192,7 @@ public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: 
     body += "<h3>\(xmlEscaped(row.summary.id)) \(xmlEscaped(row.summary.experiment))</h3>"
     body += htmlTable(["key", "value"], row.provenance.sorted { $0.key < $1.key }.map { [$0.key, $0.value] } + row.tags.sorted { $0.key < $1.key }.map { ["tag \($0.key)", $0.value] })
   }
-  body += "</details></section>"
-  return htmlPage(title: "oneshot-bench report", body: body)
+  return body + "</details></section>"
 }
 
 /// `train`, `eval-only`, or `eval-only, ensemble of N`.

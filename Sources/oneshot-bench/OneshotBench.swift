@@ -61,7 +61,7 @@ func runCommand(_ arguments: [String]) -> Int32 {
     }
     // The parser's message, then its usage lines as they are.
     printError(String(lines[0]))
-    if lines.count > 1 { FileHandle.standardError.write(Data((lines.dropFirst().joined(separator: "\n") + "\n").utf8)) }
+    if lines.count > 1 { printNote(lines.dropFirst().joined(separator: "\n")) }
     return code == .validationFailure ? 2 : code.rawValue
   }
 }

@@ -12,7 +12,7 @@ import Foundation
   let fuzzTarget: FuzzTarget = {
     let name = ProcessInfo.processInfo.environment["ONESHOT_FUZZ_TARGET"] ?? ""
     guard let target = FuzzTarget(rawValue: name) else {
-      FileHandle.standardError.write(Data("set ONESHOT_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
+      printNote("set ONESHOT_FUZZ_TARGET to one of \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
       exit(2)
     }
     return target
@@ -45,12 +45,12 @@ import Foundation
     static func main() {
       let arguments = CommandLine.arguments.dropFirst()
       guard let name = arguments.first, let target = FuzzTarget(rawValue: name), arguments.count > 1 else {
-        FileHandle.standardError.write(Data("usage: oneshot-fuzz \(FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")) FILE...\n".utf8))
+        printNote("usage: oneshot-fuzz \(FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")) FILE...")
         exit(2)
       }
       for path in arguments.dropFirst() {
         guard let data = FileManager.default.contents(atPath: path) else {
-          FileHandle.standardError.write(Data("cannot read \(path)\n".utf8))
+          printError("cannot read \(path)")
           exit(2)
         }
         print("\(path): \(fuzz(target, [UInt8](data)) ? "accepted" : "refused")")

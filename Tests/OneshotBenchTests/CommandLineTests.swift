@@ -109,6 +109,35 @@ final class CommandLineTests: XCTestCase {
     XCTAssertEqual(runCLI(["baseline", "lake20", "--data", "/nonexistent/omniglot"]).code, 2)
   }
 
+  /// ONESHOT_DATA reaches every command that reads the dataset (and replaces an experiment
+  /// file's data.path, as --data does); --data still wins over it.
+  func testTheDataEnvironmentVariableReachesEveryCommandThatReadsData() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("data-env-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let experiment = folder.appendingPathComponent("tiny.json").path
+    try Data(
+      """
+      {"name": "tiny", "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)"},
+       "model": {"backbone": "vgg16", "inputSize": 28, "blocks": [[4]], "headHidden": 8},
+       "training": {"steps": 2, "pairsPerStep": 8, "optimizer": {"kind": "adam", "learningRate": 0.001}, "validation": {"every": 2, "episodes": 1, "spec": {"ways": 5}}}}
+      """.utf8
+    ).write(to: URL(fileURLWithPath: experiment))
+    let missing = folder.appendingPathComponent("no-omniglot-here").path
+    let store = folder.appendingPathComponent("store.sqlite").path
+    let commands: [[String]] = [
+      ["run", experiment, "--store", store], ["sweep", experiment, "--seeds", "1", "--store", store], ["dataset", "verify"], ["episodes", "--count", "1"],
+      ["baseline", "lake20"],
+    ]
+    for command in commands {
+      let result = runCLI(command, environment: ["ONESHOT_DATA": missing], currentDirectory: folder)
+      XCTAssertEqual(result.code, 2, "\(command): \(result.error)")
+      XCTAssert(result.error.contains(missing), "\(command) did not read ONESHOT_DATA: \(result.error)")
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: store), "nothing recorded")
+    XCTAssertEqual(runCLI(["episodes", "--count", "1"] + dataArguments, environment: ["ONESHOT_DATA": missing]).code, 0, "--data wins over ONESHOT_DATA")
+  }
+
   func testBaselineCommandPrintsLakeFigure() {
     let result = runCLI(["baseline", "lake20", "--scorer", "mhd"] + dataArguments)
     XCTAssertEqual(result.code, 0)

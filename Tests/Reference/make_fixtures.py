@@ -1,84 +1,45 @@
 #!/usr/bin/env python3
 """Writes the PyTorch reference fixtures the Swift ModelTests compare against.
 
-Builds small versions of both networks with oneshot-bench's parameter names and layouts
-(the same modules as ../shared/bench/torch_siamese.py, with a width multiplier, a block layout
-and a smaller input), fixed weights and inputs, and records weights, inputs, embeddings,
+Builds small versions of both networks with the project's PyTorch twin (python/oneshot_twin:
+oneshot-bench's parameter names and layouts, with a width multiplier, a block layout and a
+smaller input), fixed weights and inputs, and records weights, inputs, embeddings,
 logits, loss, every gradient, and the weights after two Adam(W) and two SGD (Nesterov) steps.
 
-    python3 -m venv VENV && VENV/bin/pip install torch safetensors numpy
+    python3 -m venv VENV && VENV/bin/pip install -r python/requirements.txt
     VENV/bin/python Tests/Reference/make_fixtures.py      # writes Tests/ModelTests/Fixtures/*.safetensors
+    (ONESHOT_FIXTURES_OUT=DIR writes them elsewhere, e.g. to compare with the committed ones)
 
 CI does not need PyTorch: the fixtures are committed (about 0.3 MB).
 """
-import json, os
+import json, os, sys
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "ModelTests", "Fixtures")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import oneshot_twin.model as twin  # noqa: E402
 
-
-class VGG(nn.Module):
-    def __init__(self, blocks, batch_norm):
-        super().__init__()
-        layers, c = [], 1
-        for block in blocks:
-            for w in block:
-                layers.append(nn.Conv2d(c, w, 3, padding=1))
-                if batch_norm:
-                    layers.append(nn.BatchNorm2d(w))
-                layers.append(nn.ReLU(inplace=False))
-                c = w
-            layers.append(nn.MaxPool2d(2))
-        self.features = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return torch.flatten(self.features(x), 1)
-
-
-class Koch(nn.Module):
-    def __init__(self, widths, fc, side):
-        super().__init__()
-        a, b, c, d = widths
-        self.features = nn.Sequential(
-            nn.Conv2d(1, a, 10), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(a, b, 7), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(b, c, 4), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c, d, 4), nn.ReLU())
-        self.fc = nn.Linear(d * side * side, fc)
-
-    def forward(self, x):
-        return torch.sigmoid(self.fc(torch.flatten(self.features(x), 1)))
-
-
-class Siamese(nn.Module):
-    def __init__(self, backbone, head):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, x1, x2):
-        f = self.backbone(torch.cat([x1, x2], 0))
-        f1, f2 = f.chunk(2, 0)
-        return self.head(torch.abs(f1 - f2)).squeeze(1), f
+OUT = os.environ.get("ONESHOT_FIXTURES_OUT", os.path.join(os.path.dirname(__file__), "..", "ModelTests", "Fixtures"))
 
 
 def build(name):
-    if name == "vgg":
-        config = {"backbone": "vgg16", "inputSize": 16, "width": 1, "batchNorm": False, "blocks": [[4, 4], [8]], "headHidden": 6, "headActivation": "relu"}
-        net = Siamese(VGG(config["blocks"], False), nn.Sequential(nn.Linear(8 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 1)))
-    elif name == "vgg_wide":
+    config = {
+        "vgg": {"backbone": "vgg16", "inputSize": 16, "width": 1, "batchNorm": False, "blocks": [[4, 4], [8]], "headHidden": 6, "headActivation": "relu"},
         # Channels in multiples of 16, so oneDNN's Winograd kernels accept the 3x3 layers after
         # the first (ModelTests check the Winograd path against these numbers).
-        config = {"backbone": "vgg16", "inputSize": 16, "width": 1, "batchNorm": False, "blocks": [[16, 16], [32]], "headHidden": 6, "headActivation": "relu"}
-        net = Siamese(VGG(config["blocks"], False), nn.Sequential(nn.Linear(32 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 1)))
-    elif name == "vgg_bn":
-        config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 7, "headActivation": "none"}
-        net = Siamese(VGG(config["blocks"], True), nn.Sequential(nn.Linear(5 * 3 * 3, 7), nn.Linear(7, 1)))
-    else:
-        config = {"backbone": "koch", "inputSize": 65, "width": 0.0625, "batchNorm": False, "headHidden": 512, "headActivation": "none"}
-        net = Siamese(Koch([4, 8, 8, 16], 256, 1), nn.Linear(256, 1))
-    return config, net
+        "vgg_wide": {"backbone": "vgg16", "inputSize": 16, "width": 1, "batchNorm": False, "blocks": [[16, 16], [32]], "headHidden": 6, "headActivation": "relu"},
+        "vgg_bn": {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 7, "headActivation": "none"},
+        "koch": {"backbone": "koch", "inputSize": 65, "width": 0.0625, "batchNorm": False, "headHidden": 512, "headActivation": "none"},
+    }[name]
+    return config, twin.build(config)
+
+
+def forward(net, x1, x2):
+    """Logits and the features of both branches (one backbone pass over both)."""
+    features = net.embed(torch.cat([x1, x2], 0))
+    f1, f2 = features.chunk(2, 0)
+    return net.score(f1, f2), features
 
 
 def decays(name):
@@ -111,7 +72,7 @@ def make(name, pairs=3, seed=0):
     labels = torch.tensor([1.0, 0.0, 1.0][:pairs])
     weights = {n: p.detach().clone() for n, p in net.named_parameters()}
     net.train()
-    logits, features = net(x1, x2)
+    logits, features = forward(net, x1, x2)
     loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in net.named_parameters()}

@@ -49,8 +49,8 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Timed repetitions of each measurement (after one warm-up); the median is reported.") var reps: Int = 4
   @Option(help: "A Python with torch installed: also run PyTorch's reference script now (fp32, fp32 channels_last, bf16 channels_last) and print the ratios.")
   var pytorch: String?
-  @Option(help: "Path of the PyTorch reference script (default: ../shared/bench/torch_siamese.py; omniglot52: scripts/bench/torch_omniglot52.py).")
-  var pytorchScript: String?
+  @Option(help: "Path of the PyTorch measurement script (default: python/oneshot_twin/bench.py, the project's PyTorch twin).")
+  var pytorchScript: String = "python/oneshot_twin/bench.py"
   @Flag(help: "Skip the machine-peak measurement (about a second).") var noPeak = false
 
   @Option(help: ArgumentHelp("Instead of a network, time one dnnl_sgemm of shape M,N,K (row-major C = A B), e.g. 64,11025,576.", valueName: "M,N,K"))
@@ -64,6 +64,8 @@ struct BenchCommand: ParsableCommand {
 
   func run() throws {
     ComputeThreads.set(threads)
+    // PyTorch is checked before the Swift measurement, so a wrong --pytorch fails at once.
+    let python = try pytorch.map(checkedPython)
     if let gemm {
       let seconds = GEMMBenchmark.time(m: gemm.m, n: gemm.n, k: gemm.k, reps: max(reps, 5))
       print(
@@ -145,19 +147,13 @@ struct BenchCommand: ParsableCommand {
         format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images,
         Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
     print(String(format: "  peak resident memory %.2f GB", Double(peakMemory) / 1e9))
-    if let pytorch { try comparePyTorch(python: pytorch, pairs: pairs, trainRate: trainRate, embedRate: embedRate) }
+    if let python { try comparePyTorch(python: python, pairs: pairs, trainRate: trainRate, embedRate: embedRate) }
   }
 
   /// PyTorch's three CPU paths in this sitting, and our figures against the fastest.
   func comparePyTorch(python: String, pairs: Int, trainRate: Double, embedRate: Double) throws {
-    let script = pytorchScript ?? (model == .omniglot52 ? "scripts/bench/torch_omniglot52.py" : "../shared/bench/torch_siamese.py")
-    let net: [String] = {
-      switch model {
-      case .vgg16: return ["--net", "vgg", "--channels", "1"]
-      case .koch: return ["--net", "koch", "--channels", "1"]
-      case .omniglot52: return []
-      }
-    }()
+    let script = pytorchScript
+    let net = ["--net", model == .vgg16 ? "vgg" : model.rawValue]
     let variants: [(String, [String])] = [("fp32", []), ("fp32 channels_last", ["--channels-last"]), ("bf16 channels_last", ["--bf16", "--channels-last"])]
     var bestTrain = (label: "", rate: 0.0), bestEmbed = (label: "", rate: 0.0)
     for (label, extra) in variants {
@@ -190,11 +186,37 @@ struct BenchCommand: ParsableCommand {
     return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
   }
 
+  /// The Python of `--pytorch` (a path, or a name looked up on PATH), checked to import torch,
+  /// and the measurement script checked to exist.
+  func checkedPython(_ given: String) throws -> String {
+    guard FileManager.default.fileExists(atPath: pytorchScript) else {
+      throw UserFacingError("PyTorch script \(pytorchScript) not found; run from the repository's root or pass --pytorch-script PATH")
+    }
+    let path: String
+    if given.contains("/") {
+      path = given
+    } else {
+      let folders = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+      guard let found = folders.map({ "\($0)/\(given)" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw UserFacingError("--pytorch \(given): no such program on PATH; give the path of a Python with torch (e.g. VENV/bin/python)")
+      }
+      path = found
+    }
+    let probe = Process()
+    probe.executableURL = URL(fileURLWithPath: path)
+    probe.arguments = ["-c", "import torch"]
+    probe.standardOutput = FileHandle.nullDevice
+    probe.standardError = FileHandle.nullDevice
+    do { try probe.run() } catch { throw UserFacingError("cannot run --pytorch \(given): \(error.localizedDescription); give the path of a Python with torch") }
+    probe.waitUntilExit()
+    guard probe.terminationStatus == 0 else {
+      throw UserFacingError("--pytorch \(given) cannot import torch; install it (pip install -r python/requirements.txt) or give another Python")
+    }
+    return path
+  }
+
   /// Runs the PyTorch script and returns the median it printed (pairs/s or images/s).
   func runPyTorch(python: String, script: String, arguments: [String]) throws -> Double {
-    guard FileManager.default.fileExists(atPath: script) else {
-      throw UserFacingError("PyTorch script \(script) not found; pass --pytorch-script PATH")
-    }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: python)
     process.arguments = [script] + arguments

@@ -65,7 +65,7 @@ struct ReportCommand: ParsableCommand {
       } catch {
         throw UserFacingError("cannot write \(output) (\((error as NSError).localizedDescription)); choose a writable path for --output")
       }
-      FileHandle.standardError.write(Data("wrote \(output)\n".utf8))
+      printNote("wrote \(output)")
     } else {
       print(text, terminator: "")
     }

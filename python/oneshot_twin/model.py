@@ -1,0 +1,176 @@
+"""The networks oneshot-bench builds, in PyTorch, with its parameter names and layouts.
+
+A checkpoint of the harness (safetensors: the tensors, and its `model_config` in the metadata)
+loads here without conversion: `load("runs/<run-id>/best.safetensors")` gives the network in
+eval mode, an ensemble checkpoint (`ensemble_members` in the metadata, tensors under
+`members.<m>.`) the ensemble, whose logit is the mean of its members'. The module tree mirrors
+the Swift one (`Sources/Model/SiameseNetwork.swift`): PyTorch's `nn.Sequential` numbering is the
+names' numbering, ReLU and pooling included.
+
+    model_config keys: backbone (vgg16 | koch), inputSize, width, batchNorm, blocks, headHidden,
+    headActivation (none | relu); defaults as in Sources/Model/ModelConfig.swift.
+"""
+import json
+
+import torch
+import torch.nn as nn
+
+VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
+DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "headHidden": 512, "headActivation": "none"}
+# The harness's batch norm: PyTorch's defaults (eps 1e-5, momentum 0.1).
+BATCH_NORM_EPS = 1e-5
+
+
+def full_config(config):
+    """The configuration with every key, as the harness reads it."""
+    unknown = set(config) - set(DEFAULTS) - {"backbone"}
+    if unknown:
+        raise ValueError(f"model_config has keys the twin does not know: {sorted(unknown)}")
+    if config.get("backbone") not in ("vgg16", "koch"):
+        raise ValueError(f"model_config backbone {config.get('backbone')!r} is not vgg16 or koch")
+    return {**DEFAULTS, **config}
+
+
+def scaled(channels, width):
+    return max(1, int(round(channels * width)))
+
+
+def vgg_blocks(config):
+    if config["blocks"] is not None:
+        return config["blocks"]
+    return [[scaled(c, config["width"]) for c in block] for block in VGG16_BLOCKS]
+
+
+class VGGBackbone(nn.Module):
+    """3x3 convolutions (padding 1), batch norm if asked, ReLU; 2x2 max pooling after each block."""
+
+    def __init__(self, blocks, batch_norm):
+        super().__init__()
+        layers, channels = [], 1
+        for block in blocks:
+            for width in block:
+                layers.append(nn.Conv2d(channels, width, 3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(width, eps=BATCH_NORM_EPS))
+                layers.append(nn.ReLU(inplace=False))
+                channels = width
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return torch.flatten(self.features(x), 1)
+
+
+class KochBackbone(nn.Module):
+    """Koch et al. 2015: 64@10x10, 128@7x7, 128@4x4, 256@4x4 (times width), Linear + sigmoid."""
+
+    def __init__(self, widths, features, final_side):
+        super().__init__()
+        a, b, c, d = widths
+        self.features = nn.Sequential(
+            nn.Conv2d(1, a, 10), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(a, b, 7), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(b, c, 4), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, d, 4), nn.ReLU())
+        self.fc = nn.Linear(d * final_side * final_side, features)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(torch.flatten(self.features(x), 1)))
+
+
+class Siamese(nn.Module):
+    """One weight-shared backbone; a pair's logit is head(|f1 - f2|)."""
+
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def embed(self, images):
+        return self.backbone(images)
+
+    def score(self, f1, f2):
+        return self.head(torch.abs(f1 - f2)).squeeze(1)
+
+    def forward(self, left, right):
+        features = self.backbone(torch.cat([left, right], 0))
+        f1, f2 = features.chunk(2, 0)
+        return self.score(f1, f2)
+
+
+class Ensemble(nn.Module):
+    """Networks of one configuration; a pair's logit is the mean of the members' logits."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def embed(self, images):
+        """The members' feature vectors back to back, as the harness's scorer keeps them."""
+        return torch.cat([m.embed(images) for m in self.members], 1)
+
+    def score(self, f1, f2):
+        n = f1.shape[1] // len(self.members)
+        logits = [m.score(f1[:, i * n:(i + 1) * n], f2[:, i * n:(i + 1) * n]) for i, m in enumerate(self.members)]
+        return torch.stack(logits, 0).mean(0)
+
+    def forward(self, left, right):
+        return torch.stack([m(left, right) for m in self.members], 0).mean(0)
+
+
+def build(config):
+    """A freshly initialised network for a harness model_config (a dict or its JSON)."""
+    if isinstance(config, str):
+        config = json.loads(config)
+    c = full_config(config)
+    if c["backbone"] == "vgg16":
+        blocks = vgg_blocks(c)
+        side = c["inputSize"]
+        for _ in blocks:
+            side //= 2
+        features = blocks[-1][-1] * side * side
+        hidden = c["headHidden"]
+        backbone = VGGBackbone(blocks, c["batchNorm"])  # built (and initialised) before the head
+        head = [nn.Linear(features, hidden)] + ([nn.ReLU()] if c["headActivation"] == "relu" else []) + [nn.Linear(hidden, 1)]
+        return Siamese(backbone, nn.Sequential(*head))
+    if c["batchNorm"] or c["blocks"] is not None:
+        raise ValueError("koch takes neither batchNorm nor blocks")
+    widths = [scaled(w, c["width"]) for w in (64, 128, 128, 256)]
+    features = scaled(4096, c["width"])
+    final_side = ((((c["inputSize"] - 9) // 2 - 6) // 2 - 3) // 2) - 3
+    return Siamese(KochBackbone(widths, features, final_side), nn.Linear(features, 1))
+
+
+def load(path):
+    """A harness checkpoint as (model in eval mode, metadata): a Siamese network or an Ensemble."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata() or {}
+        tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+    if "model_config" not in metadata:
+        raise ValueError(f"{path}: no model_config in the metadata; is it a oneshot-bench checkpoint?")
+    config = json.loads(metadata["model_config"])
+    members = int(metadata.get("ensemble_members", "0"))
+    model = Ensemble([build(config) for _ in range(members)]) if members >= 2 else build(config)
+    state = {k: v for k, v in tensors.items() if not k.endswith("num_batches_tracked")}
+    expected = model.state_dict()
+    for name in expected:
+        if name.endswith("num_batches_tracked"):
+            state[name] = expected[name]
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise ValueError(f"{path} does not match its model_config: missing {missing[:5]}, unexpected {extra[:5]}")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model, metadata
+
+
+def input_size(metadata):
+    return full_config(json.loads(metadata["model_config"]))["inputSize"]
+
+
+def ink(pixels):
+    """8-bit ink intensities (0 paper, 255 ink), shape (N, S, S) or (N, 1, S, S), as the input."""
+    x = torch.as_tensor(pixels, dtype=torch.float32) * (1.0 / 255.0)
+    return x if x.dim() == 4 else x.unsqueeze(1)
