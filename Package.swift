@@ -64,7 +64,7 @@ let package = Package(
     // ordinary build it replays input files.
     .executableTarget(name: "oneshot-fuzz", dependencies: ["Experiments"]),
     .testTarget(name: "SupportTests", dependencies: ["Support"]),
-    .testTarget(name: "ModelTests", dependencies: ["Model"]),
+    .testTarget(name: "ModelTests", dependencies: ["Model"], exclude: ["Fixtures"]),
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
     .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),

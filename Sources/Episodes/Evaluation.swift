@@ -102,8 +102,17 @@ public struct EvaluationSummary: Sendable {
     return total == 0 ? 0 : Double(correct) / Double(total)
   }
 
-  /// Half-width of the 95% confidence interval: 1.96 x std(episode accuracies) / sqrt(n), as
-  /// Meta-Dataset reports; for a single episode, the binomial interval over its queries.
+  /// The 95% confidence interval of `accuracy`, inside [0, 1]: Wilson's score interval with
+  /// the effective number of trials the episodes' spread implies (`Statistics.accuracyInterval95`).
+  public var interval95: (low: Double, high: Double) {
+    let total = episodes.reduce(0) { $0 + $1.total }
+    if episodes.count < 2 { return Statistics.wilson95(accuracy, trials: Double(total)) }
+    return Statistics.accuracyInterval95(episodes.map(\.accuracy), pooled: accuracy, trials: total)
+  }
+
+  /// Half-width of the symmetric interval 1.96 x std(episode accuracies) / sqrt(n), as
+  /// Meta-Dataset reports (it can leave [0, 1] near perfect accuracy: `interval95` is what
+  /// results record); for a single episode, the binomial interval over its queries.
   public var halfWidth95: Double {
     if episodes.count >= 2 { return 1.96 * Statistics.standardError(episodes.map(\.accuracy)) }
     let n = Double(episodes.first?.total ?? 0)

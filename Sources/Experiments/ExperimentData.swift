@@ -145,9 +145,10 @@ package struct PreparedProtocol {
     let summary = try evaluator.evaluate(SiameseScorer(model: model), episodes: episodes) { done, total in
       progress.update("evaluating \(name): \(done)/\(total) episodes")
     }
+    let interval = summary.interval95
     let result = ProtocolResult(
       protocolName: name, split: split, ways: ways, shots: shots, queries: queries, episodes: summary.episodes.count, accuracy: summary.accuracy,
-      ciLow: summary.accuracy - summary.halfWidth95, ciHigh: summary.accuracy + summary.halfWidth95, seconds: summary.seconds)
+      ciLow: interval.low, ciHigh: interval.high, seconds: summary.seconds)
     return (result, summary.episodes.map { EpisodeRow(episode: $0.index, alphabet: $0.group, correct: $0.correct, total: $0.total) })
   }
 }

@@ -97,7 +97,7 @@ package struct Baseline: Codable, Equatable {
       guard abs(entry.result.accuracy - summary.accuracy) <= 1e-9 else {
         return "protocol \(name) says accuracy \(percent(entry.result.accuracy)) but its episodes add up to \(percent(summary.accuracy))"
       }
-      let low = summary.accuracy - summary.halfWidth95, high = summary.accuracy + summary.halfWidth95
+      let (low, high) = summary.interval95
       guard abs(entry.result.ciLow - low) <= 1e-9, abs(entry.result.ciHigh - high) <= 1e-9 else {
         return "protocol \(name) says 95% interval [\(percent(entry.result.ciLow)), \(percent(entry.result.ciHigh))] but its episodes give [\(percent(low)), \(percent(high))]"
       }

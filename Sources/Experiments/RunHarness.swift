@@ -100,7 +100,8 @@ func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol
     results.append(result)
     progress.line(
       String(
-        format: "%@: %.2f%% +- %.2f (95%% CI, %d episodes, %.1f s)", item.name, 100 * result.accuracy, 100 * (result.ciHigh - result.accuracy), result.episodes, result.seconds))
+        format: "%@: %.2f%% [%.2f, %.2f] (95%% CI, %d episodes, %.1f s)", item.name, 100 * result.accuracy, 100 * result.ciLow, 100 * result.ciHigh, result.episodes,
+        result.seconds))
   }
   return results
 }

@@ -22,10 +22,11 @@ public struct SeedAggregate: Sendable, Equatable {
   public let seeds: Int
   /// Mean of the runs' accuracies.
   public let mean: Double
-  /// 95% interval of the mean across seeds (Student t with seeds - 1 degrees of freedom);
-  /// nil for a single seed.
+  /// 95% interval of the mean across seeds (Student t with seeds - 1 degrees of freedom, kept
+  /// inside [0, 1]); nil for a single seed.
   public let acrossSeeds: (low: Double, high: Double)?
-  /// 95% interval over every episode of every seed pooled (sampling of episodes only).
+  /// 95% interval over every episode of every seed pooled (sampling of episodes only; Wilson's
+  /// score interval with the episodes' effective trials, `Statistics.accuracyInterval95`).
   public let pooledEpisodes: (low: Double, high: Double)
   /// Episodes pooled.
   public let episodes: Int
@@ -41,14 +42,12 @@ public struct SeedAggregate: Sendable, Equatable {
     mean = Statistics.mean(runAccuracies)
     if runAccuracies.count >= 2 {
       let half = Statistics.studentQuantile975(Double(runAccuracies.count - 1)) * Statistics.standardError(runAccuracies)
-      acrossSeeds = (mean - half, mean + half)
+      acrossSeeds = (max(0, mean - half), min(1, mean + half))
     } else {
       acrossSeeds = nil
     }
     episodes = episodeAccuracies.count
-    let pooledMean = Statistics.mean(episodeAccuracies)
-    let half = 1.96 * Statistics.standardError(episodeAccuracies)
-    pooledEpisodes = (pooledMean - half, pooledMean + half)
+    pooledEpisodes = Statistics.accuracyInterval95(episodeAccuracies, pooled: Statistics.mean(episodeAccuracies))
   }
 }
 

@@ -167,7 +167,7 @@ public final class ResultsStore {
     }
   }
 
-  func write<T>(_ body: () throws -> T) throws -> T {
+  @discardableResult func write<T>(_ body: () throws -> T) throws -> T {
     do {
       return try withRetry { try db.transaction(body) }
     } catch {

@@ -33,6 +33,30 @@ public enum Statistics {
   public static func standardError(_ values: [Double]) -> Double {
     values.count < 2 ? 0 : standardDeviation(values) / Double(values.count).squareRoot()
   }
+
+  /// Wilson's 95% score interval of a proportion `p` over `n` trials (n may be fractional);
+  /// it stays in [0, 1] and is not degenerate at 0 or 1.
+  public static func wilson95(_ p: Double, trials n: Double) -> (low: Double, high: Double) {
+    guard n > 0 else { return (0, 1) }
+    let z = 1.959963984540054, z2 = z * z
+    let denominator = 1 + z2 / n
+    let center = (p + z2 / (2 * n)) / denominator
+    let half = z / denominator * (p * (1 - p) / n + z2 / (4 * n * n)).squareRoot()
+    return (max(0, center - half), min(1, center + half))
+  }
+
+  /// The 95% interval of an accuracy measured over episodes: Wilson's score interval with the
+  /// effective number of trials that the spread of the episode accuracies implies
+  /// (n_eff = p(1 - p) / SE^2, SE the standard error of the episode accuracies), at most the
+  /// `trials` (queries) scored. For one-query episodes it is Wilson's interval over the
+  /// episodes; for episodes of many queries it is as wide as the spread between episodes
+  /// says. Unlike mean +- 1.96 SE it never leaves [0, 1].
+  public static func accuracyInterval95(_ episodeAccuracies: [Double], pooled p: Double, trials: Int? = nil) -> (low: Double, high: Double) {
+    let cap = Double(trials ?? episodeAccuracies.count)
+    let se = standardError(episodeAccuracies)
+    let effective = se > 0 ? min(cap, p * (1 - p) / (se * se)) : cap
+    return wilson95(p, trials: max(effective, 1))
+  }
 }
 
 extension Statistics {

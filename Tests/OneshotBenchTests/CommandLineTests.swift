@@ -35,7 +35,7 @@ func startHeldRun(
   if let currentDirectory { process.currentDirectoryURL = currentDirectory }
   process.standardOutput = FileHandle.nullDevice
   let errors = FileManager.default.temporaryDirectory.appendingPathComponent("held-err-\(UUID().uuidString)")
-  FileManager.default.createFile(atPath: errors.path, contents: nil)
+  _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
   process.standardError = try FileHandle(forWritingTo: errors)
   try process.run()
   let deadline = Date().addingTimeInterval(300)
@@ -60,8 +60,8 @@ func runCLI(_ arguments: [String], environment: [String: String] = [:], currentD
   let folder = FileManager.default.temporaryDirectory
   let outURL = folder.appendingPathComponent("cli-out-\(UUID().uuidString)")
   let errURL = folder.appendingPathComponent("cli-err-\(UUID().uuidString)")
-  FileManager.default.createFile(atPath: outURL.path, contents: nil)
-  FileManager.default.createFile(atPath: errURL.path, contents: nil)
+  _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+  _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
   defer {
     try? FileManager.default.removeItem(at: outURL)
     try? FileManager.default.removeItem(at: errURL)

@@ -121,7 +121,7 @@ final class ChildWriter: XCTestCase {
     for step in 0..<rows {
       try store.logMetric(run: id, MetricPoint(key: "train.loss", step: step, value: Double(step)))
       if (step + 1) % flushEvery == 0 { try store.flushMetrics() }
-      if step + 1 == 100 && !ready.isEmpty { FileManager.default.createFile(atPath: ready, contents: nil) }
+      if step + 1 == 100 && !ready.isEmpty { _ = FileManager.default.createFile(atPath: ready, contents: nil) }
     }
     try store.finishRun(id, status: .completed)
   }

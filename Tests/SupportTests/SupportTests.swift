@@ -3,6 +3,28 @@ import Support
 import XCTest
 
 final class SupportTests: XCTestCase {
+  /// Wilson's interval against published values (Newcombe 1998, Table I: 81/263 gives
+  /// 0.2553-0.3662) and the accuracy interval's behaviour at the edges: never outside [0, 1],
+  /// one-query episodes give Wilson over the episodes, a spread between episodes widens it.
+  func testAccuracyIntervalsStayInsideZeroAndOne() {
+    let newcombe = Statistics.wilson95(81.0 / 263.0, trials: 263)
+    XCTAssertEqual(newcombe.low, 0.2553, accuracy: 5e-5)
+    XCTAssertEqual(newcombe.high, 0.3662, accuracy: 5e-5)
+    let perfect = Statistics.wilson95(1, trials: 20)
+    XCTAssertEqual(perfect.high, 1)
+    XCTAssertEqual(perfect.low, 0.8389, accuracy: 5e-5)
+    // 99.6% over 250 one-query episodes: the symmetric interval would pass 100%.
+    let episodes = [Double](repeating: 1, count: 249) + [0]
+    let interval = Statistics.accuracyInterval95(episodes, pooled: 0.996, trials: 250)
+    XCTAssert(interval.high <= 1 && interval.low > 0.97, "\(interval)")
+    XCTAssertEqual(interval.low, Statistics.wilson95(0.996, trials: 250).low, accuracy: 0.01)
+    // Episodes of 20 queries that disagree with each other: wider than 400 independent trials.
+    let spread = [Double](repeating: 0.5, count: 10) + [Double](repeating: 1, count: 10)
+    let wide = Statistics.accuracyInterval95(spread, pooled: 0.75, trials: 400)
+    let independent = Statistics.wilson95(0.75, trials: 400)
+    XCTAssertGreaterThan(wide.high - wide.low, independent.high - independent.low)
+  }
+
   func testSHA256KnownVectors() {
     XCTAssertEqual(SHA256.hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

@@ -37,7 +37,7 @@ func lakeReport(_ summary: EvaluationSummary, runs: LakeRuns, title: String) -> 
   }
   lines.append(
     String(
-      format: "mean error %.2f%%  (accuracy %.2f%% +- %.2f, 95%% CI over runs; %.2f s)", summary.meanErrorPercent, 100 * summary.accuracy, 100 * summary.halfWidth95,
-      summary.seconds))
+      format: "mean error %.2f%%  (accuracy %.2f%% [%.2f, %.2f], 95%% CI over runs; %.2f s)", summary.meanErrorPercent, 100 * summary.accuracy,
+      100 * summary.interval95.low, 100 * summary.interval95.high, summary.seconds))
   return lines.joined(separator: "\n")
 }
