@@ -84,18 +84,23 @@ private final class DataSources {
     if item.protocolKind == .lake20 {
       let runs = try LakeRuns.load(from: dataset, size: config.model.inputSize)
       usesOmniglot = true
-      return PreparedProtocol(name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes)
+      return PreparedProtocol(
+        name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, sequence: "lake20", evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes)
     }
     var spec = item.spec
     let pool: ClassPool
+    var source = ""
     switch item.split {
     case "folder":
       let (images, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: item.path ?? "")).load(size: config.model.inputSize)
       folders.append((item.path ?? "", fingerprint))
+      source = "|folder=\(fingerprint)"
       pool = ClassPool(split: images)
       // Within one group when a group has enough classes, otherwise across groups.
       if spec.alphabetMode == .within && !pool.byAlphabet.contains(where: { $0.classes.count >= spec.ways }) { spec.alphabetMode = .across }
-    case "validation": pool = try backgroundPools().validation
+    case "validation":
+      pool = try backgroundPools().validation
+      source = "|validationAlphabets=\(config.data.validationAlphabets.joined(separator: ","))"
     default: pool = ClassPool(split: try split(.evaluation))
     }
     let sampler: EpisodeSampler
@@ -107,7 +112,8 @@ private final class DataSources {
     var effective = item
     effective.spec = spec
     return PreparedProtocol(
-      name: effective.name, split: pool.name, ways: spec.ways, shots: spec.shots, queries: spec.queries, evaluator: Evaluator(split: pool.split),
+      name: effective.name, split: pool.name, ways: spec.ways, shots: spec.shots, queries: spec.queries,
+      sequence: "\(item.split)|\(spec.canonical)|seed=\(item.seed)\(source)", evaluator: Evaluator(split: pool.split),
       episodes: sampler.episodes(count: item.episodes).map { $0.scoring(in: pool.split) })
   }
 
@@ -125,6 +131,8 @@ package struct PreparedProtocol {
   package let ways: Int
   package let shots: Int
   package let queries: Int
+  /// What episode i is a pure function of (see `TagKey.sequence`).
+  package let sequence: String
   package let evaluator: Evaluator
   package let episodes: [ScoringEpisode]
 

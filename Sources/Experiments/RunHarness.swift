@@ -97,6 +97,7 @@ func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol
     let (result, episodes) = try item.evaluate(checkpoint.model, progress: progress)
     try run.store.recordResult(run: run.id, result, episodes: episodes)
     try run.store.setTag(run: run.id, key: TagKey.episodes(item.name), value: item.episodeDigest)
+    try run.store.setTag(run: run.id, key: TagKey.sequence(item.name), value: item.sequence)
     results.append(result)
     progress.line(
       String(

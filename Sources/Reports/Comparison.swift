@@ -51,44 +51,80 @@ public struct ComparisonSide {
   }
 }
 
-/// The comparison as markdown: one row per shared protocol, and the notes that qualify it.
+/// Why a protocol's episodes can be paired across the two sides, or why not (nil: they can).
+func pairingProblem(_ name: String, _ a: ComparisonSide, _ b: ComparisonSide) -> String? {
+  let runs = a.runs + b.runs
+  let digests = Set(runs.map { $0.tags[TagKey.episodes(name)] ?? "unknown" })
+  if digests.count == 1 && !digests.contains("unknown") { return nil }
+  // Episode i is a pure function of the sequence (split, spec, seed) and the data: runs of one
+  // sequence share their first episodes even when they scored different numbers of them.
+  let sequences = Set(runs.map { $0.tags[TagKey.sequence(name)] ?? "unknown" })
+  let data = Set(runs.map { $0.provenance["dataset_fingerprint"] ?? "unknown" })
+  if sequences.count == 1 && !sequences.contains("unknown") && data.count == 1 { return nil }
+  if digests.contains("unknown") && sequences.contains("unknown") { return "not every run records which episodes it scored (older runs)" }
+  if data.count > 1 { return "the runs read different data" }
+  return "the runs drew different episodes (another seed, spec or split)"
+}
+
+/// The comparison as markdown: one row per protocol both sides scored on the same episodes,
+/// a line for each protocol skipped and why, and the notes that qualify it. Refused only when
+/// no protocol can be compared.
 public func renderComparison(_ a: ComparisonSide, _ b: ComparisonSide, store: ResultsStore) throws -> String {
   let names = Set(a.runs.flatMap { $0.results.keys }).intersection(b.runs.flatMap { $0.results.keys }).sorted()
   guard !names.isEmpty else { throw ReportError("\(a.name) and \(b.name) share no protocol") }
   var rows: [[String]] = []
+  var skipped: [String] = []
   for name in names {
-    let accuracyA = Statistics.mean(a.runs.compactMap { $0.results[name]?.accuracy }), accuracyB = Statistics.mean(b.runs.compactMap { $0.results[name]?.accuracy })
-    // Episodes are paired by index only when both sides drew the same episodes.
-    let digests = Set((a.runs + b.runs).map { $0.tags[TagKey.episodes(name)] ?? "unknown" })
-    guard digests.count == 1, !digests.contains("unknown") else {
-      throw ReportError(
-        "protocol \(name): \(a.name) and \(b.name) \(digests.contains("unknown") ? "do not all record which episodes they scored (older runs)" : "scored different episodes (another seed or spec)"), so their episodes cannot be paired")
+    if let problem = pairingProblem(name, a, b) {
+      skipped.append("\(name): \(problem)")
+      continue
     }
     let scoresA = try a.episodeScores(name, store: store), scoresB = try b.episodeScores(name, store: store)
     let shared = Set(scoresA.keys).intersection(scoresB.keys).sorted()
-    let cells = [name, String(format: "%.2f%%", 100 * accuracyA), String(format: "%.2f%%", 100 * accuracyB)]
     guard shared.count >= 2 else {
-      rows.append(cells + [String(format: "%+.2f", 100 * (accuracyA - accuracyB)), "no shared episodes", "intervals only"])
+      skipped.append("\(name): fewer than two episodes both sides scored")
       continue
     }
-    let d = Statistics.paired(shared.map { scoresA[$0]!.accuracy }, shared.map { scoresB[$0]!.accuracy })
-    var verdict = d.pValue < 0.05 ? (d.mean > 0 ? "A better" : "B better") : "no significant difference"
-    var test = String(format: "paired t, p = %.3g", d.pValue)
-    if !a.isGroup && !b.isGroup && shared.allSatisfy({ scoresA[$0]!.total == 1 && scoresB[$0]!.total == 1 }) {
-      let onlyA = shared.filter { scoresA[$0]!.correct == 1 && scoresB[$0]!.correct == 0 }.count
-      let onlyB = shared.filter { scoresA[$0]!.correct == 0 && scoresB[$0]!.correct == 1 }.count
-      let p = Statistics.mcNemarP(onlyA: onlyA, onlyB: onlyB)
-      test = String(format: "McNemar, p = %.3g", p)
-      verdict = p < 0.05 ? (onlyA > onlyB ? "A better" : "B better") : "no significant difference"
-    }
-    rows.append(cells + [String(format: "%+.2f [%+.2f, %+.2f]", 100 * d.mean, 100 * d.low, 100 * d.high), "\(shared.count) shared episodes, \(test)", verdict])
+    rows.append(comparisonRow(name, shared: shared, scoresA, scoresB, pooled: a.isGroup || b.isGroup))
+  }
+  guard !rows.isEmpty else {
+    throw ReportError("\(a.name) and \(b.name) share no protocol scored on the same episodes (\(skipped.joined(separator: "; ")))")
   }
   var out = "A = \(a.name)\nB = \(b.name)\n\n"
   out += markdownTable(["protocol", "A", "B", "A - B (95% CI, points)", "test", "verdict"], rows)
-  if a.isGroup || b.isGroup {
-    out += "\n\nEach episode's score is the mean over a group's seeds; the test pairs episodes, so its interval covers episode sampling with training noise averaged over the seeds."
-  } else if a.runs[0].group == b.runs[0].group {
-    out += "\n\nThese two runs differ only by seed: the test covers the sampling of episodes, not training noise, so it says nothing about the recipe. For a claim about a recipe, compare seed groups (`report --group-seeds`, then `compare GROUP_A GROUP_B`)."
-  }
+  out += "\n\nA and B: accuracy over the episodes both scored."
+  if !skipped.isEmpty { out += "\n\nNot compared: " + skipped.joined(separator: "; ") + "." }
+  out += comparisonNote(a, b)
   return out
+}
+
+/// One protocol's row: accuracies over the shared episodes and the paired test.
+func comparisonRow(_ name: String, shared: [Int], _ scoresA: [Int: (accuracy: Double, correct: Int, total: Int)], _ scoresB: [Int: (accuracy: Double, correct: Int, total: Int)], pooled: Bool) -> [String] {
+  let accuracyA = Statistics.mean(shared.map { scoresA[$0]!.accuracy }), accuracyB = Statistics.mean(shared.map { scoresB[$0]!.accuracy })
+  let d = Statistics.paired(shared.map { scoresA[$0]!.accuracy }, shared.map { scoresB[$0]!.accuracy })
+  var verdict = d.pValue < 0.05 ? (d.mean > 0 ? "A better" : "B better") : "no significant difference"
+  var test = String(format: "paired t, p = %.3g", d.pValue)
+  if !pooled && shared.allSatisfy({ scoresA[$0]!.total == 1 && scoresB[$0]!.total == 1 }) {
+    let onlyA = shared.filter { scoresA[$0]!.correct == 1 && scoresB[$0]!.correct == 0 }.count
+    let onlyB = shared.filter { scoresA[$0]!.correct == 0 && scoresB[$0]!.correct == 1 }.count
+    let p = Statistics.mcNemarP(onlyA: onlyA, onlyB: onlyB)
+    test = String(format: "McNemar, p = %.3g", p)
+    verdict = p < 0.05 ? (onlyA > onlyB ? "A better" : "B better") : "no significant difference"
+  }
+  return [
+    name, String(format: "%.2f%%", 100 * accuracyA), String(format: "%.2f%%", 100 * accuracyB), String(format: "%+.2f [%+.2f, %+.2f]", 100 * d.mean, 100 * d.low, 100 * d.high),
+    "\(shared.count) shared episodes, \(test)", verdict,
+  ]
+}
+
+/// What the test covers, for these two sides.
+func comparisonNote(_ a: ComparisonSide, _ b: ComparisonSide) -> String {
+  if a.isGroup || b.isGroup {
+    return "\n\nEach episode's score is the mean over a group's seeds; the test pairs episodes, so its interval covers episode sampling with training noise averaged over the seeds."
+  }
+  if a.runs[0].summary.id == b.runs[0].summary.id { return "\n\nA and B are the same run: every difference is zero by construction." }
+  if a.runs[0].group == b.runs[0].group && a.runs[0].params["seed"] != b.runs[0].params["seed"] {
+    return "\n\nThese two runs differ only by seed: the test covers the sampling of episodes, not training noise, so it says nothing about the recipe. For a claim about a recipe, compare seed groups (`report --group-seeds`, then `compare GROUP_A GROUP_B`)."
+  }
+  return ""
 }

@@ -200,4 +200,8 @@ public enum TagKey {
   public static let mode = "mode"
   /// A protocol's episode identity (SHA-256 of its episodes' images).
   public static func episodes(_ protocolName: String) -> String { "episodes." + protocolName }
+  /// A protocol's episode sequence: split, spec, seed (and a folder's fingerprint), the things
+  /// episode i is a pure function of. Two runs with the same sequence (and dataset) scored the
+  /// same episode i, whatever their episode counts.
+  public static func sequence(_ protocolName: String) -> String { "sequence." + protocolName }
 }
