@@ -145,6 +145,14 @@ public struct EvaluationSummary: Sendable {
 /// Scores episodes with a `OneShotScorer`: embeds every image the episodes use exactly once,
 /// then classifies each query as the class with the highest mean similarity over its K
 /// support images (ties go to the lower class index, as numpy's argmax).
+/// The two phases of scoring a protocol, as progress reports them.
+public enum EvaluationPhase: Sendable {
+  /// Embedding each image the episodes use, once (counted in images).
+  case embedding
+  /// Scoring episodes against the cached embeddings (counted in episodes).
+  case scoring
+}
+
 public struct Evaluator {
   /// Image side.
   public let size: Int
@@ -166,8 +174,12 @@ public struct Evaluator {
   /// An evaluator over Lake's run images.
   public init(runs: LakeRuns, batchSize: Int = 256) { self.init(size: runs.size, pixels: runs.pixels, batchSize: batchSize) }
 
-  /// Scores every episode; `progress` is called with (episodes done, total).
-  public func evaluate<Scorer: OneShotScorer>(_ scorer: Scorer, episodes: [ScoringEpisode], progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationSummary {
+  /// Scores every episode: first embeds each image the episodes use once, then scores the
+  /// episodes; `progress` is called with the phase, the work done in it and its total (images
+  /// while embedding, episodes while scoring).
+  public func evaluate<Scorer: OneShotScorer>(
+    _ scorer: Scorer, episodes: [ScoringEpisode], progress: ((EvaluationPhase, Int, Int) -> Void)? = nil
+  ) throws -> EvaluationSummary {
     let start = Date()
     var used = Set<Int>()
     for episode in episodes {
@@ -192,6 +204,7 @@ public struct Evaluator {
       precondition(batch.count == count, "scorer returned \(batch.count) embeddings for \(count) images")
       embeddings.append(contentsOf: batch)
       offset += count
+      progress?(.embedding, offset, order.count)
     }
     var outcomes: [EpisodeOutcome] = []
     outcomes.reserveCapacity(episodes.count)
@@ -219,7 +232,7 @@ public struct Evaluator {
         if predicted == query.label { correct += 1 }
       }
       outcomes.append(EpisodeOutcome(index: episode.index, group: episode.group, correct: correct, total: episode.queries.count))
-      progress?(done + 1, episodes.count)
+      progress?(.scoring, done + 1, episodes.count)
     }
     return EvaluationSummary(episodes: outcomes, seconds: Date().timeIntervalSince(start), embeddedImages: order.count)
   }

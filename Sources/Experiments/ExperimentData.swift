@@ -150,8 +150,12 @@ package struct PreparedProtocol {
   /// Scores `model` on every episode: the result row and one row per episode.
   package func evaluate(_ model: SiameseEnsemble, progress: ProgressDisplay) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
     progress.update("evaluating \(name): \(episodes.count) episodes...", force: true)
-    let summary = try evaluator.evaluate(SiameseScorer(model: model), episodes: episodes) { done, total in
-      progress.update("evaluating \(name): \(done)/\(total) episodes")
+    var phase = EvaluationPhase.embedding
+    var rate = PhaseRate()
+    let summary = try evaluator.evaluate(SiameseScorer(model: model), episodes: episodes) { now, done, total in
+      if now != phase { (phase, rate) = (now, PhaseRate()) }
+      let work = now == .embedding ? rate.text(done: done, total: total, unit: "images embedded") : rate.text(done: done, total: total, unit: "episodes scored")
+      progress.update("evaluating \(name): \(work)", force: done == total)
     }
     let interval = summary.interval95
     let result = ProtocolResult(

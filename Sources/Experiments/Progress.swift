@@ -1,4 +1,5 @@
 import Foundation
+import Reports
 
 /// Progress on standard error: one updating line on a terminal, a plain line every few
 /// seconds otherwise (logs, CI).
@@ -43,6 +44,25 @@ package final class ProgressDisplay {
     }
   }
 }
+/// Rate and time left of one phase of counted work (images embedded, episodes scored), for a
+/// progress line: `611/1000 episodes, 23.4/s, 17s left`. The time left is said only once the
+/// phase has run a second and done a twentieth of its work; before that it says "measuring"; at the
+/// end it gives the phase's time.
+package struct PhaseRate {
+  private let start = Date()
+
+  package init() {}
+
+  package func text(done: Int, total: Int, unit: String) -> String {
+    let elapsed = Date().timeIntervalSince(start)
+    if done >= total { return "\(done)/\(total) \(unit) in \(String(format: "%.1f", elapsed)) s" }
+    guard elapsed >= 1, done * 20 >= total, done > 0 else { return "\(done)/\(total) \(unit), measuring" }
+    let rate = Double(done) / elapsed
+    let left = Double(total - done) / rate
+    return "\(done)/\(total) \(unit), \(String(format: rate >= 10 ? "%.0f" : "%.1f", rate))/s, \(formatDuration(left)) left"
+  }
+}
+
 /// SIGINT and SIGTERM set a flag that the training loop checks between steps, so a run can
 /// save a checkpoint and be marked interrupted instead of dying mid-write.
 package enum InterruptFlag {

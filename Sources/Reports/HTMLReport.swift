@@ -123,14 +123,16 @@ func learningCurvesSection(store: ResultsStore, rows: [ReportRow], styles: [Stri
 
 /// Accuracy per protocol, per run.
 func protocolsSection(rows: [ReportRow], protocols: [String], styles: [String: SeriesStyle]) -> String {
-  var body = "<section><h2>Accuracy per protocol</h2><p class=\"note\">Dot: accuracy; whisker: 95% confidence interval over the protocol's episodes.</p>"
-  for name in protocols {
-    let dotRows = rows.compactMap { row -> DotRow? in
+  var body = "<section><h2>Accuracy per protocol</h2><p class=\"note\">Dot: accuracy; whisker: 95% confidence interval over the protocol's episodes (Wilson's). "
+  body += "Every panel has the same accuracy scale, so whiskers compare across protocols.</p>"
+  let panels = protocols.map { name in
+    rows.compactMap { row -> DotRow? in
       guard let r = row.results[name] else { return nil }
       return DotRow(label: runLabel(row), run: row.summary.id, style: styles[row.summary.id]!, value: 100 * r.accuracy, low: 100 * r.ciLow, high: 100 * r.ciHigh)
     }
-    body += dotWhiskerChart(id: "protocol-\(name)", title: name, xLabel: "accuracy (%)", rows: dotRows)
   }
+  let scale = sharedAccuracyRange(panels)
+  for (name, dotRows) in zip(protocols, panels) { body += dotWhiskerChart(id: "protocol-\(name)", title: name, xLabel: "accuracy (%)", rows: dotRows, range: scale) }
   return body + "</section>"
 }
 
@@ -154,18 +156,22 @@ func alphabetsSection(store: ResultsStore, focus: [ReportRow], protocols: [Strin
 func seedGroupsSection(groups: [SeedGroup], protocols: [String]) -> String {
   var body =
     "<section><h2>Seed groups</h2><p class=\"note\">Completed runs whose configurations differ only by seed. Mean over seeds; whisker: 95% interval across seeds (Student t); one seed: the pooled-episode interval.</p>"
-  body += htmlTable(
-    ["group", "experiment", "seeds"] + protocols,
-    groups.map { group in [group.key, group.experiment, "\(group.runs.count): \(group.seeds.joined(separator: ", "))"] + protocols.map { group.protocols[$0].map(describe) ?? "-" } })
-  for name in protocols {
-    let dotRows = groups.enumerated().compactMap { i, group -> DotRow? in
+  let (header, rows, short) = seedGroupTable(groups, protocols: protocols)
+  body += htmlTable(header, rows)
+  let names = protocols.filter { short[$0]! != $0 }.map { "\(short[$0]!) = \($0)" }
+  if !names.isEmpty { body += "<p class=\"note\">\(xmlEscaped(names.joined(separator: "; ")))</p>" }
+  let panels = protocols.map { name in
+    groups.enumerated().compactMap { i, group -> DotRow? in
       guard let a = group.protocols[name] else { return nil }
       let interval = a.acrossSeeds ?? a.pooledEpisodes
       return DotRow(
         label: "\(group.key) \(group.experiment) (\(a.seeds) seed\(a.seeds == 1 ? "" : "s"))", run: group.key, style: .forIndex(i), value: 100 * a.mean, low: 100 * interval.low,
         high: 100 * interval.high)
     }
-    body += dotWhiskerChart(id: "groups-\(name)", title: "\(name), mean over seeds", xLabel: "accuracy (%)", rows: dotRows)
+  }
+  let scale = sharedAccuracyRange(panels)
+  for (name, dotRows) in zip(protocols, panels) {
+    body += dotWhiskerChart(id: "groups-\(name)", title: "\(name), mean over seeds (same scale in every panel)", xLabel: "accuracy (%)", rows: dotRows, range: scale)
   }
   return body + "</section>"
 }

@@ -147,16 +147,17 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
         out.append(row.bestValidation.map { String(format: "%.1f@%d", 100 * $0.value, $0.step) } ?? "-")
       }
       for p in protocols {
-        if let r = row.results[p] { out.append(String(format: "%.2f±%.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.accuracy))) } else { out.append("-") }
+        if let r = row.results[p] { out.append(String(format: "%.2f±%.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.ciLow) / 2)) } else { out.append("-") }
       }
       if wide { out.append(row.summary.durationSeconds.map(formatDuration) ?? "-") }
       return out
     }
-    var table = format == .markdown ? markdownTable(header, body) : textTable(header, body)
-    if format == .table && !wide {
-      table += "\n\naccuracy % ± 95% CI half-width; validation: best % @ step; --wide for every column"
-      for (name, short) in zip(protocols, shortNames) where short != name { table += "\n\(short) = \(name)" }
-    }
+    guard format == .table && !wide else { return format == .markdown ? markdownTable(header, body) : textTable(header, body) }
+    let (fitted, left) = fitToWidth(header, body, width: 120, droppable: ["lr", "steps", "seed"])
+    var table = fitted + "\n\naccuracy % ± half the width of its 95% interval (Wilson's); validation: best % @ step"
+    if body.contains(where: { $0[2].hasPrefix("eval x") }) { table += "\neval xN: eval-only of an N-member ensemble" }
+    table += left.isEmpty ? "\n--wide for every column" : "\n\(left.joined(separator: ", ")) left out to fit 120 columns: --wide for every column"
+    for (name, short) in zip(protocols, shortNames) where short != name { table += "\n\(short) = \(name)" }
     return table
   }
 }
@@ -226,15 +227,36 @@ public func textTable(_ header: [String], _ allRows: [[String]]) -> String {
   var widths = header.map(\.count)
   for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
   func line(_ cells: [String]) -> String {
-    cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    cells.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ").replacingOccurrences(of: " +$", with: "", options: .regularExpression)
   }
   return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}
+
+/// `textTable(header, rows)`, leaving out the `droppable` columns (in that order) while the table
+/// is wider than `width`; returns the table and the headings left out.
+func fitToWidth(_ header: [String], _ rows: [[String]], width: Int, droppable: [String]) -> (table: String, left: [String]) {
+  var header = header, rows = rows, left: [String] = []
+  var table = textTable(header, rows)
+  for name in droppable {
+    guard table.split(separator: "\n").contains(where: { $0.count > width }), let i = header.firstIndex(of: name) else { continue }
+    header.remove(at: i)
+    rows = rows.map { var r = $0; if i < r.count { r.remove(at: i) }; return r }
+    left.append(name)
+    table = textTable(header, rows)
+  }
+  return (table, left)
 }
 
 /// One run in full: provenance, parameters, results with per-alphabet breakdowns, metrics.
 public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFormat) throws -> String {
   let evalOnly = RunMode(tags: detail.tags) == .evalOnly
-  let shown = detail.params.filter { !evalOnly || !($0.key.hasPrefix("training.") || $0.key == "seed") }
+  // Lake's runs are fixed episodes: the episode settings a lake20 entry carries (defaults of the
+  // configuration) played no part in it, so they are not shown (they stay in the configuration).
+  let lakeEntries = detail.params.filter { $0.key.hasPrefix("evaluation.") && $0.key.hasSuffix(".protocol") && $0.value == "lake20" }.map { String($0.key.dropLast("protocol".count)) }
+  let shown = detail.params.filter { entry in
+    if evalOnly && (entry.key.hasPrefix("training.") || entry.key == "seed") { return false }
+    return !lakeEntries.contains { entry.key.hasPrefix($0) && entry.key != $0 + "protocol" && entry.key != $0 + "name" }
+  }
   var perAlphabet: [String: [(String, Double, Int)]] = [:]
   for result in detail.results {
     let rows = try store.episodeRows(runID: detail.summary.id, protocolName: result.protocolName)

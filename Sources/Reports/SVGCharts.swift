@@ -163,21 +163,27 @@ struct DotRow {
   let high: Double
 }
 
-/// Values with intervals, one row each, labelled at the left (accuracies in percent).
-func dotWhiskerChart(id: String, title: String, xLabel: String, rows: [DotRow]) -> String {
-  guard !rows.isEmpty else { return "" }
-  let lows = rows.map(\.low), highs = rows.map(\.high)
-  // A margin on both sides, so that no dot or whisker end sits on the frame.
-  let span = max(highs.max()! - lows.min()!, 1)
-  let range = max(0, lows.min()! - 0.08 * span)...min(100, highs.max()! + 0.08 * span)
+/// The accuracy axis (percent) that holds every dot and whisker of `panels`, with a margin on
+/// both sides so that no dot or whisker end sits on the frame; nil when there is nothing to show.
+func sharedAccuracyRange(_ panels: [[DotRow]]) -> ClosedRange<Double>? {
+  let rows = panels.flatMap { $0 }
+  guard let low = rows.map(\.low).min(), let high = rows.map(\.high).max() else { return nil }
+  let span = max(high - low, 1)
+  return max(0, low - 0.08 * span)...min(100, high + 0.08 * span)
+}
+
+/// Values with intervals, one row each, labelled at the left (accuracies in percent), on the
+/// given accuracy axis (panels that are read side by side share one) or one fitted to the rows.
+func dotWhiskerChart(id: String, title: String, xLabel: String, rows: [DotRow], range given: ClosedRange<Double>? = nil) -> String {
+  guard !rows.isEmpty, let range = given ?? sharedAccuracyRange([rows]) else { return "" }
   let xTicks = niceTicks(range.lowerBound, range.upperBound)
   let rowHeight = 20.0
-  let frame = PlotFrame(width: 700, height: 52 + rowHeight * Double(rows.count), left: 230, right: 16, top: 8, bottom: 44, x: range, y: 0...Double(rows.count))
+  let frame = PlotFrame(width: 760, height: 52 + rowHeight * Double(rows.count), left: 300, right: 16, top: 8, bottom: 44, x: range, y: 0...Double(rows.count))
   var out = chartOpen(id: id, kind: "dots", title: title, width: frame.width, height: frame.height, series: rows.count)
   out += frame.axes(xLabel: xLabel, yLabel: nil, xTicks: xTicks, yTicks: [])
   for (i, row) in rows.enumerated() {
     let y = frame.top + rowHeight * (Double(i) + 0.5)
-    let label = row.label.count > 34 ? String(row.label.prefix(33)) + "…" : row.label
+    let label = row.label.count > 46 ? String(row.label.prefix(45)) + "…" : row.label
     out += "<g class=\"series\" data-run=\"\(xmlEscaped(row.run))\"><title>\(xmlEscaped(row.label)): \(String(format: "%.2f%% [%.2f, %.2f]", row.value, row.low, row.high))</title>"
     out += "<text x=\"\(f(frame.left - 6))\" y=\"\(f(y + 4))\" text-anchor=\"end\" font-size=\"11\">\(xmlEscaped(label))</text>"
     out += "<line x1=\"\(f(frame.px(row.low)))\" x2=\"\(f(frame.px(row.high)))\" y1=\"\(f(y))\" y2=\"\(f(y))\" stroke=\"\(row.style.color)\" stroke-width=\"2\"/>"

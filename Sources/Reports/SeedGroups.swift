@@ -36,8 +36,10 @@ public struct SeedAggregate: Sendable, Equatable {
       && a.pooledEpisodes == b.pooledEpisodes && a.episodes == b.episodes
   }
 
-  /// The aggregate of run accuracies and the pooled per-episode accuracies.
-  public init(runAccuracies: [Double], episodeAccuracies: [Double]) {
+  /// The aggregate of run accuracies and the pooled per-episode accuracies (`trials`: the
+  /// queries those episodes scored, which bounds the effective trials of the pooled interval as
+  /// it does a single run's; by default one per episode).
+  public init(runAccuracies: [Double], episodeAccuracies: [Double], trials: Int? = nil) {
     seeds = runAccuracies.count
     mean = Statistics.mean(runAccuracies)
     if runAccuracies.count >= 2 {
@@ -47,7 +49,7 @@ public struct SeedAggregate: Sendable, Equatable {
       acrossSeeds = nil
     }
     episodes = episodeAccuracies.count
-    pooledEpisodes = Statistics.accuracyInterval95(episodeAccuracies, pooled: Statistics.mean(episodeAccuracies))
+    pooledEpisodes = Statistics.accuracyInterval95(episodeAccuracies, pooled: Statistics.mean(episodeAccuracies), trials: trials)
   }
 }
 
@@ -79,8 +81,10 @@ public func seedGroups(_ rows: [ReportRow], store: ResultsStore) throws -> [Seed
     var protocols: [String: SeedAggregate] = [:]
     for name in Set(runs.flatMap { $0.results.keys }) {
       let withResult = runs.filter { $0.results[name] != nil }
-      let episodes = try withResult.flatMap { try store.episodeRows(runID: $0.summary.id, protocolName: name).map { Double($0.correct) / Double($0.total) } }
-      protocols[name] = SeedAggregate(runAccuracies: withResult.map { $0.results[name]!.accuracy }, episodeAccuracies: episodes)
+      let episodes = try withResult.flatMap { try store.episodeRows(runID: $0.summary.id, protocolName: name) }
+      protocols[name] = SeedAggregate(
+        runAccuracies: withResult.map { $0.results[name]!.accuracy }, episodeAccuracies: episodes.map { Double($0.correct) / Double($0.total) },
+        trials: episodes.reduce(0) { $0 + $1.total })
     }
     return SeedGroup(key: key, experiment: runs[0].summary.experiment, runs: runs, protocols: protocols)
   }
@@ -121,18 +125,34 @@ public func renderSeedGroups(_ groups: [SeedGroup], protocols: [String], format:
     }
     return csvDocument(header, rows)
   case .table, .markdown, .html:
-    let header = ["group", "experiment", "seeds"] + protocols
-    let rows = groups.map { group -> [String] in
-      [group.key, group.experiment, "\(group.runs.count): \(group.seeds.joined(separator: ","))"]
-        + protocols.map { p in group.protocols[p].map(describe) ?? "-" }
-    }
+    let (header, rows, short) = seedGroupTable(groups, protocols: protocols)
     let table = format == .markdown ? markdownTable(header, rows) : textTable(header, rows)
-    return table + "\n\nmean over seeds [95% interval across seeds, t] (pooled episodes: 95% interval over every episode of every seed)"
+    var legend = "\n\nmean over seeds; 95% across seeds: Student's t over the seeds' accuracies, clamped to [0, 100]"
+    legend += "\n95% pooled episodes: Wilson's interval over every episode of every seed (the episodes' noise only)"
+    for name in protocols where short[name]! != name { legend += "\n\(short[name]!) = \(name)" }
+    return table + legend
   }
 }
 
-/// `82.41% [81.20, 83.62] (pooled ±0.45)`.
-func describe(_ a: SeedAggregate) -> String {
-  let across = a.acrossSeeds.map { String(format: " [%.2f, %.2f]", 100 * $0.low, 100 * $0.high) } ?? " [one seed]"
-  return String(format: "%.2f%%", 100 * a.mean) + across + String(format: " (pooled ±%.2f)", 100 * (a.pooledEpisodes.high - a.pooledEpisodes.low) / 2)
+/// The seed-group table, one line per group and protocol, so it keeps its width (about 100
+/// columns) however many protocols the runs scored; with each protocol's short heading.
+func seedGroupTable(_ groups: [SeedGroup], protocols: [String]) -> (header: [String], rows: [[String]], short: [String: String]) {
+  let header = ["group", "experiment", "runs", "seeds", "protocol", "mean", "95% across seeds", "95% pooled episodes"]
+  let short = Dictionary(uniqueKeysWithValues: zip(protocols, shortProtocolNames(protocols)))
+  var rows: [[String]] = []
+  for group in groups {
+    let experiment = group.experiment.count <= 18 ? group.experiment : String(group.experiment.prefix(17)) + "…"
+    let scored = protocols.filter { group.protocols[$0] != nil }
+    for (i, p) in scored.enumerated() {
+      let a = group.protocols[p]!
+      let first = i == 0
+      rows.append([
+        first ? group.key : "", first ? experiment : "", first ? String(group.runs.count) : "", first ? group.seeds.joined(separator: ",") : "",
+        short[p]!, String(format: "%.2f%%", 100 * a.mean),
+        a.acrossSeeds.map { String(format: "[%.2f, %.2f]", 100 * $0.low, 100 * $0.high) } ?? "one seed",
+        String(format: "[%.2f, %.2f]", 100 * a.pooledEpisodes.low, 100 * a.pooledEpisodes.high),
+      ])
+    }
+  }
+  return (header, rows, short)
 }

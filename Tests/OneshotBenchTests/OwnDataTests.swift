@@ -67,6 +67,10 @@ final class OwnDataTests: XCTestCase {
     let listed = runCLI(["episodes", "--folder", glyphs.path, "--ways", "5", "--count", "2", "--format", "text"])
     XCTAssertEqual(listed.code, 0, listed.error)
     XCTAssert(listed.output.contains("script"), listed.output)
+    // Images are named by their files (0.png ... 3.png), not by 1-based positions that match no file.
+    let lines = listed.output.split(separator: "\n")
+    XCTAssertEqual(lines.first, "episode\tclass\tsupport (files)\tqueries (files)")
+    XCTAssert(lines.dropFirst().allSatisfy { $0.split(separator: "\t").dropFirst(2).allSatisfy { $0.hasSuffix(".png") } }, listed.output)
     let verified = runCLI(["dataset", "verify", "--folder", glyphs.path, "--ways", "5"])
     XCTAssertEqual(verified.code, 0, verified.error)
     XCTAssert(verified.output.contains("3 groups, 15 classes, 60 images") && verified.output.contains("5-way 1-shot episodes"), verified.output)

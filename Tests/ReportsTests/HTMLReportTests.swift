@@ -70,7 +70,9 @@ final class HTMLReportTests: XCTestCase {
     let csv = renderSeedGroups(groups, protocols: ["evaluation-5way"], format: .csv)
     XCTAssertEqual(csv.split(separator: "\r\n").count, 4)
     XCTAssert(csv.hasPrefix("group,experiment,seeds,runs,evaluation-5way.mean,"), csv)
-    XCTAssert(renderSeedGroups(groups, protocols: ["evaluation-5way"], format: .table).contains("82.00% ["))
+    let table = renderSeedGroups(groups, protocols: ["evaluation-5way"], format: .table)
+    XCTAssert(table.contains("82.00%  [77.03, 86.97]"), table)
+    XCTAssert(table.split(separator: "\n").allSatisfy { $0.count <= 120 }, table)
     let json = try JSONSerialization.jsonObject(with: Data(renderSeedGroups(groups, protocols: ["evaluation-5way"], format: .json).utf8)) as? [[String: Any]]
     XCTAssertEqual(json?.count, 3)
   }
@@ -100,6 +102,25 @@ final class HTMLReportTests: XCTestCase {
     XCTAssertEqual(tickLabel(96_000), "96k")
     XCTAssertEqual(tickLabel(1_500_000), "1.5M")
     XCTAssertEqual(smoothed([1, 1, 1]), [1, 1, 1])
+  }
+
+  /// Protocol panels share one accuracy scale (a narrow interval must not look as wide as a
+  /// wide one), and a run's label is not cut at the experiment's name.
+  func testPanelsShareTheirScaleAndLabelsAreWhole() {
+    func row(_ label: String, _ value: Double, _ half: Double) -> DotRow {
+      DotRow(label: label, run: label, style: .forIndex(0), value: value, low: value - half, high: value + half)
+    }
+    let narrow = [row("1f82c017 omniglot52-eval (eval-only)", 98.1, 0.4)], wide = [row("9830556d ci-smoke s1", 65.5, 6.7)]
+    let scale = sharedAccuracyRange([narrow, wide])
+    XCTAssertEqual(scale.map { $0.lowerBound < 58.8 && $0.upperBound > 98.5 && $0.upperBound <= 100 }, true)
+    // The x tick labels, in order: `text-anchor="middle">60</text>`.
+    let ticks = { (svg: String) in svg.components(separatedBy: "text-anchor=\"middle\">").dropFirst().map { $0.prefix { $0 != "<" } } }
+    let a = dotWhiskerChart(id: "a", title: "a", xLabel: "accuracy (%)", rows: narrow, range: scale)
+    let b = dotWhiskerChart(id: "b", title: "b", xLabel: "accuracy (%)", rows: wide, range: scale)
+    XCTAssertEqual(ticks(a), ticks(b))
+    XCTAssert(ticks(a).contains("60") && ticks(a).contains("90"), "\(ticks(a))")
+    XCTAssert(a.contains(">1f82c017 omniglot52-eval (eval-only)</text>"), a)
+    XCTAssertNil(sharedAccuracyRange([[], []]))
   }
 
   /// Headless Chromium renders the page: it loads with no console message, its script runs,

@@ -1,4 +1,6 @@
+import Foundation
 import ResultsStore
+import Support
 import XCTest
 
 @testable import Reports
@@ -33,5 +35,43 @@ final class ReportingTests: XCTestCase {
     // A protocol literally named like another's short heading keeps both apart.
     let tricky = ["eval 20w1s", "evaluation-20way-1shot-within"]
     XCTAssertEqual(Set(shortProtocolNames(tricky)).count, 2)
+  }
+
+  /// The default table fits 120 columns with the five protocols of a full omniglot52 recipe and an
+  /// ensemble row, says what it left out and what `eval x2` means; `report --run` does not list
+  /// episode settings under a lake20 entry, which played no part in it.
+  func testTheNarrowTableFits120ColumnsAndLakeRunsShowNoEpisodeSettings() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("narrow-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    let protocols = ["lake20", "evaluation-20way-1shot-within", "evaluation-5way-1shot-within", "evaluation-5way-5shot-within", "validation-20way-1shot-within"]
+    for (n, evalOnly) in [false, true].enumerated() {
+      let config = "{\"name\": \"omniglot52-sgd-batch-long\", \"seed\": \(n)}"
+      let params = [
+        ("seed", "1"), ("training.steps", "20000"), ("training.optimizer.learningRate", "0.0125"), ("evaluation.0.protocol", "lake20"), ("evaluation.0.episodes", "1000"),
+        ("evaluation.0.split", "evaluation"), ("evaluation.1.protocol", "episodes"), ("evaluation.1.episodes", "1000"),
+      ]
+      let id = try store.beginRun(NewRun(experiment: "omniglot52-sgd-batch-long", configJSON: config, configHash: SHA256.hex(Array(config.utf8)), params: params))
+      if evalOnly {
+        try store.setTag(run: id, key: "mode", value: "eval-only")
+        try store.setTag(run: id, key: "ensemble_members", value: "2")
+      }
+      for name in protocols {
+        try store.recordResult(
+          run: id, ProtocolResult(protocolName: name, split: "evaluation", ways: 20, shots: 1, queries: 1, episodes: 1000, accuracy: 0.9867, ciLow: 0.9788, ciHigh: 0.9917, seconds: 1),
+          episodes: [])
+      }
+      try store.finishRun(id, status: .completed, durationSeconds: 60)
+    }
+    let (rows, names) = try reportRows(store: store, runs: try store.listRuns())
+    let table = renderReport(rows, protocols: names, format: .table)
+    XCTAssert(table.split(separator: "\n").allSatisfy { $0.count <= 120 }, table)
+    XCTAssert(table.contains("98.67±0.65"), "half the Wilson interval's width: \(table)")
+    XCTAssert(table.contains("eval xN: eval-only of an N-member ensemble"), table)
+    XCTAssert(table.contains("left out to fit 120 columns"), table)
+    let detail = try renderRunDetail(try store.run(rows[0].summary.id), store: store, format: .table)
+    XCTAssert(detail.contains("evaluation.0.protocol") && detail.contains("evaluation.1.episodes"), detail)
+    XCTAssertFalse(detail.contains("evaluation.0.episodes") || detail.contains("evaluation.0.split"), detail)
   }
 }

@@ -11,11 +11,11 @@ struct BenchCommand: ParsableCommand {
     commandName: "bench",
     abstract: "Measure training pairs/s and embedding images/s (and, with --pytorch, PyTorch's on the same machine).",
     discussion: """
-      Prints the machine's arithmetic peak (a register-only FMA loop on the same threads; bf16 dot
-      products too where the CPU has them) and every figure as a share of it. With --algorithm
-      auto (direct or Winograd per layer and direction, measured) or winograd, prints each
-      convolution's choice. With --pytorch PYTHON, runs PyTorch's reference script in the same
-      sitting in fp32, fp32 channels_last and bf16 channels_last and prints the ratio against the
+      Prints the machine's arithmetic peak (a register-only FMA loop on the same threads; bf16 dot \
+      products too where the CPU has them) and every figure as a share of it. With --algorithm \
+      auto (direct or Winograd per layer and direction, measured) or winograd, prints each \
+      convolution's choice. With --pytorch PYTHON, runs PyTorch's reference script in the same \
+      sitting in fp32, fp32 channels_last and bf16 channels_last and prints the ratio against the \
       fastest of the three (PyTorch's best CPU path).
       """)
 

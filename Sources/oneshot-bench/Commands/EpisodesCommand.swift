@@ -20,7 +20,7 @@ struct EpisodesCommand: ParsableCommand {
   @Option(help: "Number of episodes.") var count: Int = 5
   @Option(help: "Episodes to skip before printing (episode i is the same whatever is skipped).") var start: Int = 0
   @Option(help: "Random seed.") var seed: UInt64 = 0
-  @Option(help: "Output: json or text.") var format: EpisodeFormat = .json
+  @Option(help: "Output: json, or text (tab-separated with a header row; drawers for Omniglot, file names for --folder).") var format: EpisodeFormat = .json
   @Option(help: "Draw from a folder of your own images (ROOT/<group>/<class>/*.png) instead of an Omniglot split.") var folder: String?
 
   enum EpisodeFormat: String, ExpressibleByArgument, CaseIterable { case json, text }
@@ -37,7 +37,7 @@ struct EpisodesCommand: ParsableCommand {
     let episodes = (start..<(start + count)).map(sampler.episode)
     switch format {
     case .json: print(episodesJSON(episodes, pool: pool, spec: spec, seed: seed))
-    case .text: print(episodesText(episodes, pool: pool))
+    case .text: print(episodesText(episodes, pool: pool, byFileName: folder != nil))
     }
   }
 }
@@ -105,14 +105,22 @@ func episodesJSON(_ episodes: [Episode], pool: ClassPool, spec: EpisodeSpec, see
   return lines.joined(separator: "\n")
 }
 
-/// Episodes as one line per class: `episode alphabet/character support-drawers | query-drawers`.
-func episodesText(_ episodes: [Episode], pool: ClassPool) -> String {
-  var lines: [String] = []
+/// Episodes as tab-separated lines, one per class, under a header row: the episode's index, the
+/// class (`alphabet/character`, or `group/class` of a folder), and its support and query images,
+/// comma-separated: Omniglot drawers (the `NN` of `<id>_NN.png`), or file names for a folder of
+/// your own (whose position numbers would not match any name on disk).
+func episodesText(_ episodes: [Episode], pool: ClassPool, byFileName: Bool) -> String {
+  func image(_ index: Int) -> String {
+    let record = pool.split.images[index]
+    return byFileName ? String(record.path.split(separator: "/").last ?? Substring(record.path)) : String(record.drawer)
+  }
+  let kind = byFileName ? "files" : "drawers"
+  var lines = ["episode\tclass\tsupport (\(kind))\tqueries (\(kind))"]
   for episode in episodes {
     for c in episode.classes.indices {
       let character = pool.split.characters[episode.classes[c]]
-      let support = episode.support[c].map { String(pool.split.images[$0].drawer) }.joined(separator: ",")
-      let queries = episode.queries[c].map { String(pool.split.images[$0].drawer) }.joined(separator: ",")
+      let support = episode.support[c].map(image).joined(separator: ",")
+      let queries = episode.queries[c].map(image).joined(separator: ",")
       lines.append("\(episode.index)\t\(pool.split.alphabets[character.alphabet])/\(character.name)\t\(support)\t\(queries)")
     }
   }
