@@ -179,7 +179,7 @@ func seedGroupsSection(groups: [SeedGroup], protocols: [String]) -> String {
 /// The runs table with their settings, and every run's provenance and tags.
 func runsSection(rows: [ReportRow]) -> String {
   var body = "<section><h2>Runs and hyperparameters</h2>"
-  let columns = ["run", "experiment", "status", "mode", "group", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "best validation", "duration"]
+  let columns = ["run", "experiment", "status", "mode", "group", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "best validation", "duration", "note"]
   // Training settings through the listings' one definition (eval-only runs show "-", auto
   // precision shows what it resolved to).
   let settings = ["training.steps", "training.pairsPerStep", "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed"]
@@ -187,7 +187,7 @@ func runsSection(rows: [ReportRow]) -> String {
     let cells =
       [String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, runMode(row), row.group, row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? ""]
       + settings.map { row.mode == .train ? row.shownParameter($0) ?? "" : "-" }
-      + [row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-", row.summary.durationSeconds.map(formatDuration) ?? "-"]
+      + [row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-", row.summary.durationSeconds.map(formatDuration) ?? "-", row.tags[TagKey.note] ?? ""]
     let provenance = row.provenance.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "\n")
     return "<tr data-run=\"\(xmlEscaped(row.summary.id))\" title=\"\(xmlEscaped("run \(row.summary.id)\nstarted \(row.summary.startedAt)\n" + provenance))\">"
       + cells.map { "<td>\(xmlEscaped($0))</td>" }.joined() + "</tr>"

@@ -81,6 +81,7 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
 public func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat, wide: Bool = false) -> String {
   var header = ["run", "experiment", "mode", "ensemble_members", "status", "started", "duration_s"] + keyParameters + ["validation.best", "validation.best_step"]
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
+  header.append("note")
   func cells(_ row: ReportRow) -> [String] {
     var out = [
       row.summary.id, row.summary.experiment, row.mode.rawValue, row.tags["ensemble_members"] ?? "", row.summary.status.rawValue, row.summary.startedAt,
@@ -95,7 +96,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
         out += ["", "", ""]
       }
     }
-    return out
+    return out + [row.tags[TagKey.note] ?? ""]
   }
   switch format {
   case .csv:
@@ -107,6 +108,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
         "durationSeconds": row.summary.durationSeconds as Any? ?? NSNull(), "error": row.summary.error as Any? ?? NSNull(),
       ]
       if let members = row.tags["ensemble_members"] { object["ensembleMembers"] = Int(members) ?? members }
+      object["tags"] = row.tags
       var params: [String: String] = [:]
       for key in keyParameters { if let v = row.shownParameter(key) { params[key] = v } }
       object["params"] = params

@@ -204,4 +204,13 @@ public enum TagKey {
   /// episode i is a pure function of. Two runs with the same sequence (and dataset) scored the
   /// same episode i, whatever their episode counts.
   public static func sequence(_ protocolName: String) -> String { "sequence." + protocolName }
+  /// A user's free-text note on a run (`run note`), shown by `report --run` and the HTML page.
+  public static let note = "note"
+
+  /// Keys the harness writes itself, which `run tag` refuses so that a user's tag never changes
+  /// what a run says about how it was made.
+  public static func isReserved(_ key: String) -> Bool {
+    let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder"]
+    return exact.contains(key) || key.hasPrefix("episodes.") || key.hasPrefix("sequence.")
+  }
 }

@@ -233,14 +233,36 @@ public final class ResultsStore {
       guard let row = try db.query("SELECT status, owner, heartbeat_at, duration_seconds FROM runs WHERE id = ?", [.text(id)]).first else {
         throw StoreError.noSuchRun(id)
       }
-      if row[0].text == RunStatus.running.rawValue, let current = row[1].text, current != owner {
-        let age = Date().timeIntervalSince1970 - (row[2].real ?? 0)
-        if age < staleAfter && isAlive(current) != false { throw StoreError.runInUse(id: id, owner: current, secondsSinceHeartbeat: Int(age)) }
-      }
+      try ResultsStore.refuseIfOwned(id, row, by: owner, staleAfter: staleAfter, isAlive: isAlive)
       try db.query(
         "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, owner = ?, heartbeat_at = ? WHERE id = ?",
         [.text(owner), .real(Date().timeIntervalSince1970), .text(id)])
       return row[3].real ?? 0
+    }
+  }
+
+  /// Throws `runInUse` when the run (its `status, owner, heartbeat_at` in `row`) is running for
+  /// another owner than `owner` whose heartbeat is younger than `staleAfter` seconds, unless
+  /// `isAlive` says that owner is gone.
+  private static func refuseIfOwned(_ id: String, _ row: [SQLValue], by owner: String?, staleAfter: TimeInterval, isAlive: (String) -> Bool?) throws {
+    guard row[0].text == RunStatus.running.rawValue, let current = row[1].text, current != owner else { return }
+    let age = Date().timeIntervalSince1970 - (row[2].real ?? 0)
+    if age < staleAfter && isAlive(current) != false { throw StoreError.runInUse(id: id, owner: current, secondsSinceHeartbeat: Int(age)) }
+  }
+
+  /// Deletes a run and everything recorded of it (parameters, metrics, results, episodes, tags)
+  /// in one transaction; a run another live process works on is refused (`runInUse`), as
+  /// `claimRun` refuses it. Returns the run's checkpoint path, for a caller that removes files.
+  @discardableResult
+  public func deleteRun(_ id: String, staleAfter: TimeInterval = 600, isAlive: (String) -> Bool? = { _ in nil }) throws -> String? {
+    try write {
+      guard let row = try db.query("SELECT status, owner, heartbeat_at, checkpoint_path FROM runs WHERE id = ?", [.text(id)]).first else {
+        throw StoreError.noSuchRun(id)
+      }
+      try ResultsStore.refuseIfOwned(id, row, by: nil, staleAfter: staleAfter, isAlive: isAlive)
+      for table in ["episode_results", "results", "metrics", "params", "tags"] { try db.query("DELETE FROM \(table) WHERE run_id = ?", [.text(id)]) }
+      try db.query("DELETE FROM runs WHERE id = ?", [.text(id)])
+      return row[3].text
     }
   }
 

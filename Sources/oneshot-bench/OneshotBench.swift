@@ -35,6 +35,14 @@ func runCommand(_ arguments: [String]) -> Int32 {
     printError("unknown command '\(first)'\(guess) (`oneshot-bench --help` lists them: \(commands.dropLast().joined(separator: ", ")))")
     return 2
   }
+  // `run --help` is about running an experiment, the thing `run` is for; the group's own page
+  // would list only its subcommands and hide every option of `run FILE`.
+  if [["run", "--help"], ["run", "-h"], ["help", "run"]].contains(arguments) {
+    print(OneshotBench.helpMessage(for: RunExperimentCommand.self))
+    print("\nALSO:\n  run tag RUN key=value ...   set tags on a recorded run\n  run note RUN TEXT           write a note on a recorded run")
+    print("  run delete RUN [--files]    delete a recorded run (with --files, its checkpoint folder)\n  See 'oneshot-bench run tag --help' (note, delete) for detailed help.")
+    return 0
+  }
   do {
     var command = try OneshotBench.parseAsRoot(arguments)
     try command.run()

@@ -193,6 +193,10 @@ final class RunTests: XCTestCase {
     let stolen = runCLI(["run", "--resume", runID, "--store", storePath], currentDirectory: folder)
     XCTAssertEqual(stolen.code, 2, stolen.error)
     XCTAssert(stolen.error.contains("is being worked on by") && stolen.error.contains(":\(process.processIdentifier)"), stolen.error)
+    // Nor can it be deleted from under it.
+    let deleted = runCLI(["run", "delete", runID, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(deleted.code, 2, deleted.error)
+    XCTAssert(deleted.error.contains("is being worked on by"), deleted.error)
     // Killed without a word: the run stays `running` with the time of its last heartbeat.
     kill(process.processIdentifier, SIGKILL)
     process.waitUntilExit()
@@ -212,6 +216,41 @@ final class RunTests: XCTestCase {
       XCTAssertEqual(steps.last, 30)
     }
     XCTAssertGreaterThan(try XCTUnwrap(try store.run(runID).summary.durationSeconds), before, "the wall time counts the killed sitting too")
+    try tagNoteAndDelete(runID, store: store)
+  }
+
+  /// `run tag`, `run note` and `run delete` on a finished run, as MLflow users expect: tags and
+  /// the note show in the reports; the harness's own tags cannot be set by hand; a deleted run
+  /// leaves no row in any table, and --files removes its checkpoint folder and nothing else.
+  func tagNoteAndDelete(_ runID: String, store: ResultsStore) throws {
+    XCTAssertEqual(runCLI(["run", "tag", String(runID.prefix(8)), "reviewed=yes", "lr=too-high", "--store", storePath]).code, 0)
+    XCTAssertEqual(runCLI(["run", "note", runID, "diverged after step 20", "--store", storePath]).code, 0)
+    let reserved = runCLI(["run", "tag", runID, "mode=train", "--store", storePath])
+    XCTAssertEqual(reserved.code, 2)
+    XCTAssert(reserved.error.contains("written by the harness"), reserved.error)
+    XCTAssertEqual(runCLI(["run", "tag", runID, "novalue", "--store", storePath]).code, 2)
+    let detail = runCLI(["report", "--run", runID, "--store", storePath]).output
+    XCTAssert(detail.contains("tag reviewed: yes") && detail.contains("tag note: diverged after step 20"), detail)
+    let listing = try JSONSerialization.jsonObject(with: Data(runCLI(["report", "--format", "json", "--store", storePath]).output.utf8)) as? [[String: Any]]
+    XCTAssertEqual((listing?.first?["tags"] as? [String: String])?["reviewed"], "yes")
+    // A run that scored a checkpoint outside runs/<id>/ (the shipped model, say) loses its row, never that file.
+    let outside = folder.appendingPathComponent("outside.safetensors")
+    try Data([1, 2, 3]).write(to: outside)
+    let other = try store.beginRun(NewRun(experiment: "eval", configJSON: "{}", configHash: "h", params: []))
+    try store.setCheckpoint(run: other, path: outside.path, hash: "x")
+    try store.finishRun(other, status: .completed)
+    XCTAssertEqual(runCLI(["run", "delete", other, "--files", "--store", storePath]).code, 0)
+    XCTAssert(FileManager.default.fileExists(atPath: outside.path))
+    let checkpointFolder = URL(fileURLWithPath: try XCTUnwrap(store.run(runID).provenance.first { $0.key == "checkpoint_path" }?.value)).deletingLastPathComponent()
+    XCTAssert(FileManager.default.fileExists(atPath: checkpointFolder.path))
+    let gone = runCLI(["run", "delete", runID, "--files", "--store", storePath])
+    XCTAssertEqual(gone.code, 0, gone.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: checkpointFolder.path))
+    XCTAssertEqual(try store.listRuns().count, 0)
+    XCTAssertEqual(try store.metrics(runID: runID, key: "train.loss").count, 0)
+    XCTAssertEqual(try store.results(runID: runID).count, 0)
+    XCTAssertEqual(try store.episodeRows(runID: runID, protocolName: "lake20").count, 0)
+    XCTAssertEqual(runCLI(["run", "delete", runID, "--store", storePath]).code, 2, "deleting twice: no such run")
   }
 
   func testTheGateRefusesBaselinesThatDoNotDescribeTheRun() throws {

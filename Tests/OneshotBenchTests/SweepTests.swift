@@ -78,6 +78,10 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(again.code, 0, again.error)
     XCTAssertEqual(again.error.components(separatedBy: "skipped").count - 1, 4, again.error)
     XCTAssertEqual(try store.listRuns().count, 4)
+    // --list says what the store holds of each configuration.
+    let listed = runCLI(["sweep", file, "--list"] + grid)
+    XCTAssertEqual(listed.output.components(separatedBy: "  done ").count - 1, 4, listed.output)
+    XCTAssert(listing.output.contains("to run"), listing.output)
   }
 
   /// A sweep of one long configuration, killed (SIGKILL) once its run has a checkpoint: the

@@ -1,12 +1,21 @@
 import ArgumentParser
 import Experiments
 import Foundation
+import Reports
 import ResultsStore
 
-/// `oneshot-bench run FILE`: train, validate, evaluate and record one experiment.
+/// `oneshot-bench run FILE`: train, validate, evaluate and record one experiment; `run tag`,
+/// `run note`, `run delete`: what a user does to a recorded run afterwards.
 struct RunCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "run", abstract: "Train and evaluate an experiment file, recording everything in the results store.")
+    commandName: "run", abstract: "Train and evaluate an experiment file, recording everything in the results store; or tag, note or delete a recorded run.",
+    subcommands: [RunExperimentCommand.self, RunTagCommand.self, RunNoteCommand.self, RunDeleteCommand.self], defaultSubcommand: RunExperimentCommand.self)
+}
+
+/// `oneshot-bench run FILE` (the default of `run`).
+struct RunExperimentCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "experiment", abstract: "Train and evaluate an experiment file, recording everything in the results store (the default: `run FILE` is `run experiment FILE`).")
 
   @Argument(help: "Experiment file, e.g. experiments/vgg105.json (not needed with --resume).") var experiment: String?
   @OptionGroup var running: RunningOptions
@@ -44,4 +53,55 @@ struct RunCommand: ParsableCommand {
 /// Ends a command with the exit code of a run's outcome (0 when it completed).
 func finish(_ outcome: RunOutcome) throws {
   if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+}
+
+/// `oneshot-bench run tag RUN key=value ...`.
+struct RunTagCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "tag", abstract: "Set tags on a recorded run (shown by report --run, report --format json and the HTML page).")
+
+  @Argument(help: ArgumentHelp("Run id (or a unique prefix of at least 4 characters).", valueName: "run")) var runID: String
+  @Argument(help: ArgumentHelp("Tags to set, e.g. reviewed=yes.", valueName: "key=value")) var assignments: [String]
+  @OptionGroup var store: StoreOptions
+
+  func run() throws {
+    let pairs = try assignments.map { text -> (String, String) in
+      guard let equals = text.firstIndex(of: "=") else { throw UserFacingError("'\(visible(text))' is not key=value; e.g. run tag \(runID) reviewed=yes") }
+      return (String(text[..<equals]), String(text[text.index(after: equals)...]))
+    }
+    let results = try store.existing()
+    for (key, value) in pairs { try RunAdmin.tag(runID, key: key, value: value, store: results) }
+    printNote("run \(try results.resolveRunID(runID)): \(pairs.count) tag\(pairs.count == 1 ? "" : "s") set")
+  }
+}
+
+/// `oneshot-bench run note RUN TEXT`.
+struct RunNoteCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "note", abstract: "Write a note on a recorded run (replacing its earlier note; an empty note removes nothing but reads empty).")
+
+  @Argument(help: ArgumentHelp("Run id (or a unique prefix of at least 4 characters).", valueName: "run")) var runID: String
+  @Argument(help: "The note, e.g. \"lr too high: diverged after step 4000\".") var text: String
+  @OptionGroup var store: StoreOptions
+
+  func run() throws {
+    let results = try store.existing()
+    let id = try results.resolveRunID(runID)
+    try results.setTag(run: id, key: TagKey.note, value: text)
+    printNote("run \(id): note written")
+  }
+}
+
+/// `oneshot-bench run delete RUN [--files]`.
+struct RunDeleteCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "delete",
+    abstract: "Delete a recorded run from the store, in one transaction (refused while a live process runs it); with --files also its folder of checkpoints.")
+
+  @Argument(help: ArgumentHelp("Run id (or a unique prefix of at least 4 characters).", valueName: "run")) var runID: String
+  @Flag(help: "Also remove the run's checkpoint folder (runs/<run id>/; a checkpoint elsewhere, such as the shipped model an eval-only run scored, is never touched).") var files = false
+  @OptionGroup var store: StoreOptions
+
+  func run() throws {
+    let (id, removed) = try RunAdmin.delete(runID, files: files, store: try store.existing())
+    printNote("run \(id) deleted from the store" + (removed.map { "; removed \($0)" } ?? (files ? "; it had no checkpoint folder of its own" : "")))
+  }
 }

@@ -23,7 +23,7 @@ struct SweepCommand: ParsableCommand {
     transform: { try SweepAxis($0) })
   var grids: [SweepAxis] = []
   @Option(help: "Seeds of every configuration: 1-5, 1,2,7 or 3.", transform: { try parseSeeds($0) }) var seeds: [UInt64]?
-  @Flag(help: "Print the configurations (index, configuration hash, assignments) and run nothing.") var list = false
+  @Flag(help: "Print the configurations (index, configuration hash, assignments, and what the store holds of each) and run nothing.") var list = false
   @Option(help: "Run only this task's share (0-based).") var task: Int?
   @Option(help: "Number of tasks the configurations are shared among.") var tasks: Int?
   @OptionGroup var running: RunningOptions
@@ -31,7 +31,8 @@ struct SweepCommand: ParsableCommand {
   func run() throws {
     let items = try Sweep(file: experiment, axes: grids, seeds: seeds).items()
     if list {
-      print(textTable(["index", "config", "assignments"], items.map { [String($0.index), String($0.config.hash.prefix(12)), $0.overrides.map(\.text).joined(separator: " ")] }))
+      let rows = try items.map { [String($0.index), String($0.config.hash.prefix(12)), try storeState(of: $0), $0.overrides.map(\.text).joined(separator: " ")] }
+      print(textTable(["index", "config", "in the store", "assignments"], rows))
       return
     }
     let share = try taskShare(of: items.count)
@@ -64,12 +65,28 @@ struct SweepCommand: ParsableCommand {
     return Experiments.taskShare(count: count, task: taskIndex ?? 0, tasks: taskCount)
   }
 
+  /// The store's runs of `item`'s configuration (none when the store does not exist yet; it is
+  /// not created by looking).
+  func previousRuns(of item: Sweep.Item) throws -> [RunSummary] {
+    guard ResultsStore.exists(running.store.path) else { return [] }
+    return try ResultsStore(path: running.store.path).listRuns(experiment: item.config.name).filter { $0.configHash == item.config.hash }
+  }
+
+  /// What a sweep would do with `item`, as `--list` shows it: `done <run>`, `resume <run>`
+  /// (interrupted, or running if its owner has died), or `to run`.
+  func storeState(of item: Sweep.Item) throws -> String {
+    let previous = try previousRuns(of: item)
+    if let done = previous.first(where: { $0.status == .completed }) { return "done \(done.id.prefix(8))" }
+    if let unfinished = previous.first(where: { $0.status == .interrupted || $0.status == .running }) { return "\(unfinished.status.rawValue) \(unfinished.id.prefix(8))" }
+    return "to run"
+  }
+
   /// Runs one configuration unless it is done or another live process runs it (nil then).
   /// Completed: skip. Interrupted (or killed): resume. Another live process: leave it.
   func runConfiguration(_ item: Sweep.Item) throws -> RunOutcome? {
     let label = "[\(item.index)] \(item.overrides.map(\.text).joined(separator: " "))"
     let storePath = running.store.path
-    let previous = ResultsStore.exists(storePath) ? try ResultsStore(path: storePath).listRuns(experiment: item.config.name).filter { $0.configHash == item.config.hash } : []
+    let previous = try previousRuns(of: item)
     if let done = previous.first(where: { $0.status == .completed }) {
       printNote("sweep \(label): completed as run \(done.id); skipped")
       return nil
