@@ -47,7 +47,7 @@ let package = Package(
       name: "Episodes",
       dependencies: ["CPNG", "Support", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
       swiftSettings: optimised),
-    .target(name: "ResultsStore", dependencies: ["CSQLite", "CPostgres"], swiftSettings: optimised),
+    .target(name: "ResultsStore", dependencies: ["CSQLite", "CPostgres", "Support"], swiftSettings: optimised),
     // Rendering of store records (tables, CSV, JSON, markdown, HTML with SVG charts, seed
     // groups); knows nothing of training.
     .target(name: "Reports", dependencies: ["ResultsStore", "Support"]),

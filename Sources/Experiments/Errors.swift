@@ -3,6 +3,7 @@ import Foundation
 import Model
 import Reports
 import ResultsStore
+import Support
 
 /// Errors a user can cause: one line saying what happened and what to do, exit code 2.
 package protocol UserCausedError: Error, CustomStringConvertible {}
@@ -24,14 +25,20 @@ package struct UserFacingError: UserCausedError {
   }
 }
 
-/// Writes `message` to standard error, prefixed with `error: ` (control characters made visible).
+/// Writes `message` to standard error, prefixed with `error: ` (control characters made visible,
+/// passwords redacted).
 package func printError(_ message: String) {
-  FileHandle.standardError.write(Data("error: \(visible(message))\n".utf8))
+  FileHandle.standardError.write(Data("error: \(Secrets.redacted(visible(message)))\n".utf8))
 }
 
-/// Writes a line to standard error as it is (progress and notes, not errors).
+/// Writes a line to standard error as it is, passwords redacted (progress and notes, not errors).
 package func printNote(_ message: String) {
-  FileHandle.standardError.write(Data("\(message)\n".utf8))
+  FileHandle.standardError.write(Data("\(Secrets.redacted(message))\n".utf8))
+}
+
+/// Standard output of the harness, passwords redacted: the module's `print` is this one.
+func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
+  Swift.print(Secrets.redacted(items.map { "\($0)" }.joined(separator: separator)), terminator: terminator)
 }
 
 /// The harness's version, recorded with every run.

@@ -1,5 +1,6 @@
 import Foundation
 import Reports
+import Support
 
 /// Progress on standard error: one updating line on a terminal, a plain line every few
 /// seconds otherwise (logs, CI).
@@ -15,11 +16,11 @@ package final class ProgressDisplay {
     let now = Date()
     if isTerminal {
       guard force || now.timeIntervalSince(lastPrint) >= 0.2 else { return }
-      FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+      FileHandle.standardError.write(Data("\r\u{1B}[K\(Secrets.redacted(text))".utf8))
       pendingLine = true
     } else {
       guard force || now.timeIntervalSince(lastPrint) >= plainInterval else { return }
-      FileHandle.standardError.write(Data("\(text)\n".utf8))
+      FileHandle.standardError.write(Data("\(Secrets.redacted(text))\n".utf8))
     }
     lastPrint = now
   }
@@ -33,7 +34,7 @@ package final class ProgressDisplay {
   /// Prints a line of its own (ending any updating line first).
   package func line(_ text: String) {
     finish()
-    FileHandle.standardError.write(Data("\(text)\n".utf8))
+    FileHandle.standardError.write(Data("\(Secrets.redacted(text))\n".utf8))
   }
 
   /// Ends the updating line.

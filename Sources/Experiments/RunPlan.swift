@@ -1,5 +1,6 @@
 import Foundation
 import ResultsStore
+import Support
 
 /// Options of `run` that are not in the experiment file.
 package struct RunOptions {
@@ -112,12 +113,17 @@ package struct RunPlan {
   }
 
   /// The command that continues run `id` with the options this one used (store, runs folder,
-  /// data and threads), so that it finds the same store and checkpoints.
+  /// data and threads), so that it finds the same store and checkpoints. A store URL with a
+  /// password is never printed: the hint names `$ONESHOT_STORE` instead (and says to set it when
+  /// this run was not given the URL that way), since hints land in Slurm and pod logs.
   package func resumeCommand(_ id: String) -> String {
-    var words = ["oneshot-bench", "run", "--resume", id, "--store", options.storePath]
+    let secret = Secrets.redacted(options.storePath) != options.storePath
+    let fromEnvironment = ProcessInfo.processInfo.environment["ONESHOT_STORE"] == options.storePath
+    var words = ["oneshot-bench", "run", "--resume", id, "--store", secret ? "\"$ONESHOT_STORE\"" : options.storePath]
     if options.runsFolder != "runs" { words += ["--runs", options.runsFolder] }
     if let data = options.dataPath { words += ["--data", data] }
     if let threads = options.threads { words += ["--threads", String(threads)] }
-    return words.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+    let command = words.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+    return secret && !fromEnvironment ? command + " (with ONESHOT_STORE set to the store's URL, password included)" : command
   }
 }

@@ -1,6 +1,7 @@
 import CPostgres
 import CSQLite
 import Foundation
+import Support
 
 // The store speaks SQL through one small interface with two implementations: SQLite (a file,
 // one machine) and PostgreSQL (a server many workers record into, through libpq). The queries
@@ -67,13 +68,8 @@ final class PostgresConnection: SQLConnection {
   /// Whether `path` names a PostgreSQL store (`postgresql://` or `postgres://`).
   static func isURL(_ path: String) -> Bool { path.hasPrefix("postgresql://") || path.hasPrefix("postgres://") }
 
-  /// `url` without its password.
-  static func redacted(_ url: String) -> String {
-    guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex),
-      let colon = url.range(of: ":", range: scheme.upperBound..<at.lowerBound)
-    else { return url }
-    return url.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "***")
-  }
+  /// `url` without its password (the one redaction, `Secrets.redacted`).
+  static func redacted(_ url: String) -> String { Secrets.redacted(url) }
 
   init(url: String) throws {
     displayURL = PostgresConnection.redacted(url)

@@ -5,6 +5,7 @@ import Foundation
 import Model
 import Reports
 import ResultsStore
+import Support
 
 /// The root command: `oneshot-bench <subcommand>`.
 struct OneshotBench: ParsableCommand {
@@ -72,6 +73,12 @@ func runCommand(_ arguments: [String]) -> Int32 {
     if lines.count > 1 { printNote(lines.dropFirst().joined(separator: "\n")) }
     return code == .validationFailure ? 2 : code.rawValue
   }
+}
+
+/// Standard output of the commands, passwords redacted (`Secrets`): the module's `print` is this
+/// one, so no command can print a store URL's password by accident.
+func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
+  Swift.print(Secrets.redacted(items.map { "\($0)" }.joined(separator: separator)), terminator: terminator)
 }
 
 /// Levenshtein distance, for suggesting the command a user meant.

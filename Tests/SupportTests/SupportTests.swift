@@ -86,3 +86,21 @@ final class JSONScanTests: XCTestCase {
     XCTAssertNil(problem("{ not json"), "malformed text is the decoder's to report")
   }
 }
+
+/// The one redaction: a store URL's password never reaches output, whole or in part.
+final class SecretsTests: XCTestCase {
+  func testPasswordsAreHiddenWholeAndEverythingElseIsKept() {
+    XCTAssertEqual(Secrets.redacted("postgresql://oneshot:s3cret-pw@127.0.0.1:5499/results"), "postgresql://oneshot:***@127.0.0.1:5499/results")
+    // An unencoded @, / or : in the password is hidden whole (it once showed `ss/w:rd`).
+    XCTAssertEqual(Secrets.redacted("postgres://u:p@ss/w:rd@db.example:5432/x"), "postgres://u:***@db.example:5432/x")
+    XCTAssertEqual(Secrets.redacted("postgresql://h/db?sslmode=require&password=s3cret&user=u"), "postgresql://h/db?sslmode=require&password=***&user=u")
+    XCTAssertEqual(Secrets.redacted("host=h password=s3cret user=u"), "host=h password=*** user=u")
+    // In running text, with more after it.
+    XCTAssertEqual(
+      Secrets.redacted("error: lost postgresql://a:b@h/db (FATAL); Continue with: --store 'postgresql://a:b@h/db'"),
+      "error: lost postgresql://a:***@h/db (FATAL); Continue with: --store 'postgresql://a:***@h/db'")
+    for kept in ["postgresql://oneshot@127.0.0.1:5499/results", "results/oneshot.sqlite", "PostgreSQL 15 said: password authentication failed", "https://x:y@example.com/"] {
+      XCTAssertEqual(Secrets.redacted(kept), kept)
+    }
+  }
+}

@@ -1,8 +1,9 @@
-import Experiments
 import ArgumentParser
+import Experiments
 import Foundation
 import Reports
 import ResultsStore
+import Support
 
 extension ReportFormat: ExpressibleByArgument {}
 extension RunStatus: ExpressibleByArgument {}
@@ -61,7 +62,7 @@ struct ReportCommand: ParsableCommand {
     }
     if let output {
       do {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+        try Data(Secrets.redacted(text).utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
       } catch {
         throw UserFacingError("cannot write \(output) (\((error as NSError).localizedDescription)); choose a writable path for --output")
       }
