@@ -42,6 +42,23 @@ package struct ExperimentConfig: Codable, Equatable {
     evaluation = try c.decodeIfPresent([ProtocolConfig].self, forKey: .evaluation) ?? [ProtocolConfig(protocolKind: .lake20)]
   }
 
+  /// Encodes every key; an encoder whose `userInfo` has `identityOnly` leaves out `threads`
+  /// (see `hash`).
+  package func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(name, forKey: .name)
+    try c.encode(description, forKey: .description)
+    try c.encode(seed, forKey: .seed)
+    if encoder.userInfo[ExperimentConfig.identityOnly] == nil { try c.encode(threads, forKey: .threads) }
+    try c.encode(data, forKey: .data)
+    try c.encode(model, forKey: .model)
+    try c.encodeIfPresent(training, forKey: .training)
+    try c.encode(evaluation, forKey: .evaluation)
+  }
+
+  /// The `userInfo` key of an encoding of what identifies an experiment.
+  package static let identityOnly = CodingUserInfoKey(rawValue: "oneshot.identityOnly")!
+
   /// Value problems as (key path, what is allowed); each part checks its own.
   package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
@@ -370,8 +387,18 @@ extension ExperimentConfig {
   /// The resolved configuration as canonical JSON (sorted keys), stored with every run.
   package var canonicalJSON: String { String(decoding: (try? JSONEncoder.canonical().encode(self)) ?? Data(), as: UTF8.self) }
 
-  /// SHA-256 of the canonical JSON: runs of one configuration share it.
-  package var hash: String { SHA256.hex(Array(canonicalJSON.utf8)) }
+  /// What identifies the experiment, as canonical JSON: the resolved configuration without
+  /// `threads` (how many threads compute it is the machine's business, so `--threads`, the
+  /// file's `threads` or `--set threads=N` never make a second configuration of one recipe).
+  package var identityJSON: String {
+    let encoder = JSONEncoder.canonical()
+    encoder.userInfo[ExperimentConfig.identityOnly] = true
+    return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+  }
+
+  /// SHA-256 of `identityJSON`: the configuration hash, which runs of one configuration share
+  /// (sweeps skip a configuration by it, the gate and `compare` pair runs by it).
+  package var hash: String { SHA256.hex(Array(identityJSON.utf8)) }
 }
 
 extension ConfigError {

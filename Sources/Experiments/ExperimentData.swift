@@ -148,7 +148,9 @@ package struct PreparedProtocol {
   }
 
   /// Scores `model` on every episode: the result row and one row per episode.
-  package func evaluate(_ model: SiameseEnsemble, progress: ProgressDisplay) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
+  /// `alive` is called as the work goes on (the run's heartbeat, at most every 10 s).
+  package func evaluate(_ model: SiameseEnsemble, progress: ProgressDisplay, alive: @escaping () -> Void = {}) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
+    var lastAlive = Date()
     progress.update("evaluating \(name): \(episodes.count) episodes...", force: true)
     var phase = EvaluationPhase.embedding
     var rate = PhaseRate()
@@ -156,6 +158,10 @@ package struct PreparedProtocol {
       if now != phase { (phase, rate) = (now, PhaseRate()) }
       let work = now == .embedding ? rate.text(done: done, total: total, unit: "images embedded") : rate.text(done: done, total: total, unit: "episodes scored")
       progress.update("evaluating \(name): \(work)", force: done == total)
+      if Date().timeIntervalSince(lastAlive) >= 10 {
+        alive()
+        lastAlive = Date()
+      }
     }
     let interval = summary.interval95
     let result = ProtocolResult(

@@ -25,7 +25,7 @@ package enum RunAdmin {
   /// say) is never removed. Returns the full id and the folder removed, if any.
   package static func delete(_ idOrPrefix: String, files: Bool, store: ResultsStore) throws -> (id: String, removed: String?) {
     let id = try store.resolveRunID(idOrPrefix)
-    let checkpoint = try store.deleteRun(id, isAlive: RunRecording.isAlive)
+    let checkpoint = try store.deleteRun(id, staleAfter: Lease.seconds, isAlive: RunRecording.isAlive)
     guard files, let checkpoint else { return (id, nil) }
     let folder = URL(fileURLWithPath: checkpoint).deletingLastPathComponent()
     guard folder.lastPathComponent == id, FileManager.default.fileExists(atPath: folder.path) else { return (id, nil) }

@@ -94,7 +94,7 @@ func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol
   try run.store.setCheckpoint(run: run.id, path: checkpoint.path, hash: digest)
   var results: [ProtocolResult] = []
   for item in protocols {
-    let (result, episodes) = try item.evaluate(checkpoint.model, progress: progress)
+    let (result, episodes) = try item.evaluate(checkpoint.model, progress: progress) { try? run.heartbeat() }
     try run.store.recordResult(run: run.id, result, episodes: episodes)
     try run.store.setTag(run: run.id, key: TagKey.episodes(item.name), value: item.episodeDigest)
     try run.store.setTag(run: run.id, key: TagKey.sequence(item.name), value: item.sequence)

@@ -13,14 +13,20 @@ package struct RunRecording {
   /// This process, as the run's owner in the store.
   package let owner: String
 
-  /// `host:pid` of this process.
-  package static let thisProcess = "\(ProcessInfo.processInfo.hostName):\(getpid())"
+  /// `host:pid:token` of this process: the token (random, 8 hex digits) tells apart two
+  /// processes that share a host name and pid, as the pods of one Kubernetes Indexed Job index
+  /// do (`<job>-<index>`, pid 1).
+  package static let thisProcess = "\(ProcessInfo.processInfo.hostName):\(getpid()):\(String(format: "%08x", UInt32.random(in: 0...UInt32.max)))"
 
-  /// Whether the process `host:pid` still runs: known on this host, unknown (nil) elsewhere.
+  /// Whether the owner `host:pid[:token]` still runs: on this host with another pid, whether
+  /// that pid lives; anywhere else, or with this very host and pid but another token (another
+  /// container), unknown (nil), and the lease (`Lease.seconds` since its last heartbeat) decides.
   package static func isAlive(_ owner: String) -> Bool? {
-    guard let colon = owner.lastIndex(of: ":"), let pid = pid_t(owner[owner.index(after: colon)...]),
-      String(owner[..<colon]) == ProcessInfo.processInfo.hostName
-    else { return nil }
+    var parts = owner.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+    var token: String? = nil
+    if parts.count >= 3, parts.last!.count == 8, parts.last!.allSatisfy(\.isHexDigit) { token = parts.removeLast() }
+    guard parts.count >= 2, let pid = pid_t(parts.removeLast()), parts.joined(separator: ":") == ProcessInfo.processInfo.hostName else { return nil }
+    if pid == getpid() { return owner == thisProcess ? true : (token == nil ? true : nil) }
     return kill(pid, 0) == 0 || errno == EPERM
   }
 
@@ -30,7 +36,7 @@ package struct RunRecording {
   package static func begin(_ plan: RunPlan, data: ExperimentData, tags: [(key: String, value: String)]) throws -> RunRecording {
     let store = try plan.store()
     if case .resume(let id) = plan.mode {
-      let earlier = try store.claimRun(id, owner: thisProcess, isAlive: isAlive)
+      let earlier = try store.claimRun(id, owner: thisProcess, staleAfter: Lease.seconds, isAlive: isAlive)
       return RunRecording(store: store, id: id, started: Date().addingTimeInterval(-earlier), owner: thisProcess)
     }
     let config = plan.config
@@ -89,11 +95,14 @@ package struct RunRecording {
 
   /// The test hook `ONESHOT_TEST_HOLD_AT_STEP`: the run waits at a checkpoint, alive and
   /// heartbeating, until SIGINT or SIGTERM (or SIGKILL) arrives, so that tests of ownership,
-  /// interruption and resumption need no wall-clock training.
+  /// interruption and resumption need no wall-clock training; SIGUSR1 lets it go on training
+  /// (a test changes the world meanwhile, e.g. stops the database server).
   private func holdUntilSignalled(step: Int, progress: ProgressDisplay) throws {
+    TestHooks.release = 0
+    signal(SIGUSR1) { _ in TestHooks.release = 1 }
     progress.line("held at step \(step) (ONESHOT_TEST_HOLD_AT_STEP)")
     var lastBeat = Date()
-    while !InterruptFlag.requested {
+    while !InterruptFlag.requested && TestHooks.release == 0 {
       usleep(10_000)
       if Date().timeIntervalSince(lastBeat) >= 5 {
         try heartbeat()
@@ -122,7 +131,20 @@ package struct RunRecording {
 }
 
 /// Hooks that tests set through the environment; unset, they change nothing.
+/// How long a run's owner stays its owner without a heartbeat: `ONESHOT_LEASE_SECONDS`, by
+/// default 600. A run whose last heartbeat is older may be resumed by any process on any host
+/// (a killed task on another node); a live owner heartbeats every 10 s while it trains and
+/// evaluates. On the owner's own host a dead pid frees the run at once.
+package enum Lease {
+  package static let defaultSeconds: Double = 600
+  package static var seconds: Double {
+    ProcessInfo.processInfo.environment["ONESHOT_LEASE_SECONDS"].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } ?? defaultSeconds
+  }
+}
+
 package enum TestHooks {
   /// `ONESHOT_TEST_HOLD_AT_STEP=N`: a training run holds at its checkpoint of step N.
   package static let holdAtStep: Int? = ProcessInfo.processInfo.environment["ONESHOT_TEST_HOLD_AT_STEP"].flatMap { Int($0) }
+  /// Set by SIGUSR1 while a run holds: it goes on training.
+  nonisolated(unsafe) static var release: Int32 = 0
 }

@@ -11,6 +11,8 @@ import Support
 public func seedGroupKey(configJSON: String, evaluatedCheckpoint: String?) -> String {
   var object = (try? JSONSerialization.jsonObject(with: Data(configJSON.utf8))) as? [String: Any] ?? ["unreadable": configJSON]
   object.removeValue(forKey: "seed")
+  // Threads are not part of an experiment's identity (ExperimentConfig.identityJSON).
+  object.removeValue(forKey: "threads")
   if let evaluatedCheckpoint { object["#evaluated"] = evaluatedCheckpoint }
   let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(configJSON.utf8)
   return String(SHA256.hex(data).prefix(12))
@@ -59,10 +61,13 @@ public struct SeedGroup {
   public let key: String
   /// The experiment name of its runs.
   public let experiment: String
-  /// Its runs, oldest first.
+  /// Its runs, oldest first: one per seed (the newest run of a seed recorded more than once).
   public let runs: [ReportRow]
   /// Per protocol.
   public let protocols: [String: SeedAggregate]
+  /// Older runs of a seed already in `runs` (a configuration run twice), left out of the
+  /// aggregate so that a repeat never counts as a second seed.
+  public var repeats: [ReportRow] = []
 
   /// The runs' seeds, as recorded.
   public var seeds: [String] { runs.map { $0.params["seed"] ?? "?" } }
@@ -77,7 +82,11 @@ public func seedGroups(_ rows: [ReportRow], store: ResultsStore) throws -> [Seed
     members[row.group, default: []].append(row)
   }
   return try order.map { key in
-    let runs = members[key]!.sorted { $0.summary.startedAt < $1.summary.startedAt }
+    let all = members[key]!.sorted { $0.summary.startedAt < $1.summary.startedAt }
+    // One run per seed: the newest; older runs of the same seed are repeats.
+    let newestOfSeed = Dictionary(all.map { ($0.params["seed"] ?? "?", $0.summary.id) }) { _, newer in newer }
+    let runs = all.filter { newestOfSeed[$0.params["seed"] ?? "?"] == $0.summary.id }
+    let repeats = all.filter { newestOfSeed[$0.params["seed"] ?? "?"] != $0.summary.id }
     var protocols: [String: SeedAggregate] = [:]
     for name in Set(runs.flatMap { $0.results.keys }) {
       let withResult = runs.filter { $0.results[name] != nil }
@@ -86,7 +95,7 @@ public func seedGroups(_ rows: [ReportRow], store: ResultsStore) throws -> [Seed
         runAccuracies: withResult.map { $0.results[name]!.accuracy }, episodeAccuracies: episodes.map { Double($0.correct) / Double($0.total) },
         trials: episodes.reduce(0) { $0 + $1.total })
     }
-    return SeedGroup(key: key, experiment: runs[0].summary.experiment, runs: runs, protocols: protocols)
+    return SeedGroup(key: key, experiment: runs[0].summary.experiment, runs: runs, protocols: protocols, repeats: repeats)
   }
 }
 
@@ -128,6 +137,8 @@ public func renderSeedGroups(_ groups: [SeedGroup], protocols: [String], format:
     let (header, rows, short) = seedGroupTable(groups, protocols: protocols)
     let table = format == .markdown ? markdownTable(header, rows) : textTable(header, rows)
     var legend = "\n\nmean over seeds; 95% across seeds: Student's t over the seeds' accuracies, clamped to [0, 100]"
+    let repeated = groups.reduce(0) { $0 + $1.repeats.count }
+    if repeated > 0 { legend += "\n\(repeated) older run\(repeated == 1 ? "" : "s") of a seed already listed left out (a seed counts once: its newest run)" }
     legend += "\n95% pooled episodes: Wilson's interval over every episode of every seed (the episodes' noise only)"
     for name in protocols where short[name]! != name { legend += "\n\(short[name]!) = \(name)" }
     return table + legend

@@ -32,10 +32,83 @@ protocol SQLConnection: AnyObject {
   /// Whether `error` is worth retrying: a lock held too long, a serialization failure, a lost
   /// connection (which `retrying` re-opens).
   func isRetryable(_ error: any Error) -> Bool
+  /// Whether `error` means the server is out of reach (connection lost, server shutting down or
+  /// starting up): the store waits such an outage out (`StoreOutage`), re-opening the connection.
+  func isOutage(_ error: any Error) -> Bool
+  /// Re-opens a lost connection (one attempt; throws while the server is still away).
+  func reconnect() throws
+}
+
+/// How long the store waits out a server outage, and how: exponential back-off with jitter
+/// between attempts (0.25 s doubling to at most 10 s, each between half and the whole), for at
+/// most `limit` seconds: `ONESHOT_STORE_OUTAGE_SECONDS`, by default 600 (ten minutes; 0 turns
+/// the waiting off). A run's writes wait meanwhile (training pauses at its next write and goes on
+/// when the server is back). Opening a store waits at most `connectLimit`.
+public enum StoreOutage {
+  public static let defaultLimit: Double = 600
+  public static var limit: Double {
+    ProcessInfo.processInfo.environment["ONESHOT_STORE_OUTAGE_SECONDS"].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } ?? defaultLimit
+  }
+  /// How long opening a store waits for a server that is away: `limit`, at most 30 s, since a
+  /// refused first connection is as often a wrong port as a restart.
+  public static var connectLimit: Double { min(limit, 30) }
+  /// Where the store says that it waits and that the server is back (standard error, redacted).
+  public nonisolated(unsafe) static var report: (String) -> Void = { line in
+    FileHandle.standardError.write(Data((Secrets.redacted(line) + "\n").utf8))
+  }
+
+  /// The server's words for an outage, without the advice of a `StoreError` sentence.
+  static func reason(_ error: any Error) -> String {
+    if case StoreError.server(_, let reason) = error { return reason }
+    if let error = error as? PostgresError { return error.state.isEmpty ? error.message : "\(error.message) (SQLSTATE \(error.state))" }
+    return "\(error)"
+  }
+
+  /// Opens a connection to `url`, waiting out a server that is away for now (refused, shutting
+  /// down, starting up) as a lost connection is waited out; a wrong URL, user or password fails
+  /// at once.
+  static func connect(url: String) throws -> PostgresConnection {
+    var start: Date? = nil
+    var attempt = 0
+    while true {
+      do {
+        let connection = try PostgresConnection(url: url)
+        if let start { report("results store \(PostgresConnection.redacted(url)): back after \(Int(Date().timeIntervalSince(start).rounded())) s; going on") }
+        return connection
+      } catch StoreError.server(let shown, let reason) where isTransient(reason) && connectLimit > 0 {
+        let limit = connectLimit
+        let began = start ?? Date()
+        if start == nil {
+          start = began
+          report("results store \(shown) is unreachable (\(reason)); waiting for it for up to \(Int(limit)) s")
+        }
+        let waited = Date().timeIntervalSince(began)
+        guard waited < limit else { throw StoreError.outage(url: shown, seconds: Int(waited.rounded()), reason: reason) }
+        usleep(useconds_t(min(delay(attempt: attempt), max(0.05, limit - waited)) * 1_000_000))
+        attempt += 1
+      }
+    }
+  }
+
+  /// The pause before attempt `attempt` (0-based) of a wait.
+  static func delay(attempt: Int) -> Double {
+    let full = min(10, 0.25 * pow(2, Double(min(attempt, 10))))
+    return full * Double.random(in: 0.5...1)
+  }
+
+  /// Whether a connection failure's text says the server is away for now (refused, shutting
+  /// down, starting up, in recovery, unreachable), not that the URL, user or password is wrong.
+  static func isTransient(_ reason: String) -> Bool {
+    let text = reason.lowercased()
+    return ["connection refused", "shutting down", "starting up", "in recovery", "timeout expired", "no route to host", "server closed the connection", "terminating connection"]
+      .contains { text.contains($0) }
+  }
 }
 
 extension Database: SQLConnection {
   var backend: StoreBackend { .sqlite }
+  func isOutage(_ error: any Error) -> Bool { false }
+  func reconnect() throws {}
   var changes: Int { Int(sqlite3_changes(handle)) }
   func schemaVersion() throws -> Int { Int(try query("PRAGMA user_version").first?.first?.integer ?? 0) }
   func setSchemaVersion(_ version: Int) throws { try execute("PRAGMA user_version = \(version)") }
@@ -199,11 +272,21 @@ final class PostgresConnection: SQLConnection {
   }
 
   func isRetryable(_ error: any Error) -> Bool {
-    if PQstatus(handle) != CONNECTION_OK { return true }
     guard let error = error as? PostgresError else { return false }
-    // Serialization failure, deadlock, and the connection classes (08xxx).
-    return error.state == "40001" || error.state == "40P01" || error.state.hasPrefix("08")
+    // Serialization failure, deadlock.
+    return error.state == "40001" || error.state == "40P01"
   }
+
+  func isOutage(_ error: any Error) -> Bool {
+    if PQstatus(handle) != CONNECTION_OK { return true }
+    if case StoreError.server(_, let reason) = error { return StoreOutage.isTransient(reason) }
+    guard let error = error as? PostgresError else { return false }
+    // The connection classes (08xxx), and the server shutting down (57P01 admin shutdown,
+    // 57P02 crash shutdown, 57P03 cannot connect now).
+    return error.state.hasPrefix("08") || error.state.hasPrefix("57P0") || (error.state.isEmpty && StoreOutage.isTransient(error.message))
+  }
+
+  func reconnect() throws { try reconnectIfLost() }
 }
 
 extension SQLConnection {

@@ -17,6 +17,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   case noSuchRun(String)
   /// The PostgreSQL server refused or could not be reached.
   case server(url: String, reason: String)
+  /// The server stayed out of reach longer than the store waits (`StoreOutage.limit`).
+  case outage(url: String, seconds: Int, reason: String)
   /// Another live process owns the run (it is training or evaluating it).
   case runInUse(id: String, owner: String, secondsSinceHeartbeat: Int)
   /// The run was claimed by another process while this one worked on it.
@@ -41,7 +43,14 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
     case .noSuchRun(let id):
       return "no run '\(id)' in the store; `oneshot-bench report` lists the runs"
     case .server(let url, let reason):
-      return "cannot use the PostgreSQL store \(url): \(reason); check the server, the user, the password and the database name in the URL (postgresql://user:password@host:port/database)"
+      if StoreOutage.isTransient(reason) {
+        return "cannot reach the PostgreSQL store \(url): \(reason); check that the server runs and that the URL names its host and port"
+      }
+      let credentials = ["password", "authentication", "role", "permission"].contains { reason.lowercased().contains($0) }
+      return "cannot use the PostgreSQL store \(url): \(reason); "
+        + (credentials ? "check the user and the password (postgresql://user:password@host:port/database, or ONESHOT_STORE)" : "check the URL's host, port and database name (postgresql://user:password@host:port/database)")
+    case .outage(let url, let seconds, let reason):
+      return "the PostgreSQL store \(url) was unreachable for \(seconds) s, longer than the \(Int(StoreOutage.limit)) s the store waits (ONESHOT_STORE_OUTAGE_SECONDS); last: \(reason). What was recorded before is kept: resume once the server is back"
     case .runInUse(let id, let owner, let seconds):
       return "run \(id) is being worked on by \(owner) (last heartbeat \(seconds) s ago); wait for it to finish or stop that process, then resume"
     case .leaseLost(let id, let owner):
@@ -109,7 +118,7 @@ public final class ResultsStore {
         }
       }
       if PostgresConnection.isURL(path) {
-        db = try PostgresConnection(url: path)
+        db = try StoreOutage.connect(url: path)
       } else {
         let file = try Database(path: path)
         sqlite3_busy_timeout(file.handle, busyTimeoutMilliseconds)
@@ -153,16 +162,35 @@ public final class ResultsStore {
     }
   }
 
-  /// Runs a write, retrying when another process holds the lock beyond the busy timeout.
+  /// Runs `body`, retrying when another process holds the lock beyond the busy timeout or a
+  /// serialization conflict aborts it (20 attempts), and waiting out a server outage with
+  /// back-off for up to `StoreOutage.limit` seconds (re-opening the connection), after which it
+  /// throws `StoreError.outage`, which names the outage.
   func withRetry<T>(_ body: () throws -> T) throws -> T {
     var attempt = 0
+    var outageStart: Date? = nil
+    var outageAttempt = 0
     while true {
       do {
-        return try body()
+        let value = try body()
+        if let outageStart { StoreOutage.report("results store \(displayPath): back after \(Int(Date().timeIntervalSince(outageStart).rounded())) s; going on") }
+        return value
+      } catch where db.isOutage(error) && StoreOutage.limit > 0 {
+        let start = outageStart ?? Date()
+        if outageStart == nil {
+          outageStart = start
+          StoreOutage.report("results store \(displayPath) is unreachable (\(StoreOutage.reason(error))); waiting for it for up to \(Int(StoreOutage.limit)) s")
+        }
+        let waited = Date().timeIntervalSince(start)
+        guard waited < StoreOutage.limit else {
+          throw StoreError.outage(url: displayPath, seconds: Int(waited.rounded()), reason: StoreOutage.reason(error))
+        }
+        usleep(useconds_t(min(StoreOutage.delay(attempt: outageAttempt), max(0.05, StoreOutage.limit - waited)) * 1_000_000))
+        outageAttempt += 1
+        try? db.reconnect()
       } catch where db.isRetryable(error) && attempt < 20 {
         attempt += 1
         usleep(useconds_t(20_000 * attempt))
-        if let server = db as? PostgresConnection { try server.reconnectIfLost() }
       }
     }
   }
@@ -176,7 +204,7 @@ public final class ResultsStore {
   }
 
   func read<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch { throw StoreError.wrap(error, path: displayPath) }
+    do { return try withRetry(body) } catch { throw StoreError.wrap(error, path: displayPath) }
   }
 
   /// The current time in ISO 8601 with milliseconds (UTC), e.g. 2026-11-29T05:09:22.428Z.

@@ -44,7 +44,7 @@ final class SecretsInOutputTests: XCTestCase {
         ["check", "--latest", "secret", "--baseline", "x.json", "--store", url], ["run", file, "--store", url], ["store", "copy", "--from", url, "--to", folder.appendingPathComponent("c.sqlite").path],
         ["sweep", file, "--list", "--store", url],
       ] {
-        let result = runCLI(arguments)
+        let result = runCLI(arguments, environment: ["ONESHOT_STORE_OUTAGE_SECONDS": "0.3"])
         XCTAssertNotEqual(result.code, 0, "\(arguments)")
         assertNoSecret(result, arguments.joined(separator: " "))
       }

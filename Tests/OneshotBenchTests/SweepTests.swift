@@ -73,8 +73,8 @@ final class SweepTests: XCTestCase {
     let store = try ResultsStore(path: storePath)
     XCTAssertEqual(try store.listRuns(status: .completed).count, 4)
     XCTAssertEqual(Set(try store.listRuns().map(\.configHash)).count, 4, "every configuration once")
-    // Submitted again: everything is skipped.
-    let again = runCLI(["sweep", file] + grid)
+    // Submitted again, with another thread count (not part of a configuration): everything is skipped.
+    let again = runCLI(["sweep", file, "--threads", "1"] + grid)
     XCTAssertEqual(again.code, 0, again.error)
     XCTAssertEqual(again.error.components(separatedBy: "skipped").count - 1, 4, again.error)
     XCTAssertEqual(try store.listRuns().count, 4)
@@ -107,6 +107,38 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(try store.run(runID).summary.status, .completed)
     let steps = try store.metrics(runID: runID, key: "train.loss").map(\.step)
     XCTAssertEqual(steps.count, Set(steps).count)
+  }
+
+  /// A task killed on another node (its owner names another host, so its pid cannot be
+  /// checked): a resubmitted task leaves the run while the lease runs and exits 75 so that the
+  /// scheduler retries it; once the lease (ONESHOT_LEASE_SECONDS) has run out it takes the run over.
+  func testARunOwnedOnAnotherHostIsLeftUntilItsLeaseRunsOutAndExitsNonZero() throws {
+    let (arguments, _, runID) = try killedSweep()
+    let store = try ResultsStore(path: storePath)
+    try store.db.query("UPDATE runs SET owner = ?, heartbeat_at = ? WHERE id = ?", [.text("node-b:4242:0badf00d"), .real(Date().timeIntervalSince1970), .text(runID)])
+    let early = runCLI(arguments)
+    XCTAssertEqual(early.code, 75, early.error)
+    XCTAssert(early.error.contains("being run by node-b:4242:0badf00d") && early.error.contains("exits 75"), early.error)
+    XCTAssertEqual(try store.run(runID).summary.status, .running)
+    sleep(2)
+    let late = runCLI(arguments, environment: ["ONESHOT_LEASE_SECONDS": "1"])
+    XCTAssertEqual(late.code, 0, late.error)
+    XCTAssert(late.error.contains("resuming run \(runID)"), late.error)
+    XCTAssertEqual(try store.run(runID).summary.status, .completed)
+    XCTAssertEqual(try store.listRuns().count, 1)
+  }
+
+  /// Owners are `host:pid:token`: two processes with one host name and pid (pods of one Indexed
+  /// Job index, pid 1) are told apart; only this host's other pids are checked by signal.
+  func testOwnersWithTheSameHostAndPidAreToldApartByTheirToken() {
+    let me = RunRecording.thisProcess
+    XCTAssertEqual(me.split(separator: ":").count, 3, me)
+    XCTAssertEqual(RunRecording.isAlive(me), true)
+    let twin = String(me[..<me.lastIndex(of: ":")!]) + ":0badf00d"
+    XCTAssertNil(RunRecording.isAlive(twin), "the same host and pid in another container: the lease decides")
+    XCTAssertNil(RunRecording.isAlive("node-b:\(getpid()):0badf00d"))
+    XCTAssertEqual(RunRecording.isAlive("\(ProcessInfo.processInfo.hostName):999999:0badf00d"), false, "a dead pid on this host")
+    XCTAssertEqual(RunRecording.isAlive("\(ProcessInfo.processInfo.hostName):\(getpid())"), true, "an owner recorded before tokens")
   }
 
   func testARunKilledBeforeItsFirstCheckpointIsStartedAgainOnceAndClosed() throws {
@@ -197,13 +229,14 @@ final class SweepTests: XCTestCase {
     guard let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] else { throw XCTSkip("set ONESHOT_TEST_POSTGRES (.ci/run starts a server)") }
     let base = String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound])
     let cases: [(String, String)] = [
-      ("postgresql://postgres@127.0.0.1:1/oneshot", "cannot use the PostgreSQL store postgresql://postgres@127.0.0.1:1/oneshot"),
+      ("postgresql://postgres@127.0.0.1:1/oneshot", "cannot reach the PostgreSQL store postgresql://postgres@127.0.0.1:1/oneshot"),
       (base + "no_such_database", "database \"no_such_database\" does not exist"),
       ("postgresql://nobody:secret@127.0.0.1:1/x", "postgresql://nobody:***@127.0.0.1:1/x"),
       ("postgresql://[::1", "cannot use the PostgreSQL store"),
     ]
     for (url, expected) in cases {
-      let result = runCLI(["report", "--store", url])
+      // Without waiting for a server that is away (a refused first connection waits up to 30 s).
+      let result = runCLI(["report", "--store", url], environment: ["ONESHOT_STORE_OUTAGE_SECONDS": "0"])
       XCTAssertEqual(result.code, 2, url)
       XCTAssert(result.error.contains(expected) && result.error.split(separator: "\n").count == 1 && !result.error.contains("secret"), result.error)
     }

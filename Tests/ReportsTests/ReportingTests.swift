@@ -74,4 +74,29 @@ final class ReportingTests: XCTestCase {
     XCTAssert(detail.contains("evaluation.0.protocol") && detail.contains("evaluation.1.episodes"), detail)
     XCTAssertFalse(detail.contains("evaluation.0.episodes") || detail.contains("evaluation.0.split"), detail)
   }
+
+  /// A seed recorded twice counts once (its newest run), so a group never shows `10,10` with an
+  /// interval of zero width.
+  func testARepeatedSeedCountsOnce() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("repeats-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    for (seed, accuracy) in [(10, 0.20), (10, 0.25), (11, 0.30)] {
+      let config = "{\"name\": \"r\", \"seed\": \(seed)}"
+      let id = try store.beginRun(NewRun(experiment: "r", configJSON: config, configHash: SHA256.hex(Array(config.utf8)), params: [("seed", String(seed))]))
+      let episodes = (0..<4).map { EpisodeRow(episode: $0, alphabet: nil, correct: Int(accuracy * 20), total: 20) }
+      try store.recordResult(
+        run: id, ProtocolResult(protocolName: "p", split: "evaluation", ways: 5, shots: 1, queries: 4, episodes: 4, accuracy: accuracy, ciLow: 0, ciHigh: 1, seconds: 1), episodes: episodes)
+      try store.finishRun(id, status: .completed)
+      usleep(2_000)
+    }
+    let (rows, _) = try reportRows(store: store, runs: try store.listRuns())
+    let groups = try seedGroups(rows, store: store)
+    XCTAssertEqual(groups.count, 1)
+    XCTAssertEqual(groups[0].seeds.sorted(), ["10", "11"])
+    XCTAssertEqual(groups[0].repeats.count, 1)
+    XCTAssertEqual(groups[0].protocols["p"]?.mean ?? 0, 0.275, accuracy: 1e-12, "the newest run of seed 10 (0.25) and seed 11 (0.30)")
+    XCTAssert(renderSeedGroups(groups, protocols: ["p"], format: .table).contains("1 older run of a seed already listed left out"))
+  }
 }

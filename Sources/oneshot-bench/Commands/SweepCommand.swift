@@ -37,13 +37,34 @@ struct SweepCommand: ParsableCommand {
     }
     let share = try taskShare(of: items.count)
     printNote("sweep: \(items.count) configurations; this task runs \(share.count): \(share.map(String.init).joined(separator: ","))")
-    var failures = 0
+    var failures = 0, leftToOthers = 0
     for index in share {
-      guard let outcome = try runConfiguration(items[index]) else { continue }
-      if outcome.isInterrupted { throw ExitCode(outcome.exitCode) }
-      if outcome.exitCode != 0 { failures += 1 }
+      switch try runConfiguration(items[index]) {
+      case .done: continue
+      case .leftToAnother: leftToOthers += 1
+      case .ran(let outcome):
+        if outcome.isInterrupted { throw ExitCode(outcome.exitCode) }
+        if outcome.exitCode != 0 { failures += 1 }
+      }
     }
     if failures > 0 { throw ExitCode(1) }
+    if leftToOthers > 0 {
+      // Not done by this task, perhaps never (the other owner may be a dead task on another node
+      // whose lease has not run out): a scheduler that retries failed tasks tries again later.
+      printError(
+        "\(leftToOthers) configuration\(leftToOthers == 1 ? " is" : "s are") being run by another process; this task leaves them and exits 75 (EX_TEMPFAIL) so that it is retried; a dead owner's run is taken over once its lease (ONESHOT_LEASE_SECONDS, \(Int(Lease.seconds)) s) runs out")
+      throw ExitCode(75)
+    }
+  }
+
+  /// What became of one configuration in this task.
+  enum ConfigurationResult {
+    /// Completed before (skipped).
+    case done
+    /// Another live process runs it (left to it).
+    case leftToAnother
+    /// This task ran (or resumed) it.
+    case ran(RunOutcome)
   }
 
   /// The configurations this task runs: from --task/--tasks or the scheduler's environment.
@@ -81,34 +102,34 @@ struct SweepCommand: ParsableCommand {
     return "to run"
   }
 
-  /// Runs one configuration unless it is done or another live process runs it (nil then).
+  /// Runs one configuration unless it is done or another live process runs it.
   /// Completed: skip. Interrupted (or killed): resume. Another live process: leave it.
-  func runConfiguration(_ item: Sweep.Item) throws -> RunOutcome? {
+  func runConfiguration(_ item: Sweep.Item) throws -> ConfigurationResult {
     let label = "[\(item.index)] \(item.overrides.map(\.text).joined(separator: " "))"
     let storePath = running.store.path
     let previous = try previousRuns(of: item)
     if let done = previous.first(where: { $0.status == .completed }) {
       printNote("sweep \(label): completed as run \(done.id); skipped")
-      return nil
+      return .done
     }
     let fresh = { try runExperiment(try RunPlan(.fresh, experiment: experiment, options: running.runOptions(overrides: item.overrides))) }
     guard let unfinished = previous.first(where: { $0.status == .interrupted || $0.status == .running }) else {
       printNote("sweep \(label): starting")
-      return try fresh()
+      return .ran(try fresh())
     }
     printNote("sweep \(label): resuming run \(unfinished.id)")
     do {
-      return try runExperiment(try RunPlan(.resume(runID: unfinished.id), experiment: nil, options: running.runOptions()))
+      return .ran(try runExperiment(try RunPlan(.resume(runID: unfinished.id), experiment: nil, options: running.runOptions())))
     } catch StoreError.runInUse(let id, let owner, _) {
       printNote("sweep \(label): run \(id) is being run by \(owner); left to it")
-      return nil
+      return .leftToAnother
     } catch let missing as NoCheckpointToResume {
       // Stopped before its first checkpoint: nothing to resume, so it starts again, and the
       // old row is closed as failed so that no later sweep tries to resume it again (and,
       // finding no checkpoint, starts the configuration a third time).
       printNote("sweep \(label): run \(missing.runID) stopped before its first checkpoint; starting again")
       try ResultsStore(path: storePath).finishRun(missing.runID, status: .failed, error: "stopped before its first checkpoint; the sweep started the configuration again as a new run")
-      return try fresh()
+      return .ran(try fresh())
     }
   }
 }

@@ -1,0 +1,90 @@
+import Foundation
+import XCTest
+
+@testable import ResultsStore
+
+/// A training run rides out its PostgreSQL server going away: the server CI starts is stopped
+/// while the run trains and started again seconds later; the run waits, goes on, and ends with
+/// every loss point and every result equal to the same run recorded without an outage.
+final class OutageTests: XCTestCase {
+  var folder: URL!
+
+  override func setUpWithError() throws {
+    folder = FileManager.default.temporaryDirectory.appendingPathComponent("outage-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+  }
+
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+  func experiment() throws -> String {
+    let json = """
+      {"name": "outage", "seed": 5, "threads": 2,
+       "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)"},
+       "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "headHidden": 8},
+       "training": {"steps": 60, "pairsPerStep": 8, "optimizer": {"kind": "adam", "learningRate": 0.003},
+                    "validation": {"every": 10, "episodes": 2, "spec": {"ways": 5}}, "logEvery": 5},
+       "evaluation": [{"protocol": "lake20"}]}
+      """
+    let path = folder.appendingPathComponent("outage.json").path
+    try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+    return path
+  }
+
+  /// `pg_ctl ACTION` on the CI server, as the user that owns it.
+  func serverControl(_ action: String) throws {
+    let environment = ProcessInfo.processInfo.environment
+    guard let data = environment["ONESHOT_TEST_POSTGRES_DATA"], let bin = environment["ONESHOT_TEST_POSTGRES_BIN"] else { return }
+    // posix_spawn and waitpid, not Process: the server pg_ctl starts outlives it and keeps the
+    // descriptors Process watches, so Process.waitUntilExit would wait for the server to end.
+    let arguments = ["/bin/su", "postgres", "-c", "\(bin)/pg_ctl -D \(data) -w -m fast \(action) >/dev/null 2>&1"]
+    var pid: pid_t = 0
+    let argv = arguments.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    XCTAssertEqual(posix_spawn(&pid, arguments[0], nil, nil, argv, environ), 0)
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    XCTAssertEqual(status, 0, "pg_ctl \(action)")
+  }
+
+  func testATrainingRunRidesOutAServerStopAndGivesTheUninterruptedResult() throws {
+    let environment = ProcessInfo.processInfo.environment
+    guard let admin = environment["ONESHOT_TEST_POSTGRES"], environment["ONESHOT_TEST_POSTGRES_DATA"] != nil, environment["ONESHOT_TEST_POSTGRES_BIN"] != nil else {
+      throw XCTSkip("set ONESHOT_TEST_POSTGRES, ONESHOT_TEST_POSTGRES_DATA and ONESHOT_TEST_POSTGRES_BIN (.ci/run starts a server it may stop)")
+    }
+    let name = "oneshot_outage_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+    try PostgresConnection(url: admin).execute("CREATE DATABASE \(name)")
+    addTeardownBlock { try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+    let server = String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound]) + name
+    let file = try experiment()
+    // The same run without an outage, into a file.
+    let reference = folder.appendingPathComponent("reference.sqlite").path
+    let uninterrupted = runCLI(["run", file, "--store", reference, "--runs", folder.appendingPathComponent("reference-runs").path])
+    XCTAssertEqual(uninterrupted.code, 0, uninterrupted.error)
+    // Held at step 10, the server stops; the run goes on training; the server is back 8 s later.
+    let runs = folder.appendingPathComponent("runs")
+    let held = try startHeldRun(["run", file, "--store", server, "--runs", runs.path], runs: runs)
+    try serverControl("stop")
+    var restarted = false
+    defer { if !restarted { try? serverControl("restart") } }
+    kill(held.process.processIdentifier, SIGUSR1)
+    sleep(8)
+    XCTAssert(held.process.isRunning, "the run waits for the server: \(held.errorText)")
+    try serverControl("restart")
+    restarted = true
+    held.process.waitUntilExit()
+    XCTAssertEqual(held.process.terminationStatus, 0, held.errorText)
+    XCTAssert(held.errorText.contains("is unreachable") && held.errorText.contains("back after"), held.errorText)
+    XCTAssertFalse(held.errorText.lowercased().contains("password"), "an outage is not a password problem: \(held.errorText)")
+    // Every loss point and result as without the outage.
+    let a = try ResultsStore(path: reference), b = try ResultsStore(path: server)
+    let (runA, runB) = (try a.listRuns()[0], try b.listRuns()[0])
+    XCTAssertEqual(runB.status, .completed)
+    for key in ["train.loss", "validation.accuracy"] {
+      let pointsA = try a.metrics(runID: runA.id, key: key).map { "\($0.step) \($0.value)" }
+      let pointsB = try b.metrics(runID: runB.id, key: key).map { "\($0.step) \($0.value)" }
+      XCTAssertEqual(pointsA, pointsB, key)
+      XCTAssertFalse(pointsA.isEmpty)
+    }
+    XCTAssertEqual(try a.results(runID: runA.id).map(\.accuracy), try b.results(runID: runB.id).map(\.accuracy))
+  }
+}
