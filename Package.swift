@@ -26,6 +26,9 @@ let package = Package(
       name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
       providers: [.apt(["libpng-dev"])]),
     .systemLibrary(
+      name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libturbojpeg",
+      providers: [.apt(["libturbojpeg0-dev"])]),
+    .systemLibrary(
       name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
       providers: [.apt(["libsqlite3-dev"])]),
     .systemLibrary(
@@ -45,7 +48,7 @@ let package = Package(
     .target(name: "Model", dependencies: ["CDNNL", "CConvolution", "Support"], swiftSettings: optimised),
     .target(
       name: "Episodes",
-      dependencies: ["CPNG", "Support", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+      dependencies: ["CPNG", "CJPEG", "Support", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
       swiftSettings: optimised),
     .target(name: "ResultsStore", dependencies: ["CSQLite", "CPostgres", "Support"], swiftSettings: optimised),
     // Rendering of store records (tables, CSV, JSON, markdown, HTML with SVG charts, seed

@@ -1,10 +1,12 @@
 import Foundation
 import Support
 
-/// A dataset of the user's own: `ROOT/<group>/<class>/*.png`, any size, gray or colour.
+/// A dataset of the user's own: `ROOT/<group>/<class>/*.png|*.jpg|*.jpeg`, any size, gray or
+/// colour (PNG through libpng, JPEG through libjpeg-turbo; EXIF orientation is not applied).
 /// Images are converted to gray and resized (area averaging down, bilinear up) to `size` x
-/// `size`; dark strokes on a light background, as in Omniglot. Groups play the role of
-/// alphabets, classes of characters. Names starting with a dot (`.DS_Store`) are ignored.
+/// `size` as they are read, so only 8-bit `size` x `size` pixels are kept; dark strokes on a
+/// light background, as in Omniglot. Groups play the role of alphabets, classes of characters.
+/// Names starting with a dot (`.DS_Store`) are ignored.
 public struct FolderDataset: Sendable {
   /// The folder holding one subfolder per group.
   public let root: URL
@@ -54,7 +56,7 @@ public struct FolderDataset: Sendable {
   /// Reads the folder and decodes every image; never throws: whatever is wrong is a problem in
   /// the result (a missing root, a file where a folder belongs, a non-PNG file, an unreadable
   /// or corrupt or oversized image, a class with fewer than two images, no classes at all).
-  public func scan() -> Scan {
+  public func scan(resizeTo size: Int? = nil) -> Scan {
     var scan = Scan()
     let fm = FileManager.default
     func isFolder(_ url: URL) -> Bool {
@@ -90,8 +92,8 @@ public struct FolderDataset: Sendable {
         for file in children(classURL) ?? [] {
           let path = "\(group)/\(className)/\(file)"
           let url = classURL.appendingPathComponent(file)
-          guard file.lowercased().hasSuffix(".png"), !isFolder(url) else {
-            scan.problems.append("\(path): not a .png image; move it out of the class folder")
+          guard GrayImage.isImageFileName(file), !isFolder(url) else {
+            scan.problems.append("\(path): not a .png, .jpg or .jpeg image; move it out of the class folder")
             continue
           }
           let bytes = (try? fm.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
@@ -104,9 +106,10 @@ public struct FolderDataset: Sendable {
             continue
           }
           do {
-            let image = try GrayImage.decodePNG([UInt8](data), name: path)
-            scan.images.append(Scan.Image(group: group, className: className, path: path, image: image, digest: SHA256.hex(data)))
+            var image = try GrayImage.decode([UInt8](data), name: path)
             scan.sizes["\(image.width)x\(image.height)", default: 0] += 1
+            if let size, image.width != size || image.height != size { image = image.resized(width: size, height: size) }
+            scan.images.append(Scan.Image(group: group, className: className, path: path, image: image, digest: SHA256.hex(data)))
             readable += 1
           } catch {
             scan.problems.append("\(error)")
@@ -121,10 +124,36 @@ public struct FolderDataset: Sendable {
     return scan
   }
 
+  /// Image files in `ROOT/<group>/<class>/`, counted without reading them (the memory bound is
+  /// checked with it before any image is decoded).
+  public func countImageFiles() -> Int {
+    let fm = FileManager.default
+    func names(_ url: URL) -> [String] { ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).filter { !$0.hasPrefix(".") } }
+    var count = 0
+    for group in names(root) {
+      for className in names(root.appendingPathComponent(group)) {
+        count += names(root.appendingPathComponent(group).appendingPathComponent(className)).filter(GrayImage.isImageFileName).count
+      }
+    }
+    return count
+  }
+
+  /// The most bytes a folder's decoded images may take while it loads: half of the machine's
+  /// memory. Loading keeps each image once at `size` x `size` (8-bit) and then copies them into
+  /// the split, so it needs about 2 x images x size^2 bytes (100,000 images at 105x105: 2.2 GB).
+  public static var memoryBound: Int { Int(min(ProcessInfo.processInfo.physicalMemory / 2, UInt64(Int.max))) }
+
   /// The images as a split at `size` x `size`, and the folder's fingerprint. The first problem
   /// of the scan is the error (`dataset verify --folder` lists them all).
-  public func load(size: Int = 105) throws -> (split: ImageSplit, fingerprint: String) {
-    let scan = scan()
+  public func load(size: Int = 105, name: String = "folder") throws -> (split: ImageSplit, fingerprint: String) {
+    let files = countImageFiles()
+    let (need, overflow) = files.multipliedReportingOverflow(by: 2 * size * size)
+    guard !overflow, need <= FolderDataset.memoryBound else {
+      throw DatasetError.folderProblem(
+        root: root.path,
+        problem: "\(files) images at \(size)x\(size) need about \(need >> 20) MB to load, more than half of this machine's memory (\(FolderDataset.memoryBound >> 20) MB); use fewer images or a smaller model.inputSize")
+    }
+    let scan = scan(resizeTo: size)
     if let problem = scan.problems.first {
       let more = scan.problems.count > 1 ? " (and \(scan.problems.count - 1) more: `oneshot-bench dataset verify --folder \(root.path)` lists them)" : ""
       throw DatasetError.folderProblem(root: root.path, problem: problem + more)
@@ -133,12 +162,11 @@ public struct FolderDataset: Sendable {
     var drawers: [String: Int] = [:]
     var entries: [(alphabet: String, character: String, path: String, drawer: Int)] = []
     for (i, item) in scan.images.enumerated() {
-      let resized = item.image.resized(width: size, height: size)
-      for j in 0..<(size * size) { pixels[i * size * size + j] = 255 &- resized.pixels[j] }
+      for j in 0..<(size * size) { pixels[i * size * size + j] = 255 &- item.image.pixels[j] }
       let key = "\(item.group)/\(item.className)"
       drawers[key, default: 0] += 1
       entries.append((item.group, item.className, item.path, drawers[key]!))
     }
-    return (ImageSplit.assemble(name: "folder", size: size, entries: entries, pixels: pixels), scan.fingerprint)
+    return (ImageSplit.assemble(name: name, size: size, entries: entries, pixels: pixels), scan.fingerprint)
   }
 }

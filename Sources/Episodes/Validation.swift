@@ -22,3 +22,45 @@ extension ImageSplit {
     return (training, validation)
   }
 }
+
+/// The held-out part of a folder of your own images used for training: whole groups (they play
+/// Omniglot's validation alphabets), or, for a folder with a single group, classes of it.
+public struct HeldOut: Sendable {
+  /// The training and validation pools; they never share a class.
+  public let pools: (training: ClassPool, validation: ClassPool)
+  /// What was held out: group names, or `group/class` names, sorted.
+  public let names: [String]
+
+  /// The pools of `split` holding out the named `groups`, or else a `fraction` of its groups
+  /// (at least one, never all) chosen by a seeded shuffle; a single-group split holds out that
+  /// fraction of its classes instead. The same seed always holds out the same part.
+  public init(_ split: ImageSplit, groups: [String]?, fraction: Double, seed: UInt64) throws {
+    if let groups {
+      pools = try split.trainingAndValidation(validationAlphabets: groups)
+      names = groups.sorted(by: utf8Less)
+      return
+    }
+    var random = SplitMix64(seed: seed, key: 0x6865_6c64_6f75_74, index: 0)  // "heldout"
+    func chosen(_ count: Int) -> Set<Int> {
+      let take = min(count - 1, max(1, Int((fraction * Double(count)).rounded())))
+      var order = Array(0..<count)
+      for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, random.below(i + 1)) }
+      return Set(order.prefix(take))
+    }
+    if split.alphabets.count >= 2 {
+      let held = chosen(split.alphabets.count)
+      let heldNames = split.alphabets.indices.filter(held.contains).map { split.alphabets[$0] }
+      pools = try split.trainingAndValidation(validationAlphabets: heldNames)
+      names = heldNames
+    } else {
+      guard split.characters.count >= 2 else {
+        throw DatasetError.folderProblem(root: split.name, problem: "one group with \(split.characters.count) class; training needs classes to train on and others to validate on")
+      }
+      let held = chosen(split.characters.count)
+      let validation = split.characters.indices.filter(held.contains)
+      let training = split.characters.indices.filter { !held.contains($0) }
+      pools = (ClassPool(split: split, name: "\(split.name)/training", classes: training), ClassPool(split: split, name: "\(split.name)/validation", classes: validation))
+      names = validation.map { "\(split.alphabets[split.characters[$0].alphabet])/\(split.characters[$0].name)" }
+    }
+  }
+}

@@ -111,8 +111,19 @@ package struct DataConfig: Codable, Equatable {
   package var validationAlphabets: [String] = OmniglotAlphabets.defaultValidation
   /// Fraction of negative pairs drawn from the anchor's alphabet.
   package var sameAlphabetNegatives: Double = 0
+  /// A folder of your own images, `ROOT/<group>/<class>/*.png|*.jpg`, to train on instead of
+  /// Omniglot's background split (groups play alphabets); nil: Omniglot.
+  package var folder: String? = nil
+  /// With `folder`: the groups held out for validation (model selection).
+  package var validationGroups: [String]? = nil
+  /// With `folder`, instead of `validationGroups`: the share of groups held out, chosen from the
+  /// seed (a folder with one group holds out that share of its classes); by default 0.15.
+  package var validationFraction: Double? = nil
 
-  package enum CodingKeys: String, CodingKey, CaseIterable { case path, validationAlphabets, sameAlphabetNegatives }
+  /// The share held out when a folder names neither `validationGroups` nor `validationFraction`.
+  package static let defaultValidationFraction = 0.15
+
+  package enum CodingKeys: String, CodingKey, CaseIterable { case path, validationAlphabets, sameAlphabetNegatives, folder, validationGroups, validationFraction }
 
   package init() {}
 
@@ -122,12 +133,28 @@ package struct DataConfig: Codable, Equatable {
     path = try c.decodeIfPresent(String.self, forKey: .path) ?? OmniglotDataset.defaultRoot
     validationAlphabets = try c.decodeIfPresent([String].self, forKey: .validationAlphabets) ?? OmniglotAlphabets.defaultValidation
     sameAlphabetNegatives = try c.decodeIfPresent(Double.self, forKey: .sameAlphabetNegatives) ?? 0
+    folder = try c.decodeIfPresent(String.self, forKey: .folder)
+    validationGroups = try c.decodeIfPresent([String].self, forKey: .validationGroups)
+    validationFraction = try c.decodeIfPresent(Double.self, forKey: .validationFraction)
   }
 
   package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if validationAlphabets.isEmpty { out.append(("validationAlphabets", "at least one background alphabet for model selection")) }
     if !(0...1).contains(sameAlphabetNegatives) { out.append(("sameAlphabetNegatives", "within 0...1; got \(sameAlphabetNegatives)")) }
+    if let folder {
+      if folder.isEmpty { out.append(("folder", "a folder path (ROOT/<group>/<class>/*.png)")) }
+      if validationAlphabets != OmniglotAlphabets.defaultValidation {
+        out.append(("validationAlphabets", "names Omniglot alphabets; with data.folder, hold out groups with validationGroups or validationFraction"))
+      }
+      if validationGroups != nil && validationFraction != nil { out.append(("validationFraction", "give validationGroups or validationFraction, not both")) }
+      if let groups = validationGroups, groups.isEmpty || Set(groups).count != groups.count {
+        out.append(("validationGroups", "at least one group, each once; got \(groups)"))
+      }
+      if let fraction = validationFraction, !(fraction > 0 && fraction < 1) { out.append(("validationFraction", "between 0 and 1 (exclusive); got \(fraction)")) }
+    } else if validationGroups != nil || validationFraction != nil {
+      out.append((validationGroups != nil ? "validationGroups" : "validationFraction", "only with data.folder (Omniglot's are validationAlphabets)"))
+    }
     return out
   }
 }

@@ -21,17 +21,20 @@ package struct ExperimentData {
   package let protocols: [PreparedProtocol]
   /// Fingerprints of the data read: Omniglot's archives and each image folder.
   package let fingerprints: [(source: String, fingerprint: String)]
+  /// The fingerprint of the folder training read (`data.folder`), and what it held out.
+  package let trainingFolder: (fingerprint: String, heldOut: [String])?
 
   package static func load(_ config: ExperimentConfig, dataPath: String?, training settings: TrainingConfig?) throws -> ExperimentData {
     let sources = DataSources(config, dataPath: dataPath)
     let training = try settings.map { try sources.training($0) }
     let protocols = try config.evaluation.map { try sources.prepare($0) }
-    return ExperimentData(training: training, protocols: protocols, fingerprints: sources.fingerprints())
+    return ExperimentData(training: training, protocols: protocols, fingerprints: sources.fingerprints(), trainingFolder: sources.trainingFolder)
   }
 
-  /// The run's dataset fingerprint: Omniglot's when it read Omniglot, else its image folder's
-  /// (several folders: a digest of theirs).
+  /// The run's dataset fingerprint: the training folder's when it trained on one, else
+  /// Omniglot's when it read Omniglot, else its image folder's (several: a digest of theirs).
   package var datasetFingerprint: String? {
+    if let trainingFolder { return trainingFolder.fingerprint }
     if let omniglot = fingerprints.first(where: { $0.source == "omniglot" }) { return omniglot.fingerprint }
     if fingerprints.count == 1 { return fingerprints[0].fingerprint }
     return fingerprints.isEmpty ? nil : SHA256.hex(Array(fingerprints.map { "\($0.source)\t\($0.fingerprint)\n" }.joined().utf8))
@@ -48,6 +51,9 @@ private final class DataSources {
   private var pools: (training: ClassPool, validation: ClassPool)? = nil
   private var usesOmniglot = false
   private var folders: [(source: String, fingerprint: String)] = []
+  /// The training folder's fingerprint and held-out part, once read.
+  private(set) var trainingFolder: (fingerprint: String, heldOut: [String])? = nil
+  private var folderSplit: ImageSplit? = nil
 
   init(_ config: ExperimentConfig, dataPath: String?) {
     self.config = config
@@ -62,20 +68,57 @@ private final class DataSources {
     return split
   }
 
+  /// The split training draws from: Omniglot's background split, or the folder of
+  /// `data.folder` (named `background` too, so that its pools draw the same random streams as
+  /// Omniglot's: an exported background split trains exactly as the zips do).
+  func trainingSplit() throws -> ImageSplit {
+    guard let folder = config.data.folder else { return try split(.background) }
+    if let folderSplit { return folderSplit }
+    let (loaded, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: folder)).load(size: config.model.inputSize, name: OmniglotSplit.background.rawValue)
+    folderSplit = loaded
+    folders.append((folder, fingerprint))
+    trainingFolder = (fingerprint, [])
+    return loaded
+  }
+
+  /// The training split's training and validation pools: Omniglot's validation alphabets, or the
+  /// folder's held-out groups (or classes).
   func backgroundPools() throws -> (training: ClassPool, validation: ClassPool) {
     if let pools { return pools }
-    let made = try split(.background).trainingAndValidation(validationAlphabets: config.data.validationAlphabets)
+    let training = try trainingSplit()
+    let made: (training: ClassPool, validation: ClassPool)
+    if config.data.folder != nil {
+      let held = try HeldOut(training, groups: config.data.validationGroups, fraction: config.data.validationFraction ?? DataConfig.defaultValidationFraction, seed: config.seed)
+      trainingFolder?.heldOut = held.names
+      made = held.pools
+    } else {
+      made = try training.trainingAndValidation(validationAlphabets: config.data.validationAlphabets)
+    }
     pools = made
     return made
   }
 
-  /// The background split, its pools, the pair sampler and the validation episodes.
+  /// The training split, its pools, the pair sampler and the validation episodes.
   func training(_ settings: TrainingConfig) throws -> ExperimentData.Training {
-    let background = try split(.background), pools = try backgroundPools()
+    let background = try trainingSplit(), pools = try backgroundPools()
     let sampler = try PairSampler(pool: pools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
     if settings.pairing == .batch, let problem = sampler.problemForBatchPairing { throw UserFacingError(problem) }
     let validation = settings.validation
-    let episodes = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed).episodes(count: validation.episodes)
+    var spec = validation.spec
+    let episodeSampler: EpisodeSampler
+    if config.data.folder != nil {
+      // As for an evaluation folder: within one held-out group when one has enough classes.
+      if spec.alphabetMode == .within && !pools.validation.byAlphabet.contains(where: { $0.classes.count >= spec.ways }) { spec.alphabetMode = .across }
+      do {
+        episodeSampler = try EpisodeSampler(pool: pools.validation, spec: spec, seed: validation.seed)
+      } catch let error as DatasetError {
+        throw UserFacingError(
+          "training.validation on the held-out part of \(config.data.folder!) (\(trainingFolder?.heldOut.joined(separator: ", ") ?? "")): \(error); hold out more with data.validationGroups or data.validationFraction, or ask for fewer ways")
+      }
+    } else {
+      episodeSampler = try EpisodeSampler(pool: pools.validation, spec: spec, seed: validation.seed)
+    }
+    let episodes = episodeSampler.episodes(count: validation.episodes)
     return ExperimentData.Training(background: background, pools: pools, pairs: sampler, validationEpisodes: episodes.map { $0.scoring(in: background) })
   }
 
@@ -100,7 +143,11 @@ private final class DataSources {
       if spec.alphabetMode == .within && !pool.byAlphabet.contains(where: { $0.classes.count >= spec.ways }) { spec.alphabetMode = .across }
     case "validation":
       pool = try backgroundPools().validation
-      source = "|validationAlphabets=\(config.data.validationAlphabets.joined(separator: ","))"
+      if let folder = trainingFolder {
+        source = "|folder=\(folder.fingerprint)|heldOut=\(folder.heldOut.joined(separator: ","))"
+      } else {
+        source = "|validationAlphabets=\(config.data.validationAlphabets.joined(separator: ","))"
+      }
     default: pool = ClassPool(split: try split(.evaluation))
     }
     let sampler: EpisodeSampler

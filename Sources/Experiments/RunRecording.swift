@@ -36,6 +36,12 @@ package struct RunRecording {
   package static func begin(_ plan: RunPlan, data: ExperimentData, tags: [(key: String, value: String)]) throws -> RunRecording {
     let store = try plan.store()
     if case .resume(let id) = plan.mode {
+      // The data must be what the run started on (a folder edited since would change what it learns).
+      let recorded = try store.run(id).provenance.first { $0.key == "dataset_fingerprint" }?.value
+      if let recorded, let now = data.datasetFingerprint, recorded != now {
+        throw UserFacingError(
+          "run \(id) trained on data with fingerprint \(recorded.prefix(12)), and the data now has \(now.prefix(12)) (\(plan.config.data.folder.map { "the folder \($0) changed" } ?? "the archives changed")); restore the data it started on, or start a new run")
+      }
       let earlier = try store.claimRun(id, owner: thisProcess, staleAfter: Lease.seconds, isAlive: isAlive)
       return RunRecording(store: store, id: id, started: Date().addingTimeInterval(-earlier), owner: thisProcess)
     }
@@ -50,7 +56,11 @@ package struct RunRecording {
     run.harnessVersion = harnessVersion
     run.swiftVersion = provenance.swiftVersion
     let id = try store.beginRun(run, owner: thisProcess)
-    let folders = data.fingerprints.filter { $0.source != "omniglot" }.map { (key: "dataset.folder", value: "\($0.source) \($0.fingerprint)") }
+    var folders = data.fingerprints.filter { $0.source != "omniglot" }.map { (key: "dataset.folder", value: "\($0.source) \($0.fingerprint)") }
+    if let training = data.trainingFolder, let folder = plan.config.data.folder {
+      folders.append((key: "dataset.training_folder", value: "\(folder) \(training.fingerprint)"))
+      folders.append((key: "data.held_out", value: training.heldOut.joined(separator: ",")))
+    }
     for tag in tags + folders { try store.setTag(run: id, key: tag.key, value: tag.value) }
     return RunRecording(store: store, id: id, started: Date(), owner: thisProcess)
   }

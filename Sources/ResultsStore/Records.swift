@@ -210,7 +210,7 @@ public enum TagKey {
   /// Keys the harness writes itself, which `run tag` refuses so that a user's tag never changes
   /// what a run says about how it was made.
   public static func isReserved(_ key: String) -> Bool {
-    let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder"]
+    let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder", "dataset.training_folder", "data.held_out"]
     return exact.contains(key) || key.hasPrefix("episodes.") || key.hasPrefix("sequence.")
   }
 }

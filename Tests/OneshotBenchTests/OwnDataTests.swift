@@ -138,7 +138,7 @@ final class OwnDataTests: XCTestCase {
     XCTAssertEqual(verify.code, 1, verify.output + verify.error)
     let problems = verify.output.split(separator: "\n").filter { $0.contains("PROBLEM") }
     XCTAssertEqual(problems.count, 4, verify.output)
-    for expected in ["script0/lonely: 1 readable image", "notes.txt: not a .png image", "broken.png", "huge.png"] {
+    for expected in ["script0/lonely: 1 readable image", "notes.txt: not a .png, .jpg or .jpeg image", "broken.png", "huge.png"] {
       XCTAssert(problems.contains { $0.contains(expected) }, "\(expected) in \(verify.output)")
     }
     let messyRun = evaluate(messy)

@@ -6,7 +6,23 @@ import Foundation
 /// `oneshot-bench dataset ...`
 struct DatasetCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "dataset", abstract: "Check the Omniglot data, or a folder of your own images.", subcommands: [Verify.self])
+    commandName: "dataset", abstract: "Check the Omniglot data, or a folder of your own images; export a split as such a folder.", subcommands: [Verify.self, Export.self])
+
+  /// `oneshot-bench dataset export --split S --to DIR`.
+  struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Write an Omniglot split as a folder of your own images (DIR/<alphabet>/<character>/<id>_<drawer>.png, the archive's PNGs byte for byte).")
+
+    @OptionGroup var data: DataOptions
+    @Option(help: "Split to write: background, evaluation, background_small1 or background_small2.") var split: OmniglotSplit = .background
+    @Option(help: "A new or empty folder to write into (nothing is ever replaced).") var to: String
+
+    func run() throws {
+      let started = Date()
+      let count = try data.dataset.export(split, to: URL(fileURLWithPath: to))
+      print(String(format: "wrote %d images of %@ to %@ in %.1f s; train on it with data.folder (see README, \"Your own images\")", count, split.rawValue, to, Date().timeIntervalSince(started)))
+    }
+  }
 
   /// `oneshot-bench dataset verify`: checksums, counts and load time.
   struct Verify: ParsableCommand {
@@ -95,3 +111,5 @@ struct DatasetCommand: ParsableCommand {
     }
   }
 }
+
+extension OmniglotSplit: ExpressibleByArgument {}
