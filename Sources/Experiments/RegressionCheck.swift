@@ -147,27 +147,7 @@ package struct ProtocolVerdict {
 package func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runID: String, tolerance: Double) throws -> [ProtocolVerdict] {
   if let problem = baseline.problem() { throw UserFacingError("baseline of run \(baseline.run): \(problem)") }
   let detail = try store.run(runID)
-  let tags = Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }
-  // The same experiment, configuration, data and episodes, or the comparison means nothing.
-  guard detail.summary.experiment == baseline.experiment else {
-    throw UserFacingError("run \(runID) is of experiment \(detail.summary.experiment), the baseline of \(baseline.experiment); check a run of \(baseline.experiment), or use `compare`")
-  }
-  guard detail.summary.configHash == baseline.configHash else {
-    throw UserFacingError(
-      "run \(runID) has another configuration (hash \(detail.summary.configHash.prefix(12))) than the baseline's run \(baseline.run) (\(baseline.configHash.prefix(12))); write a new baseline for the new configuration, or use `compare`")
-  }
-  let fingerprint = detail.provenance.first { $0.key == "dataset_fingerprint" }?.value
-  if let expected = baseline.datasetFingerprint, let fingerprint, fingerprint != expected {
-    throw UserFacingError("run \(runID) read other data (fingerprint \(fingerprint.prefix(12))) than the baseline's run (\(expected.prefix(12))); restore the dataset or write a new baseline")
-  }
-  for entry in baseline.protocols {
-    guard let digest = tags[TagKey.episodes(entry.result.protocolName)] else {
-      throw UserFacingError("run \(runID) does not record which episodes protocol \(entry.result.protocolName) scored (an older oneshot-bench recorded it); run it again")
-    }
-    if digest != entry.episodesDigest {
-      throw UserFacingError("protocol \(entry.result.protocolName) of run \(runID) scored other episodes than the baseline's (another seed or spec); its results cannot be paired")
-    }
-  }
+  try refuseIncomparable(detail, baseline: baseline, runID: runID)
   let results = detail.results
   var verdicts: [ProtocolVerdict] = []
   for entry in baseline.protocols {
@@ -204,6 +184,42 @@ package func compareWithBaseline(_ baseline: Baseline, store: ResultsStore, runI
     }
   }
   return verdicts
+}
+
+/// Refuses a run the baseline cannot judge: not completed, another experiment, configuration or
+/// data, a protocol the baseline lacks (the configuration hash ties the protocols to the run, so
+/// a baseline with one deleted is edited), or other episodes than the baseline's.
+func refuseIncomparable(_ detail: RunDetail, baseline: Baseline, runID: String) throws {
+  guard detail.summary.status == .completed else {
+    throw UserFacingError("run \(runID) is \(detail.summary.status.rawValue), not completed; the gate judges finished runs (finish it with `oneshot-bench run --resume \(runID)`)")
+  }
+  let tags = Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }
+  // The same experiment, configuration, data and episodes, or the comparison means nothing.
+  guard detail.summary.experiment == baseline.experiment else {
+    throw UserFacingError("run \(runID) is of experiment \(detail.summary.experiment), the baseline of \(baseline.experiment); check a run of \(baseline.experiment), or use `compare`")
+  }
+  guard detail.summary.configHash == baseline.configHash else {
+    throw UserFacingError(
+      "run \(runID) has another configuration (hash \(detail.summary.configHash.prefix(12))) than the baseline's run \(baseline.run) (\(baseline.configHash.prefix(12))); write a new baseline for the new configuration, or use `compare`")
+  }
+  let fingerprint = detail.provenance.first { $0.key == "dataset_fingerprint" }?.value
+  if let expected = baseline.datasetFingerprint, let fingerprint, fingerprint != expected {
+    throw UserFacingError("run \(runID) read other data (fingerprint \(fingerprint.prefix(12))) than the baseline's run (\(expected.prefix(12))); restore the dataset or write a new baseline")
+  }
+  for entry in baseline.protocols {
+    guard let digest = tags[TagKey.episodes(entry.result.protocolName)] else {
+      throw UserFacingError("run \(runID) does not record which episodes protocol \(entry.result.protocolName) scored (an older oneshot-bench recorded it); run it again")
+    }
+    if digest != entry.episodesDigest {
+      throw UserFacingError("protocol \(entry.result.protocolName) of run \(runID) scored other episodes than the baseline's (another seed or spec); its results cannot be paired")
+    }
+  }
+  let judged = Set(baseline.protocols.map(\.result.protocolName))
+  let unjudged = detail.results.map(\.protocolName).filter { !judged.contains($0) }
+  guard unjudged.isEmpty else {
+    throw UserFacingError(
+      "the baseline has no entry for protocol\(unjudged.count == 1 ? "" : "s") \(unjudged.joined(separator: ", ")) that run \(runID) evaluated under the same configuration; the baseline was edited: rewrite it with `oneshot-bench check --write-baseline` from a run you trust")
+  }
 }
 
 /// The gate's decision: whether the run passes, and the markdown summary that says so. Both

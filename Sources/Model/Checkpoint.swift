@@ -163,6 +163,7 @@ public struct Checkpoint {
       let name = prefix + parameter.name
       guard let tensor = tensors[name] else { throw CheckpointError.missingTensor(path: path, name: name) }
       guard tensor.shape == parameter.shape else { throw CheckpointError.shapeMismatch(path: path, name: name, expected: parameter.shape, found: tensor.shape) }
+      try refuseImpossibleValues(tensor.values, name: name, path: path)
       network.store.parameters[i].value = tensor.values
       used.insert(name)
     }
@@ -173,10 +174,20 @@ public struct Checkpoint {
       guard tensor.values.count == buffer.value.count else {
         throw CheckpointError.shapeMismatch(path: path, name: name, expected: [buffer.value.count], found: tensor.shape)
       }
+      try refuseImpossibleValues(tensor.values, name: name, path: path)
+      if name.hasSuffix(".running_var"), let negative = tensor.values.first(where: { $0 < 0 }) {
+        throw CheckpointError.impossibleValue(path: path, name: name, reason: "holds a negative variance (\(negative))")
+      }
       network.store.buffers[i].value = tensor.values
       used.insert(name)
     }
     return network
+  }
+
+  /// A NaN or an infinity in a loaded tensor is refused, naming the tensor and the first index.
+  static func refuseImpossibleValues(_ values: [Float], name: String, path: String) throws {
+    guard let index = values.firstIndex(where: { !$0.isFinite }) else { return }
+    throw CheckpointError.impossibleValue(path: path, name: name, reason: "holds \(values[index]) at index \(index)")
   }
 }
 

@@ -22,6 +22,10 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible, Localize
   case writeFailed(path: String, reason: String)
   /// An ensemble checkpoint where one network is needed (training, resuming).
   case ensembleWhereOneNetworkIsNeeded(path: String, members: Int)
+  /// A tensor holds a value no trained network has: NaN, an infinity, a negative variance.
+  case impossibleValue(path: String, name: String, reason: String)
+  /// A value too large for half precision (F16 holds at most 65504 in magnitude).
+  case halfOverflow(path: String, name: String, value: Float)
 
   public var description: String {
     switch self {
@@ -36,6 +40,10 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible, Localize
       return "checkpoint \(path) does not match the configuration: \(detail); use the experiment file it was trained with, or a checkpoint trained with this one"
     case .unsupportedVersion(let path, let found): return "checkpoint \(path) has format version \(found), newer than this oneshot-bench reads; upgrade oneshot-bench"
     case .writeFailed(let path, let reason): return "cannot write \(path): \(reason); check the folder's permissions and free space"
+    case .impossibleValue(let path, let name, let reason):
+      return "checkpoint \(path): tensor '\(name)' \(reason); the file is damaged or its training diverged: use another checkpoint (a run keeps its best as runs/<run-id>/best.safetensors)"
+    case .halfOverflow(let path, let name, let value):
+      return "cannot write \(path) in half precision: tensor '\(name)' holds \(value), beyond F16's 65504; write it in full precision (drop --half)"
     case .ensembleWhereOneNetworkIsNeeded(let path, let members):
       return "checkpoint \(path) is an ensemble of \(members) networks: it can be evaluated (run --eval-only, predict) but not trained or resumed; use one member's checkpoint"
     }
@@ -85,6 +93,9 @@ public enum SafeTensors {
     out.append(json)
     for tensor in tensors {
       if tensor.half {
+        if let large = tensor.values.first(where: { !$0.isNaN && abs($0) > Float(Float16.greatestFiniteMagnitude) }) {
+          throw CheckpointError.halfOverflow(path: "the checkpoint", name: tensor.name, value: large)
+        }
         var halves = tensor.values.map { Float16($0).bitPattern.littleEndian }
         halves.withUnsafeMutableBytes { out.append(contentsOf: $0) }
       } else {
@@ -97,7 +108,12 @@ public enum SafeTensors {
 
   /// Writes atomically: a temporary file in the same folder, then a rename.
   public static func write(_ tensors: [NamedTensor], metadata: [String: String], to url: URL) throws {
-    let data = try encode(tensors, metadata: metadata)
+    let data: Data
+    do {
+      data = try encode(tensors, metadata: metadata)
+    } catch CheckpointError.halfOverflow(_, let name, let value) {
+      throw CheckpointError.halfOverflow(path: url.path, name: name, value: value)
+    }
     let folder = url.deletingLastPathComponent()
     do {
       try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

@@ -197,10 +197,13 @@ public func shortProtocolNames(_ names: [String]) -> [String] {
   return shown
 }
 
-/// An RFC 4180 document: fields with commas, quotes or line breaks quoted, CRLF line ends.
+/// An RFC 4180 document: fields with commas, quotes or line breaks quoted, CRLF line ends. A
+/// text field that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return, and is not a number) gets a leading `'`, as OWASP advises for CSV files.
 public func csvDocument(_ header: [String], _ rows: [[String]]) -> String {
-  func field(_ s: String) -> String {
-    s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+  func field(_ raw: String) -> String {
+    let s = raw.first.map { "=+-@\t\r".contains($0) } == true && Double(raw) == nil ? "'" + raw : raw
+    return s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
   }
   return ([header] + rows).map { $0.map(field).joined(separator: ",") }.joined(separator: "\r\n") + "\r\n"
 }
@@ -216,11 +219,19 @@ public func visible(_ text: String) -> String {
   return out
 }
 
-/// A GitHub-flavoured markdown table.
+/// A GitHub-flavoured markdown table. Every cell, headings included, is one markdown cell
+/// whatever it holds: control characters made visible, `|` and `\\` escaped, and `<`, `>` and
+/// `&` as HTML entities, so a run or protocol name can neither break the columns nor carry HTML.
 public func markdownTable(_ header: [String], _ rows: [[String]]) -> String {
-  var lines = ["| " + header.map(visible).joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
-  for row in rows { lines.append("| " + row.map { visible($0).replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |") }
+  var lines = ["| " + header.map(markdownCell).joined(separator: " | ") + " |", "|" + header.map { _ in "---" }.joined(separator: "|") + "|"]
+  for row in rows { lines.append("| " + row.map(markdownCell).joined(separator: " | ") + " |") }
   return lines.joined(separator: "\n")
+}
+
+/// One markdown table cell's text (see `markdownTable`).
+public func markdownCell(_ text: String) -> String {
+  visible(text).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "&", with: "&amp;")
+    .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
 }
 
 /// A plain table with aligned columns.

@@ -43,6 +43,39 @@ final class CheckpointTests: XCTestCase {
     }
   }
 
+  /// A checkpoint with a value no trained network has is refused on loading, naming the tensor:
+  /// NaN or infinity in any parameter or buffer, a negative batch-norm variance; a half-precision
+  /// write that would overflow F16 is refused too (not turned into an infinity).
+  func testImpossibleValuesAreRefusedNamingTheTensor() throws {
+    let config = ModelConfig(backbone: .vgg16, inputSize: 16, batchNorm: true, blocks: [[4], [8]], headHidden: 5, headActivation: .relu)
+    let clean = SiameseNetwork(config: config, seed: 5)
+    let cases: [(index: Int, buffer: Bool, value: Float, expected: String)] = [
+      (0, false, .nan, "holds nan at index 3"), (1, false, .infinity, "holds inf at index 3"), (0, true, -.infinity, "holds -inf at index 3"),
+    ]
+    for item in cases {
+      var network = clean
+      if item.buffer { network.store.buffers[item.index].value[3] = item.value } else { network.store.parameters[item.index].value[3] = item.value }
+      let url = try temporaryURL("bad.safetensors")
+      try Checkpoint.write(network: network, optimizer: nil, metadata: [:], to: url)
+      let name = item.buffer ? network.store.buffers[item.index].name : network.store.parameters[item.index].name
+      XCTAssertThrowsError(try Checkpoint.read(url)) { XCTAssert("\($0)".contains("'\(name)' \(item.expected)"), "\($0)") }
+      XCTAssertThrowsError(try Checkpoint.readModel(url)) { XCTAssert("\($0)".contains(name), "\($0)") }
+    }
+    var negative = clean
+    let variance = try XCTUnwrap(negative.store.buffers.firstIndex { $0.name.hasSuffix(".running_var") })
+    negative.store.buffers[variance].value[0] = -0.5
+    let url = try temporaryURL("negative.safetensors")
+    try Checkpoint.write(network: negative, optimizer: nil, metadata: [:], to: url)
+    XCTAssertThrowsError(try Checkpoint.read(url)) { XCTAssert("\($0)".contains("negative variance"), "\($0)") }
+    var large = clean
+    large.store.parameters[0].value[0] = 1e6
+    let half = try temporaryURL("large.safetensors")
+    XCTAssertThrowsError(try Checkpoint.write(network: large, optimizer: nil, metadata: [:], to: half, half: true)) {
+      XCTAssert("\($0)".contains("beyond F16's 65504") && "\($0)".contains(half.path), "\($0)")
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: half.path), "nothing written")
+  }
+
   func testMismatchesSayWhatDiffers() throws {
     let config = ModelConfig(backbone: .vgg16, inputSize: 16, blocks: [[4], [8]], headHidden: 5)
     let url = try temporaryURL("a.safetensors")

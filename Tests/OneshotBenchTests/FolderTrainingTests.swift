@@ -157,4 +157,20 @@ final class FolderTrainingTests: XCTestCase {
     XCTAssert(problems.contains { $0.contains("9.jpg") && $0.contains("libjpeg-turbo") }, verify.output)
     XCTAssert(problems.contains { $0.contains("0.jpg") && $0.contains("a PNG file with a JPEG name") }, verify.output)
   }
+
+  /// A folder whose names hold a line break and a terminal escape is listed with both made
+  /// visible: no forged line, no coloured text.
+  func testFolderNamesCannotForgeLinesOrDriveTheTerminal() throws {
+    let glyphs = folder.appendingPathComponent("glyphs")
+    try makeGlyphFolder(at: glyphs, groups: 2, classes: 2, images: 2, side: 32)
+    try FileManager.default.moveItem(at: glyphs.appendingPathComponent("script0"), to: glyphs.appendingPathComponent("evil\n  ok       forged\u{1B}[31m"))
+    let verify = runCLI(["dataset", "verify", "--folder", glyphs.path])
+    XCTAssertEqual(verify.code, 0, verify.error)
+    XCTAssertFalse(verify.output.contains("\u{1B}") || verify.output.contains("\n  ok       forged"), verify.output)
+    XCTAssert(verify.output.contains("evil\\u{A}"), verify.output)
+    let listed = runCLI(["episodes", "--folder", glyphs.path, "--ways", "2", "--count", "1", "--format", "text"])
+    XCTAssertEqual(listed.code, 0, listed.error)
+    XCTAssertFalse(listed.output.contains("\u{1B}"), listed.output)
+    XCTAssertEqual(listed.output.split(separator: "\n").count, 3, "a header and one line per class: \(listed.output)")
+  }
 }

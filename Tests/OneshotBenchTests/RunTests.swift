@@ -271,6 +271,9 @@ final class RunTests: XCTestCase {
     }
     try check({ $0["protocols"] = [] as [Any] }, "lists no protocol, so it would pass any run")
     try check({ $0["formatVersion"] = 1 }, "format version 1")
+    // A protocol deleted from the baseline: the rest would pass while the run's configuration
+    // (the same hash) evaluates one the baseline no longer judges.
+    try check({ $0["protocols"] = Array(($0["protocols"] as! [Any]).dropFirst()) }, "the baseline has no entry for protocol")
     try check(
       { b in
         var protocols = b["protocols"] as! [[String: Any]]
@@ -425,6 +428,12 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(none.code, 2)
     XCTAssert(none.error.hasPrefix("error: no runs match experiment nothing"), none.error)
     XCTAssertFalse(FileManager.default.fileExists(atPath: page + ".2"))
+    // Every format alike: nothing matched is one line and exit 2, never an `error:` with exit 0.
+    for format in ["table", "csv", "json", "markdown"] {
+      let empty = runCLI(["report", "--store", storePath, "--format", format, "--experiment", "nothing"])
+      XCTAssertEqual(empty.code, 2, format)
+      XCTAssertEqual(empty.error.split(separator: "\n").count, 1, empty.error)
+    }
     let unwritable = runCLI(["report", "--store", storePath, "--format", "html", "--output", "/nonexistent/folder/report.html"])
     XCTAssertEqual(unwritable.code, 2)
     XCTAssert(unwritable.error.contains("cannot write /nonexistent/folder/report.html") && unwritable.error.split(separator: "\n").count == 1, unwritable.error)

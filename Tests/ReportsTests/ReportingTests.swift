@@ -99,4 +99,19 @@ final class ReportingTests: XCTestCase {
     XCTAssertEqual(groups[0].protocols["p"]?.mean ?? 0, 0.275, accuracy: 1e-12, "the newest run of seed 10 (0.25) and seed 11 (0.30)")
     XCTAssert(renderSeedGroups(groups, protocols: ["p"], format: .table).contains("1 older run of a seed already listed left out"))
   }
+
+  /// One escaping rule per format: a name cannot break a markdown table or carry HTML into it,
+  /// and a CSV cell a spreadsheet would run as a formula is quoted as text.
+  func testNamesCannotBreakMarkdownOrRunAsSpreadsheetFormulas() {
+    let table = markdownTable(["run", "a|b"], [["x|y", "<script>alert(1)</script> & \u{1B}[31m"]])
+    let lines = table.split(separator: "\n")
+    XCTAssertEqual(lines.map { $0.replacingOccurrences(of: "\\|", with: "").filter { $0 == "|" }.count }, [3, 3, 3], table)
+    XCTAssertFalse(table.contains("<script>") || table.contains("\u{1B}"), table)
+    XCTAssert(table.contains("&lt;script&gt;") && table.contains("&amp;"), table)
+    let csv = csvDocument(["name", "value"], [["=HYPERLINK(\"http://x\")", "-0.5"], ["@SUM(A1)", "+1"], ["-cmd", "plain"]])
+    let rows = csv.split(separator: "\r\n").map(String.init)
+    XCTAssertEqual(rows[1], "\"'=HYPERLINK(\"\"http://x\"\")\",-0.5", "numbers stay numbers")
+    XCTAssertEqual(rows[2], "'@SUM(A1),+1")
+    XCTAssertEqual(rows[3], "'-cmd,plain")
+  }
 }

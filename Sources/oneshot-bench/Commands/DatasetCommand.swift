@@ -1,7 +1,8 @@
-import Experiments
 import ArgumentParser
 import Episodes
+import Experiments
 import Foundation
+import Reports
 
 /// `oneshot-bench dataset ...`
 struct DatasetCommand: ParsableCommand {
@@ -81,11 +82,11 @@ struct DatasetCommand: ParsableCommand {
       let scan = FolderDataset(root: root).scan()
       let classes = scan.classes
       let groups = Dictionary(grouping: classes, by: \.group)
-      print("folder: \(root.path)")
+      print("folder: \(visible(root.path))")
       for group in groups.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
         let members = groups[group]!
         let counts = members.map(\.images)
-        print("  \(group): \(members.count) classes, \(counts.reduce(0, +)) images (\(counts.min()!)-\(counts.max()!) per class)")
+        print("  \(visible(group)): \(members.count) classes, \(counts.reduce(0, +)) images (\(counts.min()!)-\(counts.max()!) per class)")
       }
       print(String(format: "  %d groups, %d classes, %d images read in %.2f s", groups.count, classes.count, scan.images.count, Date().timeIntervalSince(started)))
       let sizes = scan.sizes.sorted { $0.value > $1.value }.map { "\($0.key) x\($0.value)" }
@@ -103,7 +104,7 @@ struct DatasetCommand: ParsableCommand {
           problems.append("\(ways)-way \(shots)-shot: \(error)")
         }
       }
-      for problem in problems { print("  PROBLEM  \(problem)") }
+      for problem in problems { print("  PROBLEM  \(visible(problem))") }
       if !problems.isEmpty {
         printError("\(problems.count) problem\(problems.count == 1 ? "" : "s") in \(root.path); fix them (listed above) before evaluating on it")
         throw ExitCode(1)

@@ -1,7 +1,8 @@
-import Experiments
 import ArgumentParser
 import Episodes
+import Experiments
 import Foundation
+import Reports
 
 /// `oneshot-bench episodes`: prints sampled episodes' image identities, the same on every machine.
 struct EpisodesCommand: ParsableCommand {
@@ -121,7 +122,7 @@ func episodesText(_ episodes: [Episode], pool: ClassPool, byFileName: Bool) -> S
       let character = pool.split.characters[episode.classes[c]]
       let support = episode.support[c].map(image).joined(separator: ",")
       let queries = episode.queries[c].map(image).joined(separator: ",")
-      lines.append("\(episode.index)\t\(pool.split.alphabets[character.alphabet])/\(character.name)\t\(support)\t\(queries)")
+      lines.append("\(episode.index)\t\(visible(pool.split.alphabets[character.alphabet]))/\(visible(character.name))\t\(visible(support))\t\(visible(queries))")
     }
   }
   return lines.joined(separator: "\n")

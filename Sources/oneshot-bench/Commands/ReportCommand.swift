@@ -40,9 +40,9 @@ struct ReportCommand: ParsableCommand {
     let selection = [experiment.map { "experiment \($0)" }, status.map { "status \($0.rawValue)" }, last.map { "newest \($0)" }, runID.map { "run \($0)" }].compactMap { $0 }
       .joined(separator: ", ")
     if runs.isEmpty {
+      // Nothing to list is the user's to know, in every format alike: one line, exit 2.
       let message = "no runs match \(selection.isEmpty ? "(the store is empty)" : selection) in \(store.path)"
-      if format == .html { throw UserFacingError("\(message); nothing to draw, nothing written") }
-      printError(message)
+      throw UserFacingError(format == .html ? "\(message); nothing to draw, nothing written" : "\(message); `oneshot-bench report` lists every run")
     }
     let (rows, protocols) = try reportRows(store: database, runs: runs)
     let text: String
