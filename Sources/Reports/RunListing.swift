@@ -32,6 +32,27 @@ public let keyParameters = [
   "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed",
 ]
 
+/// The parameters that differ among runs of one experiment in `rows` (a sweep's axes, say) and
+/// that the listing does not show anyway: every recorded key whose value is not the same in all
+/// of an experiment's rows (a key one row lacks counts as differing), leaving out the seed, the name, the description, the thread count and
+/// the evaluation entries (the protocols are columns of their own). Sorted.
+public func varyingParameters(_ rows: [ReportRow], shown: [String] = keyParameters) -> [String] {
+  // Within each experiment: runs of different experiments differ in everything, which says nothing.
+  let skipped = Set(shown + ["seed", "name", "description", "threads"])
+  var out = Set<String>()
+  for runs in Dictionary(grouping: rows, by: \.summary.experiment).values where runs.count >= 2 {
+    for key in Set(runs.flatMap(\.params.keys)) where !skipped.contains(key) && !key.hasPrefix("evaluation.") {
+      if Set(runs.map { $0.params[key] ?? "" }).count > 1 { out.insert(key) }
+    }
+  }
+  return out.sorted()
+}
+
+/// `key=value` of each of `keys` that `row` records, the key cut to its last two parts.
+func varyingText(_ row: ReportRow, _ keys: [String]) -> String {
+  keys.compactMap { key in row.params[key].map { "\(key.split(separator: ".").suffix(2).joined(separator: "."))=\($0)" } }.joined(separator: " ")
+}
+
 /// Values a configuration leaves out because they are the default (and runs recorded before
 /// the key existed), shown as what they were.
 public let parameterDefaults = ["training.precision": "fp32"]
@@ -79,7 +100,8 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
 
 /// Renders the run listing in one of the formats.
 public func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat, wide: Bool = false) -> String {
-  var header = ["run", "experiment", "mode", "ensemble_members", "status", "started", "duration_s"] + keyParameters + ["validation.best", "validation.best_step"]
+  let varying = varyingParameters(rows)
+  var header = ["run", "experiment", "mode", "ensemble_members", "status", "started", "duration_s"] + keyParameters + varying + ["validation.best", "validation.best_step"]
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   header.append("note")
   func cells(_ row: ReportRow) -> [String] {
@@ -88,6 +110,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       row.summary.durationSeconds.map { String(format: "%.1f", $0) } ?? "",
     ]
     out += keyParameters.map { row.shownParameter($0) ?? "" }
+    out += varying.map { row.params[$0] ?? "" }
     out += [row.bestValidation.map { String(format: "%.4f", $0.value) } ?? "", row.bestValidation.map { String($0.step) } ?? ""]
     for p in protocols {
       if let r = row.results[p] {
@@ -110,7 +133,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       if let members = row.tags["ensemble_members"] { object["ensembleMembers"] = Int(members) ?? members }
       object["tags"] = row.tags
       var params: [String: String] = [:]
-      for key in keyParameters { if let v = row.shownParameter(key) { params[key] = v } }
+      for key in keyParameters + varying { if let v = row.shownParameter(key) { params[key] = v } }
       object["params"] = params
       object["bestValidation"] = row.bestValidation.map { ["accuracy": $0.value, "step": $0.step] as [String: Any] } ?? NSNull()
       var results: [String: Any] = [:]
@@ -130,9 +153,9 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     let shortNames = shortProtocolNames(protocols)
     let header =
       wide
-      ? ["run", "experiment", "mode", "status", "started", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "validation"] + protocols
-        + ["duration"]
-      : ["run", "experiment", "mode", "status", "steps", "lr", "seed", "validation"] + shortNames
+      ? ["run", "experiment", "mode", "status", "started", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed"] + (varying.isEmpty ? [] : ["differs"])
+        + ["validation"] + protocols + ["duration"]
+      : ["run", "experiment", "mode", "status", "steps", "lr", "seed"] + (varying.isEmpty ? [] : ["differs"]) + ["validation"] + shortNames
     let body = rows.map { row -> [String] in
       let trained = row.mode == .train
       let mode = trained ? "train" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
@@ -143,9 +166,11 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       if wide {
         out += [String(row.summary.startedAt.prefix(16)).replacingOccurrences(of: "T", with: " "), row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? ""]
         out += ["training.steps", "training.pairsPerStep", "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed"].map(training)
+        if !varying.isEmpty { out.append(varyingText(row, varying)) }
         out.append(row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-")
       } else {
         out += ["training.steps", "training.optimizer.learningRate", "seed"].map(training)
+        if !varying.isEmpty { out.append(varyingText(row, varying)) }
         out.append(row.bestValidation.map { String(format: "%.1f@%d", 100 * $0.value, $0.step) } ?? "-")
       }
       for p in protocols {
@@ -158,6 +183,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     let (fitted, left) = fitToWidth(header, body, width: 120, droppable: ["lr", "steps", "seed"])
     var table = fitted + "\n\naccuracy % ± half the width of its 95% interval (Wilson's); validation: best % @ step"
     if body.contains(where: { $0[2].hasPrefix("eval x") }) { table += "\neval xN: eval-only of an N-member ensemble" }
+    if !varying.isEmpty { table += "\ndiffers: the settings that differ among these runs (\(varying.joined(separator: ", ")))" }
     table += left.isEmpty ? "\n--wide for every column" : "\n\(left.joined(separator: ", ")) left out to fit 120 columns: --wide for every column"
     for (name, short) in zip(protocols, shortNames) where short != name { table += "\n\(short) = \(name)" }
     return table

@@ -148,7 +148,9 @@ public func renderSeedGroups(_ groups: [SeedGroup], protocols: [String], format:
 /// The seed-group table, one line per group and protocol, so it keeps its width (about 100
 /// columns) however many protocols the runs scored; with each protocol's short heading.
 func seedGroupTable(_ groups: [SeedGroup], protocols: [String]) -> (header: [String], rows: [[String]], short: [String: String]) {
-  let header = ["group", "experiment", "runs", "seeds", "protocol", "mean", "95% across seeds", "95% pooled episodes"]
+  // What tells groups of one experiment apart (a sweep's axes), beside their hash keys.
+  let varying = varyingParameters(groups.compactMap(\.runs.first))
+  let header = ["group", "experiment", "runs", "seeds"] + (varying.isEmpty ? [] : ["differs"]) + ["protocol", "mean", "95% across seeds", "95% pooled episodes"]
   let short = Dictionary(uniqueKeysWithValues: zip(protocols, shortProtocolNames(protocols)))
   var rows: [[String]] = []
   for group in groups {
@@ -157,12 +159,13 @@ func seedGroupTable(_ groups: [SeedGroup], protocols: [String]) -> (header: [Str
     for (i, p) in scored.enumerated() {
       let a = group.protocols[p]!
       let first = i == 0
-      rows.append([
-        first ? group.key : "", first ? experiment : "", first ? String(group.runs.count) : "", first ? group.seeds.joined(separator: ",") : "",
-        short[p]!, String(format: "%.2f%%", 100 * a.mean),
-        a.acrossSeeds.map { String(format: "[%.2f, %.2f]", 100 * $0.low, 100 * $0.high) } ?? "one seed",
-        String(format: "[%.2f, %.2f]", 100 * a.pooledEpisodes.low, 100 * a.pooledEpisodes.high),
-      ])
+      let identity = [first ? group.key : "", first ? experiment : "", first ? String(group.runs.count) : "", first ? group.seeds.joined(separator: ",") : ""]
+      let differs = varying.isEmpty ? [] : [first ? varyingText(group.runs[0], varying) : ""]
+      rows.append(
+        identity + differs + [
+          short[p]!, String(format: "%.2f%%", 100 * a.mean), a.acrossSeeds.map { String(format: "[%.2f, %.2f]", 100 * $0.low, 100 * $0.high) } ?? "one seed",
+          String(format: "[%.2f, %.2f]", 100 * a.pooledEpisodes.low, 100 * a.pooledEpisodes.high),
+        ])
     }
   }
   return (header, rows, short)

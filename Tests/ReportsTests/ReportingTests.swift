@@ -114,4 +114,33 @@ final class ReportingTests: XCTestCase {
     XCTAssertEqual(rows[2], "'@SUM(A1),+1")
     XCTAssertEqual(rows[3], "'-cmd,plain")
   }
+
+  /// A sweep's axis shows in every listing: two runs that differ only by model.headHidden are
+  /// told apart by a `differs` column (table, markdown), a column of their own (CSV), their
+  /// params (JSON), and the seed groups; runs of other experiments add nothing to it.
+  func testSettingsThatDifferAmongRunsAreShown() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("differs-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    for (experiment, hidden, blocks) in [("sweep", "64", "4"), ("sweep", "128", "4"), ("other", "8", "16")] {
+      let config = "{\"name\": \"\(experiment)\", \"h\": \(hidden)}"
+      let params = [("seed", "1"), ("model.headHidden", hidden), ("model.blocks", blocks), ("threads", hidden == "64" ? "1" : "2")]
+      let id = try store.beginRun(NewRun(experiment: experiment, configJSON: config, configHash: SHA256.hex(Array(config.utf8)), params: params))
+      try store.recordResult(
+        run: id, ProtocolResult(protocolName: "p", split: "evaluation", ways: 5, shots: 1, queries: 1, episodes: 2, accuracy: 0.5, ciLow: 0.1, ciHigh: 0.9, seconds: 1),
+        episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 1), EpisodeRow(episode: 1, alphabet: nil, correct: 0, total: 1)])
+      try store.finishRun(id, status: .completed)
+    }
+    let (rows, protocols) = try reportRows(store: store, runs: try store.listRuns())
+    XCTAssertEqual(varyingParameters(rows), ["model.headHidden"], "threads are no setting; another experiment's blocks do not count")
+    let table = renderReport(rows, protocols: protocols, format: .table)
+    XCTAssert(table.contains("model.headHidden=64") && table.contains("model.headHidden=128") && table.contains("differs:"), table)
+    XCTAssert(renderReport(rows, protocols: protocols, format: .csv).hasPrefix("run,experiment,mode,ensemble_members,status,started,duration_s,model.backbone"))
+    XCTAssert(renderReport(rows, protocols: protocols, format: .csv).split(separator: "\r\n")[0].contains(",model.headHidden,"))
+    XCTAssert(renderReport(rows, protocols: protocols, format: .markdown).contains("model.headHidden=128"))
+    XCTAssert(renderReport(rows, protocols: protocols, format: .json).contains("\"model.headHidden\" : \"128\""))
+    let groups = renderSeedGroups(try seedGroups(rows, store: store), protocols: protocols, format: .table)
+    XCTAssert(groups.contains("differs") && groups.contains("model.headHidden=64"), groups)
+  }
 }
