@@ -108,3 +108,74 @@ package struct Sweep {
 package func taskShare(count: Int, task: Int, tasks: Int) -> [Int] {
   Array(stride(from: task, to: count, by: tasks))
 }
+
+/// Which configurations a job-array task runs, from the command line and the scheduler's
+/// environment; every mapping either assigns every configuration to some task of the array or
+/// is refused with one line.
+///
+/// - `--task I --tasks T`: task I of T (0-based) runs configurations I, I + T, I + 2T, ...
+/// - Slurm (`SLURM_ARRAY_TASK_ID`, with `_MIN`, `_MAX`, `_STEP`, `_COUNT`): an array that is a
+///   range (`--array=0-3`, `1-4`, `0-10:2`) is a list of `COUNT` tasks, the task's position in it
+///   (`(ID - MIN) / STEP`) its index, so 1-based arrays work; an array that is not a range
+///   (`--array=1,3`, resubmitting failed indices) names configurations by index: task ID runs
+///   configuration ID, as it did in the full array it came from (`--tasks` says how many tasks
+///   that array had, when it had fewer than the configurations). A one-task array (`--array=3`)
+///   is such a resubmission too.
+/// - Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX`): index I of `--tasks` (default: one task
+///   per configuration, so a Job with fewer completions needs `--tasks COMPLETIONS`).
+package struct TaskAssignment: Equatable {
+  /// The configurations this task runs.
+  package let configurations: [Int]
+  /// How the task was identified, for the note.
+  package let description: String
+
+  package init(configurations count: Int, task: Int?, tasks: Int?, environment: [String: String]) throws {
+    func number(_ key: String) throws -> Int? {
+      guard let text = environment[key] else { return nil }
+      guard let value = Int(text), value >= 0 else { throw UserFacingError("\(key)=\(text) is not a task index or count; unset it or give --task N --tasks T") }
+      return value
+    }
+    if let tasks, tasks < 1 { throw UserFacingError("--tasks \(tasks): give at least 1") }
+    if let task {
+      let total = tasks ?? count
+      guard task < total else { throw UserFacingError("task \(task) is out of range: \(total) task\(total == 1 ? "" : "s") (0...\(total - 1)) share \(count) configurations") }
+      self.init(task: task, of: total, count: count, description: "task \(task) of \(total)")
+      return
+    }
+    if let id = try number("SLURM_ARRAY_TASK_ID") {
+      // Without MIN and MAX (set by hand, an old Slurm), the array is 0...COUNT-1.
+      let count0 = try number("SLURM_ARRAY_TASK_COUNT")
+      let low = try number("SLURM_ARRAY_TASK_MIN") ?? (count0 == nil ? id : 0), high = try number("SLURM_ARRAY_TASK_MAX") ?? (count0.map { $0 - 1 } ?? id)
+      let step = max(1, try number("SLURM_ARRAY_TASK_STEP") ?? 1)
+      let listed = count0 ?? ((high - low) / step + 1)
+      if listed >= 2 && listed == (high - low) / step + 1 && (id - low) % step == 0 {
+        // A range: the task's position in it.
+        let total = tasks ?? listed
+        let position = (id - low) / step
+        guard position < total else { throw UserFacingError("Slurm task \(id) is position \(position) of an array of \(listed), beyond --tasks \(total)") }
+        self.init(task: position, of: total, count: count, description: "Slurm array task \(id) (position \(position) of \(total))")
+      } else {
+        // Not a range: indices of the array it was cut from.
+        let total = tasks ?? count
+        guard id < total else {
+          throw UserFacingError(
+            "Slurm task \(id) of an array that is not a range (\(listed) tasks, \(low)...\(high)) is read as a task index of the full array, but there \(total == 1 ? "is" : "are") only \(total) (0...\(total - 1)); give --tasks T of the array the indices come from")
+        }
+        self.init(task: id, of: total, count: count, description: "Slurm array task \(id) of \(total)")
+      }
+      return
+    }
+    if let index = try number("JOB_COMPLETION_INDEX") {
+      let total = tasks ?? count
+      guard index < total else { throw UserFacingError("JOB_COMPLETION_INDEX \(index) is out of range: \(total) tasks; set --tasks to the Job's completions") }
+      self.init(task: index, of: total, count: count, description: "Indexed Job index \(index) of \(total)")
+      return
+    }
+    self.init(task: 0, of: tasks ?? 1, count: count, description: tasks.map { "task 0 of \($0)" } ?? "every configuration")
+  }
+
+  private init(task: Int, of tasks: Int, count: Int, description: String) {
+    configurations = taskShare(count: count, task: task, tasks: tasks)
+    self.description = description
+  }
+}

@@ -44,6 +44,33 @@ final class SweepTests: XCTestCase {
     // Each configuration is the file with those --set assignments: the same hash.
     XCTAssertEqual(items[5].config.hash, try ExperimentConfig.load(file, overrides: items[5].overrides).hash)
     XCTAssertEqual(taskShare(count: 8, task: 1, tasks: 3), [1, 4, 7])
+    // Job-array indices as schedulers give them (issue 30): every configuration has a task.
+    func share(_ environment: [String: String], task: Int? = nil, tasks: Int? = nil, count: Int = 4) throws -> [Int] {
+      try TaskAssignment(configurations: count, task: task, tasks: tasks, environment: environment).configurations
+    }
+    func slurm(_ id: Int, _ low: Int, _ high: Int, count: Int, step: Int = 1) -> [String: String] {
+      ["SLURM_ARRAY_TASK_ID": "\(id)", "SLURM_ARRAY_TASK_MIN": "\(low)", "SLURM_ARRAY_TASK_MAX": "\(high)", "SLURM_ARRAY_TASK_COUNT": "\(count)", "SLURM_ARRAY_TASK_STEP": "\(step)"]
+    }
+    // --array=0-3 and the 1-based --array=1-4: each task one configuration, configuration 0 included.
+    XCTAssertEqual(try (0...3).map { try share(slurm($0, 0, 3, count: 4)) }, [[0], [1], [2], [3]])
+    XCTAssertEqual(try (1...4).map { try share(slurm($0, 1, 4, count: 4)) }, [[0], [1], [2], [3]])
+    // --array=0-1 for 4 configurations: two each; --array=0-6:2 (4 tasks): positions 0...3.
+    XCTAssertEqual(try (0...1).map { try share(slurm($0, 0, 1, count: 2)) }, [[0, 2], [1, 3]])
+    XCTAssertEqual(try [0, 2, 4, 6].map { try share(slurm($0, 0, 6, count: 4, step: 2)) }, [[0], [1], [2], [3]])
+    // --array=1,3 (failed indices resubmitted) and --array=3: the configurations of those indices.
+    XCTAssertEqual(try [1, 3].map { try share(slurm($0, 1, 3, count: 2)) }, [[1], [3]])
+    XCTAssertEqual(try share(slurm(3, 3, 3, count: 1)), [3])
+    XCTAssertThrowsError(try share(slurm(7, 5, 7, count: 2))) { XCTAssert("\($0)".contains("only 4"), "\($0)") }
+    // Kubernetes: the completion index of --tasks (default one per configuration).
+    XCTAssertEqual(try share(["JOB_COMPLETION_INDEX": "1"], tasks: 2), [1, 3])
+    XCTAssertThrowsError(try share(["JOB_COMPLETION_INDEX": "4"])) { XCTAssert("\($0)".contains("set --tasks"), "\($0)") }
+    XCTAssertThrowsError(try share([:], task: 4, tasks: 2))
+    XCTAssertThrowsError(try share(["SLURM_ARRAY_TASK_ID": "x"]))
+    // Every range, every configuration: assigned exactly once.
+    for tasks in 1...6 {
+      let all = try (0..<tasks).flatMap { try share(slurm($0 + 1, 1, tasks, count: tasks), count: 5) }
+      XCTAssertEqual(all.sorted(), tasks >= 2 ? [0, 1, 2, 3, 4] : [1], "\(tasks) tasks")
+    }
     XCTAssertEqual(try parseSeeds("1-3,7"), [1, 2, 3, 7])
     XCTAssertThrowsError(try SweepAxis("model.blocks=[[4],[8]")) { XCTAssert("\($0)".contains("do not close"), "\($0)") }
     XCTAssertThrowsError(try Sweep(file: file, axes: [try SweepAxis("training.stepz=1,2")], seeds: nil).items()) { XCTAssert("\($0)".contains("unknown key 'stepz'"), "\($0)") }
@@ -69,7 +96,7 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(first.code, 0, first.error)
     let second = runCLI(["sweep", file] + grid, environment: ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"])
     XCTAssertEqual(second.code, 0, second.error)
-    XCTAssert(second.error.contains("this task runs 2: 1,3"), second.error)
+    XCTAssert(second.error.contains("runs 2: 1,3"), second.error)
     let store = try ResultsStore(path: storePath)
     XCTAssertEqual(try store.listRuns(status: .completed).count, 4)
     XCTAssertEqual(Set(try store.listRuns().map(\.configHash)).count, 4, "every configuration once")

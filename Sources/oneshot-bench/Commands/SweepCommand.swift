@@ -13,8 +13,11 @@ struct SweepCommand: ParsableCommand {
     discussion: """
       Order: the --grid keys in the order given, the last varying fastest, seeds innermost; the same list on every machine. \
       A configuration already completed in the store is skipped, an interrupted one resumed, one that another live process runs left to it, \
-      so a job array can be submitted again safely. The task index comes from --task, else SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX; \
-      the task count from --tasks, else SLURM_ARRAY_TASK_COUNT (default: one task per configuration).
+      so a job array can be submitted again safely. Tasks: --task I --tasks T runs configurations I, I+T, ...; \
+      a Slurm array that is a range (--array=0-3, 1-4, 0-10:2) is COUNT tasks, each its position in the range (1-based arrays work); \
+      an array that is not a range (--array=1,3, resubmitting failed indices; or a single index) names configurations by task index; \
+      a Kubernetes Indexed Job's JOB_COMPLETION_INDEX is index I of --tasks (default: one task per configuration). \
+      A mapping that would leave a configuration to no task is refused.
       """)
 
   @Argument(help: "Experiment file, e.g. experiments/ci-smoke.json.") var experiment: String
@@ -35,8 +38,9 @@ struct SweepCommand: ParsableCommand {
       print(textTable(["index", "config", "in the store", "assignments"], rows))
       return
     }
-    let share = try taskShare(of: items.count)
-    printNote("sweep: \(items.count) configurations; this task runs \(share.count): \(share.map(String.init).joined(separator: ","))")
+    let assignment = try TaskAssignment(configurations: items.count, task: task, tasks: tasks, environment: ProcessInfo.processInfo.environment)
+    let share = assignment.configurations
+    printNote("sweep: \(items.count) configurations; \(assignment.description) runs \(share.count): \(share.map(String.init).joined(separator: ","))")
     var failures = 0, leftToOthers = 0
     for index in share {
       switch try runConfiguration(items[index]) {
@@ -65,25 +69,6 @@ struct SweepCommand: ParsableCommand {
     case leftToAnother
     /// This task ran (or resumed) it.
     case ran(RunOutcome)
-  }
-
-  /// The configurations this task runs: from --task/--tasks or the scheduler's environment.
-  func taskShare(of count: Int) throws -> [Int] {
-    let environment = ProcessInfo.processInfo.environment
-    let taskText = task.map(String.init) ?? environment["SLURM_ARRAY_TASK_ID"] ?? environment["JOB_COMPLETION_INDEX"]
-    let taskIndex = try taskText.map { text -> Int in
-      guard let value = Int(text) else { throw UserFacingError("task index '\(text)' is not a number; give --task N (0-based) or unset SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX") }
-      return value
-    }
-    let taskCount =
-      try (tasks.map(String.init) ?? environment["SLURM_ARRAY_TASK_COUNT"]).map { text -> Int in
-        guard let value = Int(text), value >= 1 else { throw UserFacingError("task count '\(text)' is not a positive number") }
-        return value
-      } ?? (taskIndex == nil ? 1 : count)
-    if let taskIndex, !(0..<taskCount).contains(taskIndex) {
-      throw UserFacingError("task \(taskIndex) is out of range: \(taskCount) task\(taskCount == 1 ? "" : "s") (0...\(taskCount - 1)) share \(count) configurations")
-    }
-    return Experiments.taskShare(count: count, task: taskIndex ?? 0, tasks: taskCount)
   }
 
   /// The store's runs of `item`'s configuration (none when the store does not exist yet; it is
