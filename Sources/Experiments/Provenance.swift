@@ -8,11 +8,17 @@ package struct Provenance {
   package var cpu: String
   package var swiftVersion: String
 
-  /// Reads git state of the current directory (nil when it is not a repository), the host
-  /// name, the CPU model and the compiler version this binary was built with.
+  /// Reads git state of the current directory, or, where there is no repository (a container
+  /// image built without `.git`), the commit the image was built from, `ONESHOT_GIT_COMMIT`
+  /// (the Containerfile sets it at build time; dirty state unknown then); the host name, the CPU
+  /// model and the compiler version this binary was built with.
   package static func current() -> Provenance {
-    let commit = shell("git", ["rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines)
-    let status = shell("git", ["status", "--porcelain", "--untracked-files=no"])
+    var commit = shell("git", ["rev-parse", "HEAD"])?.trimmingCharacters(in: .whitespacesAndNewlines)
+    var status = shell("git", ["status", "--porcelain", "--untracked-files=no"])
+    if commit?.isEmpty ?? true, let built = ProcessInfo.processInfo.environment["ONESHOT_GIT_COMMIT"], built.count == 40, built.allSatisfy(\.isHexDigit) {
+      commit = built
+      status = nil
+    }
     var cpu = "unknown"
     if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
       let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
@@ -21,7 +27,7 @@ package struct Provenance {
       cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) + " x\(ProcessInfo.processInfo.activeProcessorCount)"
     }
     return Provenance(
-      gitCommit: (commit?.isEmpty ?? true) ? nil : commit, gitDirty: commit == nil ? nil : !(status ?? "").isEmpty,
+      gitCommit: (commit?.isEmpty ?? true) ? nil : commit, gitDirty: commit == nil || status == nil ? nil : !(status ?? "").isEmpty,
       host: ProcessInfo.processInfo.hostName, cpu: cpu, swiftVersion: compilerVersion)
   }
 
