@@ -122,12 +122,23 @@ public final class ResultsStore {
       } else {
         let file = try Database(path: path)
         sqlite3_busy_timeout(file.handle, busyTimeoutMilliseconds)
-        // Read the version before writing anything: a newer schema is refused untouched.
-        let version = try file.schemaVersion()
-        if version > Schema.current { throw StoreError.newerSchema(path: path, found: version, supported: Schema.current) }
-        if path != ":memory:" {
-          let mode = try file.query("PRAGMA journal_mode=WAL").first?.first?.text ?? ""
-          if mode.lowercased() != "wal" { throw StoreError.readOnly(path: path, reason: "cannot switch to WAL mode (journal mode \(mode))") }
+        // Two processes opening a new file at once: switching it to WAL can be refused at once
+        // (SQLITE_BUSY without the busy handler), so the opening steps are retried as writes are.
+        var attempt = 0
+        while true {
+          do {
+            // Read the version before writing anything: a newer schema is refused untouched.
+            let version = try file.schemaVersion()
+            if version > Schema.current { throw StoreError.newerSchema(path: path, found: version, supported: Schema.current) }
+            if path != ":memory:" {
+              let mode = try file.query("PRAGMA journal_mode=WAL").first?.first?.text ?? ""
+              if mode.lowercased() != "wal" { throw StoreError.readOnly(path: path, reason: "cannot switch to WAL mode (journal mode \(mode))") }
+            }
+            break
+          } catch where file.isRetryable(error) && attempt < 50 {
+            attempt += 1
+            usleep(useconds_t(20_000 * min(attempt, 10)))
+          }
         }
         try file.execute("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL")
         db = file
@@ -266,6 +277,48 @@ public final class ResultsStore {
         "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, owner = ?, heartbeat_at = ? WHERE id = ?",
         [.text(owner), .real(Date().timeIntervalSince1970), .text(id)])
       return row[3].real ?? 0
+    }
+  }
+
+  /// What a sweep task found when it claimed a configuration.
+  public enum ConfigurationClaim: Equatable, Sendable {
+    /// This owner holds the claim now: it runs the configuration.
+    case claimed
+    /// A completed run of the configuration exists.
+    case done(runID: String)
+    /// Another live owner claimed it (within its lease).
+    case taken(owner: String)
+  }
+
+  /// Claims the configuration `(experiment, configHash)` for `owner` in one transaction, before
+  /// any work: refused (`taken`) while another owner's claim is younger than `staleAfter` and
+  /// `isAlive` does not say that owner is gone; `done` when a completed run exists. Two tasks
+  /// started at once: exactly one gets `claimed`.
+  public func claimConfiguration(experiment: String, configHash: String, owner: String, staleAfter: TimeInterval = 600, isAlive: (String) -> Bool? = { _ in nil }) throws
+    -> ConfigurationClaim
+  {
+    try write {
+      let completed = try db.query(
+        "SELECT r.id FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE e.name = ? AND r.config_hash = ? AND r.status = 'completed' LIMIT 1",
+        [.text(experiment), .text(configHash)])
+      if let id = completed.first?[0].text { return .done(runID: id) }
+      let now = Date().timeIntervalSince1970
+      if let row = try db.query("SELECT owner, claimed_at FROM claims WHERE experiment = ? AND config_hash = ?", [.text(experiment), .text(configHash)]).first,
+        let current = row[0].text, current != owner, now - (row[1].real ?? 0) < staleAfter, isAlive(current) != false
+      {
+        return .taken(owner: current)
+      }
+      try db.query(
+        "INSERT INTO claims(experiment, config_hash, owner, claimed_at) VALUES (?, ?, ?, ?) ON CONFLICT(experiment, config_hash) DO UPDATE SET owner = excluded.owner, claimed_at = excluded.claimed_at",
+        [.text(experiment), .text(configHash), .text(owner), .real(now)])
+      return .claimed
+    }
+  }
+
+  /// Gives up `owner`'s claim of a configuration (its run exists now, or it failed to start).
+  public func releaseClaim(experiment: String, configHash: String, owner: String) throws {
+    try write {
+      try db.query("DELETE FROM claims WHERE experiment = ? AND config_hash = ? AND owner = ?", [.text(experiment), .text(configHash), .text(owner)])
     }
   }
 

@@ -103,5 +103,15 @@ enum Schema {
     DROP INDEX metrics_by_run;
     CREATE UNIQUE INDEX metrics_by_run ON metrics(run_id, key, step);
     """,
+    // 4: a sweep claims a configuration (experiment, configuration hash) before it does any work,
+    // so two tasks started at once never both run it.
+    """
+    CREATE TABLE claims(
+      experiment TEXT NOT NULL,
+      config_hash TEXT NOT NULL,
+      owner TEXT NOT NULL,
+      claimed_at REAL NOT NULL,
+      PRIMARY KEY (experiment, config_hash)) WITHOUT ROWID;
+    """,
   ]
 }

@@ -155,6 +155,44 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(try store.listRuns().count, 1)
   }
 
+  /// Two whole sweeps of the same grid started at once into one store (SQLite here, and the
+  /// CI server's PostgreSQL when it is there): every configuration runs exactly once; the task
+  /// that found a configuration claimed leaves it and exits 75 (or skips it once completed).
+  func testTwoSweepsStartedAtOnceRunEachConfigurationOnce() throws {
+    let file = try experiment(steps: 20)
+    var stores = [storePath]
+    if let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] {
+      let name = "oneshot_claims_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+      try PostgresConnection(url: admin).execute("CREATE DATABASE \(name)")
+      addTeardownBlock { try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+      stores.append(String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound]) + name)
+    }
+    for store in stores {
+      let runs = folder.appendingPathComponent("runs-\(stores.firstIndex(of: store)!)")
+      var logs: [URL] = []
+      let processes = try (0..<2).map { _ -> Process in
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["sweep", file, "--seeds", "1-2", "--store", store, "--runs", runs.path]
+        process.standardOutput = FileHandle.nullDevice
+        let log = folder.appendingPathComponent("sweep-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: log)
+        logs.append(log)
+        try process.run()
+        return process
+      }
+      for process in processes { process.waitUntilExit() }
+      let errors = try logs.map { try String(contentsOf: $0, encoding: .utf8) }.joined(separator: "\n---\n")
+      XCTAssert(processes.allSatisfy { [0, 75].contains($0.terminationStatus) }, "\(processes.map(\.terminationStatus)): \(errors)")
+      let results = try ResultsStore(path: store)
+      let all = try results.listRuns()
+      XCTAssertEqual(all.count, 2, "\(store): \(all.map(\.status))")
+      XCTAssertEqual(Set(all.map(\.configHash)).count, 2)
+      XCTAssert(all.allSatisfy { $0.status == .completed })
+    }
+  }
+
   /// Owners are `host:pid:token`: two processes with one host name and pid (pods of one Indexed
   /// Job index, pid 1) are told apart; only this host's other pids are checked by signal.
   func testOwnersWithTheSameHostAndPidAreToldApartByTheirToken() {
@@ -207,8 +245,9 @@ final class SweepTests: XCTestCase {
       try (0..<count).map { task in
         let process = Process()
         process.executableURL = executable
-        process.arguments = ["sweep", file] + grid
-        process.environment = ProcessInfo.processInfo.environment.merging(["JOB_COMPLETION_INDEX": String(task), "SLURM_ARRAY_TASK_COUNT": String(count)]) { $1 }
+        // An Indexed Job of `count` completions: the index of --tasks.
+        process.arguments = ["sweep", file, "--tasks", String(count)] + grid
+        process.environment = ProcessInfo.processInfo.environment.merging(["JOB_COMPLETION_INDEX": String(task)]) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

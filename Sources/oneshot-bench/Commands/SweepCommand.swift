@@ -99,8 +99,22 @@ struct SweepCommand: ParsableCommand {
     }
     let fresh = { try runExperiment(try RunPlan(.fresh, experiment: experiment, options: running.runOptions(overrides: item.overrides))) }
     guard let unfinished = previous.first(where: { $0.status == .interrupted || $0.status == .running }) else {
-      printNote("sweep \(label): starting")
-      return .ran(try fresh())
+      // Claimed in one transaction before any work (data loading takes seconds), so that two
+      // tasks started at once never both run it.
+      let store = try ResultsStore(path: storePath)
+      let owner = RunRecording.thisProcess
+      switch try store.claimConfiguration(experiment: item.config.name, configHash: item.config.hash, owner: owner, staleAfter: Lease.seconds, isAlive: RunRecording.isAlive) {
+      case .done(let id):
+        printNote("sweep \(label): completed as run \(id); skipped")
+        return .done
+      case .taken(let other):
+        printNote("sweep \(label): claimed by \(other), which is starting it; left to it")
+        return .leftToAnother
+      case .claimed:
+        defer { try? store.releaseClaim(experiment: item.config.name, configHash: item.config.hash, owner: owner) }
+        printNote("sweep \(label): starting")
+        return .ran(try fresh())
+      }
     }
     printNote("sweep \(label): resuming run \(unfinished.id)")
     do {
