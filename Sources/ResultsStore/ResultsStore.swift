@@ -19,6 +19,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   case server(url: String, reason: String)
   /// The server stayed out of reach longer than the store waits (`StoreOutage.limit`).
   case outage(url: String, seconds: Int, reason: String)
+  /// `store copy`: the two stores disagree about a completed run.
+  case copyConflict(id: String, detail: String)
   /// Another live process owns the run (it is training or evaluating it).
   case runInUse(id: String, owner: String, secondsSinceHeartbeat: Int)
   /// The run was claimed by another process while this one worked on it.
@@ -49,6 +51,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       let credentials = ["password", "authentication", "role", "permission"].contains { reason.lowercased().contains($0) }
       return "cannot use the PostgreSQL store \(url): \(reason); "
         + (credentials ? "check the user and the password (postgresql://user:password@host:port/database, or ONESHOT_STORE)" : "check the URL's host, port and database name (postgresql://user:password@host:port/database)")
+    case .copyConflict(let id, let detail):
+      return "the two stores disagree about completed run \(id) (\(detail.prefix(300))); nothing of it was copied: find out which store is right and delete the run from the other (`oneshot-bench run delete \(id)`)"
     case .outage(let url, let seconds, let reason):
       return "the PostgreSQL store \(url) was unreachable for \(seconds) s, longer than the \(Int(StoreOutage.limit)) s the store waits (ONESHOT_STORE_OUTAGE_SECONDS); last: \(reason). What was recorded before is kept: resume once the server is back"
     case .runInUse(let id, let owner, let seconds):

@@ -2,7 +2,10 @@ import Foundation
 
 // `oneshot-bench store copy SRC DST`: runs copied between any two stores (SQLite files,
 // PostgreSQL servers), keyed by run id, so that an offline node's file can be merged into the
-// shared server later. Copying again adds nothing; a run the destination has is left as it is.
+// shared server later. Copying again adds nothing new; a run the destination has in an earlier
+// state (running, interrupted, failed, or with less work done) is brought up to the source's
+// state: its row, and its metric points, results, episodes and tags keyed, never duplicated. Two
+// stores that disagree about a completed run are refused. Rows go in batches.
 
 /// Everything recorded about one run.
 public struct RunRecord: Sendable {
@@ -41,35 +44,90 @@ extension ResultsStore {
     }
   }
 
-  /// Writes `record` in one transaction unless the store has a run with its id; returns
-  /// whether it was written.
+  /// What importing a run did.
+  public enum ImportOutcome: Equatable, Sendable {
+    /// The destination lacked the run.
+    case added
+    /// The destination had it in an earlier state and now has the source's.
+    case updated
+    /// The destination had it as the source has it, or in a later state (or a live process works on it there).
+    case unchanged
+  }
+
+  /// Writes `record` in one transaction: a run the store lacks is added; one it has in an
+  /// earlier state is brought up to `record`'s (see the file's comment); two completed runs
+  /// with the same id and different results are refused (`StoreError.copyConflict`).
   @discardableResult
-  public func importRun(_ record: RunRecord) throws -> Bool {
+  public func importRun(_ record: RunRecord) throws -> ImportOutcome {
     guard let id = record.columns.first(where: { $0.name == "id" })?.value else { throw StoreError.noSuchRun("?") }
+    func column(_ name: String) -> SQLValue { record.columns.first { $0.name == name }?.value ?? .null }
     return try write {
-      if try !db.query("SELECT 1 FROM runs WHERE id = ?", [id]).isEmpty { return false }
+      if let existing = try db.query("SELECT status, duration_seconds, owner FROM runs WHERE id = ?", [id]).first {
+        let (status, duration) = (existing[0].text ?? "", existing[1].real ?? 0)
+        let sourceStatus = column("status").text ?? ""
+        if status == RunStatus.completed.rawValue {
+          guard sourceStatus == RunStatus.completed.rawValue else { return .unchanged }
+          let here = try db.query("SELECT protocol, accuracy, episodes FROM results WHERE run_id = ? ORDER BY protocol", [id]).map { "\($0[0].text ?? "") \($0[1].real ?? -1) \($0[2].integer ?? -1)" }
+          let there = record.results.map { "\($0[0].text ?? "") \($0[6].real ?? -1) \($0[5].integer ?? -1)" }
+          guard here == there else { throw StoreError.copyConflict(id: id.text ?? "?", detail: "results \(there.joined(separator: "; ")) against \(here.joined(separator: "; "))") }
+          return .unchanged
+        }
+        // Not completed here: the source's state wins when it is completed or has done more work,
+        // unless a live process works on the run here (its owner is set).
+        let later = sourceStatus == RunStatus.completed.rawValue || (column("duration_seconds").real ?? 0) > duration
+        guard later, existing[2].text == nil || status != RunStatus.running.rawValue else { return .unchanged }
+        let names = record.columns.map(\.name).filter { $0 != "id" }
+        try db.query("UPDATE runs SET \(names.map { "\($0) = ?" }.joined(separator: ", ")), owner = NULL WHERE id = ?", names.map(column) + [id])
+        try insertRecords(record, id: id, replacing: true)
+        return .updated
+      }
       try db.query("INSERT INTO experiments(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", [.text(record.experiment), .text(now())])
       let experiment = try db.query("SELECT id FROM experiments WHERE name = ?", [.text(record.experiment)]).first?.first ?? .null
       let names = record.columns.map(\.name)
       try db.query(
         "INSERT INTO runs(experiment_id, \(names.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: names.count)))", [experiment] + record.columns.map(\.value))
-      for row in record.params { try db.query("INSERT INTO params(run_id, key, value) VALUES (?, ?, ?)", [id] + row) }
-      for row in record.metrics { try db.query("INSERT INTO metrics(run_id, key, step, value, time) VALUES (?, ?, ?, ?, ?)", [id] + row) }
-      for row in record.results {
-        try db.query("INSERT INTO results(run_id, protocol, split, ways, shots, queries, episodes, accuracy, ci_low, ci_high, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [id] + row)
-      }
-      for row in record.episodes { try db.query("INSERT INTO episode_results(run_id, protocol, episode, alphabet, correct, total) VALUES (?, ?, ?, ?, ?, ?)", [id] + row) }
-      for row in record.tags { try db.query("INSERT INTO tags(run_id, key, value) VALUES (?, ?, ?)", [id] + row) }
-      return true
+      try insertRecords(record, id: id, replacing: false)
+      return .added
     }
   }
 
-  /// Copies every run of this store that `destination` lacks; returns (copied, already there).
-  public func copyRuns(to destination: ResultsStore) throws -> (copied: Int, skipped: Int) {
-    var copied = 0, skipped = 0
-    for run in try listRuns().reversed() {
-      if try destination.importRun(try exportRun(run.id)) { copied += 1 } else { skipped += 1 }
+  /// The run's parameters, metric points, results, episodes and tags, in batches of rows; keyed
+  /// rows the store has already are updated (`replacing`) or kept.
+  private func insertRecords(_ record: RunRecord, id: SQLValue, replacing: Bool) throws {
+    try insertBatches("params", ["run_id", "key", "value"], record.params, id: id, conflict: "(run_id, key) DO NOTHING")
+    try insertBatches(
+      "metrics", ["run_id", "key", "step", "value", "time"], record.metrics, id: id,
+      conflict: replacing ? "(run_id, key, step) DO UPDATE SET value = excluded.value, time = excluded.time" : "(run_id, key, step) DO NOTHING")
+    try insertBatches(
+      "results", ["run_id", "protocol", "split", "ways", "shots", "queries", "episodes", "accuracy", "ci_low", "ci_high", "seconds"], record.results, id: id,
+      conflict: "(run_id, protocol) DO NOTHING")
+    try insertBatches("episode_results", ["run_id", "protocol", "episode", "alphabet", "correct", "total"], record.episodes, id: id, conflict: "(run_id, protocol, episode) DO NOTHING")
+    try insertBatches("tags", ["run_id", "key", "value"], record.tags, id: id, conflict: "(run_id, key) DO UPDATE SET value = excluded.value")
+  }
+
+  /// `INSERT INTO table(columns) VALUES (...), (...) ON CONFLICT conflict`, 500 rows a statement.
+  private func insertBatches(_ table: String, _ columns: [String], _ rows: [[SQLValue]], id: SQLValue, conflict: String) throws {
+    let placeholders = "(" + Array(repeating: "?", count: columns.count).joined(separator: ", ") + ")"
+    var start = 0
+    while start < rows.count {
+      let batch = rows[start..<min(rows.count, start + 500)]
+      let sql = "INSERT INTO \(table)(\(columns.joined(separator: ", "))) VALUES " + Array(repeating: placeholders, count: batch.count).joined(separator: ", ") + " ON CONFLICT \(conflict)"
+      try db.query(sql, batch.flatMap { [id] + $0 })
+      start += batch.count
     }
-    return (copied, skipped)
+  }
+
+  /// Copies every run of this store to `destination`: those it lacks, and those it has in an
+  /// earlier state; returns how many were added, updated, and already there as they are here.
+  public func copyRuns(to destination: ResultsStore) throws -> (copied: Int, updated: Int, skipped: Int) {
+    var copied = 0, updated = 0, skipped = 0
+    for run in try listRuns().reversed() {
+      switch try destination.importRun(try exportRun(run.id)) {
+      case .added: copied += 1
+      case .updated: updated += 1
+      case .unchanged: skipped += 1
+      }
+    }
+    return (copied, updated, skipped)
   }
 }

@@ -50,6 +50,49 @@ class ResultsStoreTests: XCTestCase {
     XCTAssertEqual(try store.claimRun(id, owner: "host-c:3"), 8, "a claim returns the time so far")
   }
 
+  /// A run copied while it was running is brought up to date by the next copy (status,
+  /// results, metric points, tags; nothing duplicated); a copy never moves a run backwards; two
+  /// stores that disagree about a completed run are refused.
+  func testCopyingAgainBringsALaterStateAcrossAndRefusesAConflict() throws {
+    let store = try makeStore()
+    let id = try store.beginRun(sampleRun("later"), owner: "node:1:0badf00d")
+    for step in [10, 20] { try store.logMetric(run: id, MetricPoint(key: "train.loss", step: step, value: 1 / Double(step))) }
+    try store.flushMetrics()
+    try store.heartbeat(id, owner: "node:1:0badf00d", durationSeconds: 5)
+    let copy = try ResultsStore(path: try temporaryStorePath(self))
+    XCTAssertEqual(try store.copyRuns(to: copy).copied, 1)
+    XCTAssertEqual(try copy.run(id).summary.status, .running)
+    for step in [20, 30] { try store.logMetric(run: id, MetricPoint(key: "train.loss", step: step, value: 2 / Double(step))) }
+    try store.recordResult(
+      run: id, ProtocolResult(protocolName: "lake20", split: "lake20", ways: 20, shots: 1, queries: 1, episodes: 1, accuracy: 0.75, ciLow: 0.5, ciHigh: 0.9, seconds: 1),
+      episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 15, total: 20)])
+    try store.setTag(run: id, key: "note", value: "done")
+    try store.finishRun(id, status: .completed, durationSeconds: 9)
+    let again = try store.copyRuns(to: copy)
+    XCTAssertEqual([again.copied, again.updated, again.skipped], [0, 1, 0])
+    let (a, b) = (try store.run(id), try copy.run(id))
+    XCTAssertEqual(b.summary.status, .completed)
+    XCTAssertEqual(a.summary, b.summary)
+    XCTAssertEqual(a.results, b.results)
+    XCTAssertEqual(try copy.metrics(runID: id, key: "train.loss").map { "\($0.step) \($0.value)" }, ["10 0.1", "20 0.1", "30 0.06666666666666667"])
+    XCTAssertEqual(b.tags.first { $0.key == "note" }?.value, "done")
+    XCTAssertEqual(try store.copyRuns(to: copy).skipped, 1, "a third copy changes nothing")
+    // Backwards: the completed copy is not overwritten by an older state.
+    let older = try ResultsStore(path: try temporaryStorePath(self))
+    var record = try store.exportRun(id)
+    record.columns = record.columns.map { $0.name == "status" ? (name: "status", value: .text("interrupted")) : $0 }
+    try older.importRun(record)
+    XCTAssertEqual(try older.copyRuns(to: copy).skipped, 1)
+    XCTAssertEqual(try copy.run(id).summary.status, .completed)
+    // A conflict: the same completed run with another result.
+    var forged = try store.exportRun(id)
+    forged.results = forged.results.map { row in var r = row; r[6] = .real(0.5); return r }
+    let other = try ResultsStore(path: try temporaryStorePath(self))
+    try other.importRun(forged)
+    XCTAssertThrowsError(try other.copyRuns(to: copy)) { XCTAssert("\($0)".contains("disagree about completed run \(id)"), "\($0)") }
+    XCTAssertEqual(try copy.results(runID: id).map(\.accuracy), [0.75])
+  }
+
   func testCopyingRunsIsCompleteAndIdempotent() throws {
     let store = try makeStore()
     let id = try store.beginRun(sampleRun("copied"))

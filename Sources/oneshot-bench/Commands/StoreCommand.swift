@@ -21,8 +21,12 @@ struct StoreCommand: ParsableCommand {
       guard source != destination else { throw UserFacingError("source and destination are the same store") }
       let from = try StoreOptions(storePath: source).existing()
       let to = try ResultsStore(path: destination)
-      let (copied, skipped) = try from.copyRuns(to: to)
-      print("copied \(copied) run\(copied == 1 ? "" : "s") from \(from.displayPath) to \(to.displayPath); \(skipped) already there")
+      let started = Date()
+      let (copied, updated, skipped) = try from.copyRuns(to: to)
+      print(
+        String(
+          format: "copied %d run%@ from %@ to %@, brought %d up to date; %d already there (%.1f s)", copied, copied == 1 ? "" : "s", from.displayPath, to.displayPath, updated,
+          skipped, Date().timeIntervalSince(started)))
     }
   }
 }
