@@ -176,9 +176,9 @@ public struct Evaluator {
 
   /// Scores every episode: first embeds each image the episodes use once, then scores the
   /// episodes; `progress` is called with the phase, the work done in it and its total (images
-  /// while embedding, episodes while scoring).
+  /// while embedding, episodes while scoring); an error it throws stops the evaluation.
   public func evaluate<Scorer: OneShotScorer>(
-    _ scorer: Scorer, episodes: [ScoringEpisode], progress: ((EvaluationPhase, Int, Int) -> Void)? = nil
+    _ scorer: Scorer, episodes: [ScoringEpisode], progress: ((EvaluationPhase, Int, Int) throws -> Void)? = nil
   ) throws -> EvaluationSummary {
     let start = Date()
     var used = Set<Int>()
@@ -204,7 +204,7 @@ public struct Evaluator {
       precondition(batch.count == count, "scorer returned \(batch.count) embeddings for \(count) images")
       embeddings.append(contentsOf: batch)
       offset += count
-      progress?(.embedding, offset, order.count)
+      try progress?(.embedding, offset, order.count)
     }
     var outcomes: [EpisodeOutcome] = []
     outcomes.reserveCapacity(episodes.count)
@@ -232,7 +232,7 @@ public struct Evaluator {
         if predicted == query.label { correct += 1 }
       }
       outcomes.append(EpisodeOutcome(index: episode.index, group: episode.group, correct: correct, total: episode.queries.count))
-      progress?(.scoring, done + 1, episodes.count)
+      try progress?(.scoring, done + 1, episodes.count)
     }
     return EvaluationSummary(episodes: outcomes, seconds: Date().timeIntervalSince(start), embeddedImages: order.count)
   }

@@ -170,6 +170,9 @@ private final class DataSources {
   }
 }
 
+/// SIGINT or SIGTERM arrived while a protocol was being scored.
+struct EvaluationInterrupted: Error {}
+
 /// One evaluation protocol with its episodes, ready to score.
 package struct PreparedProtocol {
   package let name: String
@@ -204,6 +207,7 @@ package struct PreparedProtocol {
     let summary = try evaluator.evaluate(SiameseScorer(model: model), episodes: episodes) { now, done, total in
       if now != phase { (phase, rate) = (now, PhaseRate()) }
       let work = now == .embedding ? rate.text(done: done, total: total, unit: "images embedded") : rate.text(done: done, total: total, unit: "episodes scored")
+      if InterruptFlag.requested { throw EvaluationInterrupted() }
       progress.update("evaluating \(name): \(work)", force: done == total)
       if Date().timeIntervalSince(lastAlive) >= 10 {
         alive()

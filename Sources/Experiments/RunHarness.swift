@@ -12,7 +12,26 @@ package func runExperiment(_ plan: RunPlan) throws -> RunOutcome {
   let progress = ProgressDisplay()
   let config = plan.config
   ComputeThreads.set(config.threads)
+  // Signals are honoured in every phase: before the run row exists, one ends the command with
+  // nothing written; once it exists, the run ends interrupted.
+  InterruptFlag.install()
+  // A resume claims its run before any work (a completed run is refused), so that a stale
+  // resume cannot reopen a run that finished while it read its data.
+  if case .resume(let id) = plan.mode { try plan.store().claimRun(id, owner: RunRecording.thisProcess, staleAfter: Lease.seconds, isAlive: RunRecording.isAlive) }
+  do {
+    return try runClaimed(plan, progress: progress)
+  } catch {
+    // Failed before the run's outcome was recorded: the claim is given back (interrupted).
+    if case .resume(let id) = plan.mode { try? plan.store().release(id, owner: RunRecording.thisProcess) }
+    throw error
+  }
+}
+
+/// What `runExperiment` does once a resumed run is claimed.
+private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> RunOutcome {
+  let config = plan.config
   let data = try loadData(plan, progress: progress)
+  if InterruptFlag.requested { throw InterruptedBeforeRecording(signal: InterruptFlag.signal) }
   var evaluated: EvaluatedCheckpoint? = nil
   if case .evalOnly(let checkpoint) = plan.mode { evaluated = try EvaluatedCheckpoint(checkpoint, config: config) }
   if case .fresh = plan.mode { try plan.checkRunsFolder() }
@@ -21,7 +40,6 @@ package func runExperiment(_ plan: RunPlan) throws -> RunOutcome {
   let run = try RunRecording.begin(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTag)
   let resumable = try run.resumable(plan)
   progress.line("run \(run.id) (\(config.name)) recording into \(run.store.displayPath)")
-  InterruptFlag.install()
   let outcome = try run.recording {
     let checkpoint: EvaluatedCheckpoint
     if let evaluated {
@@ -32,13 +50,22 @@ package func runExperiment(_ plan: RunPlan) throws -> RunOutcome {
       case .finished(let best): checkpoint = best
       }
     }
-    return .completed(try evaluate(checkpoint, on: data.protocols, run: run, progress: progress))
+    do {
+      return .completed(try evaluate(checkpoint, on: data.protocols, run: run, progress: progress))
+    } catch is EvaluationInterrupted {
+      return .interruptedEvaluating(signal: InterruptFlag.signal)
+    }
   }
   progress.finish()
   switch outcome {
   case .completed(let results): print(resultsTable(runID: run.id, experiment: config.name, results: results, duration: run.elapsed))
   case .failed(let message): printError(message)
   case .interrupted(_, let step): printError("interrupted at step \(step); checkpoint saved. Continue with: \(plan.resumeCommand(run.id))")
+  case .interruptedEvaluating:
+    printError(
+      plan.trains
+        ? "interrupted while evaluating; the results so far are kept and the best checkpoint saved. Continue with: \(plan.resumeCommand(run.id))"
+        : "interrupted while evaluating; the results so far are kept (run \(run.id), marked interrupted); run the command again to score every protocol")
   }
   return outcome
 }

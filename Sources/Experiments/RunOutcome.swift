@@ -9,13 +9,16 @@ package enum RunOutcome {
   case failed(String)
   /// SIGINT or SIGTERM: the last checkpoint is saved and the run can be resumed.
   case interrupted(signal: Int32, step: Int)
+  /// SIGINT or SIGTERM while scoring the protocols: the results so far are kept, the run is
+  /// interrupted (a trained run's resume scores it again from its best checkpoint).
+  case interruptedEvaluating(signal: Int32)
 
   /// 0 completed, 1 failed, 128 + the signal when interrupted (130 SIGINT, 143 SIGTERM).
   package var exitCode: Int32 {
     switch self {
     case .completed: return 0
     case .failed: return 1
-    case .interrupted(let signal, _): return 128 + signal
+    case .interrupted(let signal, _), .interruptedEvaluating(let signal): return 128 + signal
     }
   }
 
@@ -24,7 +27,7 @@ package enum RunOutcome {
     switch self {
     case .completed: return .completed
     case .failed: return .failed
-    case .interrupted: return .interrupted
+    case .interrupted, .interruptedEvaluating: return .interrupted
     }
   }
 
@@ -34,11 +37,22 @@ package enum RunOutcome {
     case .completed: return nil
     case .failed(let message): return message
     case .interrupted(let signal, let step): return "interrupted by signal \(signal) at step \(step)"
+    case .interruptedEvaluating(let signal): return "interrupted by signal \(signal) while evaluating"
     }
   }
 
   package var isInterrupted: Bool {
-    if case .interrupted = self { return true }
-    return false
+    switch self {
+    case .interrupted, .interruptedEvaluating: return true
+    default: return false
+    }
   }
+}
+
+/// SIGINT or SIGTERM before the run's row was written (while reading data): the command ends
+/// with 128 + the signal and nothing recorded.
+package struct InterruptedBeforeRecording: Error, CustomStringConvertible {
+  package let signal: Int32
+  package var exitCode: Int32 { 128 + signal }
+  package var description: String { "interrupted (signal \(signal)) while reading data; nothing was recorded" }
 }

@@ -19,6 +19,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   case server(url: String, reason: String)
   /// The server stayed out of reach longer than the store waits (`StoreOutage.limit`).
   case outage(url: String, seconds: Int, reason: String)
+  /// A completed run cannot be claimed (resumed) again.
+  case alreadyCompleted(String)
   /// `store copy`: the two stores disagree about a completed run.
   case copyConflict(id: String, detail: String)
   /// Another live process owns the run (it is training or evaluating it).
@@ -51,6 +53,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       let credentials = ["password", "authentication", "role", "permission"].contains { reason.lowercased().contains($0) }
       return "cannot use the PostgreSQL store \(url): \(reason); "
         + (credentials ? "check the user and the password (postgresql://user:password@host:port/database, or ONESHOT_STORE)" : "check the URL's host, port and database name (postgresql://user:password@host:port/database)")
+    case .alreadyCompleted(let id):
+      return "run \(id) already completed; nothing to resume (`oneshot-bench report --run \(id)` shows it)"
     case .copyConflict(let id, let detail):
       return "the two stores disagree about completed run \(id) (\(detail.prefix(300))); nothing of it was copied: find out which store is right and delete the run from the other (`oneshot-bench run delete \(id)`)"
     case .outage(let url, let seconds, let reason):
@@ -276,6 +280,7 @@ public final class ResultsStore {
       guard let row = try db.query("SELECT status, owner, heartbeat_at, duration_seconds FROM runs WHERE id = ?", [.text(id)]).first else {
         throw StoreError.noSuchRun(id)
       }
+      if row[0].text == RunStatus.completed.rawValue { throw StoreError.alreadyCompleted(id) }
       try ResultsStore.refuseIfOwned(id, row, by: owner, staleAfter: staleAfter, isAlive: isAlive)
       try db.query(
         "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, owner = ?, heartbeat_at = ? WHERE id = ?",
@@ -323,6 +328,14 @@ public final class ResultsStore {
   public func releaseClaim(experiment: String, configHash: String, owner: String) throws {
     try write {
       try db.query("DELETE FROM claims WHERE experiment = ? AND config_hash = ? AND owner = ?", [.text(experiment), .text(configHash), .text(owner)])
+    }
+  }
+
+  /// Gives back `owner`'s claim of a run it could not go on with (it failed before recording an
+  /// outcome): the run is interrupted again, its recorded time kept.
+  public func release(_ id: String, owner: String) throws {
+    try write {
+      try db.query("UPDATE runs SET status = 'interrupted', owner = NULL WHERE id = ? AND owner = ? AND status = 'running'", [.text(id), .text(owner)])
     }
   }
 

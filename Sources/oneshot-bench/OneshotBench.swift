@@ -51,6 +51,9 @@ func runCommand(_ arguments: [String]) -> Int32 {
   } catch let error as any UserCausedError {
     printError(error.description)
     return 2
+  } catch let interrupted as InterruptedBeforeRecording {
+    printError(interrupted.description)
+    return interrupted.exitCode
   } catch let exit as ExitCode {
     return exit.rawValue
   } catch {

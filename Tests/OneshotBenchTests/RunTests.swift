@@ -253,6 +253,36 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(runCLI(["run", "delete", runID, "--store", storePath]).code, 2, "deleting twice: no such run")
   }
 
+  /// SIGTERM while a run scores its protocols (here an eval-only run of the shipped model) ends
+  /// it within seconds as interrupted, exit 143, keeping the results it had; a scheduler's grace
+  /// period is never spent on evaluation.
+  func testASignalDuringEvaluationEndsTheRunInterrupted() throws {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = [
+      "run", repositoryRoot.appendingPathComponent("experiments/omniglot52-eval.json").path, "--eval-only", "--checkpoint",
+      repositoryRoot.appendingPathComponent("models/omniglot-siamese.safetensors").path, "--store", storePath, "--data", repositoryRoot.appendingPathComponent("dataset/omniglot").path,
+    ]
+    let log = folder.appendingPathComponent("eval.log")
+    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+    process.standardError = try FileHandle(forWritingTo: log)
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let deadline = Date().addingTimeInterval(120)
+    while Date() < deadline, process.isRunning, !((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("evaluating evaluation-20way") { usleep(50_000) }
+    XCTAssert(process.isRunning, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+    let signalled = Date()
+    kill(process.processIdentifier, SIGTERM)
+    process.waitUntilExit()
+    XCTAssertLessThan(Date().timeIntervalSince(signalled), 10, "stopped within seconds")
+    XCTAssertEqual(process.terminationStatus, 143)
+    let store = try ResultsStore(path: storePath)
+    let run = try XCTUnwrap(store.listRuns().first)
+    XCTAssertEqual(run.status, .interrupted)
+    XCTAssertEqual(try store.results(runID: run.id).map(\.protocolName), ["lake20"], "the protocol scored before the signal is kept")
+    XCTAssert(try String(contentsOf: log, encoding: .utf8).contains("interrupted while evaluating"))
+  }
+
   func testTheGateRefusesBaselinesThatDoNotDescribeTheRun() throws {
     let config = try experiment(steps: 10)
     XCTAssertEqual(runCLI(["run", config, "--store", storePath], currentDirectory: folder).code, 0)

@@ -50,6 +50,20 @@ class ResultsStoreTests: XCTestCase {
     XCTAssertEqual(try store.claimRun(id, owner: "host-c:3"), 8, "a claim returns the time so far")
   }
 
+  /// A completed run is never claimed again (a stale `run --resume` that started while the run
+  /// trained cannot reopen it), and a claim given back leaves the run interrupted.
+  func testACompletedRunCannotBeClaimedAndAReleasedClaimIsInterrupted() throws {
+    let store = try makeStore()
+    let id = try store.beginRun(sampleRun("claims"), owner: "a:1:00000001")
+    XCTAssertThrowsError(try store.claimRun(id, owner: "b:2:00000002")) { guard case StoreError.runInUse = $0 else { return XCTFail("\($0)") } }
+    try store.release(id, owner: "a:1:00000001")
+    XCTAssertEqual(try store.run(id).summary.status, .interrupted)
+    try store.claimRun(id, owner: "b:2:00000002")
+    try store.finishRun(id, status: .completed, durationSeconds: 1)
+    XCTAssertThrowsError(try store.claimRun(id, owner: "c:3:00000003")) { XCTAssert("\($0)".contains("already completed"), "\($0)") }
+    XCTAssertEqual(try store.run(id).summary.status, .completed)
+  }
+
   /// A run copied while it was running is brought up to date by the next copy (status,
   /// results, metric points, tags; nothing duplicated); a copy never moves a run backwards; two
   /// stores that disagree about a completed run are refused.
