@@ -41,7 +41,7 @@ public struct OmniglotDataset: Sendable {
   /// The archive of Lake's 20 one-shot runs.
   public var runsURL: URL { root.appendingPathComponent("all_runs.zip") }
 
-  func requireFile(_ url: URL) throws {
+  public func requireFile(_ url: URL) throws {
     guard FileManager.default.fileExists(atPath: url.path) else {
       throw DatasetError.missing(
         path: url.path,

@@ -31,6 +31,27 @@ package struct ExperimentData {
     return ExperimentData(training: training, protocols: protocols, fingerprints: sources.fingerprints(), trainingFolder: sources.trainingFolder)
   }
 
+  /// Fails, as loading would, when a file or folder the experiment reads is missing: a cheap
+  /// check of presence only, for callers that must not write anything before the data is known
+  /// to be there (a sweep claims a configuration only then).
+  package static func requireFiles(_ config: ExperimentConfig, dataPath: String?, trains: Bool) throws {
+    let dataset = OmniglotDataset(root: URL(fileURLWithPath: dataPath ?? config.data.path))
+    var needed: [URL] = []
+    if trains {
+      if let folder = config.data.folder {
+        guard FileManager.default.fileExists(atPath: folder) else {
+          throw DatasetError.folderProblem(root: folder, problem: "\(folder) is not a folder; an image folder is laid out as ROOT/<group>/<class>/*.png")
+        }
+      } else {
+        needed.append(dataset.archiveURL(.background))
+      }
+    }
+    for item in config.evaluation {
+      if item.protocolKind == .lake20 { needed.append(dataset.runsURL) } else if item.split == "evaluation" { needed.append(dataset.archiveURL(.evaluation)) }
+    }
+    for url in needed { try dataset.requireFile(url) }
+  }
+
   /// The run's dataset fingerprint: the training folder's when it trained on one, else
   /// Omniglot's when it read Omniglot, else its image folder's (several: a digest of theirs).
   package var datasetFingerprint: String? {

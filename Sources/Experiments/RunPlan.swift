@@ -107,6 +107,11 @@ package struct RunPlan {
     }
   }
 
+  /// Fails when a file or folder the plan reads is missing (see `ExperimentData.requireFiles`).
+  package func requireData() throws {
+    try ExperimentData.requireFiles(config, dataPath: options.dataPath, trains: trains)
+  }
+
   /// The run's folder of checkpoints.
   package func folder(runID: String) -> URL {
     URL(fileURLWithPath: options.runsFolder).appendingPathComponent(runID)

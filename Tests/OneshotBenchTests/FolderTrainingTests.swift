@@ -69,7 +69,7 @@ final class FolderTrainingTests: XCTestCase {
     XCTAssertEqual(try tensorBytes(try checkpoint(a.id)), try tensorBytes(try checkpoint(b.id)), "the same weights, bit for bit")
     // The folder run records the folder as its dataset and what it held out.
     let detail = try store.run(b.id)
-    let fingerprint = try FolderDataset(root: exported).scan().fingerprint
+    let fingerprint = FolderDataset(root: exported).scan().fingerprint
     XCTAssertEqual(detail.provenance.first { $0.key == "dataset_fingerprint" }?.value, fingerprint)
     XCTAssertEqual(detail.tags.first { $0.key == "data.held_out" }?.value, OmniglotAlphabets.defaultValidation.sorted().joined(separator: ","))
   }

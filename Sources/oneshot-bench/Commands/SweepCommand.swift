@@ -100,7 +100,9 @@ struct SweepCommand: ParsableCommand {
     let fresh = { try runExperiment(try RunPlan(.fresh, experiment: experiment, options: running.runOptions(overrides: item.overrides))) }
     guard let unfinished = previous.first(where: { $0.status == .interrupted || $0.status == .running }) else {
       // Claimed in one transaction before any work (data loading takes seconds), so that two
-      // tasks started at once never both run it.
+      // tasks started at once never both run it; missing data is said first, creating no store.
+      let plan = try RunPlan(.fresh, experiment: experiment, options: running.runOptions(overrides: item.overrides))
+      try plan.requireData()
       let store = try ResultsStore(path: storePath)
       let owner = RunRecording.thisProcess
       switch try store.claimConfiguration(experiment: item.config.name, configHash: item.config.hash, owner: owner, staleAfter: Lease.seconds, isAlive: RunRecording.isAlive) {
@@ -122,6 +124,10 @@ struct SweepCommand: ParsableCommand {
     } catch StoreError.runInUse(let id, let owner, _) {
       printNote("sweep \(label): run \(id) is being run by \(owner); left to it")
       return .leftToAnother
+    } catch StoreError.alreadyCompleted(let id) {
+      // Another task finished it between the listing and the claim.
+      printNote("sweep \(label): completed as run \(id) meanwhile; skipped")
+      return .done
     } catch let missing as NoCheckpointToResume {
       // Stopped before its first checkpoint: nothing to resume, so it starts again, and the
       // old row is closed as failed so that no later sweep tries to resume it again (and,
