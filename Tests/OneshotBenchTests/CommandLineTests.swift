@@ -51,6 +51,23 @@ func startHeldRun(
   throw CocoaError(.fileNoSuchFile)
 }
 
+/// Writes `folder/<name>.json`: a tiny network (28x28, blocks [[4], [8]], batch norm) trained for
+/// `steps` steps of 8 pairs on the bundled data, validated every 10 steps on two 5-way episodes,
+/// scored on Lake's runs; returns its path. The experiment most end-to-end tests run.
+func writeTinyExperiment(in folder: URL, name: String, seed: Int = 3, steps: Int) throws -> String {
+  let json = """
+    {"name": "\(name)", "seed": \(seed), "threads": 2,
+     "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)"},
+     "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "headHidden": 8},
+     "training": {"steps": \(steps), "pairsPerStep": 8, "optimizer": {"kind": "adam", "learningRate": 0.003},
+                  "validation": {"every": 10, "episodes": 2, "spec": {"ways": 5}}, "logEvery": 5},
+     "evaluation": [{"protocol": "lake20"}]}
+    """
+  let path = folder.appendingPathComponent("\(name).json").path
+  try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+  return path
+}
+
 func runCLI(_ arguments: [String], environment: [String: String] = [:], currentDirectory: URL? = nil) -> (code: Int32, output: String, error: String) {
   let process = Process()
   process.executableURL = executable

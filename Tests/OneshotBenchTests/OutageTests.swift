@@ -17,18 +17,9 @@ final class OutageTests: XCTestCase {
   override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
   func experiment() throws -> String {
-    let json = """
-      {"name": "outage", "seed": 5, "threads": 2,
-       "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)"},
-       "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "headHidden": 8},
-       "training": {"steps": 60, "pairsPerStep": 8, "optimizer": {"kind": "adam", "learningRate": 0.003},
-                    "validation": {"every": 10, "episodes": 2, "spec": {"ways": 5}}, "logEvery": 5},
-       "evaluation": [{"protocol": "lake20"}]}
-      """
-    let path = folder.appendingPathComponent("outage.json").path
-    try Data(json.utf8).write(to: URL(fileURLWithPath: path))
-    return path
+    try writeTinyExperiment(in: folder, name: "outage", seed: 5, steps: 60)
   }
+
 
   /// `pg_ctl ACTION` on the CI server, as the user that owns it.
   func serverControl(_ action: String) throws {

@@ -23,18 +23,9 @@ final class SecretsInOutputTests: XCTestCase {
   }
 
   func experiment() throws -> String {
-    let json = """
-      {"name": "secret", "seed": 3, "threads": 2,
-       "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)"},
-       "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "headHidden": 8},
-       "training": {"steps": 30, "pairsPerStep": 8, "optimizer": {"kind": "adam", "learningRate": 0.003},
-                    "validation": {"every": 10, "episodes": 2, "spec": {"ways": 5}}, "logEvery": 5},
-       "evaluation": [{"protocol": "lake20"}]}
-      """
-    let path = folder.appendingPathComponent("secret.json").path
-    try Data(json.utf8).write(to: URL(fileURLWithPath: path))
-    return path
+    try writeTinyExperiment(in: folder, name: "secret", seed: 3, steps: 30)
   }
+
 
   func testAnUnreachableServerIsNamedWithoutItsPassword() throws {
     let file = try experiment()

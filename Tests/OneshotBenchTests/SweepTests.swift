@@ -19,18 +19,9 @@ final class SweepTests: XCTestCase {
   var storePath: String { folder.appendingPathComponent("store.sqlite").path }
 
   func experiment(steps: Int) throws -> String {
-    let json = """
-      {"name": "sweep", "seed": 3, "threads": 2,
-       "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)"},
-       "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "headHidden": 8},
-       "training": {"steps": \(steps), "pairsPerStep": 8, "optimizer": {"kind": "adam", "learningRate": 0.003},
-                    "validation": {"every": 10, "episodes": 2, "spec": {"ways": 5}}, "logEvery": 5},
-       "evaluation": [{"protocol": "lake20"}]}
-      """
-    let path = folder.appendingPathComponent("sweep.json").path
-    try Data(json.utf8).write(to: URL(fileURLWithPath: path))
-    return path
+    try writeTinyExperiment(in: folder, name: "sweep", seed: 3, steps: steps)
   }
+
 
   func testExpansionOrderIsFixedAndChecked() throws {
     let file = try experiment(steps: 10)
