@@ -22,6 +22,9 @@ package struct ConfigOverride: Equatable {
   package static func == (a: ConfigOverride, b: ConfigOverride) -> Bool { a.text == b.text }
 
   /// Parses `key.path=value`; `evaluation[0].episodes` and `evaluation.0.episodes` are the same.
+  /// The deepest key path `--set` and `--grid` take.
+  package static let maximumDepth = 16
+
   package init(_ text: String) throws {
     guard let equals = text.firstIndex(of: "=") else {
       throw UserFacingError("--set \(text): write it as key.path=value, e.g. --set training.optimizer.learningRate=0.005")
@@ -33,6 +36,11 @@ package struct ConfigOverride: Equatable {
       path.append(Int(part).map { .index($0) } ?? .key(String(part)))
     }
     guard case .key = path.first else { throw UserFacingError("--set \(text): a key path starts with a key, e.g. evaluation.0.episodes") }
+    // No key of an experiment lies deeper than a few levels; a path thousands of parts deep
+    // would only overflow the stack of the recursive edit.
+    guard path.count <= ConfigOverride.maximumDepth else {
+      throw UserFacingError("a key path of \(path.count) parts: an experiment's keys are at most \(ConfigOverride.maximumDepth) deep (e.g. evaluation.0.spec.ways)")
+    }
     self.path = path
     self.text = text
     if let parsed = try? JSONSerialization.jsonObject(with: Data(valueText.utf8), options: [.fragmentsAllowed]) {

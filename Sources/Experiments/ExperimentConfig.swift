@@ -98,6 +98,8 @@ package enum Limits {
   package static let pairsPerStep = 8192
   package static let validationEpisodes = 100_000
   package static let episodes = 1_000_000
+  /// The largest first episode index `episodes --start` takes (start + count stays far from overflow).
+  package static let episodeStart = 1_000_000_000_000
   /// Images a protocol scores (episodes x ways x (shots + queries)).
   package static let imagesScored = 200_000_000
   package static let trainingActivationBytes = 16e9

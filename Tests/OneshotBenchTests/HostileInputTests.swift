@@ -74,6 +74,28 @@ final class HostileInputTests: XCTestCase {
     XCTAssertEqual(runCLI(["predict", "a.png", "b.png", "--threads", "0"]).code, 2)
   }
 
+  /// Numbers and key paths from the command line are bounded where they enter (they crashed:
+  /// an allocation of petabytes, an overflow of start + count, a stack overflow of a key path
+  /// 5,000 parts deep): each is one line and exit 2, and nothing is created.
+  func testCommandLineNumbersAndKeyPathsAreBoundedWhereTheyEnter() {
+    let data = ["--data", repositoryRoot.appendingPathComponent("dataset/omniglot").path]
+    let store = folder.appendingPathComponent("never.sqlite").path
+    let deep = String(repeating: "a.", count: 5000) + "b"
+    let cases: [([String], String)] = [
+      (["episodes", "--count", "100000000000000"] + data, "--count must be between 1 and"),
+      (["episodes", "--start", "9223372036854775000", "--count", "1000"] + data, "--start must be between 0 and"),
+      (["run", repositoryRoot.appendingPathComponent("experiments/ci-smoke.json").path, "--store", store, "--set", deep + "=1"], "a key path of 5001 parts"),
+      (["sweep", repositoryRoot.appendingPathComponent("experiments/ci-smoke.json").path, "--store", store, "--grid", deep + "=1,2"], "a key path of 5001 parts"),
+    ]
+    for (arguments, expected) in cases {
+      let result = runCLI(arguments)
+      XCTAssertEqual(result.code, 2, "\(arguments.prefix(3)): \(result.error.prefix(300))")
+      XCTAssert(result.error.contains(expected), String(result.error.prefix(300)))
+    }
+    XCTAssertEqual(runCLI(["episodes", "--start", "1000000000000", "--count", "1", "--format", "text"] + data).code, 0, "the largest start works")
+    XCTAssertFalse(FileManager.default.fileExists(atPath: store))
+  }
+
   func testCraftedCheckpointsAreRefusedNotTrapped() throws {
     func safetensors(_ header: String, dataBytes: Int = 16) -> Data {
       var json = Array(header.utf8)

@@ -27,8 +27,9 @@ struct EpisodesCommand: ParsableCommand {
   enum EpisodeFormat: String, ExpressibleByArgument, CaseIterable { case json, text }
 
   func validate() throws {
-    guard count >= 1 else { throw ValidationError("--count must be at least 1") }
-    guard start >= 0 else { throw ValidationError("--start must not be negative") }
+    // Bounded where they enter, as an experiment file's episode counts are (Limits.episodes).
+    guard (1...Limits.episodes).contains(count) else { throw ValidationError("--count must be between 1 and \(Limits.episodes)") }
+    guard (0...Limits.episodeStart).contains(start) else { throw ValidationError("--start must be between 0 and \(Limits.episodeStart)") }
   }
 
   func run() throws {
