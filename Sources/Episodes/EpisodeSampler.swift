@@ -178,3 +178,14 @@ public struct EpisodeSampler: Sendable {
   /// Episodes `0..<count`.
   public func episodes(count: Int) -> [Episode] { (0..<count).map(episode) }
 }
+
+extension ClassPool {
+  /// `spec` as a folder of your own can serve it: within one group when some group has `ways`
+  /// classes, otherwise across groups (Omniglot's alphabets always have enough; a folder's groups
+  /// may not).
+  public func fitted(_ spec: EpisodeSpec) -> EpisodeSpec {
+    var out = spec
+    if out.alphabetMode == .within && !byAlphabet.contains(where: { $0.classes.count >= out.ways }) { out.alphabetMode = .across }
+    return out
+  }
+}

@@ -34,7 +34,8 @@ public struct HeldOut: Sendable {
   /// The pools of `split` holding out the named `groups`, or else a `fraction` of its groups
   /// (at least one, never all) chosen by a seeded shuffle; a single-group split holds out that
   /// fraction of its classes instead. The same seed always holds out the same part.
-  public init(_ split: ImageSplit, groups: [String]?, fraction: Double, seed: UInt64) throws {
+  /// `folder` names the folder in messages.
+  public init(_ split: ImageSplit, folder: String, groups: [String]?, fraction: Double, seed: UInt64) throws {
     if let groups {
       pools = try split.trainingAndValidation(validationAlphabets: groups)
       names = groups.sorted(by: utf8Less)
@@ -54,7 +55,8 @@ public struct HeldOut: Sendable {
       names = heldNames
     } else {
       guard split.characters.count >= 2 else {
-        throw DatasetError.folderProblem(root: split.name, problem: "one group with \(split.characters.count) class; training needs classes to train on and others to validate on")
+        throw DatasetError.folderProblem(
+          root: folder, problem: "one group with \(split.characters.count) class; training needs classes to train on and others to validate on: add classes or groups")
       }
       let held = chosen(split.characters.count)
       let validation = split.characters.indices.filter(held.contains)

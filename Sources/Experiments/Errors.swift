@@ -36,9 +36,14 @@ package func printNote(_ message: String) {
   FileHandle.standardError.write(Data("\(Secrets.redacted(message))\n".utf8))
 }
 
-/// Standard output of the harness, passwords redacted: the module's `print` is this one.
+/// What goes to standard output, from the harness and every command: passwords redacted, and
+/// control characters other than line breaks and tabs made visible, so that nothing printed, a
+/// name from a folder or a store included, can drive the terminal or hide a line.
+package func standardOutput(_ text: String) -> String { visible(Secrets.redacted(text), keepingLayout: true) }
+
+/// Standard output of the harness (`standardOutput`): the module's `print` is this one.
 func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
-  Swift.print(Secrets.redacted(items.map { "\($0)" }.joined(separator: separator)), terminator: terminator)
+  Swift.print(standardOutput(items.map { "\($0)" }.joined(separator: separator)), terminator: terminator)
 }
 
 /// The harness's version, recorded with every run.

@@ -109,7 +109,9 @@ private final class DataSources {
     let training = try trainingSplit()
     let made: (training: ClassPool, validation: ClassPool)
     if config.data.folder != nil {
-      let held = try HeldOut(training, groups: config.data.validationGroups, fraction: config.data.validationFraction ?? DataConfig.defaultValidationFraction, seed: config.seed)
+      let held = try HeldOut(
+        training, folder: config.data.folder ?? "", groups: config.data.validationGroups, fraction: config.data.validationFraction ?? DataConfig.defaultValidationFraction,
+        seed: config.seed)
       trainingFolder?.heldOut = held.names
       made = held.pools
     } else {
@@ -125,19 +127,17 @@ private final class DataSources {
     let sampler = try PairSampler(pool: pools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
     if settings.pairing == .batch, let problem = sampler.problemForBatchPairing { throw UserFacingError(problem) }
     let validation = settings.validation
-    var spec = validation.spec
     let episodeSampler: EpisodeSampler
     if config.data.folder != nil {
       // As for an evaluation folder: within one held-out group when one has enough classes.
-      if spec.alphabetMode == .within && !pools.validation.byAlphabet.contains(where: { $0.classes.count >= spec.ways }) { spec.alphabetMode = .across }
       do {
-        episodeSampler = try EpisodeSampler(pool: pools.validation, spec: spec, seed: validation.seed)
+        episodeSampler = try EpisodeSampler(pool: pools.validation, spec: pools.validation.fitted(validation.spec), seed: validation.seed)
       } catch let error as DatasetError {
         throw UserFacingError(
           "training.validation on the held-out part of \(config.data.folder!) (\(trainingFolder?.heldOut.joined(separator: ", ") ?? "")): \(error); hold out more with data.validationGroups or data.validationFraction, or ask for fewer ways")
       }
     } else {
-      episodeSampler = try EpisodeSampler(pool: pools.validation, spec: spec, seed: validation.seed)
+      episodeSampler = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed)
     }
     let episodes = episodeSampler.episodes(count: validation.episodes)
     return ExperimentData.Training(background: background, pools: pools, pairs: sampler, validationEpisodes: episodes.map { $0.scoring(in: background) })
@@ -160,8 +160,7 @@ private final class DataSources {
       folders.append((item.path ?? "", fingerprint))
       source = "|folder=\(fingerprint)"
       pool = ClassPool(split: images)
-      // Within one group when a group has enough classes, otherwise across groups.
-      if spec.alphabetMode == .within && !pool.byAlphabet.contains(where: { $0.classes.count >= spec.ways }) { spec.alphabetMode = .across }
+      spec = pool.fitted(spec)
     case "validation":
       pool = try backgroundPools().validation
       if let folder = trainingFolder {
@@ -226,9 +225,9 @@ package struct PreparedProtocol {
     var phase = EvaluationPhase.embedding
     var rate = PhaseRate()
     let summary = try evaluator.evaluate(SiameseScorer(model: model), episodes: episodes) { now, done, total in
-      if now != phase { (phase, rate) = (now, PhaseRate()) }
-      let work = now == .embedding ? rate.text(done: done, total: total, unit: "images embedded") : rate.text(done: done, total: total, unit: "episodes scored")
       if InterruptFlag.requested { throw EvaluationInterrupted() }
+      if now != phase { (phase, rate) = (now, PhaseRate()) }
+      let work = rate.text(done: done, total: total, unit: now == .embedding ? "images embedded" : "episodes scored")
       progress.update("evaluating \(name): \(work)", force: done == total)
       if Date().timeIntervalSince(lastAlive) >= 10 {
         alive()

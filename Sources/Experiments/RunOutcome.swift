@@ -54,5 +54,5 @@ package enum RunOutcome {
 package struct InterruptedBeforeRecording: Error, CustomStringConvertible {
   package let signal: Int32
   package var exitCode: Int32 { 128 + signal }
-  package var description: String { "interrupted (signal \(signal)) while reading data; nothing was recorded" }
+  package var description: String { "interrupted (signal \(signal)) while reading data; nothing was recorded: run the command again when you are ready" }
 }

@@ -236,11 +236,17 @@ public func csvDocument(_ header: [String], _ rows: [[String]]) -> String {
 
 /// Text for a terminal: control characters (escape sequences, carriage returns, NUL) shown as
 /// `\u{1B}`, so that no recorded name can rewrite or hide what is printed.
-public func visible(_ text: String) -> String {
-  guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
+public func visible(_ text: String) -> String { visible(text, keepingLayout: false) }
+
+/// `visible(text)`, letting line breaks and tabs through when `keepingLayout`.
+public func visible(_ text: String, keepingLayout: Bool) -> String {
+  func hidden(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.properties.generalCategory == .control && !(keepingLayout && (scalar == "\n" || scalar == "\t" || scalar == "\r"))
+  }
+  guard text.unicodeScalars.contains(where: hidden) else { return text }
   var out = ""
   for scalar in text.unicodeScalars {
-    if scalar.properties.generalCategory == .control { out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}" } else { out.unicodeScalars.append(scalar) }
+    if hidden(scalar) { out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}" } else { out.unicodeScalars.append(scalar) }
   }
   return out
 }

@@ -78,26 +78,10 @@ func runCommand(_ arguments: [String]) -> Int32 {
   }
 }
 
-/// Standard output of the commands, passwords redacted (`Secrets`): the module's `print` is this
-/// one, so no command can print a store URL's password by accident.
+/// Standard output of the commands as the harness writes its own (`standardOutput`): the
+/// module's `print` is this one, so no command can print a password or a terminal escape.
 func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
-  Swift.print(terminalSafe(Secrets.redacted(items.map { "\($0)" }.joined(separator: separator))), terminator: terminator)
-}
-
-/// Text with every control character but line breaks and tabs made visible (`\u{1B}`), so that
-/// nothing a command prints, a name from a folder or a store included, can drive the terminal
-/// (ANSI escapes) or erase a line; the text formats escape names further (`visible`).
-func terminalSafe(_ text: String) -> String {
-  guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && $0 != "\n" && $0 != "\t" && $0 != "\r" }) else { return text }
-  var out = ""
-  for scalar in text.unicodeScalars {
-    if scalar.properties.generalCategory == .control && scalar != "\n" && scalar != "\t" && scalar != "\r" {
-      out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
-    } else {
-      out.unicodeScalars.append(scalar)
-    }
-  }
-  return out
+  Swift.print(standardOutput(items.map { "\($0)" }.joined(separator: separator)), terminator: terminator)
 }
 
 /// Levenshtein distance, for suggesting the command a user meant.

@@ -96,7 +96,7 @@ struct DatasetCommand: ParsableCommand {
       if let ways, problems.isEmpty {
         let split = try FolderDataset(root: root).load(size: 28).split
         let pool = ClassPool(split: split)
-        let mode: AlphabetMode = pool.byAlphabet.contains { $0.classes.count >= ways } ? .within : .across
+        let mode = pool.fitted(EpisodeSpec(ways: ways, shots: shots, queries: queries, alphabetMode: .within)).alphabetMode
         do {
           _ = try EpisodeSampler(pool: pool, spec: EpisodeSpec(ways: ways, shots: shots, queries: queries, alphabetMode: mode), seed: 0)
           print("  ok       \(ways)-way \(shots)-shot episodes with \(queries) quer\(queries == 1 ? "y" : "ies") per class can be drawn (\(mode.rawValue) groups)")

@@ -115,7 +115,7 @@ struct SweepCommand: ParsableCommand {
       case .claimed:
         defer { try? store.releaseClaim(experiment: item.config.name, configHash: item.config.hash, owner: owner) }
         printNote("sweep \(label): starting")
-        return .ran(try fresh())
+        return .ran(try runExperiment(plan))
       }
     }
     printNote("sweep \(label): resuming run \(unfinished.id)")
