@@ -13,6 +13,34 @@ public protocol OneShotScorer {
 
   /// `result[q][s]`: similarity of query q to support image s; higher means more alike.
   func similarities(queries: [Embedding], support: [Embedding]) throws -> [[Double]]
+
+  /// `result[q][c]`: the score of query q for class c, whose support images are `support[c]`;
+  /// the query goes to the class of the highest score. By default the mean similarity over the
+  /// class's support images; a prototypical network scores the distance to the class's mean
+  /// embedding instead.
+  func classScores(queries: [Embedding], support: [[Embedding]]) throws -> [[Double]]
+}
+
+extension OneShotScorer {
+  public func classScores(queries: [Embedding], support: [[Embedding]]) throws -> [[Double]] {
+    meanPerClass(try similarities(queries: queries, support: support.flatMap { $0 }), classSizes: support.map(\.count))
+  }
+}
+
+/// `scores[q][s]` over support images laid out class after class (`classSizes[c]` each),
+/// averaged per class: `result[q][c]`.
+public func meanPerClass(_ scores: [[Double]], classSizes: [Int]) -> [[Double]] {
+  scores.map { row in
+    var column = 0
+    return classSizes.map { count in
+      var sum = 0.0
+      for _ in 0..<count {
+        sum += row[column]
+        column += 1
+      }
+      return sum / Double(count)
+    }
+  }
 }
 
 /// One episode in the form the evaluator scores: classes given by their support images,
@@ -209,25 +237,15 @@ public struct Evaluator {
     var outcomes: [EpisodeOutcome] = []
     outcomes.reserveCapacity(episodes.count)
     for (done, episode) in episodes.enumerated() {
-      let flatSupport = episode.support.flatMap { $0 }
-      let scores = try scorer.similarities(
-        queries: episode.queries.map { embeddings[slot[$0.image]!] }, support: flatSupport.map { embeddings[slot[$0]!] })
+      let scores = try scorer.classScores(
+        queries: episode.queries.map { embeddings[slot[$0.image]!] }, support: episode.support.map { $0.map { embeddings[slot[$0]!] } })
       var correct = 0
       for (q, query) in episode.queries.enumerated() {
         var best = -Double.infinity
         var predicted = 0
-        var column = 0
-        for (c, images) in episode.support.enumerated() {
-          var sum = 0.0
-          for _ in images {
-            sum += scores[q][column]
-            column += 1
-          }
-          let score = sum / Double(images.count)
-          if score > best {
-            best = score
-            predicted = c
-          }
+        for (c, score) in scores[q].enumerated() where score > best {
+          best = score
+          predicted = c
         }
         if predicted == query.label { correct += 1 }
       }

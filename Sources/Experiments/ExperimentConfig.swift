@@ -80,8 +80,30 @@ package struct ExperimentConfig: Codable, Equatable {
           ("training.pairsPerStep", String(format: "a step of %d images of this network needs about %.0f GB of activations; at most %.0f GB fit: lower pairsPerStep", images, bytes / 1e9, Limits.trainingActivationBytes / 1e9)))
       }
     }
+    out += methodProblems()
     let names = evaluation.map(\.name)
     if Set(names).count != names.count { out.append(("evaluation", "protocol names must be distinct (give each a \"name\"); got \(names.joined(separator: ", "))")) }
+    return out
+  }
+}
+
+extension ExperimentConfig {
+  /// The objective must fit the network (a prototypical network has no head to score pairs
+  /// with, a head is trained on pairs), and Lake's runs are no test of a network trained on the
+  /// Vinyals split (its training characters include evaluation alphabets).
+  func methodProblems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
+    switch (training?.objective, model.similarity) {
+    case (.prototypical?, .head):
+      out.append(("model.similarity", "the prototypical objective trains an embedding scored by distance to prototypes: set \"similarity\": \"euclidean\""))
+    case (.pairs?, .euclidean):
+      out.append(("training.objective", "a network with \"similarity\": \"euclidean\" has no head to train on pairs: set \"objective\": \"prototypical\" (or remove model.similarity)"))
+    default: break
+    }
+    if data.split == .vinyals, let i = evaluation.firstIndex(where: { $0.protocolKind == .lake20 }) {
+      out.append(
+        ("evaluation[\(i)]", "Lake's runs are drawn from Omniglot's evaluation alphabets, eight of which (Angelic, Atemayar_Qelisayer, Atlantean, Aurek-Besh, Avesta, Ge_ez, Glagolitic, Gurmukhi) the Vinyals split trains on: score Lake's runs with a network trained on data.split lake"))
+    }
     return out
   }
 }
@@ -122,10 +144,21 @@ package struct DataConfig: Codable, Equatable {
   /// seed (a folder with one group holds out that share of its classes); by default 0.15.
   package var validationFraction: Double? = nil
 
+  /// Which Omniglot protocol the splits follow: `lake` (the default: training on the background
+  /// alphabets, testing on the evaluation alphabets, as Lake et al.) or `vinyals` (the
+  /// literature's split of Vinyals et al. as Snell et al. distribute it: characters pooled,
+  /// rotations as classes, 1,028 / 172 / 423 training / validation / test characters; see
+  /// `VinyalsSplit`). With `vinyals`, training draws from its training classes, validation
+  /// (model selection and the `validation` protocols) from its validation classes, and the
+  /// `evaluation` protocols from its test classes.
+  package var split: OmniglotProtocol = .lake
+
+  package enum OmniglotProtocol: String, Codable, CaseIterable { case lake, vinyals }
+
   /// The share held out when a folder names neither `validationGroups` nor `validationFraction`.
   package static let defaultValidationFraction = 0.15
 
-  package enum CodingKeys: String, CodingKey, CaseIterable { case path, validationAlphabets, sameAlphabetNegatives, folder, validationGroups, validationFraction }
+  package enum CodingKeys: String, CodingKey, CaseIterable { case path, validationAlphabets, sameAlphabetNegatives, folder, validationGroups, validationFraction, split }
 
   package init() {}
 
@@ -138,6 +171,20 @@ package struct DataConfig: Codable, Equatable {
     folder = try c.decodeIfPresent(String.self, forKey: .folder)
     validationGroups = try c.decodeIfPresent([String].self, forKey: .validationGroups)
     validationFraction = try c.decodeIfPresent(Double.self, forKey: .validationFraction)
+    split = try c.decodeIfPresent(OmniglotProtocol.self, forKey: .split) ?? .lake
+  }
+
+  /// Every key; `split` only when not the default `lake`, so that configuration hashes recorded
+  /// before the key existed stay what they were.
+  package func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(path, forKey: .path)
+    try c.encode(validationAlphabets, forKey: .validationAlphabets)
+    try c.encode(sameAlphabetNegatives, forKey: .sameAlphabetNegatives)
+    try c.encodeIfPresent(folder, forKey: .folder)
+    try c.encodeIfPresent(validationGroups, forKey: .validationGroups)
+    try c.encodeIfPresent(validationFraction, forKey: .validationFraction)
+    if split != .lake { try c.encode(split, forKey: .split) }
   }
 
   package func problems() -> [ConfigProblem] {
@@ -156,6 +203,12 @@ package struct DataConfig: Codable, Equatable {
       if let fraction = validationFraction, !(fraction > 0 && fraction < 1) { out.append(("validationFraction", "between 0 and 1 (exclusive); got \(fraction)")) }
     } else if validationGroups != nil || validationFraction != nil {
       out.append((validationGroups != nil ? "validationGroups" : "validationFraction", "only with data.folder (Omniglot's are validationAlphabets)"))
+    }
+    if split == .vinyals {
+      if folder != nil { out.append(("split", "vinyals is a split of Omniglot; a run trains on it or on data.folder, not both")) }
+      if validationAlphabets != OmniglotAlphabets.defaultValidation {
+        out.append(("validationAlphabets", "the Vinyals split has its own validation characters (splits/vinyals/val.txt); remove validationAlphabets"))
+      }
     }
     return out
   }
@@ -185,8 +238,20 @@ package struct TrainingConfig: Codable, Equatable {
   /// pair and as many different ones, 24 pairs from 8 images (pairsPerStep / 3 images).
   package var pairing: Pairing
 
+  /// What a step learns from: `pairs` (same/different pairs through the head, binary
+  /// cross-entropy; the default) or `prototypical` (Snell et al.'s episodes: `episode.ways`
+  /// classes with `shots` support and `queries` query images each, softmax over the negative
+  /// squared distances to the class prototypes, cross-entropy). Recorded in every checkpoint.
+  package var objective: Objective = .pairs
+  /// The training episode of the prototypical objective (one per step, drawn from the training
+  /// classes by the counter-based sampler: the same episodes on every machine and on resume).
+  package var episode: EpisodeSpec? = nil
+
+  package enum Objective: String, Codable, CaseIterable { case pairs, prototypical }
+
   /// Images one training step embeds.
   package var imagesPerStep: Int {
+    if objective == .prototypical, let episode { return episode.ways * (episode.shots + episode.queries) }
     switch pairing {
     case .independent: return 2 * pairsPerStep
     case .groups: return pairsPerStep
@@ -207,7 +272,9 @@ package struct TrainingConfig: Codable, Equatable {
 
   package enum Pairing: String, Codable, CaseIterable { case independent, groups, batch }
 
-  package enum CodingKeys: String, CodingKey, CaseIterable { case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions }
+  package enum CodingKeys: String, CodingKey, CaseIterable {
+    case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions, objective, episode
+  }
 
   package init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
@@ -234,6 +301,11 @@ package struct TrainingConfig: Codable, Equatable {
     pairing = try c.decodeIfPresent(Pairing.self, forKey: .pairing) ?? .independent
     precision = try c.decodeIfPresent(PrecisionSetting.self, forKey: .precision) ?? .fp32
     convolutions = try c.decodeIfPresent(ConvolutionsSetting.self, forKey: .convolutions) ?? .direct
+    objective = try c.decodeIfPresent(Objective.self, forKey: .objective) ?? .pairs
+    episode = try c.decodeIfPresent(EpisodeSpec.self, forKey: .episode)
+    if objective == .prototypical && pairs != nil {
+      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.pairs], debugDescription: "the prototypical objective trains on episodes, not pairs: give the budget as \"steps\" (one episode each)"))
+    }
   }
 
   package func encode(to encoder: any Encoder) throws {
@@ -251,11 +323,21 @@ package struct TrainingConfig: Codable, Equatable {
     // before the key existed stay what they were.
     if precision != .fp32 { try c.encode(precision, forKey: .precision) }
     if convolutions != .direct { try c.encode(convolutions, forKey: .convolutions) }
+    if objective != .pairs { try c.encode(objective, forKey: .objective) }
+    try c.encodeIfPresent(episode, forKey: .episode)
   }
 
   package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if !(1...Limits.steps).contains(steps) { out.append(("steps", "between 1 and \(Limits.steps); got \(steps)")) }
+    switch (objective, episode) {
+    case (.prototypical, nil): out.append(("episode", "the prototypical objective needs its training episode, e.g. {\"ways\": 60, \"shots\": 1, \"queries\": 5, \"alphabetMode\": \"across\"}"))
+    case (.prototypical, let episode?):
+      out += nested("episode", episode.problems())
+      if pairing != .independent { out.append(("pairing", "pairing is how the pairs objective draws its pairs; remove it for the prototypical objective")) }
+    case (.pairs, .some): out.append(("episode", "only the prototypical objective trains on episodes; remove it or set \"objective\": \"prototypical\""))
+    case (.pairs, nil): break
+    }
     if pairsPerStep > Limits.pairsPerStep { out.append(("pairsPerStep", "at most \(Limits.pairsPerStep); got \(pairsPerStep)")) }
     if pairsPerStep < 2 || pairsPerStep % 2 != 0 { out.append(("pairsPerStep", "an even number >= 2 (half same, half different); got \(pairsPerStep)")) }
     if pairing == .groups && pairsPerStep % 4 != 0 { out.append(("pairsPerStep", "a multiple of 4 with pairing groups (4 pairs per group); got \(pairsPerStep)")) }

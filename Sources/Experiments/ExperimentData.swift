@@ -16,6 +16,8 @@ package struct ExperimentData {
     package let pools: (training: ClassPool, validation: ClassPool)
     package let pairs: PairSampler
     package let validationEpisodes: [ScoringEpisode]
+    /// The prototypical objective's training episodes (nil for the pairs objective).
+    package let episodes: EpisodeSampler?
   }
   package let training: Training?
   package let protocols: [PreparedProtocol]
@@ -37,6 +39,10 @@ package struct ExperimentData {
   package static func requireFiles(_ config: ExperimentConfig, dataPath: String?, trains: Bool) throws {
     let dataset = OmniglotDataset(root: URL(fileURLWithPath: dataPath ?? config.data.path))
     var needed: [URL] = []
+    if config.data.split == .vinyals {
+      needed += [dataset.archiveURL(.background), dataset.archiveURL(.evaluation)]
+      needed += VinyalsSplit.parts.map { dataset.root.appendingPathComponent(VinyalsSplit.folder).appendingPathComponent($0 + ".txt") }
+    }
     if trains {
       if let folder = config.data.folder {
         guard FileManager.default.fileExists(atPath: folder) else {
@@ -75,6 +81,7 @@ private final class DataSources {
   /// The training folder's fingerprint and held-out part, once read.
   private(set) var trainingFolder: (fingerprint: String, heldOut: [String])? = nil
   private var folderSplit: ImageSplit? = nil
+  private var vinyalsSplit: VinyalsSplit? = nil
 
   init(_ config: ExperimentConfig, dataPath: String?) {
     self.config = config
@@ -89,10 +96,19 @@ private final class DataSources {
     return split
   }
 
+  /// The Vinyals split, built from both Omniglot splits at the model's input size.
+  func vinyals() throws -> VinyalsSplit {
+    if let vinyalsSplit { return vinyalsSplit }
+    let made = try VinyalsSplit(root: dataset.root, background: try split(.background), evaluation: try split(.evaluation))
+    vinyalsSplit = made
+    return made
+  }
+
   /// The split training draws from: Omniglot's background split, or the folder of
   /// `data.folder` (named `background` too, so that its pools draw the same random streams as
   /// Omniglot's: an exported background split trains exactly as the zips do).
   func trainingSplit() throws -> ImageSplit {
+    if config.data.split == .vinyals { return try vinyals().trainval }
     guard let folder = config.data.folder else { return try split(.background) }
     if let folderSplit { return folderSplit }
     let (loaded, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: folder)).load(size: config.model.inputSize, name: OmniglotSplit.background.rawValue)
@@ -108,7 +124,9 @@ private final class DataSources {
     if let pools { return pools }
     let training = try trainingSplit()
     let made: (training: ClassPool, validation: ClassPool)
-    if config.data.folder != nil {
+    if config.data.split == .vinyals {
+      made = try vinyals().pools
+    } else if config.data.folder != nil {
       let held = try HeldOut(
         training, folder: config.data.folder ?? "", groups: config.data.validationGroups, fraction: config.data.validationFraction ?? DataConfig.defaultValidationFraction,
         seed: config.seed)
@@ -140,7 +158,19 @@ private final class DataSources {
       episodeSampler = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed)
     }
     let episodes = episodeSampler.episodes(count: validation.episodes)
-    return ExperimentData.Training(background: background, pools: pools, pairs: sampler, validationEpisodes: episodes.map { $0.scoring(in: background) })
+    return ExperimentData.Training(
+      background: background, pools: pools, pairs: sampler, validationEpisodes: episodes.map { $0.scoring(in: background) }, episodes: try trainingEpisodes(settings, pool: pools.training))
+  }
+
+  /// The sampler of the prototypical objective's training episodes, checked against the
+  /// training classes (an impossible episode names its key); nil for the pairs objective.
+  func trainingEpisodes(_ settings: TrainingConfig, pool: ClassPool) throws -> EpisodeSampler? {
+    guard settings.objective == .prototypical, let spec = settings.episode else { return nil }
+    do {
+      return try EpisodeSampler(pool: pool, spec: spec, seed: config.seed)
+    } catch let error as DatasetError {
+      throw UserFacingError("training.episode: \(error) (the training classes are \(pool.name), \(pool.classes.count) classes)")
+    }
   }
 
   /// One protocol with its episodes; an impossible episode spec fails here, naming the protocol.
@@ -163,12 +193,20 @@ private final class DataSources {
       spec = pool.fitted(spec)
     case "validation":
       pool = try backgroundPools().validation
-      if let folder = trainingFolder {
+      if config.data.split == .vinyals {
+        source = "|vinyals=\(try vinyals().listsDigest)"
+      } else if let folder = trainingFolder {
         source = "|folder=\(folder.fingerprint)|heldOut=\(folder.heldOut.joined(separator: ","))"
       } else {
         source = "|validationAlphabets=\(config.data.validationAlphabets.joined(separator: ","))"
       }
-    default: pool = ClassPool(split: try split(.evaluation))
+    default:
+      if config.data.split == .vinyals {
+        pool = try vinyals().testPool
+        source = "|vinyals=\(try vinyals().listsDigest)"
+      } else {
+        pool = ClassPool(split: try split(.evaluation))
+      }
     }
     let sampler: EpisodeSampler
     do {

@@ -86,9 +86,9 @@ package struct RunRecording {
   /// Where a trainer's events go: figures and tags into the store, text to the progress line.
   package func record(_ event: TrainingEvent, progress: ProgressDisplay) throws {
     switch event {
-    case .logged(let step, let loss, let pairsPerSecond, let rate):
+    case .logged(let step, let loss, let throughput, let rate):
       try store.logMetric(run: id, MetricPoint(key: MetricKey.trainingLoss, step: step, value: loss))
-      try store.logMetric(run: id, MetricPoint(key: MetricKey.pairsPerSecond, step: step, value: pairsPerSecond))
+      try store.logMetric(run: id, MetricPoint(key: throughput.key, step: step, value: throughput.perSecond))
       try store.logMetric(run: id, MetricPoint(key: MetricKey.learningRate, step: step, value: rate))
     case .validated(let step, let accuracy):
       try store.logMetric(run: id, MetricPoint(key: MetricKey.validationAccuracy, step: step, value: accuracy))

@@ -43,6 +43,16 @@ package struct SiameseScorer: OneShotScorer {
     return out
   }
 
+  /// The head's mean logit over a class's support images; under Euclidean similarity (a
+  /// prototypical network), the negative squared distance to the class's prototype (for an
+  /// ensemble, summed over the members, whose embeddings lie back to back in a row).
+  package func classScores(queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
+    guard model.config.similarity == .euclidean else {
+      return meanPerClass(try similarities(queries: queries, support: support.flatMap { $0 }), classSizes: support.map(\.count))
+    }
+    return PrototypicalLoss.scores(queries: queries, support: support)
+  }
+
   package func similarities(queries: [[Float]], support: [[Float]]) throws -> [[Double]] {
     guard !queries.isEmpty, !support.isEmpty else { return queries.map { _ in [] } }
     let f = model.featureCount

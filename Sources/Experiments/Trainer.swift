@@ -1,14 +1,16 @@
 import Episodes
 import Foundation
 import Model
+import ResultsStore
 import Reports
 
 /// What the trainer reports while it works. It writes nothing itself: the caller decides where
 /// each event goes (the run's store, the progress line, a test's list).
 package enum TrainingEvent {
   /// The training figures at a log point: the mean loss since the last one, the throughput over
-  /// the same steps and the learning rate of the step.
-  case logged(step: Int, loss: Double, pairsPerSecond: Double, learningRate: Double)
+  /// the same steps (pairs a second, or images for the prototypical objective; `key` is its
+  /// metric) and the learning rate of the step.
+  case logged(step: Int, loss: Double, throughput: (key: String, perSecond: Double), learningRate: Double)
   /// A validation: its accuracy and the best so far.
   case validated(step: Int, accuracy: Double)
   /// The last checkpoint is on disk at `step` (so are the metrics before it, once recorded).
@@ -64,6 +66,8 @@ package final class Trainer {
   package let precision: ConvolutionPrecision
   package let background: ImageSplit
   package let pairs: PairSampler
+  /// The prototypical objective's training episodes (nil: the pairs objective).
+  package let episodes: EpisodeSampler?
   package let validationEpisodes: [ScoringEpisode]
   package let folder: URL
   /// Recorded in the checkpoints' metadata.
@@ -88,6 +92,7 @@ package final class Trainer {
     self.folder = folder
     self.runID = runID
     pairs = data.pairs
+    episodes = data.episodes
     validationEpisodes = data.validationEpisodes
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     try Data(config.canonicalJSON.utf8).write(to: folder.appendingPathComponent("config.json"))
@@ -126,18 +131,18 @@ package final class Trainer {
       }
       try reportFallbacks()
       window.add(loss)
-      let pairsPerSecond = window.pairsPerSecond(training.pairsPerStep)
+      let throughput = window.perSecond(episodes == nil ? training.pairsPerStep : training.imagesPerStep)
       try reportAliveEverySeconds(10)
       let last = state.step == training.steps
       if state.step % training.logEvery == 0 || last {
-        try report(.logged(step: state.step, loss: window.meanLoss, pairsPerSecond: pairsPerSecond, learningRate: rate))
+        try report(.logged(step: state.step, loss: window.meanLoss, throughput: (throughputKey, throughput), learningRate: rate))
         window = LogWindow()
       }
       timeLeft.stepTook(Date().timeIntervalSince(started))
       try report(
         .status(
           String(
-            format: "step %d/%d  loss %.4f  %.1f pairs/s  elapsed %@  eta %@  val %@", state.step, training.steps, loss, pairsPerSecond,
+            format: "step %d/%d  loss %.4f  %.1f %@/s  elapsed %@  eta %@  val %@", state.step, training.steps, loss, throughput, episodes == nil ? "pairs" : "images",
             formatDuration(elapsed()), timeLeft.text(atStep: state.step), lastValidation)))
       if state.step % training.validation.every == 0 || last {
         let validationStart = Date()
@@ -150,11 +155,20 @@ package final class Trainer {
     return .finished(stoppedEarlyAt: nil)
   }
 
-  /// One optimizer step on the batch of `state.step`: its loss and learning rate.
+  /// The metric of the training throughput.
+  private var throughputKey: String { episodes == nil ? MetricKey.pairsPerSecond : MetricKey.imagesPerSecond }
+
+  /// One optimizer step on the batch (or episode) of `state.step`: its loss and learning rate.
   private func step() -> (loss: Double, rate: Double) {
-    let (images, pairIndices, labels) = batch(state.step)
     let rate = training.schedule.rate(base: training.optimizer.learningRate, step: state.step, totalSteps: training.steps)
-    let (loss, _) = network.lossAndGradients(images: images, pairs: pairIndices, labels: labels)
+    let loss: Double
+    if let episodes {
+      let spec = episodes.spec
+      loss = network.prototypicalLossAndGradients(images: episodeImages(state.step), ways: spec.ways, shots: spec.shots, queries: spec.queries).loss
+    } else {
+      let (images, pairIndices, labels) = batch(state.step)
+      loss = network.lossAndGradients(images: images, pairs: pairIndices, labels: labels).loss
+    }
     guard loss.isFinite else { return (loss, rate) }
     optimizer.update(&network.store, learningRate: rate)
     state.step += 1
@@ -216,6 +230,22 @@ package final class Trainer {
   /// augmentation is a pure function of (seed, step, image slot).
   package func batch(_ step: Int) -> (images: Tensor, pairs: [(Int, Int)], labels: [Float]) {
     let (images, pairs) = batchImages(step)
+    return (input(images, step: step), pairs.map { ($0.left, $0.right) }, pairs.map { $0.same ? 1 : 0 })
+  }
+
+  /// The images of training episode `step`, class after class (its support images, then its
+  /// queries), as one input tensor.
+  package func episodeImages(_ step: Int) -> Tensor {
+    guard let episodes else { preconditionFailure("episodeImages needs the prototypical objective") }
+    let episode = episodes.episode(step)
+    var images: [Int] = []
+    for c in episode.classes.indices { images += episode.support[c] + episode.queries[c] }
+    return input(images, step: step)
+  }
+
+  /// Images of the training split as a network input; augmentation is a pure function of
+  /// (seed, step, image slot).
+  private func input(_ images: [Int], step: Int) -> Tensor {
     let size = background.size, n = size * size
     var data = [Float](repeating: 0, count: images.count * n)
     background.pixels.withUnsafeBufferPointer { pixels in
@@ -232,7 +262,7 @@ package final class Trainer {
         }
       }
     }
-    return (Tensor(shape: [images.count, 1, size, size], data: data), pairs.map { ($0.left, $0.right) }, pairs.map { $0.same ? 1 : 0 })
+    return Tensor(shape: [images.count, 1, size, size], data: data)
   }
 
   /// The images of step `step` (indices into the background split) and the pairs among them.
@@ -258,7 +288,7 @@ package final class Trainer {
   }
 
   package var checkpointMetadata: [String: String] {
-    ["run_id": runID, "experiment": config.name, "experiment_config": config.canonicalJSON]
+    ["run_id": runID, "experiment": config.name, "experiment_config": config.canonicalJSON, "objective": training.objective.rawValue]
   }
 }
 
@@ -276,5 +306,6 @@ struct LogWindow {
 
   var meanLoss: Double { lossSum / Double(max(steps, 1)) }
 
-  func pairsPerSecond(_ pairsPerStep: Int) -> Double { Double(steps * pairsPerStep) / max(Date().timeIntervalSince(start), 1e-9) }
+  /// Items (pairs or images) a second, at `perStep` items a step.
+  func perSecond(_ perStep: Int) -> Double { Double(steps * perStep) / max(Date().timeIntervalSince(start), 1e-9) }
 }

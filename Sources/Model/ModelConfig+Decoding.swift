@@ -4,7 +4,7 @@ import Support
 /// experiment file must not silently fall back to a default).
 extension ModelConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case backbone, inputSize, width, batchNorm, blocks, headHidden, headActivation
+    case backbone, inputSize, width, batchNorm, blocks, headHidden, headActivation, similarity
   }
 
   public init(from decoder: any Decoder) throws {
@@ -18,5 +18,20 @@ extension ModelConfig {
       blocks: try container.decodeIfPresent([[Int]].self, forKey: .blocks),
       headHidden: try container.decodeIfPresent(Int.self, forKey: .headHidden) ?? 512,
       headActivation: try container.decodeIfPresent(HeadActivation.self, forKey: .headActivation) ?? HeadActivation.none)
+    similarity = try container.decodeIfPresent(Similarity.self, forKey: .similarity) ?? .head
+  }
+
+  /// Every key; `similarity` only when it is not the default `head`, so that the configuration
+  /// hashes and checkpoint metadata of networks recorded before the key existed stay the same.
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(backbone, forKey: .backbone)
+    try c.encode(inputSize, forKey: .inputSize)
+    try c.encode(width, forKey: .width)
+    try c.encode(batchNorm, forKey: .batchNorm)
+    try c.encodeIfPresent(blocks, forKey: .blocks)
+    try c.encode(headHidden, forKey: .headHidden)
+    try c.encode(headActivation, forKey: .headActivation)
+    if similarity != .head { try c.encode(similarity, forKey: .similarity) }
   }
 }

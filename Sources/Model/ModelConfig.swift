@@ -15,6 +15,15 @@ public enum HeadActivation: String, Codable, Sendable, CaseIterable {
   case relu
 }
 
+/// How two embeddings are compared.
+public enum Similarity: String, Codable, Sendable, CaseIterable {
+  /// The reference project's learned head: |f1 - f2| -> linear layers -> a logit (pairs).
+  case head
+  /// No head: the negative squared Euclidean distance; a class of an episode is scored by its
+  /// prototype, the mean embedding of its support images (prototypical networks).
+  case euclidean
+}
+
 /// The network's configuration; the Model module owns this part of an experiment file.
 public struct ModelConfig: Codable, Hashable, Sendable {
   /// Backbone family.
@@ -33,11 +42,16 @@ public struct ModelConfig: Codable, Hashable, Sendable {
   public var headHidden: Int
   /// Activation between the head's linears (vgg16).
   public var headActivation: HeadActivation
+  /// How embeddings are compared: the learned head (the default) or Euclidean distance to
+  /// prototypes (no head is built).
+  public var similarity: Similarity = .head
 
   /// A configuration; `validate()` says whether it is buildable.
   public init(
-    backbone: BackboneKind, inputSize: Int = 105, width: Double = 1, batchNorm: Bool = false, blocks: [[Int]]? = nil, headHidden: Int = 512, headActivation: HeadActivation = .none
+    backbone: BackboneKind, inputSize: Int = 105, width: Double = 1, batchNorm: Bool = false, blocks: [[Int]]? = nil, headHidden: Int = 512, headActivation: HeadActivation = .none,
+    similarity: Similarity = .head
   ) {
+    self.similarity = similarity
     self.backbone = backbone
     self.inputSize = inputSize
     self.width = width
@@ -130,12 +144,21 @@ public struct ModelConfig: Codable, Hashable, Sendable {
           channels = width
         }
       }
-      return total + featureCount * headHidden + headHidden + headHidden + 1
+      return total + headParameterCount
     case .koch:
       let (convs, features) = kochWidths
       let side = max(kochFinalSide, 0)
       return convs[0] * 100 + convs[1] * convs[0] * 49 + convs[2] * convs[1] * 16 + convs[3] * convs[2] * 16 + convs.reduce(0, +)
-        + convs[3] * side * side * features + features + features + 1
+        + convs[3] * side * side * features + features + headParameterCount
+    }
+  }
+
+  /// Parameters of the head (none under Euclidean similarity).
+  public var headParameterCount: Int {
+    guard similarity == .head else { return 0 }
+    switch backbone {
+    case .vgg16: return featureCount * headHidden + headHidden + headHidden + 1
+    case .koch: return kochWidths.features + 1
     }
   }
 

@@ -83,13 +83,14 @@ public struct SiameseNetwork: Sendable {
       layers.append(Sigmoid())
     }
     var head: [any Layer] = []
-    switch config.backbone {
-    case .vgg16:
+    switch (config.similarity, config.backbone) {
+    case (.euclidean, _): break  // no head: embeddings are compared by distance
+    case (.head, .vgg16):
       head.append(Linear(inputFeatures: config.featureCount, outputFeatures: config.headHidden, name: "head.0", store: &store, rng: &rng))
       if config.headActivation == .relu { head.append(ReLU()) }
       // PyTorch's nn.Sequential numbers the ReLU too: the second linear is head.2 after one.
       head.append(Linear(inputFeatures: config.headHidden, outputFeatures: 1, name: "head.\(head.count)", store: &store, rng: &rng))
-    case .koch:
+    case (.head, .koch):
       head.append(Linear(inputFeatures: config.featureCount, outputFeatures: 1, name: "head", store: &store, rng: &rng))
     }
     self.backbone = layers
@@ -143,8 +144,20 @@ public struct SiameseNetwork: Sendable {
   }
 
   /// Logits of pairs from precomputed embeddings.   a, b: (P, F) -> P logits
+  /// Under Euclidean similarity, the negative squared distance of each pair.
   public func score(_ a: Tensor, _ b: Tensor) -> [Float] {
-    run(head, L1Distance.forward(a, b), context: context(training: false), keepCaches: false).0.data
+    guard config.similarity == .head else {
+      let f = a.itemCount
+      return (0..<a.batch).map { i in
+        var d: Float = 0
+        for j in 0..<f {
+          let diff = a.data[i * f + j] - b.data[i * f + j]
+          d += diff * diff
+        }
+        return -d
+      }
+    }
+    return run(head, L1Distance.forward(a, b), context: context(training: false), keepCaches: false).0.data
   }
 
   func checkImages(_ images: Tensor) {
@@ -215,11 +228,27 @@ public struct SiameseNetwork: Sendable {
 
   /// The same over pairs of one batch of images (see `forward(images:pairs:training:)`).
   public mutating func lossAndGradients(images: Tensor, pairs: [(Int, Int)], labels: [Float]) -> (loss: Double, logits: [Float]) {
+    precondition(config.similarity == .head, "pairs are scored by a head; this network compares embeddings by Euclidean distance")
     store.zeroGradients()
     let (logits, cache) = trainingForward(images: images, pairs: pairs)
     let (loss, dLogits) = BinaryCrossEntropy.lossAndGradient(logits: logits, labels: labels)
     backward(dLogits: dLogits, cache: cache)
     return (loss, logits)
+  }
+
+  /// One forward and backward pass of the prototypical loss over an episode whose images come
+  /// class-major (each class's `shots` support images, then its `queries` query images): zeroes
+  /// the gradients, accumulates new ones through the backbone, returns the loss and how many
+  /// queries the nearest prototype classifies correctly.   images: (ways (shots + queries), 1, S, S)
+  public mutating func prototypicalLossAndGradients(images: Tensor, ways: Int, shots: Int, queries: Int) -> (loss: Double, correct: Int) {
+    checkImages(images)
+    store.zeroGradients()
+    let context = context(training: true)
+    let (features, caches) = run(backbone, images, context: context, keepCaches: true)
+    for (layer, cache) in zip(backbone, caches) { layer.updateRunningEstimates(cache, store: &store) }
+    let (loss, dFeatures, correct) = PrototypicalLoss.lossAndGradient(features: features, ways: ways, shots: shots, queries: queries)
+    _ = runBackward(backbone, dFeatures, caches: caches, needInputGradient: false)
+    return (loss, correct)
   }
 
   /// Forward FLOPs of the backbone for one image (convs and linears, 2 x multiply-adds).

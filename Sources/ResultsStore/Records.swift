@@ -175,6 +175,8 @@ public enum MetricKey {
   public static let trainingLoss = "train.loss"
   /// Training throughput since the last log point.
   public static let pairsPerSecond = "train.pairsPerSecond"
+  /// Training throughput of the prototypical objective (images embedded a second).
+  public static let imagesPerSecond = "train.imagesPerSecond"
   /// The learning rate of the step.
   public static let learningRate = "train.learningRate"
   /// Accuracy on the validation episodes (model selection).
