@@ -34,7 +34,8 @@ func startHeldRun(
   process.environment = ProcessInfo.processInfo.environment.merging(["ONESHOT_TEST_HOLD_AT_STEP": String(holdAtStep)]) { $1 }
   if let currentDirectory { process.currentDirectoryURL = currentDirectory }
   process.standardOutput = FileHandle.nullDevice
-  let errors = FileManager.default.temporaryDirectory.appendingPathComponent("held-err-\(UUID().uuidString)")
+  // Beside the runs folder, inside the test's own folder, so the test's clean-up removes it.
+  let errors = runs.deletingLastPathComponent().appendingPathComponent("held-err-\(UUID().uuidString)")
   _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
   process.standardError = try FileHandle(forWritingTo: errors)
   try process.run()

@@ -109,7 +109,41 @@ def make(name, pairs=3, seed=0):
     print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
 
 
+def make_prototypical(seed=0, ways=3, shots=2, queries=2):
+    """A prototypical network (no head) on one episode: input images class-major, embeddings,
+    Snell's loss, every gradient and the batch-norm running estimates after the step."""
+    torch.manual_seed(seed)
+    config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 512,
+              "headActivation": "none", "similarity": "euclidean"}
+    net = twin.build(config)
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if ".features.1." in n:
+                p.copy_(1 + 0.2 * torch.randn_like(p) if n.endswith("weight") else 0.1 * torch.randn_like(p))
+            elif n.endswith("bias"):
+                p.copy_(0.05 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * (2.0 / p[0].numel()) ** 0.5)
+    s = config["inputSize"]
+    images = torch.rand(ways * (shots + queries), 1, s, s)
+    weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+    net.train()
+    features = net.embed(images)
+    loss = twin.prototypical_loss(features, ways, shots, queries)
+    loss.backward()
+    out = {"input.images": images, "output.features": features.detach(), "output.loss": loss.detach().reshape(1)}
+    out.update({"weight." + n: w for n, w in weights.items()})
+    out.update({"grad." + n: p.grad.detach().clone() for n, p in net.named_parameters()})
+    out.update({"buffer." + n: b.detach().clone() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked")})
+    out = {k: v.contiguous().float() for k, v in out.items()}
+    path = os.path.join(OUT, "proto.safetensors")
+    save_file(out, path, metadata={"model_config": json.dumps(config), "torch_version": torch.__version__,
+                                   "episode": json.dumps({"ways": ways, "shots": shots, "queries": queries})})
+    print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     for name in ["vgg", "vgg_bn", "koch", "vgg_wide"]:
         make(name)
+    make_prototypical()

@@ -8,7 +8,10 @@ the Swift one (`Sources/Model/SiameseNetwork.swift`): PyTorch's `nn.Sequential` 
 names' numbering, ReLU and pooling included.
 
     model_config keys: backbone (vgg16 | koch), inputSize, width, batchNorm, blocks, headHidden,
-    headActivation (none | relu); defaults as in Sources/Model/ModelConfig.swift.
+    headActivation (none | relu), similarity (head | euclidean); defaults as in
+    Sources/Model/ModelConfig.swift. A network of `similarity: euclidean` (a prototypical network)
+    has no head: a pair's score is the negative squared Euclidean distance of its embeddings, and
+    an episode's class is scored by its prototype (`prototype_scores`).
 """
 import json
 
@@ -16,7 +19,7 @@ import torch
 import torch.nn as nn
 
 VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
-DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "headHidden": 512, "headActivation": "none"}
+DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "headHidden": 512, "headActivation": "none", "similarity": "head"}
 # The harness's batch norm: PyTorch's defaults (eps 1e-5, momentum 0.1).
 BATCH_NORM_EPS = 1e-5
 
@@ -89,6 +92,8 @@ class Siamese(nn.Module):
         return self.backbone(images)
 
     def score(self, f1, f2):
+        if self.head is None:
+            return -((f1 - f2) ** 2).sum(1)
         return self.head(torch.abs(f1 - f2)).squeeze(1)
 
     def forward(self, left, right):
@@ -117,11 +122,33 @@ class Ensemble(nn.Module):
         return torch.stack([m(left, right) for m in self.members], 0).mean(0)
 
 
+def prototype_scores(queries, support):
+    """Negative squared Euclidean distance of each query embedding (Q, F) to each class's
+    prototype, the mean of its support embeddings (N, K, F): (Q, N), as the harness scores a
+    network of `similarity: euclidean`."""
+    prototypes = support.mean(1)
+    return -((queries[:, None, :] - prototypes[None, :, :]) ** 2).sum(2)
+
+
+def prototypical_loss(embeddings, ways, shots, queries):
+    """Snell et al.'s loss on embeddings laid out class-major (each class's `shots` support rows,
+    then its `queries` query rows): mean cross-entropy of the softmax over negative squared
+    distances to the prototypes."""
+    x = embeddings.reshape(ways, shots + queries, -1)
+    logits = prototype_scores(x[:, shots:].reshape(ways * queries, -1), x[:, :shots])
+    labels = torch.arange(ways).repeat_interleave(queries)
+    return nn.functional.cross_entropy(logits, labels)
+
+
 def build(config):
     """A freshly initialised network for a harness model_config (a dict or its JSON)."""
     if isinstance(config, str):
         config = json.loads(config)
     c = full_config(config)
+    if c["similarity"] not in ("head", "euclidean"):
+        raise ValueError(f"model_config similarity {c['similarity']!r} is not head or euclidean")
+    if c["backbone"] == "vgg16" and c["similarity"] == "euclidean":
+        return Siamese(VGGBackbone(vgg_blocks(c), c["batchNorm"]), None)
     if c["backbone"] == "vgg16":
         blocks = vgg_blocks(c)
         side = c["inputSize"]
@@ -137,7 +164,8 @@ def build(config):
     widths = [scaled(w, c["width"]) for w in (64, 128, 128, 256)]
     features = scaled(4096, c["width"])
     final_side = ((((c["inputSize"] - 9) // 2 - 6) // 2 - 3) // 2) - 3
-    return Siamese(KochBackbone(widths, features, final_side), nn.Linear(features, 1))
+    head = nn.Linear(features, 1) if c["similarity"] == "head" else None
+    return Siamese(KochBackbone(widths, features, final_side), head)
 
 
 def load(path):

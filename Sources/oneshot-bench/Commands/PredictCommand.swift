@@ -14,7 +14,7 @@ struct PredictCommand: ParsableCommand {
     discussion: """
       The number is sigmoid(logit) of the Siamese network (for an ensemble, of the members' mean logit), in [0, 1]. \
       It ranks pairs well (higher: more likely the same character) but it is not a calibrated probability: \
-      an image against itself can score below another drawing of the same character, and the scale differs between models.
+      an image against itself can score below another drawing of the same character, and the scale differs between models.       A prototypical network (model.similarity euclidean) has no head: for it the number is the squared Euclidean distance of       the two embeddings (0 for an image against itself; lower: more alike), and a ranking puts the nearest first.
       """)
 
   @Argument(help: "Images (PNG). Two: one similarity. More: the matrix of every pair.") var images: [String] = []
@@ -39,6 +39,9 @@ struct PredictCommand: ParsableCommand {
     let model = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint)).model
     let scorer = SiameseScorer(model: model)
     let size = model.config.inputSize
+    let distances = model.config.similarity == .euclidean
+    /// The printed number: sigmoid of the (mean) logit, or the squared distance.
+    let similarity = { (logit: Double) in distances ? -logit / Double(model.members.count) : Double(sigmoid(Float(logit))) }
     /// Each image's embedding, read and resized like the training data.
     func embed(_ paths: [String]) throws -> [[Float]] {
       var ink: [UInt8] = []
@@ -55,10 +58,10 @@ struct PredictCommand: ParsableCommand {
         .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
       guard !files.isEmpty else { throw UserFacingError("\(support) holds no .png images to rank") }
       let embedded = try embed([query] + files.map { root.appendingPathComponent($0).path })
-      let scores = try scorer.similarities(queries: [embedded[0]], support: Array(embedded.dropFirst()))[0].map(similarity)
-      let ranked = zip(files, scores).sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
-      let rows = ranked.enumerated().map { [String($0.offset + 1), String(format: "%.6f", $0.element.1), $0.element.0] }
-      emit(render(["rank", "similarity", "image"], rows))
+      let logits = try scorer.similarities(queries: [embedded[0]], support: Array(embedded.dropFirst()))[0]
+      let ranked = zip(files, logits).sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+      let rows = ranked.enumerated().map { [String($0.offset + 1), String(format: "%.6f", similarity($0.element.1)), $0.element.0] }
+      emit(render(["rank", distances ? "squared distance" : "similarity", "image"], rows))
       return
     }
     let embedded = try embed(images)
@@ -69,9 +72,6 @@ struct PredictCommand: ParsableCommand {
     }
     emit(render([""] + images, images.indices.map { i in [images[i]] + matrix[i].map { String(format: "%.6f", $0) } }))
   }
-
-  /// The printed similarity: sigmoid of the (mean) logit.
-  func similarity(_ logit: Double) -> Double { Double(sigmoid(Float(logit))) }
 
   func emit(_ text: String) { print(text, terminator: format == .csv ? "\r\n" : "\n") }
 

@@ -1,0 +1,135 @@
+import Episodes
+import Experiments
+import Foundation
+import Model
+import ResultsStore
+import XCTest
+
+/// The second method (prototypical networks) and the literature's split, end to end as a user
+/// runs them: training, resume, scoring, the checkpoint's record and every refusal.
+final class MethodsTests: XCTestCase {
+  var folder: URL!
+
+  override func setUpWithError() throws {
+    folder = FileManager.default.temporaryDirectory.appendingPathComponent("methods-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+  }
+
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+  var storePath: String { folder.appendingPathComponent("results.sqlite").path }
+
+  /// A tiny prototypical network (28x28, blocks [[4], [8]], batch norm, no head) trained on
+  /// 5-way 1-shot 2-query episodes of `split`'s training classes.
+  func experiment(split: String = "lake", steps: Int = 30, evaluation: String? = nil) throws -> String {
+    let protocols =
+      evaluation ?? """
+      [{"protocol": "lake20"},
+       {"protocol": "episodes", "split": "evaluation", "episodes": 10, "seed": 7, "spec": {"ways": 5, "shots": 5, "queries": 2}}]
+      """
+    let json = """
+      {"name": "tiny-proto", "seed": 3, "threads": 2,
+       "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)", "split": "\(split)"},
+       "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "similarity": "euclidean"},
+       "training": {"objective": "prototypical", "episode": {"ways": 5, "shots": 1, "queries": 2, "alphabetMode": "across"},
+                    "steps": \(steps), "optimizer": {"kind": "adam", "learningRate": 0.003}, "augmentation": {"probability": 0.5},
+                    "validation": {"every": 15, "episodes": 4, "spec": {"ways": 5, "shots": 1, "queries": 2}}, "logEvery": 5},
+       "evaluation": \(protocols)}
+      """
+    let path = folder.appendingPathComponent("tiny-proto-\(split).json").path
+    try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+    return path
+  }
+
+  func testPrototypicalTrainingResumesExactlyAndItsCheckpointSaysWhatItIs() throws {
+    let config = try experiment()
+    let runs = folder.appendingPathComponent("checkpoints")
+    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path], runs: runs, holdAtStep: 15, currentDirectory: folder)
+    kill(held.process.processIdentifier, SIGINT)
+    held.process.waitUntilExit()
+    XCTAssertEqual(held.process.terminationStatus, 130, held.errorText)
+    let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(resumed.code, 0, resumed.error)
+    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(straight.code, 0, straight.error)
+    XCTAssert(straight.error.contains("images/s"), "the prototypical objective counts images a second: \(straight.error)")
+    let store = try ResultsStore(path: storePath)
+    let other = try XCTUnwrap(try store.listRuns().first { $0.id != held.runID }).id
+    // Training is a pure function of (seed, step): episodes, distortions and all.
+    XCTAssertEqual(try store.results(runID: held.runID).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
+    XCTAssertEqual(try store.metrics(runID: held.runID, key: MetricKey.validationAccuracy).map(\.value), try store.metrics(runID: other, key: MetricKey.validationAccuracy).map(\.value))
+    XCTAssertEqual(try store.metrics(runID: other, key: MetricKey.imagesPerSecond).count, 6)
+    XCTAssertEqual(Set(try store.results(runID: other).map(\.protocolName)), ["lake20", "evaluation-5way-5shot-within"])
+    // Better than chance (5%) on Lake's 20-way runs after 30 episodes of 5 classes.
+    XCTAssertGreaterThan(try XCTUnwrap(try store.results(runID: other).first { $0.protocolName == "lake20" }).accuracy, 0.10)
+
+    let best = runs.appendingPathComponent(other).appendingPathComponent("best.safetensors")
+    let (model, metadata) = try Checkpoint.readModel(best)
+    XCTAssertEqual(metadata["objective"], "prototypical")
+    XCTAssertEqual(model.config.similarity, .euclidean)
+    // predict prints squared distances for it: an image against itself is at distance 0.
+    let image = folder.appendingPathComponent("a.png")
+    try Data(GrayImage(width: 28, height: 28, pixels: (0..<784).map { UInt8(($0 * 37) % 256) }).encodePNG()).write(to: image)
+    let other2 = folder.appendingPathComponent("b.png")
+    try Data(GrayImage(width: 28, height: 28, pixels: (0..<784).map { UInt8(($0 * 11) % 256) }).encodePNG()).write(to: other2)
+    let ranked = runCLI(["predict", "--checkpoint", best.path, "--query", image.path, "--support", folder.path, "--format", "csv"])
+    XCTAssertEqual(ranked.code, 0, ranked.error)
+    let lines = ranked.output.components(separatedBy: "\r\n")
+    XCTAssertEqual(lines[0], "rank,squared distance,image")
+    XCTAssertEqual(lines[1], "1,0.000000,a.png")
+    // An ensemble of two prototypical networks scores like any checkpoint.
+    let ensemble = folder.appendingPathComponent("ensemble.safetensors").path
+    let made = runCLI(["ensemble", best.path, runs.appendingPathComponent(held.runID).appendingPathComponent("best.safetensors").path, "--output", ensemble])
+    XCTAssertEqual(made.code, 0, made.error)
+    let scored = runCLI(["run", config, "--eval-only", "--checkpoint", ensemble, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(scored.code, 0, scored.error)
+    XCTAssert(scored.error.contains("lake20"), scored.error)
+  }
+
+  func testTheVinyalsSplitTrainsAndScoresOnItsOwnClasses() throws {
+    let config = try experiment(
+      split: "vinyals", steps: 4,
+      evaluation: """
+        [{"protocol": "episodes", "split": "evaluation", "episodes": 5, "seed": 7, "spec": {"ways": 20, "shots": 1, "queries": 2, "alphabetMode": "across"}},
+         {"protocol": "episodes", "split": "validation", "episodes": 5, "seed": 7, "spec": {"ways": 5, "shots": 1, "queries": 2, "alphabetMode": "across"}}]
+        """)
+    let result = runCLI(["run", config, "--store", storePath, "--runs", folder.appendingPathComponent("runs").path], currentDirectory: folder)
+    XCTAssertEqual(result.code, 0, result.error)
+    XCTAssert(result.error.contains("4112 training / 688 validation classes"), result.error)
+    let store = try ResultsStore(path: storePath)
+    let run = try XCTUnwrap(try store.listRuns().first).id
+    XCTAssertEqual(try store.results(runID: run).map(\.split), ["vinyals/test", "vinyals/val"])
+  }
+
+  func testMethodMistakesAreRefusedBeforeARowNamingTheKey() throws {
+    let config = try experiment()
+    let cases: [([String], String)] = [
+      (["training.episode.ways=5000"], "training.episode: impossible episode specification: 5000-way episodes need 5000 classes"),
+      (["training.episode.queries=20"], "training.episode.shots + queries: at most 20"),
+      (["model.similarity=head"], "model.similarity: the prototypical objective trains an embedding"),
+      (["training.objective=pairs"], "training.episode: only the prototypical objective trains on episodes"),
+      (["training.pairing=batch"], "training.pairing: pairing is how the pairs objective draws its pairs"),
+      (["data.split=vinyals"], "evaluation[0]: Lake's runs are drawn from Omniglot's evaluation alphabets"),
+      (["data.split=imagenet"], "data.split"),
+    ]
+    for (sets, expected) in cases {
+      let result = runCLI(["run", config, "--store", storePath] + sets.flatMap { ["--set", $0] }, currentDirectory: folder)
+      XCTAssertEqual(result.code, 2, "\(sets): \(result.error)")
+      XCTAssert(result.error.contains(expected), "\(sets): \(result.error)")
+      XCTAssertEqual(result.error.split(separator: "\n").count, 1, result.error)
+      XCTAssertFalse(FileManager.default.fileExists(atPath: storePath), "\(sets): nothing is recorded")
+    }
+    // A network without a head cannot be trained on pairs, and a pairs budget is not episodes.
+    let file = folder.appendingPathComponent("pairs.json").path
+    let text = try String(contentsOfFile: config, encoding: .utf8)
+    try Data(text.replacingOccurrences(of: "\"objective\": \"prototypical\", \"episode\": {\"ways\": 5, \"shots\": 1, \"queries\": 2, \"alphabetMode\": \"across\"},", with: "").utf8)
+      .write(to: URL(fileURLWithPath: file))
+    let pairs = runCLI(["run", file, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(pairs.code, 2)
+    XCTAssert(pairs.error.contains("training.objective: a network with \"similarity\": \"euclidean\" has no head"), pairs.error)
+    try Data(text.replacingOccurrences(of: "\"steps\": 30", with: "\"pairs\": 300").utf8).write(to: URL(fileURLWithPath: file))
+    let budget = runCLI(["run", file, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(budget.code, 2)
+    XCTAssert(budget.error.contains("training.pairs: the prototypical objective trains on episodes"), budget.error)
+  }
+}
