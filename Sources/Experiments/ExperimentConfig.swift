@@ -102,7 +102,7 @@ extension ExperimentConfig {
     }
     if data.split == .vinyals, let i = evaluation.firstIndex(where: { $0.protocolKind == .lake20 }) {
       out.append(
-        ("evaluation[\(i)]", "Lake's runs are drawn from Omniglot's evaluation alphabets, eight of which (Angelic, Atemayar_Qelisayer, Atlantean, Aurek-Besh, Avesta, Ge_ez, Glagolitic, Gurmukhi) the Vinyals split trains on: score Lake's runs with a network trained on data.split lake"))
+        ("evaluation[\(i)]", "Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on: score Lake's runs with a network trained on data.split lake"))
     }
     return out
   }
@@ -249,6 +249,12 @@ package struct TrainingConfig: Codable, Equatable {
 
   package enum Objective: String, Codable, CaseIterable { case pairs, prototypical }
 
+  /// Validation accuracies to time (each in (0, 1]): the first validation at or above each is
+  /// recorded with the training time, wall time, pairs and images until then (time to accuracy).
+  package var targets: [Double]? = nil
+  /// Stop training at the first validation that reaches the highest target (then evaluate).
+  package var stopAtTarget = false
+
   /// Images one training step embeds.
   package var imagesPerStep: Int {
     if objective == .prototypical, let episode { return episode.ways * (episode.shots + episode.queries) }
@@ -273,7 +279,7 @@ package struct TrainingConfig: Codable, Equatable {
   package enum Pairing: String, Codable, CaseIterable { case independent, groups, batch }
 
   package enum CodingKeys: String, CodingKey, CaseIterable {
-    case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions, objective, episode
+    case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions, objective, episode, targets, stopAtTarget
   }
 
   package init(from decoder: any Decoder) throws {
@@ -303,6 +309,8 @@ package struct TrainingConfig: Codable, Equatable {
     convolutions = try c.decodeIfPresent(ConvolutionsSetting.self, forKey: .convolutions) ?? .direct
     objective = try c.decodeIfPresent(Objective.self, forKey: .objective) ?? .pairs
     episode = try c.decodeIfPresent(EpisodeSpec.self, forKey: .episode)
+    targets = try c.decodeIfPresent([Double].self, forKey: .targets)
+    stopAtTarget = try c.decodeIfPresent(Bool.self, forKey: .stopAtTarget) ?? false
     if objective == .prototypical && pairs != nil {
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.pairs], debugDescription: "the prototypical objective trains on episodes, not pairs: give the budget as \"steps\" (one episode each)"))
     }
@@ -325,6 +333,8 @@ package struct TrainingConfig: Codable, Equatable {
     if convolutions != .direct { try c.encode(convolutions, forKey: .convolutions) }
     if objective != .pairs { try c.encode(objective, forKey: .objective) }
     try c.encodeIfPresent(episode, forKey: .episode)
+    try c.encodeIfPresent(targets, forKey: .targets)
+    if stopAtTarget { try c.encode(stopAtTarget, forKey: .stopAtTarget) }
   }
 
   package func problems() -> [ConfigProblem] {
@@ -338,6 +348,12 @@ package struct TrainingConfig: Codable, Equatable {
     case (.pairs, .some): out.append(("episode", "only the prototypical objective trains on episodes; remove it or set \"objective\": \"prototypical\""))
     case (.pairs, nil): break
     }
+    if let targets {
+      if targets.isEmpty || targets.count > 20 { out.append(("targets", "1 to 20 validation accuracies, e.g. [0.80, 0.85]; got \(targets.count)")) }
+      if let bad = targets.first(where: { !($0 > 0 && $0 <= 1) }) { out.append(("targets", "validation accuracies in (0, 1], e.g. 0.85 for 85%; got \(bad)")) }
+      if Set(targets).count != targets.count { out.append(("targets", "each target once; got \(targets)")) }
+    }
+    if stopAtTarget && (targets ?? []).isEmpty { out.append(("stopAtTarget", "stops at the highest of training.targets: name at least one target")) }
     if pairsPerStep > Limits.pairsPerStep { out.append(("pairsPerStep", "at most \(Limits.pairsPerStep); got \(pairsPerStep)")) }
     if pairsPerStep < 2 || pairsPerStep % 2 != 0 { out.append(("pairsPerStep", "an even number >= 2 (half same, half different); got \(pairsPerStep)")) }
     if pairing == .groups && pairsPerStep % 4 != 0 { out.append(("pairsPerStep", "a multiple of 4 with pairing groups (4 pairs per group); got \(pairsPerStep)")) }

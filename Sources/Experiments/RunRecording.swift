@@ -90,6 +90,8 @@ package struct RunRecording {
       try store.logMetric(run: id, MetricPoint(key: MetricKey.trainingLoss, step: step, value: loss))
       try store.logMetric(run: id, MetricPoint(key: throughput.key, step: step, value: throughput.perSecond))
       try store.logMetric(run: id, MetricPoint(key: MetricKey.learningRate, step: step, value: rate))
+    case .targetReached(let reached):
+      for point in reached.points { try store.logMetric(run: id, point) }
     case .validated(let step, let accuracy):
       try store.logMetric(run: id, MetricPoint(key: MetricKey.validationAccuracy, step: step, value: accuracy))
     case .checkpointSaved(let step):

@@ -15,6 +15,8 @@ package enum TrainingEvent {
   case validated(step: Int, accuracy: Double)
   /// The last checkpoint is on disk at `step` (so are the metrics before it, once recorded).
   case checkpointSaved(step: Int)
+  /// A validation reached one of `training.targets` for the first time.
+  case targetReached(TargetReached)
   /// A fact about this sitting recorded with the run (`convolutions.chosen`, `onednn.fallbacks`).
   case tag(key: String, value: String)
   /// Every few seconds: the trainer is alive.
@@ -38,9 +40,14 @@ package struct TrainingState {
   package var bestValidation = -1.0
   package var bestStep = -1
   package var staleValidations = 0
+  /// Seconds spent in training steps so far, every sitting's (validation excluded).
+  package var trainingSeconds = 0.0
 
   package var metadata: [String: String] {
-    ["step": String(step), "best_validation": String(bestValidation), "best_step": String(bestStep), "stale_validations": String(staleValidations)]
+    [
+      "step": String(step), "best_validation": String(bestValidation), "best_step": String(bestStep), "stale_validations": String(staleValidations),
+      "training_seconds": String(trainingSeconds),
+    ]
   }
 
   package init() {}
@@ -53,6 +60,8 @@ package struct TrainingState {
     self.bestValidation = best
     self.bestStep = bestStep
     self.staleValidations = stale
+    // Absent in checkpoints written before time to accuracy was recorded.
+    self.trainingSeconds = Double(metadata["training_seconds"] ?? "") ?? 0
   }
 }
 
@@ -126,6 +135,7 @@ package final class Trainer {
       if InterruptFlag.requested { return .stopped(try interrupt()) }
       let started = Date()
       let (loss, rate) = step()
+      state.trainingSeconds += Date().timeIntervalSince(started)
       guard loss.isFinite else {
         return .stopped(.failed("training loss became \(loss) at step \(state.step); lower training.optimizer.learningRate or add a warm-up"))
       }
@@ -150,6 +160,7 @@ package final class Trainer {
         timeLeft.validationTook(Date().timeIntervalSince(validationStart))
         lastValidation = String(format: "%.1f%%", 100 * accuracy)
         if training.patience > 0 && state.staleValidations >= training.patience { return .finished(stoppedEarlyAt: state.step) }
+        if training.stopAtTarget, let highest = training.targets?.max(), state.bestValidation >= highest, !last { return .finished(stoppedEarlyAt: state.step) }
       }
     }
     return .finished(stoppedEarlyAt: nil)
@@ -180,6 +191,7 @@ package final class Trainer {
     try report(.status(String(format: "step %d/%d  validating on %d episodes...", state.step, training.steps, validationEpisodes.count), urgent: true))
     let accuracy = try validate()
     try report(.validated(step: state.step, accuracy: accuracy))
+    try reportTargets(reachedBy: accuracy)
     if accuracy > state.bestValidation {
       state.bestValidation = accuracy
       state.bestStep = state.step
@@ -194,6 +206,17 @@ package final class Trainer {
     try report(
       .note(String(format: "step %d/%d  validation %.2f%% (best %.2f%% at step %d)  loss %.4f", state.step, training.steps, 100 * accuracy, 100 * state.bestValidation, state.bestStep, loss)))
     return accuracy
+  }
+
+  /// Records each target this validation reaches first (above the best before it).
+  private func reportTargets(reachedBy accuracy: Double) throws {
+    for target in (training.targets ?? []).sorted() where target > state.bestValidation && target <= accuracy {
+      let reached = TargetReached(
+        target: target, step: state.step, trainingSeconds: state.trainingSeconds, wallSeconds: elapsed(),
+        pairs: Double(state.step * (episodes.map { $0.spec.ways * $0.spec.queries } ?? training.pairsPerStep)), images: Double(state.step * training.imagesPerStep))
+      try report(.targetReached(reached))
+      try report(.note(String(format: "step %d: validation target %.2f%% reached after %@ of training (%@ with validation)", state.step, 100 * target, formatDuration(reached.trainingSeconds), formatDuration(reached.wallSeconds))))
+    }
   }
 
   /// Saves the last checkpoint on a signal; the run ends interrupted.

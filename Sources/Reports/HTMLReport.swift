@@ -108,7 +108,15 @@ func learningCurvesSection(store: ResultsStore, rows: [ReportRow], styles: [Stri
     let lossPoints = try store.metrics(runID: row.summary.id, key: MetricKey.trainingLoss)
     loss.append(series(lossPoints, smoothed(lossPoints.map(\.value))))
     let validationPoints = try store.metrics(runID: row.summary.id, key: MetricKey.validationAccuracy)
-    validation.append(series(validationPoints, validationPoints.map { 100 * $0.value }))
+    var curves = series(validationPoints, validationPoints.map { 100 * $0.value })
+    // Each validation target at the validation that first reached it.
+    for reached in row.targets {
+      guard let point = validationPoints.first(where: { $0.step == reached.step }) else { continue }
+      let caption = "\(runLabel(row)): validation \(TargetReached.text(100 * reached.target))% reached at step \(reached.step), after \(formatDuration(reached.trainingSeconds)) of training (\(formatDuration(reached.wallSeconds)) with validation)"
+      curves.0.marks.append((Double(point.step) * pairsPerStep, 100 * point.value, caption))
+      if let start, let t = formatter.date(from: point.time) { curves.1.marks.append((t.timeIntervalSince(start) / 60, 100 * point.value, caption)) }
+    }
+    validation.append(curves)
   }
   var body = "<section><h2>Learning curves</h2><div class=\"grid\">"
   body += lineChart(id: "loss-by-pairs", title: "Training loss (smoothed) by pairs seen", xLabel: "training pairs seen", yLabel: "BCE loss (EMA 0.6)", series: loss.map(\.pairs))
@@ -118,7 +126,8 @@ func learningCurvesSection(store: ResultsStore, rows: [ReportRow], styles: [Stri
   body += lineChart(
     id: "validation-by-time", title: "Validation accuracy by wall time", xLabel: "wall time since the run started (minutes)", yLabel: "validation accuracy (%)",
     series: validation.map(\.time))
-  return body + "</div><p class=\"note\">Validation: episodes from the held-out background alphabets, the model-selection set. A resumed run's wall time includes the pause.</p></section>"
+  let marked = rows.contains { !$0.targets.isEmpty } ? " A diamond marks the first validation that reached a target of the run (training.targets); its caption gives the time to it." : ""
+  return body + "</div><p class=\"note\">Validation: episodes from the held-out background alphabets, the model-selection set. A resumed run's wall time includes the pause.\(marked)</p></section>"
 }
 
 /// Accuracy per protocol, per run.
@@ -179,7 +188,10 @@ func seedGroupsSection(groups: [SeedGroup], protocols: [String]) -> String {
 /// The runs table with their settings, and every run's provenance and tags.
 func runsSection(rows: [ReportRow]) -> String {
   var body = "<section><h2>Runs and hyperparameters</h2>"
-  let columns = ["run", "experiment", "status", "mode", "group", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "best validation", "duration", "note"]
+  let columns = [
+    "run", "experiment", "status", "mode", "group", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed", "best validation", "time to target", "duration",
+    "note",
+  ]
   // Training settings through the listings' one definition (eval-only runs show "-", auto
   // precision shows what it resolved to).
   let settings = ["training.steps", "training.pairsPerStep", "training.optimizer.kind", "training.optimizer.learningRate", "training.precision", "seed"]
@@ -187,7 +199,11 @@ func runsSection(rows: [ReportRow]) -> String {
     let cells =
       [String(row.summary.id.prefix(8)), row.summary.experiment, row.summary.status.rawValue, runMode(row), row.group, row.params["model.backbone"] ?? "", row.params["model.inputSize"] ?? ""]
       + settings.map { row.mode == .train ? row.shownParameter($0) ?? "" : "-" }
-      + [row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-", row.summary.durationSeconds.map(formatDuration) ?? "-", row.tags[TagKey.note] ?? ""]
+      + [
+        row.bestValidation.map { String(format: "%.2f%% @%d", 100 * $0.value, $0.step) } ?? "-",
+        row.targets.map { "\(TargetReached.text(100 * $0.target))%: \(formatDuration($0.trainingSeconds))" }.joined(separator: ", "),
+        row.summary.durationSeconds.map(formatDuration) ?? "-", row.tags[TagKey.note] ?? "",
+      ]
     let provenance = row.provenance.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "\n")
     return "<tr data-run=\"\(xmlEscaped(row.summary.id))\" title=\"\(xmlEscaped("run \(row.summary.id)\nstarted \(row.summary.startedAt)\n" + provenance))\">"
       + cells.map { "<td>\(xmlEscaped($0))</td>" }.joined() + "</tr>"

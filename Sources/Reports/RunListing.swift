@@ -18,6 +18,17 @@ public struct ReportRow {
   public let provenance: [String: String]
   /// The seed group: runs whose resolved configurations differ only by `seed` share it.
   public let group: String
+  /// The validation targets the run reached (`training.targets`), lowest first.
+  public var targets: [TargetReached] = []
+}
+
+/// The targets any of `rows` reached, lowest first.
+public func targetColumns(_ rows: [ReportRow]) -> [Double] { Array(Set(rows.flatMap { $0.targets.map(\.target) })).sorted() }
+
+/// The highest target a run reached as the table shows it: `85%: 4m12s` (training time).
+func targetText(_ row: ReportRow) -> String {
+  guard let top = row.targets.last else { return "-" }
+  return "\(TargetReached.text(100 * top.target))%: \(formatDuration(top.trainingSeconds))"
 }
 
 /// The best point of a validation history: highest accuracy, the earliest step on a tie (the
@@ -90,10 +101,11 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
     let validation = bestValidation(try store.metrics(runID: run.id, key: MetricKey.validationAccuracy))
     let tags = Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }
     let provenance = Dictionary(detail.provenance.map { ($0.key, $0.value) }) { $1 }
-    rows.append(
-      ReportRow(
-        summary: run, params: params, results: results, bestValidation: validation, tags: tags, provenance: provenance,
-        group: seedGroupKey(configJSON: detail.configJSON, evaluatedCheckpoint: RunMode(tags: tags) == .evalOnly ? provenance["checkpoint_hash"] ?? "" : nil)))
+    var row = ReportRow(
+      summary: run, params: params, results: results, bestValidation: validation, tags: tags, provenance: provenance,
+      group: seedGroupKey(configJSON: detail.configJSON, evaluatedCheckpoint: RunMode(tags: tags) == .evalOnly ? provenance["checkpoint_hash"] ?? "" : nil))
+    row.targets = TargetReached.from(try store.metrics(runID: run.id, keyPrefix: TargetReached.prefix))
+    rows.append(row)
   }
   return (rows, protocols.sorted())
 }
@@ -101,7 +113,9 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
 /// Renders the run listing in one of the formats.
 public func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat, wide: Bool = false) -> String {
   let varying = varyingParameters(rows)
+  let targets = targetColumns(rows)
   var header = ["run", "experiment", "mode", "ensemble_members", "status", "started", "duration_s"] + keyParameters + varying + ["validation.best", "validation.best_step"]
+  for t in targets { header += ["target@\(TargetReached.text(t)).training_s", "target@\(TargetReached.text(t)).wall_s", "target@\(TargetReached.text(t)).step"] }
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   header.append("note")
   func cells(_ row: ReportRow) -> [String] {
@@ -112,6 +126,13 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     out += keyParameters.map { row.shownParameter($0) ?? "" }
     out += varying.map { row.params[$0] ?? "" }
     out += [row.bestValidation.map { String(format: "%.4f", $0.value) } ?? "", row.bestValidation.map { String($0.step) } ?? ""]
+    for t in targets {
+      if let reached = row.targets.first(where: { $0.target == t }) {
+        out += [String(format: "%.1f", reached.trainingSeconds), String(format: "%.1f", reached.wallSeconds), String(reached.step)]
+      } else {
+        out += ["", "", ""]
+      }
+    }
     for p in protocols {
       if let r = row.results[p] {
         out += [String(format: "%.4f", r.accuracy), String(format: "%.4f", r.ciLow), String(format: "%.4f", r.ciHigh)]
@@ -136,6 +157,11 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       for key in keyParameters + varying { if let v = row.shownParameter(key) { params[key] = v } }
       object["params"] = params
       object["bestValidation"] = row.bestValidation.map { ["accuracy": $0.value, "step": $0.step] as [String: Any] } ?? NSNull()
+      if !row.targets.isEmpty {
+        object["targets"] = row.targets.map {
+          ["target": $0.target, "step": $0.step, "trainingSeconds": $0.trainingSeconds, "wallSeconds": $0.wallSeconds, "pairs": $0.pairs, "images": $0.images] as [String: Any]
+        }
+      }
       var results: [String: Any] = [:]
       for (name, r) in row.results {
         results[name] = [
@@ -154,8 +180,8 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     let header =
       wide
       ? ["run", "experiment", "mode", "status", "started", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed"] + (varying.isEmpty ? [] : ["differs"])
-        + ["validation"] + protocols + ["duration"]
-      : ["run", "experiment", "mode", "status", "steps", "lr", "seed"] + (varying.isEmpty ? [] : ["differs"]) + ["validation"] + shortNames
+        + ["validation"] + (targets.isEmpty ? [] : ["to target"]) + protocols + ["duration"]
+      : ["run", "experiment", "mode", "status", "steps", "lr", "seed"] + (varying.isEmpty ? [] : ["differs"]) + ["validation"] + (targets.isEmpty ? [] : ["to target"]) + shortNames
     let body = rows.map { row -> [String] in
       let trained = row.mode == .train
       let mode = trained ? "train" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
@@ -173,6 +199,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
         if !varying.isEmpty { out.append(varyingText(row, varying)) }
         out.append(row.bestValidation.map { String(format: "%.1f@%d", 100 * $0.value, $0.step) } ?? "-")
       }
+      if !targets.isEmpty { out.append(targetText(row)) }
       for p in protocols {
         if let r = row.results[p] { out.append(String(format: "%.2f±%.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.ciLow) / 2)) } else { out.append("-") }
       }
@@ -183,6 +210,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     let (fitted, left) = fitToWidth(header, body, width: 120, droppable: ["lr", "steps", "seed"])
     var table = fitted + "\n\naccuracy % ± half the width of its 95% interval (Wilson's); validation: best % @ step"
     if body.contains(where: { $0[2].hasPrefix("eval x") }) { table += "\neval xN: eval-only of an N-member ensemble" }
+    if !targets.isEmpty { table += "\nto target: the highest validation target reached, and the training time until its first validation (report --run ID: every target)" }
     if !varying.isEmpty { table += "\ndiffers: the settings that differ among these runs (\(varying.joined(separator: ", ")))" }
     table += left.isEmpty ? "\n--wide for every column" : "\n\(left.joined(separator: ", ")) left out to fit 120 columns: --wide for every column"
     for (name, short) in zip(protocols, shortNames) where short != name { table += "\n\(short) = \(name)" }
@@ -310,6 +338,7 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
     if !groups.isEmpty { perAlphabet[result.protocolName] = groups.keys.sorted().map { ($0, Double(groups[$0]!.0) / Double(groups[$0]!.1), groups[$0]!.2) } }
   }
   let validation = try store.metrics(runID: detail.summary.id, key: MetricKey.validationAccuracy)
+  let targets = TargetReached.from(try store.metrics(runID: detail.summary.id, keyPrefix: TargetReached.prefix))
   if format == .json {
     var object: [String: Any] = [
       "run": detail.summary.id, "experiment": detail.summary.experiment, "status": detail.summary.status.rawValue,
@@ -330,6 +359,9 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
       return o
     }
     object["validation"] = validation.map { ["step": $0.step, "accuracy": $0.value] }
+    object["targets"] = targets.map {
+      ["target": $0.target, "step": $0.step, "trainingSeconds": $0.trainingSeconds, "wallSeconds": $0.wallSeconds, "pairs": $0.pairs, "images": $0.images] as [String: Any]
+    }
     let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
     return String(decoding: data, as: UTF8.self)
   }
@@ -358,6 +390,14 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
   if !validation.isEmpty {
     lines.append("")
     lines.append("validation accuracy: " + validation.map { String(format: "%d: %.2f%%", $0.step, 100 * $0.value) }.joined(separator: ", "))
+  }
+  if !targets.isEmpty {
+    lines.append("")
+    let rows = targets.map {
+      [TargetReached.text(100 * $0.target) + "%", String($0.step), formatDuration($0.trainingSeconds), formatDuration($0.wallSeconds), String(format: "%.0f", $0.pairs), String(format: "%.0f", $0.images)]
+    }
+    let header = ["validation target", "step", "training time", "wall time", "pairs", "images"]
+    lines.append(format == .markdown ? markdownTable(header, rows) : textTable(header, rows))
   }
   lines.append("")
   lines.append(evalOnly ? "parameters (a run that did no training: its training settings are left out):" : "parameters:")

@@ -12,6 +12,8 @@ struct LineSeries {
   let run: String
   let style: SeriesStyle
   let points: [(x: Double, y: Double)]
+  /// Points marked on the line (a validation target reached), each with its caption.
+  var marks: [(x: Double, y: Double, caption: String)] = []
 }
 
 /// Colour and dash of a run's marks, the same in every chart of a report.
@@ -147,6 +149,10 @@ func lineChart(id: String, title: String, xLabel: String, yLabel: String, series
       out += "<circle cx=\"\(f(frame.px(s.points[0].x)))\" cy=\"\(f(frame.py(s.points[0].y)))\" r=\"3\" fill=\"\(s.style.color)\"/>"
     } else {
       out += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(s.style.color)\" stroke-width=\"1.6\"\(s.style.dash.isEmpty ? "" : " stroke-dasharray=\"\(s.style.dash)\"")/>"
+    }
+    for mark in s.marks {
+      let (x, y) = (frame.px(mark.x), frame.py(mark.y))
+      out += "<path class=\"target\" d=\"M\(f(x)),\(f(y - 5)) L\(f(x + 5)),\(f(y)) L\(f(x)),\(f(y + 5)) L\(f(x - 5)),\(f(y)) Z\" fill=\"white\" stroke=\"\(s.style.color)\" stroke-width=\"1.6\"><title>\(xmlEscaped(mark.caption))</title></path>"
     }
     out += "</g>"
   }

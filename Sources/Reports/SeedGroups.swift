@@ -55,6 +55,29 @@ public struct SeedAggregate: Sendable, Equatable {
   }
 }
 
+/// Time to one validation target over the seeds of a group.
+public struct TargetAggregate: Sendable, Equatable {
+  /// Seeds that reached it, of `seeds`.
+  public let reached: Int
+  public let seeds: Int
+  /// Mean training seconds to it over the seeds that reached it.
+  public let meanSeconds: Double
+  /// 95% interval of that mean (Student t), nil below two seeds.
+  public let interval: ClosedRange<Double>?
+
+  public init(seconds: [Double], seeds: Int) {
+    reached = seconds.count
+    self.seeds = seeds
+    meanSeconds = Statistics.mean(seconds)
+    if seconds.count >= 2 {
+      let half = Statistics.studentQuantile975(Double(seconds.count - 1)) * Statistics.standardError(seconds)
+      interval = max(0, meanSeconds - half)...(meanSeconds + half)
+    } else {
+      interval = nil
+    }
+  }
+}
+
 /// Completed runs of one recipe.
 public struct SeedGroup {
   /// The group key (see `seedGroupKey`).
@@ -68,6 +91,10 @@ public struct SeedGroup {
   /// Older runs of a seed already in `runs` (a configuration run twice), left out of the
   /// aggregate so that a repeat never counts as a second seed.
   public var repeats: [ReportRow] = []
+
+  /// Per validation target any of its runs reached: the training seconds to it over the seeds
+  /// that reached it.
+  public var targets: [Double: TargetAggregate] = [:]
 
   /// The runs' seeds, as recorded.
   public var seeds: [String] { runs.map { $0.params["seed"] ?? "?" } }
@@ -95,7 +122,11 @@ public func seedGroups(_ rows: [ReportRow], store: ResultsStore) throws -> [Seed
         runAccuracies: withResult.map { $0.results[name]!.accuracy }, episodeAccuracies: episodes.map { Double($0.correct) / Double($0.total) },
         trials: episodes.reduce(0) { $0 + $1.total })
     }
-    return SeedGroup(key: key, experiment: runs[0].summary.experiment, runs: runs, protocols: protocols, repeats: repeats)
+    var group = SeedGroup(key: key, experiment: runs[0].summary.experiment, runs: runs, protocols: protocols, repeats: repeats)
+    for target in targetColumns(runs) {
+      group.targets[target] = TargetAggregate(seconds: runs.compactMap { $0.targets.first { $0.target == target }?.trainingSeconds }, seeds: runs.count)
+    }
+    return group
   }
 }
 
@@ -111,15 +142,30 @@ public func renderSeedGroups(_ groups: [SeedGroup], protocols: [String], format:
           "pooledLow": a.pooledEpisodes.low, "pooledHigh": a.pooledEpisodes.high, "episodes": a.episodes,
         ]
       }
-      return ["group": group.key, "experiment": group.experiment, "runs": group.runs.map(\.summary.id), "seeds": group.seeds, "results": results]
+      let targets = group.targets.sorted { $0.key < $1.key }.map { target, a -> [String: Any] in
+        [
+          "target": target, "reached": a.reached, "seeds": a.seeds, "meanTrainingSeconds": a.meanSeconds, "low": a.interval?.lowerBound as Any? ?? NSNull(),
+          "high": a.interval?.upperBound as Any? ?? NSNull(),
+        ]
+      }
+      return ["group": group.key, "experiment": group.experiment, "runs": group.runs.map(\.summary.id), "seeds": group.seeds, "results": results, "targets": targets]
     }
     let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys])) ?? Data("[]".utf8)
     return String(decoding: data, as: UTF8.self)
   case .csv:
     var header = ["group", "experiment", "seeds", "runs"]
+    let targets = Array(Set(groups.flatMap(\.targets.keys))).sorted()
+    for t in targets { header += ["target@\(TargetReached.text(t)).training_s.mean", "target@\(TargetReached.text(t)).training_s.low", "target@\(TargetReached.text(t)).training_s.high", "target@\(TargetReached.text(t)).reached"] }
     for p in protocols { header += ["\(p).mean", "\(p).seeds_low", "\(p).seeds_high", "\(p).pooled_low", "\(p).pooled_high", "\(p).n"] }
     let rows = groups.map { group -> [String] in
       var out = [group.key, group.experiment, group.seeds.joined(separator: " "), group.runs.map(\.summary.id).joined(separator: " ")]
+      for t in targets {
+        guard let a = group.targets[t] else {
+          out += ["", "", "", ""]
+          continue
+        }
+        out += [String(format: "%.1f", a.meanSeconds), a.interval.map { String(format: "%.1f", $0.lowerBound) } ?? "", a.interval.map { String(format: "%.1f", $0.upperBound) } ?? "", "\(a.reached)/\(a.seeds)"]
+      }
       for p in protocols {
         guard let a = group.protocols[p] else {
           out += ["", "", "", "", "", ""]
@@ -165,6 +211,15 @@ func seedGroupTable(_ groups: [SeedGroup], protocols: [String]) -> (header: [Str
         identity + differs + [
           short[p]!, String(format: "%.2f%%", 100 * a.mean), a.acrossSeeds.map { String(format: "[%.2f, %.2f]", 100 * $0.low, 100 * $0.high) } ?? "one seed",
           String(format: "[%.2f, %.2f]", 100 * a.pooledEpisodes.low, 100 * a.pooledEpisodes.high),
+        ])
+    }
+    // Time to each validation target: mean training time over the seeds that reached it.
+    for (target, a) in group.targets.sorted(by: { $0.key < $1.key }) {
+      let first = scored.isEmpty && rows.last?.first != group.key
+      rows.append(
+        [first ? group.key : "", first ? experiment : "", "", ""] + (varying.isEmpty ? [] : [""]) + [
+          "to \(TargetReached.text(100 * target))% val", formatDuration(a.meanSeconds),
+          a.interval.map { "[\(formatDuration($0.lowerBound)), \(formatDuration($0.upperBound))]" } ?? "one seed", "\(a.reached) of \(a.seeds) seeds reached it",
         ])
     }
   }

@@ -183,6 +183,60 @@ public enum MetricKey {
   public static let validationAccuracy = "validation.accuracy"
 }
 
+/// When a run first reached a validation target (`training.targets`): four metrics per target,
+/// all at the step of the validation that reached it, e.g. `target@0.85.training_s`.
+public struct TargetReached: Sendable, Equatable {
+  /// The validation accuracy aimed at, in (0, 1].
+  public let target: Double
+  /// The step of the first validation at or above it.
+  public let step: Int
+  /// Seconds of training steps until then (earlier sittings included, validation excluded).
+  public let trainingSeconds: Double
+  /// Wall seconds of the run until then, validation included.
+  public let wallSeconds: Double
+  /// Training pairs (or, for the prototypical objective, episodes' queries) and images seen.
+  public let pairs: Double
+  public let images: Double
+
+  public init(target: Double, step: Int, trainingSeconds: Double, wallSeconds: Double, pairs: Double, images: Double) {
+    self.target = target
+    self.step = step
+    self.trainingSeconds = trainingSeconds
+    self.wallSeconds = wallSeconds
+    self.pairs = pairs
+    self.images = images
+  }
+
+  /// The prefix of every target metric.
+  public static let prefix = "target@"
+  static let fields = ["training_s", "wall_s", "pairs", "images"]
+
+  /// The four metric points.
+  public var points: [MetricPoint] {
+    zip(TargetReached.fields, [trainingSeconds, wallSeconds, pairs, images]).map { MetricPoint(key: "\(TargetReached.prefix)\(targetText).\($0)", step: step, value: $1) }
+  }
+
+  /// The target as written in keys: `0.85`.
+  public var targetText: String { TargetReached.text(target) }
+
+  public static func text(_ target: Double) -> String { String(format: "%g", target) }
+
+  /// Reads the targets back from a run's `target@` metric points, lowest target first.
+  public static func from(_ points: [MetricPoint]) -> [TargetReached] {
+    var byTarget: [Double: [String: MetricPoint]] = [:]
+    for point in points where point.key.hasPrefix(prefix) {
+      let rest = point.key.dropFirst(prefix.count)
+      guard let dot = rest.lastIndex(of: "."), let target = Double(rest[..<dot]) else { continue }
+      byTarget[target, default: [:]][String(rest[rest.index(after: dot)...])] = point
+    }
+    return byTarget.keys.sorted().compactMap { target in
+      let f = byTarget[target]!
+      guard let training = f["training_s"], let wall = f["wall_s"], let pairs = f["pairs"], let images = f["images"] else { return nil }
+      return TargetReached(target: target, step: training.step, trainingSeconds: training.value, wallSeconds: wall.value, pairs: pairs.value, images: images.value)
+    }
+  }
+}
+
 /// The tag keys the harness writes and the reports and gate read.
 /// What a run did: trained a network (and scored its best checkpoint), or scored a given
 /// checkpoint. Recorded as the tag `mode` (absent: train, as every run before the tag existed).

@@ -544,6 +544,16 @@ public final class ResultsStore {
     }
   }
 
+  /// A run's metric points whose key starts with `prefix` (no `%` or `_` in it), by key then step.
+  public func metrics(runID: String, keyPrefix prefix: String) throws -> [MetricPoint] {
+    precondition(!prefix.contains("%") && !prefix.contains("_"), "a metric key prefix without LIKE's wildcards")
+    return try read {
+      try db.query("SELECT key, step, value, time FROM metrics WHERE run_id = ? AND key LIKE ? ORDER BY key, step", [.text(runID), .text(prefix + "%")]).map {
+        MetricPoint(key: $0[0].text ?? "", step: Int($0[1].integer ?? 0), value: $0[2].real ?? 0, time: $0[3].text ?? "")
+      }
+    }
+  }
+
   /// A run's per-episode rows for one protocol, by episode.
   public func episodeRows(runID: String, protocolName: String) throws -> [EpisodeRow] {
     try read {

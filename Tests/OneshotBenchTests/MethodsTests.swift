@@ -109,7 +109,7 @@ final class MethodsTests: XCTestCase {
       (["model.similarity=head"], "model.similarity: the prototypical objective trains an embedding"),
       (["training.objective=pairs"], "training.episode: only the prototypical objective trains on episodes"),
       (["training.pairing=batch"], "training.pairing: pairing is how the pairs objective draws its pairs"),
-      (["data.split=vinyals"], "evaluation[0]: Lake's runs are drawn from Omniglot's evaluation alphabets"),
+      (["data.split=vinyals"], "evaluation[0]: Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on"),
       (["data.split=imagenet"], "data.split"),
     ]
     for (sets, expected) in cases {
