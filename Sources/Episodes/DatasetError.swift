@@ -28,7 +28,9 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
       if let entry { return "cannot read entry '\(entry)' of \(path): \(reason); restore the archive (dataset/omniglot/SHA256SUMS lists the expected checksums)" }
       return "cannot open zip archive \(path): \(reason); restore the archive (dataset/omniglot/SHA256SUMS lists the expected checksums)"
     case .corruptImage(let name, let reason):
-      return "cannot decode PNG '\(name)': \(reason); replace or remove the file"
+      let lower = name.lowercased()
+      let kind = lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg") ? "JPEG" : "PNG"
+      return "cannot decode \(kind) '\(name)': \(reason); replace or remove the file"
     case .unexpectedFile(let name, let reason):
       return "unexpected file '\(name)': \(reason)"
     case .folderProblem(let root, let problem):

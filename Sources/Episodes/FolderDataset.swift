@@ -102,7 +102,8 @@ public struct FolderDataset: Sendable {
             continue
           }
           guard let data = fm.contents(atPath: url.path) else {
-            scan.problems.append("\(path): cannot read the file (check its permissions)")
+            let dangling = (try? fm.destinationOfSymbolicLink(atPath: url.path)) != nil && !fm.fileExists(atPath: url.path)
+            scan.problems.append(dangling ? "\(path): a symbolic link that leads nowhere (or in a loop); replace it with the image" : "\(path): cannot read the file (check its permissions)")
             continue
           }
           do {

@@ -71,6 +71,34 @@ final class CatalogTests: XCTestCase {
     XCTAssertThrowsError(try GrayImage.decodePNG(Array("not a png at all".utf8), name: "text.png"))
   }
 
+  func testCMYKJPEGAndSymlinkLoopsAreOneLineProblemsNotHangs() throws {
+    // An 8x8 CMYK JPEG (print colour, as Photoshop writes them; made with Pillow).
+    let cmyk = [UInt8](
+      Data(
+        base64Encoded:
+          "/9j/7gAOQWRvYmUAZAAAAAAA/9sAQwAQCwwODAoQDg0OEhEQExgoGhgWFhgxIyUdKDozPTw5Mzg3QEhcTkBEV0U3OFBtUVdfYmdoZz5NcXlwZHhcZWdj/8AAFAgACAAIBEMRAE0RAFkRAEsRAP/EAB8AAAEFAQEBAQEBAAAAAAAAAAABAgMEBQYHCAkKC//EALUQAAIBAwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+v/aAA4EQwBNAFkASwAAPwD0CvQK9Arz+v/Z"
+      )!)
+    XCTAssertThrowsError(try GrayImage.decode(cmyk, name: "print.jpg")) { error in
+      XCTAssertEqual("\(error)", "cannot decode JPEG 'print.jpg': a CMYK JPEG (print colour); save it as RGB or gray; replace or remove the file")
+    }
+    // A folder whose class holds a link to itself, a link loop named like an image and a link
+    // back to the root: the scan goes three levels deep only, so it ends, with a line for each.
+    let root = try temporaryFolder(self)
+    let good = root.appendingPathComponent("script/glyph")
+    try FileManager.default.createDirectory(at: good, withIntermediateDirectories: true)
+    for i in 0..<2 { try Data(try GrayImage(width: 8, height: 8, pixels: [UInt8](repeating: UInt8(100 * i), count: 64)).encodePNG()).write(to: good.appendingPathComponent("\(i).png")) }
+    let loops = root.appendingPathComponent("script/loops")
+    try FileManager.default.createDirectory(at: loops, withIntermediateDirectories: true)
+    try FileManager.default.createSymbolicLink(atPath: loops.appendingPathComponent("a.png").path, withDestinationPath: loops.appendingPathComponent("b.png").path)
+    try FileManager.default.createSymbolicLink(atPath: loops.appendingPathComponent("b.png").path, withDestinationPath: loops.appendingPathComponent("a.png").path)
+    try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("script/back").path, withDestinationPath: root.path)
+    let scan = FolderDataset(root: root).scan()
+    XCTAssertEqual(scan.images.count, 2)
+    XCTAssert(scan.problems.contains("script/loops/a.png: a symbolic link that leads nowhere (or in a loop); replace it with the image"), "\(scan.problems)")
+    XCTAssert(scan.problems.contains("script/back/script: not a .png, .jpg or .jpeg image; move it out of the class folder"), "\(scan.problems)")
+    XCTAssert(scan.problems.allSatisfy { !$0.contains("\n") })
+  }
+
   func testFolderDatasetConvertsAndResizes() throws {
     let root = try temporaryFolder(self)
     for (group, classes) in [("digits", ["one", "two"]), ("letters", ["a"])] {
