@@ -26,8 +26,11 @@ package struct ExperimentConfig: Codable, Equatable {
   package var training: TrainingConfig?
   /// What it is scored on.
   package var evaluation: [ProtocolConfig]
+  /// An outside scorer's command (`run --eval-only` scores it instead of a checkpoint; see
+  /// docs/SCORER_PROTOCOL.md); `--scorer` replaces it.
+  package var scorer: String? = nil
 
-  package enum CodingKeys: String, CodingKey, CaseIterable { case name, description, seed, threads, data, model, training, evaluation }
+  package enum CodingKeys: String, CodingKey, CaseIterable { case name, description, seed, threads, data, model, training, evaluation, scorer }
 
   package init(from decoder: any Decoder) throws {
     try rejectUnknownKeys(decoder, CodingKeys.self)
@@ -40,6 +43,7 @@ package struct ExperimentConfig: Codable, Equatable {
     model = try c.decode(ModelConfig.self, forKey: .model)
     training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training)
     evaluation = try c.decodeIfPresent([ProtocolConfig].self, forKey: .evaluation) ?? [ProtocolConfig(protocolKind: .lake20)]
+    scorer = try c.decodeIfPresent(String.self, forKey: .scorer)
   }
 
   /// Encodes every key; an encoder whose `userInfo` has `identityOnly` leaves out `threads`
@@ -54,6 +58,7 @@ package struct ExperimentConfig: Codable, Equatable {
     try c.encode(model, forKey: .model)
     try c.encodeIfPresent(training, forKey: .training)
     try c.encode(evaluation, forKey: .evaluation)
+    try c.encodeIfPresent(scorer, forKey: .scorer)
   }
 
   /// The `userInfo` key of an encoding of what identifies an experiment.
@@ -81,6 +86,9 @@ package struct ExperimentConfig: Codable, Equatable {
       }
     }
     out += methodProblems()
+    if let scorer, scorer.trimmingCharacters(in: .whitespaces).isEmpty || scorer.count > 4096 || scorer.unicodeScalars.contains(where: isControl) {
+      out.append(("scorer", "a shell command of at most 4096 characters on one line, e.g. \"python3 examples/scorers/pixel_scorer.py\""))
+    }
     let names = evaluation.map(\.name)
     if Set(names).count != names.count { out.append(("evaluation", "protocol names must be distinct (give each a \"name\"); got \(names.joined(separator: ", "))")) }
     return out
@@ -100,7 +108,7 @@ extension ExperimentConfig {
       out.append(("training.objective", "a network with \"similarity\": \"euclidean\" has no head to train on pairs: set \"objective\": \"prototypical\" (or remove model.similarity)"))
     default: break
     }
-    if data.split == .vinyals, let i = evaluation.firstIndex(where: { $0.protocolKind == .lake20 }) {
+    if data.split.isVinyals, let i = evaluation.firstIndex(where: { $0.protocolKind == .lake20 }) {
       out.append(
         ("evaluation[\(i)]", "Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on: score Lake's runs with a network trained on data.split lake"))
     }
@@ -153,7 +161,16 @@ package struct DataConfig: Codable, Equatable {
   /// `evaluation` protocols from its test classes.
   package var split: OmniglotProtocol = .lake
 
-  package enum OmniglotProtocol: String, Codable, CaseIterable { case lake, vinyals }
+  package enum OmniglotProtocol: String, Codable, CaseIterable {
+    case lake, vinyals
+    /// The Vinyals split with its training and validation characters trained on together, as
+    /// Snell et al. trained their final models (after choosing the number of episodes on the
+    /// validation characters). Validation then scores characters it trains on: give such a run
+    /// one validation, at its last step (its best checkpoint is its last).
+    case vinyalsTrainval = "vinyals-trainval"
+
+    var isVinyals: Bool { self != .lake }
+  }
 
   /// The share held out when a folder names neither `validationGroups` nor `validationFraction`.
   package static let defaultValidationFraction = 0.15
@@ -204,7 +221,7 @@ package struct DataConfig: Codable, Equatable {
     } else if validationGroups != nil || validationFraction != nil {
       out.append((validationGroups != nil ? "validationGroups" : "validationFraction", "only with data.folder (Omniglot's are validationAlphabets)"))
     }
-    if split == .vinyals {
+    if split.isVinyals {
       if folder != nil { out.append(("split", "vinyals is a split of Omniglot; a run trains on it or on data.folder, not both")) }
       if validationAlphabets != OmniglotAlphabets.defaultValidation {
         out.append(("validationAlphabets", "the Vinyals split has its own validation characters (splits/vinyals/val.txt); remove validationAlphabets"))
@@ -571,6 +588,9 @@ extension ConfigError {
     case ("optimizer", "kind"): return OptimizerSettings.Kind.allCases.map(\.rawValue)
     case ("schedule", "kind"): return LearningRateSchedule.Kind.allCases.map(\.rawValue)
     case (_, "pairing"): return TrainingConfig.Pairing.allCases.map(\.rawValue)
+    case ("data", "split"): return DataConfig.OmniglotProtocol.allCases.map(\.rawValue)
+    case (_, "objective"): return TrainingConfig.Objective.allCases.map(\.rawValue)
+    case (_, "similarity"): return Similarity.allCases.map(\.rawValue)
     case (_, "precision"): return PrecisionSetting.allCases.map(\.rawValue)
     case (_, "convolutions"): return ConvolutionsSetting.allCases.map(\.rawValue)
     case (_, "backbone"): return BackboneKind.allCases.map(\.rawValue)

@@ -39,7 +39,7 @@ package struct ExperimentData {
   package static func requireFiles(_ config: ExperimentConfig, dataPath: String?, trains: Bool) throws {
     let dataset = OmniglotDataset(root: URL(fileURLWithPath: dataPath ?? config.data.path))
     var needed: [URL] = []
-    if config.data.split == .vinyals {
+    if config.data.split.isVinyals {
       needed += [dataset.archiveURL(.background), dataset.archiveURL(.evaluation)]
       needed += VinyalsSplit.parts.map { dataset.root.appendingPathComponent(VinyalsSplit.folder).appendingPathComponent($0 + ".txt") }
     }
@@ -108,7 +108,7 @@ private final class DataSources {
   /// `data.folder` (named `background` too, so that its pools draw the same random streams as
   /// Omniglot's: an exported background split trains exactly as the zips do).
   func trainingSplit() throws -> ImageSplit {
-    if config.data.split == .vinyals { return try vinyals().trainval }
+    if config.data.split.isVinyals { return try vinyals().trainval }
     guard let folder = config.data.folder else { return try split(.background) }
     if let folderSplit { return folderSplit }
     let (loaded, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: folder)).load(size: config.model.inputSize, name: OmniglotSplit.background.rawValue)
@@ -124,7 +124,10 @@ private final class DataSources {
     if let pools { return pools }
     let training = try trainingSplit()
     let made: (training: ClassPool, validation: ClassPool)
-    if config.data.split == .vinyals {
+    if config.data.split == .vinyalsTrainval {
+      let v = try vinyals()
+      made = (ClassPool(split: v.trainval, name: "vinyals/trainval", classes: v.trainingClasses + v.validationClasses), v.pools.validation)
+    } else if config.data.split == .vinyals {
       made = try vinyals().pools
     } else if config.data.folder != nil {
       let held = try HeldOut(
@@ -193,7 +196,7 @@ private final class DataSources {
       spec = pool.fitted(spec)
     case "validation":
       pool = try backgroundPools().validation
-      if config.data.split == .vinyals {
+      if config.data.split.isVinyals {
         source = "|vinyals=\(try vinyals().listsDigest)"
       } else if let folder = trainingFolder {
         source = "|folder=\(folder.fingerprint)|heldOut=\(folder.heldOut.joined(separator: ","))"
@@ -201,7 +204,7 @@ private final class DataSources {
         source = "|validationAlphabets=\(config.data.validationAlphabets.joined(separator: ","))"
       }
     default:
-      if config.data.split == .vinyals {
+      if config.data.split.isVinyals {
         pool = try vinyals().testPool
         source = "|vinyals=\(try vinyals().listsDigest)"
       } else {
@@ -258,11 +261,16 @@ package struct PreparedProtocol {
   /// Scores `model` on every episode: the result row and one row per episode.
   /// `alive` is called as the work goes on (the run's heartbeat, at most every 10 s).
   package func evaluate(_ model: SiameseEnsemble, progress: ProgressDisplay, alive: @escaping () -> Void = {}) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
+    try evaluate(SiameseScorer(model: model), progress: progress, alive: alive)
+  }
+
+  /// Scores any scorer on every episode (see above).
+  package func evaluate<Scorer: OneShotScorer>(_ scorer: Scorer, progress: ProgressDisplay, alive: @escaping () -> Void = {}) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
     var lastAlive = Date()
     progress.update("evaluating \(name): \(episodes.count) episodes...", force: true)
     var phase = EvaluationPhase.embedding
     var rate = PhaseRate()
-    let summary = try evaluator.evaluate(SiameseScorer(model: model), episodes: episodes) { now, done, total in
+    let summary = try evaluator.evaluate(scorer, episodes: episodes) { now, done, total in
       if InterruptFlag.requested { throw EvaluationInterrupted() }
       if now != phase { (phase, rate) = (now, PhaseRate()) }
       let work = rate.text(done: done, total: total, unit: now == .embedding ? "images embedded" : "episodes scored")

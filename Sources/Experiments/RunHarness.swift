@@ -34,13 +34,30 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
   if InterruptFlag.requested { throw InterruptedBeforeRecording(signal: InterruptFlag.signal) }
   var evaluated: EvaluatedCheckpoint? = nil
   if case .evalOnly(let checkpoint) = plan.mode { evaluated = try EvaluatedCheckpoint(checkpoint, config: config) }
+  // An outside scorer starts (and says what it is) before the run row exists: one that does
+  // not start or speaks another protocol records nothing.
+  var external: ExternalScorer? = nil
+  if case .external = plan.mode, let command = config.scorer {
+    progress.transient("starting the outside scorer...")
+    external = try ExternalScorer(command: command, expectedSize: config.model.inputSize)
+  }
+  defer { external?.finish() }
   if case .fresh = plan.mode { try plan.checkRunsFolder() }
   let precision = try trainingPrecision(plan, progress: progress)
   let precisionTag: [(key: String, value: String)] = plan.trains ? [("precision.resolved", precision.rawValue)] : []
-  let run = try RunRecording.begin(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTag)
+  let externalTags: [(key: String, value: String)] =
+    external.map { [(TagKey.mode, RunMode.external.rawValue), ("scorer.command", Secrets.redacted($0.command)), ("scorer.model", $0.hello.model), ("scorer.output", $0.hello.output.rawValue + ($0.hello.distance.map { " \($0.rawValue)" } ?? ""))] } ?? []
+  let run = try RunRecording.begin(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTag + externalTags)
   let resumable = try run.resumable(plan)
   progress.line("run \(run.id) (\(config.name)) recording into \(run.store.displayPath)")
   let outcome = try run.recording {
+    if let external {
+      do {
+        return .completed(try evaluate(external, on: data.protocols, run: run, progress: progress))
+      } catch is EvaluationInterrupted {
+        return .interruptedEvaluating(signal: InterruptFlag.signal)
+      }
+    }
     let checkpoint: EvaluatedCheckpoint
     if let evaluated {
       checkpoint = evaluated
@@ -119,9 +136,15 @@ func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol
     throw UserFacingError("cannot read checkpoint \(checkpoint.path) to hash it; check its permissions")
   }
   try run.store.setCheckpoint(run: run.id, path: checkpoint.path, hash: digest)
+  return try evaluate(SiameseScorer(model: checkpoint.model), on: protocols, run: run, progress: progress)
+}
+
+/// Scores any scorer (a checkpoint's network, an outside scorer) on every protocol and records
+/// each result as it comes.
+func evaluate<Scorer: OneShotScorer>(_ scorer: Scorer, on protocols: [PreparedProtocol], run: RunRecording, progress: ProgressDisplay) throws -> [ProtocolResult] {
   var results: [ProtocolResult] = []
   for item in protocols {
-    let (result, episodes) = try item.evaluate(checkpoint.model, progress: progress) { try? run.heartbeat() }
+    let (result, episodes) = try item.evaluate(scorer, progress: progress) { try? run.heartbeat() }
     try run.store.recordResult(run: run.id, result, episodes: episodes)
     try run.store.setTag(run: run.id, key: TagKey.episodes(item.name), value: item.episodeDigest)
     try run.store.setTag(run: run.id, key: TagKey.sequence(item.name), value: item.sequence)

@@ -35,6 +35,9 @@ package struct RunPlan {
     case resume(runID: String)
     /// Evaluate a checkpoint (a network or an ensemble) without training.
     case evalOnly(checkpoint: String)
+    /// Evaluate a model outside the harness through an outside scorer's command (the file's
+    /// `scorer` when nil).
+    case external(command: String?)
   }
 
   package let mode: Mode
@@ -66,7 +69,11 @@ package struct RunPlan {
       openedStore = nil
     }
     if let threads = options.threads { config.threads = threads }
+    if case .external(let command?) = mode { config.scorer = command }
     try config.check(source: source)
+    if case .external = mode, config.scorer == nil {
+      throw ConfigError(file: source, keyPath: "scorer", message: "missing; give the outside scorer's command with --scorer 'COMMAND' or the file's \"scorer\" key")
+    }
     self.config = config
     if config.training == nil && trains {
       throw ConfigError(file: source, keyPath: "training", message: "missing; a file without a training section can only evaluate a checkpoint (run it with --eval-only)")
@@ -85,6 +92,7 @@ package struct RunPlan {
   /// True when the run trains (fresh or resumed).
   package var trains: Bool {
     if case .evalOnly = mode { return false }
+    if case .external = mode { return false }
     return true
   }
 

@@ -42,7 +42,7 @@ func smoothed(_ values: [Double], weight: Double = lossSmoothing) -> [Double] {
 /// A run's label in legends and row labels: short id, experiment and seed.
 func runLabel(_ row: ReportRow) -> String {
   var label = "\(row.summary.id.prefix(8)) \(row.summary.experiment)"
-  if row.mode == .evalOnly { return label + " (eval-only)" }
+  if row.mode != .train { return label + " (\(row.mode.rawValue))" }
   if let seed = row.params["seed"] { label += " s\(seed)" }
   return label
 }
@@ -217,9 +217,9 @@ func runsSection(rows: [ReportRow]) -> String {
   return body + "</details></section>"
 }
 
-/// `train`, `eval-only`, or `eval-only, ensemble of N`.
+/// `train`, `external`, `eval-only`, or `eval-only, ensemble of N`.
 func runMode(_ row: ReportRow) -> String {
-  guard row.mode == .evalOnly else { return RunMode.train.rawValue }
+  guard row.mode == .evalOnly else { return row.mode.rawValue }
   if let members = row.tags["ensemble_members"] { return "eval-only, ensemble of \(members)" }
   return "eval-only"
 }

@@ -78,10 +78,20 @@ extension ReportRow {
   /// A setting as listings show it: training settings only for runs that trained (an eval-only
   /// run's file may carry a training section it never used).
   public func shownParameter(_ key: String) -> String? {
-    if mode == .evalOnly && (key.hasPrefix("training.") || key == "seed") { return nil }
+    if mode != .train && (key.hasPrefix("training.") || key == "seed") { return nil }
     // `auto` is shown with what it resolved to on the run's machine.
     if key == "training.precision", parameter(key) == "auto", let resolved = tags["precision.resolved"] { return "auto (\(resolved))" }
     return parameter(key)
+  }
+}
+
+/// What an evaluation scored, for its seed group: the checkpoint's SHA-256, or what an outside
+/// scorer said its model is; nil for a trained run.
+func evaluatedModel(mode: RunMode, tags: [String: String], provenance: [String: String]) -> String? {
+  switch mode {
+  case .train: return nil
+  case .evalOnly: return provenance["checkpoint_hash"] ?? ""
+  case .external: return "external:" + (tags["scorer.model"] ?? "")
   }
 }
 
@@ -103,7 +113,7 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
     let provenance = Dictionary(detail.provenance.map { ($0.key, $0.value) }) { $1 }
     var row = ReportRow(
       summary: run, params: params, results: results, bestValidation: validation, tags: tags, provenance: provenance,
-      group: seedGroupKey(configJSON: detail.configJSON, evaluatedCheckpoint: RunMode(tags: tags) == .evalOnly ? provenance["checkpoint_hash"] ?? "" : nil))
+      group: seedGroupKey(configJSON: detail.configJSON, evaluatedCheckpoint: evaluatedModel(mode: RunMode(tags: tags), tags: tags, provenance: provenance)))
     row.targets = TargetReached.from(try store.metrics(runID: run.id, keyPrefix: TargetReached.prefix))
     rows.append(row)
   }
@@ -184,7 +194,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       : ["run", "experiment", "mode", "status", "steps", "lr", "seed"] + (varying.isEmpty ? [] : ["differs"]) + ["validation"] + (targets.isEmpty ? [] : ["to target"]) + shortNames
     let body = rows.map { row -> [String] in
       let trained = row.mode == .train
-      let mode = trained ? "train" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
+      let mode = trained ? "train" : row.mode == .external ? "external" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
       let status = wide ? row.summary.status.rawValue : ["completed": "done", "interrupted": "stopped"][row.summary.status.rawValue] ?? row.summary.status.rawValue
       let experiment = wide || row.summary.experiment.count <= 18 ? row.summary.experiment : String(row.summary.experiment.prefix(17)) + "…"
       func training(_ key: String) -> String { trained ? row.shownParameter(key) ?? "" : "-" }
@@ -322,7 +332,8 @@ func fitToWidth(_ header: [String], _ rows: [[String]], width: Int, droppable: [
 
 /// One run in full: provenance, parameters, results with per-alphabet breakdowns, metrics.
 public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFormat) throws -> String {
-  let evalOnly = RunMode(tags: detail.tags) == .evalOnly
+  let mode = RunMode(tags: detail.tags)
+  let evalOnly = mode != .train
   // Lake's runs are fixed episodes: the episode settings a lake20 entry carries (defaults of the
   // configuration) played no part in it, so they are not shown (they stay in the configuration).
   let lakeEntries = detail.params.filter { $0.key.hasPrefix("evaluation.") && $0.key.hasSuffix(".protocol") && $0.value == "lake20" }.map { String($0.key.dropLast("protocol".count)) }
@@ -348,7 +359,7 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
     ]
     object["provenance"] = Dictionary(uniqueKeysWithValues: detail.provenance.map { ($0.key, $0.value) })
     object["params"] = Dictionary(uniqueKeysWithValues: shown.map { ($0.key, $0.value) })
-    object["mode"] = (evalOnly ? RunMode.evalOnly : .train).rawValue
+    object["mode"] = mode.rawValue
     object["tags"] = Dictionary(uniqueKeysWithValues: detail.tags.map { ($0.key, $0.value) })
     object["results"] = detail.results.map { r -> [String: Any] in
       var o: [String: Any] = [
@@ -368,7 +379,7 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
   var lines: [String] = []
   let s = detail.summary
   lines.append("run \(s.id)")
-  lines.append("  experiment \(s.experiment), \(evalOnly ? "eval-only" : "trained"), \(s.status.rawValue), started \(s.startedAt)\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
+  lines.append("  experiment \(s.experiment), \(mode == .train ? "trained" : mode.rawValue), \(s.status.rawValue), started \(s.startedAt)\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
   if let error = s.error { lines.append("  error: \(error)") }
   for p in detail.provenance { lines.append("  \(p.key): \(p.value)") }
   for t in detail.tags { lines.append("  tag \(t.key): \(t.value)") }

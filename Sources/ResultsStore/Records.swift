@@ -243,6 +243,8 @@ public struct TargetReached: Sendable, Equatable {
 public enum RunMode: String, CaseIterable, Codable, Sendable {
   case train
   case evalOnly = "eval-only"
+  /// Scored a model outside the harness through an outside scorer (`run --eval-only --scorer`).
+  case external
 
   /// The mode a run's tags record.
   public init(tags: [String: String]) { self = tags[TagKey.mode].flatMap(RunMode.init(rawValue:)) ?? .train }

@@ -110,7 +110,7 @@ final class MethodsTests: XCTestCase {
       (["training.objective=pairs"], "training.episode: only the prototypical objective trains on episodes"),
       (["training.pairing=batch"], "training.pairing: pairing is how the pairs objective draws its pairs"),
       (["data.split=vinyals"], "evaluation[0]: Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on"),
-      (["data.split=imagenet"], "data.split"),
+      (["data.split=imagenet"], "data.split: one of lake, vinyals, vinyals-trainval; got imagenet"),
     ]
     for (sets, expected) in cases {
       let result = runCLI(["run", config, "--store", storePath] + sets.flatMap { ["--set", $0] }, currentDirectory: folder)

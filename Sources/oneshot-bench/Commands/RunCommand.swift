@@ -28,6 +28,10 @@ struct RunExperimentCommand: ParsableCommand {
   @Flag(help: "Skip training; evaluate --checkpoint.") var evalOnly = false
   @Option(help: ArgumentHelp("Checkpoint to evaluate with --eval-only (default: the shipped model, \(shippedModelPath)).", valueName: "path")) var checkpoint: String?
   @Option(help: "Continue an interrupted run from its last checkpoint.") var resume: String?
+  @Option(
+    help: ArgumentHelp(
+      "With --eval-only: score a model outside the harness through this command, which speaks the line protocol of docs/SCORER_PROTOCOL.md (e.g. 'python3 examples/scorers/twin_scorer.py CHECKPOINT'); replaces the file's \"scorer\".",
+      valueName: "command")) var scorer: String?
 
   /// `--set` assignments with `--seed` as the one it is short for.
   var assignments: [ConfigOverride] {
@@ -36,6 +40,8 @@ struct RunExperimentCommand: ParsableCommand {
 
   func validate() throws {
     if checkpoint != nil && !evalOnly { throw ValidationError("--checkpoint is only used with --eval-only") }
+    if scorer != nil && !evalOnly { throw ValidationError("--scorer is only used with --eval-only") }
+    if scorer != nil && checkpoint != nil { throw ValidationError("--scorer and --checkpoint exclude each other: the outside scorer loads its own model") }
     if resume != nil && evalOnly { throw ValidationError("--resume and --eval-only exclude each other") }
     if resume == nil && experiment == nil { throw ValidationError("give an experiment file, e.g. experiments/ci-smoke.json") }
     if resume != nil && experiment != nil { throw ValidationError("a resumed run keeps its recorded configuration; drop the experiment file") }
@@ -44,7 +50,13 @@ struct RunExperimentCommand: ParsableCommand {
   }
 
   func run() throws {
-    let mode: RunPlan.Mode = resume.map { .resume(runID: $0) } ?? (evalOnly ? .evalOnly(checkpoint: checkpoint ?? shippedModelPath) : .fresh)
+    var mode: RunPlan.Mode = resume.map { .resume(runID: $0) } ?? (evalOnly ? .evalOnly(checkpoint: checkpoint ?? shippedModelPath) : .fresh)
+    if evalOnly, let scorer {
+      mode = .external(command: scorer)
+    } else if evalOnly, checkpoint == nil, let experiment, (try? ExperimentConfig.load(experiment, overrides: try assignments))?.scorer != nil {
+      // The file names its outside scorer: --eval-only scores it (--checkpoint would score a checkpoint).
+      mode = .external(command: nil)
+    }
     let plan = try RunPlan(mode, experiment: experiment, options: running.runOptions(overrides: try assignments))
     try finish(try runExperiment(plan))
   }

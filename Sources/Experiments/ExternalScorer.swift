@@ -1,0 +1,330 @@
+import Episodes
+import Foundation
+import Model
+import Reports
+import Support
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A model that runs outside the harness (PyTorch on a GPU, ONNX Runtime, anything), scored on
+/// the harness's protocols through the line protocol `oneshot-scorer 1` over its standard input
+/// and output (docs/SCORER_PROTOCOL.md). The harness starts the command once (`/bin/sh -c`), reads
+/// its hello line, then sends the images of each protocol once and asks for either embeddings
+/// (compared here by the distance the scorer declares) or scores of the pairs it names. Every
+/// failure of the scorer (it does not start, dies, hangs past the timeout, writes a malformed
+/// line, the wrong number of values, NaN or infinity) is one `UserFacingError` naming what went
+/// wrong, and the child is ended.
+package final class ExternalScorer: OneShotScorer {
+  /// What the scorer said of itself in its hello line.
+  package struct Hello: Equatable {
+    package enum Output: String { case embeddings, scores }
+    package enum Distance: String { case cosine, euclidean }
+    package let inputSize: Int
+    package let output: Output
+    /// How embeddings are compared (embeddings only).
+    package let distance: Distance?
+    /// The model's identity as the scorer states it (a checkpoint's SHA-256, a name).
+    package let model: String
+  }
+
+  /// An image the scorer has seen: its number in the order sent, and its embedding (empty for
+  /// a scorer of pairs).
+  package struct Embedding {
+    package let index: Int
+    package let vector: [Float]
+  }
+
+  package let command: String
+  package let hello: Hello
+  /// Seconds the scorer may take for one reply (`ONESHOT_SCORER_TIMEOUT`, by default 300).
+  package let timeout: Double
+  private let process: Process
+  private let input: FileHandle
+  private let inputDescriptor: Int32
+  private let output: Int32
+  private var buffer: [UInt8] = []
+  private var sent = 0
+  private var ended = false
+  /// The length of the first embedding; every other must have it.
+  private var width: Int? = nil
+
+  /// Starts `command` and reads its hello line; `expectedSize` is the experiment's
+  /// `model.inputSize`, which the scorer must take.
+  package init(command: String, expectedSize: Int, timeout: Double = ExternalScorer.defaultTimeout) throws {
+    self.command = command
+    self.timeout = timeout
+    signal(SIGPIPE, SIG_IGN)  // a dead scorer's closed pipe is an error to report, not a signal
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    let toChild = Pipe(), fromChild = Pipe()
+    process.standardInput = toChild
+    process.standardOutput = fromChild
+    process.standardError = FileHandle.standardError
+    do { try process.run() } catch { throw UserFacingError("outside scorer '\(visible(Secrets.redacted(command)))' did not start: \(error); check the command") }
+    self.process = process
+    input = toChild.fileHandleForWriting
+    inputDescriptor = toChild.fileHandleForWriting.fileDescriptor
+    _ = fcntl(inputDescriptor, F_SETFL, fcntl(inputDescriptor, F_GETFL) | O_NONBLOCK)
+    output = fromChild.fileHandleForReading.fileDescriptor
+    let line: String
+    do {
+      line = try ExternalScorer.readLine(from: output, buffer: &buffer, timeout: timeout, process: process, command: command, waitingFor: "its hello line")
+    } catch {
+      ExternalScorer.end(process)
+      throw error
+    }
+    guard let hello = ExternalScorer.parseHello(line) else {
+      ExternalScorer.end(process)
+      throw UserFacingError(
+        "outside scorer '\(visible(Secrets.redacted(command)))' began with '\(visible(String(line.prefix(120))))', not a hello line 'oneshot-scorer 1 input=SIZE output=embeddings|scores [distance=cosine|euclidean] model=ID' (docs/SCORER_PROTOCOL.md)")
+    }
+    guard hello.inputSize == expectedSize else {
+      ExternalScorer.end(process)
+      throw UserFacingError(
+        "outside scorer '\(visible(Secrets.redacted(command)))' takes \(hello.inputSize)x\(hello.inputSize) images, the experiment's model.inputSize is \(expectedSize): set --set model.inputSize=\(hello.inputSize)")
+    }
+    self.hello = hello
+  }
+
+  deinit { finish() }
+
+  package static let defaultTimeout: Double = {
+    ProcessInfo.processInfo.environment["ONESHOT_SCORER_TIMEOUT"].flatMap(Double.init).flatMap { $0 > 0 && $0.isFinite ? $0 : nil } ?? 300
+  }()
+
+  /// `oneshot-scorer 1 input=105 output=scores model=sha256:...`: key=value words after the
+  /// protocol name and version, in any order.
+  static func parseHello(_ line: String) -> Hello? {
+    let words = line.split(separator: " ").map(String.init)
+    guard words.count >= 3, words[0] == "oneshot-scorer", words[1] == "1" else { return nil }
+    var values: [String: String] = [:]
+    for word in words.dropFirst(2) {
+      guard let eq = word.firstIndex(of: "=") else { return nil }
+      values[String(word[..<eq])] = String(word[word.index(after: eq)...])
+    }
+    guard let size = values["input"].flatMap(Int.init), (8...512).contains(size), let output = values["output"].flatMap(Hello.Output.init(rawValue:)),
+      let model = values["model"], !model.isEmpty, model.count <= 200
+    else { return nil }
+    let distance = values["distance"].flatMap(Hello.Distance.init(rawValue:))
+    if output == .embeddings && distance == nil { return nil }
+    return Hello(inputSize: size, output: output, distance: distance, model: model)
+  }
+
+  /// Ends the scorer: closes its input (a scorer ends at end of input), waits up to 5 s, then
+  /// terminates it.
+  package func finish(grace: Double = 5) {
+    guard !ended else { return }
+    ended = true
+    // A request the scorer stopped reading is abandoned.
+    writes.cancelled = true
+    writing.wait()
+    try? input.close()
+    ExternalScorer.end(process, grace: grace)
+  }
+
+  static func end(_ process: Process, grace: Double = 0) {
+    let deadline = Date().addingTimeInterval(grace)
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    guard process.isRunning else { return process.waitUntilExit() }
+    // The shell's children too (`sh -c 'python3 scorer.py'` may fork python rather than exec it).
+    let tree = descendants(of: process.processIdentifier)
+    process.terminate()
+    for pid in tree { kill(pid, SIGTERM) }
+    let killAt = Date().addingTimeInterval(2)
+    while process.isRunning && Date() < killAt { usleep(20_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    for pid in tree where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+    process.waitUntilExit()
+  }
+
+  /// The processes below `pid`, from /proc (Linux); empty where /proc does not say.
+  static func descendants(of pid: Int32) -> [Int32] {
+    let tasks = "/proc/\(pid)/task"
+    let children = ((try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? []).flatMap { task in
+      ((try? String(contentsOfFile: "\(tasks)/\(task)/children", encoding: .utf8)) ?? "").split(separator: " ").compactMap { Int32($0) }
+    }
+    return children + children.flatMap { descendants(of: $0) }
+  }
+
+  /// The error for a failure of the scorer; the child is ended first.
+  private func failure(_ what: String) -> UserFacingError {
+    finish(grace: 0.2)
+    return UserFacingError("outside scorer '\(visible(Secrets.redacted(command)))': \(what); the scorer was stopped")
+  }
+
+  /// Writes a request on a thread of its own while the caller reads the answer: a scorer may
+  /// answer the first images before it reads the last, and with both pipes full neither side
+  /// would move. The previous request's write is finished (and its error reported) first.
+  private func send(_ text: String) throws {
+    try finishSending()
+    let data = Data(text.utf8), fd = self.inputDescriptor, writes = self.writes, writing = self.writing
+    writing.enter()
+    DispatchQueue.global().async {
+      // Non-blocking writes, so that a scorer that stops reading cannot hold this thread (and
+      // the harness) past `finish`.
+      data.withUnsafeBytes { raw in
+        var offset = 0
+        while offset < raw.count && !writes.cancelled {
+          var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+          guard poll(&poller, 1, 100) > 0 else { continue }
+          let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+          if n > 0 {
+            offset += n
+          } else if n < 0 && errno != EAGAIN && errno != EINTR {
+            writes.failed = true
+            break
+          }
+        }
+      }
+      writing.leave()
+    }
+  }
+
+  private func finishSending() throws {
+    writing.wait()
+    if writes.failed {
+      writes.failed = false
+      throw failure("it stopped reading its input (it exited\(process.isRunning ? "" : " with status \(process.terminationStatus)"))")
+    }
+  }
+
+  /// Whether the last write failed (set on the writing thread, read after `writing` is done).
+  private final class WriteState: @unchecked Sendable {
+    var failed = false
+    var cancelled = false
+  }
+  private let writes = WriteState()
+  private let writing = DispatchGroup()
+
+  private func receive(_ what: String) throws -> String {
+    do {
+      return try ExternalScorer.readLine(from: output, buffer: &buffer, timeout: timeout, process: process, command: command, waitingFor: what)
+    } catch {
+      finish(grace: 0.2)
+      throw error
+    }
+  }
+
+  /// Reads one line within `timeout` seconds; EOF (the scorer died) and the timeout are errors.
+  static func readLine(from fd: Int32, buffer: inout [UInt8], timeout: Double, process: Process, command: String, waitingFor what: String) throws -> String {
+    let deadline = Date().addingTimeInterval(timeout)
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+      if let newline = buffer.firstIndex(of: 10) {
+        let line = String(decoding: buffer[..<newline], as: UTF8.self)
+        buffer.removeSubrange(...newline)
+        return line.hasSuffix("\r") ? String(line.dropLast()) : line
+      }
+      guard buffer.count <= 256 << 20 else { throw UserFacingError("outside scorer '\(visible(Secrets.redacted(command)))': a line of over 256 MB while waiting for \(what); the scorer was stopped") }
+      let left = deadline.timeIntervalSinceNow
+      guard left > 0 else {
+        throw UserFacingError(
+          "outside scorer '\(visible(Secrets.redacted(command)))': no answer within \(Int(timeout)) s while waiting for \(what) (ONESHOT_SCORER_TIMEOUT sets the limit); the scorer was stopped")
+      }
+      var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+      let ready = poll(&poller, 1, Int32(min(left, 1) * 1000))
+      if ready == 0 || (ready < 0 && errno == EINTR) { continue }
+      let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      if count < 0 && errno == EINTR { continue }
+      guard count > 0 else {
+        process.waitUntilExit()
+        let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus)"
+        throw UserFacingError("outside scorer '\(visible(Secrets.redacted(command)))' \(how) while the harness waited for \(what); see its messages above")
+      }
+      buffer += chunk[0..<count]
+    }
+  }
+
+  // MARK: OneShotScorer
+
+  package func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [Embedding] {
+    precondition(size == hello.inputSize, "images are \(size)x\(size), the scorer takes \(hello.inputSize)")
+    let n = size * size
+    var text = "embed \(count)\n"
+    text.reserveCapacity(count * (n * 4 / 3 + 8) + 16)
+    for i in 0..<count { text += Data(UnsafeBufferPointer(rebasing: pixels[(i * n)..<((i + 1) * n)])).base64EncodedString() + "\n" }
+    try send(text)
+    let first = sent
+    sent += count
+    switch hello.output {
+    case .scores:
+      let reply = try receive("the reply to 'embed \(count)'")
+      try finishSending()
+      guard reply == "ok" else { throw failure("answered 'embed \(count)' with '\(visible(String(reply.prefix(80))))', not 'ok'") }
+      return (0..<count).map { Embedding(index: first + $0, vector: []) }
+    case .embeddings:
+      var out: [Embedding] = []
+      out.reserveCapacity(count)
+      for i in 0..<count {
+        let line = try receive("embedding \(i + 1) of \(count)")
+        if line == "done" { throw failure("wrote \(i) embeddings for \(count) images") }
+        guard let data = Data(base64Encoded: line), data.count % 4 == 0, !data.isEmpty else {
+          throw failure("embedding \(i + 1) of \(count) is not base64 of little-endian float32 values: '\(visible(String(line.prefix(80))))'")
+        }
+        let vector = data.withUnsafeBytes { raw in (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) } }
+        if let width, vector.count != width { throw failure("embedding \(i + 1) has \(vector.count) values, the first had \(width)") }
+        guard vector.allSatisfy(\.isFinite) else { throw failure("embedding \(i + 1) of \(count) holds NaN or infinity") }
+        width = vector.count
+        out.append(Embedding(index: first + i, vector: vector))
+      }
+      try expectDone(after: "\(count) embeddings")
+      try finishSending()
+      return out
+    }
+  }
+
+  /// Every reply ends with a line `done`, so that a reply with too many values is caught.
+  private func expectDone(after what: String) throws {
+    let line = try receive("'done' after \(what)")
+    guard line == "done" else { throw failure("wrote more than \(what) (a reply ends with a line 'done')") }
+  }
+
+  package func similarities(queries: [Embedding], support: [Embedding]) throws -> [[Double]] {
+    switch hello.output {
+    case .scores:
+      var text = "score \(queries.count * support.count)\n"
+      for q in queries { for s in support { text += "\(q.index) \(s.index)\n" } }
+      try send(text)
+      var out: [[Double]] = []
+      for q in queries.indices {
+        var row: [Double] = []
+        for s in support.indices {
+          let line = try receive("score \(q * support.count + s + 1) of \(queries.count * support.count)")
+          if line == "done" { throw failure("wrote \(q * support.count + s) scores for \(queries.count * support.count) pairs") }
+          guard let value = Double(line.trimmingCharacters(in: .whitespaces)) else { throw failure("score line '\(visible(String(line.prefix(80))))' is not a number") }
+          guard value.isFinite else { throw failure("a score is \(value) (NaN or infinity)") }
+          row.append(value)
+        }
+        out.append(row)
+      }
+      try expectDone(after: "\(queries.count * support.count) scores")
+      try finishSending()
+      return out
+    case .embeddings:
+      return queries.map { q in support.map { s in similarity(q.vector, s.vector) } }
+    }
+  }
+
+  /// Cosine similarity, or under Euclidean the class's prototype distance (as a prototypical
+  /// network is scored); the mean similarity over a class's support images otherwise.
+  package func classScores(queries: [Embedding], support: [[Embedding]]) throws -> [[Double]] {
+    if hello.output == .embeddings && hello.distance == .euclidean {
+      return PrototypicalLoss.scores(queries: queries.map(\.vector), support: support.map { $0.map(\.vector) })
+    }
+    return meanPerClass(try similarities(queries: queries, support: support.flatMap { $0 }), classSizes: support.map(\.count))
+  }
+
+  func similarity(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count)
+    var dot = 0.0, na = 0.0, nb = 0.0
+    for i in a.indices {
+      dot += Double(a[i]) * Double(b[i])
+      na += Double(a[i]) * Double(a[i])
+      nb += Double(b[i]) * Double(b[i])
+    }
+    return dot / max((na * nb).squareRoot(), 1e-30)
+  }
+}
