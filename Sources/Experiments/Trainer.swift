@@ -42,11 +42,15 @@ package struct TrainingState {
   package var staleValidations = 0
   /// Seconds spent in training steps so far, every sitting's (validation excluded).
   package var trainingSeconds = 0.0
+  /// The losses since the last log point (their sum and count), so that a run resumed between
+  /// log points logs the same mean loss as an uninterrupted one.
+  package var unloggedLossSum = 0.0
+  package var unloggedSteps = 0
 
   package var metadata: [String: String] {
     [
       "step": String(step), "best_validation": String(bestValidation), "best_step": String(bestStep), "stale_validations": String(staleValidations),
-      "training_seconds": String(trainingSeconds),
+      "training_seconds": String(trainingSeconds), "unlogged_loss_sum": String(unloggedLossSum), "unlogged_steps": String(unloggedSteps),
     ]
   }
 
@@ -62,6 +66,8 @@ package struct TrainingState {
     self.staleValidations = stale
     // Absent in checkpoints written before time to accuracy was recorded.
     self.trainingSeconds = Double(metadata["training_seconds"] ?? "") ?? 0
+    self.unloggedLossSum = Double(metadata["unlogged_loss_sum"] ?? "") ?? 0
+    self.unloggedSteps = Int(metadata["unlogged_steps"] ?? "") ?? 0
   }
 }
 
@@ -127,7 +133,7 @@ package final class Trainer {
   /// `evaluationWork` is the evaluation still to come relative to one validation (images
   /// scored), so that the time left includes it.
   package func train(evaluationWork: Double = 0) throws -> TrainingEnd {
-    var window = LogWindow()
+    var window = LogWindow(lossSum: state.unloggedLossSum, steps: state.unloggedSteps)
     var timeLeft = TimeLeft(totalSteps: training.steps, validateEvery: training.validation.every, evaluationWork: evaluationWork)
     var lastValidation = state.bestValidation >= 0 ? String(format: "%.1f%%", 100 * state.bestValidation) : "-"
     if training.convolutions == .auto { try reportConvolutionChoices() }
@@ -141,12 +147,14 @@ package final class Trainer {
       }
       try reportFallbacks()
       window.add(loss)
+      (state.unloggedLossSum, state.unloggedSteps) = (window.lossSum, window.steps)
       let throughput = window.perSecond(episodes == nil ? training.pairsPerStep : training.imagesPerStep)
       try reportAliveEverySeconds(10)
       let last = state.step == training.steps
       if state.step % training.logEvery == 0 || last {
         try report(.logged(step: state.step, loss: window.meanLoss, throughput: (throughputKey, throughput), learningRate: rate))
         window = LogWindow()
+        (state.unloggedLossSum, state.unloggedSteps) = (0, 0)
       }
       timeLeft.stepTook(Date().timeIntervalSince(started))
       try report(
@@ -318,17 +326,26 @@ package final class Trainer {
 /// The steps since the last log point: their mean loss and throughput (over these steps only,
 /// so a pause or a validation does not drag the figure for the rest of the run).
 struct LogWindow {
-  private var lossSum = 0.0
-  private var steps = 0
+  private(set) var lossSum = 0.0
+  private(set) var steps = 0
+  /// Steps taken in this sitting (the throughput's, whose clock starts with it).
+  private var timedSteps = 0
   private let start = Date()
+
+  /// A window that already holds `steps` losses summing to `lossSum` (from before a resume).
+  init(lossSum: Double = 0, steps: Int = 0) {
+    self.lossSum = lossSum
+    self.steps = steps
+  }
 
   mutating func add(_ loss: Double) {
     lossSum += loss
     steps += 1
+    timedSteps += 1
   }
 
   var meanLoss: Double { lossSum / Double(max(steps, 1)) }
 
   /// Items (pairs or images) a second, at `perStep` items a step.
-  func perSecond(_ perStep: Int) -> Double { Double(steps * perStep) / max(Date().timeIntervalSince(start), 1e-9) }
+  func perSecond(_ perStep: Int) -> Double { Double(timedSteps * perStep) / max(Date().timeIntervalSince(start), 1e-9) }
 }

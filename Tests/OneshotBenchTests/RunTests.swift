@@ -17,7 +17,7 @@ final class RunTests: XCTestCase {
 
   override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
-  func experiment(steps: Int, validateEvery: Int = 10) throws -> String {
+  func experiment(steps: Int, validateEvery: Int = 10, logEvery: Int = 5) throws -> String {
     let json = """
       {"name": "tiny", "seed": 3, "threads": 2,
        "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)"},
@@ -25,7 +25,7 @@ final class RunTests: XCTestCase {
        "training": {"steps": \(steps), "pairsPerStep": 8, "pairing": "groups",
                     "optimizer": {"kind": "adam", "learningRate": 0.003},
                     "augmentation": {"probability": 0.5},
-                    "validation": {"every": \(validateEvery), "episodes": 4, "spec": {"ways": 5, "shots": 1, "queries": 1}}, "logEvery": 5},
+                    "validation": {"every": \(validateEvery), "episodes": 4, "spec": {"ways": 5, "shots": 1, "queries": 1}}, "logEvery": \(logEvery)},
        "evaluation": [{"protocol": "lake20"},
                       {"protocol": "episodes", "split": "evaluation", "episodes": 10, "seed": 7, "spec": {"ways": 5, "shots": 1, "queries": 2, "alphabetMode": "within"}}]}
       """
@@ -152,7 +152,9 @@ final class RunTests: XCTestCase {
   }
 
   func testInterruptAndResumeGiveTheUninterruptedResult() throws {
-    let config = try experiment(steps: 60, validateEvery: 25)
+    // The checkpoint (step 25) falls between log points (20, 40): the loss logged at 40 must
+    // still be the mean over steps 21-40.
+    let config = try experiment(steps: 60, validateEvery: 25, logEvery: 20)
     let runs = folder.appendingPathComponent("checkpoints")
     let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path, "--threads", "2"], runs: runs, holdAtStep: 25, currentDirectory: folder)
     let (process, id) = (held.process, held.runID)
@@ -182,6 +184,11 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(straight.code, 0, straight.error)
     let other = try store.listRuns().first { $0.id != id }!.id
     XCTAssertEqual(try store.results(runID: id).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
+    for key in [MetricKey.trainingLoss, MetricKey.validationAccuracy, MetricKey.learningRate] {
+      let resumedHistory = try store.metrics(runID: id, key: key), straightHistory = try store.metrics(runID: other, key: key)
+      XCTAssertEqual(resumedHistory.map(\.step), straightHistory.map(\.step), key)
+      XCTAssertEqual(resumedHistory.map(\.value), straightHistory.map(\.value), key)
+    }
   }
 
   func testARunIsOwnedWhileItTrainsAndAKilledRunResumesWithoutDuplicates() throws {
