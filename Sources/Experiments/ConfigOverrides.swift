@@ -78,9 +78,7 @@ extension ExperimentConfig {
   /// Reads an experiment file, makes the assignments and checks the result like a file.
   package static func load(_ path: String, overrides: [ConfigOverride]) throws -> ExperimentConfig {
     guard !overrides.isEmpty else { return try load(path) }
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw ConfigError(file: path, keyPath: "", message: "cannot read the file; give the path of an experiment JSON (see experiments/)")
-    }
+    let data = try readExperimentFile(path)
     let source = "\(path) with \(overrides.map { "--set \($0.text)" }.joined(separator: " "))"
     guard var json = try? JSONSerialization.jsonObject(with: data) else { return try decode(data, source: path) }
     for override in overrides { json = try override.apply(to: json) }

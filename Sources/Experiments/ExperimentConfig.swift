@@ -493,13 +493,19 @@ package struct ConfigError: Error, CustomStringConvertible {
   package var description: String { keyPath.isEmpty ? "\(file): \(message)" : "\(file): \(keyPath): \(message)" }
 }
 
+/// An experiment file's bytes: a regular file of at most 16 MB, checked before it is read.
+func readExperimentFile(_ path: String) throws -> Data {
+  do {
+    return try UserFile.read(path, maximumBytes: 16 << 20)
+  } catch let error as UserFileError {
+    throw ConfigError(file: path, keyPath: "", message: "\(error.problem); give the path of an experiment JSON (see experiments/)")
+  }
+}
+
 extension ExperimentConfig {
   /// Reads and checks an experiment file: strict decoding, then every value.
   package static func load(_ path: String) throws -> ExperimentConfig {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw ConfigError(file: path, keyPath: "", message: "cannot read the file; give the path of an experiment JSON (see experiments/)")
-    }
-    return try decode(data, source: path)
+    return try decode(try readExperimentFile(path), source: path)
   }
 
   /// Decodes and checks an experiment's JSON; errors name `source` (a file, or a stored run).

@@ -44,7 +44,10 @@ package struct Baseline: Codable, Equatable {
   }
 
   package static func load(_ path: String) throws -> Baseline {
-    guard let data = FileManager.default.contents(atPath: path), data.count <= 256 << 20 else {
+    if let problem = UserFile.problem(path, maximumBytes: 256 << 20) {
+      throw UserFacingError("baseline \(path) \(problem); write one with `oneshot-bench check --run ID --write-baseline \(path)`")
+    }
+    guard let data = FileManager.default.contents(atPath: path) else {
       throw UserFacingError("cannot read baseline \(path); write one with `oneshot-bench check --run ID --write-baseline \(path)`")
     }
     return try decode(data, path: path)

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 // safetensors: an 8-byte little-endian header length, a JSON header mapping each tensor name
 // to {dtype, shape, data_offsets} (plus an optional "__metadata__" of strings), then raw
@@ -126,6 +127,9 @@ public enum SafeTensors {
   /// Reads every tensor (F32, F16 or BF16 as Float; I64 as Float) and the metadata.
   public static func read(_ url: URL) throws -> (tensors: [String: NamedTensor], metadata: [String: String]) {
     let path = url.path
+    // A checkpoint of the largest network the bounds allow (250 million parameters with Adam's
+    // moments in f32) is 3 GB; a device, a pipe or a folder is refused before reading.
+    if let problem = UserFile.problem(path, maximumBytes: 4 << 30) { throw CheckpointError.malformed(path: path, reason: "the file \(problem)") }
     guard let data = FileManager.default.contents(atPath: path) else {
       throw CheckpointError.malformed(path: path, reason: "file not found or unreadable")
     }

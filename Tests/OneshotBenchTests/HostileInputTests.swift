@@ -18,6 +18,27 @@ final class HostileInputTests: XCTestCase {
 
   override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
+  func testDevicesPipesAndFoldersWhereAFileBelongsAreRefusedWithoutReading() throws {
+    // A FIFO nobody writes would block a read forever; /dev/zero never ends.
+    let fifo = folder.appendingPathComponent("fifo").path
+    XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+    let store = folder.appendingPathComponent("s.sqlite").path
+    for path in [fifo, "/dev/zero", folder.path] {
+      let commands: [([String], String)] = [
+        (["run", path, "--store", store], "give the path of an experiment JSON"),
+        (["run", path, "--set", "seed=2", "--store", store], "give the path of an experiment JSON"),
+        (["run", repositoryRoot.appendingPathComponent("experiments/omniglot52-eval.json").path, "--eval-only", "--checkpoint", path, "--store", store], "safetensors checkpoint"),
+        (["predict", path, path], "give PNG or JPEG files"),
+      ]
+      for (arguments, expected) in commands {
+        let result = runCLI(arguments)
+        XCTAssertEqual(result.code, 2, "\(arguments): \(result.error)")
+        XCTAssert(result.error.contains(expected) && (result.error.contains("not a regular file") || result.error.contains("is a folder")), "\(arguments): \(result.error)")
+      }
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: store))
+  }
+
   let valid = """
     {"name": "t", "model": {"backbone": "vgg16", "inputSize": 28, "blocks": [[4]]},
      "training": {"steps": 10, "optimizer": {"kind": "adam", "learningRate": 0.001}}}

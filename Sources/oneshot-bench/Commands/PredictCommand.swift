@@ -4,6 +4,7 @@ import Episodes
 import Foundation
 import Model
 import Reports
+import Support
 
 /// `oneshot-bench predict A.png B.png ...`: the reference project's predict script, for many
 /// images in one process: a similarity, a matrix of them, or a folder ranked against a query.
@@ -46,8 +47,9 @@ struct PredictCommand: ParsableCommand {
     func embed(_ paths: [String]) throws -> [[Float]] {
       var ink: [UInt8] = []
       for path in paths {
+        if let problem = UserFile.problem(path, maximumBytes: FolderDataset.maximumFileBytes) { throw UserFacingError("image \(path) \(problem); give PNG or JPEG files") }
         guard let data = FileManager.default.contents(atPath: path) else { throw UserFacingError("cannot read image \(path); check the path") }
-        ink += try GrayImage.decodePNG([UInt8](data), name: path).resized(width: size, height: size).ink
+        ink += try GrayImage.decode([UInt8](data), name: path).resized(width: size, height: size).ink
       }
       return try ink.withUnsafeBufferPointer { try scorer.embed($0, count: paths.count, size: size) }
     }
