@@ -90,7 +90,13 @@ package struct ExperimentConfig: Codable, Equatable {
       out.append(("scorer", "a shell command of at most 4096 characters on one line, e.g. \"python3 examples/scorers/pixel_scorer.py\""))
     }
     let names = evaluation.map(\.name)
-    if Set(names).count != names.count { out.append(("evaluation", "protocol names must be distinct (give each a \"name\"); got \(names.joined(separator: ", "))")) }
+    if Set(names).count != names.count {
+      // Only the repeated names, a few of them: a file of 100,000 copies of one protocol gets a short line.
+      var seen = Set<String>(), repeated: [String] = []
+      for name in names where !seen.insert(name).inserted && !repeated.contains(name) { repeated.append(name) }
+      let shown = repeated.prefix(3).map { repeatedName in "\(repeatedName) (\(names.filter { $0 == repeatedName }.count) times)" }.joined(separator: ", ") + (repeated.count > 3 ? " and \(repeated.count - 3) more" : "")
+      out.append(("evaluation", "protocol names must be distinct (give each a \"name\"); repeated: \(shown)"))
+    }
     return out
   }
 }

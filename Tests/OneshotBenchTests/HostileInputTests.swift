@@ -18,6 +18,16 @@ final class HostileInputTests: XCTestCase {
 
   override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
+  func testAHundredThousandCopiesOfAProtocolGetAShortLine() throws {
+    let path = folder.appendingPathComponent("copies.json").path
+    let copies = Array(repeating: "{\"protocol\": \"lake20\"}", count: 100_000).joined(separator: ",")
+    try Data("{\"name\": \"t\", \"model\": {\"backbone\": \"vgg16\", \"inputSize\": 28, \"blocks\": [[4]]}, \"evaluation\": [\(copies)]}".utf8).write(to: URL(fileURLWithPath: path))
+    let result = runCLI(["run", path, "--eval-only", "--store", folder.appendingPathComponent("s.sqlite").path])
+    XCTAssertEqual(result.code, 2)
+    XCTAssert(result.error.contains("repeated: lake20 (100000 times)"), String(result.error.prefix(500)))
+    XCTAssertLessThan(result.error.utf8.count, 400, "one short line, not 800 KB of names")
+  }
+
   func testDevicesPipesAndFoldersWhereAFileBelongsAreRefusedWithoutReading() throws {
     // A FIFO nobody writes would block a read forever; /dev/zero never ends.
     let fifo = folder.appendingPathComponent("fifo").path
