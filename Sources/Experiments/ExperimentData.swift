@@ -258,13 +258,9 @@ package struct PreparedProtocol {
     return SHA256.hex(Array(text.utf8))
   }
 
-  /// Scores `model` on every episode: the result row and one row per episode.
-  /// `alive` is called as the work goes on (the run's heartbeat, at most every 10 s).
-  package func evaluate(_ model: SiameseEnsemble, progress: ProgressDisplay, alive: @escaping () -> Void = {}) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
-    try evaluate(SiameseScorer(model: model), progress: progress, alive: alive)
-  }
-
-  /// Scores any scorer on every episode (see above).
+  /// Scores `scorer` (a checkpoint's network, an outside scorer) on every episode: the result
+  /// row and one row per episode. `alive` is called as the work goes on (the run's heartbeat, at
+  /// most every 10 s).
   package func evaluate<Scorer: OneShotScorer>(_ scorer: Scorer, progress: ProgressDisplay, alive: @escaping () -> Void = {}) throws -> (result: ProtocolResult, episodes: [EpisodeRow]) {
     var lastAlive = Date()
     progress.update("evaluating \(name): \(episodes.count) episodes...", force: true)
