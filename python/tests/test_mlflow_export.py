@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""`oneshot-bench export mlflow` read back by MLflow's own client.
+
+A short ci-smoke training (metric histories, validation, a checkpoint) and an evaluation-only
+run of a checkpoint are recorded into a fresh store and exported; `mlflow.search_runs` and
+`MlflowClient.get_metric_history` must find every parameter, every point of every metric
+history (step, value, time), every protocol's result and the artifacts. Exporting again
+changes no byte; a folder holding something else is refused.
+
+    ONESHOT_BIN=.build/release/oneshot-bench VENV/bin/python -m unittest python/tests/test_mlflow_export.py -v
+"""
+import datetime, json, os, sqlite3, subprocess, tempfile, unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("ONESHOT_BIN", os.path.join(ROOT, ".build", "release", "oneshot-bench"))
+
+try:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+except ImportError:  # CI installs python/requirements-mlflow.txt and insists this test ran
+    mlflow = None
+
+
+def harness(*args, check=True):
+    out = subprocess.run([BIN, *args], capture_output=True, text=True, cwd=ROOT)
+    if check and out.returncode != 0:
+        raise AssertionError(f"oneshot-bench {' '.join(args)} failed ({out.returncode}): {out.stderr[-2000:]}")
+    return out
+
+
+def millis(text):
+    return int(round(datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp() * 1000))
+
+
+def snapshot(folder):
+    files = {}
+    for base, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = (f.read(), os.stat(path).st_mtime_ns)
+    return files
+
+
+@unittest.skipIf(mlflow is None, "mlflow is not installed (pip install -r python/requirements-mlflow.txt)")
+class MLflowExportTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.store = os.path.join(cls.tmp.name, "results.sqlite")
+        runs = os.path.join(cls.tmp.name, "runs")
+        data = ["--store", cls.store, "--runs", runs, "--data", os.path.join(ROOT, "dataset", "omniglot")]
+        harness("run", "experiments/ci-smoke.json", *data, "--set", "training.steps=120", "--set", "training.validation.every=60",
+                "--set", "training.logEvery=10", "--set", "evaluation[1].episodes=50")
+        checkpoint = os.path.join(ROOT, "models", "omniglot-siamese.safetensors")
+        harness("run", "experiments/omniglot52-eval.json", "--eval-only", "--checkpoint", checkpoint, *data)
+        with sqlite3.connect(cls.store) as db:
+            (smoke,) = db.execute("SELECT r.id FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE e.name = 'ci-smoke'").fetchone()
+        harness("run", "note", smoke, "a note | with <html>", "--store", cls.store)
+        cls.export = os.path.join(cls.tmp.name, "mlruns")
+        out = harness("export", "mlflow", cls.export, "--store", cls.store)
+        print(out.stderr.strip())
+        mlflow.set_tracking_uri("file://" + cls.export)
+        cls.client = MlflowClient()
+        cls.db = sqlite3.connect(cls.store)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.db.close()
+        cls.tmp.cleanup()
+
+    def stored_runs(self):
+        return self.db.execute("SELECT r.id, e.name, r.status FROM runs r JOIN experiments e ON e.id = r.experiment_id").fetchall()
+
+    def test_search_runs_finds_every_run_param_and_result(self):
+        frame = mlflow.search_runs(search_all_experiments=True)
+        self.assertEqual(len(frame), 2)
+        for run_id, experiment, status in self.stored_runs():
+            row = frame[frame.run_id == run_id.replace("-", "")]
+            self.assertEqual(len(row), 1, run_id)
+            row = row.iloc[0]
+            self.assertEqual(row["tags.oneshot.experiment"], experiment)
+            self.assertEqual(row["status"], "FINISHED" if status == "completed" else row["status"])
+            self.assertEqual(mlflow.get_experiment(row["experiment_id"]).name, experiment)
+            for key, value in self.db.execute("SELECT key, value FROM params WHERE run_id = ?", (run_id,)):
+                self.assertEqual(row[f"params.{key}"], value, key)
+            results = self.db.execute("SELECT protocol, accuracy, ci_low, ci_high, episodes FROM results WHERE run_id = ?", (run_id,)).fetchall()
+            self.assertTrue(results)
+            for protocol, accuracy, low, high, episodes in results:
+                self.assertEqual(row[f"metrics.result.{protocol}.accuracy"], accuracy)
+                self.assertEqual(row[f"metrics.result.{protocol}.ci_low"], low)
+                self.assertEqual(row[f"metrics.result.{protocol}.ci_high"], high)
+                self.assertEqual(row[f"metrics.result.{protocol}.episodes"], episodes)
+
+    def test_every_metric_history_comes_back_point_by_point(self):
+        checked = 0
+        for run_id, _, _ in self.stored_runs():
+            keys = [k for (k,) in self.db.execute("SELECT DISTINCT key FROM metrics WHERE run_id = ?", (run_id,))]
+            for key in keys:
+                stored = self.db.execute("SELECT step, value, time FROM metrics WHERE run_id = ? AND key = ? ORDER BY step", (run_id, key)).fetchall()
+                name = "".join(c if c.isalnum() or c in "_-./: " else "_" for c in key)
+                history = sorted(self.client.get_metric_history(run_id.replace("-", ""), name), key=lambda m: m.step)
+                self.assertEqual([(m.step, m.value, m.timestamp) for m in history], [(s, v, millis(t)) for s, v, t in stored], key)
+                checked += len(stored)
+        trained = [r for r in self.stored_runs() if r[1] == "ci-smoke"][0][0].replace("-", "")
+        self.assertEqual(len(self.client.get_metric_history(trained, "train.loss")), 12)
+        self.assertEqual([m.step for m in self.client.get_metric_history(trained, "validation.accuracy")], [60, 120])
+        self.assertGreater(checked, 40)
+
+    def test_tags_artifacts_and_notebook_json(self):
+        for run_id, experiment, _ in self.stored_runs():
+            run = self.client.get_run(run_id.replace("-", ""))
+            tags = run.data.tags
+            self.assertTrue(tags["mlflow.runName"].startswith(experiment))
+            self.assertEqual(tags["oneshot.run"], run_id)
+            stored_tags = dict(self.db.execute("SELECT key, value FROM tags WHERE run_id = ?", (run_id,)).fetchall())
+            for key, value in stored_tags.items():
+                self.assertEqual(tags["".join(c if c.isalnum() or c in "_-./: " else "_" for c in key)], value, key)
+            artifacts = {a.path for a in self.client.list_artifacts(run.info.run_id)}
+            self.assertTrue({"config.json", "run.json", "report.html"} <= artifacts, artifacts)
+            local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="run.json", dst_path=self.tmp.name)
+            with open(local) as f:
+                detail = json.load(f)
+            self.assertEqual(detail["run"], run_id)
+            for protocol, rows in detail["episodes"].items():
+                count = self.db.execute("SELECT COUNT(*) FROM episode_results WHERE run_id = ? AND protocol = ?", (run_id, protocol)).fetchone()[0]
+                self.assertEqual(len(rows), count, protocol)
+            if experiment == "ci-smoke":
+                self.assertIn("checkpoint", artifacts)
+                self.assertEqual(len(detail["metrics"]["train.loss"]), 12)
+                self.assertEqual(tags["mlflow.note.content"], "a note | with <html>")
+
+    def test_exporting_again_changes_nothing_and_a_foreign_folder_is_refused(self):
+        before = snapshot(self.export)
+        again = harness("export", "mlflow", self.export, "--store", self.store)
+        self.assertIn(" 0 files written", again.stderr)
+        self.assertEqual(snapshot(self.export), before)
+        foreign = os.path.join(self.tmp.name, "foreign")
+        os.makedirs(foreign)
+        with open(os.path.join(foreign, "thesis.tex"), "w") as f:
+            f.write("mine")
+        out = harness("export", "mlflow", foreign, "--store", self.store, check=False)
+        self.assertEqual(out.returncode, 2)
+        self.assertEqual(len(out.stderr.strip().splitlines()), 1, out.stderr)
+        self.assertEqual(os.listdir(foreign), ["thesis.tex"])
+
+
+if __name__ == "__main__":
+    unittest.main()
