@@ -57,21 +57,24 @@ let package = Package(
     // The experiment harness: configuration, run plan, trainer, scorers, sweeps, the CI gate.
     // A library, so that the commands stay thin and tests import it like any user would.
     .target(name: "Experiments", dependencies: ["Model", "Episodes", "ResultsStore", "Reports", "Support"]),
-    .executableTarget(
-      name: "oneshot-bench",
+    // The commands (argument parsing, bounds, what each subcommand does): a library, so that the
+    // fuzzer's command-line target and the tests parse argument vectors exactly as the binary does.
+    .target(
+      name: "OneshotCLI",
       dependencies: [
         "Experiments", "Model", "Episodes", "ResultsStore", "Reports", "Support", "CMachine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    // libFuzzer's driver for the readers in Experiments/Fuzzing.swift (scripts/fuzz); in an
-    // ordinary build it replays input files.
-    .executableTarget(name: "oneshot-fuzz", dependencies: ["Experiments"]),
+    .executableTarget(name: "oneshot-bench", dependencies: ["OneshotCLI"]),
+    // libFuzzer's driver for the readers in Experiments/Fuzzing.swift and the command line
+    // (scripts/fuzz); in an ordinary build it replays input files.
+    .executableTarget(name: "oneshot-fuzz", dependencies: ["Experiments", "OneshotCLI"]),
     .testTarget(name: "SupportTests", dependencies: ["Support"]),
     .testTarget(name: "ModelTests", dependencies: ["Model"], exclude: ["Fixtures"]),
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
     .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),
-    .testTarget(name: "OneshotBenchTests", dependencies: ["Experiments", "oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
+    .testTarget(name: "OneshotBenchTests", dependencies: ["Experiments", "OneshotCLI", "oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -13,6 +13,7 @@ extension StoreError: UserCausedError {}
 extension CheckpointError: UserCausedError {}
 extension ConfigError: UserCausedError {}
 extension ReportError: UserCausedError {}
+extension UserFileError: UserCausedError {}
 
 /// An error the user caused, with the message to show them.
 package struct UserFacingError: UserCausedError {

@@ -21,6 +21,9 @@ package enum FuzzTarget: String, CaseIterable {
   case png
   /// A zip archive read as the Omniglot catalog reads images_evaluation.zip.
   case zip
+  /// An argument vector (NUL-separated) parsed by every subcommand with its bounds; read by
+  /// OneshotCLI's `fuzzInput`, which knows the commands.
+  case cli
 }
 
 /// A scratch folder of this process for readers that take files.
@@ -51,5 +54,7 @@ package func fuzz(_ target: FuzzTarget, _ bytes: [UInt8]) -> Bool {
     let url = fuzzScratch.appendingPathComponent("images_evaluation.zip")
     guard (try? Data(bytes).write(to: url)) != nil else { return false }
     return (try? OmniglotDataset(root: fuzzScratch).load(.evaluation, size: 28)) != nil
+  case .cli:
+    return false  // the commands live above this module: OneshotCLI's fuzzInput reads it
   }
 }

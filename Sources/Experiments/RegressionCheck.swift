@@ -110,11 +110,13 @@ package struct Baseline: Codable, Equatable {
 
   private func percent(_ value: Double) -> String { String(format: "%.4f%%", 100 * value) }
 
-  package func write(_ path: String) throws {
+  package func write(_ path: String, inputs: [String] = []) throws {
     let url = URL(fileURLWithPath: path)
     do {
       try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-      try JSONEncoder.canonical(pretty: true).encode(self).write(to: url, options: .atomic)
+      try OutputFile.write(try JSONEncoder.canonical(pretty: true).encode(self), to: path, inputs: inputs)
+    } catch let error as UserFileError {
+      throw error
     } catch {
       throw UserFacingError("cannot write baseline \(path) (\((error as NSError).localizedDescription)); choose a writable path")
     }

@@ -17,11 +17,15 @@ public struct HTMLReportOptions {
   /// Runs whose per-alphabet accuracy is charted (one, or two to compare); empty: the newest
   /// completed run with per-alphabet results.
   public var focus: [String]
+  /// The time the header says the page was written (default: now); an export that must write
+  /// the same bytes again gives a time from the store.
+  public var writtenAt: String?
 
-  public init(storeDescription: String, selection: String, focus: [String] = []) {
+  public init(storeDescription: String, selection: String, focus: [String] = [], writtenAt: String? = nil) {
     self.storeDescription = storeDescription
     self.selection = selection
     self.focus = focus
+    self.writtenAt = writtenAt
   }
 }
 
@@ -75,7 +79,7 @@ public func renderHTMLReport(store: ResultsStore, rows: [ReportRow], protocols: 
 /// The title, the store and the selection.
 func reportHeader(rows: [ReportRow], options: HTMLReportOptions) -> String {
   "<header><h1>oneshot-bench report</h1><p>\(rows.count) run\(rows.count == 1 ? "" : "s") from <code>\(xmlEscaped(options.storeDescription))</code>"
-    + "\(options.selection.isEmpty ? "" : " (\(xmlEscaped(options.selection)))"); written \(xmlEscaped(iso8601Now())).</p></header>"
+    + "\(options.selection.isEmpty ? "" : " (\(xmlEscaped(options.selection)))"); written \(xmlEscaped(options.writtenAt ?? iso8601Now())).</p></header>"
 }
 
 /// Legend: one entry per run, the same colour and dash in every chart; click to highlight.

@@ -370,6 +370,20 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
       return o
     }
     object["validation"] = validation.map { ["step": $0.step, "accuracy": $0.value] }
+    // Everything a notebook wants in one call (`pandas.json_normalize`, `pd.DataFrame`): every
+    // metric's history with steps and times, and every protocol's per-episode rows.
+    var histories: [String: [[String: Any]]] = [:]
+    for point in try store.metrics(runID: detail.summary.id, keyPrefix: "") {
+      histories[point.key, default: []].append(["step": point.step, "value": point.value, "time": point.time])
+    }
+    object["metrics"] = histories
+    var episodes: [String: [[String: Any]]] = [:]
+    for result in detail.results {
+      episodes[result.protocolName] = try store.episodeRows(runID: detail.summary.id, protocolName: result.protocolName).map { row -> [String: Any] in
+        ["episode": row.episode, "alphabet": row.alphabet as Any? ?? NSNull(), "correct": row.correct, "total": row.total]
+      }
+    }
+    object["episodes"] = episodes
     object["targets"] = targets.map {
       ["target": $0.target, "step": $0.step, "trainingSeconds": $0.trainingSeconds, "wallSeconds": $0.wallSeconds, "pairs": $0.pairs, "images": $0.images] as [String: Any]
     }

@@ -36,3 +36,47 @@ public struct UserFileError: Error, CustomStringConvertible {
   public let problem: String
   public var description: String { "\(path) \(problem)" }
 }
+
+/// Writing a file a user named (`--output`, `--write-baseline`): never one of the command's
+/// inputs, through a symbolic link to its target (the link stays), and only over a regular file:
+/// a device, a FIFO or a folder at the path is refused, not replaced by a regular file.
+public enum OutputFile {
+  /// The path to write (a symbolic link resolved to its target), or the problem in words that
+  /// follow the path's name (`PATH is one of the inputs`).
+  public static func resolve(_ path: String, inputs: [String] = []) -> Result<String, UserFileError> {
+    var target = path
+    var link = stat()
+    var hops = 0
+    while lstat(target, &link) == 0, link.st_mode & S_IFMT == S_IFLNK {
+      hops += 1
+      guard hops <= 16, let next = try? FileManager.default.destinationOfSymbolicLink(atPath: target) else {
+        return .failure(UserFileError(path: path, problem: "is a symbolic link that loops or cannot be read; give a path to a regular file"))
+      }
+      target = next.hasPrefix("/") ? next : (URL(fileURLWithPath: target).deletingLastPathComponent().appendingPathComponent(next).path)
+    }
+    var info = stat()
+    if stat(target, &info) == 0 {
+      guard info.st_mode & S_IFMT == S_IFREG else {
+        let kind = info.st_mode & S_IFMT == S_IFDIR ? "a folder" : "not a regular file (a device, a pipe or a socket)"
+        return .failure(UserFileError(path: path, problem: "is \(kind); nothing written: give a path to a regular file or a new one"))
+      }
+      for input in inputs {
+        var other = stat()
+        if stat(input, &other) == 0, other.st_dev == info.st_dev, other.st_ino == info.st_ino {
+          return .failure(UserFileError(path: path, problem: "is one of the command's inputs (\(input)); nothing written: give another output path"))
+        }
+      }
+    }
+    return .success(target)
+  }
+
+  /// Writes `data` to the resolved path atomically (a temporary file renamed over it).
+  public static func write(_ data: Data, to path: String, inputs: [String] = []) throws {
+    let target = try resolve(path, inputs: inputs).get()
+    do {
+      try data.write(to: URL(fileURLWithPath: target), options: .atomic)
+    } catch {
+      throw UserFileError(path: path, problem: "cannot be written (\((error as NSError).localizedDescription)); nothing written: choose a writable path")
+    }
+  }
+}

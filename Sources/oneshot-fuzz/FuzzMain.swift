@@ -1,4 +1,5 @@
 import Experiments
+import OneshotCLI
 import Foundation
 
 // The fuzzing driver of the readers in `Experiments/Fuzzing.swift`. Built by `scripts/fuzz`
@@ -21,7 +22,7 @@ import Foundation
   @_cdecl("LLVMFuzzerTestOneInput")
   public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
-    fuzz(fuzzTarget, bytes)
+    fuzzInput(fuzzTarget, bytes)
     return 0
   }
 
@@ -53,7 +54,7 @@ import Foundation
           printError("cannot read \(path)")
           exit(2)
         }
-        print("\(path): \(fuzz(target, [UInt8](data)) ? "accepted" : "refused")")
+        print("\(path): \(fuzzInput(target, [UInt8](data)) ? "accepted" : "refused")")
       }
     }
   }

@@ -1,5 +1,6 @@
 import Experiments
 import Foundation
+import OneshotCLI
 import XCTest
 
 /// Replays every committed fuzz input (the corpus that `scripts/fuzz` grew, and every input
@@ -14,10 +15,10 @@ final class FuzzReplayTests: XCTestCase {
       XCTAssertFalse(files.isEmpty, "no corpus for \(target)")
       for file in files {
         let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(file)))
-        let accepted = fuzz(target, bytes)
+        let accepted = fuzzInput(target, bytes)
         replayed += 1
         // The seeds (real files) must stay valid; fuzzer-made inputs may be refused.
-        if !file.hasPrefix("crash-") && [".json", ".safetensors", ".png", ".zip"].contains(where: { file.hasSuffix($0) }) {
+        if !file.hasPrefix("crash-") && [".json", ".safetensors", ".png", ".zip", ".argv"].contains(where: { file.hasSuffix($0) }) {
           XCTAssertTrue(accepted, "\(target) seed \(file) is refused")
         }
       }

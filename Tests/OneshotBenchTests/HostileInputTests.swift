@@ -193,4 +193,115 @@ final class HostileInputTests: XCTestCase {
     XCTAssertEqual(Set(try store.results(runID: id).map(\.protocolName)), ["lake20\u{0}x", "lake20"], "the NUL name did not overwrite lake20")
     XCTAssertEqual(visible("a\u{1B}[2Jb"), "a\\u{1B}[2Jb")
   }
+
+  /// A store with one completed run and a result, for the commands that write files from it.
+  func storeWithARun() throws -> (path: String, run: String) {
+    let path = folder.appendingPathComponent("runs.sqlite").path
+    let store = try ResultsStore(path: path)
+    let id = try store.beginRun(NewRun(experiment: "e|<b>x</b>", configJSON: "{\"seed\": 1}", configHash: "h", params: [(key: "seed", value: "1"), (key: "weird key@[0]", value: "v")]))
+    try store.logMetric(run: id, MetricPoint(key: "train.loss", step: 10, value: 0.5, time: "2026-12-05T00:00:01.250Z"))
+    try store.logMetric(run: id, MetricPoint(key: "target@0.8.wall_s", step: 10, value: 12, time: "2026-12-05T00:00:02.000Z"))
+    try store.flushMetrics()
+    try store.recordResult(
+      run: id, ProtocolResult(protocolName: "lake20", split: "lake20", ways: 20, shots: 1, queries: 1, episodes: 1, accuracy: 0.9, ciLow: 0.8, ciHigh: 1, seconds: 1),
+      episodes: [EpisodeRow(episode: 0, alphabet: "Tengwar", correct: 18, total: 20)])
+    try store.finishRun(id, status: .completed, durationSeconds: 3)
+    return (path, id)
+  }
+
+  func testOutputsThatAreInputsDevicesPipesOrLinksAreNeverReplaced() throws {
+    let (store, _) = try storeWithARun()
+    let storeBytes = try Data(contentsOf: URL(fileURLWithPath: store))
+    // The output is the store the report reads: refused, the store untouched.
+    var result = runCLI(["report", "--store", store, "--output", store])
+    XCTAssertEqual(result.code, 2, result.error)
+    XCTAssert(result.error.contains("is one of the command's inputs"), result.error)
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: store)), storeBytes)
+    // A hard link to it is the same file.
+    let hard = folder.appendingPathComponent("hard.sqlite").path
+    XCTAssertEqual(link(store, hard), 0)
+    result = runCLI(["check", "--latest", "e|<b>x</b>", "--store", store, "--write-baseline", hard])
+    XCTAssertEqual(result.code, 2, result.error)
+    XCTAssert(result.error.contains("is one of the command's inputs"), result.error)
+    // A FIFO, a device and a folder at the output path: refused, not replaced, no hang.
+    let fifo = folder.appendingPathComponent("fifo").path
+    XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+    for path in [fifo, "/dev/null", folder.path] {
+      for arguments in [["report", "--store", store, "--output", path], ["check", "--latest", "e|<b>x</b>", "--store", store, "--write-baseline", path]] {
+        result = runCLI(arguments)
+        XCTAssertEqual(result.code, 2, "\(arguments): \(result.error)")
+        XCTAssert(result.error.contains("nothing written"), "\(arguments): \(result.error)")
+        XCTAssertEqual(result.error.split(separator: "\n").count, 1, result.error)
+      }
+    }
+    var info = stat()
+    XCTAssertEqual(lstat(fifo, &info), 0)
+    XCTAssertEqual(info.st_mode & S_IFMT, S_IFIFO, "the FIFO is still a FIFO")
+    // A symbolic link is written through: its target gets the report, the link stays a link.
+    let target = folder.appendingPathComponent("target.md").path
+    try Data("old".utf8).write(to: URL(fileURLWithPath: target))
+    let symlinkPath = folder.appendingPathComponent("link.md").path
+    XCTAssertEqual(symlink(target, symlinkPath), 0)
+    result = runCLI(["report", "--store", store, "--format", "markdown", "--output", symlinkPath])
+    XCTAssertEqual(result.code, 0, result.error)
+    XCTAssertEqual(lstat(symlinkPath, &info), 0)
+    XCTAssertEqual(info.st_mode & S_IFMT, S_IFLNK, "the link is still a link")
+    XCTAssert(try String(contentsOfFile: target, encoding: .utf8).contains("lake20"))
+    // A link that loops is one line.
+    let loop = folder.appendingPathComponent("loop").path
+    XCTAssertEqual(symlink(loop, loop), 0)
+    result = runCLI(["report", "--store", store, "--output", loop])
+    XCTAssertEqual(result.code, 2, result.error)
+    XCTAssert(result.error.contains("loops"), result.error)
+  }
+
+  func testEnsembleRefusesToWriteOverAMember() throws {
+    let member = folder.appendingPathComponent("a.safetensors").path
+    let other = folder.appendingPathComponent("b.safetensors").path
+    let fixture = repositoryRoot.appendingPathComponent("Tests/ModelTests/Fixtures/vgg_bn.safetensors").path
+    try FileManager.default.copyItem(atPath: fixture, toPath: member)
+    try FileManager.default.copyItem(atPath: fixture, toPath: other)
+    let before = try Data(contentsOf: URL(fileURLWithPath: member))
+    let alias = folder.appendingPathComponent("alias.safetensors").path
+    XCTAssertEqual(symlink(member, alias), 0)
+    for output in [member, alias, folder.path + "/./a.safetensors"] {
+      let result = runCLI(["ensemble", member, other, "--output", output])
+      XCTAssertEqual(result.code, 2, result.error)
+      XCTAssert(result.error.contains("is one of the command's inputs"), result.error)
+    }
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: member)), before, "member A unchanged")
+  }
+
+  func testMLflowExportIsIdempotentAndRefusesAForeignFolder() throws {
+    let (store, run) = try storeWithARun()
+    let export = folder.appendingPathComponent("mlruns").path
+    var result = runCLI(["export", "mlflow", export, "--store", store])
+    XCTAssertEqual(result.code, 0, result.error)
+    let experiment = MLflowExport.experimentID("e|<b>x</b>")
+    let runFolder = "\(export)/\(experiment)/\(run.replacingOccurrences(of: "-", with: ""))"
+    XCTAssertEqual(try String(contentsOfFile: "\(runFolder)/metrics/train.loss", encoding: .utf8), "1796428801250 0.5 10\n")
+    XCTAssertEqual(try String(contentsOfFile: "\(runFolder)/metrics/target_0.8.wall_s", encoding: .utf8), "1796428802000 12.0 10\n")
+    XCTAssertEqual(try String(contentsOfFile: "\(runFolder)/metrics/result.lake20.accuracy", encoding: .utf8).split(separator: " ")[1], "0.9")
+    XCTAssertEqual(try String(contentsOfFile: "\(runFolder)/params/weird key__0_", encoding: .utf8), "v")
+    XCTAssert(try String(contentsOfFile: "\(runFolder)/meta.yaml", encoding: .utf8).contains("status: 3"))
+    XCTAssert(try String(contentsOfFile: "\(export)/\(experiment)/meta.yaml", encoding: .utf8).contains(#"name: "e|<b>x</b>""#))
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(runFolder)/artifacts/run.json"))) as! [String: Any]
+    XCTAssertEqual(((json["episodes"] as! [String: Any])["lake20"] as! [[String: Any]]).first?["correct"] as? Int, 18)
+    // Again: nothing rewritten.
+    result = runCLI(["export", "mlflow", export, "--store", store])
+    XCTAssertEqual(result.code, 0, result.error)
+    XCTAssert(result.error.contains("(0 files written"), result.error)
+    // A folder holding anything else, or a file: one line, exit 2, nothing written.
+    let foreign = folder.appendingPathComponent("thesis").path
+    try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: true)
+    try Data("mine".utf8).write(to: URL(fileURLWithPath: foreign + "/chapter1.tex"))
+    for path in [foreign, foreign + "/chapter1.tex"] {
+      result = runCLI(["export", "mlflow", path, "--store", store])
+      XCTAssertEqual(result.code, 2, result.error)
+      XCTAssertEqual(result.error.split(separator: "\n").count, 1, result.error)
+    }
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: foreign), ["chapter1.tex"])
+    result = runCLI(["export", "mlflow", export, "--store", store, "--experiment", "nothing-like-it"])
+    XCTAssertEqual(result.code, 2, result.error)
+  }
 }

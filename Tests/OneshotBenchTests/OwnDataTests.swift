@@ -93,6 +93,14 @@ final class OwnDataTests: XCTestCase {
     XCTAssertEqual(values[0][1], similarity, accuracy: 1e-5)
     for i in 0..<3 { for j in 0..<3 { XCTAssertEqual(values[i][j], values[j][i], accuracy: 1e-5) } }
     XCTAssertGreaterThan(values[0][1], values[0][2], "another drawing of the same glyph is closer than another glyph")
+    // Row by row (a block of one row's pair features): the same matrix, bytes and all.
+    let blocked = runCLI(["predict"] + paths + ["--checkpoint", model, "--format", "csv"], environment: ["ONESHOT_PREDICT_BLOCK_BYTES": "1"])
+    XCTAssertEqual(blocked.code, 0, blocked.error)
+    XCTAssertEqual(blocked.output, matrix.output)
+    // More images than a matrix takes: refused before one is read (they need not exist).
+    let many = runCLI(["predict"] + (0...1000).map { "missing-\($0).png" } + ["--checkpoint", model])
+    XCTAssertEqual(many.code, 2)
+    XCTAssert(many.error.contains("at most 1000 images"), many.error)
     // A folder ranked against a query: the query's own glyph first.
     let ranked = runCLI(["predict", "--query", paths[0], "--support", glyphs.path, "--checkpoint", model])
     XCTAssertEqual(ranked.code, 0, ranked.error)

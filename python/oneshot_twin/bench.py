@@ -28,6 +28,8 @@ NETS = {
     "vgg": {"backbone": "vgg16", "headActivation": "relu"},
     "koch": {"backbone": "koch"},
     "omniglot52": {"backbone": "vgg16", "inputSize": 52, "batchNorm": True, "blocks": [[32, 32], [64, 64], [128, 128], [256, 256]], "headActivation": "relu"},
+    # experiments/speedrun.json's network: omniglot52's at 40x40
+    "speedrun": {"backbone": "vgg16", "inputSize": 40, "batchNorm": True, "blocks": [[32, 32], [64, 64], [128, 128], [256, 256]], "headActivation": "relu"},
 }
 
 
@@ -36,12 +38,12 @@ def main():
     ap.add_argument("--net", choices=sorted(NETS), default="vgg")
     ap.add_argument("--mode", choices=["train-batched", "embed"], default="train-batched")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=32, help="pairs a step (omniglot52: images and pairs a step), or images to embed")
+    ap.add_argument("--batch", type=int, default=32, help="pairs a step (omniglot52, speedrun: images and pairs a step), or images to embed")
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
-    grouped = a.net == "omniglot52"
+    grouped = a.net in ("omniglot52", "speedrun")
     if a.mode == "train-batched" and grouped and a.batch % 4:
         ap.error("--batch must be a multiple of 4 for omniglot52 (groups of 2 characters x 2 drawers)")
     torch.set_num_threads(a.threads)

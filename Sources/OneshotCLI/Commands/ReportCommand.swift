@@ -61,11 +61,7 @@ struct ReportCommand: ParsableCommand {
       text = try renderRunDetail(try database.run(id), store: database, format: format) + "\n"
     }
     if let output {
-      do {
-        try Data(Secrets.redacted(text).utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
-      } catch {
-        throw UserFacingError("cannot write \(output) (\((error as NSError).localizedDescription)); choose a writable path for --output")
-      }
+      try OutputFile.write(Data(Secrets.redacted(text).utf8), to: output, inputs: [store.path])
       printNote("wrote \(output)")
     } else {
       print(text, terminator: "")

@@ -15,20 +15,13 @@ struct OneshotBench: ParsableCommand {
     version: harnessVersion,
     subcommands: [
       RunCommand.self, SweepCommand.self, EvaluateCommand.self, StoreCommand.self, ReportCommand.self, CheckCommand.self, CompareCommand.self, PredictCommand.self, EnsembleCommand.self, DatasetCommand.self, EpisodesCommand.self,
-      BaselineCommand.self, BenchCommand.self,
+      BaselineCommand.self, BenchCommand.self, ExportCommand.self,
     ])
-}
-
-@main
-enum Entry {
-  static func main() {
-    exit(runCommand(CommandLine.arguments.dropFirst().map { $0 }))
-  }
 }
 
 /// Parses and runs one command line; returns the process exit code. Errors a user can cause
 /// print one line to standard error and return 2.
-func runCommand(_ arguments: [String]) -> Int32 {
+package func runCommand(_ arguments: [String]) -> Int32 {
   let commands = OneshotBench.configuration.subcommands.map { $0.configuration.commandName ?? "" } + ["help"]
   if let first = arguments.first, !first.hasPrefix("-"), !commands.contains(first) {
     let closest = commands.min { editDistance(first, $0) < editDistance(first, $1) }!

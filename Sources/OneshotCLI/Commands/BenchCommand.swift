@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
       """)
 
   enum Net: String, ExpressibleByArgument, CaseIterable {
-    case vgg16, koch, omniglot52
+    case vgg16, koch, omniglot52, speedrun
 
     /// The network's configuration.
     var config: ModelConfig {
@@ -29,16 +29,18 @@ struct BenchCommand: ParsableCommand {
       case .koch: return ModelConfig.koch
       case .omniglot52:
         return ModelConfig(backbone: .vgg16, inputSize: 52, batchNorm: true, blocks: [[32, 32], [64, 64], [128, 128], [256, 256]], headHidden: 512, headActivation: .relu)
+      case .speedrun:
+        return ModelConfig(backbone: .vgg16, inputSize: 40, batchNorm: true, blocks: [[32, 32], [64, 64], [128, 128], [256, 256]], headHidden: 512, headActivation: .relu)
       }
     }
 
     /// omniglot52 trains on grouped pairs (as many pairs as images, 128 a step); the
     /// others on independent pairs (two images a pair, 32 a step).
-    var grouped: Bool { self == .omniglot52 }
+    var grouped: Bool { self == .omniglot52 || self == .speedrun }
   }
 
   @Option(
-    help: "Network: vgg16 (VGG16 at 105x105, head 4608-512-ReLU-1, as the PyTorch script), koch, or omniglot52 (the shipped recipe's network: 52x52, four blocks 32-256 with batch norm, grouped pairs).")
+    help: "Network: vgg16 (VGG16 at 105x105, head 4608-512-ReLU-1, as the PyTorch script), koch, omniglot52 (the shipped recipe's network: 52x52, four blocks 32-256 with batch norm, grouped pairs) or speedrun (the same at 40x40, experiments/speedrun.json).")
   var model: Net = .vgg16
   @Option(help: "Threads for oneDNN and the parallel loops.") var threads: Int = 2
   @Option(help: "Convolution arithmetic: fp32, or bf16 inputs with float accumulation.") var precision: ConvolutionPrecision = .fp32
@@ -59,7 +61,7 @@ struct BenchCommand: ParsableCommand {
   func validate() throws {
     guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     guard (pairs ?? 2) >= 1, images >= 1, reps >= 1 else { throw ValidationError("--pairs, --images and --reps must be at least 1") }
-    if model.grouped, let pairs, pairs % 4 != 0 { throw ValidationError("--pairs must be a multiple of 4 for omniglot52 (groups of 2 characters x 2 drawers)") }
+    if model.grouped, let pairs, pairs % 4 != 0 { throw ValidationError("--pairs must be a multiple of 4 for omniglot52 and speedrun (groups of 2 characters x 2 drawers)") }
   }
 
   func run() throws {

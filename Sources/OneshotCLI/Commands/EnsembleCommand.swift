@@ -24,8 +24,10 @@ struct EnsembleCommand: ParsableCommand {
   }
 
   func run() throws {
+    // Checked before the members are read: an output that is a member, a device or a FIFO.
+    let target = try OutputFile.resolve(output, inputs: members).get()
     let (networks, memberMetadata) = try readEnsembleMembers(members)
-    try Checkpoint.writeEnsemble(members: networks, memberMetadata: memberMetadata, metadata: [:], to: URL(fileURLWithPath: output), half: half)
+    try Checkpoint.writeEnsemble(members: networks, memberMetadata: memberMetadata, metadata: [:], to: URL(fileURLWithPath: target), half: half)
     print("wrote \(output): an ensemble of \(networks.count) networks (\(memberMetadata.map { $0["run_id"].map { String($0.prefix(8)) } ?? $0["source"]! }.joined(separator: ", ")))")
   }
 }

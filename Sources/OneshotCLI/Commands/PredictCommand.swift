@@ -32,6 +32,19 @@ struct PredictCommand: ParsableCommand {
     if query != nil && !images.isEmpty { throw ValidationError("give images, or --query with --support, not both") }
     if query == nil && images.count < 2 { throw ValidationError("give at least two images, or --query Q.png --support DIR") }
     if !(1...256).contains(threads) { throw ValidationError("--threads must be between 1 and 256") }
+    if images.count > PredictCommand.maximumMatrixImages {
+      throw ValidationError("\(images.count) images make a \(images.count) x \(images.count) matrix; at most \(PredictCommand.maximumMatrixImages) images, or rank a folder: --query Q.png --support DIR")
+    }
+  }
+
+  /// The most images of a similarity matrix (a million printed cells).
+  static let maximumMatrixImages = 1_000
+  /// The most images of a `--support` folder ranked against one query.
+  static let maximumSupportImages = 20_000
+  /// Memory for the pair features of one block of matrix rows (ONESHOT_PREDICT_BLOCK_BYTES
+  /// sets it, for tests of the blocking).
+  static var blockBytes: Int {
+    ProcessInfo.processInfo.environment["ONESHOT_PREDICT_BLOCK_BYTES"].flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil } ?? 256 << 20
   }
 
   func run() throws {
@@ -59,6 +72,9 @@ struct PredictCommand: ParsableCommand {
       let files = walker.compactMap { $0 as? String }.filter { $0.lowercased().hasSuffix(".png") && !$0.split(separator: "/").contains { $0.hasPrefix(".") } }
         .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
       guard !files.isEmpty else { throw UserFacingError("\(support) holds no .png images to rank") }
+      guard files.count <= PredictCommand.maximumSupportImages else {
+        throw UserFacingError("\(support) holds \(files.count) images, more than the \(PredictCommand.maximumSupportImages) predict ranks at once; rank a smaller folder, or score it as episodes with `evaluate --folder`")
+      }
       let embedded = try embed([query] + files.map { root.appendingPathComponent($0).path })
       let logits = try scorer.similarities(queries: [embedded[0]], support: Array(embedded.dropFirst()))[0]
       let ranked = zip(files, logits).sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
@@ -67,7 +83,15 @@ struct PredictCommand: ParsableCommand {
       return
     }
     let embedded = try embed(images)
-    let matrix = try scorer.similarities(queries: embedded, support: embedded).map { $0.map(similarity) }
+    // Row blocks whose pair features fit in blockBytes: 1,000 images at once would build a
+    // million pair features (gigabytes); block by block the peak stays bounded.
+    let width = max(1, embedded[0].count) * MemoryLayout<Float>.size * 2
+    let rowsPerBlock = max(1, PredictCommand.blockBytes / (width * embedded.count))
+    var matrix: [[Double]] = []
+    for start in stride(from: 0, to: embedded.count, by: rowsPerBlock) {
+      let rows = Array(embedded[start..<min(embedded.count, start + rowsPerBlock)])
+      matrix += try scorer.similarities(queries: rows, support: embedded).map { $0.map(similarity) }
+    }
     if images.count == 2 && format == .table {
       print(String(format: "%.6f", matrix[0][1]))
       return

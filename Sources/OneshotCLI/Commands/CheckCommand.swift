@@ -51,7 +51,7 @@ struct CheckCommand: ParsableCommand {
     if let writeBaseline {
       let frozen = try Baseline.from(store: database, runID: runID)
       guard !frozen.protocols.isEmpty else { throw UserFacingError("run \(runID) has no results to freeze") }
-      try frozen.write(writeBaseline)
+      try frozen.write(writeBaseline, inputs: [store.path] + (baseline.map { [$0] } ?? []))
       print(
         "wrote baseline \(writeBaseline) from run \(runID): "
           + frozen.protocols.map { String(format: "%@ %.2f%%", $0.result.protocolName, 100 * $0.result.accuracy) }.joined(separator: ", "))
