@@ -6,13 +6,15 @@ import Support
 // do), beside the interval over the pooled episodes. Runs form a seed group when their resolved
 // configurations differ only by `seed`; an eval-only run also by the checkpoint it scored.
 
-/// The seed group of a run: 12 hex digits of SHA-256 over its configuration without `seed`
-/// (and, for an eval-only run, the checkpoint's SHA-256).
+/// The seed group of a run: 12 hex digits of SHA-256 over its configuration without `seed`,
+/// `threads` and `description` (prose: a description edited after a seed trained does not
+/// split the recipe's seeds), and, for an eval-only run, with the checkpoint's SHA-256.
 public func seedGroupKey(configJSON: String, evaluatedCheckpoint: String?) -> String {
   var object = (try? JSONSerialization.jsonObject(with: Data(configJSON.utf8))) as? [String: Any] ?? ["unreadable": configJSON]
   object.removeValue(forKey: "seed")
   // Threads are not part of an experiment's identity (ExperimentConfig.identityJSON).
   object.removeValue(forKey: "threads")
+  object.removeValue(forKey: "description")
   if let evaluatedCheckpoint { object["#evaluated"] = evaluatedCheckpoint }
   let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(configJSON.utf8)
   return String(SHA256.hex(data).prefix(12))

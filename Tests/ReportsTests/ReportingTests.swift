@@ -75,6 +75,15 @@ final class ReportingTests: XCTestCase {
     XCTAssertFalse(detail.contains("evaluation.0.episodes") || detail.contains("evaluation.0.split"), detail)
   }
 
+  /// Seed, threads and description (prose) do not split a seed group; any setting does.
+  func testSeedGroupsIgnoreSeedThreadsAndDescriptionOnly() {
+    let key = { (json: String) in seedGroupKey(configJSON: json, evaluatedCheckpoint: nil) }
+    let base = key(#"{"name": "r", "seed": 1, "threads": 2, "description": "first words", "training": {"steps": 10}}"#)
+    XCTAssertEqual(key(#"{"name": "r", "seed": 2, "threads": 1, "description": "words fixed later", "training": {"steps": 10}}"#), base)
+    XCTAssertNotEqual(key(#"{"name": "r", "seed": 1, "threads": 2, "description": "first words", "training": {"steps": 11}}"#), base)
+    XCTAssertNotEqual(key(#"{"name": "r2", "seed": 1, "threads": 2, "description": "first words", "training": {"steps": 10}}"#), base)
+  }
+
   /// A seed recorded twice counts once (its newest run), so a group never shows `10,10` with an
   /// interval of zero width.
   func testARepeatedSeedCountsOnce() throws {
