@@ -43,6 +43,7 @@ package struct RunRecording {
           "run \(id) trained on data with fingerprint \(recorded.prefix(12)), and the data now has \(now.prefix(12)) (\(plan.config.data.folder.map { "the folder \($0) changed" } ?? "the archives changed")); restore the data it started on, or start a new run")
       }
       let earlier = try store.claimRun(id, owner: thisProcess, staleAfter: Lease.seconds, isAlive: isAlive)
+      store.holdReserve()
       return RunRecording(store: store, id: id, started: Date().addingTimeInterval(-earlier), owner: thisProcess)
     }
     let config = plan.config
@@ -56,6 +57,7 @@ package struct RunRecording {
     run.harnessVersion = harnessVersion
     run.swiftVersion = provenance.swiftVersion
     let id = try store.beginRun(run, owner: thisProcess)
+    store.holdReserve()
     var folders = data.fingerprints.filter { $0.source != "omniglot" }.map { (key: "dataset.folder", value: "\($0.source) \($0.fingerprint)") }
     if let training = data.trainingFolder, let folder = plan.config.data.folder {
       folders.append((key: "dataset.training_folder", value: "\(folder) \(training.fingerprint)"))
@@ -131,14 +133,26 @@ package struct RunRecording {
       outcome = try body()
     } catch let error as StoreError {
       if case .leaseLost = error { throw error }
-      try? store.finishRun(id, status: .failed, error: "\(error)", durationSeconds: elapsed)
+      try? finish(.failed, error: "\(error)")
       throw error
     } catch {
-      try? store.finishRun(id, status: .failed, error: "\(error)", durationSeconds: elapsed)
+      try? finish(.failed, error: "\(error)")
       throw error
     }
-    try store.finishRun(id, status: outcome.status, error: outcome.error, durationSeconds: elapsed)
+    try finish(outcome.status, error: outcome.error)
     return outcome
+  }
+
+  /// Ends the row; if that write fails (a full disk), once more after releasing the store's
+  /// reserve, so that the row says what happened rather than staying `running`.
+  private func finish(_ status: RunStatus, error message: String?) throws {
+    do {
+      try store.finishRun(id, status: status, error: message, durationSeconds: elapsed)
+    } catch {
+      guard store.reservePath != nil else { throw error }
+      store.releaseReserve()
+      try store.finishRun(id, status: status, error: message, durationSeconds: elapsed)
+    }
   }
 }
 

@@ -109,6 +109,27 @@ public final class ResultsStore {
   /// The path, or the server's URL without its password, for messages.
   public var displayPath: String { PostgresConnection.isURL(path) ? PostgresConnection.redacted(path) : path }
 
+  /// A file of zeros next to a SQLite store (`<store>.reserve`), held while runs record: when
+  /// the disk fills up mid-run, deleting it frees the room the store needs to mark the run
+  /// failed with the reason, instead of leaving its row `running` with nothing said. Nil for
+  /// PostgreSQL (its disk is the server's) and in-memory stores.
+  public var reservePath: String? { backend == .sqlite && path != ":memory:" ? path + ".reserve" : nil }
+  /// The reserve's size: far more than the few pages that end a run.
+  public static let reserveBytes = 1 << 20
+
+  /// Writes the reserve if it is not there; a disk too full for it is not an error (yet).
+  public func holdReserve() {
+    guard let reservePath else { return }
+    if let size = (try? FileManager.default.attributesOfItem(atPath: reservePath))?[.size] as? Int, size >= ResultsStore.reserveBytes { return }
+    if (try? Data(count: ResultsStore.reserveBytes).write(to: URL(fileURLWithPath: reservePath))) == nil { try? FileManager.default.removeItem(atPath: reservePath) }
+  }
+
+  /// Deletes the reserve (the disk is full): the next write has its room.
+  public func releaseReserve() {
+    guard let reservePath else { return }
+    try? FileManager.default.removeItem(atPath: reservePath)
+  }
+
   /// The default location, `results/oneshot.sqlite` under the current directory.
   public static let defaultPath = "results/oneshot.sqlite"
 

@@ -572,4 +572,45 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(eval.code, 2)
     XCTAssertEqual(runCLI(["run", config, "--eval-only"]).code, 2)
   }
+
+  /// A disk that fills up mid-run: the run ends `failed` with the reason (the store's reserve
+  /// gives the row the room to say so), nothing recorded before is lost, exit 2. Needs a small
+  /// file system of its own (a tmpfs, mounted as root); skipped where mounting is not allowed.
+  func testADiskThatFillsUpMidRunEndsTheRowFailedWithTheReason() throws {
+    let disk = folder.appendingPathComponent("disk")
+    try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: true)
+    let mount = runProcess("/bin/mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", disk.path])
+    guard mount == 0 else { throw XCTSkip("cannot mount a tmpfs here (not root, or no mount permission)") }
+    defer { _ = runProcess("/bin/umount", ["-l", disk.path]) }
+    let store = disk.appendingPathComponent("s.sqlite").path
+    let runs = disk.appendingPathComponent("runs")
+    let held = try startHeldRun(["run", try experiment(steps: 400), "--store", store, "--runs", runs.path], runs: runs)
+    XCTAssert(FileManager.default.fileExists(atPath: store + ".reserve"), "the reserve is held while the run records")
+    // Fill the disk to the last byte, then let the run go on: its next checkpoint cannot be written.
+    let ballastPath = disk.appendingPathComponent("ballast").path
+    XCTAssert(FileManager.default.createFile(atPath: ballastPath, contents: nil))
+    let ballast = try XCTUnwrap(FileHandle(forWritingAtPath: ballastPath))
+    while (try? ballast.write(contentsOf: Data(count: 16 << 10))) != nil {}
+    try? ballast.close()
+    kill(held.process.processIdentifier, SIGUSR1)
+    held.process.waitUntilExit()
+    XCTAssertEqual(held.process.terminationStatus, 2, held.errorText)
+    XCTAssert(held.errorText.contains("space") || held.errorText.contains("full"), held.errorText)
+    let detail = try ResultsStore(path: store).run(held.runID)
+    XCTAssertEqual(detail.summary.status, .failed, "not left running")
+    XCTAssert(["space", "full"].contains { detail.summary.error?.contains($0) == true }, detail.summary.error ?? "")
+    XCTAssertFalse(try ResultsStore(path: store).metrics(runID: held.runID, key: MetricKey.trainingLoss).isEmpty, "the loss logged before is kept")
+  }
+}
+
+/// Runs a program to its end; its exit code (-1 if it could not start).
+func runProcess(_ path: String, _ arguments: [String]) -> Int32 {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: path)
+  process.arguments = arguments
+  process.standardOutput = FileHandle.nullDevice
+  process.standardError = FileHandle.nullDevice
+  do { try process.run() } catch { return -1 }
+  process.waitUntilExit()
+  return process.terminationStatus
 }
