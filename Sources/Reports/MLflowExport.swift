@@ -243,7 +243,7 @@ public enum MLflowExport {
     let fm = FileManager.default
     var isDirectory: ObjCBool = false
     if fm.fileExists(atPath: root.path, isDirectory: &isDirectory) {
-      guard isDirectory.boolValue else { throw ReportError("\(root.path) is a file, not a folder; give export mlflow a new or empty folder (or an earlier export)") }
+      guard isDirectory.boolValue else { throw ReportError("\(root.path) is not a folder; nothing written: give export mlflow a new or empty folder (or an earlier export)") }
       let entries = (try? fm.contentsOfDirectory(atPath: root.path)) ?? []
       if !entries.isEmpty && !entries.contains(markerName) {
         throw ReportError(
@@ -251,7 +251,9 @@ public enum MLflowExport {
       }
     } else {
       do { try fm.createDirectory(at: root, withIntermediateDirectories: true) } catch {
-        throw ReportError("cannot create \(root.path) (\((error as NSError).localizedDescription)); choose a writable folder")
+        let ns = error as NSError
+        let reason = (ns.userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? ns.localizedDescription
+        throw ReportError("cannot create the folder \(root.path) (\(reason)); choose a writable folder")
       }
     }
   }
