@@ -115,7 +115,8 @@ class MLflowExportTests(unittest.TestCase):
         trained = [r for r in self.stored_runs() if r[1] == "ci-smoke"][0][0].replace("-", "")
         self.assertEqual(len(self.client.get_metric_history(trained, "train.loss")), 12)
         self.assertEqual([m.step for m in self.client.get_metric_history(trained, "validation.accuracy")], [60, 120])
-        self.assertGreater(checked, 40)
+        self.assertEqual(checked, self.db.execute("SELECT COUNT(*) FROM metrics").fetchone()[0])
+        self.assertGreater(checked, 20)
 
     def test_tags_artifacts_and_notebook_json(self):
         for run_id, experiment, _ in self.stored_runs():
@@ -143,7 +144,7 @@ class MLflowExportTests(unittest.TestCase):
     def test_exporting_again_changes_nothing_and_a_foreign_folder_is_refused(self):
         before = snapshot(self.export)
         again = harness("export", "mlflow", self.export, "--store", self.store)
-        self.assertIn(" 0 files written", again.stderr)
+        self.assertIn("(0 files written", again.stderr)
         self.assertEqual(snapshot(self.export), before)
         foreign = os.path.join(self.tmp.name, "foreign")
         os.makedirs(foreign)
