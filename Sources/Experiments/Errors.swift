@@ -14,6 +14,7 @@ extension CheckpointError: UserCausedError {}
 extension ConfigError: UserCausedError {}
 extension ReportError: UserCausedError {}
 extension UserFileError: UserCausedError {}
+extension OutputFileError: UserCausedError {}
 
 /// An error the user caused, with the message to show them.
 package struct UserFacingError: UserCausedError {

@@ -117,6 +117,8 @@ package struct Baseline: Codable, Equatable {
       try OutputFile.write(try JSONEncoder.canonical(pretty: true).encode(self), to: path, inputs: inputs)
     } catch let error as UserFileError {
       throw error
+    } catch let error as OutputFileError {
+      throw error
     } catch {
       throw UserFacingError("cannot write baseline \(path) (\((error as NSError).localizedDescription)); choose a writable path")
     }

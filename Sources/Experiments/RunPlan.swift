@@ -56,7 +56,9 @@ package struct RunPlan {
       let store = try ResultsStore(path: options.storePath)
       let id = try store.resolveRunID(given)
       let detail = try store.run(id)
-      guard detail.summary.status != .completed else { throw UserFacingError("run \(id) already completed; nothing to resume") }
+      // The store's own error, so that a sweep whose other task finished the run between its
+      // listing and this check skips it as done (the same as when the claim finds it completed).
+      guard detail.summary.status != .completed else { throw StoreError.alreadyCompleted(id) }
       source = "run \(id)'s stored configuration"
       config = try ExperimentConfig.decode(Data(detail.configJSON.utf8), source: source)
       self.mode = .resume(runID: id)

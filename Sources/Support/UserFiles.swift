@@ -76,7 +76,14 @@ public enum OutputFile {
     do {
       try data.write(to: URL(fileURLWithPath: target), options: .atomic)
     } catch {
-      throw UserFileError(path: path, problem: "cannot be written (\((error as NSError).localizedDescription)); nothing written: choose a writable path")
+      let ns = error as NSError
+      let reason = (ns.userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? ns.localizedDescription
+      throw OutputFileError(description: "cannot write \(path) (\(reason)); nothing written: choose a writable path (its folder must exist)")
     }
   }
+}
+
+/// An output that could not be written, in one line.
+public struct OutputFileError: Error, CustomStringConvertible {
+  public let description: String
 }
