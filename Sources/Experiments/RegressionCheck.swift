@@ -111,17 +111,12 @@ package struct Baseline: Codable, Equatable {
   private func percent(_ value: Double) -> String { String(format: "%.4f%%", 100 * value) }
 
   package func write(_ path: String, inputs: [String] = []) throws {
-    let url = URL(fileURLWithPath: path)
     do {
-      try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-      try OutputFile.write(try JSONEncoder.canonical(pretty: true).encode(self), to: path, inputs: inputs)
-    } catch let error as UserFileError {
-      throw error
-    } catch let error as OutputFileError {
-      throw error
+      try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
     } catch {
-      throw UserFacingError("cannot write baseline \(path) (\((error as NSError).localizedDescription)); choose a writable path")
+      throw UserFacingError("cannot write baseline \(path) (\(failureReason(error, creatingFolder: URL(fileURLWithPath: path).deletingLastPathComponent().path))); choose a writable path")
     }
+    try OutputFile.write(try JSONEncoder.canonical(pretty: true).encode(self), to: path, inputs: inputs)
   }
 }
 

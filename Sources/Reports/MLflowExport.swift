@@ -92,12 +92,12 @@ public enum MLflowExport {
     let detail = try store.run(run.id)
     let id = runID(run.id)
     let dir = root.appendingPathComponent("\(experimentID)/\(id)")
-    var files: [String: FileContent] = [:]
+    var files: [String: Data] = [:]
     let start = milliseconds(run.startedAt) ?? 0
     let end = run.finishedAt.flatMap(milliseconds)
     let seed = detail.params.first { $0.key == "seed" }?.value
     let runName = "\(run.experiment)\(seed.map { " seed \($0)" } ?? "") \(run.id.prefix(8))"
-    files["meta.yaml"] = .bytes(runMeta(id: id, experimentID: experimentID, name: runName, status: run.status, start: start, end: end, artifacts: dir.appendingPathComponent("artifacts")))
+    files["meta.yaml"] = runMeta(id: id, experimentID: experimentID, name: runName, status: run.status, start: start, end: end, artifacts: dir.appendingPathComponent("artifacts"))
 
     var used = Set<String>()
     func unique(_ folder: String, _ raw: String) -> String {
@@ -107,7 +107,7 @@ public enum MLflowExport {
       used.insert(folder + "/" + name)
       return folder + "/" + name
     }
-    for param in detail.params { files[unique("params", param.key)] = .bytes(Data(Secrets.redacted(param.value).utf8)) }
+    for param in detail.params { files[unique("params", param.key)] = Data(Secrets.redacted(param.value).utf8) }
 
     // Metric histories, point by point, with the store's steps and times.
     var lines: [String: [String]] = [:]
@@ -116,13 +116,13 @@ public enum MLflowExport {
       if lines[point.key] == nil { order.append(point.key) }
       lines[point.key, default: []].append("\(milliseconds(point.time) ?? start) \(number(point.value)) \(point.step)")
     }
-    for metric in order { files[unique("metrics", metric)] = .bytes(Data((lines[metric]!.joined(separator: "\n") + "\n").utf8)) }
+    for metric in order { files[unique("metrics", metric)] = Data((lines[metric]!.joined(separator: "\n") + "\n").utf8) }
     // Each protocol's result, as metrics at the run's end (step 0).
     let resultTime = end ?? start
     for result in detail.results {
       let base = "result." + result.protocolName
       for (field, value) in [("accuracy", result.accuracy), ("ci_low", result.ciLow), ("ci_high", result.ciHigh), ("episodes", Double(result.episodes)), ("seconds", result.seconds)] {
-        files[unique("metrics", base + "." + field)] = .bytes(Data("\(resultTime) \(number(value)) 0\n".utf8))
+        files[unique("metrics", base + "." + field)] = Data("\(resultTime) \(number(value)) 0\n".utf8)
       }
     }
 
@@ -136,22 +136,24 @@ public enum MLflowExport {
     if let error = run.error { tags.append(("oneshot.error", error)) }
     if let commit = detail.provenance.first(where: { $0.key == "git_commit" })?.value { tags.append(("mlflow.source.git.commit", commit)) }
     if let note = detail.tags.first(where: { $0.key == TagKey.note })?.value { tags.append(("mlflow.note.content", note)) }
-    for (k, v) in tags { files[unique("tags", k)] = .bytes(Data(Secrets.redacted(v).utf8)) }
+    for (k, v) in tags { files[unique("tags", k)] = Data(Secrets.redacted(v).utf8) }
 
     // Artifacts: the configuration, the run's own report page, per-episode rows and the loss
     // history in one JSON file a notebook reads in one call, and the checkpoint.
-    files["artifacts/config.json"] = .bytes(Data(Secrets.redacted(detail.configJSON).utf8))
-    files["artifacts/run.json"] = .bytes(Data((try renderRunDetail(detail, store: store, format: .json) + "\n").utf8))
+    files["artifacts/config.json"] = Data(Secrets.redacted(detail.configJSON).utf8)
+    files["artifacts/run.json"] = Data((try renderRunDetail(detail, store: store, format: .json) + "\n").utf8)
     let (rows, protocols) = try reportRows(store: store, runs: [run])
     let hasMetrics = !detail.results.isEmpty || !(lines[MetricKey.trainingLoss] ?? []).isEmpty
     if hasMetrics {
       let page = try renderHTMLReport(
         store: store, rows: rows, protocols: protocols, groups: [],
         options: HTMLReportOptions(storeDescription: "MLflow export", selection: "run \(run.id)", focus: [run.id], writtenAt: run.finishedAt ?? run.startedAt))
-      files["artifacts/report.html"] = .bytes(Data(Secrets.redacted(page).utf8))
+      files["artifacts/report.html"] = Data(Secrets.redacted(page).utf8)
     }
-    if let path = detail.provenance.first(where: { $0.key == "checkpoint_path" })?.value, UserFile.problem(path, maximumBytes: 1 << 34) == nil {
-      files["artifacts/checkpoint/" + URL(fileURLWithPath: path).lastPathComponent] = .file(path)
+    if let path = detail.provenance.first(where: { $0.key == "checkpoint_path" })?.value, UserFile.problem(path, maximumBytes: 1 << 34) == nil,
+      let checkpoint = FileManager.default.contents(atPath: path)
+    {
+      files["artifacts/checkpoint/" + URL(fileURLWithPath: path).lastPathComponent] = checkpoint
     }
     try writer.sync(dir, files)
   }
@@ -251,16 +253,9 @@ public enum MLflowExport {
       }
     } else {
       do { try fm.createDirectory(at: root, withIntermediateDirectories: true) } catch {
-        let ns = error as NSError
-        let reason = (ns.userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? ns.localizedDescription
-        throw ReportError("cannot create the folder \(root.path) (\(reason)); choose a writable folder")
+        throw ReportError("cannot create the folder \(root.path) (\(failureReason(error, creatingFolder: root.path))); choose a writable folder")
       }
     }
-  }
-
-  enum FileContent {
-    case bytes(Data)
-    case file(String)
   }
 
   /// Writes files whose bytes differ, counts what it left alone, and removes files of a run's
@@ -275,28 +270,13 @@ public enum MLflowExport {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try data.write(to: url, options: .atomic)
       } catch {
-        throw ReportError("cannot write \(url.path) (\((error as NSError).localizedDescription)); the files written so far stay, run the export again when the folder is writable")
+        throw ReportError("cannot write \(url.path) (\(failureReason(error))); the files written so far stay, run the export again when the folder is writable")
       }
       written += 1
     }
 
-    mutating func sync(_ dir: URL, _ files: [String: FileContent]) throws {
-      for (relative, content) in files.sorted(by: { $0.key < $1.key }) {
-        let url = dir.appendingPathComponent(relative)
-        switch content {
-        case .bytes(let data): try write(url, data)
-        case .file(let source):
-          let attributes = { (path: String) in try? FileManager.default.attributesOfItem(atPath: path) }
-          if let a = attributes(source), let b = attributes(url.path), (a[.size] as? Int) == (b[.size] as? Int),
-            let old = try? Data(contentsOf: url), let new = try? Data(contentsOf: URL(fileURLWithPath: source)), old == new
-          {
-            unchanged += 1
-            continue
-          }
-          guard let data = try? Data(contentsOf: URL(fileURLWithPath: source)) else { continue }
-          try write(url, data)
-        }
-      }
+    mutating func sync(_ dir: URL, _ files: [String: Data]) throws {
+      for (relative, data) in files.sorted(by: { $0.key < $1.key }) { try write(dir.appendingPathComponent(relative), data) }
       // Files a previous export of this run wrote that it no longer has.
       let fm = FileManager.default
       guard let walker = fm.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey]) else { return }

@@ -76,9 +76,7 @@ public enum OutputFile {
     do {
       try data.write(to: URL(fileURLWithPath: target), options: .atomic)
     } catch {
-      let ns = error as NSError
-      let reason = (ns.userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? ns.localizedDescription
-      throw OutputFileError(description: "cannot write \(path) (\(reason)); nothing written: choose a writable path (its folder must exist)")
+      throw OutputFileError(description: "cannot write \(path) (\(failureReason(error))); nothing written: choose a writable path (its folder must exist)")
     }
   }
 }
@@ -86,4 +84,23 @@ public enum OutputFile {
 /// An output that could not be written, in one line.
 public struct OutputFileError: Error, CustomStringConvertible {
   public let description: String
+}
+
+/// Why a file operation failed: for a folder that could not be created, the part of its path
+/// that is a file; otherwise the system's words when Foundation keeps them ("No such file or
+/// directory"), else Foundation's own.
+public func failureReason(_ error: Error, creatingFolder folder: String? = nil) -> String {
+  if let folder {
+    var url = URL(fileURLWithPath: folder).standardizedFileURL
+    while url.path != "/" {
+      var isDirectory: ObjCBool = false
+      if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) {
+        if !isDirectory.boolValue { return "\(url.path) is a file, not a folder" }
+        break
+      }
+      url.deleteLastPathComponent()
+    }
+  }
+  let ns = error as NSError
+  return (ns.userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription ?? ns.localizedDescription
 }
