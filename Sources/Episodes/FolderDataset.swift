@@ -56,7 +56,7 @@ public struct FolderDataset: Sendable {
   /// Reads the folder and decodes every image; never throws: whatever is wrong is a problem in
   /// the result (a missing root, a file where a folder belongs, a non-PNG file, an unreadable
   /// or corrupt or oversized image, a class with fewer than two images, no classes at all).
-  public func scan(resizeTo size: Int? = nil) -> Scan {
+  public func scan(resizeTo size: Int? = nil, resampling: ImageResampling = .area) -> Scan {
     var scan = Scan()
     let fm = FileManager.default
     func isFolder(_ url: URL) -> Bool {
@@ -109,7 +109,7 @@ public struct FolderDataset: Sendable {
           do {
             var image = try GrayImage.decode([UInt8](data), name: path)
             scan.sizes["\(image.width)x\(image.height)", default: 0] += 1
-            if let size, image.width != size || image.height != size { image = image.resized(width: size, height: size) }
+            if let size, image.width != size || image.height != size { image = image.resized(width: size, height: size, resampling: resampling) }
             scan.images.append(Scan.Image(group: group, className: className, path: path, image: image, digest: SHA256.hex(data)))
             readable += 1
           } catch {
@@ -146,7 +146,7 @@ public struct FolderDataset: Sendable {
 
   /// The images as a split at `size` x `size`, and the folder's fingerprint. The first problem
   /// of the scan is the error (`dataset verify --folder` lists them all).
-  public func load(size: Int = 105, name: String = "folder") throws -> (split: ImageSplit, fingerprint: String) {
+  public func load(size: Int = 105, name: String = "folder", resampling: ImageResampling = .area) throws -> (split: ImageSplit, fingerprint: String) {
     let files = countImageFiles()
     let (need, overflow) = files.multipliedReportingOverflow(by: 2 * size * size)
     guard !overflow, need <= FolderDataset.memoryBound else {
@@ -154,7 +154,7 @@ public struct FolderDataset: Sendable {
         root: root.path,
         problem: "\(files) images at \(size)x\(size) need about \(need >> 20) MB to load, more than half of this machine's memory (\(FolderDataset.memoryBound >> 20) MB); use fewer images or a smaller model.inputSize")
     }
-    let scan = scan(resizeTo: size)
+    let scan = scan(resizeTo: size, resampling: resampling)
     if let problem = scan.problems.first {
       let more = scan.problems.count > 1 ? " (and \(scan.problems.count - 1) more: `oneshot-bench dataset verify --folder \(root.path)` lists them)" : ""
       throw DatasetError.folderProblem(root: root.path, problem: problem + more)

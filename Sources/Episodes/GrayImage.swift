@@ -1,3 +1,4 @@
+import Support
 import CPNG
 
 /// An 8-bit grayscale image, row-major, as stored in a PNG file (0 = black, 255 = white).
@@ -73,10 +74,26 @@ public struct GrayImage: Sendable, Equatable {
   /// Resampling to `width` x `height`: area averaging when shrinking both sides (each output
   /// pixel is the mean of the input area it covers, as OpenCV's INTER_AREA, so thin strokes do
   /// not alias away), bilinear otherwise; the identity when the size is unchanged.
-  public func resized(width newWidth: Int, height newHeight: Int) -> GrayImage {
+  /// With `resampling: .nearest`, nearest neighbour as PIL's `resize` (`nearestResized`).
+  public func resized(width newWidth: Int, height newHeight: Int, resampling: ImageResampling = .area) -> GrayImage {
     if newWidth == width && newHeight == height { return self }
+    if resampling == .nearest { return nearestResized(width: newWidth, height: newHeight) }
     if newWidth < width && newHeight < height { return areaResized(width: newWidth, height: newHeight) }
     return bilinearResized(width: newWidth, height: newHeight)
+  }
+
+  /// Nearest-neighbour resampling as PIL's `Image.resize(..., NEAREST)`: output pixel x takes
+  /// input pixel floor((x + 0.5) * width / newWidth), rows alike (exact in integers).
+  public func nearestResized(width newWidth: Int, height newHeight: Int) -> GrayImage {
+    precondition(newWidth > 0 && newHeight > 0, "resize to \(newWidth)x\(newHeight)")
+    // floor((x + 0.5) * w / nw) = floor((2x + 1) * w / (2 nw)), in integers.
+    let columns = (0..<newWidth).map { min(width - 1, (2 * $0 + 1) * width / (2 * newWidth)) }
+    let rows = (0..<newHeight).map { min(height - 1, (2 * $0 + 1) * height / (2 * newHeight)) }
+    var out = [UInt8](repeating: 0, count: newWidth * newHeight)
+    for (y, sy) in rows.enumerated() {
+      for (x, sx) in columns.enumerated() { out[y * newWidth + x] = pixels[sy * width + sx] }
+    }
+    return GrayImage(width: newWidth, height: newHeight, pixels: out)
   }
 
   /// Area-averaging downsampling with fractional pixel coverage.

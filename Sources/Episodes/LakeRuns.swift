@@ -1,3 +1,4 @@
+import Support
 import Foundation
 
 /// One of Lake's 20 one-shot runs: 20 training images (one per class, one drawer) and 20
@@ -30,7 +31,7 @@ public struct LakeRuns: Sendable {
 
   /// Reads and checks `all_runs.zip`: every run has 20 training and 20 test images and a
   /// `class_labels.txt` that maps each test item to a distinct training class.
-  public static func load(from dataset: OmniglotDataset, size: Int = 105) throws -> LakeRuns {
+  public static func load(from dataset: OmniglotDataset, size: Int = 105, resampling: ImageResampling = .area) throws -> LakeRuns {
     let url = dataset.runsURL
     try dataset.requireFile(url)
     let archive = try openArchive(url)
@@ -73,7 +74,7 @@ public struct LakeRuns: Sendable {
       }
       runs.append(LakeRun(number: number, alphabet: OmniglotAlphabets.lakeRunAlphabets[(number - 1) / 2], training: training, test: test, answers: answers))
     }
-    let pixels = try decodeInk(pngs.map { ("\(url.lastPathComponent):\($0.path)", $0.bytes) }, size: size)
+    let pixels = try decodeInk(pngs.map { ("\(url.lastPathComponent):\($0.path)", $0.bytes) }, size: size, resampling: resampling)
     return LakeRuns(runs: runs, size: size, pixels: pixels, names: pngs.map(\.path))
   }
 

@@ -1,3 +1,4 @@
+import Support
 import Dispatch
 import Foundation
 import ZIPFoundation
@@ -50,7 +51,7 @@ public struct OmniglotDataset: Sendable {
   }
 
   /// Reads and decodes one split; images are resampled to `size` x `size` when it is not 105.
-  public func load(_ split: OmniglotSplit, size: Int = 105) throws -> ImageSplit {
+  public func load(_ split: OmniglotSplit, size: Int = 105, resampling: ImageResampling = .area) throws -> ImageSplit {
     let url = archiveURL(split)
     let files = try readPNGEntries(archive: url, topFolder: split.folder)
     var entries: [(alphabet: String, character: String, path: String, drawer: Int)] = []
@@ -66,15 +67,15 @@ public struct OmniglotDataset: Sendable {
       }
       entries.append((parts[1], parts[2], file.path, drawer))
     }
-    let pixels = try decodeInk(files.map { ("\(url.lastPathComponent):\($0.path)", $0.bytes) }, size: size)
+    let pixels = try decodeInk(files.map { ("\(url.lastPathComponent):\($0.path)", $0.bytes) }, size: size, resampling: resampling)
     return ImageSplit.assemble(name: split.rawValue, size: size, entries: entries, pixels: pixels)
   }
 
   /// Loads several splits concurrently (one archive reader per split).
-  public func load(_ splits: [OmniglotSplit], size: Int = 105) throws -> [ImageSplit] {
+  public func load(_ splits: [OmniglotSplit], size: Int = 105, resampling: ImageResampling = .area) throws -> [ImageSplit] {
     let results = ConcurrentResults<ImageSplit>(count: splits.count)
     DispatchQueue.concurrentPerform(iterations: splits.count) { i in
-      results.set(i, Result { try load(splits[i], size: size) })
+      results.set(i, Result { try load(splits[i], size: size, resampling: resampling) })
     }
     return try results.values()
   }
@@ -128,7 +129,7 @@ func extractBounded(_ entry: Entry, from archive: Archive, url: URL) throws -> [
 
 /// Decodes PNGs on all cores into one buffer of ink intensities, `size * size` bytes each.
 /// The first failing image in input order is the one reported, whatever the thread timing.
-func decodeInk(_ files: [(name: String, bytes: [UInt8])], size: Int) throws -> [UInt8] {
+func decodeInk(_ files: [(name: String, bytes: [UInt8])], size: Int, resampling: ImageResampling = .area) throws -> [UInt8] {
   let imageBytes = size * size
   var pixels = [UInt8](repeating: 0, count: files.count * imageBytes)
   let chunks = max(1, min(files.count, ProcessInfo.processInfo.activeProcessorCount * 4))
@@ -142,7 +143,7 @@ func decodeInk(_ files: [(name: String, bytes: [UInt8])], size: Int) throws -> [
         Result {
           for i in range {
             var image = try GrayImage.decodePNG(files[i].bytes, name: files[i].name)
-            if image.width != size || image.height != size { image = image.resized(width: size, height: size) }
+            if image.width != size || image.height != size { image = image.resized(width: size, height: size, resampling: resampling) }
             let target = base.pointer + i * imageBytes
             image.pixels.withUnsafeBufferPointer { src in
               for j in 0..<imageBytes { target[j] = 255 &- src[j] }

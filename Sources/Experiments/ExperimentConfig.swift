@@ -603,6 +603,8 @@ extension ConfigError {
     case ("data", "split"): return DataConfig.OmniglotProtocol.allCases.map(\.rawValue)
     case (_, "objective"): return TrainingConfig.Objective.allCases.map(\.rawValue)
     case (_, "similarity"): return Similarity.allCases.map(\.rawValue)
+    case ("model", "resampling"): return ImageResampling.allCases.map(\.rawValue)
+    case ("model", "initialization"): return WeightInitialization.allCases.map(\.rawValue)
     case (_, "precision"): return PrecisionSetting.allCases.map(\.rawValue)
     case (_, "convolutions"): return ConvolutionsSetting.allCases.map(\.rawValue)
     case (_, "backbone"): return BackboneKind.allCases.map(\.rawValue)

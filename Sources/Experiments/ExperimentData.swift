@@ -91,7 +91,7 @@ private final class DataSources {
   func split(_ which: OmniglotSplit) throws -> ImageSplit {
     usesOmniglot = true
     if let split = splits[which] { return split }
-    let split = try dataset.load(which, size: config.model.inputSize)
+    let split = try dataset.load(which, size: config.model.inputSize, resampling: config.model.resampling)
     splits[which] = split
     return split
   }
@@ -111,7 +111,7 @@ private final class DataSources {
     if config.data.split.isVinyals { return try vinyals().trainval }
     guard let folder = config.data.folder else { return try split(.background) }
     if let folderSplit { return folderSplit }
-    let (loaded, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: folder)).load(size: config.model.inputSize, name: OmniglotSplit.background.rawValue)
+    let (loaded, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: folder)).load(size: config.model.inputSize, name: OmniglotSplit.background.rawValue, resampling: config.model.resampling)
     folderSplit = loaded
     folders.append((folder, fingerprint))
     trainingFolder = (fingerprint, [])
@@ -179,7 +179,7 @@ private final class DataSources {
   /// One protocol with its episodes; an impossible episode spec fails here, naming the protocol.
   func prepare(_ item: ProtocolConfig) throws -> PreparedProtocol {
     if item.protocolKind == .lake20 {
-      let runs = try LakeRuns.load(from: dataset, size: config.model.inputSize)
+      let runs = try LakeRuns.load(from: dataset, size: config.model.inputSize, resampling: config.model.resampling)
       usesOmniglot = true
       return PreparedProtocol(
         name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, sequence: "lake20", evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes)
@@ -189,7 +189,7 @@ private final class DataSources {
     var source = ""
     switch item.split {
     case "folder":
-      let (images, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: item.path ?? "")).load(size: config.model.inputSize)
+      let (images, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: item.path ?? "")).load(size: config.model.inputSize, resampling: config.model.resampling)
       folders.append((item.path ?? "", fingerprint))
       source = "|folder=\(fingerprint)"
       pool = ClassPool(split: images)

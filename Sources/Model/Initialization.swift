@@ -20,6 +20,11 @@ public struct NormalSampler: Sendable {
   /// Uniform in (0, 1].
   private mutating func unit() -> Double { (Double(next() >> 11) + 1) * 0x1.0p-53 }
 
+  /// `count` draws uniform in (-bound, bound].
+  public mutating func uniform(count: Int, bound: Float) -> [Float] {
+    (0..<count).map { _ in Float((2 * unit() - 1) * Double(bound)) }
+  }
+
   /// `count` draws from N(mean, std^2).
   public mutating func normal(count: Int, mean: Float = 0, std: Float) -> [Float] {
     var out = [Float]()

@@ -4,7 +4,7 @@ import Support
 /// experiment file must not silently fall back to a default).
 extension ModelConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case backbone, inputSize, width, batchNorm, blocks, headHidden, headActivation, similarity
+    case backbone, inputSize, width, batchNorm, blocks, headHidden, headActivation, similarity, resampling, initialization
   }
 
   public init(from decoder: any Decoder) throws {
@@ -19,10 +19,13 @@ extension ModelConfig {
       headHidden: try container.decodeIfPresent(Int.self, forKey: .headHidden) ?? 512,
       headActivation: try container.decodeIfPresent(HeadActivation.self, forKey: .headActivation) ?? HeadActivation.none)
     similarity = try container.decodeIfPresent(Similarity.self, forKey: .similarity) ?? .head
+    resampling = try container.decodeIfPresent(ImageResampling.self, forKey: .resampling) ?? .area
+    initialization = try container.decodeIfPresent(WeightInitialization.self, forKey: .initialization) ?? .kaiming
   }
 
-  /// Every key; `similarity` only when it is not the default `head`, so that the configuration
-  /// hashes and checkpoint metadata of networks recorded before the key existed stay the same.
+  /// Every key; `similarity`, `resampling` and `initialization` only when not their defaults
+  /// (`head`, `area`, `kaiming`), so that the configuration hashes and checkpoint metadata of
+  /// networks recorded before those keys existed stay the same.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(backbone, forKey: .backbone)
@@ -33,5 +36,7 @@ extension ModelConfig {
     try c.encode(headHidden, forKey: .headHidden)
     try c.encode(headActivation, forKey: .headActivation)
     if similarity != .head { try c.encode(similarity, forKey: .similarity) }
+    if resampling != .area { try c.encode(resampling, forKey: .resampling) }
+    if initialization != .kaiming { try c.encode(initialization, forKey: .initialization) }
   }
 }

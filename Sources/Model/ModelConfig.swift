@@ -24,6 +24,17 @@ public enum Similarity: String, Codable, Sendable, CaseIterable {
   case euclidean
 }
 
+/// How the weights of convolutions and linear layers are drawn.
+public enum WeightInitialization: String, Codable, Sendable, CaseIterable {
+  /// Kaiming-normal convolutions (fan_out, ReLU gain), N(0, 0.01) linear weights, zero biases:
+  /// the reference project's. The default.
+  case kaiming
+  /// PyTorch's defaults for `nn.Conv2d` and `nn.Linear` (`kaiming_uniform_(a=sqrt(5))`):
+  /// weights and biases uniform in +-1/sqrt(fan_in), as a network built in PyTorch and never
+  /// re-initialised starts (Snell et al.'s prototypical networks).
+  case pytorch
+}
+
 /// The network's configuration; the Model module owns this part of an experiment file.
 public struct ModelConfig: Codable, Hashable, Sendable {
   /// Backbone family.
@@ -45,6 +56,10 @@ public struct ModelConfig: Codable, Hashable, Sendable {
   /// How embeddings are compared: the learned head (the default) or Euclidean distance to
   /// prototypes (no head is built).
   public var similarity: Similarity = .head
+  /// How images are brought to `inputSize` (area averaging, or PIL's nearest neighbour).
+  public var resampling: ImageResampling = .area
+  /// How the weights are drawn at the start of training.
+  public var initialization: WeightInitialization = .kaiming
 
   /// A configuration; `validate()` says whether it is buildable.
   public init(

@@ -52,7 +52,7 @@ public struct SiameseNetwork: Sendable {
       for block in config.vggBlocks {
         for width in block {
           let conv = Conv2D(
-            inputChannels: channels, outputChannels: width, kernelSize: 3, padding: 1, fusedReLU: !config.batchNorm, name: "backbone.features.\(index)", store: &store, rng: &rng)
+            inputChannels: channels, outputChannels: width, kernelSize: 3, padding: 1, fusedReLU: !config.batchNorm, name: "backbone.features.\(index)", initialization: config.initialization, store: &store, rng: &rng)
           layers.append(conv)
           index += 1
           if config.batchNorm {
@@ -70,7 +70,7 @@ public struct SiameseNetwork: Sendable {
       let widths = config.kochWidths.convs
       let specs = [(1, widths[0], 10, true), (widths[0], widths[1], 7, true), (widths[1], widths[2], 4, true), (widths[2], widths[3], 4, false)]
       for (input, output, kernel, pool) in specs {
-        layers.append(Conv2D(inputChannels: input, outputChannels: output, kernelSize: kernel, padding: 0, fusedReLU: true, name: "backbone.features.\(index)", store: &store, rng: &rng))
+        layers.append(Conv2D(inputChannels: input, outputChannels: output, kernelSize: kernel, padding: 0, fusedReLU: true, name: "backbone.features.\(index)", initialization: config.initialization, store: &store, rng: &rng))
         index += 2
         if pool {
           layers.append(MaxPool2D())
@@ -79,19 +79,19 @@ public struct SiameseNetwork: Sendable {
       }
       layers.append(Flatten())
       let flatten = widths[3] * config.kochFinalSide * config.kochFinalSide
-      layers.append(Linear(inputFeatures: flatten, outputFeatures: config.kochWidths.features, name: "backbone.fc", store: &store, rng: &rng))
+      layers.append(Linear(inputFeatures: flatten, outputFeatures: config.kochWidths.features, name: "backbone.fc", initialization: config.initialization, store: &store, rng: &rng))
       layers.append(Sigmoid())
     }
     var head: [any Layer] = []
     switch (config.similarity, config.backbone) {
     case (.euclidean, _): break  // no head: embeddings are compared by distance
     case (.head, .vgg16):
-      head.append(Linear(inputFeatures: config.featureCount, outputFeatures: config.headHidden, name: "head.0", store: &store, rng: &rng))
+      head.append(Linear(inputFeatures: config.featureCount, outputFeatures: config.headHidden, name: "head.0", initialization: config.initialization, store: &store, rng: &rng))
       if config.headActivation == .relu { head.append(ReLU()) }
       // PyTorch's nn.Sequential numbers the ReLU too: the second linear is head.2 after one.
-      head.append(Linear(inputFeatures: config.headHidden, outputFeatures: 1, name: "head.\(head.count)", store: &store, rng: &rng))
+      head.append(Linear(inputFeatures: config.headHidden, outputFeatures: 1, name: "head.\(head.count)", initialization: config.initialization, store: &store, rng: &rng))
     case (.head, .koch):
-      head.append(Linear(inputFeatures: config.featureCount, outputFeatures: 1, name: "head", store: &store, rng: &rng))
+      head.append(Linear(inputFeatures: config.featureCount, outputFeatures: 1, name: "head", initialization: config.initialization, store: &store, rng: &rng))
     }
     self.backbone = layers
     self.head = head

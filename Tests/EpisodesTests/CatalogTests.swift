@@ -143,6 +143,25 @@ final class CatalogTests: XCTestCase {
     XCTAssertEqual(ratio, 1, accuracy: 0.01)
   }
 
+  func testNearestResizeIsPILs() throws {
+    // PIL's Image.resize(..., NEAREST) of 105 -> 28 takes these columns (Pillow 13.0.0, and the
+    // same rule in the 4.x releases Snell et al.'s loader ran on): floor((x + 0.5) * 105 / 28).
+    let pil: [UInt8] = [1, 5, 9, 13, 16, 20, 24, 28, 31, 35, 39, 43, 46, 50, 54, 58, 61, 65, 69, 73, 76, 80, 84, 88, 91, 95, 99, 103]
+    let columns = GrayImage(width: 105, height: 105, pixels: (0..<11025).map { UInt8($0 % 105) })
+    let rows = GrayImage(width: 105, height: 105, pixels: (0..<11025).map { UInt8($0 / 105) })
+    let c = columns.resized(width: 28, height: 28, resampling: .nearest), r = rows.resized(width: 28, height: 28, resampling: .nearest)
+    for y in 0..<28 {
+      XCTAssertEqual(Array(c.pixels[(y * 28)..<(y * 28 + 28)]), pil)
+      XCTAssertEqual(Set(r.pixels[(y * 28)..<(y * 28 + 28)]), [pil[y]])
+    }
+    // Enlarging repeats pixels (PIL: 3 -> 7 takes 0 0 1 1 1 2 2).
+    XCTAssertEqual(GrayImage(width: 3, height: 1, pixels: [10, 20, 30]).resized(width: 7, height: 1, resampling: .nearest).pixels, [10, 10, 20, 20, 20, 30, 30])
+    // Omniglot's binary drawings stay binary at 28x28 (area averaging makes grey edges).
+    let nearest = try omniglot.load(.evaluation, size: 28, resampling: .nearest)
+    XCTAssertEqual(Set(nearest.pixels), [0, 255])
+    XCTAssertGreaterThan(Set(try omniglot.load(.evaluation, size: 28).pixels).count, 2)
+  }
+
   func testPNGRoundTrip() throws {
     let image = GrayImage(width: 5, height: 3, pixels: (0..<15).map { UInt8($0 * 17) })
     XCTAssertEqual(try GrayImage.decodePNG(image.encodePNG(), name: "x"), image)

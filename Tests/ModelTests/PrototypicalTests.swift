@@ -101,4 +101,40 @@ final class PrototypicalTests: XCTestCase {
     XCTAssertEqual(euclidean.featureCount, 64, "Snell's network embeds a 28x28 image in 64 numbers")
     XCTAssertEqual(euclidean.parameterCount, SiameseNetwork(config: euclidean, seed: 1).store.parameters.reduce(0) { $0 + $1.value.count })
   }
+
+  func testPyTorchInitialisationDrawsUniformWithinOneOverRootFanIn() throws {
+    var config = ModelConfig(backbone: .vgg16, inputSize: 28, batchNorm: true, blocks: [[64], [64], [64], [64]], similarity: .euclidean)
+    let kaiming = SiameseNetwork(config: config, seed: 3)
+    config.initialization = .pytorch
+    let pytorch = SiameseNetwork(config: config, seed: 3)
+    func values(_ network: SiameseNetwork, _ name: String) throws -> [Float] { try XCTUnwrap(network.store.parameters.first { $0.name == name }).value }
+    // features.4 is the second convolution: fan_in 64 x 3 x 3 = 576, bound 1/24.
+    let weights = try values(pytorch, "backbone.features.4.weight"), biases = try values(pytorch, "backbone.features.4.bias")
+    XCTAssertLessThanOrEqual(weights.map(abs).max() ?? 1, 1 / 24)
+    let std = (weights.reduce(0) { $0 + Double($1 * $1) } / Double(weights.count)).squareRoot()
+    XCTAssertEqual(std, 1 / 24 / 3.0.squareRoot(), accuracy: 0.02 / 24, "uniform in +-b has standard deviation b / sqrt(3)")
+    XCTAssertLessThanOrEqual(biases.map(abs).max() ?? 1, 1 / 24)
+    XCTAssertGreaterThan(Set(biases).count, 60, "PyTorch draws the biases too")
+    // The first convolution: fan_in 9, bound 1/3.
+    XCTAssertLessThanOrEqual(try values(pytorch, "backbone.features.0.weight").map(abs).max() ?? 1, 1 / 3)
+    XCTAssertGreaterThan(try values(pytorch, "backbone.features.0.weight").map(abs).max() ?? 0, 0.3)
+    // The default is unchanged: Kaiming-normal (fan_out 576, std sqrt(2/576)), zero biases.
+    let k = try values(kaiming, "backbone.features.4.weight")
+    XCTAssertEqual((k.reduce(0) { $0 + Double($1 * $1) } / Double(k.count)).squareRoot(), (2.0 / 576).squareRoot(), accuracy: 0.003)
+    XCTAssertEqual(Set(try values(kaiming, "backbone.features.4.bias")), [0])
+    // Batch norm starts at gamma 1, beta 0 either way.
+    XCTAssertEqual(try values(pytorch, "backbone.features.1.weight"), [Float](repeating: 1, count: 64))
+  }
+
+  func testResamplingAndInitialisationAreWrittenOnlyWhenNotTheDefault() throws {
+    let plain = String(decoding: try JSONEncoder().encode(ModelConfig(backbone: .vgg16)), as: UTF8.self)
+    XCTAssertFalse(plain.contains("resampling") || plain.contains("initialization"), "the configuration hashes of earlier networks must not change")
+    var snell = ModelConfig(backbone: .vgg16, inputSize: 28, batchNorm: true, blocks: [[64], [64], [64], [64]], similarity: .euclidean)
+    snell.resampling = .nearest
+    snell.initialization = .pytorch
+    let decoded = try JSONDecoder().decode(ModelConfig.self, from: try JSONEncoder().encode(snell))
+    XCTAssertEqual(decoded, snell)
+    XCTAssertEqual(decoded.resampling, .nearest)
+    XCTAssertEqual(decoded.initialization, .pytorch)
+  }
 }

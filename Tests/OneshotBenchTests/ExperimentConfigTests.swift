@@ -146,6 +146,8 @@ final class ExperimentConfigTests: XCTestCase {
     // Every key of a fixed set of words names its words, the two "kind"s apart.
     XCTAssertEqual(overrideMessage("training.pairing=pairs"), "training.pairing | one of independent, groups, batch; got pairs")
     XCTAssertEqual(overrideMessage("training.convolutions=fast"), "training.convolutions | one of direct, auto; got fast")
+    XCTAssertEqual(overrideMessage("model.resampling=bicubic"), "model.resampling | one of area, nearest; got bicubic")
+    XCTAssertEqual(overrideMessage("model.initialization=xavier"), "model.initialization | one of kaiming, pytorch; got xavier")
     XCTAssertEqual(overrideMessage("training.optimizer.kind=rmsprop"), "training.optimizer.kind | one of adam, sgd; got rmsprop")
     XCTAssertEqual(overrideMessage("training.schedule={\"kind\": \"linear\"}"), "training.schedule.kind | one of constant, step, cosine; got linear")
   }

@@ -93,12 +93,31 @@ final class MethodsTests: XCTestCase {
         [{"protocol": "episodes", "split": "evaluation", "episodes": 5, "seed": 7, "spec": {"ways": 20, "shots": 1, "queries": 2, "alphabetMode": "across"}},
          {"protocol": "episodes", "split": "validation", "episodes": 5, "seed": 7, "spec": {"ways": 5, "shots": 1, "queries": 2, "alphabetMode": "across"}}]
         """)
-    let result = runCLI(["run", config, "--store", storePath, "--runs", folder.appendingPathComponent("runs").path], currentDirectory: folder)
+    // Snell et al.'s loader and initialisation (protonet-vinyals-snell.json's two keys).
+    let runs = folder.appendingPathComponent("runs")
+    let result = runCLI(
+      ["run", config, "--store", storePath, "--runs", runs.path, "--set", "model.resampling=nearest", "--set", "model.initialization=pytorch"], currentDirectory: folder)
     XCTAssertEqual(result.code, 0, result.error)
     XCTAssert(result.error.contains("4112 training / 688 validation classes"), result.error)
     let store = try ResultsStore(path: storePath)
     let run = try XCTUnwrap(try store.listRuns().first).id
     XCTAssertEqual(try store.results(runID: run).map(\.split), ["vinyals/test", "vinyals/val"])
+    // The checkpoint carries the resampling, and predict resizes a user's image with it: a
+    // 105x105 image whose PIL-nearest pixels are exactly a 28x28 one is at distance 0 from it
+    // (area averaging would blend the other pixels in).
+    let checkpoint = runs.appendingPathComponent(run).appendingPathComponent("last.safetensors")
+    XCTAssertEqual(try Checkpoint.readModel(checkpoint).model.config.resampling, .nearest)
+    let small = (0..<784).map { UInt8(($0 * 37) % 256) }
+    var large = [UInt8](repeating: 255, count: 105 * 105)
+    for y in 0..<28 { for x in 0..<28 { large[((2 * y + 1) * 105 / 56) * 105 + (2 * x + 1) * 105 / 56] = small[y * 28 + x] } }
+    let support = folder.appendingPathComponent("support")
+    try FileManager.default.createDirectory(at: support, withIntermediateDirectories: true)
+    try Data(GrayImage(width: 105, height: 105, pixels: large).encodePNG()).write(to: support.appendingPathComponent("large.png"))
+    let query = folder.appendingPathComponent("small.png")
+    try Data(GrayImage(width: 28, height: 28, pixels: small).encodePNG()).write(to: query)
+    let ranked = runCLI(["predict", "--checkpoint", checkpoint.path, "--query", query.path, "--support", support.path, "--format", "csv"])
+    XCTAssertEqual(ranked.code, 0, ranked.error)
+    XCTAssertEqual(ranked.output.components(separatedBy: "\r\n")[1], "1,0.000000,large.png")
   }
 
   func testMethodMistakesAreRefusedBeforeARowNamingTheKey() throws {

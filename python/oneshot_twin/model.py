@@ -19,7 +19,10 @@ import torch
 import torch.nn as nn
 
 VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
-DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "headHidden": 512, "headActivation": "none", "similarity": "head"}
+DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "headHidden": 512, "headActivation": "none", "similarity": "head",
+            "resampling": "area", "initialization": "kaiming"}
+# resampling (area | nearest) says how the harness brought images to inputSize; initialization
+# (kaiming | pytorch) how it drew the starting weights. Neither changes the network's shape.
 # The harness's batch norm: PyTorch's defaults (eps 1e-5, momentum 0.1).
 BATCH_NORM_EPS = 1e-5
 

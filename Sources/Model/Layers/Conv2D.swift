@@ -77,8 +77,12 @@ public struct Conv2D: Layer {
   }
 
   /// A convolution whose parameters are added to `store`, named `prefix.weight` / `prefix.bias`,
-  /// weights drawn Kaiming-normal (fan_out, ReLU gain: std = sqrt(2 / (O k k))), biases zero.
-  public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Int, fusedReLU: Bool, name prefix: String, store: inout ParameterStore, rng: inout NormalSampler) {
+  /// weights drawn Kaiming-normal (fan_out, ReLU gain: std = sqrt(2 / (O k k))), biases zero; or,
+  /// with `initialization: .pytorch`, weights and biases uniform in +-1/sqrt(I k k) as PyTorch's.
+  public init(
+    inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Int, fusedReLU: Bool, name prefix: String, initialization: WeightInitialization = .kaiming,
+    store: inout ParameterStore, rng: inout NormalSampler
+  ) {
     precondition(inputChannels > 0 && outputChannels > 0 && kernelSize > 0 && padding >= 0, "Conv2D(\(inputChannels) -> \(outputChannels), k \(kernelSize), p \(padding))")
     self.inputChannels = inputChannels
     self.outputChannels = outputChannels
@@ -86,9 +90,18 @@ public struct Conv2D: Layer {
     self.padding = padding
     self.fusedReLU = fusedReLU
     let count = outputChannels * inputChannels * kernelSize * kernelSize
-    let std = Float((2.0 / Double(outputChannels * kernelSize * kernelSize)).squareRoot())
-    weight = store.add(name: prefix + ".weight", shape: [outputChannels, inputChannels, kernelSize, kernelSize], value: rng.normal(count: count, std: std), decays: true)
-    bias = store.add(name: prefix + ".bias", shape: [outputChannels], value: [Float](repeating: 0, count: outputChannels), decays: false)
+    let weights: [Float], biases: [Float]
+    switch initialization {
+    case .kaiming:
+      weights = rng.normal(count: count, std: Float((2.0 / Double(outputChannels * kernelSize * kernelSize)).squareRoot()))
+      biases = [Float](repeating: 0, count: outputChannels)
+    case .pytorch:
+      let bound = Float(1 / Double(inputChannels * kernelSize * kernelSize).squareRoot())
+      weights = rng.uniform(count: count, bound: bound)
+      biases = rng.uniform(count: outputChannels, bound: bound)
+    }
+    weight = store.add(name: prefix + ".weight", shape: [outputChannels, inputChannels, kernelSize, kernelSize], value: weights, decays: true)
+    bias = store.add(name: prefix + ".bias", shape: [outputChannels], value: biases, decays: false)
   }
 
   /// Output spatial side for an input side.

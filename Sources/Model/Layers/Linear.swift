@@ -10,13 +10,25 @@ public struct Linear: Layer {
   /// Index of the bias (out).
   public let bias: Int
 
-  /// A linear layer whose parameters are added to `store` as `prefix.weight` / `prefix.bias`.
-  public init(inputFeatures: Int, outputFeatures: Int, name prefix: String, std: Float = 0.01, store: inout ParameterStore, rng: inout NormalSampler) {
+  /// A linear layer whose parameters are added to `store` as `prefix.weight` / `prefix.bias`:
+  /// weights N(0, std^2) and zero biases, or with `initialization: .pytorch` both uniform in
+  /// +-1/sqrt(inputFeatures) as PyTorch's `nn.Linear`.
+  public init(
+    inputFeatures: Int, outputFeatures: Int, name prefix: String, std: Float = 0.01, initialization: WeightInitialization = .kaiming, store: inout ParameterStore,
+    rng: inout NormalSampler
+  ) {
     precondition(inputFeatures > 0 && outputFeatures > 0, "Linear(\(inputFeatures) -> \(outputFeatures))")
     self.inputFeatures = inputFeatures
     self.outputFeatures = outputFeatures
-    weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: rng.normal(count: outputFeatures * inputFeatures, std: std), decays: true)
-    bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: [Float](repeating: 0, count: outputFeatures), decays: false)
+    switch initialization {
+    case .kaiming:
+      weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: rng.normal(count: outputFeatures * inputFeatures, std: std), decays: true)
+      bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: [Float](repeating: 0, count: outputFeatures), decays: false)
+    case .pytorch:
+      let bound = Float(1 / Double(inputFeatures).squareRoot())
+      weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: rng.uniform(count: outputFeatures * inputFeatures, bound: bound), decays: true)
+      bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: rng.uniform(count: outputFeatures, bound: bound), decays: false)
+    }
   }
 
   /// 2 x multiply-adds per row.

@@ -62,7 +62,7 @@ struct PredictCommand: ParsableCommand {
       for path in paths {
         if let problem = UserFile.problem(path, maximumBytes: FolderDataset.maximumFileBytes) { throw UserFacingError("image \(path) \(problem); give PNG or JPEG files") }
         guard let data = FileManager.default.contents(atPath: path) else { throw UserFacingError("cannot read image \(path); check the path") }
-        ink += try GrayImage.decode([UInt8](data), name: path).resized(width: size, height: size).ink
+        ink += try GrayImage.decode([UInt8](data), name: path).resized(width: size, height: size, resampling: model.config.resampling).ink
       }
       return try ink.withUnsafeBufferPointer { try scorer.embed($0, count: paths.count, size: size) }
     }
@@ -102,7 +102,8 @@ struct PredictCommand: ParsableCommand {
   func emit(_ text: String) { print(text, terminator: format == .csv ? "\r\n" : "\n") }
 
   func render(_ header: [String], _ rows: [[String]]) -> String {
-    // RFC 4180 as `report --format csv`: CRLF line ends, the last one too.
-    format == .csv ? String(csvDocument(header, rows).dropLast(2)) : textTable(header, rows)
+    // RFC 4180 as `report --format csv`: CRLF line ends, the last one too (`emit` writes it).
+    // Bytes, not Characters: "\r\n" is one Character, and dropping two cut the last row's end.
+    format == .csv ? String(decoding: csvDocument(header, rows).utf8.dropLast(2), as: UTF8.self) : textTable(header, rows)
   }
 }
