@@ -129,7 +129,7 @@ func extractBounded(_ entry: Entry, from archive: Archive, url: URL) throws -> [
 
 /// Decodes PNGs on all cores into one buffer of ink intensities, `size * size` bytes each.
 /// The first failing image in input order is the one reported, whatever the thread timing.
-func decodeInk(_ files: [(name: String, bytes: [UInt8])], size: Int, resampling: ImageResampling = .area) throws -> [UInt8] {
+func decodeInk(_ files: [(name: String, bytes: [UInt8])], size: Int, resampling: ImageResampling) throws -> [UInt8] {
   let imageBytes = size * size
   var pixels = [UInt8](repeating: 0, count: files.count * imageBytes)
   let chunks = max(1, min(files.count, ProcessInfo.processInfo.activeProcessorCount * 4))

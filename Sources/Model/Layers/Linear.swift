@@ -20,15 +20,12 @@ public struct Linear: Layer {
     precondition(inputFeatures > 0 && outputFeatures > 0, "Linear(\(inputFeatures) -> \(outputFeatures))")
     self.inputFeatures = inputFeatures
     self.outputFeatures = outputFeatures
-    switch initialization {
-    case .kaiming:
-      weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: rng.normal(count: outputFeatures * inputFeatures, std: std), decays: true)
-      bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: [Float](repeating: 0, count: outputFeatures), decays: false)
-    case .pytorch:
-      let bound = Float(1 / Double(inputFeatures).squareRoot())
-      weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: rng.uniform(count: outputFeatures * inputFeatures, bound: bound), decays: true)
-      bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: rng.uniform(count: outputFeatures, bound: bound), decays: false)
-    }
+    let count = outputFeatures * inputFeatures, bound = Float(1 / Double(inputFeatures).squareRoot())
+    let pytorch = initialization == .pytorch
+    let weights = pytorch ? rng.uniform(count: count, bound: bound) : rng.normal(count: count, std: std)
+    let biases = pytorch ? rng.uniform(count: outputFeatures, bound: bound) : [Float](repeating: 0, count: outputFeatures)
+    weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: weights, decays: true)
+    bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: biases, decays: false)
   }
 
   /// 2 x multiply-adds per row.
