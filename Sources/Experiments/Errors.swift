@@ -30,12 +30,27 @@ package struct UserFacingError: UserCausedError {
 /// Writes `message` to standard error, prefixed with `error: ` (control characters made visible,
 /// passwords redacted).
 package func printError(_ message: String) {
-  FileHandle.standardError.write(Data("error: \(Secrets.redacted(visible(message)))\n".utf8))
+  FileHandle.standardError.write(Data("error: \(Secrets.redacted(visible(asInvoked(message))))\n".utf8))
 }
 
 /// Writes a line to standard error as it is, passwords redacted (progress and notes, not errors).
 package func printNote(_ message: String) {
-  FileHandle.standardError.write(Data("\(Secrets.redacted(message))\n".utf8))
+  FileHandle.standardError.write(Data("\(Secrets.redacted(asInvoked(message)))\n".utf8))
+}
+
+/// How the user started this binary, when that is a path (`.build/release/oneshot-bench`, not
+/// on PATH after the README's build), else `oneshot-bench`: the name hints tell the user to type.
+package let invokedName: String = {
+  guard let typed = CommandLine.arguments.first, typed.contains("/"), URL(fileURLWithPath: typed).lastPathComponent == "oneshot-bench" else { return "oneshot-bench" }
+  return typed.contains(" ") ? "'\(typed)'" : typed
+}()
+
+/// `message` with every command it suggests (`oneshot-bench run --resume ...`) written as this
+/// binary was started, so that a hint can be pasted as it is.
+package func asInvoked(_ message: String) -> String {
+  guard invokedName != "oneshot-bench" else { return message }
+  let pattern = #"(?<![\w/.-])oneshot-bench (?=(run|report|check|sweep|store|dataset|evaluate|predict|bench|baseline|export|episodes|compare)\b)"#
+  return message.replacingOccurrences(of: pattern, with: NSRegularExpression.escapedTemplate(for: invokedName + " "), options: .regularExpression)
 }
 
 /// What goes to standard output, from the harness and every command: passwords redacted, and

@@ -33,6 +33,22 @@ package enum PrecisionProbe {
     package var millisecondsPerStep: [String: Double]
     /// Whether it came from the cache.
     package var cached: Bool = false
+    /// Why an arithmetic was not timed (bf16 where the CPU has no bf16 dot products).
+    package var skipped: String?
+
+    init(chosen: ConvolutionPrecision, millisecondsPerStep: [String: Double], skipped: String? = nil) {
+      self.chosen = chosen
+      self.millisecondsPerStep = millisecondsPerStep
+      self.skipped = skipped
+    }
+  }
+
+  /// Why bf16 is not worth timing here, or nil when it is: without native bf16 dot products
+  /// oneDNN 2.6 runs bf16 convolutions on a reference kernel (AVX2: 63 s a probe step of the
+  /// VGG16 network against fp32's 37 s) or converts in software (AVX-512 without BF16), so
+  /// fp32 wins and timing bf16 would only cost minutes.
+  package static var bf16SkipReason: String? {
+    KernelISA.bf16 ? nil : "bf16 not timed: this CPU's kernels (\(KernelISA.description)) have no bf16 dot products, so fp32 is faster"
   }
 
   /// The cache file: `$ONESHOT_CACHE` or `~/.cache/oneshot-bench`, `precision.json`.
@@ -51,19 +67,25 @@ package enum PrecisionProbe {
   package static func key(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> String {
     let config = String(decoding: (try? JSONEncoder.canonical().encode(model)) ?? Data(), as: UTF8.self)
     let algorithm = convolutions == .direct ? [] : ["convolutions \(convolutions.rawValue)"]
-    return ([ProcessInfo.processInfo.hostName, Provenance.current().cpu, "oneDNN \(oneDNNVersion)", computePath, "\(ComputeThreads.current) threads", "\(images) images"] + algorithm + [config])
+    return ([ProcessInfo.processInfo.hostName, Provenance.current().cpu, "kernels \(KernelISA.description)", "oneDNN \(oneDNNVersion)", computePath, "\(ComputeThreads.current) threads", "\(images) images"] + algorithm + [config])
       .joined(separator: " | ")
+  }
+
+  /// The answer measured earlier on this machine for this network, if any.
+  package static func cached(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> Outcome? {
+    let cache = (try? JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: cacheURL))) ?? [:]
+    guard var known = cache[key(model: model, images: images, convolutions: convolutions)] else { return nil }
+    known.cached = true
+    return known
   }
 
   /// The faster arithmetic for training `model` on steps of `images` images (with Winograd
   /// where it wins when `convolutions` is auto: fp32 then competes at its best).
-  package static func resolve(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> Outcome {
+  /// `status` says which step runs (a step of a large network takes a minute on a slow CPU).
+  package static func resolve(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct, status: WorkStatus = WorkStatus("")) -> Outcome {
+    if let known = cached(model: model, images: images, convolutions: convolutions) { return known }
     let key = key(model: model, images: images, convolutions: convolutions)
     var cache = (try? JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: cacheURL))) ?? [:]
-    if var known = cache[key] {
-      known.cached = true
-      return known
-    }
     // Steps of the real network on a batch of the real size (capped: the probe only has to
     // rank the two), one warm-up and the median of three.
     let batch = max(2, min(images, 64)) / 2 * 2
@@ -73,7 +95,11 @@ package enum PrecisionProbe {
     let pairs = (0..<(batch / 2)).map { ($0, batch / 2 + $0) }
     let labels = pairs.indices.map { Float($0 % 2) }
     var times: [String: Double] = [:]
-    for precision in ConvolutionPrecision.allCases {
+    let skipped = bf16SkipReason
+    // One candidate: nothing to rank, nothing to time or cache.
+    if let skipped { return Outcome(chosen: .fp32, millisecondsPerStep: [:], skipped: skipped) }
+    let candidates = ConvolutionPrecision.allCases.filter { $0 == .fp32 || skipped == nil }
+    for precision in candidates {
       var network = SiameseNetwork(config: model, seed: 1)
       network.precision = precision
       network.convolutionAlgorithm = convolutions.algorithm
@@ -85,8 +111,10 @@ package enum PrecisionProbe {
           _ = network.lossAndGradients(images: input, pairs: pairs, labels: labels)
         }
       }
+      status.text = "precision auto: \(precision.rawValue) warm-up step"
       step()
-      let samples = (0..<3).map { _ -> Double in
+      let samples = (0..<3).map { i -> Double in
+        status.text = "precision auto: \(precision.rawValue) step \(i + 1) of 3"
         let start = Date()
         step()
         return Date().timeIntervalSince(start)
@@ -94,7 +122,7 @@ package enum PrecisionProbe {
       times[precision.rawValue] = 1000 * samples[1]
     }
     let chosen: ConvolutionPrecision = (times["bf16"] ?? .infinity) < (times["fp32"] ?? .infinity) ? .bf16 : .fp32
-    let outcome = Outcome(chosen: chosen, millisecondsPerStep: times)
+    let outcome = Outcome(chosen: chosen, millisecondsPerStep: times, skipped: skipped)
     cache[key] = outcome
     if let data = try? JSONEncoder.canonical(pretty: true).encode(cache) {
       try? FileManager.default.createDirectory(at: cacheURL.deletingLastPathComponent(), withIntermediateDirectories: true)

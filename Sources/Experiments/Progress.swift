@@ -4,15 +4,19 @@ import Support
 
 /// Progress on standard error: one updating line on a terminal, a plain line every few
 /// seconds otherwise (logs, CI).
-package final class ProgressDisplay {
+/// Thread-safe: a heartbeat (`whileWorking`) updates it from a thread of its own.
+package final class ProgressDisplay: @unchecked Sendable {
   package let isTerminal = isatty(STDERR_FILENO) != 0
   private var lastPrint = Date.distantPast
   private var pendingLine = false
+  private let lock = NSRecursiveLock()
   /// Seconds between plain lines when not on a terminal.
   package var plainInterval: TimeInterval = 10
 
   /// Shows `text`; `force` prints even when the last update was recent.
   package func update(_ text: String, force: Bool = false) {
+    lock.lock()
+    defer { lock.unlock() }
     let now = Date()
     if isTerminal {
       guard force || now.timeIntervalSince(lastPrint) >= 0.2 else { return }
@@ -25,6 +29,13 @@ package final class ProgressDisplay {
     lastPrint = now
   }
 
+  /// Seconds since anything was last shown.
+  package var secondsSinceLastPrint: TimeInterval {
+    lock.lock()
+    defer { lock.unlock() }
+    return Date().timeIntervalSince(lastPrint)
+  }
+
   /// Shows `text` on a terminal's live line only (a phase too short to log, e.g. reading data).
   package func transient(_ text: String) {
     guard isTerminal else { return }
@@ -33,18 +44,78 @@ package final class ProgressDisplay {
 
   /// Prints a line of its own (ending any updating line first).
   package func line(_ text: String) {
+    lock.lock()
+    defer { lock.unlock() }
     finish()
     FileHandle.standardError.write(Data("\(Secrets.redacted(text))\n".utf8))
+    lastPrint = Date()
   }
 
   /// Ends the updating line.
   package func finish() {
+    lock.lock()
+    defer { lock.unlock() }
     if pendingLine {
       FileHandle.standardError.write(Data("\n".utf8))
       pendingLine = false
     }
   }
 }
+/// What a long phase is doing now, for `ProgressDisplay.whileWorking`; set from the working thread.
+package final class WorkStatus: @unchecked Sendable {
+  private let lock = NSLock()
+  private var current: String
+  private var since = Date()
+
+  package init(_ text: String) { current = text }
+
+  /// The phase's new state (its clock restarts).
+  package var text: String {
+    get { lock.withLock { current } }
+    set { lock.withLock { current = newValue; since = Date() } }
+  }
+
+  /// The state with the seconds spent in it: `timing fp32 step 2 of 4, 12 s`.
+  package var shown: String { lock.withLock { "\(current), \(Int(Date().timeIntervalSince(since))) s" } }
+}
+
+extension ProgressDisplay {
+  /// Runs `body` (which may block for minutes in one call, a probe step of a large network on a
+  /// slow CPU) while a thread of its own shows `status` every second on a terminal, and every
+  /// `plainInterval` seconds otherwise, so that no phase is silent.
+  package func whileWorking<T>(_ status: WorkStatus, _ body: () throws -> T) rethrows -> T {
+    let done = DoneFlag(), exited = DispatchSemaphore(value: 0)
+    let interval = isTerminal ? 3.0 : plainInterval
+    let thread = Thread { [self] in
+      defer { exited.signal() }
+      var acknowledged = false
+      while !done.isSet {
+        Thread.sleep(forTimeInterval: 0.1)
+        if done.isSet { break }
+        if InterruptFlag.requested && !acknowledged {
+          acknowledged = true
+          line("\(InterruptFlag.signal == SIGINT ? "Ctrl-C" : "signal \(InterruptFlag.signal)") received: stopping at the end of this step; what is recorded stays, and the run can be resumed")
+        }
+        if secondsSinceLastPrint >= interval { update(status.shown, force: true) }
+      }
+    }
+    thread.start()
+    defer {
+      done.set()
+      exited.wait()  // no heartbeat line after the phase's own last line
+    }
+    return try body()
+  }
+}
+
+/// A flag one thread sets and another reads.
+private final class DoneFlag: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value = false
+  var isSet: Bool { lock.withLock { value } }
+  func set() { lock.withLock { value = true } }
+}
+
 /// Rate and time left of one phase of counted work (images embedded, episodes scored), for a
 /// progress line: `611/1000 episodes, 23.4/s, 17s left`. The time left is said only once the
 /// phase has run a second and done a twentieth of its work; before that it says "measuring"; at the

@@ -77,9 +77,9 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
   switch outcome {
   case .completed(let results): print(resultsTable(runID: run.id, experiment: config.name, results: results, duration: run.elapsed))
   case .failed(let message): printError(message)
-  case .interrupted(_, let step): printError("interrupted at step \(step); checkpoint saved. Continue with: \(plan.resumeCommand(run.id))")
+  case .interrupted(_, let step): printNote("interrupted at step \(step); checkpoint saved. Continue with: \(plan.resumeCommand(run.id))")
   case .interruptedEvaluating:
-    printError(
+    printNote(
       plan.trains
         ? "interrupted while evaluating; the results so far are kept and the best checkpoint saved. Continue with: \(plan.resumeCommand(run.id))"
         : "interrupted while evaluating; the results so far are kept (run \(run.id), marked interrupted); run the command again to score every protocol")
@@ -107,14 +107,20 @@ func train(_ plan: RunPlan, data: ExperimentData, precision: ConvolutionPrecisio
     throw UserFacingError("\(plan.config.name) has no training section; evaluate a checkpoint with --eval-only")
   }
   let trainer = try Trainer(config: plan.config, training: settings, precision: precision, data: training, folder: plan.folder(runID: run.id), runID: run.id)
-  trainer.report = { try run.record($0, progress: progress) }
   trainer.elapsed = { run.elapsed }
   if let resumable {
     trainer.resume(from: resumable)
     progress.line("resuming at step \(trainer.state.step) of \(settings.steps)")
   }
   let evaluationWork = imagesScored(data.protocols.flatMap(\.episodes)) / max(imagesScored(training.validationEpisodes), 1)
-  switch try trainer.train(evaluationWork: evaluationWork) {
+  // A step of a large network on a slow CPU takes tens of seconds (the first ones also choose
+  // oneDNN's kernels): the heartbeat says so when the progress line has been quiet.
+  let status = WorkStatus("step \(trainer.state.step + 1)/\(settings.steps) running (the first steps also choose oneDNN's kernels)")
+  trainer.report = { event in
+    if case .status(let text, _) = event { status.text = "\(text)  (next step running)" }
+    try run.record(event, progress: progress)
+  }
+  switch try progress.whileWorking(status, { try trainer.train(evaluationWork: evaluationWork) }) {
   case .stopped(let outcome): return .stopped(outcome)
   case .finished(let stoppedEarlyAt):
     if let step = stoppedEarlyAt { progress.line("stopped early at step \(step): no validation improvement in \(settings.patience) validations") }
@@ -167,9 +173,19 @@ func trainingPrecision(_ plan: RunPlan, progress: ProgressDisplay) throws -> Con
   {
     return resolved
   }
-  let probe = PrecisionProbe.resolve(model: plan.config.model, images: settings.imagesPerStep, convolutions: settings.convolutions)
-  let times = probe.millisecondsPerStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f ms", $0.key, $0.value) }.joined(separator: ", ")
-  progress.line("precision auto: \(probe.chosen.rawValue) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : ""))")
+  let status = WorkStatus("precision auto: starting")
+  if PrecisionProbe.bf16SkipReason == nil && PrecisionProbe.cached(model: plan.config.model, images: settings.imagesPerStep, convolutions: settings.convolutions) == nil {
+    progress.line("precision auto: timing 4 training steps in fp32 and in bf16 on this network (once per machine and network; \"precision\": \"fp32\" skips it)")
+  }
+  let probe = progress.whileWorking(status) {
+    PrecisionProbe.resolve(model: plan.config.model, images: settings.imagesPerStep, convolutions: settings.convolutions, status: status)
+  }
+  if let skipped = probe.skipped {
+    progress.line("precision auto: \(probe.chosen.rawValue) (\(skipped))")
+  } else {
+    let times = probe.millisecondsPerStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f ms", $0.key, $0.value) }.joined(separator: ", ")
+    progress.line("precision auto: \(probe.chosen.rawValue) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : ""))")
+  }
   return probe.chosen
 }
 

@@ -28,3 +28,26 @@ public var oneDNNVersion: String {
   guard let version = dnnl_version()?.pointee else { return "unknown" }
   return "\(version.major).\(version.minor).\(version.patch)"
 }
+
+/// The instruction sets oneDNN's kernels use here: the CPU's, lowered by `ONEDNN_MAX_CPU_ISA`
+/// (or `DNNL_MAX_CPU_ISA`) when set, which is how an AVX2-only machine is imitated on a larger one.
+public enum KernelISA {
+  /// oneDNN's `dnnl_cpu_isa_t` bits: each larger set includes the smaller ones' bits.
+  static var bits: UInt32 { UInt32(dnnl_get_effective_cpu_isa().rawValue) }
+
+  /// AVX2 with FMA (every machine of this project's kind has it).
+  public static var avx2: Bool { bits & 0x4 != 0 }
+  /// AVX-512 (F, CD, BW, DQ, VL).
+  public static var avx512: Bool { bits & 0x20 != 0 }
+  /// Native bf16 dot products (AVX512_BF16). Without them oneDNN has no fast bf16 convolution:
+  /// on AVX2 it falls back to a reference kernel, on plain AVX-512 it converts in software.
+  public static var bf16: Bool { bits & 0x80 != 0 }
+  /// AMX tiles.
+  public static var amx: Bool { bits & 0x100 != 0 }
+
+  /// "AVX2", "AVX-512", "AVX-512 + bf16" or "AVX-512 + bf16 + AMX": the class a figure was measured on.
+  public static var description: String {
+    guard avx512 else { return avx2 ? "AVX2" : "no AVX2" }
+    return "AVX-512" + (bf16 ? " + bf16" : "") + (amx ? " + AMX" : "")
+  }
+}
