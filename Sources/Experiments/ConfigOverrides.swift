@@ -14,6 +14,16 @@ package struct ConfigOverride: Equatable {
   /// The assignment as written.
   package let text: String
 
+  /// The key path as an error names it: `training.schedule.warmupSteps`, `evaluation[0].episodes`.
+  package var keyPathText: String {
+    path.enumerated().map { i, component in
+      switch component {
+      case .key(let key): return i == 0 ? key : ".\(key)"
+      case .index(let index): return "[\(index)]"
+      }
+    }.joined()
+  }
+
   package enum PathComponent: Equatable {
     case key(String)
     case index(Int)
@@ -82,6 +92,12 @@ extension ExperimentConfig {
     let source = "\(path) with \(overrides.map { "--set \($0.text)" }.joined(separator: " "))"
     guard var json = try? JSONSerialization.jsonObject(with: data) else { return try decode(data, source: path) }
     for override in overrides { json = try override.apply(to: json) }
-    return try decode(try JSONSerialization.data(withJSONObject: json), source: source)
+    do {
+      return try decode(try JSONSerialization.data(withJSONObject: json), source: source)
+    } catch let error as ConfigError where !error.keyPath.isEmpty && !overrides.contains(where: { error.keyPath.hasPrefix($0.keyPathText) }) {
+      // A value the file set that the assignments made impossible (a warm-up longer than the
+      // shortened run): name the one more assignment that fixes it.
+      throw ConfigError(file: error.file, keyPath: error.keyPath, message: "\(error.message) (the file's value, which no longer fits after --set: add --set \(error.keyPath)=VALUE as well)")
+    }
   }
 }

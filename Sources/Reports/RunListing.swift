@@ -195,7 +195,8 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     let body = rows.map { row -> [String] in
       let trained = row.mode == .train
       let mode = trained ? "train" : row.mode == .external ? "external" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
-      let status = wide ? row.summary.status.rawValue : ["completed": "done", "interrupted": "stopped"][row.summary.status.rawValue] ?? row.summary.status.rawValue
+      // The store's words, as `--status`, CSV, JSON and `report --run` say them.
+      let status = row.summary.status.rawValue
       let experiment = wide || row.summary.experiment.count <= 18 ? row.summary.experiment : String(row.summary.experiment.prefix(17)) + "…"
       func training(_ key: String) -> String { trained ? row.shownParameter(key) ?? "" : "-" }
       var out = [String(row.summary.id.prefix(8)), experiment, mode, status]
@@ -217,15 +218,31 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       return out
     }
     guard format == .table && !wide else { return format == .markdown ? markdownTable(header, body) : textTable(header, body) }
-    let (fitted, left) = fitToWidth(header, body, width: 120, droppable: ["lr", "steps", "seed"])
+    // Columns go, least telling first, until the table fits: settings, then the protocols
+    // evaluated last (the first stays); every one left out is named below the table.
+    let (fitted, left) = fitToWidth(header, body, width: 120, droppable: ["lr", "steps", "seed", "differs", "to target"] + shortNames.dropFirst().reversed())
     var table = fitted + "\n\naccuracy % ± half the width of its 95% interval (Wilson's); validation: best % @ step"
     if body.contains(where: { $0[2].hasPrefix("eval x") }) { table += "\neval xN: eval-only of an N-member ensemble" }
     if !targets.isEmpty { table += "\nto target: the highest validation target reached, and the training time until its first validation (report --run ID: every target)" }
     if !varying.isEmpty { table += "\ndiffers: the settings that differ among these runs (\(varying.joined(separator: ", ")))" }
-    table += left.isEmpty ? "\n--wide for every column" : "\n\(left.joined(separator: ", ")) left out to fit 120 columns: --wide for every column"
+    table += left.isEmpty ? "\n--wide for every column" : "\n" + wrapped("\(left.joined(separator: ", ")) left out to fit 120 columns: --wide for every column", width: 120)
     for (name, short) in zip(protocols, shortNames) where short != name { table += "\n\(short) = \(name)" }
     return table
   }
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (a longer word stays whole).
+func wrapped(_ text: String, width: Int) -> String {
+  var lines: [String] = [], current = ""
+  for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+    if !current.isEmpty && current.count + 1 + word.count > width {
+      lines.append(current)
+      current = String(word)
+    } else {
+      current = current.isEmpty ? String(word) : current + " " + word
+    }
+  }
+  return (lines + [current]).joined(separator: "\n")
 }
 
 /// A protocol's name in the narrow table: `evaluation-20way-1shot-within` -> `eval 20w1s`.

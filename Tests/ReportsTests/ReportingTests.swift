@@ -75,6 +75,37 @@ final class ReportingTests: XCTestCase {
     XCTAssertFalse(detail.contains("evaluation.0.episodes") || detail.contains("evaluation.0.split"), detail)
   }
 
+  /// A store of several experiments with a dozen protocols among them and settings that differ
+  /// (the table was 296 columns wide): it still fits 120 columns, names every column it left out
+  /// and keeps the first protocol; the status reads as the store, `--status` and CSV say it.
+  func testATableOfManyExperimentsAndProtocolsFits120Columns() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("many-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    let protocols = ["lake20"] + ["evaluation", "validation", "vinyals-test"].flatMap { split in ["5way-1shot", "5way-5shot", "20way-1shot", "20way-5shot"].map { "\(split)-\($0)" } }
+    for (n, experiment) in ["protonet-vinyals-aug-long-trainval", "siamese-vinyals", "omniglot52-sgd-batch-long"].enumerated() {
+      let config = "{\"name\": \"\(experiment)\"}"
+      let params = [("seed", "\(n)"), ("model.headHidden", "\(128 << n)"), ("model.inputSize", "\(28 + n)"), ("training.steps", "\(1000 * (n + 1))")]
+      let id = try store.beginRun(NewRun(experiment: experiment, configJSON: config, configHash: SHA256.hex(Array(config.utf8)), params: params))
+      for name in protocols.shuffled().prefix(9 + n) {
+        try store.recordResult(
+          run: id, ProtocolResult(protocolName: name, split: "evaluation", ways: 20, shots: 1, queries: 1, episodes: 1000, accuracy: 0.9867, ciLow: 0.9788, ciHigh: 0.9917, seconds: 1),
+          episodes: [])
+      }
+      try store.finishRun(id, status: n == 2 ? .interrupted : .completed, durationSeconds: 60)
+    }
+    let (rows, names) = try reportRows(store: store, runs: try store.listRuns())
+    let table = renderReport(rows, protocols: names, format: .table)
+    XCTAssert(table.split(separator: "\n").allSatisfy { $0.count <= 120 }, table)
+    XCTAssert(table.contains("left out to fit 120 columns"), table)
+    let shown = table.split(separator: "\n")[0]
+    let note = table.replacingOccurrences(of: "\n", with: " ")
+    for short in shortProtocolNames(names) { XCTAssert(shown.contains(short) || note.contains("\(short),") || note.contains("\(short) left out"), "\(short) neither shown nor named: \(table)") }
+    XCTAssert(shown.contains(shortProtocolNames(names)[0]), table)
+    XCTAssert(table.contains("interrupted") && table.contains("completed") && !table.contains("stopped"), table)
+  }
+
   /// Seed, threads and description (prose) do not split a seed group; any setting does.
   func testSeedGroupsIgnoreSeedThreadsAndDescriptionOnly() {
     let key = { (json: String) in seedGroupKey(configJSON: json, evaluatedCheckpoint: nil) }
