@@ -69,7 +69,9 @@ let package = Package(
     // libFuzzer's driver for the readers in Experiments/Fuzzing.swift and the command line
     // (scripts/fuzz); in an ordinary build it replays input files.
     .executableTarget(name: "oneshot-fuzz", dependencies: ["Experiments", "OneshotCLI"]),
-    .testTarget(name: "SupportTests", dependencies: ["Support"]),
+    // Registers SupportTests' XCTest observer when the test binary loads (see SuiteVerdict.swift).
+    .target(name: "CSuiteVerdict", path: "Tests/SuiteVerdict"),
+    .testTarget(name: "SupportTests", dependencies: ["Support", "CSuiteVerdict"]),
     .testTarget(name: "ModelTests", dependencies: ["Model"], exclude: ["Fixtures"]),
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
