@@ -168,16 +168,18 @@ func openArchive(_ url: URL) throws -> Archive {
 extension OmniglotDataset {
   /// Writes a split as a folder of your own would be laid out, `folder/<alphabet>/<character>/
   /// <id>_<drawer>.png`, each PNG byte for byte as the archive holds it; returns the number of
-  /// images. `folder` must not exist or be empty: nothing is ever replaced.
+  /// images. `folder` must not exist or be empty: nothing is ever replaced. `progress` hears the
+  /// images written so far and the total, after each character's folder.
   @discardableResult
-  public func export(_ split: OmniglotSplit, to folder: URL) throws -> Int {
+  public func export(_ split: OmniglotSplit, to folder: URL, progress: ((Int, Int) -> Void)? = nil) throws -> Int {
     let fm = FileManager.default
     if fm.fileExists(atPath: folder.path) {
       let present = (try? fm.contentsOfDirectory(atPath: folder.path)) ?? ["?"]
       guard present.isEmpty else { throw DatasetError.folderProblem(root: folder.path, problem: "the folder is not empty; export into a new or empty folder (nothing is replaced)") }
     }
     let files = try readPNGEntries(archive: archiveURL(split), topFolder: split.folder)
-    for file in files {
+    var made = Set<String>()
+    for (written, file) in files.enumerated() {
       // `<split folder>/<alphabet>/<character>/<file>.png`, checked by the reader.
       let parts = file.path.split(separator: "/").dropFirst().map(String.init)
       guard parts.count == 3, !parts.contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) else {
@@ -185,12 +187,16 @@ extension OmniglotDataset {
       }
       let directory = folder.appendingPathComponent(parts[0]).appendingPathComponent(parts[1])
       do {
-        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        if made.insert(directory.path).inserted {
+          try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+          progress?(written, files.count)
+        }
         try Data(file.bytes).write(to: directory.appendingPathComponent(parts[2]), options: .withoutOverwriting)
       } catch {
         throw DatasetError.folderProblem(root: folder.path, problem: "cannot write \(parts.joined(separator: "/")) (\((error as NSError).localizedDescription)); choose a writable folder")
       }
     }
+    progress?(files.count, files.count)
     return files.count
   }
 }

@@ -13,6 +13,8 @@ package final class ProgressDisplay: @unchecked Sendable {
   /// Seconds between plain lines when not on a terminal.
   package var plainInterval: TimeInterval = 10
 
+  package init() {}
+
   /// Shows `text`; `force` prints even when the last update was recent.
   package func update(_ text: String, force: Bool = false) {
     lock.lock()

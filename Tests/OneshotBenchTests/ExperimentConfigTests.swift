@@ -121,6 +121,21 @@ final class ExperimentConfigTests: XCTestCase {
     XCTAssertThrowsError(try ConfigOverride("training..steps=3")) { XCTAssert("\($0)".contains("empty part")) }
   }
 
+  /// Shortening a run with --set (glyphs.json with training.pairs=7680: 20 steps against its
+  /// 100 warm-up steps) names, in its one line, the other key to set; a value the user set
+  /// themselves gets the plain message.
+  func testASetThatMakesTheFilesOtherValueImpossibleNamesTheKey() throws {
+    let glyphs = repositoryRoot.appendingPathComponent("experiments/glyphs.json").path
+    XCTAssertThrowsError(try ExperimentConfig.load(glyphs, overrides: [try ConfigOverride("training.pairs=7680")])) {
+      XCTAssert("\($0)".hasSuffix("training.schedule.warmupSteps: within 0..<steps (20); got 100 (the file's value, which no longer fits after --set: add --set training.schedule.warmupSteps=VALUE as well)"), "\($0)")
+      XCTAssertFalse("\($0)".contains("\n"))
+    }
+    XCTAssertThrowsError(try ExperimentConfig.load(glyphs, overrides: [try ConfigOverride("training.pairs=7680"), try ConfigOverride("training.schedule.warmupSteps=30")])) {
+      XCTAssert("\($0)".hasSuffix("training.schedule.warmupSteps: within 0..<steps (20); got 30"), "\($0)")
+    }
+    XCTAssertEqual(try ExperimentConfig.load(glyphs, overrides: [try ConfigOverride("training.pairs=7680"), try ConfigOverride("training.schedule.warmupSteps=5")]).training?.steps, 20)
+  }
+
   func testMistakesNameTheKeyPath() throws {
     XCTAssertEqual(try message(valid.replacingOccurrences(of: "\"learningRate\"", with: "\"learningRat\"")).prefix(39), "training.optimizer.learningRat | unknow")
     XCTAssert(try message(valid.replacingOccurrences(of: "0.001", with: "-0.1")).hasPrefix("training.optimizer.learningRate | positive"))

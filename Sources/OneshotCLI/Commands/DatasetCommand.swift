@@ -20,7 +20,11 @@ struct DatasetCommand: ParsableCommand {
 
     func run() throws {
       let started = Date()
-      let count = try data.dataset.export(split, to: URL(fileURLWithPath: to))
+      let display = ProgressDisplay(), rate = PhaseRate()
+      let count = try data.dataset.export(split, to: URL(fileURLWithPath: to)) { done, total in
+        display.update("exporting \(split.rawValue): \(rate.text(done: done, total: total, unit: "images"))", force: done == total)
+      }
+      display.finish()
       print(String(format: "wrote %d images of %@ to %@ in %.1f s; train on it with data.folder (see README, \"Your own images\")", count, split.rawValue, to, Date().timeIntervalSince(started)))
     }
   }
