@@ -139,7 +139,9 @@ func lineChart(id: String, title: String, xLabel: String, yLabel: String, series
   let yTicks = niceTicks(yRange?.lowerBound ?? (yMin - yPad), yRange?.upperBound ?? (yMax + yPad))
   let frame = PlotFrame(
     width: 520, height: 300, left: 58, right: 12, top: 10, bottom: 42, x: (xTicks.first ?? 0)...max(xTicks.last ?? 1, xMax),
-    y: (yRange?.lowerBound ?? min(yTicks.first ?? yMin, yMin))...(yRange?.upperBound ?? max(yTicks.last ?? yMax, yMax)))
+    // The padding stays in the frame: a line from the lowest to the highest point would otherwise
+    // run along the frame's edges, as if it left the plot.
+    y: (yRange?.lowerBound ?? min(yTicks.first ?? yMin, yMin - yPad))...(yRange?.upperBound ?? max(yTicks.last ?? yMax, yMax + yPad)))
   var out = chartOpen(id: id, kind: "lines", title: title, width: frame.width, height: frame.height, series: series.count)
   out += frame.axes(xLabel: xLabel, yLabel: yLabel, xTicks: xTicks, yTicks: yTicks)
   for s in series {

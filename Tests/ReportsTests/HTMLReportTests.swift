@@ -104,6 +104,18 @@ final class HTMLReportTests: XCTestCase {
     XCTAssertEqual(smoothed([1, 1, 1]), [1, 1, 1])
   }
 
+  /// A line's lowest and highest points lie inside the plot, not on its frame (the validation
+  /// chart's line ran along the bottom and top edges, as if it left the plot).
+  func testALineStaysInsideItsFrame() throws {
+    let series = LineSeries(label: "run", run: "r", style: .forIndex(0), points: [(8_000, 7.95), (16_000, 21.0), (57_600, 45.1)])
+    let svg = lineChart(id: "v", title: "Validation", xLabel: "pairs", yLabel: "%", series: [series])
+    let points = try XCTUnwrap(svg.range(of: #"points="([^"]+)""#, options: .regularExpression).map { String(svg[$0].dropFirst(8).dropLast()) })
+    let ys = points.split(separator: " ").compactMap { Double($0.split(separator: ",")[1]) }
+    // The frame: top 10, plot height 248.
+    XCTAssertEqual(ys.count, 3)
+    XCTAssert(ys.allSatisfy { $0 > 10.5 && $0 < 257.5 }, "\(ys)")
+  }
+
   /// Protocol panels share one accuracy scale (a narrow interval must not look as wide as a
   /// wide one), and a run's label is not cut at the experiment's name.
   func testPanelsShareTheirScaleAndLabelsAreWhole() {

@@ -22,7 +22,7 @@ struct CheckCommand: ParsableCommand {
   @Option(help: "Write the run's results as a baseline file instead of checking.") var writeBaseline: String?
   @Flag(help: "Fail when any protocol's accuracy differs from the baseline at all, up or down (for a fixed shipped model).")
   var exact = false
-  @Option(help: "With --latest: the newest run of this mode, train or eval-only (default: the baseline's run's mode).") var mode: RunMode?
+  @Option(help: "With --latest: the newest run of this mode, train, eval-only or external (default: the baseline's run's mode).") var mode: RunMode?
 
   func validate() throws {
     if (runID == nil) == (latest == nil) { throw ValidationError("give exactly one of --run ID or --latest EXPERIMENT") }

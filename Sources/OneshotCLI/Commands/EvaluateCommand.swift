@@ -13,13 +13,13 @@ struct EvaluateCommand: ParsableCommand {
     abstract: "Evaluate a checkpoint on N-way K-shot episodes from a folder of your own images (ROOT/<group>/<class>/*.png) and record the run.")
 
   @OptionGroup var store: StoreOptions
-  @Option(help: "Folder of images: one folder per group, one per class inside it, PNGs of any size (dark strokes on light paper).") var folder: String
+  @Option(help: "Folder of images: one folder per group, one per class inside it, PNG or JPEG images of any size (dark strokes on light paper).") var folder: String
   @Option(help: "Classes per episode.") var ways: Int
   @Option(help: "Support images per class.") var shots: Int = 1
   @Option(help: "Query images per class.") var queries: Int = 1
   @Option(help: "Episodes to score.") var episodes: Int = 200
   @Option(help: "Seed of the episodes (the same seed draws the same episodes everywhere).") var seed: UInt64 = 0
-  @Option(help: "Checkpoint (a network or an ensemble; default: the shipped model, \(shippedModelPath)).") var checkpoint: String = shippedModelPath
+  @Option(help: "Checkpoint (a network or an ensemble; by default the shipped model).") var checkpoint: String = shippedModelPath
   @Option(help: "Experiment name the run is recorded under (default: folder-<folder name>).") var name: String?
   @Option(help: "Threads.") var threads: Int = 2
 

@@ -11,18 +11,20 @@ import Support
 struct PredictCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "predict",
-    abstract: "Similarity of images (any PNG size or colour): two images, a matrix of several, or a folder ranked against a query.",
+    abstract: "Similarity of images (PNG or JPEG, any size or colour): two images, a matrix of several, or a folder ranked against a query.",
     discussion: """
       The number is sigmoid(logit) of the Siamese network (for an ensemble, of the members' mean logit), in [0, 1]. \
       It ranks pairs well (higher: more likely the same character) but it is not a calibrated probability: \
-      an image against itself can score below another drawing of the same character, and the scale differs between models.       A prototypical network (model.similarity euclidean) has no head: for it the number is the squared Euclidean distance of       the two embeddings (0 for an image against itself; lower: more alike), and a ranking puts the nearest first.
+      an image against itself can score below another drawing of the same character, and the scale differs between models. \
+      A prototypical network (model.similarity euclidean) has no head: for it the number is the squared Euclidean distance of \
+      the two embeddings (0 for an image against itself; lower: more alike), and a ranking puts the nearest first.
       """)
 
-  @Argument(help: "Images (PNG). Two: one similarity. More: the matrix of every pair.") var images: [String] = []
+  @Argument(help: "Images (PNG or JPEG). Two: one similarity. More: the matrix of every pair.") var images: [String] = []
   @Option(help: "Rank the images of --support against this one.") var query: String?
-  @Option(help: "A folder whose PNGs (searched recursively) are ranked against --query.") var support: String?
+  @Option(help: "A folder whose images (.png, .jpg, .jpeg, searched recursively) are ranked against --query.") var support: String?
   @Option(help: "Output of a matrix or a ranking: table or csv.") var format: Format = .table
-  @Option(help: "Checkpoint (default: \(shippedModelPath)).") var checkpoint: String = shippedModelPath
+  @Option(help: "Checkpoint (a network or an ensemble).") var checkpoint: String = shippedModelPath
   @Option(help: "Threads.") var threads: Int = 2
 
   enum Format: String, ExpressibleByArgument, CaseIterable { case table, csv }
@@ -69,9 +71,9 @@ struct PredictCommand: ParsableCommand {
     if let query, let support {
       let root = URL(fileURLWithPath: support)
       guard let walker = FileManager.default.enumerator(atPath: root.path) else { throw UserFacingError("cannot read folder \(support); check the path") }
-      let files = walker.compactMap { $0 as? String }.filter { $0.lowercased().hasSuffix(".png") && !$0.split(separator: "/").contains { $0.hasPrefix(".") } }
+      let files = walker.compactMap { $0 as? String }.filter { [".png", ".jpg", ".jpeg"].contains(where: $0.lowercased().hasSuffix) && !$0.split(separator: "/").contains { $0.hasPrefix(".") } }
         .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-      guard !files.isEmpty else { throw UserFacingError("\(support) holds no .png images to rank") }
+      guard !files.isEmpty else { throw UserFacingError("\(support) holds no .png, .jpg or .jpeg images to rank") }
       guard files.count <= PredictCommand.maximumSupportImages else {
         throw UserFacingError("\(support) holds \(files.count) images, more than the \(PredictCommand.maximumSupportImages) predict ranks at once; rank a smaller folder, or score it as episodes with `evaluate --folder`")
       }
