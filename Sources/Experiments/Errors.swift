@@ -49,7 +49,9 @@ package let invokedName: String = {
 /// binary was started, so that a hint can be pasted as it is.
 package func asInvoked(_ message: String) -> String {
   guard invokedName != "oneshot-bench" else { return message }
-  let pattern = #"(?<![\w/.-])oneshot-bench (?=(run|report|check|sweep|store|dataset|evaluate|predict|bench|baseline|export|episodes|compare)\b)"#
+  // A command, not the name in prose ("not a oneshot-bench baseline"): after a backtick, a
+  // parenthesis or "Continue with: ", and followed by a subcommand.
+  let pattern = #"(?<=`|\(|with: )oneshot-bench (?=(run|report|check|sweep|store|dataset|evaluate|predict|bench|baseline|export|episodes|compare|ensemble) )"#
   return message.replacingOccurrences(of: pattern, with: NSRegularExpression.escapedTemplate(for: invokedName + " "), options: .regularExpression)
 }
 

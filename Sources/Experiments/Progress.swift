@@ -8,6 +8,8 @@ import Support
 package final class ProgressDisplay: @unchecked Sendable {
   package let isTerminal = isatty(STDERR_FILENO) != 0
   private var lastPrint = Date.distantPast
+  /// When anything was last shown, lines included (the heartbeat's clock; `lastPrint` paces updates).
+  private var lastShown = Date.distantPast
   private var pendingLine = false
   private let lock = NSRecursiveLock()
   /// Seconds between plain lines when not on a terminal.
@@ -35,7 +37,7 @@ package final class ProgressDisplay: @unchecked Sendable {
   package var secondsSinceLastPrint: TimeInterval {
     lock.lock()
     defer { lock.unlock() }
-    return Date().timeIntervalSince(lastPrint)
+    return Date().timeIntervalSince(max(lastPrint, lastShown))
   }
 
   /// Shows `text` on a terminal's live line only (a phase too short to log, e.g. reading data).
@@ -50,7 +52,7 @@ package final class ProgressDisplay: @unchecked Sendable {
     defer { lock.unlock() }
     finish()
     FileHandle.standardError.write(Data("\(Secrets.redacted(text))\n".utf8))
-    lastPrint = Date()
+    lastShown = Date()
   }
 
   /// Ends the updating line.
