@@ -1,9 +1,11 @@
 import Foundation
 import Support
 
-/// What anything evaluated on episodes implements: embed each image once, then score queries
-/// against support images from the embeddings alone. The Siamese network adapts to it in the
-/// executable; the pixel and Modified Hausdorff baselines implement it here.
+/// What anything evaluated on episodes implements: embed each image once, then score each
+/// episode's queries given its support set. Trained networks adapt to it in Experiments
+/// (`NetworkScorer`, which hands the episode to the network's few-shot method: a method that
+/// adapts to the support set does so in `classScores`); the pixel and Modified Hausdorff
+/// baselines implement it here.
 public protocol OneShotScorer {
   /// Whatever the scorer keeps per image (a feature vector, a point set).
   associatedtype Embedding
@@ -16,8 +18,8 @@ public protocol OneShotScorer {
 
   /// `result[q][c]`: the score of query q for class c, whose support images are `support[c]`;
   /// the query goes to the class of the highest score. By default the mean similarity over the
-  /// class's support images; a prototypical network scores the distance to the class's mean
-  /// embedding instead.
+  /// class's support images; a method may do anything with the support set instead (prototypes,
+  /// a classifier fitted on it).
   func classScores(queries: [Embedding], support: [[Embedding]]) throws -> [[Double]]
 }
 

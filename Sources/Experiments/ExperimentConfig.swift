@@ -107,12 +107,13 @@ extension ExperimentConfig {
   /// Vinyals split (its training characters include evaluation alphabets).
   func methodProblems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
-    switch (training?.objective, model.similarity) {
-    case (.prototypical?, .head):
-      out.append(("model.similarity", "the prototypical objective trains an embedding scored by distance to prototypes: set \"similarity\": \"euclidean\""))
-    case (.pairs?, .euclidean):
-      out.append(("training.objective", "a network with \"similarity\": \"euclidean\" has no head to train on pairs: set \"objective\": \"prototypical\" (or remove model.similarity)"))
-    default: break
+    if let method = training?.method, method.similarity != model.similarity {
+      if model.similarity == .head {
+        out.append(("model.similarity", "the \(method.name) objective trains an embedding without a head: set \"similarity\": \"\(method.similarity.rawValue)\""))
+      } else {
+        let fitting = FewShotMethods.all.filter { $0.similarity == model.similarity }.map { "\"\($0.name)\"" }.joined(separator: " or ")
+        out.append(("training.objective", "a network with \"similarity\": \"\(model.similarity.rawValue)\" has no head to train on pairs: set \"objective\": \(fitting) (or remove model.similarity)"))
+      }
     }
     if data.split.isVinyals, let i = evaluation.firstIndex(where: { $0.protocolKind == .lake20 }) {
       out.append(
@@ -261,16 +262,16 @@ package struct TrainingConfig: Codable, Equatable {
   /// pair and as many different ones, 24 pairs from 8 images (pairsPerStep / 3 images).
   package var pairing: Pairing
 
-  /// What a step learns from: `pairs` (same/different pairs through the head, binary
-  /// cross-entropy; the default) or `prototypical` (Snell et al.'s episodes: `episode.ways`
-  /// classes with `shots` support and `queries` query images each, softmax over the negative
-  /// squared distances to the class prototypes, cross-entropy). Recorded in every checkpoint.
-  package var objective: Objective = .pairs
+  /// The few-shot method a step trains (`FewShotMethods`, one file each under Methods/):
+  /// `pairs` (same/different pairs through the head, binary cross-entropy; the default) or
+  /// `prototypical` (Snell et al.'s episodes), and any method added there. Recorded in every
+  /// checkpoint.
+  package var objective: String = SiamesePairs.name
+  /// The method `objective` names.
+  package var method: any FewShotMethod.Type { FewShotMethods.named(objective) ?? SiamesePairs.self }
   /// The training episode of the prototypical objective (one per step, drawn from the training
   /// classes by the counter-based sampler: the same episodes on every machine and on resume).
   package var episode: EpisodeSpec? = nil
-
-  package enum Objective: String, Codable, CaseIterable { case pairs, prototypical }
 
   /// Validation accuracies to time (each in (0, 1]): the first validation at or above each is
   /// recorded with the training time, wall time, pairs and images until then (time to accuracy).
@@ -278,15 +279,8 @@ package struct TrainingConfig: Codable, Equatable {
   /// Stop training at the first validation that reaches the highest target (then evaluate).
   package var stopAtTarget = false
 
-  /// Images one training step embeds.
-  package var imagesPerStep: Int {
-    if objective == .prototypical, let episode { return episode.ways * (episode.shots + episode.queries) }
-    switch pairing {
-    case .independent: return 2 * pairsPerStep
-    case .groups: return pairsPerStep
-    case .batch: return pairsPerStep / 3
-    }
-  }
+  /// Images one training step embeds (as the method draws them).
+  package var imagesPerStep: Int { method.imagesPerStep(self) }
   /// The convolutions' arithmetic while training and validating: fp32, bf16 (bf16 inputs with
   /// float accumulation; weights, optimizer state, batch norm and the head stay fp32, as in
   /// PyTorch's bf16 autocast) or auto (whichever this machine runs faster, measured at the
@@ -330,12 +324,15 @@ package struct TrainingConfig: Codable, Equatable {
     pairing = try c.decodeIfPresent(Pairing.self, forKey: .pairing) ?? .independent
     precision = try c.decodeIfPresent(PrecisionSetting.self, forKey: .precision) ?? .fp32
     convolutions = try c.decodeIfPresent(ConvolutionsSetting.self, forKey: .convolutions) ?? .direct
-    objective = try c.decodeIfPresent(Objective.self, forKey: .objective) ?? .pairs
+    objective = try c.decodeIfPresent(String.self, forKey: .objective) ?? SiamesePairs.name
+    guard FewShotMethods.named(objective) != nil else {
+      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.objective], debugDescription: "one of \(FewShotMethods.names.joined(separator: ", ")); got \(objective)"))
+    }
     episode = try c.decodeIfPresent(EpisodeSpec.self, forKey: .episode)
     targets = try c.decodeIfPresent([Double].self, forKey: .targets)
     stopAtTarget = try c.decodeIfPresent(Bool.self, forKey: .stopAtTarget) ?? false
-    if objective == .prototypical && pairs != nil {
-      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.pairs], debugDescription: "the prototypical objective trains on episodes, not pairs: give the budget as \"steps\" (one episode each)"))
+    if method.trainsOnEpisodes && pairs != nil {
+      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.pairs], debugDescription: "the \(objective) objective trains on episodes, not pairs: give the budget as \"steps\" (one episode each)"))
     }
   }
 
@@ -354,7 +351,7 @@ package struct TrainingConfig: Codable, Equatable {
     // before the key existed stay what they were.
     if precision != .fp32 { try c.encode(precision, forKey: .precision) }
     if convolutions != .direct { try c.encode(convolutions, forKey: .convolutions) }
-    if objective != .pairs { try c.encode(objective, forKey: .objective) }
+    if objective != SiamesePairs.name { try c.encode(objective, forKey: .objective) }
     try c.encodeIfPresent(episode, forKey: .episode)
     try c.encodeIfPresent(targets, forKey: .targets)
     if stopAtTarget { try c.encode(stopAtTarget, forKey: .stopAtTarget) }
@@ -363,24 +360,14 @@ package struct TrainingConfig: Codable, Equatable {
   package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if !(1...Limits.steps).contains(steps) { out.append(("steps", "between 1 and \(Limits.steps); got \(steps)")) }
-    switch (objective, episode) {
-    case (.prototypical, nil): out.append(("episode", "the prototypical objective needs its training episode, e.g. {\"ways\": 60, \"shots\": 1, \"queries\": 5, \"alphabetMode\": \"across\"}"))
-    case (.prototypical, let episode?):
-      out += nested("episode", episode.problems())
-      if pairing != .independent { out.append(("pairing", "pairing is how the pairs objective draws its pairs; remove it for the prototypical objective")) }
-    case (.pairs, .some): out.append(("episode", "only the prototypical objective trains on episodes; remove it or set \"objective\": \"prototypical\""))
-    case (.pairs, nil): break
-    }
+    // What the method's own settings must be (its pairs, its training episode).
+    out += method.problems(self)
     if let targets {
       if targets.isEmpty || targets.count > 20 { out.append(("targets", "1 to 20 validation accuracies, e.g. [0.80, 0.85]; got \(targets.count)")) }
       if let bad = targets.first(where: { !($0 > 0 && $0 <= 1) }) { out.append(("targets", "validation accuracies in (0, 1], e.g. 0.85 for 85%; got \(bad)")) }
       if Set(targets).count != targets.count { out.append(("targets", "each target once; got \(targets)")) }
     }
     if stopAtTarget && (targets ?? []).isEmpty { out.append(("stopAtTarget", "stops at the highest of training.targets: name at least one target")) }
-    if pairsPerStep > Limits.pairsPerStep { out.append(("pairsPerStep", "at most \(Limits.pairsPerStep); got \(pairsPerStep)")) }
-    if pairsPerStep < 2 || pairsPerStep % 2 != 0 { out.append(("pairsPerStep", "an even number >= 2 (half same, half different); got \(pairsPerStep)")) }
-    if pairing == .groups && pairsPerStep % 4 != 0 { out.append(("pairsPerStep", "a multiple of 4 with pairing groups (4 pairs per group); got \(pairsPerStep)")) }
-    if pairing == .batch && pairsPerStep % 24 != 0 { out.append(("pairsPerStep", "a multiple of 24 with pairing batch (24 pairs from each group of 8 images); got \(pairsPerStep)")) }
     out += nested("optimizer", optimizer.problems())
     out += nested("schedule", schedule.problems(steps: steps))
     out += nested("augmentation", augmentation?.problems() ?? [])
@@ -601,7 +588,7 @@ extension ConfigError {
     case ("schedule", "kind"): return LearningRateSchedule.Kind.allCases.map(\.rawValue)
     case (_, "pairing"): return TrainingConfig.Pairing.allCases.map(\.rawValue)
     case ("data", "split"): return DataConfig.OmniglotProtocol.allCases.map(\.rawValue)
-    case (_, "objective"): return TrainingConfig.Objective.allCases.map(\.rawValue)
+    case (_, "objective"): return FewShotMethods.names
     case (_, "similarity"): return Similarity.allCases.map(\.rawValue)
     case ("model", "resampling"): return ImageResampling.allCases.map(\.rawValue)
     case ("model", "initialization"): return WeightInitialization.allCases.map(\.rawValue)

@@ -168,7 +168,7 @@ private final class DataSources {
   /// The sampler of the prototypical objective's training episodes, checked against the
   /// training classes (an impossible episode names its key); nil for the pairs objective.
   func trainingEpisodes(_ settings: TrainingConfig, pool: ClassPool) throws -> EpisodeSampler? {
-    guard settings.objective == .prototypical, let spec = settings.episode else { return nil }
+    guard settings.method.trainsOnEpisodes, let spec = settings.episode else { return nil }
     do {
       return try EpisodeSampler(pool: pool, spec: spec, seed: config.seed)
     } catch let error as DatasetError {

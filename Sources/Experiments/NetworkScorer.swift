@@ -1,22 +1,25 @@
 import Episodes
 import Model
 
-/// Adapts the Siamese network (or an ensemble of them) to the Episodes evaluation protocol:
-/// embed each image once with every member's backbone, then score query/support pairs with the
-/// heads alone. The similarity is the (mean) logit; for one network, sigmoid is monotonic, so
-/// rankings are the same as with probabilities.
-package struct SiameseScorer: OneShotScorer {
-  package let model: SiameseEnsemble
+/// Adapts a trained network (or an ensemble of them) to the evaluator's `OneShotScorer`: each
+/// image is embedded once with every member's backbone; each episode is then scored by the
+/// network's few-shot method (`FewShotMethod.classScores`: a head's mean logit, the distance to
+/// prototypes, or whatever a method does with the support set).
+package struct NetworkScorer: OneShotScorer {
+  package let model: NetworkEnsemble
+  /// How an episode is scored.
+  package let method: any FewShotMethod.Type
   /// Images per backbone pass.
   package let batchSize: Int
 
-  package init(model: SiameseEnsemble, batchSize: Int = 64) {
+  package init(model: NetworkEnsemble, method: any FewShotMethod.Type, batchSize: Int = 64) {
     self.model = model
+    self.method = method
     self.batchSize = batchSize
   }
 
-  package init(network: SiameseNetwork, batchSize: Int = 64) {
-    self.init(model: SiameseEnsemble(members: [network]), batchSize: batchSize)
+  package init(network: EmbeddingNetwork, method: any FewShotMethod.Type, batchSize: Int = 64) {
+    self.init(model: NetworkEnsemble(members: [network]), method: method, batchSize: batchSize)
   }
 
   /// One image's embedding: the members' feature vectors back to back.
@@ -43,38 +46,40 @@ package struct SiameseScorer: OneShotScorer {
     return out
   }
 
-  /// The head's mean logit over a class's support images; under Euclidean similarity (a
-  /// prototypical network), the negative squared distance to the class's prototype (for an
-  /// ensemble, summed over the members, whose embeddings lie back to back in a row).
+  /// The method's class scores for the episode.
   package func classScores(queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
-    guard model.config.similarity == .euclidean else {
-      return meanPerClass(try similarities(queries: queries, support: support.flatMap { $0 }), classSizes: support.map(\.count))
-    }
-    return PrototypicalLoss.scores(queries: queries, support: support)
+    try method.classScores(model: model, queries: queries, support: support)
   }
 
+  /// The ensemble's pair scores (`NetworkEnsemble.score`) of every query against every support image.
   package func similarities(queries: [[Float]], support: [[Float]]) throws -> [[Double]] {
-    guard !queries.isEmpty, !support.isEmpty else { return queries.map { _ in [] } }
-    let f = model.featureCount
-    let pairs = queries.count * support.count
-    var left: [Tensor] = [], right: [Tensor] = []
-    for m in model.members.indices {
-      var a = [Float](), b = [Float]()
-      a.reserveCapacity(pairs * f)
-      b.reserveCapacity(pairs * f)
-      let range = (m * f)..<((m + 1) * f)
-      for q in queries {
-        for s in support {
-          a.append(contentsOf: q[range])
-          b.append(contentsOf: s[range])
-        }
-      }
-      left.append(Tensor(shape: [pairs, f], data: a))
-      right.append(Tensor(shape: [pairs, f], data: b))
-    }
-    let logits = model.score(left, right)
-    return (0..<queries.count).map { q in (0..<support.count).map { Double(logits[q * support.count + $0]) } }
+    pairScores(model: model, queries: queries, support: support)
   }
+}
+
+/// `result[q][s]`: the ensemble's score of query q against support image s, from embedding rows
+/// that hold the members' feature vectors back to back.
+package func pairScores(model: NetworkEnsemble, queries: [[Float]], support: [[Float]]) -> [[Double]] {
+  guard !queries.isEmpty, !support.isEmpty else { return queries.map { _ in [] } }
+  let f = model.featureCount
+  let pairs = queries.count * support.count
+  var left: [Tensor] = [], right: [Tensor] = []
+  for m in model.members.indices {
+    var a = [Float](), b = [Float]()
+    a.reserveCapacity(pairs * f)
+    b.reserveCapacity(pairs * f)
+    let range = (m * f)..<((m + 1) * f)
+    for q in queries {
+      for s in support {
+        a.append(contentsOf: q[range])
+        b.append(contentsOf: s[range])
+      }
+    }
+    left.append(Tensor(shape: [pairs, f], data: a))
+    right.append(Tensor(shape: [pairs, f], data: b))
+  }
+  let scores = model.score(left, right)
+  return (0..<queries.count).map { q in (0..<support.count).map { Double(scores[q * support.count + $0]) } }
 }
 
 /// Images stored back to back as ink intensities (0...255), as a network input batch

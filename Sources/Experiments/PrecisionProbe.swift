@@ -67,7 +67,7 @@ package enum PrecisionProbe {
   package static func key(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> String {
     let config = String(decoding: (try? JSONEncoder.canonical().encode(model)) ?? Data(), as: UTF8.self)
     let algorithm = convolutions == .direct ? [] : ["convolutions \(convolutions.rawValue)"]
-    return ([ProcessInfo.processInfo.hostName, Provenance.current().cpu, "kernels \(KernelISA.description)", "oneDNN \(oneDNNVersion)", computePath, "\(ComputeThreads.current) threads", "\(images) images"] + algorithm + [config])
+    return ([ProcessInfo.processInfo.hostName, Provenance.current().cpu, "oneDNN \(oneDNNVersion)", computePath, "\(ComputeThreads.current) threads", "\(images) images"] + algorithm + [config])
       .joined(separator: " | ")
   }
 
@@ -82,7 +82,7 @@ package enum PrecisionProbe {
   /// The faster arithmetic for training `model` on steps of `images` images (with Winograd
   /// where it wins when `convolutions` is auto: fp32 then competes at its best).
   /// `status` says which step runs (a step of a large network takes a minute on a slow CPU).
-  package static func resolve(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct, status: WorkStatus = WorkStatus("")) -> Outcome {
+  package static func resolve(model: ModelConfig, method: any FewShotMethod.Type, images: Int, convolutions: ConvolutionsSetting = .direct, status: WorkStatus = WorkStatus("")) -> Outcome {
     if let known = cached(model: model, images: images, convolutions: convolutions) { return known }
     let key = key(model: model, images: images, convolutions: convolutions)
     var cache = (try? JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: cacheURL))) ?? [:]
@@ -92,25 +92,16 @@ package enum PrecisionProbe {
     let side = model.inputSize
     var rng = NormalSampler(seed: 1)
     let input = Tensor(shape: [batch, 1, side, side], data: rng.normal(count: batch * side * side, std: 1).map { abs($0) })
-    let pairs = (0..<(batch / 2)).map { ($0, batch / 2 + $0) }
-    let labels = pairs.indices.map { Float($0 % 2) }
     var times: [String: Double] = [:]
     let skipped = bf16SkipReason
     // One candidate: nothing to rank, nothing to time or cache.
     if let skipped { return Outcome(chosen: .fp32, millisecondsPerStep: [:], skipped: skipped) }
     let candidates = ConvolutionPrecision.allCases.filter { $0 == .fp32 || skipped == nil }
     for precision in candidates {
-      var network = SiameseNetwork(config: model, seed: 1)
+      var network = EmbeddingNetwork(config: model, seed: 1)
       network.precision = precision
       network.convolutionAlgorithm = convolutions.algorithm
-      // A network without a head trains on episodes: batch / 2 classes of one support and one query.
-      let step = {
-        if model.similarity == .euclidean {
-          _ = network.prototypicalLossAndGradients(images: input, ways: batch / 2, shots: 1, queries: 1)
-        } else {
-          _ = network.lossAndGradients(images: input, pairs: pairs, labels: labels)
-        }
-      }
+      let step = { method.probeStep(network: &network, images: input) }
       status.text = "precision auto: \(precision.rawValue) warm-up step"
       step()
       let samples = (0..<3).map { i -> Double in

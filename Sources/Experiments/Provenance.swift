@@ -1,4 +1,5 @@
 import Foundation
+import Model
 
 /// Where a number came from: the code, the machine, the toolchain.
 package struct Provenance {
@@ -26,6 +27,8 @@ package struct Provenance {
     {
       cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) + " x\(ProcessInfo.processInfo.activeProcessorCount)"
     }
+    // The class its kernels ran at: the model name alone does not say AVX2 from AVX-512 or bf16.
+    cpu += " (\(KernelISA.description))"
     return Provenance(
       gitCommit: (commit?.isEmpty ?? true) ? nil : commit, gitDirty: commit == nil || status == nil ? nil : !(status ?? "").isEmpty,
       host: ProcessInfo.processInfo.hostName, cpu: cpu, swiftVersion: compilerVersion)

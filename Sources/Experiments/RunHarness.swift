@@ -142,7 +142,7 @@ func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol
     throw UserFacingError("cannot read checkpoint \(checkpoint.path) to hash it; check its permissions")
   }
   try run.store.setCheckpoint(run: run.id, path: checkpoint.path, hash: digest)
-  return try evaluate(SiameseScorer(model: checkpoint.model), on: protocols, run: run, progress: progress)
+  return try evaluate(NetworkScorer(model: checkpoint.model, method: checkpoint.method), on: protocols, run: run, progress: progress)
 }
 
 /// Scores any scorer (a checkpoint's network, an outside scorer) on every protocol and records
@@ -178,7 +178,7 @@ func trainingPrecision(_ plan: RunPlan, progress: ProgressDisplay) throws -> Con
     progress.line("precision auto: timing 4 training steps in fp32 and in bf16 on this network (once per machine and network; \"precision\": \"fp32\" skips it)")
   }
   let probe = progress.whileWorking(status) {
-    PrecisionProbe.resolve(model: plan.config.model, images: settings.imagesPerStep, convolutions: settings.convolutions, status: status)
+    PrecisionProbe.resolve(model: plan.config.model, method: settings.method, images: settings.imagesPerStep, convolutions: settings.convolutions, status: status)
   }
   if let skipped = probe.skipped {
     progress.line("precision auto: \(probe.chosen.rawValue) (\(skipped))")
@@ -197,7 +197,9 @@ func imagesScored(_ episodes: [ScoringEpisode]) -> Double {
 /// A checkpoint to evaluate, read and checked against the experiment's model, with the tags
 /// that label an eval-only run (mode, and an ensemble's members).
 struct EvaluatedCheckpoint {
-  let model: SiameseEnsemble
+  let model: NetworkEnsemble
+  /// How its episodes are scored (the method it was trained with).
+  let method: any FewShotMethod.Type
   let path: String
   let tags: [(key: String, value: String)]
 
@@ -210,6 +212,7 @@ struct EvaluatedCheckpoint {
       tags += [(Checkpoint.membersKey, String(read.model.members.count)), ("ensemble_runs", memberRuns.joined(separator: ","))]
     }
     (model, self.path, self.tags) = (read.model, path, tags)
+    method = FewShotMethods.method(ofCheckpoint: read.metadata, model: read.model)
   }
 }
 

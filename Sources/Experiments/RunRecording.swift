@@ -48,7 +48,7 @@ package struct RunRecording {
     }
     let config = plan.config
     let provenance = Provenance.current()
-    var run = NewRun(experiment: config.name, configJSON: config.canonicalJSON, configHash: config.hash, params: flattenJSON(config.canonicalJSON))
+    var run = NewRun(experiment: config.name, configJSON: config.canonicalJSON, configHash: config.hash, params: recordedSettings(config))
     run.gitCommit = provenance.gitCommit
     run.gitDirty = provenance.gitDirty
     run.datasetFingerprint = data.datasetFingerprint
@@ -173,4 +173,11 @@ package enum TestHooks {
   package static let holdAtStep: Int? = ProcessInfo.processInfo.environment["ONESHOT_TEST_HOLD_AT_STEP"].flatMap { Int($0) }
   /// Set by SIGUSR1 while a run holds: it goes on training.
   nonisolated(unsafe) static var release: Int32 = 0
+}
+
+/// The settings a run records: every key of its configuration, less those its method ignores
+/// (a prototypical run has no pairs a step).
+func recordedSettings(_ config: ExperimentConfig) -> [(String, String)] {
+  let unused = Set((config.training?.method.unusedTrainingKeys ?? []).map { "training.\($0)" })
+  return flattenJSON(config.canonicalJSON).filter { !unused.contains($0.0) }
 }

@@ -71,30 +71,31 @@ package struct TrainingState {
   }
 }
 
-/// The training loop: balanced pairs from the training alphabets, Koch's distortions, the
-/// optimizer and schedule of the experiment, validation on held-out background alphabets,
-/// best and last checkpoints under `runs/<run-id>/`. Everything it has to say goes to `report`.
+/// The training loop: steps of the experiment's few-shot method (which draws its pairs or
+/// episodes from the training classes, with the file's distortions), the optimizer and schedule
+/// of the experiment, validation on held-out background alphabets, best and last checkpoints
+/// under `runs/<run-id>/`. Everything it has to say goes to `report`.
 package final class Trainer {
   package let config: ExperimentConfig
   package let training: TrainingConfig
   /// The convolutions' arithmetic in training (the setting, or what `auto` resolved to).
   package let precision: ConvolutionPrecision
   package let background: ImageSplit
-  package let pairs: PairSampler
-  /// The prototypical objective's training episodes (nil: the pairs objective).
-  package let episodes: EpisodeSampler?
+  /// What a step trains.
+  package let method: any FewShotMethod.Type
+  /// What a step can draw (pairs, episodes, augmented images).
+  package let draws: TrainingDraws
   package let validationEpisodes: [ScoringEpisode]
   package let folder: URL
   /// Recorded in the checkpoints' metadata.
   package let runID: String
-  package var network: SiameseNetwork
+  package var network: EmbeddingNetwork
   package var optimizer: Optimizer
   package var state = TrainingState()
   /// Where events go; throwing stops training with that error (another process took the run).
   package var report: (TrainingEvent) throws -> Void = { _ in }
   /// The run's wall time so far, earlier sittings included (shown in the progress line).
   package var elapsed: () -> Double = { 0 }
-  private let augmentationKey = stableHash("augmentation")
   private var lastAlive = Date()
   private var fallbacksReported = 0
 
@@ -106,12 +107,15 @@ package final class Trainer {
     self.background = data.background
     self.folder = folder
     self.runID = runID
-    pairs = data.pairs
-    episodes = data.episodes
+    method = training.method
     validationEpisodes = data.validationEpisodes
+    let (split, augmentation, seed) = (data.background, training.augmentation, config.seed)
+    draws = TrainingDraws(training: training, pairs: data.pairs, episodes: data.episodes) { images, step in
+      Trainer.input(images, step: step, split: split, augmentation: augmentation, seed: seed)
+    }
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     try Data(config.canonicalJSON.utf8).write(to: folder.appendingPathComponent("config.json"))
-    network = SiameseNetwork(config: config.model, seed: config.seed)
+    network = EmbeddingNetwork(config: config.model, seed: config.seed)
     network.precision = precision
     network.convolutionAlgorithm = training.convolutions.algorithm
     optimizer = Optimizer(training.optimizer.config, store: network.store)
@@ -148,7 +152,7 @@ package final class Trainer {
       try reportFallbacks()
       window.add(loss)
       (state.unloggedLossSum, state.unloggedSteps) = (window.lossSum, window.steps)
-      let throughput = window.perSecond(episodes == nil ? training.pairsPerStep : training.imagesPerStep)
+      let throughput = window.perSecond(method.throughputUnit == .pairs ? method.pairsPerStep(training) : training.imagesPerStep)
       try reportAliveEverySeconds(10)
       let last = state.step == training.steps
       if state.step % training.logEvery == 0 || last {
@@ -160,7 +164,7 @@ package final class Trainer {
       try report(
         .status(
           String(
-            format: "step %d/%d  loss %.4f  %.1f %@/s  elapsed %@  eta %@  val %@", state.step, training.steps, loss, throughput, episodes == nil ? "pairs" : "images",
+            format: "step %d/%d  loss %.4f  %.1f %@/s  elapsed %@  eta %@  val %@", state.step, training.steps, loss, throughput, method.throughputUnit.rawValue,
             formatDuration(elapsed()), timeLeft.text(atStep: state.step), lastValidation)))
       if state.step % training.validation.every == 0 || last {
         let validationStart = Date()
@@ -175,19 +179,12 @@ package final class Trainer {
   }
 
   /// The metric of the training throughput.
-  private var throughputKey: String { episodes == nil ? MetricKey.pairsPerSecond : MetricKey.imagesPerSecond }
+  private var throughputKey: String { method.throughputUnit.metricKey }
 
   /// One optimizer step on the batch (or episode) of `state.step`: its loss and learning rate.
   private func step() -> (loss: Double, rate: Double) {
     let rate = training.schedule.rate(base: training.optimizer.learningRate, step: state.step, totalSteps: training.steps)
-    let loss: Double
-    if let episodes {
-      let spec = episodes.spec
-      loss = network.prototypicalLossAndGradients(images: episodeImages(state.step), ways: spec.ways, shots: spec.shots, queries: spec.queries).loss
-    } else {
-      let (images, pairIndices, labels) = batch(state.step)
-      loss = network.lossAndGradients(images: images, pairs: pairIndices, labels: labels).loss
-    }
+    let loss = method.lossAndGradients(step: state.step, network: &network, draws: draws)
     guard loss.isFinite else { return (loss, rate) }
     optimizer.update(&network.store, learningRate: rate)
     state.step += 1
@@ -221,7 +218,7 @@ package final class Trainer {
     for target in (training.targets ?? []).sorted() where target > state.bestValidation && target <= accuracy {
       let reached = TargetReached(
         target: target, step: state.step, trainingSeconds: state.trainingSeconds, wallSeconds: elapsed(),
-        pairs: Double(state.step * (episodes.map { $0.spec.ways * $0.spec.queries } ?? training.pairsPerStep)), images: Double(state.step * training.imagesPerStep))
+        pairs: Double(state.step * method.pairsPerStep(training)), images: Double(state.step * training.imagesPerStep))
       try report(.targetReached(reached))
       try report(.note(String(format: "step %d: validation target %.2f%% reached after %@ of training (%@ with validation)", state.step, 100 * target, formatDuration(reached.trainingSeconds), formatDuration(reached.wallSeconds))))
     }
@@ -252,40 +249,24 @@ package final class Trainer {
   /// Times (once per shape) and reports which algorithm each convolution's directions run in
   /// this sitting: printed, and the run's tag `convolutions.chosen` (the last sitting's).
   private func reportConvolutionChoices() throws {
-    let summary = SiameseNetwork.summary(of: network.convolutionChoices(batch: training.imagesPerStep))
+    let summary = EmbeddingNetwork.summary(of: network.convolutionChoices(batch: training.imagesPerStep))
     try report(.note("convolutions auto (forward/backward-data/backward-weights; d direct, w winograd): \(summary)"))
     try report(.tag(key: "convolutions.chosen", value: summary))
   }
 
-  /// One step's images (as one input tensor), the pairs among them and their labels;
-  /// augmentation is a pure function of (seed, step, image slot).
-  package func batch(_ step: Int) -> (images: Tensor, pairs: [(Int, Int)], labels: [Float]) {
-    let (images, pairs) = batchImages(step)
-    return (input(images, step: step), pairs.map { ($0.left, $0.right) }, pairs.map { $0.same ? 1 : 0 })
-  }
-
-  /// The images of training episode `step`, class after class (its support images, then its
-  /// queries), as one input tensor.
-  package func episodeImages(_ step: Int) -> Tensor {
-    guard let episodes else { preconditionFailure("episodeImages needs the prototypical objective") }
-    let episode = episodes.episode(step)
-    var images: [Int] = []
-    for c in episode.classes.indices { images += episode.support[c] + episode.queries[c] }
-    return input(images, step: step)
-  }
-
   /// Images of the training split as a network input; augmentation is a pure function of
   /// (seed, step, image slot).
-  private func input(_ images: [Int], step: Int) -> Tensor {
+  static func input(_ images: [Int], step: Int, split background: ImageSplit, augmentation: AffineAugmentation?, seed: UInt64) -> Tensor {
     let size = background.size, n = size * size
+    let augmentationKey = stableHash("augmentation")
     var data = [Float](repeating: 0, count: images.count * n)
     background.pixels.withUnsafeBufferPointer { pixels in
       data.withUnsafeMutableBufferPointer { out in
         for (slot, image) in images.enumerated() {
           let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
           let destination = UnsafeMutableBufferPointer(rebasing: out[(slot * n)..<((slot + 1) * n)])
-          if let augmentation = training.augmentation {
-            var rng = SplitMix64(seed: config.seed, key: augmentationKey, index: UInt64(step * images.count + slot))
+          if let augmentation {
+            var rng = SplitMix64(seed: seed, key: augmentationKey, index: UInt64(step * images.count + slot))
             augmentation.apply(source, size: size, into: destination, rng: &rng)
           } else {
             GrayImage.scaleInk(source, into: destination)
@@ -296,22 +277,9 @@ package final class Trainer {
     return Tensor(shape: [images.count, 1, size, size], data: data)
   }
 
-  /// The images of step `step` (indices into the background split) and the pairs among them.
-  private func batchImages(_ step: Int) -> (images: [Int], pairs: [TrainingPair]) {
-    let count = training.pairsPerStep
-    switch training.pairing {
-    case .independent:
-      let items = self.pairs.batch(step, pairs: count)
-      return (items.map(\.left) + items.map(\.right), items.enumerated().map { TrainingPair(left: $0.offset, right: count + $0.offset, same: $0.element.same) })
-    case .groups, .batch:
-      let grouped = training.pairing == .groups ? self.pairs.groupedBatch(step, groups: count / 4) : self.pairs.withinBatch(step, groups: count / 24)
-      return (grouped.images, grouped.pairs)
-    }
-  }
-
   /// Accuracy on the validation episodes.
   package func validate() throws -> Double {
-    try Evaluator(split: background).evaluate(SiameseScorer(network: network), episodes: validationEpisodes).accuracy
+    try Evaluator(split: background).evaluate(NetworkScorer(network: network, method: method), episodes: validationEpisodes).accuracy
   }
 
   package func saveLast() throws {
@@ -319,7 +287,7 @@ package final class Trainer {
   }
 
   package var checkpointMetadata: [String: String] {
-    ["run_id": runID, "experiment": config.name, "experiment_config": config.canonicalJSON, "objective": training.objective.rawValue]
+    ["run_id": runID, "experiment": config.name, "experiment_config": config.canonicalJSON, "objective": training.objective]
   }
 }
 

@@ -13,7 +13,7 @@ public struct Checkpoint {
   static let optimizerPrefix = "optimizer."
 
   /// The restored network.
-  public var network: SiameseNetwork
+  public var network: EmbeddingNetwork
   /// The restored optimizer, when the checkpoint holds its state.
   public var optimizer: Optimizer?
   /// Metadata strings.
@@ -21,7 +21,7 @@ public struct Checkpoint {
 
   /// Writes `network` (and `optimizer`, if given) atomically to `url`. With `half`, weights are
   /// stored as F16 (halves the size; optimizer state is never stored in half precision).
-  public static func write(network: SiameseNetwork, optimizer: Optimizer?, metadata: [String: String], to url: URL, half: Bool = false) throws {
+  public static func write(network: EmbeddingNetwork, optimizer: Optimizer?, metadata: [String: String], to url: URL, half: Bool = false) throws {
     var tensors: [NamedTensor] = []
     for parameter in network.store.parameters {
       tensors.append(NamedTensor(name: parameter.name, shape: parameter.shape, values: parameter.value, half: half))
@@ -54,7 +54,7 @@ public struct Checkpoint {
   /// Writes several networks of one configuration as one ensemble checkpoint. Member m's
   /// tensors are named `members.<m>.<name>` and its `memberMetadata[m]` is kept as
   /// `member.<m>.<key>`. Read it with `readModel`.
-  public static func writeEnsemble(members: [SiameseNetwork], memberMetadata: [[String: String]], metadata: [String: String], to url: URL, half: Bool = false) throws {
+  public static func writeEnsemble(members: [EmbeddingNetwork], memberMetadata: [[String: String]], metadata: [String: String], to url: URL, half: Bool = false) throws {
     precondition(members.count >= 2 && memberMetadata.count == members.count, "an ensemble checkpoint holds two or more networks, each with its metadata")
     precondition(members.allSatisfy { $0.config == members[0].config }, "ensemble members must share one model configuration")
     var tensors: [NamedTensor] = []
@@ -77,7 +77,7 @@ public struct Checkpoint {
 
   /// Reads the model of any checkpoint for inference: a single network (an ensemble of one)
   /// or an ensemble checkpoint. With `expecting`, the stored model configuration must equal it.
-  public static func readModel(_ url: URL, expecting expected: ModelConfig? = nil) throws -> (model: SiameseEnsemble, metadata: [String: String]) {
+  public static func readModel(_ url: URL, expecting expected: ModelConfig? = nil) throws -> (model: NetworkEnsemble, metadata: [String: String]) {
     let path = url.path
     let (tensors, metadata) = try SafeTensors.read(url)
     let config = try modelConfig(of: metadata, path: path, expecting: expected)
@@ -85,14 +85,14 @@ public struct Checkpoint {
       var used = Set<String>()
       let network = try loadNetwork(config, from: tensors, prefix: "", path: path, used: &used)
       try rejectUnused(tensors, used: used, path: path, ignoringOptimizerState: true)
-      return (SiameseEnsemble(members: [network]), metadata)
+      return (NetworkEnsemble(members: [network]), metadata)
     }
     guard let count = Int(countText), count >= 2 else { throw CheckpointError.malformed(path: path, reason: "\(membersKey) = \(countText) is not a member count of 2 or more") }
     var used = Set<String>()
-    var members: [SiameseNetwork] = []
+    var members: [EmbeddingNetwork] = []
     for m in 0..<count { members.append(try loadNetwork(config, from: tensors, prefix: "members.\(m).", path: path, used: &used)) }
     try rejectUnused(tensors, used: used, path: path)
-    return (SiameseEnsemble(members: members), metadata)
+    return (NetworkEnsemble(members: members), metadata)
   }
 
   /// Reads a single-network checkpoint, with its optimizer state if it has one (what training
@@ -156,8 +156,8 @@ public struct Checkpoint {
 
   /// Builds a network of `config` from the tensors named `prefix` + its parameter and buffer
   /// names, checking each one's presence and shape; records the names it used.
-  static func loadNetwork(_ config: ModelConfig, from tensors: [String: NamedTensor], prefix: String, path: String, used: inout Set<String>) throws -> SiameseNetwork {
-    var network = SiameseNetwork(config: config, seed: 0)
+  static func loadNetwork(_ config: ModelConfig, from tensors: [String: NamedTensor], prefix: String, path: String, used: inout Set<String>) throws -> EmbeddingNetwork {
+    var network = EmbeddingNetwork(config: config, seed: 0)
     for i in network.store.parameters.indices {
       let parameter = network.store.parameters[i]
       let name = prefix + parameter.name

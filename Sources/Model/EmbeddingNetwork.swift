@@ -1,4 +1,9 @@
-// The weight-shared (Siamese) network of the reference PyTorch project and of Koch et al. 2015.
+// The network every few-shot method trains: a backbone that embeds images, shared by all of
+// them, and, for methods that score pairs through a learned head (`similarity: head`), that head.
+// A method without a head (`similarity: euclidean`: prototypical networks and their kin) trains
+// the backbone through `embeddingLossAndGradients` with a loss of its own on the embeddings.
+// With a head it is the weight-shared (Siamese) network of the reference PyTorch project and of
+// Koch et al. 2015:
 //
 // Reference (PyTorch): VGG16 backbone at 105x105, |f1 - f2| -> Linear(4608, 512) -> Linear(512, 1)
 // -> logit, sigmoid similarity, BCE on same/different pairs. Deviations: one input channel
@@ -23,8 +28,9 @@ public struct ForwardCache: Sendable {
   let pairs: [(Int, Int)]
 }
 
-/// The Siamese network: a shared backbone, the L1 join and a small head producing a logit.
-public struct SiameseNetwork: Sendable {
+/// A backbone that embeds images and, for pair methods, the L1 join and a small head producing a
+/// logit (the Siamese network).
+public struct EmbeddingNetwork: Sendable {
   /// The configuration it was built from.
   public let config: ModelConfig
   /// Every parameter and buffer, addressed by index from the layers.
@@ -172,7 +178,7 @@ public struct SiameseNetwork: Sendable {
   /// 2B images. With `training`, batch norm uses batch statistics and the caches for backward
   /// are kept; nothing changes (see `trainingForward`).
   public func forward(left: Tensor, right: Tensor, training: Bool) -> (logits: [Float], cache: ForwardCache) {
-    forward(images: Tensor.concatenate([left, right]), pairs: SiameseNetwork.sideBySide(left, right), training: training)
+    forward(images: Tensor.concatenate([left, right]), pairs: EmbeddingNetwork.sideBySide(left, right), training: training)
   }
 
   /// Logits for pairs of images of one batch: the backbone embeds each of the N images once,
@@ -199,7 +205,7 @@ public struct SiameseNetwork: Sendable {
 
   /// `trainingForward` for B pairs given as left and right images.
   public mutating func trainingForward(left: Tensor, right: Tensor) -> (logits: [Float], cache: ForwardCache) {
-    trainingForward(images: Tensor.concatenate([left, right]), pairs: SiameseNetwork.sideBySide(left, right))
+    trainingForward(images: Tensor.concatenate([left, right]), pairs: EmbeddingNetwork.sideBySide(left, right))
   }
 
   /// Pairs (i, B + i) of B left images followed by B right images.
@@ -223,7 +229,7 @@ public struct SiameseNetwork: Sendable {
   /// One forward and backward pass over B pairs with labels (1 = same): zeroes the gradients,
   /// accumulates new ones, returns the mean BCE loss and the logits.
   public mutating func lossAndGradients(left: Tensor, right: Tensor, labels: [Float]) -> (loss: Double, logits: [Float]) {
-    lossAndGradients(images: Tensor.concatenate([left, right]), pairs: SiameseNetwork.sideBySide(left, right), labels: labels)
+    lossAndGradients(images: Tensor.concatenate([left, right]), pairs: EmbeddingNetwork.sideBySide(left, right), labels: labels)
   }
 
   /// The same over pairs of one batch of images (see `forward(images:pairs:training:)`).
@@ -236,18 +242,34 @@ public struct SiameseNetwork: Sendable {
     return (loss, logits)
   }
 
-  /// One forward and backward pass of the prototypical loss over an episode whose images come
-  /// class-major (each class's `shots` support images, then its `queries` query images): zeroes
-  /// the gradients, accumulates new ones through the backbone, returns the loss and how many
-  /// queries the nearest prototype classifies correctly.   images: (ways (shots + queries), 1, S, S)
-  public mutating func prototypicalLossAndGradients(images: Tensor, ways: Int, shots: Int, queries: Int) -> (loss: Double, correct: Int) {
+  /// One forward and backward pass of a loss on the embeddings of `images`: the backbone runs in
+  /// training mode (batch norm on the batch's statistics, its running estimates updated), `loss`
+  /// returns the loss and dL/d(embeddings) (same shape as its input), and the gradients are
+  /// zeroed first, then accumulated through the backbone. How a headless method trains.
+  ///   images: (N, 1, S, S), embeddings: (N, F)
+  public mutating func embeddingLossAndGradients(images: Tensor, loss: (Tensor) -> (loss: Double, dEmbeddings: Tensor)) -> Double {
     checkImages(images)
     store.zeroGradients()
     let context = context(training: true)
     let (features, caches) = run(backbone, images, context: context, keepCaches: true)
     for (layer, cache) in zip(backbone, caches) { layer.updateRunningEstimates(cache, store: &store) }
-    let (loss, dFeatures, correct) = PrototypicalLoss.lossAndGradient(features: features, ways: ways, shots: shots, queries: queries)
+    let (value, dFeatures) = loss(features)
+    precondition(dFeatures.shape == features.shape, "the loss's gradient \(dFeatures.shape) must have the embeddings' shape \(features.shape)")
     _ = runBackward(backbone, dFeatures, caches: caches, needInputGradient: false)
+    return value
+  }
+
+  /// One forward and backward pass of the prototypical loss over an episode whose images come
+  /// class-major (each class's `shots` support images, then its `queries` query images): zeroes
+  /// the gradients, accumulates new ones through the backbone, returns the loss and how many
+  /// queries the nearest prototype classifies correctly.   images: (ways (shots + queries), 1, S, S)
+  public mutating func prototypicalLossAndGradients(images: Tensor, ways: Int, shots: Int, queries: Int) -> (loss: Double, correct: Int) {
+    var correct = 0
+    let loss = embeddingLossAndGradients(images: images) { features in
+      let result = PrototypicalLoss.lossAndGradient(features: features, ways: ways, shots: shots, queries: queries)
+      correct = result.correct
+      return (result.loss, result.dFeatures)
+    }
     return (loss, correct)
   }
 

@@ -1,12 +1,13 @@
-/// Several Siamese networks of one model configuration scored as one model: a pair's logit is
-/// the mean of the members' logits (its similarity, as `predict` prints it, the sigmoid of that
-/// mean). A single network is an ensemble of one, scored exactly as the network alone.
-public struct SiameseEnsemble: Sendable {
+/// Several networks of one model configuration scored as one model: a pair's score is the mean
+/// of the members' scores (with a head, the logit, whose sigmoid `predict` prints; without one,
+/// the negative squared distance). A single network is an ensemble of one, scored exactly as the
+/// network alone.
+public struct NetworkEnsemble: Sendable {
   /// The networks, in checkpoint order.
-  public private(set) var members: [SiameseNetwork]
+  public private(set) var members: [EmbeddingNetwork]
 
   /// An ensemble of `members`, which must be non-empty and share one model configuration.
-  public init(members: [SiameseNetwork]) {
+  public init(members: [EmbeddingNetwork]) {
     precondition(!members.isEmpty, "an ensemble needs at least one network")
     precondition(members.allSatisfy { $0.config == members[0].config }, "ensemble members must share one model configuration")
     self.members = members

@@ -13,7 +13,7 @@ final class CheckpointTests: XCTestCase {
 
   func testRoundTripWithOptimizerState() throws {
     let config = ModelConfig(backbone: .vgg16, inputSize: 16, batchNorm: true, blocks: [[4], [8]], headHidden: 5, headActivation: .relu)
-    var network = SiameseNetwork(config: config, seed: 5)
+    var network = EmbeddingNetwork(config: config, seed: 5)
     var rng = NormalSampler(seed: 1)
     let left = Tensor(shape: [2, 1, 16, 16], data: rng.normal(count: 512, std: 1))
     let right = Tensor(shape: [2, 1, 16, 16], data: rng.normal(count: 512, std: 1))
@@ -33,7 +33,7 @@ final class CheckpointTests: XCTestCase {
   }
 
   func testHalfPrecisionStorage() throws {
-    let network = SiameseNetwork(config: ModelConfig(backbone: .vgg16, inputSize: 16, blocks: [[4], [8]], headHidden: 5), seed: 2)
+    let network = EmbeddingNetwork(config: ModelConfig(backbone: .vgg16, inputSize: 16, blocks: [[4], [8]], headHidden: 5), seed: 2)
     let url = try temporaryURL("half.safetensors")
     try Checkpoint.write(network: network, optimizer: nil, metadata: [:], to: url, half: true)
     let loaded = try Checkpoint.read(url)
@@ -48,7 +48,7 @@ final class CheckpointTests: XCTestCase {
   /// write that would overflow F16 is refused too (not turned into an infinity).
   func testImpossibleValuesAreRefusedNamingTheTensor() throws {
     let config = ModelConfig(backbone: .vgg16, inputSize: 16, batchNorm: true, blocks: [[4], [8]], headHidden: 5, headActivation: .relu)
-    let clean = SiameseNetwork(config: config, seed: 5)
+    let clean = EmbeddingNetwork(config: config, seed: 5)
     let cases: [(index: Int, buffer: Bool, value: Float, expected: String)] = [
       (0, false, .nan, "holds nan at index 3"), (1, false, .infinity, "holds inf at index 3"), (0, true, -.infinity, "holds -inf at index 3"),
     ]
@@ -79,7 +79,7 @@ final class CheckpointTests: XCTestCase {
   func testMismatchesSayWhatDiffers() throws {
     let config = ModelConfig(backbone: .vgg16, inputSize: 16, blocks: [[4], [8]], headHidden: 5)
     let url = try temporaryURL("a.safetensors")
-    try Checkpoint.write(network: SiameseNetwork(config: config, seed: 1), optimizer: nil, metadata: [:], to: url)
+    try Checkpoint.write(network: EmbeddingNetwork(config: config, seed: 1), optimizer: nil, metadata: [:], to: url)
     var other = config
     other.headHidden = 6
     XCTAssertThrowsError(try Checkpoint.read(url, expecting: other)) { error in
@@ -105,7 +105,7 @@ final class CheckpointTests: XCTestCase {
 
   func testEnsembleCheckpointRoundTripAndMeanLogit() throws {
     let config = ModelConfig(backbone: .vgg16, inputSize: 16, batchNorm: true, blocks: [[4], [8]], headHidden: 5, headActivation: .relu)
-    let first = SiameseNetwork(config: config, seed: 1), second = SiameseNetwork(config: config, seed: 2)
+    let first = EmbeddingNetwork(config: config, seed: 1), second = EmbeddingNetwork(config: config, seed: 2)
     let url = try temporaryURL("ensemble.safetensors")
     try Checkpoint.writeEnsemble(members: [first, second], memberMetadata: [["run_id": "a"], ["run_id": "b"]], metadata: [:], to: url)
     let (model, metadata) = try Checkpoint.readModel(url, expecting: config)

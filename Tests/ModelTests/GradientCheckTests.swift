@@ -410,7 +410,7 @@ final class GradientCheckTests: XCTestCase {
       ModelConfig(backbone: .vgg16, inputSize: 8, batchNorm: true, blocks: [[3], [4]], headHidden: 6, headActivation: .none),
       ModelConfig(backbone: .koch, inputSize: 65, width: 1.0 / 16),
     ] {
-      var network = SiameseNetwork(config: config, seed: 21)
+      var network = EmbeddingNetwork(config: config, seed: 21)
       // The Swift batch-norm and pooling kernels (statistics summed in Double): through
       // oneDNN's float batch norm the logits move by one float rounding step where a conv bias
       // feeds batch norm, which is as large as these differences. The oneDNN path is tied to
@@ -493,7 +493,7 @@ final class GradientCheckTests: XCTestCase {
   /// (about 6e-3 for the first network here): on an AVX2-only CPU, whose GEMM sums in another
   /// order, two head biases with gradients near 0.03 missed by 1e-3, about one rounding step of
   /// the logits divided by eps.
-  func quotientNoise(_ network: SiameseNetwork, _ cache: ForwardCache, _ dLogits: [Float]) -> Double {
+  func quotientNoise(_ network: EmbeddingNetwork, _ cache: ForwardCache, _ dLogits: [Float]) -> Double {
     guard let last = network.head.last as? Linear, let input = cache.head.last?.input else {
       XCTFail("the head must end in a Linear")
       return 0
@@ -528,8 +528,8 @@ final class GradientCheckTests: XCTestCase {
       let images = Tensor(shape: [6, 1, s, s], data: random(6 * s * s, seed: 41).map { abs($0) })
       let pairs = [(0, 1), (2, 3), (4, 5), (0, 5)]
       let labels: [Float] = [1, 0, 1, 0]
-      func step(_ algorithm: ConvolutionAlgorithm, _ precision: ConvolutionPrecision, keepsLayouts: Bool) -> (loss: Double, logits: [Float], network: SiameseNetwork) {
-        var network = SiameseNetwork(config: config, seed: 5)
+      func step(_ algorithm: ConvolutionAlgorithm, _ precision: ConvolutionPrecision, keepsLayouts: Bool) -> (loss: Double, logits: [Float], network: EmbeddingNetwork) {
+        var network = EmbeddingNetwork(config: config, seed: 5)
         network.convolutionAlgorithm = algorithm
         network.precision = precision
         network.keepsLayouts = keepsLayouts
@@ -537,7 +537,7 @@ final class GradientCheckTests: XCTestCase {
         return (loss, logits, network)
       }
       // A conv bias feeding batch norm has zero gradient in exact arithmetic: only its size is checked.
-      func feedsBatchNorm(_ p: Parameter, in network: SiameseNetwork) -> Bool {
+      func feedsBatchNorm(_ p: Parameter, in network: EmbeddingNetwork) -> Bool {
         guard config.batchNorm, p.name.hasPrefix("backbone."), p.name.hasSuffix(".bias"), let w = network.store.index(of: p.name.dropLast(".bias".count) + ".weight") else { return false }
         return network.store.parameters[w].shape.count == 4
       }
@@ -599,7 +599,7 @@ final class GradientCheckTests: XCTestCase {
     // Swapping left and right must not change the loss or any gradient: the L1 join is
     // symmetric and both branches go through the same weights.
     let config = ModelConfig(backbone: .vgg16, inputSize: 8, blocks: [[3], [4]], headHidden: 4)
-    var a = SiameseNetwork(config: config, seed: 3)
+    var a = EmbeddingNetwork(config: config, seed: 3)
     var b = a
     let left = Tensor(shape: [2, 1, 8, 8], data: random(128, seed: 1).map(abs))
     let right = Tensor(shape: [2, 1, 8, 8], data: random(128, seed: 2).map(abs))

@@ -47,7 +47,7 @@ final class PrototypicalTests: XCTestCase {
     let config = try JSONDecoder().decode(ModelConfig.self, from: Data(metadata["model_config"]!.utf8))
     XCTAssertEqual(config.similarity, .euclidean)
     let episode = try JSONDecoder().decode([String: Int].self, from: Data(metadata["episode"]!.utf8))
-    var network = SiameseNetwork(config: config, seed: 0)
+    var network = EmbeddingNetwork(config: config, seed: 0)
     XCTAssertFalse(network.store.parameters.contains { $0.name.hasPrefix("head") }, "a prototypical network has no head")
     for i in network.store.parameters.indices {
       let tensor = try XCTUnwrap(tensors["weight." + network.store.parameters[i].name])
@@ -88,7 +88,7 @@ final class PrototypicalTests: XCTestCase {
     XCTAssertEqual(scores[0], [0, -32])
     XCTAssertEqual(scores[1], [-32, 0])
     // A pair's score under Euclidean similarity: -|a - b|^2.
-    let network = SiameseNetwork(config: ModelConfig(backbone: .vgg16, inputSize: 8, blocks: [[2], [3]], similarity: .euclidean), seed: 1)
+    let network = EmbeddingNetwork(config: ModelConfig(backbone: .vgg16, inputSize: 8, blocks: [[2], [3]], similarity: .euclidean), seed: 1)
     XCTAssertEqual(network.score(Tensor(shape: [1, 2], data: [1, 2]), Tensor(shape: [1, 2], data: [4, -2])), [-25])
   }
 
@@ -99,15 +99,15 @@ final class PrototypicalTests: XCTestCase {
     let decoded = try JSONDecoder().decode(ModelConfig.self, from: try JSONEncoder().encode(euclidean))
     XCTAssertEqual(decoded, euclidean)
     XCTAssertEqual(euclidean.featureCount, 64, "Snell's network embeds a 28x28 image in 64 numbers")
-    XCTAssertEqual(euclidean.parameterCount, SiameseNetwork(config: euclidean, seed: 1).store.parameters.reduce(0) { $0 + $1.value.count })
+    XCTAssertEqual(euclidean.parameterCount, EmbeddingNetwork(config: euclidean, seed: 1).store.parameters.reduce(0) { $0 + $1.value.count })
   }
 
   func testPyTorchInitialisationDrawsUniformWithinOneOverRootFanIn() throws {
     var config = ModelConfig(backbone: .vgg16, inputSize: 28, batchNorm: true, blocks: [[64], [64], [64], [64]], similarity: .euclidean)
-    let kaiming = SiameseNetwork(config: config, seed: 3)
+    let kaiming = EmbeddingNetwork(config: config, seed: 3)
     config.initialization = .pytorch
-    let pytorch = SiameseNetwork(config: config, seed: 3)
-    func values(_ network: SiameseNetwork, _ name: String) throws -> [Float] { try XCTUnwrap(network.store.parameters.first { $0.name == name }).value }
+    let pytorch = EmbeddingNetwork(config: config, seed: 3)
+    func values(_ network: EmbeddingNetwork, _ name: String) throws -> [Float] { try XCTUnwrap(network.store.parameters.first { $0.name == name }).value }
     // features.4 is the second convolution: fan_in 64 x 3 x 3 = 576, bound 1/24.
     let weights = try values(pytorch, "backbone.features.4.weight"), biases = try values(pytorch, "backbone.features.4.bias")
     XCTAssertLessThanOrEqual(weights.map(abs).max() ?? 1, 1 / 24)

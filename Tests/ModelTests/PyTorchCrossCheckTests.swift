@@ -11,7 +11,7 @@ final class PyTorchCrossCheckTests: XCTestCase {
   struct Fixture {
     let config: ModelConfig
     let tensors: [String: NamedTensor]
-    var network: SiameseNetwork
+    var network: EmbeddingNetwork
 
     func tensor(_ name: String) -> NamedTensor { tensors[name]! }
   }
@@ -19,7 +19,7 @@ final class PyTorchCrossCheckTests: XCTestCase {
   func load(_ name: String) throws -> Fixture {
     let (tensors, metadata) = try SafeTensors.read(PyTorchCrossCheckTests.fixtures.appendingPathComponent("\(name).safetensors"))
     let config = try JSONDecoder().decode(ModelConfig.self, from: Data(metadata["model_config"]!.utf8))
-    var network = SiameseNetwork(config: config, seed: 0)
+    var network = EmbeddingNetwork(config: config, seed: 0)
     for i in network.store.parameters.indices {
       let parameter = network.store.parameters[i]
       let tensor = try XCTUnwrap(tensors["weight." + parameter.name], "fixture lacks \(parameter.name)")

@@ -165,7 +165,9 @@ final class RunTests: XCTestCase {
     XCTAssertEqual(try store.run(id).summary.status, .interrupted)
     // The hint names every option the run used.
     let hint = held.errorText
-    XCTAssert(hint.contains("Continue with: oneshot-bench run --resume \(id) --store \(storePath) --runs \(runs.path) --threads 2"), hint)
+    // The binary as it was started (a path: not on PATH), so that the hint pastes as it is.
+    XCTAssert(hint.contains("Continue with: \(executable.path) run --resume \(id) --store \(storePath) --runs \(runs.path) --threads 2"), hint)
+    XCTAssertFalse(hint.contains("error:"), "a Ctrl-C is no error: \(hint)")
     // A resume that cannot find the checkpoint says where it looked, and changes nothing.
     let lost = runCLI(["run", "--resume", id, "--store", storePath], currentDirectory: folder)
     XCTAssertEqual(lost.code, 2)
@@ -496,8 +498,8 @@ final class RunTests: XCTestCase {
     let loaded = try members.map { try Model.Checkpoint.read(URL(fileURLWithPath: $0)).network }
     let ensemble = try Model.Checkpoint.readModel(URL(fileURLWithPath: output)).model
     let images: [UInt8] = (0..<(4 * 28 * 28)).map { UInt8(($0 * 37) % 256) }
-    let (single0, single1, both) = (SiameseScorer(network: loaded[0]), SiameseScorer(network: loaded[1]), SiameseScorer(model: ensemble))
-    func similarities(_ scorer: SiameseScorer) throws -> [[Double]] {
+    let (single0, single1, both) = (NetworkScorer(network: loaded[0], method: SiamesePairs.self), NetworkScorer(network: loaded[1], method: SiamesePairs.self), NetworkScorer(model: ensemble, method: SiamesePairs.self))
+    func similarities(_ scorer: NetworkScorer) throws -> [[Double]] {
       let embedded = try images.withUnsafeBufferPointer { try scorer.embed($0, count: 4, size: 28) }
       return try scorer.similarities(queries: Array(embedded[0..<1]), support: Array(embedded[1...]))
     }
@@ -530,7 +532,7 @@ final class RunTests: XCTestCase {
     var otherConfig = loaded[0].config
     otherConfig.headHidden = 6
     let otherPath = folder.appendingPathComponent("other.safetensors")
-    try Model.Checkpoint.write(network: SiameseNetwork(config: otherConfig, seed: 1), optimizer: nil, metadata: [:], to: otherPath)
+    try Model.Checkpoint.write(network: EmbeddingNetwork(config: otherConfig, seed: 1), optimizer: nil, metadata: [:], to: otherPath)
     let mixed = runCLI(["ensemble", members[0], otherPath.path, "--output", folder.appendingPathComponent("mixed.safetensors").path])
     XCTAssertEqual(mixed.code, 2)
     XCTAssert(mixed.error.contains("another model configuration"), mixed.error)

@@ -4,7 +4,7 @@ A checkpoint of the harness (safetensors: the tensors, and its `model_config` in
 loads here without conversion: `load("runs/<run-id>/best.safetensors")` gives the network in
 eval mode, an ensemble checkpoint (`ensemble_members` in the metadata, tensors under
 `members.<m>.`) the ensemble, whose logit is the mean of its members'. The module tree mirrors
-the Swift one (`Sources/Model/SiameseNetwork.swift`): PyTorch's `nn.Sequential` numbering is the
+the Swift one (`Sources/Model/EmbeddingNetwork.swift`): PyTorch's `nn.Sequential` numbering is the
 names' numbering, ReLU and pooling included.
 
     model_config keys: backbone (vgg16 | koch), inputSize, width, batchNorm, blocks, headHidden,

@@ -78,7 +78,7 @@ struct BenchCommand: ParsableCommand {
     }
     let config = model.config
     let pairs = self.pairs ?? (model.grouped ? 128 : 32)
-    var network = SiameseNetwork(config: config, seed: 0)
+    var network = EmbeddingNetwork(config: config, seed: 0)
     network.precision = precision
     network.convolutionAlgorithm = algorithm
     let side = config.inputSize
@@ -108,7 +108,7 @@ struct BenchCommand: ParsableCommand {
     // every image's backbone, 3 x the head per pair.
     let trainFlopsPerPair = Double(stepImages) / Double(pairs) * (3 * forwardFlops - firstConv) + 3 * network.headFlopsPerPair
     print(
-      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair"
+      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair"
     )
     // The machine's peak, measured now on the same threads.
     var peak: Double? = nil

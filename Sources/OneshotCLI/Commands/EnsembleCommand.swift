@@ -35,8 +35,8 @@ struct EnsembleCommand: ParsableCommand {
 /// Reads the member checkpoints of an ensemble; each must hold one network and all must share
 /// one model configuration. Each member's metadata keeps where it came from (`source`, its
 /// `sha256`) and what its checkpoint recorded (run id, experiment, step, best validation).
-func readEnsembleMembers(_ paths: [String]) throws -> (networks: [SiameseNetwork], metadata: [[String: String]]) {
-  var networks: [SiameseNetwork] = []
+func readEnsembleMembers(_ paths: [String]) throws -> (networks: [EmbeddingNetwork], metadata: [[String: String]]) {
+  var networks: [EmbeddingNetwork] = []
   var metadata: [[String: String]] = []
   for path in paths {
     guard FileManager.default.fileExists(atPath: path) else {

@@ -52,12 +52,14 @@ struct PredictCommand: ParsableCommand {
   func run() throws {
     ComputeThreads.set(threads)
     guard FileManager.default.fileExists(atPath: checkpoint) else { throw UserFacingError.checkpointNotFound(checkpoint) }
-    let model = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint)).model
-    let scorer = SiameseScorer(model: model)
+    let read = try Checkpoint.readModel(URL(fileURLWithPath: checkpoint))
+    let model = read.model
+    let method = FewShotMethods.method(ofCheckpoint: read.metadata, model: model)
+    let scorer = NetworkScorer(model: model, method: method)
     let size = model.config.inputSize
-    let distances = model.config.similarity == .euclidean
-    /// The printed number: sigmoid of the (mean) logit, or the squared distance.
-    let similarity = { (logit: Double) in distances ? -logit / Double(model.members.count) : Double(sigmoid(Float(logit))) }
+    /// The printed number, as the method defines it (the sigmoid of the ensemble's mean logit, or
+    /// the members' mean squared distance, which `NetworkEnsemble.score` has already averaged).
+    let similarity = { (score: Double) in method.pairValue(score: score) }
     /// Each image's embedding, read and resized like the training data.
     func embed(_ paths: [String]) throws -> [[Float]] {
       var ink: [UInt8] = []
@@ -79,9 +81,10 @@ struct PredictCommand: ParsableCommand {
       }
       let embedded = try embed([query] + files.map { root.appendingPathComponent($0).path })
       let logits = try scorer.similarities(queries: [embedded[0]], support: Array(embedded.dropFirst()))[0]
+      // The scores rank the closest first whatever the printed value's direction.
       let ranked = zip(files, logits).sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
       let rows = ranked.enumerated().map { [String($0.offset + 1), String(format: "%.6f", similarity($0.element.1)), $0.element.0] }
-      emit(render(["rank", distances ? "squared distance" : "similarity", "image"], rows))
+      emit(render(["rank", method.pairValueName.heading, "image"], rows))
       return
     }
     let embedded = try embed(images)

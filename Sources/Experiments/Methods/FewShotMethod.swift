@@ -1,0 +1,124 @@
+import Episodes
+import Model
+import ResultsStore
+import Support
+
+// A few-shot method is one file in this folder: a type conforming to `FewShotMethod`, listed
+// once in `FewShotMethods.all`. Nothing outside the folder branches on which method a run uses:
+// the trainer, the evaluator, the precision probe, predict and the records ask the method.
+//
+// The two halves, as easyfsl's `process_support_set` / `forward` and learn2learn's step functions:
+// - training: what a step draws (through `TrainingDraws`: pairs, or episodes of the training
+//   classes, augmented as a pure function of seed, step and slot), its loss and gradients, and
+//   what its throughput counts;
+// - scoring an episode: `classScores` gets the support set (each class's embeddings) and the
+//   queries' embeddings and returns one score per class for each query. The evaluator embeds
+//   every image of a protocol once, so a method that does not adapt (pairs through a head,
+//   prototypes) costs what it always did; a method that adapts to each episode (fits a
+//   classifier on the support embeddings, or fine-tunes) does that work inside `classScores`.
+
+/// A few-shot method: how it trains and how it scores an episode.
+package protocol FewShotMethod {
+  /// The `training.objective` value that selects it, recorded in checkpoints (`objective`) and
+  /// shown by `report`.
+  static var name: String { get }
+  /// How its network compares embeddings: through a learned head (pairs) or by a distance.
+  static var similarity: Similarity { get }
+  /// What its training throughput counts (the metric and the progress line's unit).
+  static var throughputUnit: ThroughputUnit { get }
+  /// Whether a step trains on an episode of the training classes (`training.episode`; the
+  /// budget then comes in steps, never in pairs).
+  static var trainsOnEpisodes: Bool { get }
+
+  /// Keys of the training section that mean nothing for this method (their defaults stay in
+  /// the configuration, and so in its hash, but runs do not record them as settings).
+  static var unusedTrainingKeys: [String] { get }
+  /// Problems of the training section for this method (key paths relative to `training`).
+  static func problems(_ training: TrainingConfig) -> [ConfigProblem]
+  /// Images one training step embeds.
+  static func imagesPerStep(_ training: TrainingConfig) -> Int
+  /// Comparisons one training step learns from (pairs; for episodes, the queries), as time to
+  /// accuracy records them.
+  static func pairsPerStep(_ training: TrainingConfig) -> Int
+
+  /// Zeroes `network`'s gradients, then accumulates those of training step `step`'s loss (whose
+  /// images come from `draws`); returns the loss.
+  static func lossAndGradients(step: Int, network: inout EmbeddingNetwork, draws: TrainingDraws) -> Double
+  /// One loss-and-gradients pass on `images` (N of them, N even, no real data), which the
+  /// precision probe times.
+  static func probeStep(network: inout EmbeddingNetwork, images: Tensor)
+
+  /// Each query's score for each class of the episode (higher: more likely that class), given
+  /// the classes' support embeddings and the queries' embeddings, as `NetworkScorer.embed` made
+  /// them (an ensemble's members back to back in each row).
+  static func classScores(model: NetworkEnsemble, queries: [[Float]], support: [[[Float]]]) throws -> [[Double]]
+  /// What `predict` prints for a pair, from the ensemble's pair score (`NetworkEnsemble.score`).
+  static func pairValue(score: Double) -> Double
+  /// The heading of that value, and whether a larger value means more alike.
+  static var pairValueName: (heading: String, higherIsCloser: Bool) { get }
+}
+
+/// What a method's training throughput counts.
+package enum ThroughputUnit: String, Sendable {
+  case pairs, images
+
+  /// The metric recorded at every log point.
+  package var metricKey: String { self == .pairs ? MetricKey.pairsPerSecond : MetricKey.imagesPerSecond }
+}
+
+/// The registry: every method, each listed once.
+package enum FewShotMethods {
+  /// The methods, the default (the reference project's pairs) first.
+  package static let all: [any FewShotMethod.Type] = [
+    SiamesePairs.self,
+    PrototypicalNetworks.self,
+  ]
+
+  /// Their names, as `training.objective` takes them.
+  package static var names: [String] { all.map { $0.name } }
+
+  /// The method called `name`, if any.
+  package static func named(_ name: String) -> (any FewShotMethod.Type)? { all.first { $0.name == name } }
+
+  /// The method of a network whose checkpoint or training section names `objective`; without
+  /// one (an older checkpoint, an eval-only file), the first method whose network compares
+  /// embeddings as `similarity` says (pairs for a head, prototypes for a distance).
+  package static func method(objective: String?, similarity: Similarity) -> any FewShotMethod.Type {
+    if let objective, let method = named(objective), method.similarity == similarity { return method }
+    return all.first { $0.similarity == similarity } ?? SiamesePairs.self
+  }
+}
+
+extension FewShotMethods {
+  /// The method of a checkpoint: the objective it was trained with (an ensemble's first
+  /// member's), else the default of its network's similarity.
+  package static func method(ofCheckpoint metadata: [String: String], model: NetworkEnsemble) -> any FewShotMethod.Type {
+    method(objective: metadata["objective"] ?? metadata[Checkpoint.memberKey(0, "objective")], similarity: model.config.similarity)
+  }
+}
+
+/// What a training step can draw: the training split's pairs and episodes, and its images as a
+/// network input. Every draw is a pure function of (seed, step, slot), so a resumed run draws
+/// what an uninterrupted one would have.
+package struct TrainingDraws {
+  /// The training section (pairing, pairs a step, the training episode).
+  package let training: TrainingConfig
+  /// Same/different pairs of the training classes.
+  package let pairs: PairSampler
+  /// Episodes of the training classes, when `training.episode` is set.
+  package let episodes: EpisodeSampler?
+  /// Images of the training split as one input tensor (N, 1, S, S), augmented (when the
+  /// training section says so) as a pure function of (seed, step, slot).
+  package let input: (_ images: [Int], _ step: Int) -> Tensor
+
+  /// The images of training episode `step`, class after class (each class's support images,
+  /// then its queries), as one input tensor, and the episode's shape.
+  package func episode(_ step: Int) -> (images: Tensor, ways: Int, shots: Int, queries: Int) {
+    guard let episodes else { preconditionFailure("this method trains on episodes: the training section must set training.episode (checked when the file is read)") }
+    let episode = episodes.episode(step)
+    var images: [Int] = []
+    for c in episode.classes.indices { images += episode.support[c] + episode.queries[c] }
+    let spec = episodes.spec
+    return (input(images, step), spec.ways, spec.shots, spec.queries)
+  }
+}
