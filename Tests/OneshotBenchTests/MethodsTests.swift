@@ -84,6 +84,14 @@ final class MethodsTests: XCTestCase {
     let scored = runCLI(["run", config, "--eval-only", "--checkpoint", ensemble, "--store", storePath], currentDirectory: folder)
     XCTAssertEqual(scored.code, 0, scored.error)
     XCTAssert(scored.error.contains("lake20"), scored.error)
+    // predict on the ensemble prints the members' mean squared distance: its two members are the
+    // same network (a resumed run equals the uninterrupted one), so the value is the single
+    // network's (it used to be divided by the member count a second time: half of it).
+    let single = runCLI(["predict", "--checkpoint", best.path, image.path, other2.path])
+    let both = runCLI(["predict", "--checkpoint", ensemble, image.path, other2.path])
+    let (one, two) = (try XCTUnwrap(Double(single.output.trimmingCharacters(in: .whitespacesAndNewlines))), try XCTUnwrap(Double(both.output.trimmingCharacters(in: .whitespacesAndNewlines))))
+    XCTAssertGreaterThan(one, 0)
+    XCTAssertEqual(two, one, accuracy: 1e-5 * max(1, one), "ensemble \(two) against its members' \(one)")
   }
 
   func testTheVinyalsSplitTrainsAndScoresOnItsOwnClasses() throws {
