@@ -76,6 +76,8 @@ let package = Package(
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
     .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),
+    // Experiments alone: the conformance suite every few-shot method passes.
+    .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Episodes", "Model"]),
     .testTarget(name: "OneshotBenchTests", dependencies: ["Experiments", "OneshotCLI", "oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
   ],
   swiftLanguageModes: [.v6]

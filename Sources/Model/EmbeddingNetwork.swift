@@ -90,7 +90,7 @@ public struct EmbeddingNetwork: Sendable {
     }
     var head: [any Layer] = []
     switch (config.similarity, config.backbone) {
-    case (.euclidean, _): break  // no head: embeddings are compared by distance
+    case (.euclidean, _), (.cosine, _): break  // no head: embeddings are compared by distance or angle
     case (.head, .vgg16):
       head.append(Linear(inputFeatures: config.featureCount, outputFeatures: config.headHidden, name: "head.0", initialization: config.initialization, store: &store, rng: &rng))
       if config.headActivation == .relu { head.append(ReLU()) }
@@ -150,8 +150,23 @@ public struct EmbeddingNetwork: Sendable {
   }
 
   /// Logits of pairs from precomputed embeddings.   a, b: (P, F) -> P logits
-  /// Under Euclidean similarity, the negative squared distance of each pair.
+  /// Under Euclidean similarity, the negative squared distance of each pair; under cosine, the
+  /// cosine of the two embeddings (0 where one of them is zero).
   public func score(_ a: Tensor, _ b: Tensor) -> [Float] {
+    if config.similarity == .cosine {
+      let f = a.itemCount
+      return (0..<a.batch).map { i in
+        var dot: Float = 0, aa: Float = 0, bb: Float = 0
+        for j in 0..<f {
+          let (x, y) = (a.data[i * f + j], b.data[i * f + j])
+          dot += x * y
+          aa += x * x
+          bb += y * y
+        }
+        let norms = (aa * bb).squareRoot()
+        return norms > 0 ? dot / norms : 0
+      }
+    }
     guard config.similarity == .head else {
       let f = a.itemCount
       return (0..<a.batch).map { i in

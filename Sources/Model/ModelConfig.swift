@@ -22,6 +22,9 @@ public enum Similarity: String, Codable, Sendable, CaseIterable {
   /// No head: the negative squared Euclidean distance; a class of an episode is scored by its
   /// prototype, the mean embedding of its support images (prototypical networks).
   case euclidean
+  /// No head: the cosine of the two embeddings (matching networks attend over the support set
+  /// with it).
+  case cosine
 }
 
 /// How the weights of convolutions and linear layers are drawn.

@@ -72,6 +72,7 @@ package enum FewShotMethods {
   package static let all: [any FewShotMethod.Type] = [
     SiamesePairs.self,
     PrototypicalNetworks.self,
+    MatchingNetworks.self,
   ]
 
   /// Their names, as `training.objective` takes them.
@@ -94,6 +95,45 @@ extension FewShotMethods {
   /// member's), else the default of its network's similarity.
   package static func method(ofCheckpoint metadata: [String: String], model: NetworkEnsemble) -> any FewShotMethod.Type {
     method(objective: metadata["objective"] ?? metadata[Checkpoint.memberKey(0, "objective")], similarity: model.config.similarity)
+  }
+}
+
+/// A method that trains on one episode of the training classes a step (`training.episode`,
+/// the budget in steps): what such methods share. A new one supplies its loss on the episode's
+/// embeddings, its episode scoring and its pair value.
+package protocol EpisodicMethod: FewShotMethod {
+  /// The loss on one episode's embeddings and dL/d(embeddings) (same shape). The rows come
+  /// class-major: class c's `shots` support rows, then its `queries` query rows, then class c+1.
+  ///   embeddings: (ways (shots + queries), F)
+  static func episodeLoss(embeddings: Tensor, ways: Int, shots: Int, queries: Int) -> (loss: Double, dEmbeddings: Tensor)
+}
+
+extension EpisodicMethod {
+  package static var trainsOnEpisodes: Bool { true }
+  package static var throughputUnit: ThroughputUnit { .images }
+  package static var unusedTrainingKeys: [String] { ["pairsPerStep", "pairing"] }
+
+  package static func problems(_ training: TrainingConfig) -> [ConfigProblem] {
+    guard let episode = training.episode else {
+      return [("episode", "the \(name) objective needs its training episode, e.g. {\"ways\": 60, \"shots\": 1, \"queries\": 5, \"alphabetMode\": \"across\"}")]
+    }
+    var out = nested("episode", episode.problems())
+    if training.pairing != .independent { out.append(("pairing", "pairing is how the pairs objective draws its pairs; remove it for the \(name) objective")) }
+    return out
+  }
+
+  package static func imagesPerStep(_ training: TrainingConfig) -> Int { training.episode.map { $0.ways * ($0.shots + $0.queries) } ?? 0 }
+
+  package static func pairsPerStep(_ training: TrainingConfig) -> Int { training.episode.map { $0.ways * $0.queries } ?? 0 }
+
+  package static func lossAndGradients(step: Int, network: inout EmbeddingNetwork, draws: TrainingDraws) -> Double {
+    let episode = draws.episode(step)
+    return network.embeddingLossAndGradients(images: episode.images) { episodeLoss(embeddings: $0, ways: episode.ways, shots: episode.shots, queries: episode.queries) }
+  }
+
+  /// An episode of N/2 classes, one support and one query image each.
+  package static func probeStep(network: inout EmbeddingNetwork, images: Tensor) {
+    _ = network.embeddingLossAndGradients(images: images) { episodeLoss(embeddings: $0, ways: images.batch / 2, shots: 1, queries: 1) }
   }
 }
 
