@@ -77,7 +77,7 @@ let package = Package(
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
     .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),
     // Experiments alone: the conformance suite every few-shot method passes.
-    .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Episodes", "Model"]),
+    .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Episodes", "Model"], exclude: ["Fixtures"]),
     .testTarget(name: "OneshotBenchTests", dependencies: ["Experiments", "OneshotCLI", "oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
   ],
   swiftLanguageModes: [.v6]

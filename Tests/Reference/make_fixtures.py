@@ -142,8 +142,30 @@ def make_prototypical(seed=0, ways=3, shots=2, queries=2):
     print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
 
 
+def make_matching(seed=0, ways=3, shots=2, queries=2, features=8):
+    """Matching networks' loss on one episode's embeddings (class-major, as the harness lays them
+    out) and its gradient, for Tests/ExperimentsTests (the method lives in Experiments); the
+    backbone's path under a loss on embeddings is the prototypical fixture's."""
+    torch.manual_seed(seed)
+    # Rounded to float32 first (as stored), then computed in float64, as the Swift loss is.
+    embeddings = torch.randn(ways * (shots + queries), features).double().requires_grad_(True)
+    loss = twin.matching_loss(embeddings, ways, shots, queries)
+    loss.backward()
+    x = embeddings.detach().reshape(ways, shots + queries, -1)
+    scores = twin.matching_log_probabilities(x[:, shots:].reshape(ways * queries, -1), x[:, :shots])
+    out = {"input.embeddings": embeddings.detach(), "output.loss": loss.detach().reshape(1), "grad.embeddings": embeddings.grad.detach(),
+           "output.class_scores": scores.detach()}
+    out = {k: v.contiguous().float() for k, v in out.items()}
+    folder = os.environ.get("ONESHOT_FIXTURES_OUT", os.path.join(os.path.dirname(__file__), "..", "ExperimentsTests", "Fixtures"))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "matching.safetensors")
+    save_file(out, path, metadata={"torch_version": torch.__version__, "episode": json.dumps({"ways": ways, "shots": shots, "queries": queries})})
+    print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     for name in ["vgg", "vgg_bn", "koch", "vgg_wide"]:
         make(name)
     make_prototypical()
+    make_matching()

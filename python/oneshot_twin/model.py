@@ -8,7 +8,7 @@ the Swift one (`Sources/Model/EmbeddingNetwork.swift`): PyTorch's `nn.Sequential
 names' numbering, ReLU and pooling included.
 
     model_config keys: backbone (vgg16 | koch), inputSize, width, batchNorm, blocks, headHidden,
-    headActivation (none | relu), similarity (head | euclidean); defaults as in
+    headActivation (none | relu), similarity (head | euclidean | cosine); defaults as in
     Sources/Model/ModelConfig.swift. A network of `similarity: euclidean` (a prototypical network)
     has no head: a pair's score is the negative squared Euclidean distance of its embeddings, and
     an episode's class is scored by its prototype (`prototype_scores`).
@@ -85,16 +85,19 @@ class KochBackbone(nn.Module):
 
 
 class Siamese(nn.Module):
-    """One weight-shared backbone; a pair's logit is head(|f1 - f2|)."""
+    """One weight-shared backbone; a pair's logit is head(|f1 - f2|). Without a head, a pair's
+    score is the negative squared distance (`similarity: euclidean`) or the cosine (`cosine`)."""
 
-    def __init__(self, backbone, head):
+    def __init__(self, backbone, head, similarity="head"):
         super().__init__()
-        self.backbone, self.head = backbone, head
+        self.backbone, self.head, self.similarity = backbone, head, similarity
 
     def embed(self, images):
         return self.backbone(images)
 
     def score(self, f1, f2):
+        if self.similarity == "cosine":
+            return nn.functional.cosine_similarity(f1, f2, dim=1, eps=1e-30)
         if self.head is None:
             return -((f1 - f2) ** 2).sum(1)
         return self.head(torch.abs(f1 - f2)).squeeze(1)
@@ -143,15 +146,35 @@ def prototypical_loss(embeddings, ways, shots, queries):
     return nn.functional.cross_entropy(logits, labels)
 
 
+def matching_log_probabilities(queries, support):
+    """Matching networks (Vinyals et al. 2016, no full context embeddings): each query (Q, F)
+    attends over the support embeddings (N, K, F) with a softmax of cosines; the log of the
+    attention on each class: (Q, N), as the harness scores a network of `similarity: cosine`."""
+    ways, shots, _ = support.shape
+    flat = support.reshape(ways * shots, -1)
+    cosines = nn.functional.cosine_similarity(queries[:, None, :], flat[None, :, :], dim=2, eps=1e-30)
+    attention = torch.log_softmax(cosines, 1).reshape(-1, ways, shots)
+    return torch.logsumexp(attention, 2)
+
+
+def matching_loss(embeddings, ways, shots, queries):
+    """Mean of -log p(true class) over an episode's queries, embeddings class-major as in
+    `prototypical_loss`."""
+    x = embeddings.reshape(ways, shots + queries, -1)
+    log_p = matching_log_probabilities(x[:, shots:].reshape(ways * queries, -1), x[:, :shots])
+    labels = torch.arange(ways).repeat_interleave(queries)
+    return nn.functional.nll_loss(log_p, labels)
+
+
 def build(config):
     """A freshly initialised network for a harness model_config (a dict or its JSON)."""
     if isinstance(config, str):
         config = json.loads(config)
     c = full_config(config)
-    if c["similarity"] not in ("head", "euclidean"):
-        raise ValueError(f"model_config similarity {c['similarity']!r} is not head or euclidean")
-    if c["backbone"] == "vgg16" and c["similarity"] == "euclidean":
-        return Siamese(VGGBackbone(vgg_blocks(c), c["batchNorm"]), None)
+    if c["similarity"] not in ("head", "euclidean", "cosine"):
+        raise ValueError(f"model_config similarity {c['similarity']!r} is not head, euclidean or cosine")
+    if c["backbone"] == "vgg16" and c["similarity"] != "head":
+        return Siamese(VGGBackbone(vgg_blocks(c), c["batchNorm"]), None, c["similarity"])
     if c["backbone"] == "vgg16":
         blocks = vgg_blocks(c)
         side = c["inputSize"]
@@ -168,7 +191,7 @@ def build(config):
     features = scaled(4096, c["width"])
     final_side = ((((c["inputSize"] - 9) // 2 - 6) // 2 - 3) // 2) - 3
     head = nn.Linear(features, 1) if c["similarity"] == "head" else None
-    return Siamese(KochBackbone(widths, features, final_side), head)
+    return Siamese(KochBackbone(widths, features, final_side), head, c["similarity"])
 
 
 def load(path):

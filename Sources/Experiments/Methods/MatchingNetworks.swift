@@ -57,19 +57,24 @@ package enum MatchingNetworks: EpisodicMethod {
     return (loss, Tensor(shape: embeddings.shape, data: gradient.map { Float($0) }))
   }
 
-  /// Log of the attention on each class: log sum over k's support images of exp(mean cosine).
+  /// log p(class): the log of the attention on each class's support images, the softmax of the
+  /// (members' mean) cosines over all of the episode's support images.
   package static func classScores(model: NetworkEnsemble, queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
-    let flat = support.flatMap { $0 }
-    let cosines = pairScores(model: model, queries: queries, support: flat)
+    let cosines = pairScores(model: model, queries: queries, support: support.flatMap { $0 })
     return cosines.map { row in
+      let all = logSumExp(row[...])
       var column = 0
       return support.map { rows in
-        let scores = Array(row[column..<(column + rows.count)])
-        column += rows.count
-        let top = scores.max() ?? 0
-        return top + log(scores.reduce(0.0) { $0 + exp($1 - top) })
+        defer { column += rows.count }
+        return logSumExp(row[column..<(column + rows.count)]) - all
       }
     }
+  }
+
+  /// log sum exp of `values`, computed stably.
+  static func logSumExp(_ values: ArraySlice<Double>) -> Double {
+    let top = values.max() ?? 0
+    return top + log(values.reduce(0.0) { $0 + exp($1 - top) })
   }
 
   /// The cosine of the two embeddings, in [-1, 1] (an ensemble's: the members' mean).
