@@ -37,21 +37,10 @@ package struct ExperimentData {
   /// check of presence only, for callers that must not write anything before the data is known
   /// to be there (a sweep claims a configuration only then).
   package static func requireFiles(_ config: ExperimentConfig, dataPath: String?, trains: Bool) throws {
-    let dataset = OmniglotDataset(root: URL(fileURLWithPath: dataPath ?? config.data.path))
+    let reader = DataReader(config, dataPath: dataPath)
+    try dataSource(for: config, reader: reader).requireFiles(training: trains)
+    let dataset = reader.dataset
     var needed: [URL] = []
-    if config.data.split.isVinyals {
-      needed += [dataset.archiveURL(.background), dataset.archiveURL(.evaluation)]
-      needed += VinyalsSplit.parts.map { dataset.root.appendingPathComponent(VinyalsSplit.folder).appendingPathComponent($0 + ".txt") }
-    }
-    if trains {
-      if let folder = config.data.folder {
-        guard FileManager.default.fileExists(atPath: folder) else {
-          throw DatasetError.folderProblem(root: folder, problem: "\(folder) is not a folder; an image folder is laid out as ROOT/<group>/<class>/*.png")
-        }
-      } else {
-        needed.append(dataset.archiveURL(.background))
-      }
-    }
     for item in config.evaluation {
       if item.protocolKind == .lake20 { needed.append(dataset.runsURL) } else if item.split == "evaluation" { needed.append(dataset.archiveURL(.evaluation)) }
     }
@@ -68,99 +57,29 @@ package struct ExperimentData {
   }
 }
 
-/// The data an experiment reads, each part read at most once and only when something uses it:
-/// Omniglot's splits (and the background split's training and validation pools), Lake's runs,
-/// image folders. It remembers what it read, for the run's fingerprints.
+/// The data an experiment reads, each part read at most once and only when something uses it,
+/// through its data source (`DataSources/`: Omniglot's split, the Vinyals split or a folder):
+/// the training split and its pools, Lake's runs, the protocols' classes, image folders.
 private final class DataSources {
   let config: ExperimentConfig
-  let dataset: OmniglotDataset
-  private var splits: [OmniglotSplit: ImageSplit] = [:]
-  private var pools: (training: ClassPool, validation: ClassPool)? = nil
-  private var usesOmniglot = false
-  private var folders: [(source: String, fingerprint: String)] = []
-  /// The training folder's fingerprint and held-out part, once read.
-  private(set) var trainingFolder: (fingerprint: String, heldOut: [String])? = nil
-  private var folderSplit: ImageSplit? = nil
-  private var vinyalsSplit: VinyalsSplit? = nil
+  let reader: DataReader
+  let source: any DataSource
 
   init(_ config: ExperimentConfig, dataPath: String?) {
     self.config = config
-    dataset = OmniglotDataset(root: URL(fileURLWithPath: dataPath ?? config.data.path))
+    reader = DataReader(config, dataPath: dataPath)
+    source = dataSource(for: config, reader: reader)
   }
 
-  func split(_ which: OmniglotSplit) throws -> ImageSplit {
-    usesOmniglot = true
-    if let split = splits[which] { return split }
-    let split = try dataset.load(which, size: config.model.inputSize, resampling: config.model.resampling)
-    splits[which] = split
-    return split
-  }
-
-  /// The Vinyals split, built from both Omniglot splits at the model's input size.
-  func vinyals() throws -> VinyalsSplit {
-    if let vinyalsSplit { return vinyalsSplit }
-    let made = try VinyalsSplit(root: dataset.root, background: try split(.background), evaluation: try split(.evaluation))
-    vinyalsSplit = made
-    return made
-  }
-
-  /// The split training draws from: Omniglot's background split, or the folder of
-  /// `data.folder` (named `background` too, so that its pools draw the same random streams as
-  /// Omniglot's: an exported background split trains exactly as the zips do).
-  func trainingSplit() throws -> ImageSplit {
-    if config.data.split.isVinyals { return try vinyals().trainval }
-    guard let folder = config.data.folder else { return try split(.background) }
-    if let folderSplit { return folderSplit }
-    let (loaded, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: folder)).load(size: config.model.inputSize, name: OmniglotSplit.background.rawValue, resampling: config.model.resampling)
-    folderSplit = loaded
-    folders.append((folder, fingerprint))
-    trainingFolder = (fingerprint, [])
-    return loaded
-  }
-
-  /// The training split's training and validation pools: Omniglot's validation alphabets, or the
-  /// folder's held-out groups (or classes).
-  func backgroundPools() throws -> (training: ClassPool, validation: ClassPool) {
-    if let pools { return pools }
-    let training = try trainingSplit()
-    let made: (training: ClassPool, validation: ClassPool)
-    if config.data.split == .vinyalsTrainval {
-      let v = try vinyals()
-      made = (ClassPool(split: v.trainval, name: "vinyals/trainval", classes: v.trainingClasses + v.validationClasses), v.pools.validation)
-    } else if config.data.split == .vinyals {
-      made = try vinyals().pools
-    } else if config.data.folder != nil {
-      let held = try HeldOut(
-        training, folder: config.data.folder ?? "", groups: config.data.validationGroups, fraction: config.data.validationFraction ?? DataConfig.defaultValidationFraction,
-        seed: config.seed)
-      trainingFolder?.heldOut = held.names
-      made = held.pools
-    } else {
-      made = try training.trainingAndValidation(validationAlphabets: config.data.validationAlphabets)
-    }
-    pools = made
-    return made
-  }
+  var dataset: OmniglotDataset { reader.dataset }
+  var trainingFolder: (fingerprint: String, heldOut: [String])? { reader.trainingFolder }
 
   /// The training split, its pools, the pair sampler and the validation episodes.
   func training(_ settings: TrainingConfig) throws -> ExperimentData.Training {
-    let background = try trainingSplit(), pools = try backgroundPools()
+    let background = try source.trainingSplit(), pools = try source.pools()
     let sampler = try PairSampler(pool: pools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
     if settings.pairing == .batch, let problem = sampler.problemForBatchPairing { throw UserFacingError(problem) }
-    let validation = settings.validation
-    let episodeSampler: EpisodeSampler
-    if config.data.folder != nil {
-      // As for an evaluation folder: within one held-out group when one has enough classes.
-      do {
-        episodeSampler = try EpisodeSampler(pool: pools.validation, spec: pools.validation.fitted(validation.spec), seed: validation.seed)
-      } catch let error as DatasetError {
-        throw UserFacingError(
-          "training.validation on the held-out part of \(config.data.folder!) (\(trainingFolder?.heldOut.joined(separator: ", ") ?? "")): \(error); hold out more with data.validationGroups or data.validationFraction, or ask for fewer ways")
-      }
-    } else {
-      episodeSampler = try EpisodeSampler(pool: pools.validation, spec: validation.spec, seed: validation.seed)
-    }
-    let episodes = episodeSampler.episodes(count: validation.episodes)
+    let episodes = try source.validationSampler(settings.validation).episodes(count: settings.validation.episodes)
     return ExperimentData.Training(
       background: background, pools: pools, pairs: sampler, validationEpisodes: episodes.map { $0.scoring(in: background) }, episodes: try trainingEpisodes(settings, pool: pools.training))
   }
@@ -180,7 +99,7 @@ private final class DataSources {
   func prepare(_ item: ProtocolConfig) throws -> PreparedProtocol {
     if item.protocolKind == .lake20 {
       let runs = try LakeRuns.load(from: dataset, size: config.model.inputSize, resampling: config.model.resampling)
-      usesOmniglot = true
+      reader.usesOmniglot = true  // Lake's runs are Omniglot's: its fingerprint is the run's
       return PreparedProtocol(
         name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, sequence: "lake20", evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes)
     }
@@ -189,27 +108,15 @@ private final class DataSources {
     var source = ""
     switch item.split {
     case "folder":
-      let (images, fingerprint) = try FolderDataset(root: URL(fileURLWithPath: item.path ?? "")).load(size: config.model.inputSize, resampling: config.model.resampling)
-      folders.append((item.path ?? "", fingerprint))
+      let (images, fingerprint) = try reader.folder(item.path ?? "")
       source = "|folder=\(fingerprint)"
       pool = ClassPool(split: images)
       spec = pool.fitted(spec)
     case "validation":
-      pool = try backgroundPools().validation
-      if config.data.split.isVinyals {
-        source = "|vinyals=\(try vinyals().listsDigest)"
-      } else if let folder = trainingFolder {
-        source = "|folder=\(folder.fingerprint)|heldOut=\(folder.heldOut.joined(separator: ","))"
-      } else {
-        source = "|validationAlphabets=\(config.data.validationAlphabets.joined(separator: ","))"
-      }
+      pool = try self.source.pools().validation
+      source = try self.source.validationIdentity()
     default:
-      if config.data.split.isVinyals {
-        pool = try vinyals().testPool
-        source = "|vinyals=\(try vinyals().listsDigest)"
-      } else {
-        pool = ClassPool(split: try split(.evaluation))
-      }
+      (pool, source) = try self.source.testClasses()
     }
     let sampler: EpisodeSampler
     do {
@@ -226,9 +133,7 @@ private final class DataSources {
   }
 
   /// Omniglot's fingerprint when anything read it, then each image folder's.
-  func fingerprints() -> [(source: String, fingerprint: String)] {
-    (usesOmniglot ? [("omniglot", (try? dataset.fingerprint()) ?? "unknown")] : []) + folders
-  }
+  func fingerprints() -> [(source: String, fingerprint: String)] { reader.fingerprints() }
 }
 
 /// SIGINT or SIGTERM arrived while a protocol was being scored.
