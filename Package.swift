@@ -76,9 +76,11 @@ let package = Package(
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
     .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
     .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),
+    // What several test targets share: a test case with a temporary folder of its own.
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
     // Experiments alone: the conformance suite every few-shot method passes.
-    .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Episodes", "Model"], exclude: ["Fixtures"]),
-    .testTarget(name: "OneshotBenchTests", dependencies: ["Experiments", "OneshotCLI", "oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
+    .testTarget(name: "ExperimentsTests", dependencies: ["Experiments", "Episodes", "Model", "TestSupport"], exclude: ["Fixtures"]),
+    .testTarget(name: "OneshotBenchTests", dependencies: ["TestSupport", "Experiments", "OneshotCLI", "oneshot-bench", "ResultsStore", "Episodes", "Model", "Reports", "Support"]),
   ],
   swiftLanguageModes: [.v6]
 )

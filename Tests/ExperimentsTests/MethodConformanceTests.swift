@@ -1,6 +1,7 @@
 import Episodes
 import Foundation
 import Model
+import TestSupport
 import XCTest
 
 @testable import Experiments
@@ -144,20 +145,6 @@ struct MethodSetup {
     ) { images, step in
       Trainer.input(images, step: step, split: background, augmentation: .koch, seed: seed)
     }
-  }
-}
-
-/// A test case with a fresh temporary folder, removed afterwards.
-class TemporaryFolderTestCase: XCTestCase {
-  var folder: URL!
-
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("\(type(of: self))-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
-
-  override func tearDownWithError() throws {
-    if let folder { try? FileManager.default.removeItem(at: folder) }
   }
 }
 

@@ -2,23 +2,17 @@ import Episodes
 import Experiments
 import Foundation
 import ResultsStore
+import TestSupport
 import XCTest
 
 /// Training on a folder of your own images (`data.folder`): the exported background split
 /// trains exactly as the zips do; a folder of made-up glyphs trains with every pairing, in PNG
 /// and JPEG; what is held out is recorded; a folder changed under an interrupted run is refused
 /// on resume; every mistake is one line, exit 2 and no run row.
-final class FolderTrainingTests: XCTestCase {
-  var folder: URL!
+final class FolderTrainingTests: TemporaryFolderTestCase {
 
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("folder-training-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
 
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
-  var storePath: String { folder.appendingPathComponent("results.sqlite").path }
   var omniglot: String { repositoryRoot.appendingPathComponent("dataset/omniglot").path }
 
   /// A tiny experiment whose `data` section is `data` (JSON), `steps` steps of `pairing`.

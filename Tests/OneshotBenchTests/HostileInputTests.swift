@@ -4,19 +4,14 @@ import Foundation
 import Model
 import Reports
 import ResultsStore
+import TestSupport
 import XCTest
 
 /// Inputs crafted to crash the harness or fool the gate: each is refused with one line and
 /// exit 2, and nothing refused leaves a row.
-final class HostileInputTests: XCTestCase {
-  var folder: URL!
+final class HostileInputTests: TemporaryFolderTestCase {
 
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
 
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
   func testAHundredThousandCopiesOfAProtocolGetAShortLine() throws {
     let path = folder.appendingPathComponent("copies.json").path

@@ -3,21 +3,15 @@ import Experiments
 import Foundation
 import Model
 import ResultsStore
+import TestSupport
 import XCTest
 
 /// The second method (prototypical networks) and the literature's split, end to end as a user
 /// runs them: training, resume, scoring, the checkpoint's record and every refusal.
-final class MethodsTests: XCTestCase {
-  var folder: URL!
+final class MethodsTests: TemporaryFolderTestCase {
 
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("methods-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
 
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
-  var storePath: String { folder.appendingPathComponent("results.sqlite").path }
 
   /// A tiny prototypical network (28x28, blocks [[4], [8]], batch norm, no head) trained on
   /// 5-way 1-shot 2-query episodes of `split`'s training classes.

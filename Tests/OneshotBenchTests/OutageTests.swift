@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import ResultsStore
@@ -6,15 +7,9 @@ import XCTest
 /// A training run rides out its PostgreSQL server going away: the server CI starts is stopped
 /// while the run trains and started again seconds later; the run waits, goes on, and ends with
 /// every loss point and every result equal to the same run recorded without an outage.
-final class OutageTests: XCTestCase {
-  var folder: URL!
+final class OutageTests: TemporaryFolderTestCase {
 
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("outage-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
 
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
   func experiment() throws -> String {
     try writeTinyExperiment(in: folder, name: "outage", seed: 5, steps: 60)

@@ -1,21 +1,15 @@
 import Foundation
 import ResultsStore
+import TestSupport
 import XCTest
 
 /// Models outside the harness, scored through the outside-scorer protocol
 /// (docs/SCORER_PROTOCOL.md): the no-dependency example reproduces the harness's pixel baseline,
 /// and every way a scorer can fail is one line, exit 2, the child ended and the run failed.
-final class OutsideScorerTests: XCTestCase {
-  var folder: URL!
+final class OutsideScorerTests: TemporaryFolderTestCase {
 
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("scorer-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
 
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
-  var storePath: String { folder.appendingPathComponent("results.sqlite").path }
   let experiment = repositoryRoot.appendingPathComponent("examples/scorers/lake20-105.json").path
 
   func score(_ command: String, environment: [String: String] = [:]) -> (code: Int32, output: String, error: String) {

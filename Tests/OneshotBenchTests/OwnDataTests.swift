@@ -2,29 +2,12 @@ import Episodes
 import Experiments
 import Foundation
 import ResultsStore
+import TestSupport
 import XCTest
 
 /// A user's own characters: a folder of made-up glyphs (3 groups x 5 classes x 4 images),
 /// evaluated by the shipped model through an experiment file and through `evaluate`.
-final class OwnDataTests: XCTestCase {
-  var folder: URL!
-
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("own-data-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
-
-  /// ONESHOT_KEEP_TEST_FOLDER=1 keeps the folder (glyphs and store) to look at.
-  override func tearDownWithError() throws {
-    if ProcessInfo.processInfo.environment["ONESHOT_KEEP_TEST_FOLDER"] != nil {
-      print("kept \(folder.path)")
-      return
-    }
-    try? FileManager.default.removeItem(at: folder)
-  }
-
-  var storePath: String { folder.appendingPathComponent("results.sqlite").path }
-
+final class OwnDataTests: TemporaryFolderTestCase {
   func testShippedModelOnAFolderThroughTheFileAndTheShortcut() throws {
     let glyphs = folder.appendingPathComponent("glyphs")
     try makeGlyphFolder(at: glyphs)

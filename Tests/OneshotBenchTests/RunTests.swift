@@ -3,19 +3,14 @@ import Experiments
 import Foundation
 import Model
 import ResultsStore
+import TestSupport
 import XCTest
 
 /// End to end through the executable, as a user: a tiny network trained for a few steps on
 /// the bundled data, recorded, reported, checked, interrupted and resumed.
-final class RunTests: XCTestCase {
-  var folder: URL!
+final class RunTests: TemporaryFolderTestCase {
 
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("run-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
 
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
   func experiment(steps: Int, validateEvery: Int = 10, logEvery: Int = 5) throws -> String {
     let json = """
@@ -34,7 +29,7 @@ final class RunTests: XCTestCase {
     return path
   }
 
-  var storePath: String { folder.appendingPathComponent("results/oneshot.sqlite").path }
+  override var storePath: String { folder.appendingPathComponent("results/oneshot.sqlite").path }
 
   func testRunReportAndCheck() throws {
     let config = try experiment(steps: 20)

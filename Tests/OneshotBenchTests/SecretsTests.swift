@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import ResultsStore
@@ -6,16 +7,10 @@ import XCTest
 /// No output of the harness ever contains a store URL's password: errors for an unreachable
 /// server, and (against the PostgreSQL server CI starts) an interrupted run's resume hint and
 /// every report format, including what is written to a file.
-final class SecretsInOutputTests: XCTestCase {
+final class SecretsInOutputTests: TemporaryFolderTestCase {
   let secret = "s3cret-pw"
-  var folder: URL!
 
-  override func setUpWithError() throws {
-    folder = FileManager.default.temporaryDirectory.appendingPathComponent("secrets-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-  }
 
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
 
   func assertNoSecret(_ result: (code: Int32, output: String, error: String), _ what: String, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertFalse(result.output.contains(secret) || result.error.contains(secret), "\(what) printed the password:\n\(result.output)\n\(result.error)", file: file, line: line)
