@@ -24,7 +24,9 @@ extension EpisodeSpec {
     if !(2...10_000).contains(ways) { out.append(("ways", "between 2 and 10000; got \(ways)")) }
     if !(1...10_000).contains(shots) { out.append(("shots", "between 1 and 10000; got \(shots)")) }
     if !(1...10_000).contains(queries) { out.append(("queries", "between 1 and 10000; got \(queries)")) }
-    if shots + queries > 20 { out.append(("shots + queries", "at most 20 (Omniglot has 20 drawings per character); got \(shots + queries)")) }
+    // Checked for overflow: shots = Int.max plus one query must be refused, not crash.
+    let (perClass, overflow) = shots.addingReportingOverflow(queries)
+    if overflow || perClass > 20 { out.append(("shots + queries", "at most 20 (Omniglot has 20 drawings per character); got \(overflow ? "\(shots) + \(queries)" : String(perClass))")) }
     return out
   }
 }

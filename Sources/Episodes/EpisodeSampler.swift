@@ -108,7 +108,8 @@ public struct EpisodeSampler: Sendable {
     guard spec.ways >= 2 else { throw DatasetError.impossibleSpec("ways is \(spec.ways); an episode needs at least 2 classes") }
     guard spec.shots >= 1 else { throw DatasetError.impossibleSpec("shots is \(spec.shots); each class needs at least 1 support image") }
     guard spec.queries >= 1 else { throw DatasetError.impossibleSpec("queries is \(spec.queries); each class needs at least 1 query image") }
-    let need = spec.shots + spec.queries
+    let (need, overflow) = spec.shots.addingReportingOverflow(spec.queries)
+    guard !overflow else { throw DatasetError.impossibleSpec("shots + queries = \(spec.shots) + \(spec.queries) images per class is more than any class has; lower shots or queries") }
     let split = pool.split
     guard !pool.classes.isEmpty else { throw DatasetError.impossibleSpec("the pool \(pool.name) has no classes") }
     if let smallest = pool.classes.min(by: { split.characters[$0].imageCount < split.characters[$1].imageCount }),

@@ -97,7 +97,7 @@ extension ExperimentConfig {
     } catch let error as ConfigError where !error.keyPath.isEmpty && !overrides.contains(where: { error.keyPath.hasPrefix($0.keyPathText) }) {
       // A value the file set that the assignments made impossible (a warm-up longer than the
       // shortened run): name the one more assignment that fixes it.
-      throw ConfigError(file: error.file, keyPath: error.keyPath, message: "\(error.message) (the file's value, which no longer fits after --set: add --set \(error.keyPath)=VALUE as well)")
+      throw ConfigError(file: error.file, keyPath: error.keyPath, message: "\(error.message) (a key --set did not change: set it as well, --set \(error.keyPath)=VALUE, or choose other --set values)")
     }
   }
 }

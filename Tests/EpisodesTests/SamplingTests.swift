@@ -82,6 +82,12 @@ final class SamplingTests: XCTestCase {
     XCTAssertThrowsError(try EpisodeSampler(pool: evaluation, spec: EpisodeSpec(ways: 700, shots: 1, queries: 1, alphabetMode: .across), seed: 0))
     XCTAssertThrowsError(try EpisodeSampler(pool: evaluation, spec: EpisodeSpec(ways: 1, shots: 1, queries: 1), seed: 0))
     XCTAssertNoThrow(try EpisodeSampler(pool: evaluation, spec: EpisodeSpec(ways: 47, shots: 10, queries: 10), seed: 0))
+    // shots + queries past Int.max: refused with a message, no arithmetic overflow (#45 A).
+    XCTAssertThrowsError(try EpisodeSampler(pool: evaluation, spec: EpisodeSpec(ways: 5, shots: Int.max, queries: 1), seed: 0)) { error in
+      XCTAssert("\(error)".contains("shots + queries = 9223372036854775807 + 1"), "\(error)")
+    }
+    let problems = EpisodeSpec(ways: 5, shots: Int.max, queries: Int.max).problems()
+    XCTAssert(problems.contains { $0.keyPath == "shots + queries" }, "\(problems)")
   }
 
   func testTrainingAndValidationPoolsAreDisjoint() throws {

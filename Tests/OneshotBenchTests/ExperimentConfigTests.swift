@@ -127,7 +127,7 @@ final class ExperimentConfigTests: XCTestCase {
   func testASetThatMakesTheFilesOtherValueImpossibleNamesTheKey() throws {
     let glyphs = repositoryRoot.appendingPathComponent("experiments/glyphs.json").path
     XCTAssertThrowsError(try ExperimentConfig.load(glyphs, overrides: [try ConfigOverride("training.pairs=7680")])) {
-      XCTAssert("\($0)".hasSuffix("training.schedule.warmupSteps: within 0..<steps (20); got 100 (the file's value, which no longer fits after --set: add --set training.schedule.warmupSteps=VALUE as well)"), "\($0)")
+      XCTAssert("\($0)".hasSuffix("training.schedule.warmupSteps: within 0..<steps (20); got 100 (a key --set did not change: set it as well, --set training.schedule.warmupSteps=VALUE, or choose other --set values)"), "\($0)")
       XCTAssertFalse("\($0)".contains("\n"))
     }
     XCTAssertThrowsError(try ExperimentConfig.load(glyphs, overrides: [try ConfigOverride("training.pairs=7680"), try ConfigOverride("training.schedule.warmupSteps=30")])) {

@@ -122,9 +122,19 @@ extension EpisodicMethod {
     return out
   }
 
-  package static func imagesPerStep(_ training: TrainingConfig) -> Int { training.episode.map { $0.ways * ($0.shots + $0.queries) } ?? 0 }
+  /// (Saturating: an episode of absurd size, refused by its checks, must not crash first.)
+  package static func imagesPerStep(_ training: TrainingConfig) -> Int {
+    guard let episode = training.episode else { return 0 }
+    let (perClass, o1) = episode.shots.addingReportingOverflow(episode.queries)
+    let (images, o2) = episode.ways.multipliedReportingOverflow(by: perClass)
+    return o1 || o2 ? Int.max : images
+  }
 
-  package static func pairsPerStep(_ training: TrainingConfig) -> Int { training.episode.map { $0.ways * $0.queries } ?? 0 }
+  package static func pairsPerStep(_ training: TrainingConfig) -> Int {
+    guard let episode = training.episode else { return 0 }
+    let (pairs, overflow) = episode.ways.multipliedReportingOverflow(by: episode.queries)
+    return overflow ? Int.max : pairs
+  }
 
   package static func lossAndGradients(step: Int, network: inout EmbeddingNetwork, draws: TrainingDraws) -> Double {
     let episode = draws.episode(step)
