@@ -71,7 +71,6 @@ private final class DataSources {
     source = dataSource(for: config, reader: reader)
   }
 
-  var dataset: OmniglotDataset { reader.dataset }
   var trainingFolder: (fingerprint: String, heldOut: [String])? { reader.trainingFolder }
 
   /// The training split, its pools, the pair sampler and the validation episodes.
@@ -98,8 +97,7 @@ private final class DataSources {
   /// One protocol with its episodes; an impossible episode spec fails here, naming the protocol.
   func prepare(_ item: ProtocolConfig) throws -> PreparedProtocol {
     if item.protocolKind == .lake20 {
-      let runs = try LakeRuns.load(from: dataset, size: config.model.inputSize, resampling: config.model.resampling)
-      reader.usesOmniglot = true  // Lake's runs are Omniglot's: its fingerprint is the run's
+      let runs = try reader.lakeRuns()
       return PreparedProtocol(
         name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, sequence: "lake20", evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes)
     }

@@ -71,21 +71,22 @@ package enum PrecisionProbe {
       .joined(separator: " | ")
   }
 
-  /// The answer measured earlier on this machine for this network, if any.
-  package static func cached(model: ModelConfig, images: Int, convolutions: ConvolutionsSetting = .direct) -> Outcome? {
-    let cache = (try? JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: cacheURL))) ?? [:]
-    guard var known = cache[key(model: model, images: images, convolutions: convolutions)] else { return nil }
-    known.cached = true
-    return known
-  }
-
   /// The faster arithmetic for training `model` on steps of `images` images (with Winograd
   /// where it wins when `convolutions` is auto: fp32 then competes at its best).
-  /// `status` says which step runs (a step of a large network takes a minute on a slow CPU).
-  package static func resolve(model: ModelConfig, method: any FewShotMethod.Type, images: Int, convolutions: ConvolutionsSetting = .direct, status: WorkStatus = WorkStatus("")) -> Outcome {
-    if let known = cached(model: model, images: images, convolutions: convolutions) { return known }
+  /// Without bf16 dot products there is one candidate: fp32 at once, nothing timed or cached.
+  /// `announce` is called when steps are about to be timed (not from the cache); `status` says
+  /// which step runs (a step of a large network takes a minute on a slow CPU).
+  package static func resolve(
+    model: ModelConfig, method: any FewShotMethod.Type, images: Int, convolutions: ConvolutionsSetting = .direct, status: WorkStatus = WorkStatus(""), announce: () -> Void = {}
+  ) -> Outcome {
+    if let skipped = bf16SkipReason { return Outcome(chosen: .fp32, millisecondsPerStep: [:], skipped: skipped) }
     let key = key(model: model, images: images, convolutions: convolutions)
     var cache = (try? JSONDecoder().decode([String: Outcome].self, from: Data(contentsOf: cacheURL))) ?? [:]
+    if var known = cache[key] {
+      known.cached = true
+      return known
+    }
+    announce()
     // Steps of the real network on a batch of the real size (capped: the probe only has to
     // rank the two), one warm-up and the median of three.
     let batch = max(2, min(images, 64)) / 2 * 2
@@ -93,11 +94,7 @@ package enum PrecisionProbe {
     var rng = NormalSampler(seed: 1)
     let input = Tensor(shape: [batch, 1, side, side], data: rng.normal(count: batch * side * side, std: 1).map { abs($0) })
     var times: [String: Double] = [:]
-    let skipped = bf16SkipReason
-    // One candidate: nothing to rank, nothing to time or cache.
-    if let skipped { return Outcome(chosen: .fp32, millisecondsPerStep: [:], skipped: skipped) }
-    let candidates = ConvolutionPrecision.allCases.filter { $0 == .fp32 || skipped == nil }
-    for precision in candidates {
+    for precision in ConvolutionPrecision.allCases {
       var network = EmbeddingNetwork(config: model, seed: 1)
       network.precision = precision
       network.convolutionAlgorithm = convolutions.algorithm
@@ -113,7 +110,7 @@ package enum PrecisionProbe {
       times[precision.rawValue] = 1000 * samples[1]
     }
     let chosen: ConvolutionPrecision = (times["bf16"] ?? .infinity) < (times["fp32"] ?? .infinity) ? .bf16 : .fp32
-    let outcome = Outcome(chosen: chosen, millisecondsPerStep: times, skipped: skipped)
+    let outcome = Outcome(chosen: chosen, millisecondsPerStep: times)
     cache[key] = outcome
     if let data = try? JSONEncoder.canonical(pretty: true).encode(cache) {
       try? FileManager.default.createDirectory(at: cacheURL.deletingLastPathComponent(), withIntermediateDirectories: true)

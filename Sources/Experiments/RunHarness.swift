@@ -174,11 +174,10 @@ func trainingPrecision(_ plan: RunPlan, progress: ProgressDisplay) throws -> Con
     return resolved
   }
   let status = WorkStatus("precision auto: starting")
-  if PrecisionProbe.bf16SkipReason == nil && PrecisionProbe.cached(model: plan.config.model, images: settings.imagesPerStep, convolutions: settings.convolutions) == nil {
-    progress.line("precision auto: timing 4 training steps in fp32 and in bf16 on this network (once per machine and network; \"precision\": \"fp32\" skips it)")
-  }
   let probe = progress.whileWorking(status) {
-    PrecisionProbe.resolve(model: plan.config.model, method: settings.method, images: settings.imagesPerStep, convolutions: settings.convolutions, status: status)
+    PrecisionProbe.resolve(model: plan.config.model, method: settings.method, images: settings.imagesPerStep, convolutions: settings.convolutions, status: status) {
+      progress.line("precision auto: timing 4 training steps in fp32 and in bf16 on this network (once per machine and network; \"precision\": \"fp32\" skips it)")
+    }
   }
   if let skipped = probe.skipped {
     progress.line("precision auto: \(probe.chosen.rawValue) (\(skipped))")

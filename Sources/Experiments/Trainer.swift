@@ -152,7 +152,7 @@ package final class Trainer {
       try reportFallbacks()
       window.add(loss)
       (state.unloggedLossSum, state.unloggedSteps) = (window.lossSum, window.steps)
-      let throughput = window.perSecond(method.throughputUnit == .pairs ? method.pairsPerStep(training) : training.imagesPerStep)
+      let throughput = window.perSecond(method.throughputPerStep(training))
       try reportAliveEverySeconds(10)
       let last = state.step == training.steps
       if state.step % training.logEvery == 0 || last {
@@ -254,11 +254,13 @@ package final class Trainer {
     try report(.tag(key: "convolutions.chosen", value: summary))
   }
 
+  /// The key of the augmentation's random streams.
+  private static let augmentationKey = stableHash("augmentation")
+
   /// Images of the training split as a network input; augmentation is a pure function of
   /// (seed, step, image slot).
   static func input(_ images: [Int], step: Int, split background: ImageSplit, augmentation: AffineAugmentation?, seed: UInt64) -> Tensor {
     let size = background.size, n = size * size
-    let augmentationKey = stableHash("augmentation")
     var data = [Float](repeating: 0, count: images.count * n)
     background.pixels.withUnsafeBufferPointer { pixels in
       data.withUnsafeMutableBufferPointer { out in
@@ -266,7 +268,7 @@ package final class Trainer {
           let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
           let destination = UnsafeMutableBufferPointer(rebasing: out[(slot * n)..<((slot + 1) * n)])
           if let augmentation {
-            var rng = SplitMix64(seed: seed, key: augmentationKey, index: UInt64(step * images.count + slot))
+            var rng = SplitMix64(seed: seed, key: Trainer.augmentationKey, index: UInt64(step * images.count + slot))
             augmentation.apply(source, size: size, into: destination, rng: &rng)
           } else {
             GrayImage.scaleInk(source, into: destination)

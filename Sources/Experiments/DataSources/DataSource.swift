@@ -43,7 +43,7 @@ final class DataReader {
   private var splits: [OmniglotSplit: ImageSplit] = [:]
   private var vinyalsSplit: VinyalsSplit?
   /// Whether anything read Omniglot (its fingerprint is then the run's).
-  var usesOmniglot = false
+  private(set) var usesOmniglot = false
   /// Each image folder read, with its fingerprint.
   private(set) var folders: [(source: String, fingerprint: String)] = []
   /// The fingerprint of the folder training read, and what it held out for validation.
@@ -61,6 +61,13 @@ final class DataReader {
     let split = try dataset.load(which, size: config.model.inputSize, resampling: config.model.resampling)
     splits[which] = split
     return split
+  }
+
+  /// Lake's 20 one-shot runs (Omniglot's, so its fingerprint becomes the run's).
+  func lakeRuns() throws -> LakeRuns {
+    let runs = try LakeRuns.load(from: dataset, size: config.model.inputSize, resampling: config.model.resampling)
+    usesOmniglot = true
+    return runs
   }
 
   /// The Vinyals split, built from both Omniglot splits.

@@ -58,6 +58,13 @@ package protocol FewShotMethod {
   static var pairValueName: (heading: String, higherIsCloser: Bool) { get }
 }
 
+extension FewShotMethod {
+  /// The items a step counts in its throughput: its pairs, or the images it embeds.
+  package static func throughputPerStep(_ training: TrainingConfig) -> Int {
+    throughputUnit == .pairs ? pairsPerStep(training) : imagesPerStep(training)
+  }
+}
+
 /// What a method's training throughput counts.
 package enum ThroughputUnit: String, Sendable {
   case pairs, images
