@@ -115,6 +115,14 @@ extension ExperimentConfig {
         out.append(("training.objective", "a network with \"similarity\": \"\(model.similarity.rawValue)\" has no head to train on pairs: set \"objective\": \(fitting) (or remove model.similarity)"))
       }
     }
+    if let method = training?.method {
+      if method.classifiesTrainingClasses && model.classes == nil {
+        out.append(("model.classes", "the \(method.name) objective pre-trains a classifier over the training classes: set \"classes\" to how many there are (4112 for data.split vinyals; a run with another number says the right one)"))
+      } else if !method.classifiesTrainingClasses && model.classes != nil {
+        let classifying = FewShotMethods.all.filter { $0.classifiesTrainingClasses }.map { "\"\($0.name)\"" }.joined(separator: " or ")
+        out.append(("model.classes", "only the \(classifying) objective trains a classifier over the training classes; remove \"classes\" for the \(method.name) objective"))
+      }
+    }
     if data.split.isVinyals, let i = evaluation.firstIndex(where: { $0.protocolKind == .lake20 }) {
       out.append(
         ("evaluation[\(i)]", "Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on: score Lake's runs with a network trained on data.split lake"))

@@ -76,6 +76,10 @@ private final class DataSources {
   /// The training split, its pools, the pair sampler and the validation episodes.
   func training(_ settings: TrainingConfig) throws -> ExperimentData.Training {
     let background = try source.trainingSplit(), pools = try source.pools()
+    if settings.method.classifiesTrainingClasses, let classes = config.model.classes, classes != pools.training.classes.count {
+      throw UserFacingError(
+        "model.classes is \(classes), but the training classes (\(pools.training.name)) number \(pools.training.classes.count): set \"classes\": \(pools.training.classes.count) in the experiment file")
+    }
     let sampler = try PairSampler(pool: pools.training, sameAlphabetNegatives: config.data.sameAlphabetNegatives, seed: config.seed)
     if settings.pairing == .batch, let problem = sampler.problemForBatchPairing { throw UserFacingError(problem) }
     let episodes = try source.validationSampler(settings.validation).episodes(count: settings.validation.episodes)

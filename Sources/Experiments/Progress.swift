@@ -81,6 +81,9 @@ package final class WorkStatus: @unchecked Sendable {
 
   /// The state with the seconds spent in it: `timing fp32 step 2 of 4, 12 s`.
   package var shown: String { lock.withLock { "\(current), \(Int(Date().timeIntervalSince(since))) s" } }
+
+  /// Seconds since the state last changed.
+  package var age: TimeInterval { lock.withLock { Date().timeIntervalSince(since) } }
 }
 
 extension ProgressDisplay {
@@ -100,7 +103,7 @@ extension ProgressDisplay {
           acknowledged = true
           line("\(InterruptFlag.signal == SIGINT ? "Ctrl-C" : "signal \(InterruptFlag.signal)") received: stopping at the end of this step; what is recorded stays, and the run can be resumed")
         }
-        if secondsSinceLastPrint >= interval { update(status.shown, force: true) }
+        if ProgressDisplay.heartbeatDue(quiet: secondsSinceLastPrint, statusAge: status.age, interval: interval) { update(status.shown, force: true) }
       }
     }
     thread.start()
@@ -109,6 +112,16 @@ extension ProgressDisplay {
       exited.wait()  // no heartbeat line after the phase's own last line
     }
     return try body()
+  }
+}
+
+extension ProgressDisplay {
+  /// Whether the heartbeat speaks: nothing shown for `interval` seconds and the phase stuck in
+  /// one state as long. A progress line that is merely due (its own pace is `plainInterval`
+  /// too) is not silence: without the second condition a log got "(next step running), 0 s"
+  /// beside every tenth-second progress line.
+  package static func heartbeatDue(quiet: TimeInterval, statusAge: TimeInterval, interval: TimeInterval) -> Bool {
+    quiet >= interval && statusAge >= interval
   }
 }
 

@@ -43,6 +43,9 @@ public struct EmbeddingNetwork: Sendable {
   let backbone: [any Layer]
   /// The head, |f1 - f2| -> logit.
   let head: [any Layer]
+  /// The classifier over the training classes (`config.classes`), embedding -> one logit per
+  /// class; empty without one.
+  let classifier: [any Layer]
 
   /// Builds the network with the reference initialisation drawn from `seed`.
   public init(config: ModelConfig, seed: UInt64) {
@@ -99,6 +102,8 @@ public struct EmbeddingNetwork: Sendable {
     case (.head, .koch):
       head.append(Linear(inputFeatures: config.featureCount, outputFeatures: 1, name: "head", initialization: config.initialization, store: &store, rng: &rng))
     }
+    // Built last, so that a network without one draws exactly the weights it always did.
+    classifier = config.classes.map { [Linear(inputFeatures: config.featureCount, outputFeatures: $0, name: "classifier", initialization: config.initialization, store: &store, rng: &rng)] } ?? []
     self.backbone = layers
     self.head = head
     self.store = store
@@ -263,15 +268,40 @@ public struct EmbeddingNetwork: Sendable {
   /// zeroed first, then accumulated through the backbone. How a headless method trains.
   ///   images: (N, 1, S, S), embeddings: (N, F)
   public mutating func embeddingLossAndGradients(images: Tensor, loss: (Tensor) -> (loss: Double, dEmbeddings: Tensor)) -> Double {
+    backboneLossAndGradients(images: images) { features, _ in loss(features) }
+  }
+
+  /// `embeddingLossAndGradients` whose loss may also accumulate gradients of parameters past
+  /// the backbone (a classifier's) into the store it is given.
+  mutating func backboneLossAndGradients(images: Tensor, loss: (Tensor, inout ParameterStore) -> (loss: Double, dEmbeddings: Tensor)) -> Double {
     checkImages(images)
     store.zeroGradients()
     let context = context(training: true)
     let (features, caches) = run(backbone, images, context: context, keepCaches: true)
     for (layer, cache) in zip(backbone, caches) { layer.updateRunningEstimates(cache, store: &store) }
-    let (value, dFeatures) = loss(features)
+    let (value, dFeatures) = loss(features, &store)
     precondition(dFeatures.shape == features.shape, "the loss's gradient \(dFeatures.shape) must have the embeddings' shape \(features.shape)")
     _ = runBackward(backbone, dFeatures, caches: caches, needInputGradient: false)
     return value
+  }
+
+  /// One forward and backward pass of ordinary classification over the training classes: the
+  /// backbone in training mode (as `embeddingLossAndGradients`), the classifier's logits, the
+  /// mean softmax cross-entropy against `labels` (each image's class, 0 ..< `config.classes`);
+  /// zeroes the gradients, accumulates those of the classifier and the backbone, and returns the
+  /// loss and how many images the classifier gets right.   images: (N, 1, S, S)
+  public mutating func classifierLossAndGradients(images: Tensor, labels: [Int]) -> (loss: Double, correct: Int) {
+    guard let layer = classifier.first else { preconditionFailure("this network has no classifier over the training classes (model.classes)") }
+    precondition(labels.count == images.batch, "\(labels.count) labels for \(images.batch) images")
+    var correct = 0
+    let classifierContext = context(training: true)
+    let loss = backboneLossAndGradients(images: images) { features, store in
+      let (logits, cache) = layer.forward(features, store: store, context: classifierContext)
+      let result = SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
+      correct = result.correct
+      return (result.loss, layer.backward(result.dLogits, cache: cache, store: &store, needInputGradient: true))
+    }
+    return (loss, correct)
   }
 
   /// One forward and backward pass of the prototypical loss over an episode whose images come

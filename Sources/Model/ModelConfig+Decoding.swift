@@ -4,7 +4,7 @@ import Support
 /// experiment file must not silently fall back to a default).
 extension ModelConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case backbone, inputSize, width, batchNorm, blocks, headHidden, headActivation, similarity, resampling, initialization
+    case backbone, inputSize, width, batchNorm, blocks, headHidden, headActivation, similarity, resampling, initialization, classes
   }
 
   public init(from decoder: any Decoder) throws {
@@ -21,10 +21,11 @@ extension ModelConfig {
     similarity = try container.decodeIfPresent(Similarity.self, forKey: .similarity) ?? .head
     resampling = try container.decodeIfPresent(ImageResampling.self, forKey: .resampling) ?? .area
     initialization = try container.decodeIfPresent(WeightInitialization.self, forKey: .initialization) ?? .kaiming
+    classes = try container.decodeIfPresent(Int.self, forKey: .classes)
   }
 
-  /// Every key; `similarity`, `resampling` and `initialization` only when not their defaults
-  /// (`head`, `area`, `kaiming`), so that the configuration hashes and checkpoint metadata of
+  /// Every key; `similarity`, `resampling`, `initialization` and `classes` only when not their
+  /// defaults (`head`, `area`, `kaiming`, none), so that the configuration hashes and checkpoint metadata of
   /// networks recorded before those keys existed stay the same.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
@@ -38,5 +39,6 @@ extension ModelConfig {
     if similarity != .head { try c.encode(similarity, forKey: .similarity) }
     if resampling != .area { try c.encode(resampling, forKey: .resampling) }
     if initialization != .kaiming { try c.encode(initialization, forKey: .initialization) }
+    try c.encodeIfPresent(classes, forKey: .classes)
   }
 }

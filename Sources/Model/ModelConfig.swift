@@ -63,6 +63,10 @@ public struct ModelConfig: Codable, Hashable, Sendable {
   public var resampling: ImageResampling = .area
   /// How the weights are drawn at the start of training.
   public var initialization: WeightInitialization = .kaiming
+  /// With a number, the network also carries a classifier over that many training classes,
+  /// Linear(featureCount, classes) named `classifier`, which a method that pre-trains by
+  /// ordinary classification trains (the fine-tuning baseline); episodes never use it. Nil: none.
+  public var classes: Int?
 
   /// A configuration; `validate()` says whether it is buildable.
   public init(
@@ -141,6 +145,9 @@ public struct ModelConfig: Codable, Hashable, Sendable {
       if blocks.contains(where: { $0.contains { $0 > 4096 } }) { out.append(("blocks", "at most 4096 channels per convolution")) }
     }
     if headHidden > 65_536 { out.append(("headHidden", "at most 65536; got \(headHidden)")) }
+    if let classes, !(2...ModelConfig.maximumClasses).contains(classes) {
+      out.append(("classes", "the training classes a classifier covers: between 2 and \(ModelConfig.maximumClasses); got \(classes)"))
+    }
     if out.isEmpty && parameterCount > ModelConfig.maximumParameters {
       out.append(("", "the network would have \(parameterCount) parameters; at most \(ModelConfig.maximumParameters) fit in memory with their gradients and optimizer state"))
     }
@@ -150,6 +157,8 @@ public struct ModelConfig: Codable, Hashable, Sendable {
   /// The most parameters a configuration may have: 4 bytes each for values, gradients and
   /// Adam's two moments is 4 GB.
   public static let maximumParameters = 250_000_000
+  /// The most classes a classifier over the training classes may have.
+  public static let maximumClasses = 1_000_000
 
   /// Parameters of the network (weights and biases; batch norm's included), for bounds checks.
   public var parameterCount: Int {
@@ -162,13 +171,20 @@ public struct ModelConfig: Codable, Hashable, Sendable {
           channels = width
         }
       }
-      return total + headParameterCount
+      return total + headParameterCount + classifierParameterCount
     case .koch:
       let (convs, features) = kochWidths
       let side = max(kochFinalSide, 0)
       return convs[0] * 100 + convs[1] * convs[0] * 49 + convs[2] * convs[1] * 16 + convs[3] * convs[2] * 16 + convs.reduce(0, +)
-        + convs[3] * side * side * features + features + headParameterCount
+        + convs[3] * side * side * features + features + headParameterCount + classifierParameterCount
     }
+  }
+
+  /// Parameters of the classifier over the training classes (none without `classes`).
+  public var classifierParameterCount: Int {
+    guard let classes else { return 0 }
+    let (product, overflow) = featureCount.multipliedReportingOverflow(by: classes)
+    return overflow ? Int.max / 2 : product + classes
   }
 
   /// Parameters of the head (none under Euclidean similarity).

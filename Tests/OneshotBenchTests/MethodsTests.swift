@@ -15,7 +15,9 @@ final class MethodsTests: TemporaryFolderTestCase {
 
   /// A tiny prototypical network (28x28, blocks [[4], [8]], batch norm, no head) trained on
   /// 5-way 1-shot 2-query episodes of `split`'s training classes.
-  func experiment(split: String = "lake", steps: Int = 30, evaluation: String? = nil) throws -> String {
+  func experiment(
+    split: String = "lake", steps: Int = 30, evaluation: String? = nil, objective: String = "prototypical", similarity: String = "euclidean", classes: Int? = nil
+  ) throws -> String {
     let protocols =
       evaluation ?? """
       [{"protocol": "lake20"},
@@ -24,13 +26,13 @@ final class MethodsTests: TemporaryFolderTestCase {
     let json = """
       {"name": "tiny-proto", "seed": 3, "threads": 2,
        "data": {"path": "\(repositoryRoot.appendingPathComponent("dataset/omniglot").path)", "split": "\(split)"},
-       "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "similarity": "euclidean"},
-       "training": {"objective": "prototypical", "episode": {"ways": 5, "shots": 1, "queries": 2, "alphabetMode": "across"},
+       "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": true, "blocks": [[4], [8]], "similarity": "\(similarity)"\(classes.map { ", \"classes\": \($0)" } ?? "")},
+       "training": {"objective": "\(objective)", "episode": {"ways": 5, "shots": 1, "queries": 2, "alphabetMode": "across"},
                     "steps": \(steps), "optimizer": {"kind": "adam", "learningRate": 0.003}, "augmentation": {"probability": 0.5},
                     "validation": {"every": 15, "episodes": 4, "spec": {"ways": 5, "shots": 1, "queries": 2}}, "logEvery": 5},
        "evaluation": \(protocols)}
       """
-    let path = folder.appendingPathComponent("tiny-proto-\(split).json").path
+    let path = folder.appendingPathComponent("tiny-\(objective)-\(split)-\(classes ?? 0).json").path
     try Data(json.utf8).write(to: URL(fileURLWithPath: path))
     return path
   }
@@ -88,6 +90,60 @@ final class MethodsTests: TemporaryFolderTestCase {
     XCTAssertEqual(two, one, accuracy: 1e-5 * max(1, one), "ensemble \(two) against its members' \(one)")
   }
 
+  /// Matching networks and the fine-tuning baseline as a user meets them: a file, a run stopped
+  /// with Ctrl-C and resumed that equals one never stopped, the checkpoint's objective, `predict`
+  /// with the method's pair value, and an eval-only run of the checkpoint.
+  func testMatchingNetworksEndToEnd() throws { try checkEndToEnd(objective: "matching", similarity: "cosine", pairHeading: "cosine similarity", selfValue: "1.000000") }
+
+  func testFineTuningEndToEnd() throws {
+    // Without the classifier's size the file is refused; with a wrong one the run says the right one.
+    let refused = runCLI(["run", try experiment(objective: "finetune", similarity: "euclidean"), "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(refused.code, 2, refused.error)
+    XCTAssert(refused.error.contains("model.classes") && refused.error.contains("set \"classes\""), refused.error)
+    let wrong = runCLI(["run", try experiment(objective: "finetune", similarity: "euclidean", classes: 7), "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(wrong.code, 2, wrong.error)
+    let hint = try XCTUnwrap(wrong.error.range(of: #"set "classes": \d+"#, options: .regularExpression), wrong.error)
+    let classes = try XCTUnwrap(Int(wrong.error[hint].split(separator: " ").last!))
+    XCTAssertEqual(try ResultsStore(path: storePath).listRuns().filter { $0.status == .completed }.count, 0)
+    let checkpoint = try checkEndToEnd(objective: "finetune", similarity: "euclidean", classes: classes, pairHeading: "squared distance", selfValue: "0.000000")
+    XCTAssertEqual(try Checkpoint.readModel(checkpoint).model.config.classes, classes)
+  }
+
+  /// Returns the straight run's best checkpoint.
+  @discardableResult
+  func checkEndToEnd(objective: String, similarity: String, classes: Int? = nil, pairHeading: String, selfValue: String, file: StaticString = #filePath, line: UInt = #line) throws -> URL {
+    let config = try experiment(objective: objective, similarity: similarity, classes: classes)
+    let runs = folder.appendingPathComponent("checkpoints")
+    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path], runs: runs, holdAtStep: 15, currentDirectory: folder)
+    kill(held.process.processIdentifier, SIGINT)
+    held.process.waitUntilExit()
+    XCTAssertEqual(held.process.terminationStatus, 130, held.errorText, file: file, line: line)
+    let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(resumed.code, 0, resumed.error, file: file, line: line)
+    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(straight.code, 0, straight.error, file: file, line: line)
+    let store = try ResultsStore(path: storePath)
+    let other = try XCTUnwrap(try store.listRuns().first { $0.id != held.runID && $0.status == .completed }, file: file, line: line).id
+    XCTAssertEqual(try store.results(runID: held.runID).map(\.accuracy), try store.results(runID: other).map(\.accuracy), "\(objective): resumed and straight runs differ", file: file, line: line)
+    XCTAssertEqual(Set(try store.results(runID: other).map(\.protocolName)), ["lake20", "evaluation-5way-5shot-within"], file: file, line: line)
+    XCTAssertGreaterThan(try XCTUnwrap(try store.results(runID: other).first { $0.protocolName == "lake20" }, file: file, line: line).accuracy, 0.10, file: file, line: line)
+    let best = runs.appendingPathComponent(other).appendingPathComponent("best.safetensors")
+    XCTAssertEqual(try Checkpoint.readModel(best).metadata["objective"], objective, file: file, line: line)
+    let image = folder.appendingPathComponent("a.png")
+    try Data(GrayImage(width: 28, height: 28, pixels: (0..<784).map { UInt8(($0 * 37) % 256) }).encodePNG()).write(to: image)
+    try Data(GrayImage(width: 28, height: 28, pixels: (0..<784).map { UInt8(($0 * 11) % 256) }).encodePNG()).write(to: folder.appendingPathComponent("b.png"))
+    let ranked = runCLI(["predict", "--checkpoint", best.path, "--query", image.path, "--support", folder.path, "--format", "csv"])
+    XCTAssertEqual(ranked.code, 0, ranked.error, file: file, line: line)
+    let lines = ranked.output.components(separatedBy: "\r\n")
+    XCTAssertEqual(lines[0], "rank,\(pairHeading),image", file: file, line: line)
+    XCTAssertEqual(lines[1], "1,\(selfValue),a.png", file: file, line: line)
+    let scored = runCLI(["run", config, "--eval-only", "--checkpoint", best.path, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(scored.code, 0, scored.error, file: file, line: line)
+    let evaluated = try XCTUnwrap(try store.listRuns().first { $0.id != held.runID && $0.id != other && $0.status == .completed }, file: file, line: line).id
+    XCTAssertEqual(try store.results(runID: evaluated).map(\.accuracy), try store.results(runID: other).map(\.accuracy), "\(objective): eval-only scores differ from the run's", file: file, line: line)
+    return best
+  }
+
   func testTheVinyalsSplitTrainsAndScoresOnItsOwnClasses() throws {
     let config = try experiment(
       split: "vinyals", steps: 4,
@@ -128,7 +184,7 @@ final class MethodsTests: TemporaryFolderTestCase {
       (["training.episode.ways=5000"], "training.episode: impossible episode specification: 5000-way episodes need 5000 classes"),
       (["training.episode.queries=20"], "training.episode.shots + queries: at most 20"),
       (["model.similarity=head"], "model.similarity: the prototypical objective trains an embedding"),
-      (["training.objective=pairs"], "training.episode: only the prototypical objective trains on episodes"),
+      (["training.objective=pairs"], "training.episode: the pairs objective draws pairs, not episodes"),
       (["training.pairing=batch"], "training.pairing: pairing is how the pairs objective draws its pairs"),
       (["data.split=vinyals"], "evaluation[0]: Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on"),
       (["data.split=imagenet"], "data.split: one of lake, vinyals, vinyals-trainval; got imagenet"),

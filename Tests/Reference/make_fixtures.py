@@ -163,9 +163,49 @@ def make_matching(seed=0, ways=3, shots=2, queries=2, features=8):
     print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
 
 
+def make_finetune(seed=0, images=6, classes=5, ways=3, shots=2, queries=4):
+    """The fine-tuning baseline: one pre-training step of a small batch-norm network with a
+    classifier over 5 training classes (weights, images, labels, loss and every gradient), and
+    the support-set fit's scores on one episode of embeddings, for Tests/ExperimentsTests."""
+    torch.manual_seed(seed)
+    config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 512, "headActivation": "none",
+              "similarity": "euclidean", "classes": classes}
+    net = twin.build(config)
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if ".features.1." in n:  # the batch norm
+                p.copy_(1 + 0.2 * torch.randn_like(p) if n.endswith("weight") else 0.1 * torch.randn_like(p))
+            elif n.endswith("bias"):
+                p.copy_(0.05 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * (2.0 / p[0].numel()) ** 0.5)
+    x = torch.rand(images, 1, 12, 12)
+    labels = torch.tensor([0, 3, 1, 4, 3, 2][:images])
+    weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+    net.train()
+    loss = twin.classifier_loss(net, x, labels)
+    loss.backward()
+    out = {"input.images": x, "input.labels": labels.float(), "output.loss": loss.detach().reshape(1)}
+    out.update({"weight." + n: w for n, w in weights.items()})
+    out.update({"grad." + n: p.grad.detach().clone() for n, p in net.named_parameters()})
+    # The fit: float32 embeddings (as stored), non-negative as after ReLU and pooling.
+    embeddings = torch.rand(ways * (shots + queries), 8).float()
+    e = embeddings.reshape(ways, shots + queries, -1)
+    scores = twin.finetune_scores(e[:, shots:].reshape(ways * queries, -1), e[:, :shots])
+    out.update({"input.embeddings": embeddings, "output.class_scores": scores})
+    out = {k: v.contiguous().float() for k, v in out.items()}
+    folder = os.environ.get("ONESHOT_FIXTURES_OUT", os.path.join(os.path.dirname(__file__), "..", "ExperimentsTests", "Fixtures"))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "finetune.safetensors")
+    save_file(out, path, metadata={"model_config": json.dumps(config), "torch_version": torch.__version__,
+                                   "episode": json.dumps({"ways": ways, "shots": shots, "queries": queries})})
+    print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     for name in ["vgg", "vgg_bn", "koch", "vgg_wide"]:
         make(name)
     make_prototypical()
     make_matching()
+    make_finetune()

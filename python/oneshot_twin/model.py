@@ -8,10 +8,12 @@ the Swift one (`Sources/Model/EmbeddingNetwork.swift`): PyTorch's `nn.Sequential
 names' numbering, ReLU and pooling included.
 
     model_config keys: backbone (vgg16 | koch), inputSize, width, batchNorm, blocks, headHidden,
-    headActivation (none | relu), similarity (head | euclidean | cosine); defaults as in
+    headActivation (none | relu), similarity (head | euclidean | cosine), classes; defaults as in
     Sources/Model/ModelConfig.swift. A network of `similarity: euclidean` (a prototypical network)
     has no head: a pair's score is the negative squared Euclidean distance of its embeddings, and
-    an episode's class is scored by its prototype (`prototype_scores`).
+    an episode's class is scored by its prototype (`prototype_scores`). With `classes`, the network
+    also carries `classifier`, Linear(features, classes), the fine-tuning baseline's pre-training
+    classifier; its episodes are scored by a classifier fitted to the support set (`finetune_scores`).
 """
 import json
 
@@ -20,7 +22,7 @@ import torch.nn as nn
 
 VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
 DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "headHidden": 512, "headActivation": "none", "similarity": "head",
-            "resampling": "area", "initialization": "kaiming"}
+            "resampling": "area", "initialization": "kaiming", "classes": None}
 # resampling (area | nearest) says how the harness brought images to inputSize; initialization
 # (kaiming | pytorch) how it drew the starting weights. Neither changes the network's shape.
 # The harness's batch norm: PyTorch's defaults (eps 1e-5, momentum 0.1).
@@ -88,9 +90,10 @@ class Siamese(nn.Module):
     """One weight-shared backbone; a pair's logit is head(|f1 - f2|). Without a head, a pair's
     score is the negative squared distance (`similarity: euclidean`) or the cosine (`cosine`)."""
 
-    def __init__(self, backbone, head, similarity="head"):
+    def __init__(self, backbone, head, similarity="head", classifier=None):
         super().__init__()
         self.backbone, self.head, self.similarity = backbone, head, similarity
+        self.classifier = classifier  # over the training classes (model_config classes), or None
 
     def embed(self, images):
         return self.backbone(images)
@@ -166,11 +169,69 @@ def matching_loss(embeddings, ways, shots, queries):
     return nn.functional.nll_loss(log_p, labels)
 
 
+# The fine-tuning baseline's fit (Sources/Experiments/Methods/FineTuning.swift): weight decay,
+# full-batch gradient steps, power iterations.
+FINETUNE_WEIGHT_DECAY, FINETUNE_STEPS, FINETUNE_POWER_ITERATIONS = 1e-3, 300, 30
+
+
+def finetune_scores(queries, support):
+    """The fine-tuning baseline's scores (Chen et al. 2019's "Baseline", as the harness fits it):
+    multinomial logistic regression on the support embeddings (N, K, F) with a bias, from zero,
+    mean cross-entropy + (1e-3 / 2) |W|^2, 300 full-batch gradient steps of size
+    1 / (lambda_max / 2 + 1e-3), lambda_max of the rows' mean outer product (bias 1 appended) by
+    30 power iterations from the all-ones vector; the queries' (Q, F) logits (Q, N). In float64."""
+    ways, shots, _ = support.shape
+    x = torch.cat([support.reshape(ways * shots, -1).double(), torch.ones(ways * shots, 1, dtype=torch.float64)], 1)
+    labels = torch.arange(ways).repeat_interleave(shots)
+    n, width = x.shape
+    gram = x.T @ x / n
+    v = torch.full((width,), 1 / width ** 0.5, dtype=torch.float64)
+    eigenvalue = 0.0
+    for _ in range(FINETUNE_POWER_ITERATIONS):
+        nxt = gram @ v
+        norm = torch.linalg.vector_norm(nxt).item()
+        if norm <= 0:
+            break
+        eigenvalue, v = norm, nxt / norm
+    step = 1 / (max(eigenvalue, 1e-12) / 2 + FINETUNE_WEIGHT_DECAY)
+    w = torch.zeros(ways, width, dtype=torch.float64)
+    onehot = nn.functional.one_hot(labels, ways).double()
+    for _ in range(FINETUNE_STEPS):
+        gradient = (torch.softmax(x @ w.T, 1) - onehot).T @ x / n
+        gradient[:, :-1] += FINETUNE_WEIGHT_DECAY * w[:, :-1]  # the bias does not decay
+        w = w - step * gradient
+    q = torch.cat([queries.double(), torch.ones(queries.shape[0], 1, dtype=torch.float64)], 1)
+    return q @ w.T
+
+
+def classifier_loss(model, images, labels):
+    """The fine-tuning baseline's pre-training loss: mean cross-entropy of the classifier over the
+    training classes on the embeddings of `images`, each labelled with its class."""
+    return nn.functional.cross_entropy(model.classifier(model.embed(images)), labels)
+
+
 def build(config):
     """A freshly initialised network for a harness model_config (a dict or its JSON)."""
     if isinstance(config, str):
         config = json.loads(config)
     c = full_config(config)
+    model = build_without_classifier(c)
+    if c["classes"] is not None:
+        # Built last, as the harness builds it.
+        model.classifier = nn.Linear(feature_count(c), c["classes"])
+    return model
+
+
+def feature_count(c):
+    if c["backbone"] == "vgg16":
+        blocks, side = vgg_blocks(c), c["inputSize"]
+        for _ in blocks:
+            side //= 2
+        return blocks[-1][-1] * side * side
+    return scaled(4096, c["width"])
+
+
+def build_without_classifier(c):
     if c["similarity"] not in ("head", "euclidean", "cosine"):
         raise ValueError(f"model_config similarity {c['similarity']!r} is not head, euclidean or cosine")
     if c["backbone"] == "vgg16" and c["similarity"] != "head":

@@ -30,6 +30,10 @@ package protocol FewShotMethod {
   /// budget then comes in steps, never in pairs).
   static var trainsOnEpisodes: Bool { get }
 
+  /// Whether its network carries a classifier over the training classes (`model.classes`, one
+  /// output per class of the training pool), which its training uses and episodes do not.
+  static var classifiesTrainingClasses: Bool { get }
+
   /// Keys of the training section that mean nothing for this method (their defaults stay in
   /// the configuration, and so in its hash, but runs do not record them as settings).
   static var unusedTrainingKeys: [String] { get }
@@ -59,6 +63,8 @@ package protocol FewShotMethod {
 }
 
 extension FewShotMethod {
+  package static var classifiesTrainingClasses: Bool { false }
+
   /// The items a step counts in its throughput: its pairs, or the images it embeds.
   package static func throughputPerStep(_ training: TrainingConfig) -> Int {
     throughputUnit == .pairs ? pairsPerStep(training) : imagesPerStep(training)
@@ -80,6 +86,7 @@ package enum FewShotMethods {
     SiamesePairs.self,
     PrototypicalNetworks.self,
     MatchingNetworks.self,
+    FineTuning.self,
   ]
 
   /// Their names, as `training.objective` takes them.
@@ -105,17 +112,21 @@ extension FewShotMethods {
   }
 }
 
-/// A method that trains on one episode of the training classes a step (`training.episode`,
-/// the budget in steps): what such methods share. A new one supplies its loss on the episode's
-/// embeddings, its episode scoring and its pair value.
-package protocol EpisodicMethod: FewShotMethod {
+/// A method whose step draws one episode of the training classes (`training.episode`, the
+/// budget in steps): the settings, checks and counts such methods share.
+package protocol TrainsOnEpisodes: FewShotMethod {}
+
+/// A method that trains on one episode of the training classes a step with a loss on the
+/// episode's embeddings alone: what such methods share. A new one supplies that loss, its
+/// episode scoring and its pair value.
+package protocol EpisodicMethod: TrainsOnEpisodes {
   /// The loss on one episode's embeddings and dL/d(embeddings) (same shape). The rows come
   /// class-major: class c's `shots` support rows, then its `queries` query rows, then class c+1.
   ///   embeddings: (ways (shots + queries), F)
   static func episodeLoss(embeddings: Tensor, ways: Int, shots: Int, queries: Int) -> (loss: Double, dEmbeddings: Tensor)
 }
 
-extension EpisodicMethod {
+extension TrainsOnEpisodes {
   package static var trainsOnEpisodes: Bool { true }
   package static var throughputUnit: ThroughputUnit { .images }
   package static var unusedTrainingKeys: [String] { ["pairsPerStep", "pairing"] }
@@ -142,7 +153,9 @@ extension EpisodicMethod {
     let (pairs, overflow) = episode.ways.multipliedReportingOverflow(by: episode.queries)
     return overflow ? Int.max : pairs
   }
+}
 
+extension EpisodicMethod {
   package static func lossAndGradients(step: Int, network: inout EmbeddingNetwork, draws: TrainingDraws) -> Double {
     let episode = draws.episode(step)
     return network.embeddingLossAndGradients(images: episode.images) { episodeLoss(embeddings: $0, ways: episode.ways, shots: episode.shots, queries: episode.queries) }
@@ -168,14 +181,35 @@ package struct TrainingDraws {
   /// training section says so) as a pure function of (seed, step, slot).
   package let input: (_ images: [Int], _ step: Int) -> Tensor
 
+  /// Each training class's position in the training pool (0 ..< its class count): the label
+  /// a classifier over the training classes learns.
+  private let poolPositions: [Int: Int]
+
+  package init(training: TrainingConfig, pairs: PairSampler, episodes: EpisodeSampler?, input: @escaping (_ images: [Int], _ step: Int) -> Tensor) {
+    self.training = training
+    self.pairs = pairs
+    self.episodes = episodes
+    self.input = input
+    let pool = episodes?.pool.classes ?? pairs.pool.classes
+    poolPositions = Dictionary(uniqueKeysWithValues: pool.enumerated().map { ($0.element, $0.offset) })
+  }
+
+  /// How many classes the training pool has (the outputs of a classifier over them).
+  package var trainingClassCount: Int { poolPositions.count }
+
   /// The images of training episode `step`, class after class (each class's support images,
-  /// then its queries), as one input tensor, and the episode's shape.
-  package func episode(_ step: Int) -> (images: Tensor, ways: Int, shots: Int, queries: Int) {
+  /// then its queries), as one input tensor, the episode's shape, and each image's class as its
+  /// position in the training pool (0 ..< `trainingClassCount`).
+  package func episode(_ step: Int) -> (images: Tensor, ways: Int, shots: Int, queries: Int, labels: [Int]) {
     guard let episodes else { preconditionFailure("this method trains on episodes: the training section must set training.episode (checked when the file is read)") }
     let episode = episodes.episode(step)
-    var images: [Int] = []
-    for c in episode.classes.indices { images += episode.support[c] + episode.queries[c] }
+    var images: [Int] = [], labels: [Int] = []
+    for (c, character) in episode.classes.enumerated() {
+      let drawn = episode.support[c] + episode.queries[c]
+      images += drawn
+      labels += Array(repeating: poolPositions[character] ?? -1, count: drawn.count)
+    }
     let spec = episodes.spec
-    return (input(images, step), spec.ways, spec.shots, spec.queries)
+    return (input(images, step), spec.ways, spec.shots, spec.queries, labels)
   }
 }

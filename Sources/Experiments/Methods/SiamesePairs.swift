@@ -22,7 +22,10 @@ package enum SiamesePairs: FewShotMethod {
   package static func problems(_ training: TrainingConfig) -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     let pairsPerStep = training.pairsPerStep
-    if training.episode != nil { out.append(("episode", "only the prototypical objective trains on episodes; remove it or set \"objective\": \"prototypical\"")) }
+    if training.episode != nil {
+      let episodic = FewShotMethods.all.filter { $0.trainsOnEpisodes }.map { "\"\($0.name)\"" }.joined(separator: ", ")
+      out.append(("episode", "the pairs objective draws pairs, not episodes: remove it, or set \"objective\" to one that trains on episodes (\(episodic))"))
+    }
     if pairsPerStep > Limits.pairsPerStep { out.append(("pairsPerStep", "at most \(Limits.pairsPerStep); got \(pairsPerStep)")) }
     if pairsPerStep < 2 || pairsPerStep % 2 != 0 { out.append(("pairsPerStep", "an even number >= 2 (half same, half different); got \(pairsPerStep)")) }
     if training.pairing == .groups && pairsPerStep % 4 != 0 { out.append(("pairsPerStep", "a multiple of 4 with pairing groups (4 pairs per group); got \(pairsPerStep)")) }

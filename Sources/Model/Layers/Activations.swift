@@ -117,3 +117,36 @@ public enum BinaryCrossEntropy {
     return (total / Double(logits.count), grad)
   }
 }
+
+/// Softmax cross-entropy of rows of logits against class labels, mean over the rows, computed in
+/// Double: L = mean_i (logsumexp(z_i) - z_i[y_i]), dz_i = (softmax(z_i) - onehot(y_i)) / N.
+public enum SoftmaxCrossEntropy {
+  /// The mean loss, dL/dlogits (same shape) and how many rows have their label's logit highest.
+  ///   logits: (N, C), labels: N values in 0 ..< C
+  public static func lossAndGradient(logits: Tensor, labels: [Int]) -> (loss: Double, dLogits: Tensor, correct: Int) {
+    precondition(logits.shape.count == 2 && logits.shape[0] == labels.count && !labels.isEmpty, "SoftmaxCrossEntropy: logits \(logits.shape), \(labels.count) labels")
+    let (n, c) = (logits.shape[0], logits.shape[1])
+    precondition(labels.allSatisfy { (0..<c).contains($0) }, "SoftmaxCrossEntropy: labels must lie in 0..<\(c)")
+    var gradient = Tensor(zeros: logits.shape)
+    var total = 0.0, correct = 0
+    logits.data.withUnsafeBufferPointer { z in
+      gradient.data.withUnsafeMutableBufferPointer { dz in
+        for i in 0..<n {
+          let row = i * c
+          var top = z[row], best = 0
+          for j in 1..<c where z[row + j] > top {
+            top = z[row + j]
+            best = j
+          }
+          if best == labels[i] { correct += 1 }
+          var sum = 0.0
+          for j in 0..<c { sum += exp(Double(z[row + j] - top)) }
+          total += Double(top) + log(sum) - Double(z[row + labels[i]])
+          for j in 0..<c { dz[row + j] = Float(exp(Double(z[row + j] - top)) / sum / Double(n)) }
+          dz[row + labels[i]] -= Float(1 / Double(n))
+        }
+      }
+    }
+    return (total / Double(n), gradient, correct)
+  }
+}
