@@ -58,6 +58,9 @@ public enum StoreOutage {
   }
 
   /// The server's words for an outage, without the advice of a `StoreError` sentence.
+  /// Seconds as a message says them: "0.3 s", "45 s".
+  static func shown(_ seconds: Double) -> String { seconds < 10 && seconds != seconds.rounded() ? String(format: "%.1f s", seconds) : "\(Int(seconds.rounded())) s" }
+
   static func reason(_ error: any Error) -> String {
     if case StoreError.server(_, let reason) = error { return reason }
     if let error = error as? PostgresError { return error.state.isEmpty ? error.message : "\(error.message) (SQLSTATE \(error.state))" }
@@ -80,10 +83,10 @@ public enum StoreOutage {
         let began = start ?? Date()
         if start == nil {
           start = began
-          report("results store \(shown) is unreachable (\(reason)); waiting for it for up to \(Int(limit)) s")
+          report("results store \(shown) is unreachable (\(reason)); waiting for it for up to \(StoreOutage.shown(limit))")
         }
         let waited = Date().timeIntervalSince(began)
-        guard waited < limit else { throw StoreError.outage(url: shown, seconds: Int(waited.rounded()), reason: reason) }
+        guard waited < limit else { throw StoreError.outage(url: shown, seconds: waited, reason: reason) }
         usleep(useconds_t(min(delay(attempt: attempt), max(0.05, limit - waited)) * 1_000_000))
         attempt += 1
       }
@@ -141,16 +144,27 @@ final class PostgresConnection: SQLConnection {
   /// Whether `path` names a PostgreSQL store (`postgresql://` or `postgres://`).
   static func isURL(_ path: String) -> Bool { path.hasPrefix("postgresql://") || path.hasPrefix("postgres://") }
 
+  /// libpq's message as one line: its lines joined by "; ", its tabs and runs of spaces single
+  /// spaces, at most 500 characters (a server may quote a whole 100 KB value).
+  static func oneLine(_ message: String) -> String {
+    let lines = message.split(whereSeparator: \.isNewline).map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") }.filter { !$0.isEmpty }
+    let text = lines.joined(separator: "; ")
+    return text.count > 500 ? text.prefix(500) + "... (\(text.count - 500) more characters)" : text
+  }
+
   /// `url` without its password (the one redaction, `Secrets.redacted`).
   static func redacted(_ url: String) -> String { Secrets.redacted(url) }
 
   init(url: String) throws {
+    Secrets.register(storeURL: url)
     displayURL = PostgresConnection.redacted(url)
     // libpq would wait for a dead host for minutes; two seconds say it as well.
     let withTimeout = url.contains("connect_timeout=") ? url : url + (url.contains("?") ? "&" : "?") + "connect_timeout=5"
     guard let connection = PQconnectdb(withTimeout) else { throw StoreError.server(url: PostgresConnection.redacted(url), reason: "out of memory") }
     guard PQstatus(connection) == CONNECTION_OK else {
-      let reason = String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "; ")
+      // libpq may quote a part of the URL it could not parse: the password, of any length.
+      let reason = Secrets.redacted(
+        PostgresConnection.oneLine(String(cString: PQerrorMessage(connection))), also: Secrets.passwords(inURL: url))
       PQfinish(connection)
       throw StoreError.server(url: PostgresConnection.redacted(url), reason: reason)
     }
@@ -215,7 +229,7 @@ final class PostgresConnection: SQLConnection {
     let status = result.map(PQresultStatus) ?? PGRES_FATAL_ERROR
     guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
       let state = result.flatMap { PQresultErrorField($0, 67 /* PG_DIAG_SQLSTATE 'C' */) }.map { String(cString: $0) } ?? ""
-      let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\n", with: "; ")
+      let message = PostgresConnection.oneLine(String(cString: PQerrorMessage(handle)))
       throw PostgresError(state: state, message: message, sql: sql)
     }
     lastChanges = Int(String(cString: PQcmdTuples(result))) ?? 0
@@ -255,14 +269,16 @@ final class PostgresConnection: SQLConnection {
     guard PQstatus(handle) != CONNECTION_OK else { return }
     PQreset(handle)
     guard PQstatus(handle) == CONNECTION_OK else {
-      throw StoreError.server(url: displayURL, reason: "lost the connection and could not re-open it: " + String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines))
+      throw StoreError.server(url: displayURL, reason: "lost the connection and could not re-open it: " + PostgresConnection.oneLine(String(cString: PQerrorMessage(handle))))
     }
   }
 
   func schemaVersion() throws -> Int {
     let exists = try query("SELECT to_regclass('oneshot_schema') IS NOT NULL", [])
     guard exists.first?.first?.text == "t" else { return 0 }
-    return Int(try query("SELECT version FROM oneshot_schema", []).first?.first?.integer ?? 0)
+    // The highest row: a second row (another version's writer, a hand edit) must not hide a
+    // newer schema behind the first one (issue #46, cause 7).
+    return Int(try query("SELECT COALESCE(MAX(version), 0) FROM oneshot_schema", []).first?.first?.integer ?? 0)
   }
 
   func setSchemaVersion(_ version: Int) throws {

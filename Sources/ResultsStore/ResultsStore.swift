@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Support
 
 /// What can go wrong with the store, in words a user can act on.
 public enum StoreError: Error, CustomStringConvertible, LocalizedError {
@@ -18,7 +19,7 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   /// The PostgreSQL server refused or could not be reached.
   case server(url: String, reason: String)
   /// The server stayed out of reach longer than the store waits (`StoreOutage.limit`).
-  case outage(url: String, seconds: Int, reason: String)
+  case outage(url: String, seconds: Double, reason: String)
   /// A completed run cannot be claimed (resumed) again.
   case alreadyCompleted(String)
   /// `store copy`: the two stores disagree about a completed run.
@@ -50,15 +51,13 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       if StoreOutage.isTransient(reason) {
         return "cannot reach the PostgreSQL store \(url): \(reason); check that the server runs and that the URL names its host and port"
       }
-      let credentials = ["password", "authentication", "role", "permission"].contains { reason.lowercased().contains($0) }
-      return "cannot use the PostgreSQL store \(url): \(reason); "
-        + (credentials ? "check the user and the password (postgresql://user:password@host:port/database, or ONESHOT_STORE)" : "check the URL's host, port and database name (postgresql://user:password@host:port/database)")
+      return "cannot use the PostgreSQL store \(url): \(StoreError.shortened(reason)); \(StoreError.advice(reason))"
     case .alreadyCompleted(let id):
       return "run \(id) already completed; nothing to resume (`oneshot-bench report --run \(id)` shows it)"
     case .copyConflict(let id, let detail):
       return "the two stores disagree about completed run \(id) (\(detail.prefix(300))); nothing of it was copied: find out which store is right and delete the run from the other (`oneshot-bench run delete \(id)`)"
     case .outage(let url, let seconds, let reason):
-      return "the PostgreSQL store \(url) was unreachable for \(seconds) s, longer than the \(Int(StoreOutage.limit)) s the store waits (ONESHOT_STORE_OUTAGE_SECONDS); last: \(reason). What was recorded before is kept: resume once the server is back"
+      return "the PostgreSQL store \(url) was unreachable for \(StoreOutage.shown(seconds)), more than the \(StoreOutage.shown(StoreOutage.limit)) the store waits (ONESHOT_STORE_OUTAGE_SECONDS); last: \(StoreError.shortened(reason)). What was recorded before is kept: resume once the server is back"
     case .runInUse(let id, let owner, let seconds):
       return "run \(id) is being worked on by \(owner) (last heartbeat \(seconds) s ago); wait for it to finish or stop that process, then resume"
     case .leaseLost(let id, let owner):
@@ -70,6 +69,35 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
     }
   }
   public var errorDescription: String? { description }
+
+  /// A server's reason of at most 500 characters (it may quote a whole value).
+  static func shortened(_ reason: String) -> String { reason.count > 500 ? reason.prefix(500) + "... (\(reason.count - 500) more characters)" : reason }
+
+  /// What to do about a server's refusal, by its SQLSTATE where it gave one, else by libpq's words.
+  static func advice(_ reason: String) -> String {
+    let state = reason.range(of: #"SQLSTATE ([0-9A-Z]{5})"#, options: .regularExpression).map { String(reason[$0].suffix(5)) }
+    switch state {
+    case "53300"?: return "the server has no free connection slots (max_connections); retry when other clients have finished, or raise max_connections"
+    case "42501"?: return "the role lacks a privilege this store needs (creating and writing its tables); grant it, or use a role that has it"
+    case "57014"?: return "the server cancelled the statement (statement_timeout or an administrator); raise the timeout for this role, or retry"
+    case "22021"?, "22P05"?: return "a recorded text holds a character PostgreSQL cannot store (a NUL byte or invalid UTF-8); remove it from the name, description, tag or note"
+    case "23505"?: return "the row already exists (a write the server had committed before its reply was lost?); rerun the command, which skips what is recorded"
+    case "28P01"?, "28000"?: return "check the user and the password (postgresql://user:password@host:port/database, or ONESHOT_STORE)"
+    case "3D000"?: return "the database does not exist; create it (createdb) or fix the URL's database name"
+    default: break
+    }
+    let lower = reason.lowercased()
+    if lower.contains("percent-encoded") || lower.contains("invalid uri") || lower.contains("invalid connection option") {
+      return "percent-encode the URL's special characters (% as %25, @ as %40, / as %2F, : as %3A, a space as %20) and check its keywords"
+    }
+    if lower.contains("password authentication") || lower.contains("authentication failed") || lower.contains("no password supplied") || lower.contains("role") && lower.contains("does not exist") {
+      return "check the user and the password (postgresql://user:password@host:port/database, or ONESHOT_STORE)"
+    }
+    if lower.contains("too many clients") || lower.contains("remaining connection slots") {
+      return "the server has no free connection slots (max_connections); retry when other clients have finished, or raise max_connections"
+    }
+    return "check the URL's host, port and database name (postgresql://user:password@host:port/database)"
+  }
 
   static func wrap(_ error: Error, path: String) -> Error {
     // The server's words and SQLSTATE; the statement itself is for debugging, not the user's line.
@@ -137,6 +165,7 @@ public final class ResultsStore {
   /// place. `:memory:` gives a private in-memory store.
   public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws {
     self.path = path
+    if PostgresConnection.isURL(path) { Secrets.register(storeURL: path) }
     do {
       if path != ":memory:" && !PostgresConnection.isURL(path) {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
@@ -219,11 +248,11 @@ public final class ResultsStore {
         let start = outageStart ?? Date()
         if outageStart == nil {
           outageStart = start
-          StoreOutage.report("results store \(displayPath) is unreachable (\(StoreOutage.reason(error))); waiting for it for up to \(Int(StoreOutage.limit)) s")
+          StoreOutage.report("results store \(displayPath) is unreachable (\(StoreOutage.reason(error))); waiting for it for up to \(StoreOutage.shown(StoreOutage.limit))")
         }
         let waited = Date().timeIntervalSince(start)
         guard waited < StoreOutage.limit else {
-          throw StoreError.outage(url: displayPath, seconds: Int(waited.rounded()), reason: StoreOutage.reason(error))
+          throw StoreError.outage(url: displayPath, seconds: waited, reason: StoreOutage.reason(error))
         }
         usleep(useconds_t(min(StoreOutage.delay(attempt: outageAttempt), max(0.05, StoreOutage.limit - waited)) * 1_000_000))
         outageAttempt += 1
@@ -468,7 +497,8 @@ public final class ResultsStore {
     try write {
       try db.query(
         "UPDATE runs SET status = ?, finished_at = ?, error = ?, duration_seconds = ?, owner = NULL WHERE id = ?",
-        [.text(status.rawValue), .text(now()), optional(error), durationSeconds.map { .real($0) } ?? .null, .text(id)])
+        // Redacted as recorded: `report` and `store copy` carry the text to other stores and people.
+        [.text(status.rawValue), .text(now()), optional(error.map { Secrets.redacted($0) }), durationSeconds.map { .real($0) } ?? .null, .text(id)])
       guard db.changes == 1 else { throw StoreError.noSuchRun(id) }
     }
   }

@@ -24,7 +24,10 @@ final class SecretsInOutputTests: TemporaryFolderTestCase {
 
   func testAnUnreachableServerIsNamedWithoutItsPassword() throws {
     let file = try experiment()
-    for url in ["postgresql://oneshot:\(secret)@127.0.0.1:1/results", "postgresql://oneshot:p@ss/w:rd\(secret)@127.0.0.1:1/results", "postgresql://127.0.0.1:1/results?password=\(secret)"] {
+    for url in ["postgresql://oneshot:\(secret)@127.0.0.1:1/results", "postgresql://oneshot:p@ss/w:rd\(secret)@127.0.0.1:1/results", "postgresql://127.0.0.1:1/results?password=\(secret)",
+      // Issue #46: a percent-encoded key libpq accepts, characters that end a URL in running
+      // text, and an unencoded `%` (libpq quotes the token it cannot decode).
+      "postgresql://127.0.0.1:1/results?pass%77ord=\(secret)", "postgresql://oneshot:a;b'c (\(secret)@127.0.0.1:1/results", "postgresql://oneshot:50%\(secret)@127.0.0.1:1/results"] {
       for arguments in [
         ["report", "--store", url], ["report", "--format", "html", "--output", folder.appendingPathComponent("r.html").path, "--store", url],
         ["check", "--latest", "secret", "--baseline", "x.json", "--store", url], ["run", file, "--store", url], ["store", "copy", "--from", url, "--to", folder.appendingPathComponent("c.sqlite").path],

@@ -284,6 +284,35 @@ final class PostgresResultsStoreTests: ResultsStoreTests {
   override func testFiltersAndAlignment() throws { try super.testFiltersAndAlignment() }
   override func testClaimsHeartbeatsAndMetricUpserts() throws { try super.testClaimsHeartbeatsAndMetricUpserts() }
   override func testCopyingRunsIsCompleteAndIdempotent() throws { try super.testCopyingRunsIsCompleteAndIdempotent() }
+
+  /// Issue #46, cause 7: a second version row, higher than the first, is what counts.
+  func testANewerSchemaInAnyVersionRowIsRefused() throws {
+    let url = try newPostgresDatabase(self)
+    _ = try ResultsStore(path: url)
+    try PostgresConnection(url: url).execute("INSERT INTO oneshot_schema(version) VALUES (\(Schema.current + 4))")
+    XCTAssertThrowsError(try ResultsStore(path: url)) { error in
+      XCTAssert("\(error)".contains("schema version \(Schema.current + 4), newer than"), "\(error)")
+    }
+  }
+}
+
+/// What a server's refusal tells the user to do, by its SQLSTATE (issue #46, cause 11): a role
+/// without a privilege is not told to check its password, a full server is not a wrong port.
+final class StoreAdviceTests: XCTestCase {
+  func testAdviceFollowsTheServersReason() {
+    func said(_ reason: String) -> String { StoreError.server(url: "postgresql://h/db", reason: reason).description }
+    XCTAssert(said("permission denied for schema public (SQLSTATE 42501)").contains("privilege"))
+    XCTAssertFalse(said("permission denied for schema public (SQLSTATE 42501)").contains("password"))
+    XCTAssert(said("sorry, too many clients already (SQLSTATE 53300)").contains("max_connections"))
+    XCTAssert(said("canceling statement due to statement timeout (SQLSTATE 57014)").contains("statement_timeout"))
+    XCTAssert(said("invalid byte sequence for encoding \"UTF8\": 0x00 (SQLSTATE 22021)").contains("NUL"))
+    XCTAssert(said("password authentication failed for user \"u\"").contains("check the user and the password"))
+    XCTAssert(said("invalid percent-encoded token: \"***\"").contains("percent-encode"))
+    XCTAssert(said("could not translate host name \"nohost\" to address").contains("host, port and database name"))
+    let long = said(String(repeating: "x", count: 100_000) + " (SQLSTATE 22001)")
+    XCTAssertLessThan(long.count, 1_000, "a 100 KB value is not echoed whole")
+    XCTAssert(StoreError.outage(url: "postgresql://h/db", seconds: 0.3, reason: "refused").description.contains("unreachable for 0.3 s"))
+  }
 }
 
 /// A new database on the test server, dropped when the test ends; its URL.

@@ -103,4 +103,50 @@ final class SecretsTests: XCTestCase {
       XCTAssertEqual(Secrets.redacted(kept), kept)
     }
   }
+
+  /// Issue #46, cause 1: every URL form libpq accepts, and every character a role's password
+  /// may hold, in the places the harness prints a URL (alone, in quotes, before `: reason`).
+  func testEveryURLFormAndEveryCharacterIsHidden() {
+    let specials = [";", ",", "(", ")", "'", "\"", "<", ">", "[", "]", "{", "}", " ", "`", "@", "/", ":", "?", "#", "&", "=", "%", "\\"]
+    for special in specials {
+      let password = "Ab\(special)9z"
+      for url in ["postgresql://oneshot:\(password)@127.0.0.1:5499/results", "postgres://oneshot:\(password)@db/x?sslmode=require"] {
+        for text in [url, "error: cannot reach the PostgreSQL store \(url): connection refused", "Continue with: --store '\(url)'", "recording into \(url)"] {
+          let shown = Secrets.redacted(text)
+          XCTAssertFalse(shown.contains("Ab") || shown.contains("9z"), "\(special.debugDescription): \(shown)")
+          XCTAssert(shown.contains("oneshot:***@"), "\(special.debugDescription): \(shown)")
+        }
+      }
+    }
+    // The parameter's name percent-encoded (libpq decodes it), in any case, and its value with
+    // every character a query value can carry unencoded.
+    for key in ["password", "pass%77ord", "PASSWORD", "%70%61%73%73%77%6F%72%64", "Pass%57ord"] {
+      for value in ["s3cret", "a;b,c(d)e'f\"g<h>i[j]k{l}m`n", "x%zz", "p@ss/w:rd"] {
+        let shown = Secrets.redacted("error: cannot reach postgresql://h/db?sslmode=require&\(key)=\(value)&user=u: timeout")
+        XCTAssertEqual(shown, "error: cannot reach postgresql://h/db?sslmode=require&\(key)=***&user=u: timeout", "\(key)=\(value)")
+      }
+    }
+    // libpq's key = value strings: spaces around `=`, a quoted value with escapes and spaces.
+    XCTAssertEqual(Secrets.redacted("host=h password = 'two words \\' quote' user=u"), "host=h password = '***' user=u")
+    // libpq quoting the token it could not decode (an unencoded `%` in the password).
+    XCTAssertEqual(
+      Secrets.redacted(#"invalid percent-encoded token: "se%cret""#), #"invalid percent-encoded token: "***""#)
+    // A message built from a redacted URL, redacted again, keeps its own punctuation.
+    let once = Secrets.redacted("postgresql://h/db?password=s3cret")
+    XCTAssertEqual(Secrets.redacted("cannot reach \(once): refused"), "cannot reach postgresql://h/db?password=***: refused")
+    XCTAssertEqual(Secrets.redacted(Secrets.redacted("postgresql://u:pw@h/db")), "postgresql://u:***@h/db")
+  }
+
+  /// The passwords of a store URL, raw and decoded, are masked wherever they appear once the
+  /// URL is registered (a server's message quoting one, a note); short ones only when asked.
+  func testRegisteredPasswordsAreMaskedAnywhere() {
+    let url = "postgresql://u:Zq%2Fx9-Registered@h/db?pass%77ord=Other-Secret-77"
+    XCTAssertEqual(Set(Secrets.passwords(inURL: url)), ["Zq%2Fx9-Registered", "Zq/x9-Registered", "Other-Secret-77"])
+    Secrets.register(storeURL: url)
+    XCTAssertEqual(Secrets.redacted("FATAL: role said Zq/x9-Registered and Other-Secret-77"), "FATAL: role said *** and ***")
+    XCTAssertEqual(Secrets.passwords(inURL: "postgresql://u:ab@h/db"), ["ab"])
+    Secrets.register(storeURL: "postgresql://u:ab@h/db")
+    XCTAssertEqual(Secrets.redacted("tab and label"), "tab and label", "a two-letter password is not masked in every word")
+    XCTAssertEqual(Secrets.redacted("token ab here", also: ["ab"]), "token *** here")
+  }
 }
