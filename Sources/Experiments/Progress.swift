@@ -1,4 +1,5 @@
 import Foundation
+import ResultsStore
 import Reports
 import Support
 
@@ -161,6 +162,8 @@ package enum InterruptFlag {
     let handler: @convention(c) (Int32) -> Void = { InterruptFlag.signal = $0 }
     Foundation.signal(SIGINT, handler)
     Foundation.signal(SIGTERM, handler)
+    // A wait for an absent store server ends at once on either signal.
+    StoreOutage.stopSignal = { InterruptFlag.signal }
   }
 
   package static var requested: Bool { signal != 0 }

@@ -20,6 +20,8 @@ package func runExperiment(_ plan: RunPlan) throws -> RunOutcome {
   if case .resume(let id) = plan.mode { try plan.store().claimRun(id, owner: RunRecording.thisProcess, staleAfter: Lease.seconds, isAlive: RunRecording.isAlive) }
   do {
     return try runClaimed(plan, progress: progress)
+  } catch let error as RunLeftResumable {
+    throw error  // the store is away: giving the claim back would wait for it once more
   } catch {
     // Failed before the run's outcome was recorded: the claim is given back (interrupted).
     if case .resume(let id) = plan.mode { try? plan.store().release(id, owner: RunRecording.thisProcess) }
@@ -50,7 +52,34 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
   let run = try RunRecording.begin(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTag + externalTags)
   let resumable = try run.resumable(plan)
   progress.line("run \(run.id) (\(config.name)) recording into \(run.store.displayPath)")
-  let outcome = try run.recording {
+  let outcome: RunOutcome
+  do {
+    outcome = try recordRun(plan, data: data, run: run, resumable: resumable, evaluated: evaluated, external: external, precision: precision, progress: progress)
+  } catch let error as StoreError where error.isUnavailable {
+    progress.finish()
+    throw RunLeftResumable(reason: error, runID: run.id, resumeCommand: plan.resumeCommand(run.id))
+  }
+  progress.finish()
+  switch outcome {
+  case .completed(let results): print(resultsTable(runID: run.id, experiment: config.name, results: results, duration: run.elapsed))
+  case .failed(let message): printError(message)
+  case .interrupted(_, let step): printNote("interrupted at step \(step); checkpoint saved. Continue with: \(plan.resumeCommand(run.id))")
+  case .interruptedEvaluating:
+    printNote(
+      plan.trains
+        ? "interrupted while evaluating; the results so far are kept and the best checkpoint saved. Continue with: \(plan.resumeCommand(run.id))"
+        : "interrupted while evaluating; the results so far are kept (run \(run.id), marked interrupted); run the command again to score every protocol")
+  }
+  return outcome
+}
+
+/// Trains (unless the run scores a given checkpoint or an outside scorer) and evaluates, inside
+/// the run's recording (which ends the row with the outcome).
+private func recordRun(
+  _ plan: RunPlan, data: ExperimentData, run: RunRecording, resumable: Resumable?, evaluated: EvaluatedCheckpoint?, external: ExternalScorer?, precision: ConvolutionPrecision,
+  progress: ProgressDisplay
+) throws -> RunOutcome {
+  try run.recording {
     if let external {
       do {
         return .completed(try evaluate(external, on: data.protocols, run: run, progress: progress))
@@ -73,18 +102,6 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
       return .interruptedEvaluating(signal: InterruptFlag.signal)
     }
   }
-  progress.finish()
-  switch outcome {
-  case .completed(let results): print(resultsTable(runID: run.id, experiment: config.name, results: results, duration: run.elapsed))
-  case .failed(let message): printError(message)
-  case .interrupted(_, let step): printNote("interrupted at step \(step); checkpoint saved. Continue with: \(plan.resumeCommand(run.id))")
-  case .interruptedEvaluating:
-    printNote(
-      plan.trains
-        ? "interrupted while evaluating; the results so far are kept and the best checkpoint saved. Continue with: \(plan.resumeCommand(run.id))"
-        : "interrupted while evaluating; the results so far are kept (run \(run.id), marked interrupted); run the command again to score every protocol")
-  }
-  return outcome
 }
 
 /// Reads what the run uses (and says how long the training data took).

@@ -56,3 +56,21 @@ package struct InterruptedBeforeRecording: Error, CustomStringConvertible {
   package var exitCode: Int32 { 128 + signal }
   package var description: String { "interrupted (signal \(signal)) while reading data; nothing was recorded: run the command again when you are ready" }
 }
+
+/// The store could not be written for now while a run was recorded: an outage longer than
+/// `ONESHOT_STORE_OUTAGE_SECONDS`, or SIGINT/SIGTERM while waiting one out. The run's row is
+/// left as it was (never `failed`), its last checkpoint stands, and it resumes exactly from
+/// there (a resubmitted sweep resumes it). Exit 75 (EX_TEMPFAIL: a scheduler retries the task),
+/// or 128 + the signal.
+package struct RunLeftResumable: Error, CustomStringConvertible {
+  package let reason: StoreError
+  package let runID: String
+  package let resumeCommand: String
+  package var exitCode: Int32 {
+    if case .stoppedWaiting(_, let signal) = reason { return 128 + signal }
+    return 75
+  }
+  package var description: String {
+    "\(reason); run \(runID) is left resumable from its last checkpoint. Continue with: \(resumeCommand)"
+  }
+}

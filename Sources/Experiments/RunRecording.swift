@@ -133,6 +133,9 @@ package struct RunRecording {
       outcome = try body()
     } catch let error as StoreError {
       if case .leaseLost = error { throw error }
+      // The server is away (or a signal ended the wait for it): the row cannot be written and
+      // must not become `failed` when the server returns; the run stays resumable.
+      if error.isUnavailable { throw error }
       try? finish(.failed, error: "\(error)")
       throw error
     } catch {

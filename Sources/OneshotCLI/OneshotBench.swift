@@ -44,6 +44,9 @@ package func runCommand(_ arguments: [String]) -> Int32 {
   } catch let error as any UserCausedError {
     printError(error.description)
     return 2
+  } catch let left as RunLeftResumable {
+    printError(left.description)
+    return left.exitCode
   } catch let interrupted as InterruptedBeforeRecording {
     printError(interrupted.description)
     return interrupted.exitCode

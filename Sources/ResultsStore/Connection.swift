@@ -57,6 +57,24 @@ public enum StoreOutage {
     FileHandle.standardError.write(Data((Secrets.redacted(line) + "\n").utf8))
   }
 
+  /// The signal that asks the process to stop (SIGINT, SIGTERM), or 0: a wait for the server
+  /// ends at once when it is set (a preempted Slurm task has 120 s, a Kubernetes pod 30 s), with
+  /// `StoreError.stoppedWaiting`. The run harness points it at its signal flag.
+  public nonisolated(unsafe) static var stopSignal: () -> Int32 = { 0 }
+
+  /// Sleeps `seconds` in slices of 0.1 s, throwing `StoreError.stoppedWaiting` as soon as a
+  /// signal asks the process to stop.
+  static func pause(_ seconds: Double, url: String) throws {
+    let end = Date().addingTimeInterval(seconds)
+    while true {
+      let signal = stopSignal()
+      if signal != 0 { throw StoreError.stoppedWaiting(url: url, signal: signal) }
+      let left = end.timeIntervalSinceNow
+      if left <= 0 { return }
+      usleep(useconds_t(min(left, 0.1) * 1_000_000))
+    }
+  }
+
   /// The server's words for an outage, without the advice of a `StoreError` sentence.
   /// Seconds as a message says them: "0.3 s", "45 s".
   static func shown(_ seconds: Double) -> String { seconds < 10 && seconds != seconds.rounded() ? String(format: "%.1f s", seconds) : "\(Int(seconds.rounded())) s" }
@@ -87,7 +105,7 @@ public enum StoreOutage {
         }
         let waited = Date().timeIntervalSince(began)
         guard waited < limit else { throw StoreError.outage(url: shown, seconds: waited, reason: reason) }
-        usleep(useconds_t(min(delay(attempt: attempt), max(0.05, limit - waited)) * 1_000_000))
+        try pause(min(delay(attempt: attempt), max(0.05, limit - waited)), url: shown)
         attempt += 1
       }
     }

@@ -28,6 +28,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   case runInUse(id: String, owner: String, secondsSinceHeartbeat: Int)
   /// The run was claimed by another process while this one worked on it.
   case leaseLost(id: String, owner: String)
+  /// A signal asked the process to stop while it waited for the server.
+  case stoppedWaiting(url: String, signal: Int32)
   /// A run-id prefix matches several runs.
   case ambiguousRun(String, matches: Int)
   /// Any other SQLite failure.
@@ -62,6 +64,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       return "run \(id) is being worked on by \(owner) (last heartbeat \(seconds) s ago); wait for it to finish or stop that process, then resume"
     case .leaseLost(let id, let owner):
       return "run \(id) was taken over by \(owner) while this process worked on it; this process stops without writing more"
+    case .stoppedWaiting(let url, let signal):
+      return "stopped by signal \(signal) while waiting for the PostgreSQL store \(url); what was recorded before is kept"
     case .ambiguousRun(let id, let matches):
       return "run id prefix '\(id)' matches \(matches) runs; give more characters"
     case .sqlite(let path, let error):
@@ -69,6 +73,16 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
     }
   }
   public var errorDescription: String? { description }
+
+  /// Whether the store could not be written for now (an outage past the limit, or a signal
+  /// while waiting one out): a run that meets it is left as it is, resumable, never marked
+  /// failed (a failed run is trained again from step 0).
+  public var isUnavailable: Bool {
+    switch self {
+    case .outage, .stoppedWaiting: return true
+    default: return false
+    }
+  }
 
   /// A server's reason of at most 500 characters (it may quote a whole value).
   static func shortened(_ reason: String) -> String { reason.count > 500 ? reason.prefix(500) + "... (\(reason.count - 500) more characters)" : reason }
@@ -254,7 +268,7 @@ public final class ResultsStore {
         guard waited < StoreOutage.limit else {
           throw StoreError.outage(url: displayPath, seconds: waited, reason: StoreOutage.reason(error))
         }
-        usleep(useconds_t(min(StoreOutage.delay(attempt: outageAttempt), max(0.05, StoreOutage.limit - waited)) * 1_000_000))
+        try StoreOutage.pause(min(StoreOutage.delay(attempt: outageAttempt), max(0.05, StoreOutage.limit - waited)), url: displayPath)
         outageAttempt += 1
         try? db.reconnect()
       } catch where db.isRetryable(error) && attempt < 20 {

@@ -26,12 +26,12 @@ struct HeldRun {
 /// `holdAtStep`, and waits until it holds there (the checkpoint is on disk, its metrics
 /// recorded); returns the held run, whose id is found under `runs`.
 func startHeldRun(
-  _ arguments: [String], runs: URL, holdAtStep: Int = 10, currentDirectory: URL? = nil, file: StaticString = #filePath, line: UInt = #line
+  _ arguments: [String], runs: URL, holdAtStep: Int = 10, currentDirectory: URL? = nil, environment: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line
 ) throws -> HeldRun {
   let process = Process()
   process.executableURL = executable
   process.arguments = arguments
-  process.environment = ProcessInfo.processInfo.environment.merging(["ONESHOT_TEST_HOLD_AT_STEP": String(holdAtStep)]) { $1 }
+  process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["ONESHOT_TEST_HOLD_AT_STEP": String(holdAtStep)]) { $1 }) { $1 }
   if let currentDirectory { process.currentDirectoryURL = currentDirectory }
   process.standardOutput = FileHandle.nullDevice
   // Beside the runs folder, inside the test's own folder, so the test's clean-up removes it.

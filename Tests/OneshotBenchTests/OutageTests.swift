@@ -32,6 +32,56 @@ final class OutageTests: TemporaryFolderTestCase {
     XCTAssertEqual(status, 0, "pg_ctl \(action)")
   }
 
+  /// Issue #46, causes 4 and 5: an outage longer than the limit ends the command with 75 (a
+  /// scheduler retries), and SIGTERM while waiting one out ends it at once with 143; neither
+  /// marks the run failed, and each resumes to the uninterrupted run's results.
+  func testAnOutagePastTheLimitOrASignalWhileWaitingLeavesTheRunResumable() throws {
+    let environment = ProcessInfo.processInfo.environment
+    guard let admin = environment["ONESHOT_TEST_POSTGRES"], environment["ONESHOT_TEST_POSTGRES_DATA"] != nil, environment["ONESHOT_TEST_POSTGRES_BIN"] != nil else {
+      throw XCTSkip("set ONESHOT_TEST_POSTGRES, ONESHOT_TEST_POSTGRES_DATA and ONESHOT_TEST_POSTGRES_BIN (.ci/run starts a server it may stop)")
+    }
+    let file = try experiment()
+    let reference = folder.appendingPathComponent("reference.sqlite").path
+    let uninterrupted = runCLI(["run", file, "--store", reference, "--runs", folder.appendingPathComponent("reference-runs").path])
+    XCTAssertEqual(uninterrupted.code, 0, uninterrupted.error)
+    let expected = try ResultsStore(path: reference).results(runID: try ResultsStore(path: reference).listRuns()[0].id).map(\.accuracy)
+    for (how, limit) in [("limit", "2"), ("signal", "600")] {
+      let name = "oneshot_outage_\(how)_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+      try PostgresConnection(url: admin).execute("CREATE DATABASE \(name)")
+      addTeardownBlock { try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+      let server = String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound]) + name
+      let runs = folder.appendingPathComponent("runs-\(how)")
+      let held = try startHeldRun(["run", file, "--store", server, "--runs", runs.path], runs: runs, environment: ["ONESHOT_STORE_OUTAGE_SECONDS": limit])
+      try serverControl("stop")
+      var restarted = false
+      defer { if !restarted { try? serverControl("restart") } }
+      kill(held.process.processIdentifier, SIGUSR1)
+      let started = Date()
+      if how == "signal" {
+        sleep(4)
+        XCTAssert(held.process.isRunning, "the run waits for the server: \(held.errorText)")
+        kill(held.process.processIdentifier, SIGTERM)
+      }
+      let signalled = Date()
+      held.process.waitUntilExit()
+      if how == "signal" {
+        XCTAssertLessThan(Date().timeIntervalSince(signalled), 5, "SIGTERM ends the wait at once")
+        XCTAssertEqual(held.process.terminationStatus, 143, held.errorText)
+        XCTAssert(held.errorText.contains("stopped by signal 15 while waiting"), held.errorText)
+      } else {
+        XCTAssertEqual(held.process.terminationStatus, 75, held.errorText)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20, "one wait of the limit, not three: \(held.errorText)")
+      }
+      XCTAssert(held.errorText.contains("left resumable") && held.errorText.contains("Continue with:"), held.errorText)
+      try serverControl("restart")
+      restarted = true
+      XCTAssertNotEqual(try ResultsStore(path: server).listRuns()[0].status, .failed, "\(how): the run is not marked failed")
+      let resumed = runCLI(["run", "--resume", held.runID, "--store", server, "--runs", runs.path])
+      XCTAssertEqual(resumed.code, 0, "\(how): \(resumed.error)")
+      XCTAssertEqual(try ResultsStore(path: server).results(runID: held.runID).map(\.accuracy), expected, how)
+    }
+  }
+
   func testATrainingRunRidesOutAServerStopAndGivesTheUninterruptedResult() throws {
     let environment = ProcessInfo.processInfo.environment
     guard let admin = environment["ONESHOT_TEST_POSTGRES"], environment["ONESHOT_TEST_POSTGRES_DATA"] != nil, environment["ONESHOT_TEST_POSTGRES_BIN"] != nil else {
