@@ -28,6 +28,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   case runInUse(id: String, owner: String, secondsSinceHeartbeat: Int)
   /// The run was claimed by another process while this one worked on it.
   case leaseLost(id: String, owner: String)
+  /// A new run's id is taken by another run (a run id given twice).
+  case runExists(String)
   /// A signal asked the process to stop while it waited for the server.
   case stoppedWaiting(url: String, signal: Int32)
   /// A run-id prefix matches several runs.
@@ -64,6 +66,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       return "run \(id) is being worked on by \(owner) (last heartbeat \(seconds) s ago); wait for it to finish or stop that process, then resume"
     case .leaseLost(let id, let owner):
       return "run \(id) was taken over by \(owner) while this process worked on it; this process stops without writing more"
+    case .runExists(let id):
+      return "the store already has a run \(id), of another configuration or owner; nothing was written (give the new run another id)"
     case .stoppedWaiting(let url, let signal):
       return "stopped by signal \(signal) while waiting for the PostgreSQL store \(url); what was recorded before is kept"
     case .ambiguousRun(let id, let matches):
@@ -316,6 +320,13 @@ public final class ResultsStore {
     let id = run.id ?? UUID().uuidString.lowercased()
     let now = now()
     try write {
+      // A retried attempt whose first one committed before its reply was lost (a dropped
+      // connection, issue #46 cause 3) finds its own row: the write is done. The id is drawn once,
+      // outside the retries, so nobody else's row can match it.
+      if let existing = try db.query("SELECT config_hash, owner FROM runs WHERE id = ?", [.text(id)]).first {
+        guard existing[0].text == run.configHash && existing[1].text == owner else { throw StoreError.runExists(id) }
+        return
+      }
       try db.query("INSERT INTO experiments(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", [.text(run.experiment), .text(now)])
       let experiment = try db.query("SELECT id FROM experiments WHERE name = ?", [.text(run.experiment)]).first?.first ?? .null
       try db.query(

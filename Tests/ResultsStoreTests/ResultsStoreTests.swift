@@ -132,6 +132,23 @@ class ResultsStoreTests: XCTestCase {
     }
   }
 
+  /// Issue #46, cause 3: creating a run is retried when its reply is lost after the server
+  /// committed it. The retry (the same id, configuration and owner) finds its own row and
+  /// succeeds, leaving one row. Any other writer's row with that id is refused untouched.
+  func testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() throws {
+    let store = try makeStore()
+    var run = NewRun(experiment: "e", configJSON: "{}", configHash: "h1", params: [("a", "1")])
+    run.id = "r-retried"
+    XCTAssertEqual(try store.beginRun(run, owner: "host:1"), "r-retried")
+    XCTAssertEqual(try store.beginRun(run, owner: "host:1"), "r-retried")
+    XCTAssertEqual(try store.listRuns().map(\.id), ["r-retried"])
+    XCTAssertThrowsError(try store.beginRun(run, owner: "other:2")) { XCTAssert("\($0)".contains("already has a run r-retried"), "\($0)") }
+    var other = NewRun(experiment: "e", configJSON: "{}", configHash: "h2")
+    other.id = "r-retried"
+    XCTAssertThrowsError(try store.beginRun(other, owner: "host:1"))
+    XCTAssertEqual(try store.listRuns().map(\.id), ["r-retried"])
+  }
+
   func testRunLifecycleAndQueries() throws {
     let store = try makeStore()
     XCTAssertEqual(try store.schemaVersion, Schema.current)
@@ -284,6 +301,7 @@ final class PostgresResultsStoreTests: ResultsStoreTests {
   override func testFiltersAndAlignment() throws { try super.testFiltersAndAlignment() }
   override func testClaimsHeartbeatsAndMetricUpserts() throws { try super.testClaimsHeartbeatsAndMetricUpserts() }
   override func testCopyingRunsIsCompleteAndIdempotent() throws { try super.testCopyingRunsIsCompleteAndIdempotent() }
+  override func testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() throws { try super.testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() }
 
   /// Issue #46, cause 7: a second version row, higher than the first, is what counts.
   func testANewerSchemaInAnyVersionRowIsRefused() throws {
