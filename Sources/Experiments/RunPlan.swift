@@ -13,6 +13,9 @@ package struct RunOptions {
   /// The dataset folder (`--data` or ONESHOT_DATA), replacing the file's `data.path`.
   package var dataPath: String?
   package var runsFolder: String
+  /// Set by a sweep that claimed this configuration for this process: the run's row is written
+  /// only while the claim is still this process's (`ResultsStore.beginRun(claim:)`).
+  package var holdsConfigurationClaim = false
 
   package init(storePath: String, threads: Int? = nil, overrides: [ConfigOverride] = [], dataPath: String? = nil, runsFolder: String = "runs") {
     self.storePath = storePath

@@ -56,7 +56,7 @@ package struct RunRecording {
     run.cpu = provenance.cpu
     run.harnessVersion = harnessVersion
     run.swiftVersion = provenance.swiftVersion
-    let id = try store.beginRun(run, owner: thisProcess)
+    let id = try store.beginRun(run, owner: thisProcess, claim: plan.options.holdsConfigurationClaim ? (config.name, config.hash) : nil)
     store.holdReserve()
     var folders = data.fingerprints.filter { $0.source != "omniglot" }.map { (key: "dataset.folder", value: "\($0.source) \($0.fingerprint)") }
     if let training = data.trainingFolder, let folder = plan.config.data.folder {

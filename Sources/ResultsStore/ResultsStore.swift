@@ -28,6 +28,9 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   case runInUse(id: String, owner: String, secondsSinceHeartbeat: Int)
   /// The run was claimed by another process while this one worked on it.
   case leaseLost(id: String, owner: String)
+  /// A sweep task's claim of its configuration passed to another owner (or was removed) before
+  /// the task wrote its run.
+  case claimLost(experiment: String, owner: String?)
   /// A new run's id is taken by another run (a run id given twice).
   case runExists(String)
   /// A signal asked the process to stop while it waited for the server.
@@ -66,6 +69,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       return "run \(id) is being worked on by \(owner) (last heartbeat \(seconds) s ago); wait for it to finish or stop that process, then resume"
     case .leaseLost(let id, let owner):
       return "run \(id) was taken over by \(owner) while this process worked on it; this process stops without writing more"
+    case .claimLost(let experiment, let owner):
+      return "this task's claim of a configuration of \(experiment) passed to \(owner ?? "nobody") while the task was starting (a stall longer than the lease, ONESHOT_LEASE_SECONDS); it leaves the configuration to its new owner and writes nothing"
     case .runExists(let id):
       return "the store already has a run \(id), of another configuration or owner; nothing was written (give the new run another id)"
     case .stoppedWaiting(let url, let signal):
@@ -316,10 +321,17 @@ public final class ResultsStore {
   /// Records a new run as `running` and commits at once, so a crash leaves a visible trace.
   /// Returns its id.
   @discardableResult
-  public func beginRun(_ run: NewRun, owner: String? = nil) throws -> String {
+  /// With `claim` (a sweep's configuration claim, issue #46 cause 2), the row is written only if
+  /// `owner` still holds that claim, in the same transaction: a task that stalled past its lease
+  /// while another took the configuration over gets `claimLost` and writes nothing.
+  public func beginRun(_ run: NewRun, owner: String? = nil, claim: (experiment: String, configHash: String)? = nil) throws -> String {
     let id = run.id ?? UUID().uuidString.lowercased()
     let now = now()
     try write {
+      if let claim, let owner {
+        let holder = try db.query("SELECT owner FROM claims WHERE experiment = ? AND config_hash = ?", [.text(claim.experiment), .text(claim.configHash)]).first?.first?.text
+        if holder != owner { throw StoreError.claimLost(experiment: claim.experiment, owner: holder) }
+      }
       // A retried attempt whose first one committed before its reply was lost (a dropped
       // connection, issue #46 cause 3) finds its own row: the write is done. The id is drawn once,
       // outside the retries, so nobody else's row can match it.

@@ -149,6 +149,19 @@ class ResultsStoreTests: XCTestCase {
     XCTAssertEqual(try store.listRuns().map(\.id), ["r-retried"])
   }
 
+  /// Issue #46, cause 2: task A claims a configuration and stalls; B takes the claim over after
+  /// the lease. A, going on, cannot write its run; B can: one run of the configuration.
+  func testAClaimTakenOverCannotStartItsRun() throws {
+    let store = try makeStore()
+    XCTAssertEqual("\(try store.claimConfiguration(experiment: "e", configHash: "h", owner: "a:1"))", "claimed")
+    XCTAssertEqual("\(try store.claimConfiguration(experiment: "e", configHash: "h", owner: "b:2", staleAfter: 0))", "claimed")
+    let run = NewRun(experiment: "e", configJSON: "{}", configHash: "h")
+    XCTAssertThrowsError(try store.beginRun(run, owner: "a:1", claim: ("e", "h"))) { XCTAssert("\($0)".contains("passed to b:2"), "\($0)") }
+    XCTAssertEqual(try store.listRuns().count, 0)
+    _ = try store.beginRun(run, owner: "b:2", claim: ("e", "h"))
+    XCTAssertEqual(try store.listRuns().count, 1)
+  }
+
   func testRunLifecycleAndQueries() throws {
     let store = try makeStore()
     XCTAssertEqual(try store.schemaVersion, Schema.current)
@@ -302,6 +315,7 @@ final class PostgresResultsStoreTests: ResultsStoreTests {
   override func testClaimsHeartbeatsAndMetricUpserts() throws { try super.testClaimsHeartbeatsAndMetricUpserts() }
   override func testCopyingRunsIsCompleteAndIdempotent() throws { try super.testCopyingRunsIsCompleteAndIdempotent() }
   override func testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() throws { try super.testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() }
+  override func testAClaimTakenOverCannotStartItsRun() throws { try super.testAClaimTakenOverCannotStartItsRun() }
 
   /// Issue #46, cause 7: a second version row, higher than the first, is what counts.
   func testANewerSchemaInAnyVersionRowIsRefused() throws {

@@ -101,7 +101,9 @@ struct SweepCommand: ParsableCommand {
     guard let unfinished = previous.first(where: { $0.status == .interrupted || $0.status == .running }) else {
       // Claimed in one transaction before any work (data loading takes seconds), so that two
       // tasks started at once never both run it; missing data is said first, creating no store.
-      let plan = try RunPlan(.fresh, experiment: experiment, options: running.runOptions(overrides: item.overrides))
+      var options = running.runOptions(overrides: item.overrides)
+      options.holdsConfigurationClaim = true
+      let plan = try RunPlan(.fresh, experiment: experiment, options: options)
       try plan.requireData()
       let store = try ResultsStore(path: storePath)
       let owner = RunRecording.thisProcess
@@ -115,7 +117,12 @@ struct SweepCommand: ParsableCommand {
       case .claimed:
         defer { try? store.releaseClaim(experiment: item.config.name, configHash: item.config.hash, owner: owner) }
         printNote("sweep \(label): starting")
-        return .ran(try runExperiment(plan))
+        do {
+          return .ran(try runExperiment(plan))
+        } catch StoreError.claimLost(_, let other) {
+          printNote("sweep \(label): taken over by \(other ?? "another task") while this task was starting; left to it")
+          return .leftToAnother
+        }
       }
     }
     printNote("sweep \(label): resuming run \(unfinished.id)")
