@@ -31,6 +31,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   /// A sweep task's claim of its configuration passed to another owner (or was removed) before
   /// the task wrote its run.
   case claimLost(experiment: String, owner: String?)
+  /// A PostgreSQL database holds no store (a reading command does not create one).
+  case noStore(url: String)
   /// A new run's id is taken by another run (a run id given twice).
   case runExists(String)
   /// A signal asked the process to stop while it waited for the server.
@@ -71,6 +73,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       return "run \(id) was taken over by \(owner) while this process worked on it; this process stops without writing more"
     case .claimLost(let experiment, let owner):
       return "this task's claim of a configuration of \(experiment) passed to \(owner ?? "nobody") while the task was starting (a stall longer than the lease, ONESHOT_LEASE_SECONDS); it leaves the configuration to its new owner and writes nothing"
+    case .noStore(let url):
+      return "the PostgreSQL database \(url) holds no results store yet (nothing was created); run an experiment into it first, or pass another --store"
     case .runExists(let id):
       return "the store already has a run \(id), of another configuration or owner; nothing was written (give the new run another id)"
     case .stoppedWaiting(let url, let signal):
@@ -186,7 +190,10 @@ public final class ResultsStore {
 
   /// Opens or creates the store at `path` (creating its folder), upgrading an older schema in
   /// place. `:memory:` gives a private in-memory store.
-  public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000) throws {
+  /// Opens (and, unless `mustExist`, creates or upgrades) the store. With `mustExist`, a
+  /// PostgreSQL database without a store is refused untouched, as a missing SQLite file is by
+  /// the commands that read (issue #46, cause 10: `report` created the nine tables).
+  public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000, mustExist: Bool = false) throws {
     self.path = path
     if PostgresConnection.isURL(path) { Secrets.register(storeURL: path) }
     do {
@@ -200,6 +207,7 @@ public final class ResultsStore {
       }
       if PostgresConnection.isURL(path) {
         db = try StoreOutage.connect(url: path)
+        if mustExist, try db.schemaVersion() == 0 { throw StoreError.noStore(url: PostgresConnection.redacted(path)) }
       } else {
         let file = try Database(path: path)
         sqlite3_busy_timeout(file.handle, busyTimeoutMilliseconds)

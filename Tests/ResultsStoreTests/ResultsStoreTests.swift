@@ -317,6 +317,16 @@ final class PostgresResultsStoreTests: ResultsStoreTests {
   override func testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() throws { try super.testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() }
   override func testAClaimTakenOverCannotStartItsRun() throws { try super.testAClaimTakenOverCannotStartItsRun() }
 
+  /// Issue #46, cause 10: a reading command on an empty database is refused, creating nothing.
+  func testAnEmptyDatabaseIsNotTurnedIntoAStoreByAReader() throws {
+    let url = try newPostgresDatabase(self)
+    XCTAssertThrowsError(try ResultsStore(path: url, mustExist: true)) { XCTAssert("\($0)".contains("holds no results store yet"), "\($0)") }
+    let tables = try PostgresConnection(url: url).query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'", [])
+    XCTAssertEqual(tables.first?.first?.integer, 0)
+    _ = try ResultsStore(path: url)
+    XCTAssertNoThrow(try ResultsStore(path: url, mustExist: true))
+  }
+
   /// Issue #46, cause 7: a second version row, higher than the first, is what counts.
   func testANewerSchemaInAnyVersionRowIsRefused() throws {
     let url = try newPostgresDatabase(self)

@@ -26,7 +26,7 @@ struct StoreOptions: ParsableArguments {
     guard ResultsStore.exists(path) else {
       throw UserFacingError("no results store at \(path); run an experiment first (oneshot-bench run experiments/ci-smoke.json) or pass --store")
     }
-    return try ResultsStore(path: path)
+    return try ResultsStore(path: path, mustExist: true)
   }
 }
 
