@@ -141,7 +141,7 @@ public enum MLflowExport {
     // Artifacts: the configuration, the run's own report page, per-episode rows and the loss
     // history in one JSON file a notebook reads in one call, and the checkpoint.
     files["artifacts/config.json"] = Data(Secrets.redacted(detail.configJSON).utf8)
-    files["artifacts/run.json"] = Data((try renderRunDetail(detail, store: store, format: .json) + "\n").utf8)
+    files["artifacts/run.json"] = Data(Secrets.redacted(try renderRunDetail(detail, store: store, format: .json) + "\n").utf8)
     let (rows, protocols) = try reportRows(store: store, runs: [run])
     let hasMetrics = !detail.results.isEmpty || !(lines[MetricKey.trainingLoss] ?? []).isEmpty
     if hasMetrics {

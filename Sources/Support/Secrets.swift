@@ -11,7 +11,8 @@ import Foundation
 ///     password can (`@ / : ; , ( ) ' " < > [ ] { }`, white space, a backtick), so when the URL's
 ///     usual end (white space, quotes, brackets) comes before any `@`, the last `@` of the line
 ///     is taken instead: a message may lose words to the mask, never show a password;
-///   - the value of a `password` parameter, whatever its spelling: percent-encoded key names
+///   - (a URL's `//` may come JSON-escaped, `:\/\/`);
+///   - the value of a `password` parameter (or `PGPASSWORD`, any key ending in it), whatever its spelling: percent-encoded key names
 ///     (`pass%77ord=`, which libpq accepts), any case, spaces around `=` (a libpq `key = value`
 ///     string), a single-quoted value; up to the next `&`, `#` or white space otherwise;
 ///   - the token libpq quotes when it cannot decode a URL (`invalid percent-encoded token: "..."`).
@@ -38,7 +39,7 @@ public enum Secrets {
   /// `redacted(text)`, also masking `secrets` (of any length) wherever they appear.
   public static func redacted(_ text: String, also secrets: [String]) -> String {
     var out = text
-    if out.contains("://") || out.range(of: "pass", options: .caseInsensitive) != nil || out.contains("%") || out.contains("token") {
+    if out.contains("://") || out.contains(#":\/\/"#) || out.range(of: "pass", options: .caseInsensitive) != nil || out.contains("%") || out.contains("token") {
       out = redactingTokens(redactingParameters(redactingURLPasswords(out)))
     }
     for secret in secrets.sorted(by: { $0.count > $1.count }) where !secret.isEmpty && out.contains(secret) {
@@ -82,10 +83,11 @@ public enum Secrets {
     return unique
   }
 
-  /// Whether a parameter name means `password` (percent-decoded, any case, spaces trimmed).
+  /// Whether a parameter name means a password: `password`, or a name ending in it
+  /// (`PGPASSWORD`, `db_password`), percent-decoded, any case, spaces trimmed.
   static func isPasswordKey(_ key: Substring) -> Bool {
     let trimmed = key.trimmingCharacters(in: .whitespaces)
-    return (trimmed.removingPercentEncoding ?? trimmed).lowercased() == "password"
+    return (trimmed.removingPercentEncoding ?? trimmed).lowercased().hasSuffix("password")
   }
 
   /// Where a URL usually ends in running text: white space, a quote, or a bracket.
@@ -97,7 +99,8 @@ public enum Secrets {
     while let scheme = rest.range(of: "postgres", options: .caseInsensitive) {
       out += rest[..<scheme.lowerBound]
       let fromScheme = rest[scheme.lowerBound...]
-      guard let separator = fromScheme.range(of: "://"),
+      // `://`, or `:\/\/` as JSON may write it (issue #45, cause E).
+      guard let separator = [fromScheme.range(of: "://"), fromScheme.range(of: #":\/\/"#)].compactMap({ $0 }).min(by: { $0.lowerBound < $1.lowerBound }),
         ["postgres", "postgresql"].contains(fromScheme[..<separator.lowerBound].lowercased())
       else {
         out += rest[scheme]

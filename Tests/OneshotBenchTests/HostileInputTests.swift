@@ -267,6 +267,25 @@ final class HostileInputTests: TemporaryFolderTestCase {
     XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: member)), before, "member A unchanged")
   }
 
+  /// Issue #45, cause E: a password in a tag or a scorer command is hidden in the JSON reports
+  /// (which write `/` as `\/`) and in every file `export mlflow` writes.
+  func testPasswordsStayHiddenInJSONAndMLflowExports() throws {
+    let (store, run) = try storeWithARun()
+    XCTAssertEqual(runCLI(["run", "tag", run, "store.url=postgresql://u:t0psecret@h/d", "scorer.command=PGPASSWORD=t0psecret python3 s.py", "--store", store]).code, 0)
+    for arguments in [["report", "--format", "json"], ["report", "--run", run, "--format", "json"], ["report", "--run", run], ["report", "--run", run, "--format", "markdown"]] {
+      let result = runCLI(arguments + ["--store", store])
+      XCTAssertEqual(result.code, 0, result.error)
+      XCTAssertFalse(result.output.contains("t0psecret"), "\(arguments): \(result.output)")
+    }
+    let export = folder.appendingPathComponent("mlruns").path
+    XCTAssertEqual(runCLI(["export", "mlflow", export, "--store", store]).code, 0)
+    let files = FileManager.default.enumerator(atPath: export)!.compactMap { $0 as? String }
+    for file in files {
+      guard let text = try? String(contentsOfFile: "\(export)/\(file)", encoding: .utf8) else { continue }
+      XCTAssertFalse(text.contains("t0psecret"), "\(file): \(text.prefix(300))")
+    }
+  }
+
   func testMLflowExportIsIdempotentAndRefusesAForeignFolder() throws {
     let (store, run) = try storeWithARun()
     let export = folder.appendingPathComponent("mlruns").path

@@ -131,6 +131,10 @@ final class SecretsTests: XCTestCase {
     // libpq quoting the token it could not decode (an unencoded `%` in the password).
     XCTAssertEqual(
       Secrets.redacted(#"invalid percent-encoded token: "se%cret""#), #"invalid percent-encoded token: "***""#)
+    // Issue #45, cause E: JSON writes `/` as `\/`; a scorer command's PGPASSWORD.
+    XCTAssertEqual(Secrets.redacted(#"{"store": "postgresql:\/\/u:t0psecret@h\/d"}"#), #"{"store": "postgresql:\/\/u:***@h\/d"}"#)
+    XCTAssertEqual(Secrets.redacted("PGPASSWORD=t0psecret python3 scorer.py"), "PGPASSWORD=*** python3 scorer.py")
+    XCTAssertEqual(Secrets.redacted("db_password=t0psecret"), "db_password=***")
     // A message built from a redacted URL, redacted again, keeps its own punctuation.
     let once = Secrets.redacted("postgresql://h/db?password=s3cret")
     XCTAssertEqual(Secrets.redacted("cannot reach \(once): refused"), "cannot reach postgresql://h/db?password=***: refused")
