@@ -121,8 +121,13 @@ public enum StoreOutage {
   /// down, starting up, in recovery, unreachable), not that the URL, user or password is wrong.
   static func isTransient(_ reason: String) -> Bool {
     let text = reason.lowercased()
-    return ["connection refused", "shutting down", "starting up", "in recovery", "timeout expired", "no route to host", "server closed the connection", "terminating connection"]
-      .contains { text.contains($0) }
+    // A full server (max_connections, a role's connection limit: SQLSTATE 53300) is waited out
+    // as an outage is: other tasks' runs end and free their connections (issue #46, cause 6).
+    return [
+      "connection refused", "shutting down", "starting up", "in recovery", "timeout expired", "no route to host", "server closed the connection", "terminating connection",
+      "too many clients", "too many connections", "remaining connection slots",
+    ]
+    .contains { text.contains($0) }
   }
 }
 
@@ -317,7 +322,7 @@ final class PostgresConnection: SQLConnection {
     guard let error = error as? PostgresError else { return false }
     // The connection classes (08xxx), and the server shutting down (57P01 admin shutdown,
     // 57P02 crash shutdown, 57P03 cannot connect now).
-    return error.state.hasPrefix("08") || error.state.hasPrefix("57P0") || (error.state.isEmpty && StoreOutage.isTransient(error.message))
+    return error.state.hasPrefix("08") || error.state.hasPrefix("57P0") || error.state == "53300" || (error.state.isEmpty && StoreOutage.isTransient(error.message))
   }
 
   func reconnect() throws { try reconnectIfLost() }

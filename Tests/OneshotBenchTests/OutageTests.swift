@@ -82,6 +82,46 @@ final class OutageTests: TemporaryFolderTestCase {
     }
   }
 
+  /// Issue #46, cause 6: a full server (here a role's connection limit, SQLSTATE 53300) is
+  /// waited out with back-off, not fatal at open.
+  func testAFullServerIsWaitedOut() throws {
+    guard let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] else {
+      throw XCTSkip("set ONESHOT_TEST_POSTGRES (.ci/run starts a server)")
+    }
+    let role = "oneshot_limited_\(UUID().uuidString.lowercased().prefix(8))"
+    let name = "oneshot_full_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+    let connection = try PostgresConnection(url: admin)
+    try connection.execute("CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1")
+    try connection.execute("CREATE DATABASE \(name) OWNER \(role)")
+    addTeardownBlock {
+      try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+      try? PostgresConnection(url: admin).execute("DROP ROLE IF EXISTS \(role)")
+    }
+    let url = admin.replacingOccurrences(of: "://postgres@", with: "://\(role)@").replacingOccurrences(of: "/postgres", with: "/\(name)")
+    do {  // the store and one run, while the role's one slot is free
+      let store = try ResultsStore(path: url)
+      let id = try store.beginRun(NewRun(experiment: "full", configJSON: "{}", configHash: "h"))
+      try store.finishRun(id, status: .completed)
+    }
+    var holder: PostgresConnection? = try PostgresConnection(url: url)  // the one slot, taken
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = ["report", "--store", url]
+    process.environment = ProcessInfo.processInfo.environment.merging(["ONESHOT_STORE_OUTAGE_SECONDS": "20"]) { $1 }
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    sleep(2)
+    XCTAssert(process.isRunning, "report waits for a free connection")
+    holder = nil  // the slot is freed
+    XCTAssertNil(holder)
+    process.waitUntilExit()
+    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    XCTAssertEqual(process.terminationStatus, 0, text)
+    XCTAssert(text.contains("too many connections") && text.contains("back after"), text)
+  }
+
   func testATrainingRunRidesOutAServerStopAndGivesTheUninterruptedResult() throws {
     let environment = ProcessInfo.processInfo.environment
     guard let admin = environment["ONESHOT_TEST_POSTGRES"], environment["ONESHOT_TEST_POSTGRES_DATA"] != nil, environment["ONESHOT_TEST_POSTGRES_BIN"] != nil else {
