@@ -57,7 +57,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
     case .noSuchRun(let id):
       return "no run '\(id)' in the store; `oneshot-bench report` lists the runs"
     case .server(let url, let reason):
-      if StoreOutage.isTransient(reason) {
+      let full = ["too many clients", "too many connections", "remaining connection slots", "SQLSTATE 53300"].contains { reason.contains($0) }
+      if StoreOutage.isTransient(reason) && !full {
         return "cannot reach the PostgreSQL store \(url): \(reason); check that the server runs and that the URL names its host and port"
       }
       return "cannot use the PostgreSQL store \(url): \(StoreError.shortened(reason)); \(StoreError.advice(reason))"

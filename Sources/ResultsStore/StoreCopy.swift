@@ -117,17 +117,33 @@ extension ResultsStore {
     }
   }
 
+  /// What `copyRuns` did.
+  public struct CopySummary: Sendable {
+    public var copied = 0, updated = 0, skipped = 0
+    /// Runs the destination refused (a conflicting completed run, a value it cannot store),
+    /// with the reason; every other run was copied all the same.
+    public var notCopied: [(id: String, reason: String)] = []
+  }
+
   /// Copies every run of this store to `destination`: those it lacks, and those it has in an
-  /// earlier state; returns how many were added, updated, and already there as they are here.
-  public func copyRuns(to destination: ResultsStore) throws -> (copied: Int, updated: Int, skipped: Int) {
-    var copied = 0, updated = 0, skipped = 0
+  /// earlier state. A run the destination refuses is named in `notCopied` and the copy goes on
+  /// with the next (issue #46, cause 8); only the destination being away (an outage past its
+  /// limit, a signal) ends the copy, since every later run would fail the same way.
+  public func copyRuns(to destination: ResultsStore) throws -> CopySummary {
+    var summary = CopySummary()
     for run in try listRuns().reversed() {
-      switch try destination.importRun(try exportRun(run.id)) {
-      case .added: copied += 1
-      case .updated: updated += 1
-      case .unchanged: skipped += 1
+      do {
+        switch try destination.importRun(try exportRun(run.id)) {
+        case .added: summary.copied += 1
+        case .updated: summary.updated += 1
+        case .unchanged: summary.skipped += 1
+        }
+      } catch let error as StoreError where error.isUnavailable {
+        throw error
+      } catch {
+        summary.notCopied.append((run.id, "\(error)"))
       }
     }
-    return (copied, updated, skipped)
+    return summary
   }
 }

@@ -103,7 +103,14 @@ class ResultsStoreTests: XCTestCase {
     forged.results = forged.results.map { row in var r = row; r[6] = .real(0.5); return r }
     let other = try ResultsStore(path: try temporaryStorePath(self))
     try other.importRun(forged)
-    XCTAssertThrowsError(try other.copyRuns(to: copy)) { XCTAssert("\($0)".contains("disagree about completed run \(id)"), "\($0)") }
+    // The conflicting run is named and not copied; every other run of the source is.
+    let bystander = try other.beginRun(sampleRun("bystander"))
+    try other.finishRun(bystander, status: .completed, durationSeconds: 1)
+    let summary = try other.copyRuns(to: copy)
+    XCTAssertEqual(summary.notCopied.map(\.id), [id])
+    XCTAssert(summary.notCopied.first?.reason.contains("disagree about completed run \(id)") == true, "\(summary.notCopied)")
+    XCTAssertEqual(summary.copied, 1)
+    XCTAssertEqual(try copy.run(bystander).summary.status, .completed)
     XCTAssertEqual(try copy.results(runID: id).map(\.accuracy), [0.75])
   }
 

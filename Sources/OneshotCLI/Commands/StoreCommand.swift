@@ -22,11 +22,16 @@ struct StoreCommand: ParsableCommand {
       let from = try StoreOptions(storePath: source).existing()
       let to = try ResultsStore(path: destination)
       let started = Date()
-      let (copied, updated, skipped) = try from.copyRuns(to: to)
+      let summary = try from.copyRuns(to: to)
       print(
         String(
-          format: "copied %d run%@ from %@ to %@, brought %d up to date; %d already there (%.1f s)", copied, copied == 1 ? "" : "s", from.displayPath, to.displayPath, updated,
-          skipped, Date().timeIntervalSince(started)))
+          format: "copied %d run%@ from %@ to %@, brought %d up to date; %d already there (%.1f s)", summary.copied, summary.copied == 1 ? "" : "s", from.displayPath, to.displayPath,
+          summary.updated, summary.skipped, Date().timeIntervalSince(started)))
+      guard summary.notCopied.isEmpty else {
+        for (id, reason) in summary.notCopied { printError("run \(id) was not copied: \(reason)") }
+        throw UserFacingError(
+          "\(summary.notCopied.count) run\(summary.notCopied.count == 1 ? " was" : "s were") not copied (named above; every other run was); fix them in the source, or delete them from the destination, and copy again")
+      }
     }
   }
 }
