@@ -22,6 +22,10 @@ struct ReportCommand: ParsableCommand {
   @Option(name: .customLong("run"), help: "One run in full (id or unique prefix), with per-alphabet breakdowns.") var runID: String?
   @Flag(help: "One row per seed group (completed runs whose configurations differ only by seed): mean over seeds, 95% interval across seeds and over the pooled episodes.")
   var groupSeeds = false
+  @Flag(
+    help:
+      "The methods side by side: one row per recipe (seed group) with its method, the mean per protocol and its interval, the paired difference from the best row on the same episodes, and the method's published figure where one exists; in every format.")
+  var leaderboard = false
   @Option(help: "With --format html: the run whose per-alphabet accuracy is charted; give it twice to compare two runs (default: the newest completed run).")
   var focus: [String] = []
   @Option(help: "Write the report to this file instead of standard output.") var output: String?
@@ -32,6 +36,7 @@ struct ReportCommand: ParsableCommand {
     if focus.count > 2 { throw ValidationError("--focus takes one run, or two to compare") }
     if !focus.isEmpty && format != .html { throw ValidationError("--focus is for --format html") }
     if groupSeeds && runID != nil { throw ValidationError("--group-seeds lists groups of runs; drop --run") }
+    if leaderboard && (runID != nil || groupSeeds || !focus.isEmpty) { throw ValidationError("--leaderboard ranks every selected recipe; drop --run, --group-seeds and --focus") }
   }
 
   func run() throws {
@@ -47,6 +52,10 @@ struct ReportCommand: ParsableCommand {
     let (rows, protocols) = try reportRows(store: database, runs: runs)
     let text: String
     switch (format, groupSeeds, runID) {
+    case _ where leaderboard:
+      let completed = rows.filter { $0.summary.status == .completed }
+      guard !completed.isEmpty else { throw UserFacingError("no completed run among the selected runs; a leaderboard ranks completed runs") }
+      text = renderLeaderboard(try Reports.leaderboard(rows, protocols: protocols, store: database), protocols: protocols, format: format) + (format == .csv ? "" : "\n")
     case (.html, _, _):
       let hasMetrics = try rows.contains { row in try !row.results.isEmpty || !database.metrics(runID: row.summary.id, key: MetricKey.trainingLoss).isEmpty }
       guard hasMetrics else { throw UserFacingError("the selected runs have neither results nor training metrics; nothing to draw, nothing written") }

@@ -1,0 +1,66 @@
+import Foundation
+import ResultsStore
+import Support
+import XCTest
+
+@testable import Reports
+
+/// `report --leaderboard` (issue #42): one row per recipe, ranked by 20-way 1-shot, the mean over
+/// seeds, the paired difference from the best row on the same episodes, the published figure of
+/// the method, and the transductive mark, in every format.
+final class LeaderboardTests: XCTestCase {
+  /// Two recipes on the same 20-way 1-shot episodes of the Vinyals test split: prototypical with
+  /// seeds 1 and 2 (episode i right 19 of 20 times, or 18 on odd i, for seed 2), and matching
+  /// with one seed (17 of 20), marked transductive.
+  func makeStore() throws -> (ResultsStore, URL) {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("leaderboard-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    for (experiment, objective, seed, correct) in [("proto", "prototypical", 1, { (_: Int) in 19 }), ("proto", "prototypical", 2, { (i: Int) in i % 2 == 0 ? 19 : 18 }), ("match", "matching", 1, { (_: Int) in 17 })] {
+      let config = "{\"name\": \"\(experiment)\", \"seed\": \(seed)}"
+      let id = try store.beginRun(
+        NewRun(experiment: experiment, configJSON: config, configHash: SHA256.hex(Array(config.utf8)), params: [("seed", String(seed)), ("training.objective", objective)]))
+      let episodes = (0..<10).map { EpisodeRow(episode: $0, alphabet: nil, correct: correct($0), total: 20) }
+      let accuracy = Double(episodes.reduce(0) { $0 + $1.correct }) / 200
+      try store.recordResult(
+        run: id, ProtocolResult(protocolName: "test-20w1s", split: "vinyals/test", ways: 20, shots: 1, queries: 1, episodes: 10, accuracy: accuracy, ciLow: 0, ciHigh: 1, seconds: 1),
+        episodes: episodes)
+      try store.setTag(run: id, key: TagKey.episodes("test-20w1s"), value: "same-episodes")
+      if objective == "matching" { try store.setTag(run: id, key: transductiveTag, value: "yes") }
+      try store.finishRun(id, status: .completed)
+    }
+    return (store, folder)
+  }
+
+  func testRecipesAreRankedAndPairedAgainstTheBest() throws {
+    let (store, folder) = try makeStore()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let (rows, protocols) = try reportRows(store: store, runs: try store.listRuns())
+    let board = try leaderboard(rows, protocols: protocols, store: store)
+    XCTAssertEqual(board.headline, "test-20w1s")
+    XCTAssertEqual(board.rows.map(\.group.experiment), ["proto", "match"])
+    XCTAssertEqual(board.rows.map(\.method), ["prototypical", "matching"])
+    let best = try XCTUnwrap(board.rows[0].cells["test-20w1s"])
+    XCTAssertEqual(best.aggregate.mean, (0.95 + 0.925) / 2, accuracy: 1e-12)
+    XCTAssertEqual(best.aggregate.seeds, 2)
+    XCTAssertNil(best.difference)
+    XCTAssertEqual(best.published, 0.960)
+    // matching against the pooled prototypical episodes: 0.85 - (0.95 + 0.925) / 2.
+    let other = try XCTUnwrap(board.rows[1].cells["test-20w1s"])
+    XCTAssertEqual(try XCTUnwrap(other.difference).mean, 0.85 - 0.9375, accuracy: 1e-12)
+    XCTAssertEqual(other.published, 0.938)
+    XCTAssertTrue(board.rows[1].transductive)
+    XCTAssertFalse(board.rows[0].transductive)
+
+    let table = renderLeaderboard(board, protocols: protocols, format: .table)
+    XCTAssert(table.contains("match (transductive)") && table.contains("-8.75 [") && table.contains("96.0%") && table.contains("best"), table)
+    XCTAssert(renderLeaderboard(board, protocols: protocols, format: .markdown).contains("| 1 | proto | prototypical | 1,2 |"))
+    let csv = renderLeaderboard(board, protocols: protocols, format: .csv)
+    XCTAssert(csv.contains("2,") && csv.contains("matching,yes,1,0.8500"), csv)
+    let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(renderLeaderboard(board, protocols: protocols, format: .json).utf8)) as? [String: Any])
+    let jsonRows = try XCTUnwrap(json["rows"] as? [[String: Any]])
+    XCTAssertEqual(jsonRows.map { $0["transductive"] as? Bool }, [false, true])
+    let html = renderLeaderboard(board, protocols: protocols, format: .html)
+    XCTAssert(html.hasPrefix("<!DOCTYPE html>") && html.contains("match (transductive)") && html.contains("<table>"))
+  }
+}
