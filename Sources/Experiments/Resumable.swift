@@ -22,6 +22,12 @@ package struct Resumable {
     let url = plan.folder(runID: runID).appendingPathComponent("last.safetensors")
     guard FileManager.default.fileExists(atPath: url.path) else { throw NoCheckpointToResume(runID: runID, path: url.path) }
     checkpoint = try Checkpoint.read(url, expecting: plan.config.model)
+    // The checkpoint names the run that wrote it: another run's file copied over this one would
+    // resume this run at that run's step, with its weights (issue #45, cause O).
+    if let writer = checkpoint.metadata["run_id"], writer != runID {
+      throw UserFacingError(
+        "\(url.path) was written by run \(writer), not by run \(runID); put back run \(runID)'s own checkpoint, or resume run \(writer) instead (the run stays interrupted)")
+    }
     guard let optimizer = checkpoint.optimizer, let state = TrainingState(metadata: checkpoint.metadata) else {
       throw UserFacingError("\(url.path) holds no optimizer or training state, so it cannot be resumed; start a new run")
     }

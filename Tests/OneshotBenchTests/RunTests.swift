@@ -170,6 +170,20 @@ final class RunTests: TemporaryFolderTestCase {
     XCTAssertEqual(try store.run(id).summary.status, .interrupted, "a failed resume leaves the run resumable")
     XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("runs").path), "nothing is written into another runs folder")
 
+    // Another run's checkpoint put in its place is refused, naming both runs (issue #45, cause O).
+    let mine = runs.appendingPathComponent(id).appendingPathComponent("last.safetensors")
+    let kept = try Data(contentsOf: mine)
+    let second = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path, "--threads", "2"], runs: runs, holdAtStep: 25, currentDirectory: folder)
+    kill(second.process.processIdentifier, SIGINT)
+    second.process.waitUntilExit()
+    let otherID = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: runs.path).first { $0 != id && !$0.hasPrefix(".") })
+    try Data(contentsOf: runs.appendingPathComponent(otherID).appendingPathComponent("last.safetensors")).write(to: mine)
+    let swapped = runCLI(["run", "--resume", id, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(swapped.code, 2, swapped.error)
+    XCTAssert(swapped.error.contains("was written by run \(otherID), not by run \(id)"), swapped.error)
+    XCTAssertEqual(try store.run(id).summary.status, .interrupted)
+    try kept.write(to: mine)
+
     let resumed = runCLI(["run", "--resume", id, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
     XCTAssertEqual(resumed.code, 0, resumed.error)
     XCTAssert(resumed.error.contains("resuming at step"), resumed.error)
@@ -179,7 +193,7 @@ final class RunTests: TemporaryFolderTestCase {
     // of (seed, step).
     let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
     XCTAssertEqual(straight.code, 0, straight.error)
-    let other = try store.listRuns().first { $0.id != id }!.id
+    let other = try store.listRuns().first { $0.id != id && $0.status == .completed }!.id
     XCTAssertEqual(try store.results(runID: id).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
     for key in [MetricKey.trainingLoss, MetricKey.validationAccuracy, MetricKey.learningRate] {
       let resumedHistory = try store.metrics(runID: id, key: key), straightHistory = try store.metrics(runID: other, key: key)
