@@ -409,11 +409,16 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
   }
   var lines: [String] = []
   let s = detail.summary
-  lines.append("run \(s.id)")
-  lines.append("  experiment \(s.experiment), \(mode == .train ? "trained" : mode.rawValue), \(s.status.rawValue), started \(s.startedAt)\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
-  if let error = s.error { lines.append("  error: \(error)") }
-  for p in detail.provenance { lines.append("  \(p.key): \(p.value)") }
-  for t in detail.tags { lines.append("  tag \(t.key): \(t.value)") }
+  // A recorded value is one value on its line: a note's line break or carriage return cannot
+  // forge a `tag reviewed: yes` line or overwrite one on a terminal, and in markdown no tag or
+  // model id carries HTML (issue #45, causes F and G).
+  func field(_ text: String) -> String { format == .markdown ? markdownCell(text) : visible(text) }
+  lines.append("run \(field(s.id))")
+  lines.append(
+    "  experiment \(field(s.experiment)), \(mode == .train ? "trained" : mode.rawValue), \(s.status.rawValue), started \(field(s.startedAt))\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
+  if let error = s.error { lines.append("  error: \(field(error))") }
+  for p in detail.provenance { lines.append("  \(field(p.key)): \(field(p.value))") }
+  for t in detail.tags { lines.append("  tag \(field(t.key)): \(field(t.value))") }
   lines.append("")
   let resultRows = detail.results.map { r in
     [

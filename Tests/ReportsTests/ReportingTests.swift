@@ -142,6 +142,26 @@ final class ReportingTests: XCTestCase {
 
   /// One escaping rule per format: a name cannot break a markdown table or carry HTML into it,
   /// and a CSV cell a spreadsheet would run as a formula is quoted as text.
+  /// Issue #45, causes F and G: a recorded note, tag or model id is one value on its line in
+  /// `report --run`: no forged line, no carriage return, no HTML in markdown.
+  func testARunsRecordedTextCannotForgeLinesOrCarryHTML() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("forge-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    let id = try store.beginRun(NewRun(experiment: "e", configJSON: "{}", configHash: "h"))
+    try store.setTag(run: id, key: "note", value: "fine\n  tag reviewed: yes")
+    try store.setTag(run: id, key: "x", value: "GOOD\rEVIL")
+    try store.setTag(run: id, key: "scorer.model", value: "<img src=x onerror=alert(1)>")
+    try store.finishRun(id, status: .completed)
+    for format in [ReportFormat.table, .markdown] {
+      let text = try renderRunDetail(try store.run(id), store: store, format: format)
+      XCTAssertFalse(text.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces) == "tag reviewed: yes" }, "\(format): \(text)")
+      XCTAssertFalse(text.contains("\r"), "\(format)")
+      if format == .markdown { XCTAssertFalse(text.contains("<img"), text) }
+    }
+  }
+
   func testNamesCannotBreakMarkdownOrRunAsSpreadsheetFormulas() {
     let table = markdownTable(["run", "a|b"], [["x|y", "<script>alert(1)</script> & \u{1B}[31m"]])
     let lines = table.split(separator: "\n")
