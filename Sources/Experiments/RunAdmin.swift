@@ -23,11 +23,14 @@ package enum RunAdmin {
   /// live process runs it); with `files`, also its folder of checkpoints, `…/<run id>/`, and
   /// only a folder named by the run's id, so an eval-only run's checkpoint (the shipped model,
   /// say) is never removed. Returns the full id and the folder removed, if any.
-  package static func delete(_ idOrPrefix: String, files: Bool, store: ResultsStore) throws -> (id: String, removed: String?) {
+  /// A run that never wrote a best checkpoint (interrupted early) has no recorded path: its
+  /// folder is looked for under `runsFolder` (`--runs`, default `runs`) by its id (issue #45,
+  /// cause N: its `last.safetensors` and `config.json` were left behind).
+  package static func delete(_ idOrPrefix: String, files: Bool, store: ResultsStore, runsFolder: String = "runs") throws -> (id: String, removed: String?) {
     let id = try store.resolveRunID(idOrPrefix)
     let checkpoint = try store.deleteRun(id, staleAfter: Lease.seconds, isAlive: RunRecording.isAlive)
-    guard files, let checkpoint else { return (id, nil) }
-    let folder = URL(fileURLWithPath: checkpoint).deletingLastPathComponent()
+    guard files else { return (id, nil) }
+    let folder = checkpoint.map { URL(fileURLWithPath: $0).deletingLastPathComponent() } ?? URL(fileURLWithPath: runsFolder).appendingPathComponent(id)
     guard folder.lastPathComponent == id, FileManager.default.fileExists(atPath: folder.path) else { return (id, nil) }
     do {
       try FileManager.default.removeItem(at: folder)

@@ -261,6 +261,17 @@ final class RunTests: TemporaryFolderTestCase {
     XCTAssert(FileManager.default.fileExists(atPath: outside.path))
     let checkpointFolder = URL(fileURLWithPath: try XCTUnwrap(store.run(runID).provenance.first { $0.key == "checkpoint_path" }?.value)).deletingLastPathComponent()
     XCTAssert(FileManager.default.fileExists(atPath: checkpointFolder.path))
+    // A run interrupted before its first best checkpoint records no path; its folder under
+    // --runs (here the default, runs/) goes all the same (issue #45, cause N).
+    let early = try store.beginRun(NewRun(experiment: "early", configJSON: "{}", configHash: "h2", params: []))
+    try store.finishRun(early, status: .interrupted)
+    let earlyFolder = folder.appendingPathComponent("runs").appendingPathComponent(early)
+    try FileManager.default.createDirectory(at: earlyFolder, withIntermediateDirectories: true)
+    for name in ["last.safetensors", "config.json"] { try Data([1]).write(to: earlyFolder.appendingPathComponent(name)) }
+    let earlyGone = runCLI(["run", "delete", early, "--files", "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(earlyGone.code, 0, earlyGone.error)
+    XCTAssert(earlyGone.error.contains("removed"), earlyGone.error)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: earlyFolder.path))
     let gone = runCLI(["run", "delete", runID, "--files", "--store", storePath])
     XCTAssertEqual(gone.code, 0, gone.error)
     XCTAssertFalse(FileManager.default.fileExists(atPath: checkpointFolder.path))

@@ -110,10 +110,11 @@ struct RunDeleteCommand: ParsableCommand {
 
   @Argument(help: ArgumentHelp("Run id (or a unique prefix of at least 4 characters).", valueName: "run")) var runID: String
   @Flag(help: "Also remove the run's checkpoint folder (runs/<run id>/; a checkpoint elsewhere, such as the shipped model an eval-only run scored, is never touched).") var files = false
+  @Option(help: "The folder of run folders the run was started with (--runs; default: runs), where a run without a best checkpoint keeps its last one.") var runs = "runs"
   @OptionGroup var store: StoreOptions
 
   func run() throws {
-    let (id, removed) = try RunAdmin.delete(runID, files: files, store: try store.existing())
+    let (id, removed) = try RunAdmin.delete(runID, files: files, store: try store.existing(), runsFolder: runs)
     printNote("run \(id) deleted from the store" + (removed.map { "; removed \($0)" } ?? (files ? "; it had no checkpoint folder of its own" : "")))
   }
 }
