@@ -72,6 +72,9 @@ package final class ExternalScorer: OneShotScorer {
     let line: String
     do {
       line = try ExternalScorer.readLine(from: output, buffer: &buffer, timeout: timeout, process: process, command: command, waitingFor: "its hello line")
+    } catch is EvaluationInterrupted {
+      ExternalScorer.end(process)
+      throw InterruptedBeforeRecording(signal: InterruptFlag.signal)  // no run row exists yet
     } catch {
       ExternalScorer.end(process)
       throw error
@@ -128,7 +131,14 @@ package final class ExternalScorer: OneShotScorer {
   static func end(_ process: Process, grace: Double = 0) {
     let deadline = Date().addingTimeInterval(grace)
     while process.isRunning && Date() < deadline { usleep(20_000) }
-    guard process.isRunning else { return process.waitUntilExit() }
+    // The scorer runs in a process group of its own (Foundation starts it as the group's
+    // leader): a process it started in the background (`sleep 1007 &`) outlives it in that
+    // group, holding its output open, and is ended with it (issue #45, cause B).
+    let group = process.processIdentifier
+    guard process.isRunning else {
+      endGroup(group)
+      return process.waitUntilExit()
+    }
     // The shell's children too (`sh -c 'python3 scorer.py'` may fork python rather than exec it).
     let tree = descendants(of: process.processIdentifier)
     process.terminate()
@@ -137,7 +147,29 @@ package final class ExternalScorer: OneShotScorer {
     while process.isRunning && Date() < killAt { usleep(20_000) }
     if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     for pid in tree where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+    endGroup(group)
     process.waitUntilExit()
+  }
+
+  /// Whether the scorer's process has ended: gone, or a zombie not yet reaped. (Foundation's
+  /// `isRunning` changes only when its own reaping has run, which a thread blocked here in
+  /// `poll` does not wait for.)
+  static func hasExited(_ process: Process) -> Bool {
+    guard process.isRunning else { return true }
+    guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8) else { return kill(process.processIdentifier, 0) != 0 }
+    // pid (comm) STATE ...: the state follows the last ')'.
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+    return state == "Z" || state == "X"
+  }
+
+  /// SIGTERM to what is left of the scorer's process group, SIGKILL 1 s later to what is left.
+  static func endGroup(_ group: Int32) {
+    guard group > 1, kill(-group, 0) == 0 else { return }
+    kill(-group, SIGTERM)
+    let killAt = Date().addingTimeInterval(1)
+    while kill(-group, 0) == 0 && Date() < killAt { usleep(20_000) }
+    if kill(-group, 0) == 0 { kill(-group, SIGKILL) }
   }
 
   /// The processes below `pid`, from /proc (Linux); empty where /proc does not say.
@@ -213,6 +245,9 @@ package final class ExternalScorer: OneShotScorer {
     let deadline = Date().addingTimeInterval(timeout)
     var chunk = [UInt8](repeating: 0, count: 1 << 16)
     while true {
+      // SIGINT or SIGTERM act at once, not when the timeout runs out: the run ends interrupted
+      // (issue #45, cause C).
+      if InterruptFlag.requested { throw EvaluationInterrupted() }
       if let newline = buffer.firstIndex(of: 10) {
         let line = String(decoding: buffer[..<newline], as: UTF8.self)
         buffer.removeSubrange(...newline)
@@ -225,11 +260,26 @@ package final class ExternalScorer: OneShotScorer {
           "outside scorer '\(visible(Secrets.redacted(command)))': no answer within \(Int(timeout)) s while waiting for \(what) (ONESHOT_SCORER_TIMEOUT sets the limit); the scorer was stopped")
       }
       var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-      let ready = poll(&poller, 1, Int32(min(left, 1) * 1000))
+      let ready = poll(&poller, 1, Int32(min(left, 0.2) * 1000))
+      if ready == 0 && hasExited(process) {
+        // It exited, yet its output is still open: a process it started holds it. Foundation
+        // notices an exit only when every copy of a socket it gave the child is closed, and that
+        // process holds one too: it is ended first, then the exit is read.
+        endGroup(process.processIdentifier)
+        process.waitUntilExit()
+        throw UserFacingError(
+          "outside scorer '\(visible(Secrets.redacted(command)))' exited with status \(process.terminationStatus) while the harness waited for \(what), leaving a process it started holding its output; the scorer and that process were stopped")
+      }
       if ready == 0 || (ready < 0 && errno == EINTR) { continue }
       let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
       if count < 0 && errno == EINTR { continue }
       guard count > 0 else {
+        // End of its output. A scorer that closed it and lives on is not waited for.
+        let exitBy = Date().addingTimeInterval(2)
+        while !hasExited(process) && Date() < exitBy { usleep(20_000) }
+        guard hasExited(process) else {
+          throw UserFacingError("outside scorer '\(visible(Secrets.redacted(command)))' closed its output while the harness waited for \(what) and kept running; the scorer was stopped")
+        }
         process.waitUntilExit()
         let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus)"
         throw UserFacingError("outside scorer '\(visible(Secrets.redacted(command)))' \(how) while the harness waited for \(what); see its messages above")

@@ -84,6 +84,53 @@ final class OutsideScorerTests: TemporaryFolderTestCase {
     XCTAssertEqual(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), "0")
   }
 
+  /// Issue #45, causes B and C: a scorer that leaves a background process holding its output,
+  /// or closes its output and lives on, fails at once (not after the timeout, never hanging),
+  /// with nothing of it left running; SIGTERM while waiting for an answer ends the run within
+  /// seconds, interrupted (143).
+  func testAScorerThatLingersOrASignalNeverHangsTheHarness() throws {
+    let orphan = folder.appendingPathComponent("orphan.sh")
+    try Data("printf 'oneshot-scorer 1 input=105 output=embeddings distance=euclidean model=t\\n'\nsleep 37.25 &\nexit 0\n".utf8).write(to: orphan)
+    let cases = [
+      ("sh \(orphan.path)", "leaving a process it started holding its output"),
+      // `exec`: the shell that runs a command otherwise holds the output open itself.
+      ("exec " + (try scorer("closes", body: "import os; sys.stdout.flush(); os.close(1); time.sleep(30)")), "closed its output while the harness waited for embedding 1 of"),
+    ]
+    for (command, expected) in cases {
+      let started = Date()
+      let result = score(command, environment: ["ONESHOT_SCORER_TIMEOUT": "600"])
+      XCTAssertEqual(result.code, 2, result.error)
+      XCTAssert(result.error.contains(expected), result.error)
+      XCTAssertLessThan(Date().timeIntervalSince(started), 60, "not the 600 s timeout")
+      XCTAssertEqual(try ResultsStore(path: storePath).listRuns().first?.status, .failed)
+    }
+    let ps = Process()
+    ps.executableURL = URL(fileURLWithPath: "/bin/sh")
+    ps.arguments = ["-c", "ps -eo args | grep -c '[s]leep 37.25' || true"]
+    let pipe = Pipe()
+    ps.standardOutput = pipe
+    try ps.run()
+    ps.waitUntilExit()
+    XCTAssertEqual(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), "0", "the background process was ended")
+
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = ["run", experiment, "--eval-only", "--scorer", try scorer("silent", body: "time.sleep(60)"), "--store", storePath] + dataArguments
+    process.currentDirectoryURL = repositoryRoot
+    process.environment = ProcessInfo.processInfo.environment.merging(["ONESHOT_SCORER_TIMEOUT": "600"]) { $1 }
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    sleep(4)
+    XCTAssert(process.isRunning)
+    let signalled = Date()
+    kill(process.processIdentifier, SIGTERM)
+    process.waitUntilExit()
+    XCTAssertLessThan(Date().timeIntervalSince(signalled), 10)
+    XCTAssertEqual(process.terminationStatus, 143)
+    XCTAssertEqual(try ResultsStore(path: storePath).listRuns().first?.status, .interrupted)
+  }
+
   func testScorerOptionsAreCheckedBeforeAnything() throws {
     let both = runCLI(["run", experiment, "--eval-only", "--scorer", "x", "--checkpoint", "y", "--store", storePath])
     XCTAssertEqual(both.code, 2)
