@@ -81,8 +81,9 @@ package struct ExperimentConfig: Codable, Equatable {
       // Each activation lives as output, cache and gradient during a step: ~12 bytes a float.
       let bytes = Double(images) * Double(model.activationFloatsPerImage) * 12
       if bytes > Limits.trainingActivationBytes {
-        out.append(
-          ("training.pairsPerStep", String(format: "a step of %d images of this network needs about %.0f GB of activations; at most %.0f GB fit: lower pairsPerStep", images, bytes / 1e9, Limits.trainingActivationBytes / 1e9)))
+        // The key that sets a step's images: the episode's shape, or the pairs (issue #45, cause R).
+        let (key, lower) = training.method.trainsOnEpisodes ? ("training.episode", "lower its ways, shots or queries") : ("training.pairsPerStep", "lower pairsPerStep")
+        out.append((key, String(format: "a step of %d images of this network needs about %.0f GB of activations; at most %.0f GB fit: %@", images, bytes / 1e9, Limits.trainingActivationBytes / 1e9, lower)))
       }
     }
     out += methodProblems()

@@ -140,7 +140,14 @@ func train(_ plan: RunPlan, data: ExperimentData, precision: ConvolutionPrecisio
   switch try progress.whileWorking(status, { try trainer.train(evaluationWork: evaluationWork) }) {
   case .stopped(let outcome): return .stopped(outcome)
   case .finished(let stoppedEarlyAt):
-    if let step = stoppedEarlyAt { progress.line("stopped early at step \(step): no validation improvement in \(settings.patience) validations") }
+    if let step = stoppedEarlyAt {
+      // Two rules end a run early: a reached target (`stopAtTarget`) or patience (issue #45, cause Q).
+      if settings.stopAtTarget, let highest = settings.targets?.max(), trainer.state.bestValidation >= highest {
+        progress.line(String(format: "stopped early at step %d: validation reached the highest target, %@%% (stopAtTarget)", step, TargetReached.text(100 * highest)))
+      } else {
+        progress.line("stopped early at step \(step): no validation improvement in \(settings.patience) validations")
+      }
+    }
     progress.finish()
     progress.line(String(format: "best validation %.2f%% at step %d", 100 * trainer.state.bestValidation, trainer.state.bestStep))
     return .finished(try EvaluatedCheckpoint(trainer.bestURL.path, config: plan.config))

@@ -110,14 +110,22 @@ public struct Checkpoint {
       guard let optimizerConfig = try? JSONDecoder().decode(OptimizerConfig.self, from: Data(optimizerText.utf8)), let step = Int(metadata["optimizer_step"] ?? "") else {
         throw CheckpointError.malformed(path: path, reason: "optimizer metadata unreadable")
       }
+      // The optimizer state is checked as the weights are (issue #45, cause P): a NaN moment
+      // trains on with NaN weights hidden behind ReLU, a negative step skews Adam's bias correction.
+      guard step >= 0 else { throw CheckpointError.impossibleValue(path: path, name: "optimizer_step", reason: "is \(step), below 0") }
       var first: [[Float]] = [], second: [[Float]] = []
       for parameter in network.store.parameters {
         let m = "\(optimizerPrefix)m.\(parameter.name)", v = "\(optimizerPrefix)v.\(parameter.name)"
         guard let mt = tensors[m], mt.shape == parameter.shape else { throw CheckpointError.missingTensor(path: path, name: m) }
+        try refuseImpossibleValues(mt.values, name: m, path: path)
         first.append(mt.values)
         used.insert(m)
         if case .adam = optimizerConfig {
           guard let vt = tensors[v], vt.shape == parameter.shape else { throw CheckpointError.missingTensor(path: path, name: v) }
+          try refuseImpossibleValues(vt.values, name: v, path: path)
+          if let negative = vt.values.first(where: { $0 < 0 }) {
+            throw CheckpointError.impossibleValue(path: path, name: v, reason: "holds a negative second moment (\(negative))")
+          }
           second.append(vt.values)
           used.insert(v)
         }

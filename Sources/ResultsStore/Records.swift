@@ -269,6 +269,8 @@ public enum TagKey {
   /// what a run says about how it was made.
   public static func isReserved(_ key: String) -> Bool {
     let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder", "dataset.training_folder", "data.held_out"]
-    return exact.contains(key) || key.hasPrefix("episodes.") || key.hasPrefix("sequence.")
+    // scorer.*: what an outside scorer said of itself (scorer.model decides its seed group);
+    // mlflow.*: MLflow's own tags, which an export would pass on (mlflow.runName renames a run).
+    return exact.contains(key) || key.hasPrefix("episodes.") || key.hasPrefix("sequence.") || key.hasPrefix("scorer.") || key.hasPrefix("mlflow.")
   }
 }

@@ -31,6 +31,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   /// A sweep task's claim of its configuration passed to another owner (or was removed) before
   /// the task wrote its run.
   case claimLost(experiment: String, owner: String?)
+  /// A store named by a libpq keyword string, not a URL.
+  case keywordString
   /// A PostgreSQL database holds no store (a reading command does not create one).
   case noStore(url: String)
   /// A new run's id is taken by another run (a run id given twice).
@@ -74,6 +76,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       return "run \(id) was taken over by \(owner) while this process worked on it; this process stops without writing more"
     case .claimLost(let experiment, let owner):
       return "this task's claim of a configuration of \(experiment) passed to \(owner ?? "nobody") while the task was starting (a stall longer than the lease, ONESHOT_LEASE_SECONDS); it leaves the configuration to its new owner and writes nothing"
+    case .keywordString:
+      return "--store looks like a libpq keyword string (host=... dbname=...), which the harness does not take; give a URL: postgresql://user:password@host:port/database (nothing was created)"
     case .noStore(let url):
       return "the PostgreSQL database \(url) holds no results store yet (nothing was created); run an experiment into it first, or pass another --store"
     case .runExists(let id):
@@ -160,6 +164,12 @@ public final class ResultsStore {
 
   /// Whether there is a store at `path` to read: a SQLite file that exists, or a server URL
   /// (whose database is checked when it is opened).
+  /// Whether `path` is a libpq keyword string (`host=h dbname=d`) rather than a file or a URL.
+  public static func isKeywordString(_ path: String) -> Bool {
+    !PostgresConnection.isURL(path)
+      && path.range(of: #"(^|\s)(host|hostaddr|dbname|user|password|port|sslmode|service)\s*="#, options: [.regularExpression, .caseInsensitive]) != nil
+  }
+
   public static func exists(_ path: String) -> Bool { isServerURL(path) || FileManager.default.fileExists(atPath: path) }
 
   /// The path, or the server's URL without its password, for messages.
@@ -197,6 +207,9 @@ public final class ResultsStore {
   public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000, mustExist: Bool = false) throws {
     self.path = path
     if PostgresConnection.isURL(path) { Secrets.register(storeURL: path) }
+    // `host=... dbname=...` is libpq's other way to name a server: taken as a file name it would
+    // create files named after the password (issue #45, cause V).
+    if ResultsStore.isKeywordString(path) { throw StoreError.keywordString }
     do {
       if path != ":memory:" && !PostgresConnection.isURL(path) {
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()

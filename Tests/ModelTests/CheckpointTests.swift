@@ -61,6 +61,24 @@ final class CheckpointTests: XCTestCase {
       XCTAssertThrowsError(try Checkpoint.read(url)) { XCTAssert("\($0)".contains("'\(name)' \(item.expected)"), "\($0)") }
       XCTAssertThrowsError(try Checkpoint.readModel(url)) { XCTAssert("\($0)".contains(name), "\($0)") }
     }
+    // The optimizer state too (issue #45, cause P): a NaN or infinite moment, a negative second
+    // moment, a negative step.
+    let adam = OptimizerConfig.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0)
+    let fresh = Optimizer(adam, store: clean.store)
+    let zeros = clean.store.parameters.map { [Float](repeating: 0, count: $0.value.count) }
+    for (step, m, v, expected) in [
+      (3, Float.nan, Float(0), "'optimizer.m.\(clean.store.parameters[0].name)' holds nan"), (3, 0, .infinity, "'optimizer.v.\(clean.store.parameters[0].name)' holds inf"),
+      (3, 0, -1, "negative second moment"), (-5, 0, 0, "'optimizer_step' is -5"),
+    ] {
+      var first = zeros, second = zeros
+      first[0][1] = m
+      second[0][1] = v
+      let broken = Optimizer(adam, step: step, firstMoments: first, secondMoments: second)
+      let url = try temporaryURL("optimizer.safetensors")
+      try Checkpoint.write(network: clean, optimizer: broken, metadata: [:], to: url)
+      XCTAssertThrowsError(try Checkpoint.read(url)) { XCTAssert("\($0)".contains(expected), "\($0)") }
+    }
+    XCTAssertEqual(fresh.step, 0)
     var negative = clean
     let variance = try XCTUnwrap(negative.store.buffers.firstIndex { $0.name.hasSuffix(".running_var") })
     negative.store.buffers[variance].value[0] = -0.5

@@ -271,7 +271,8 @@ final class HostileInputTests: TemporaryFolderTestCase {
   /// (which write `/` as `\/`) and in every file `export mlflow` writes.
   func testPasswordsStayHiddenInJSONAndMLflowExports() throws {
     let (store, run) = try storeWithARun()
-    XCTAssertEqual(runCLI(["run", "tag", run, "store.url=postgresql://u:t0psecret@h/d", "scorer.command=PGPASSWORD=t0psecret python3 s.py", "--store", store]).code, 0)
+    XCTAssertEqual(runCLI(["run", "tag", run, "store.url=postgresql://u:t0psecret@h/d", "--store", store]).code, 0)
+    try ResultsStore(path: store).setTag(run: run, key: "scorer.command", value: "PGPASSWORD=t0psecret python3 s.py")  // as a scorer run records it
     for arguments in [["report", "--format", "json"], ["report", "--run", run, "--format", "json"], ["report", "--run", run], ["report", "--run", run, "--format", "markdown"]] {
       let result = runCLI(arguments + ["--store", store])
       XCTAssertEqual(result.code, 0, result.error)
@@ -284,6 +285,26 @@ final class HostileInputTests: TemporaryFolderTestCase {
       guard let text = try? String(contentsOfFile: "\(export)/\(file)", encoding: .utf8) else { continue }
       XCTAssertFalse(text.contains("t0psecret"), "\(file): \(text.prefix(300))")
     }
+  }
+
+  /// Issue #45, causes S and V: the tags an outside scorer's run records (and MLflow's own) are
+  /// not a user's to set; a libpq keyword string is refused as a store, creating no file and
+  /// printing no password.
+  func testReservedTagsAndKeywordStringStores() throws {
+    let (store, run) = try storeWithARun()
+    for key in ["scorer.model", "scorer.command", "scorer.output", "mlflow.runName"] {
+      let result = runCLI(["run", "tag", run, "\(key)=forged", "--store", store])
+      XCTAssertEqual(result.code, 2, "\(key): \(result.error)")
+      XCTAssert(result.error.contains("is written by the harness"), result.error)
+    }
+    let keyword = "host=127.0.0.1 port=1 dbname=x password=kw0secret"
+    for arguments in [["report", "--store", keyword], ["run", "tag", run, "a=b", "--store", keyword]] {
+      let result = runCLI(arguments, currentDirectory: folder)
+      XCTAssertEqual(result.code, 2, result.error)
+      XCTAssert(result.error.contains("libpq keyword string"), result.error)
+      XCTAssertFalse(result.error.contains("kw0secret"), result.error)
+    }
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains("kw0secret") || $0.contains("host=") }, [])
   }
 
   func testMLflowExportIsIdempotentAndRefusesAForeignFolder() throws {

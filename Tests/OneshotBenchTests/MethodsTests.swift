@@ -183,6 +183,8 @@ final class MethodsTests: TemporaryFolderTestCase {
     let cases: [([String], String)] = [
       (["training.episode.ways=5000"], "training.episode: impossible episode specification: 5000-way episodes need 5000 classes"),
       (["training.episode.queries=20"], "training.episode.shots + queries: at most 20"),
+      // Too many images a step: the key that sets them (issue #45, cause R: it said "lower pairsPerStep").
+      (["training.episode.ways=5000", "model.blocks=[[64], [64]]"], "training.episode: a step of 15000 images of this network needs about 25 GB of activations"),
       (["model.similarity=head"], "model.similarity: the prototypical objective trains an embedding"),
       (["training.objective=pairs"], "training.episode: the pairs objective draws pairs, not episodes"),
       (["training.pairing=batch"], "training.pairing: pairing is how the pairs objective draws its pairs"),

@@ -55,6 +55,8 @@ final class TimeToTargetTests: XCTestCase {
     let before = Set(try store.listRuns().map(\.id))
     let stopped = runCLI(["run", file, "--store", storePath, "--set", "training.targets=[0.01]", "--set", "training.stopAtTarget=true"], currentDirectory: folder)
     XCTAssertEqual(stopped.code, 0, stopped.error)
+    // Why it stopped (issue #45, cause Q: it said "no validation improvement in 0 validations").
+    XCTAssert(stopped.error.contains("validation reached the highest target, 1% (stopAtTarget)"), stopped.error)
     let stoppedRun = try XCTUnwrap(try store.listRuns().first { !before.contains($0.id) }).id
     XCTAssertEqual(try store.metrics(runID: stoppedRun, key: MetricKey.validationAccuracy).map(\.step), [10])
     XCTAssertFalse(try store.results(runID: stoppedRun).isEmpty)

@@ -23,6 +23,7 @@ struct StoreOptions: ParsableArguments {
   /// A store that must already exist (reading commands never create one): a SQLite file, or a
   /// PostgreSQL server (whose database the URL names).
   func existing() throws -> ResultsStore {
+    if ResultsStore.isKeywordString(path) { throw StoreError.keywordString }
     guard ResultsStore.exists(path) else {
       throw UserFacingError("no results store at \(path); run an experiment first (oneshot-bench run experiments/ci-smoke.json) or pass --store")
     }
