@@ -65,7 +65,7 @@ let package = Package(
         "Experiments", "Model", "Episodes", "ResultsStore", "Reports", "Support", "CMachine",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    .executableTarget(name: "oneshot-bench", dependencies: ["OneshotCLI"]),
+    .executableTarget(name: "oneshot-bench", dependencies: ["OneshotCLI", "Support"]),
     // libFuzzer's driver for the readers in Experiments/Fuzzing.swift and the command line
     // (scripts/fuzz); in an ordinary build it replays input files.
     .executableTarget(name: "oneshot-fuzz", dependencies: ["Experiments", "OneshotCLI"]),

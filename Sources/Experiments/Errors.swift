@@ -30,12 +30,12 @@ package struct UserFacingError: UserCausedError {
 /// Writes `message` to standard error, prefixed with `error: ` (control characters made visible,
 /// passwords redacted).
 package func printError(_ message: String) {
-  FileHandle.standardError.write(Data("error: \(Secrets.redacted(visible(asInvoked(message))))\n".utf8))
+  StandardError.write("error: \(Secrets.redacted(visible(asInvoked(message))))\n")
 }
 
 /// Writes a line to standard error as it is, passwords redacted (progress and notes, not errors).
 package func printNote(_ message: String) {
-  FileHandle.standardError.write(Data("\(Secrets.redacted(asInvoked(message)))\n".utf8))
+  StandardError.write("\(Secrets.redacted(asInvoked(message)))\n")
 }
 
 /// How the user started this binary, when that is a path (`.build/release/oneshot-bench`, not

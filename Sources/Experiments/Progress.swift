@@ -25,11 +25,11 @@ package final class ProgressDisplay: @unchecked Sendable {
     let now = Date()
     if isTerminal {
       guard force || now.timeIntervalSince(lastPrint) >= 0.2 else { return }
-      FileHandle.standardError.write(Data("\r\u{1B}[K\(Secrets.redacted(text))".utf8))
+      StandardError.write("\r\u{1B}[K\(Secrets.redacted(text))")
       pendingLine = true
     } else {
       guard force || now.timeIntervalSince(lastPrint) >= plainInterval else { return }
-      FileHandle.standardError.write(Data("\(Secrets.redacted(text))\n".utf8))
+      StandardError.write("\(Secrets.redacted(text))\n")
     }
     lastPrint = now
   }
@@ -52,7 +52,7 @@ package final class ProgressDisplay: @unchecked Sendable {
     lock.lock()
     defer { lock.unlock() }
     finish()
-    FileHandle.standardError.write(Data("\(Secrets.redacted(text))\n".utf8))
+    StandardError.write("\(Secrets.redacted(text))\n")
     lastShown = Date()
   }
 
@@ -61,7 +61,7 @@ package final class ProgressDisplay: @unchecked Sendable {
     lock.lock()
     defer { lock.unlock() }
     if pendingLine {
-      FileHandle.standardError.write(Data("\n".utf8))
+      StandardError.write("\n")
       pendingLine = false
     }
   }

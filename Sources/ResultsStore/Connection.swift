@@ -54,7 +54,7 @@ public enum StoreOutage {
   public static var connectLimit: Double { min(limit, 30) }
   /// Where the store says that it waits and that the server is back (standard error, redacted).
   public nonisolated(unsafe) static var report: (String) -> Void = { line in
-    FileHandle.standardError.write(Data((Secrets.redacted(line) + "\n").utf8))
+    StandardError.write((Secrets.redacted(line) + "\n"))
   }
 
   /// The signal that asks the process to stop (SIGINT, SIGTERM), or 0: a wait for the server

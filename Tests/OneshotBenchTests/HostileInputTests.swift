@@ -307,6 +307,30 @@ final class HostileInputTests: TemporaryFolderTestCase {
     XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains("kw0secret") || $0.contains("host=") }, [])
   }
 
+  /// Issue #45, cause W: standard error closed by its reader (`2>&1 | head -3`) neither kills nor
+  /// crashes a run: training and an outside scorer's run both complete and are recorded.
+  func testARunWhoseStandardErrorIsClosedCompletes() throws {
+    let file = try writeTinyExperiment(in: folder, name: "closed", seed: 3, steps: 20)
+    let scorer = "python3 \(repositoryRoot.appendingPathComponent("examples/scorers/pixel_scorer.py").path)"
+    let store = folder.appendingPathComponent("closed.sqlite").path
+    for arguments in [["run", file, "--store", store, "--runs", folder.appendingPathComponent("runs").path],
+                      ["run", repositoryRoot.appendingPathComponent("examples/scorers/lake20-105.json").path, "--eval-only", "--scorer", scorer, "--store", store]] {
+      let process = Process()
+      process.executableURL = executable
+      process.arguments = arguments
+      process.currentDirectoryURL = repositoryRoot
+      let errors = Pipe()
+      process.standardError = errors
+      process.standardOutput = FileHandle.nullDevice
+      try errors.fileHandleForReading.close()  // the reader is gone before the first line
+      try process.run()
+      process.waitUntilExit()
+      XCTAssertEqual(process.terminationStatus, 0, "\(arguments[1])")
+      XCTAssertEqual(process.terminationReason, .exit)
+    }
+    XCTAssertEqual(try ResultsStore(path: store).listRuns().map(\.status), [.completed, .completed])
+  }
+
   func testMLflowExportIsIdempotentAndRefusesAForeignFolder() throws {
     let (store, run) = try storeWithARun()
     let export = folder.appendingPathComponent("mlruns").path
