@@ -31,6 +31,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   /// A sweep task's claim of its configuration passed to another owner (or was removed) before
   /// the task wrote its run.
   case claimLost(experiment: String, owner: String?)
+  /// A run copied from another store while it ran there: that store's to finish.
+  case runElsewhere(id: String, source: String)
   /// A store named by a libpq keyword string, not a URL.
   case keywordString
   /// A PostgreSQL database holds no store (a reading command does not create one).
@@ -76,6 +78,8 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
       return "run \(id) was taken over by \(owner) while this process worked on it; this process stops without writing more"
     case .claimLost(let experiment, let owner):
       return "this task's claim of a configuration of \(experiment) passed to \(owner ?? "nobody") while the task was starting (a stall longer than the lease, ONESHOT_LEASE_SECONDS); it leaves the configuration to its new owner and writes nothing"
+    case .runElsewhere(let id, let source):
+      return "run \(id) was copied here from \(source) while it ran there; it is that store's to finish, not this one's: copy again once it has finished (or delete it here to start the configuration over)"
     case .keywordString:
       return "--store looks like a libpq keyword string (host=... dbname=...), which the harness does not take; give a URL: postgresql://user:password@host:port/database (nothing was created)"
     case .noStore(let url):
@@ -451,8 +455,16 @@ public final class ResultsStore {
   /// Throws `runInUse` when the run (its `status, owner, heartbeat_at` in `row`) is running for
   /// another owner than `owner` whose heartbeat is younger than `staleAfter` seconds, unless
   /// `isAlive` says that owner is gone.
-  private static func refuseIfOwned(_ id: String, _ row: [SQLValue], by owner: String?, staleAfter: TimeInterval, isAlive: (String) -> Bool?) throws {
+  /// The owner prefix of a run copied from another store while it ran there.
+  static let copyOwnerPrefix = "copy:"
+
+  private static func refuseIfOwned(_ id: String, _ row: [SQLValue], by owner: String?, staleAfter: TimeInterval, isAlive: (String) -> Bool?, deleting: Bool = false) throws {
     guard row[0].text == RunStatus.running.rawValue, let current = row[1].text, current != owner else { return }
+    if current.hasPrefix(copyOwnerPrefix) {
+      // Another store's run in progress, copied here: never resumed here; deleting it is allowed.
+      if deleting { return }
+      throw StoreError.runElsewhere(id: id, source: String(current.dropFirst(copyOwnerPrefix.count)))
+    }
     let age = Date().timeIntervalSince1970 - (row[2].real ?? 0)
     if age < staleAfter && isAlive(current) != false { throw StoreError.runInUse(id: id, owner: current, secondsSinceHeartbeat: Int(age)) }
   }
@@ -466,7 +478,7 @@ public final class ResultsStore {
       guard let row = try db.query("SELECT status, owner, heartbeat_at, checkpoint_path FROM runs WHERE id = ?", [.text(id)]).first else {
         throw StoreError.noSuchRun(id)
       }
-      try ResultsStore.refuseIfOwned(id, row, by: nil, staleAfter: staleAfter, isAlive: isAlive)
+      try ResultsStore.refuseIfOwned(id, row, by: nil, staleAfter: staleAfter, isAlive: isAlive, deleting: true)
       for table in ["episode_results", "results", "metrics", "params", "tags"] { try db.query("DELETE FROM \(table) WHERE run_id = ?", [.text(id)]) }
       try db.query("DELETE FROM runs WHERE id = ?", [.text(id)])
       return row[3].text

@@ -57,8 +57,12 @@ extension ResultsStore {
   /// Writes `record` in one transaction: a run the store lacks is added; one it has in an
   /// earlier state is brought up to `record`'s (see the file's comment); two completed runs
   /// with the same id and different results are refused (`StoreError.copyConflict`).
+  /// A run still `running` in the source arrives owned by `copy:<source>`: it is the source's
+  /// process's work, so it is never resumed here (`claimRun` refuses it with `runElsewhere`; a
+  /// sweep leaves it), until a later copy brings its end (issue #46, cause 9: a sweep here took
+  /// it for a run stopped before its first checkpoint and trained the configuration again).
   @discardableResult
-  public func importRun(_ record: RunRecord) throws -> ImportOutcome {
+  public func importRun(_ record: RunRecord, from source: String = "another store") throws -> ImportOutcome {
     guard let id = record.columns.first(where: { $0.name == "id" })?.value else { throw StoreError.noSuchRun("?") }
     func column(_ name: String) -> SQLValue { record.columns.first { $0.name == name }?.value ?? .null }
     return try write {
@@ -75,9 +79,11 @@ extension ResultsStore {
         // Not completed here: the source's state wins when it is completed or has done more work,
         // unless a live process works on the run here (its owner is set).
         let later = sourceStatus == RunStatus.completed.rawValue || (column("duration_seconds").real ?? 0) > duration
-        guard later, existing[2].text == nil || status != RunStatus.running.rawValue else { return .unchanged }
+        let copied = existing[2].text?.hasPrefix(ResultsStore.copyOwnerPrefix) ?? false
+        guard later, existing[2].text == nil || copied || status != RunStatus.running.rawValue else { return .unchanged }
         let names = record.columns.map(\.name).filter { $0 != "id" }
-        try db.query("UPDATE runs SET \(names.map { "\($0) = ?" }.joined(separator: ", ")), owner = NULL WHERE id = ?", names.map(column) + [id])
+        try db.query(
+          "UPDATE runs SET \(names.map { "\($0) = ?" }.joined(separator: ", ")), owner = ? WHERE id = ?", names.map(column) + [copyOwner(sourceStatus, source), id])
         try insertRecords(record, id: id, replacing: true)
         return .updated
       }
@@ -85,10 +91,16 @@ extension ResultsStore {
       let experiment = try db.query("SELECT id FROM experiments WHERE name = ?", [.text(record.experiment)]).first?.first ?? .null
       let names = record.columns.map(\.name)
       try db.query(
-        "INSERT INTO runs(experiment_id, \(names.joined(separator: ", "))) VALUES (?\(String(repeating: ", ?", count: names.count)))", [experiment] + record.columns.map(\.value))
+        "INSERT INTO runs(experiment_id, owner, \(names.joined(separator: ", "))) VALUES (?, ?\(String(repeating: ", ?", count: names.count)))",
+        [experiment, copyOwner(column("status").text ?? "", source)] + record.columns.map(\.value))
       try insertRecords(record, id: id, replacing: false)
       return .added
     }
+  }
+
+  /// The owner a copied run gets: `copy:<source>` while it runs there, else none.
+  private func copyOwner(_ status: String, _ source: String) -> SQLValue {
+    status == RunStatus.running.rawValue ? .text(ResultsStore.copyOwnerPrefix + source) : .null
   }
 
   /// The run's parameters, metric points, results, episodes and tags, in batches of rows; keyed
@@ -133,7 +145,7 @@ extension ResultsStore {
     var summary = CopySummary()
     for run in try listRuns().reversed() {
       do {
-        switch try destination.importRun(try exportRun(run.id)) {
+        switch try destination.importRun(try exportRun(run.id), from: displayPath) {
         case .added: summary.copied += 1
         case .updated: summary.updated += 1
         case .unchanged: summary.skipped += 1

@@ -76,6 +76,8 @@ class ResultsStoreTests: XCTestCase {
     let copy = try ResultsStore(path: try temporaryStorePath(self))
     XCTAssertEqual(try store.copyRuns(to: copy).copied, 1)
     XCTAssertEqual(try copy.run(id).summary.status, .running)
+    // Another store's run in progress is not this store's to resume (issue #46, cause 9).
+    XCTAssertThrowsError(try copy.claimRun(id, owner: "sweep:2:t", staleAfter: 0)) { XCTAssert("\($0)".contains("copied here from"), "\($0)") }
     for step in [20, 30] { try store.logMetric(run: id, MetricPoint(key: "train.loss", step: step, value: 2 / Double(step))) }
     try store.recordResult(
       run: id, ProtocolResult(protocolName: "lake20", split: "lake20", ways: 20, shots: 1, queries: 1, episodes: 1, accuracy: 0.75, ciLow: 0.5, ciHigh: 0.9, seconds: 1),

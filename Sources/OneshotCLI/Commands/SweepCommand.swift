@@ -131,6 +131,9 @@ struct SweepCommand: ParsableCommand {
     } catch StoreError.runInUse(let id, let owner, _) {
       printNote("sweep \(label): run \(id) is being run by \(owner); left to it")
       return .leftToAnother
+    } catch StoreError.runElsewhere(let id, let source) {
+      printNote("sweep \(label): run \(id) is running in \(source) (copied here while it ran); left to it")
+      return .leftToAnother
     } catch StoreError.alreadyCompleted(let id) {
       // Another task finished it between the listing and the claim.
       printNote("sweep \(label): completed as run \(id) meanwhile; skipped")
