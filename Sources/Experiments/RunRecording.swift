@@ -42,7 +42,7 @@ package struct RunRecording {
         throw UserFacingError(
           "run \(id) trained on data with fingerprint \(recorded.prefix(12)), and the data now has \(now.prefix(12)) (\(plan.config.data.folder.map { "the folder \($0) changed" } ?? "the archives changed")); restore the data it started on, or start a new run")
       }
-      let earlier = try store.claimRun(id, owner: thisProcess, staleAfter: Lease.seconds, isAlive: isAlive)
+      let earlier = try store.claimRun(id, owner: thisProcess, host: Provenance.current().host, staleAfter: Lease.seconds, isAlive: isAlive)
       store.holdReserve()
       return RunRecording(store: store, id: id, started: Date().addingTimeInterval(-earlier), owner: thisProcess)
     }

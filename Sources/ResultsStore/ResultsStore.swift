@@ -388,7 +388,9 @@ public final class ResultsStore {
   /// than `staleAfter` seconds, unless `isAlive` says its owner is gone (a killed process).
   /// Returns the run's recorded wall time so far.
   @discardableResult
-  public func claimRun(_ id: String, owner: String, staleAfter: TimeInterval = 600, isAlive: (String) -> Bool? = { _ in nil }) throws -> Double {
+  /// With `host`, the run's `host` becomes the claiming machine's: a run taken over by another
+  /// machine names where it runs now (issue #46, cause 12).
+  public func claimRun(_ id: String, owner: String, host: String? = nil, staleAfter: TimeInterval = 600, isAlive: (String) -> Bool? = { _ in nil }) throws -> Double {
     try write {
       guard let row = try db.query("SELECT status, owner, heartbeat_at, duration_seconds FROM runs WHERE id = ?", [.text(id)]).first else {
         throw StoreError.noSuchRun(id)
@@ -396,8 +398,8 @@ public final class ResultsStore {
       if row[0].text == RunStatus.completed.rawValue { throw StoreError.alreadyCompleted(id) }
       try ResultsStore.refuseIfOwned(id, row, by: owner, staleAfter: staleAfter, isAlive: isAlive)
       try db.query(
-        "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, owner = ?, heartbeat_at = ? WHERE id = ?",
-        [.text(owner), .real(Date().timeIntervalSince1970), .text(id)])
+        "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL, owner = ?, heartbeat_at = ?, host = COALESCE(?, host) WHERE id = ?",
+        [.text(owner), .real(Date().timeIntervalSince1970), host.map { .text($0) } ?? .null, .text(id)])
       return row[3].real ?? 0
     }
   }
@@ -423,7 +425,11 @@ public final class ResultsStore {
       let completed = try db.query(
         "SELECT r.id FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE e.name = ? AND r.config_hash = ? AND r.status = 'completed' LIMIT 1",
         [.text(experiment), .text(configHash)])
-      if let id = completed.first?[0].text { return .done(runID: id) }
+      if let id = completed.first?[0].text {
+        // Done: any claim left on it (a task killed after its run completed) goes (issue #46, cause 12).
+        try db.query("DELETE FROM claims WHERE experiment = ? AND config_hash = ?", [.text(experiment), .text(configHash)])
+        return .done(runID: id)
+      }
       let now = Date().timeIntervalSince1970
       if let row = try db.query("SELECT owner, claimed_at FROM claims WHERE experiment = ? AND config_hash = ?", [.text(experiment), .text(configHash)]).first,
         let current = row[0].text, current != owner, now - (row[1].real ?? 0) < staleAfter, isAlive(current) != false

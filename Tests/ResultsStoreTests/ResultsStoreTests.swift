@@ -171,6 +171,23 @@ class ResultsStoreTests: XCTestCase {
     XCTAssertEqual(try store.listRuns().count, 1)
   }
 
+  /// Issue #46, cause 12: a run taken over names its new host; a completed configuration keeps
+  /// no claim row.
+  func testATakeoverNamesItsHostAndACompletedConfigurationKeepsNoClaim() throws {
+    let store = try makeStore()
+    var run = NewRun(experiment: "e", configJSON: "{}", configHash: "h")
+    run.host = "node-a"
+    let id = try store.beginRun(run, owner: "node-a:1:t")
+    try store.claimRun(id, owner: "node-b:2:t", host: "node-b", staleAfter: 0)
+    XCTAssertEqual(try store.run(id).provenance.first { $0.key == "host" }?.value, "node-b")
+    _ = try store.claimConfiguration(experiment: "e", configHash: "h", owner: "node-c:3:t")
+    try store.finishRun(id, status: .completed)
+    XCTAssertEqual("\(try store.claimConfiguration(experiment: "e", configHash: "h", owner: "node-d:4:t"))", "done(runID: \"\(id)\")")
+    XCTAssertEqual("\(try store.claimConfiguration(experiment: "e", configHash: "h", owner: "node-e:5:t", staleAfter: 1e9))", "done(runID: \"\(id)\")")
+    let left = try store.db.query("SELECT count(*) FROM claims", []).first?.first?.integer
+    XCTAssertEqual(left, 0)
+  }
+
   func testRunLifecycleAndQueries() throws {
     let store = try makeStore()
     XCTAssertEqual(try store.schemaVersion, Schema.current)
@@ -325,6 +342,7 @@ final class PostgresResultsStoreTests: ResultsStoreTests {
   override func testCopyingRunsIsCompleteAndIdempotent() throws { try super.testCopyingRunsIsCompleteAndIdempotent() }
   override func testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() throws { try super.testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() }
   override func testAClaimTakenOverCannotStartItsRun() throws { try super.testAClaimTakenOverCannotStartItsRun() }
+  override func testATakeoverNamesItsHostAndACompletedConfigurationKeepsNoClaim() throws { try super.testATakeoverNamesItsHostAndACompletedConfigurationKeepsNoClaim() }
 
   /// Issue #46, cause 10: a reading command on an empty database is refused, creating nothing.
   func testAnEmptyDatabaseIsNotTurnedIntoAStoreByAReader() throws {
