@@ -28,6 +28,7 @@ final class LeaderboardTests: XCTestCase {
       try store.setTag(run: id, key: TagKey.episodes("test-20w1s"), value: "same-episodes")
       if objective == "matching" { try store.setTag(run: id, key: transductiveTag, value: "yes") }
       try store.finishRun(id, status: .completed)
+      usleep(2_000)  // runs are ordered by their start time, recorded to the millisecond
     }
     return (store, folder)
   }
