@@ -61,8 +61,7 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
     case .noSuchRun(let id):
       return "no run '\(id)' in the store; `oneshot-bench report` lists the runs"
     case .server(let url, let reason):
-      let full = ["too many clients", "too many connections", "remaining connection slots", "SQLSTATE 53300"].contains { reason.contains($0) }
-      if StoreOutage.isTransient(reason) && !full {
+      if StoreOutage.isTransient(reason) && !StoreError.isFull(reason) {
         return "cannot reach the PostgreSQL store \(url): \(reason); check that the server runs and that the URL names its host and port"
       }
       return "cannot use the PostgreSQL store \(url): \(StoreError.shortened(reason)); \(StoreError.advice(reason))"
@@ -109,6 +108,11 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
   /// A server's reason of at most 500 characters (it may quote a whole value).
   static func shortened(_ reason: String) -> String { reason.count > 500 ? reason.prefix(500) + "... (\(reason.count - 500) more characters)" : reason }
 
+  /// Whether the server refused for want of a free connection (SQLSTATE 53300).
+  static func isFull(_ reason: String) -> Bool {
+    ["too many clients", "too many connections", "remaining connection slots", "SQLSTATE 53300"].contains { reason.contains($0) }
+  }
+
   /// What to do about a server's refusal, by its SQLSTATE where it gave one, else by libpq's words.
   static func advice(_ reason: String) -> String {
     let state = reason.range(of: #"SQLSTATE ([0-9A-Z]{5})"#, options: .regularExpression).map { String(reason[$0].suffix(5)) }
@@ -129,7 +133,7 @@ public enum StoreError: Error, CustomStringConvertible, LocalizedError {
     if lower.contains("password authentication") || lower.contains("authentication failed") || lower.contains("no password supplied") || lower.contains("role") && lower.contains("does not exist") {
       return "check the user and the password (postgresql://user:password@host:port/database, or ONESHOT_STORE)"
     }
-    if lower.contains("too many clients") || lower.contains("remaining connection slots") {
+    if isFull(reason) {
       return "the server has no free connection slots (max_connections); retry when other clients have finished, or raise max_connections"
     }
     return "check the URL's host, port and database name (postgresql://user:password@host:port/database)"

@@ -16,6 +16,18 @@ final class OutsideScorerTests: TemporaryFolderTestCase {
     runCLI(["run", experiment, "--eval-only", "--scorer", command, "--store", storePath] + dataArguments, environment: environment, currentDirectory: repositoryRoot)
   }
 
+  /// How many running processes' command lines match `pattern` (a grep pattern).
+  func processesMatching(_ pattern: String) throws -> Int {
+    let ps = Process()
+    ps.executableURL = URL(fileURLWithPath: "/bin/sh")
+    ps.arguments = ["-c", "ps -eo args | grep -c '\(pattern)' || true"]
+    let pipe = Pipe()
+    ps.standardOutput = pipe
+    try ps.run()
+    ps.waitUntilExit()
+    return Int(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+  }
+
   /// A scorer written in Python that says hello and then does `body` (the request loop).
   func scorer(_ name: String, hello: String = "oneshot-scorer 1 input=105 output=embeddings distance=euclidean model=test", body: String) throws -> String {
     let script = """
@@ -74,14 +86,7 @@ final class OutsideScorerTests: TemporaryFolderTestCase {
       }
     }
     // No scorer process outlives its run.
-    let ps = Process()
-    ps.executableURL = URL(fileURLWithPath: "/bin/sh")
-    ps.arguments = ["-c", "ps -eo args | grep -c '[\(folder.lastPathComponent.prefix(1))]\(folder.lastPathComponent.dropFirst())' || true"]
-    let pipe = Pipe()
-    ps.standardOutput = pipe
-    try ps.run()
-    ps.waitUntilExit()
-    XCTAssertEqual(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), "0")
+    XCTAssertEqual(try processesMatching("[\(folder.lastPathComponent.prefix(1))]\(folder.lastPathComponent.dropFirst())"), 0)
   }
 
   /// Issue #45, causes B and C: a scorer that leaves a background process holding its output,
@@ -104,14 +109,7 @@ final class OutsideScorerTests: TemporaryFolderTestCase {
       XCTAssertLessThan(Date().timeIntervalSince(started), 60, "not the 600 s timeout")
       XCTAssertEqual(try ResultsStore(path: storePath).listRuns().first?.status, .failed)
     }
-    let ps = Process()
-    ps.executableURL = URL(fileURLWithPath: "/bin/sh")
-    ps.arguments = ["-c", "ps -eo args | grep -c '[s]leep 37.25' || true"]
-    let pipe = Pipe()
-    ps.standardOutput = pipe
-    try ps.run()
-    ps.waitUntilExit()
-    XCTAssertEqual(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), "0", "the background process was ended")
+    XCTAssertEqual(try processesMatching("[s]leep 37.25"), 0, "the background process was ended")
 
     let process = Process()
     process.executableURL = executable
