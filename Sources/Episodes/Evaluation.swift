@@ -21,9 +21,17 @@ public protocol OneShotScorer {
   /// class's support images; a method may do anything with the support set instead (prototypes,
   /// a classifier fitted on it).
   func classScores(queries: [Embedding], support: [[Embedding]]) throws -> [[Double]]
+
+  /// Whether the evaluator hands this scorer the images in a random order rather than the
+  /// store's (whose order follows the classes). An outside scorer must not learn a label from
+  /// the order; the harness's own networks embed each image alone, so the order cannot matter
+  /// to them, and they keep the store's order.
+  var shufflesImageOrder: Bool { get }
 }
 
 extension OneShotScorer {
+  public var shufflesImageOrder: Bool { false }
+
   public func classScores(queries: [Embedding], support: [[Embedding]]) throws -> [[Double]] {
     meanPerClass(try similarities(queries: queries, support: support.flatMap { $0 }), classSizes: support.map(\.count))
   }
@@ -216,7 +224,11 @@ public struct Evaluator {
       for images in episode.support { used.formUnion(images) }
       for query in episode.queries { used.insert(query.image) }
     }
-    let order = used.sorted()
+    var order = used.sorted()
+    if scorer.shufflesImageOrder {
+      var generator = SystemRandomNumberGenerator()
+      order.shuffle(using: &generator)
+    }
     var slot = [Int: Int](minimumCapacity: order.count)
     for (i, image) in order.enumerated() { slot[image] = i }
     let imageBytes = size * size

@@ -9,31 +9,48 @@ import Support
 #endif
 
 /// A model that runs outside the harness (PyTorch on a GPU, ONNX Runtime, anything), scored on
-/// the harness's protocols through the line protocol `oneshot-scorer 1` over its standard input
+/// the harness's protocols through the line protocol `oneshot-scorer` over its standard input
 /// and output (docs/SCORER_PROTOCOL.md). The harness starts the command once (`/bin/sh -c`), reads
 /// its hello line, then sends the images of each protocol once and asks for either embeddings
-/// (compared here by the distance the scorer declares) or scores of the pairs it names. Every
+/// (compared here by the distance the scorer declares) or scores of the pairs it names; or
+/// (version 2, `output=episodes`) sends each episode whole, its support images with their
+/// labels and its queries, and reads one row of class scores per query. Nothing in what a scorer
+/// is sent tells a label the protocol does not give: images go in a random order, pairs in a
+/// random order, an episode's support and queries shuffled and its classes relabeled at random
+/// (issue #45, cause D). Every
 /// failure of the scorer (it does not start, dies, hangs past the timeout, writes a malformed
 /// line, the wrong number of values, NaN or infinity) is one `UserFacingError` naming what went
 /// wrong, and the child is ended.
 package final class ExternalScorer: OneShotScorer {
   /// What the scorer said of itself in its hello line.
   package struct Hello: Equatable {
-    package enum Output: String { case embeddings, scores }
+    package enum Output: String { case embeddings, scores, episodes }
     package enum Distance: String { case cosine, euclidean }
+    /// The protocol version the scorer speaks (1 or 2; `episodes` needs 2).
+    package let version: Int
     package let inputSize: Int
     package let output: Output
     /// How embeddings are compared (embeddings only).
     package let distance: Distance?
     /// The model's identity as the scorer states it (a checkpoint's SHA-256, a name).
     package let model: String
+    /// Whether it uses an episode's queries together (their statistics, a transductive
+    /// fine-tuning): `transductive=yes`, episodes only. Such figures are not comparable with
+    /// inductive ones; the run records it and every report marks it.
+    package let transductive: Bool
   }
 
+  /// The hello lines a scorer may begin with, for messages.
+  static let helloForms =
+    "'oneshot-scorer 1 input=SIZE output=embeddings|scores [distance=cosine|euclidean] model=ID' or 'oneshot-scorer 2 input=SIZE output=embeddings|scores|episodes [distance=...] [transductive=yes|no] model=ID'"
+
   /// An image the scorer has seen: its number in the order sent, and its embedding (empty for
-  /// a scorer of pairs).
+  /// a scorer of pairs); for a scorer of episodes, the image itself, sent with each episode
+  /// that uses it.
   package struct Embedding {
     package let index: Int
     package let vector: [Float]
+    package var pixels: [UInt8] = []
   }
 
   package let command: String
@@ -82,7 +99,7 @@ package final class ExternalScorer: OneShotScorer {
     guard let hello = ExternalScorer.parseHello(line) else {
       ExternalScorer.end(process)
       throw UserFacingError(
-        "outside scorer '\(visible(Secrets.redacted(command)))' began with '\(visible(String(line.prefix(120))))', not a hello line 'oneshot-scorer 1 input=SIZE output=embeddings|scores [distance=cosine|euclidean] model=ID' (docs/SCORER_PROTOCOL.md)")
+        "outside scorer '\(visible(Secrets.redacted(command)))' began with '\(visible(String(line.prefix(120))))', not a hello line \(ExternalScorer.helloForms) (docs/SCORER_PROTOCOL.md)")
     }
     guard hello.inputSize == expectedSize else {
       ExternalScorer.end(process)
@@ -99,10 +116,11 @@ package final class ExternalScorer: OneShotScorer {
   }()
 
   /// `oneshot-scorer 1 input=105 output=scores model=sha256:...`: key=value words after the
-  /// protocol name and version, in any order.
+  /// protocol name and version, in any order. Version 2 adds `output=episodes` and
+  /// `transductive=yes|no` (episodes only).
   static func parseHello(_ line: String) -> Hello? {
     let words = line.split(separator: " ").map(String.init)
-    guard words.count >= 3, words[0] == "oneshot-scorer", words[1] == "1" else { return nil }
+    guard words.count >= 3, words[0] == "oneshot-scorer", let version = Int(words[1]), version == 1 || version == 2 else { return nil }
     var values: [String: String] = [:]
     for word in words.dropFirst(2) {
       guard let eq = word.firstIndex(of: "=") else { return nil }
@@ -113,7 +131,13 @@ package final class ExternalScorer: OneShotScorer {
     else { return nil }
     let distance = values["distance"].flatMap(Hello.Distance.init(rawValue:))
     if output == .embeddings && distance == nil { return nil }
-    return Hello(inputSize: size, output: output, distance: distance, model: model)
+    if output == .episodes && version < 2 { return nil }
+    var transductive = false
+    if let value = values["transductive"] {
+      guard version >= 2, output == .episodes, value == "yes" || value == "no" else { return nil }
+      transductive = value == "yes"
+    }
+    return Hello(version: version, inputSize: size, output: output, distance: distance, model: model, transductive: transductive)
   }
 
   /// Ends the scorer: closes its input (a scorer ends at end of input), waits up to 5 s, then
@@ -290,9 +314,19 @@ package final class ExternalScorer: OneShotScorer {
 
   // MARK: OneShotScorer
 
+  /// Images go to an outside scorer in a random order: in the store's order, an image's number
+  /// would tell its class (a scorer whose embedding is the number scored 87.78% on 20-way
+  /// 1-shot without reading a pixel; issue #45, cause D).
+  package var shufflesImageOrder: Bool { true }
+
   package func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [Embedding] {
     precondition(size == hello.inputSize, "images are \(size)x\(size), the scorer takes \(hello.inputSize)")
     let n = size * size
+    if hello.output == .episodes {
+      // Nothing is asked now: each episode carries its images.
+      defer { sent += count }
+      return (0..<count).map { Embedding(index: sent + $0, vector: [], pixels: Array(pixels[(($0) * n)..<(($0 + 1) * n)])) }
+    }
     var text = "embed \(count)\n"
     text.reserveCapacity(count * (n * 4 / 3 + 8) + 16)
     for i in 0..<count { text += Data(UnsafeBufferPointer(rebasing: pixels[(i * n)..<((i + 1) * n)])).base64EncodedString() + "\n" }
@@ -300,6 +334,8 @@ package final class ExternalScorer: OneShotScorer {
     let first = sent
     sent += count
     switch hello.output {
+    case .episodes:
+      preconditionFailure("answered above")
     case .scores:
       let reply = try receive("the reply to 'embed \(count)'")
       try finishSending()
@@ -309,7 +345,7 @@ package final class ExternalScorer: OneShotScorer {
       var out: [Embedding] = []
       out.reserveCapacity(count)
       for i in 0..<count {
-        let line = try receive("embedding \(i + 1) of \(count)")
+        let line = try answer("embedding \(i + 1) of \(count)")
         if line == "done" { throw failure("wrote \(i) embeddings for \(count) images") }
         guard let data = Data(base64Encoded: line), data.count % 4 == 0, !data.isEmpty else {
           throw failure("embedding \(i + 1) of \(count) is not base64 of little-endian float32 values: '\(visible(String(line.prefix(80))))'")
@@ -328,39 +364,96 @@ package final class ExternalScorer: OneShotScorer {
 
   /// Every reply ends with a line `done`, so that a reply with too many values is caught.
   private func expectDone(after what: String) throws {
-    let line = try receive("'done' after \(what)")
+    let line = try answer("'done' after \(what)")
     guard line == "done" else { throw failure("wrote more than \(what) (a reply ends with a line 'done')") }
   }
+
+  /// A line of an answer; a line `error TEXT` ends the run with the scorer's own words.
+  private func answer(_ what: String) throws -> String {
+    let line = try receive(what)
+    if line.hasPrefix("error ") || line == "error" {
+      throw failure("it reported an error while the harness waited for \(what): \(visible(Secrets.redacted(String(line.dropFirst(5).trimmingCharacters(in: .whitespaces).prefix(300)))))")
+    }
+    return line
+  }
+
+  /// Order for what is sent: fresh from the system's generator, so that no order a scorer sees
+  /// can be learned from the harness's code.
+  private var shuffler = SystemRandomNumberGenerator()
 
   package func similarities(queries: [Embedding], support: [Embedding]) throws -> [[Double]] {
     switch hello.output {
     case .scores:
-      var text = "score \(queries.count * support.count)\n"
-      for q in queries { for s in support { text += "\(q.index) \(s.index)\n" } }
+      // The pairs in a random order: laid out query by query and class by class, the position of
+      // a pair would tell which support image shares the query's class.
+      var pairs = [(q: Int, s: Int)]()
+      pairs.reserveCapacity(queries.count * support.count)
+      for q in queries.indices { for s in support.indices { pairs.append((q, s)) } }
+      pairs.shuffle(using: &shuffler)
+      var text = "score \(pairs.count)\n"
+      for pair in pairs { text += "\(queries[pair.q].index) \(support[pair.s].index)\n" }
       try send(text)
-      var out: [[Double]] = []
-      for q in queries.indices {
-        var row: [Double] = []
-        for s in support.indices {
-          let line = try receive("score \(q * support.count + s + 1) of \(queries.count * support.count)")
-          if line == "done" { throw failure("wrote \(q * support.count + s) scores for \(queries.count * support.count) pairs") }
-          guard let value = Double(line.trimmingCharacters(in: .whitespaces)) else { throw failure("score line '\(visible(String(line.prefix(80))))' is not a number") }
-          guard value.isFinite else { throw failure("a score is \(value) (NaN or infinity)") }
-          row.append(value)
-        }
-        out.append(row)
+      var out = [[Double]](repeating: [Double](repeating: 0, count: support.count), count: queries.count)
+      for (i, pair) in pairs.enumerated() {
+        let line = try answer("score \(i + 1) of \(pairs.count)")
+        if line == "done" { throw failure("wrote \(i) scores for \(pairs.count) pairs") }
+        guard let value = Double(line.trimmingCharacters(in: .whitespaces)) else { throw failure("score line '\(visible(String(line.prefix(80))))' is not a number") }
+        guard value.isFinite else { throw failure("a score is \(value) (NaN or infinity)") }
+        out[pair.q][pair.s] = value
       }
-      try expectDone(after: "\(queries.count * support.count) scores")
+      try expectDone(after: "\(pairs.count) scores")
       try finishSending()
       return out
     case .embeddings:
       return queries.map { q in support.map { s in similarity(q.vector, s.vector) } }
+    case .episodes:
+      // A scorer of episodes scores classes, not pairs: each support image is made a class of
+      // its own, and the scorer's class scores are the pairs' similarities.
+      return try classScores(queries: queries, support: support.map { [$0] })
     }
+  }
+
+  /// One episode, whole (version 2): `episode WAYS SUPPORT QUERIES`, the support images as
+  /// `LABEL BASE64` lines, the queries as `BASE64` lines; the answer is one line of WAYS scores
+  /// per query, in the order sent, then `done`. The classes are relabeled by a random
+  /// permutation, and the support images and the queries are each sent in a random order.
+  func episodeScores(queries: [Embedding], support: [[Embedding]]) throws -> [[Double]] {
+    let ways = support.count
+    let relabel = Array(0..<ways).shuffled(using: &shuffler)  // relabel[c]: the label class c is sent as
+    var shots = [(c: Int, image: Embedding)]()
+    for (c, images) in support.enumerated() { for image in images { shots.append((c, image)) } }
+    shots.shuffle(using: &shuffler)
+    let sentQueries = Array(queries.indices).shuffled(using: &shuffler)  // sentQueries[i]: the query sent i-th
+    var text = "episode \(ways) \(shots.count) \(queries.count)\n"
+    text.reserveCapacity((shots.count + queries.count) * ((hello.inputSize * hello.inputSize * 4) / 3 + 12))
+    for shot in shots { text += "\(relabel[shot.c]) " + Data(shot.image.pixels).base64EncodedString() + "\n" }
+    for q in sentQueries { text += Data(queries[q].pixels).base64EncodedString() + "\n" }
+    try send(text)
+    var out = [[Double]](repeating: [], count: queries.count)
+    for (i, q) in sentQueries.enumerated() {
+      let line = try answer("the class scores of query \(i + 1) of \(queries.count)")
+      if line == "done" { throw failure("wrote class scores for \(i) of an episode's \(queries.count) queries") }
+      let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+      guard words.count == ways else {
+        throw failure("wrote \(words.count) scores for query \(i + 1) of an episode of \(ways) classes (one line of \(ways) numbers per query): '\(visible(String(line.prefix(80))))'")
+      }
+      var row = [Double](repeating: 0, count: ways)
+      for c in 0..<ways {
+        guard let value = Double(words[relabel[c]]) else { throw failure("class score '\(visible(String(words[relabel[c]].prefix(40))))' of query \(i + 1) is not a number") }
+        guard value.isFinite else { throw failure("a class score of query \(i + 1) is \(value) (NaN or infinity)") }
+        row[c] = value
+      }
+      out[q] = row
+    }
+    try expectDone(after: "the class scores of \(queries.count) queries")
+    try finishSending()
+    return out
   }
 
   /// Cosine similarity, or under Euclidean the class's prototype distance (as a prototypical
   /// network is scored); the mean similarity over a class's support images otherwise.
   package func classScores(queries: [Embedding], support: [[Embedding]]) throws -> [[Double]] {
+    if hello.output == .episodes { return try episodeScores(queries: queries, support: support) }
     if hello.output == .embeddings && hello.distance == .euclidean {
       return PrototypicalLoss.scores(queries: queries.map(\.vector), support: support.map { $0.map(\.vector) })
     }

@@ -48,7 +48,12 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
   let precision = try trainingPrecision(plan, progress: progress)
   let precisionTag: [(key: String, value: String)] = plan.trains ? [("precision.resolved", precision.rawValue)] : []
   let externalTags: [(key: String, value: String)] =
-    external.map { [(TagKey.mode, RunMode.external.rawValue), ("scorer.command", Secrets.redacted($0.command)), ("scorer.model", $0.hello.model), ("scorer.output", $0.hello.output.rawValue + ($0.hello.distance.map { " \($0.rawValue)" } ?? ""))] } ?? []
+    external.map { scorer in
+      [
+        (TagKey.mode, RunMode.external.rawValue), ("scorer.command", Secrets.redacted(scorer.command)), ("scorer.model", scorer.hello.model),
+        ("scorer.output", scorer.hello.output.rawValue + (scorer.hello.distance.map { " \($0.rawValue)" } ?? "")), ("scorer.protocol", String(scorer.hello.version)),
+      ] + (scorer.hello.output == .episodes ? [(TagKey.scorerTransductive, scorer.hello.transductive ? "yes" : "no")] : [])
+    } ?? []
   let run = try RunRecording.begin(plan, data: data, tags: (evaluated?.tags ?? []) + precisionTag + externalTags)
   let resumable = try run.resumable(plan)
   progress.line("run \(run.id) (\(config.name)) recording into \(run.store.displayPath)")

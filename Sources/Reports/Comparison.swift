@@ -90,11 +90,13 @@ public func renderComparison(_ a: ComparisonSide, _ b: ComparisonSide, store: Re
   guard !rows.isEmpty else {
     throw ReportError("\(a.name) and \(b.name) share no protocol scored on the same episodes (\(skipped.joined(separator: "; ")))")
   }
-  var out = "A = \(a.name)\nB = \(b.name)\n\n"
+  func mark(_ side: ComparisonSide) -> String { side.runs.contains(where: \.transductive) ? " (\(transductiveMark))" : "" }
+  var out = "A = \(a.name)\(mark(a))\nB = \(b.name)\(mark(b))\n\n"
   out += markdownTable(["protocol", "A", "B", "A - B (95% CI, points)", "test", "verdict"], rows)
   out += "\n\nA and B: accuracy over the episodes both scored."
   if !skipped.isEmpty { out += "\n\nNot compared: " + skipped.joined(separator: "; ") + "." }
   out += comparisonNote(a, b)
+  if a.runs.contains(where: \.transductive) != b.runs.contains(where: \.transductive) { out += "\n\n" + transductiveLegend + ": one side is transductive, the other inductive." }
   return out
 }
 

@@ -46,7 +46,8 @@ func smoothed(_ values: [Double], weight: Double = lossSmoothing) -> [Double] {
 /// A run's label in legends and row labels: short id, experiment and seed.
 func runLabel(_ row: ReportRow) -> String {
   var label = "\(row.summary.id.prefix(8)) \(row.summary.experiment)"
-  if row.mode != .train { return label + " (\(row.mode.rawValue))" }
+  if row.mode != .train { return label + " (\(row.mode.rawValue)\(row.transductive ? ", \(transductiveMark)" : ""))" }
+  if row.transductive { label += " (\(transductiveMark))" }
   if let seed = row.params["seed"] { label += " s\(seed)" }
   return label
 }
@@ -213,6 +214,7 @@ func runsSection(rows: [ReportRow]) -> String {
       + cells.map { "<td>\(xmlEscaped($0))</td>" }.joined() + "</tr>"
   }
   body += "<table><thead><tr>\(columns.map { "<th>\(xmlEscaped($0))</th>" }.joined())</tr></thead><tbody>\(tableRows.joined())</tbody></table>"
+  if rows.contains(where: \.transductive) { body += "<p class=\"note\">\(xmlEscaped(transductiveLegend)).</p>" }
   body += "<details><summary>Provenance of every run</summary>"
   for row in rows {
     body += "<h3>\(xmlEscaped(row.summary.id)) \(xmlEscaped(row.summary.experiment))</h3>"
@@ -221,11 +223,18 @@ func runsSection(rows: [ReportRow]) -> String {
   return body + "</details></section>"
 }
 
-/// `train`, `external`, `eval-only`, or `eval-only, ensemble of N`.
+/// `train`, `external`, `eval-only`, or `eval-only, ensemble of N`; `, transductive` after it
+/// for a run that used each episode's queries together.
 func runMode(_ row: ReportRow) -> String {
-  guard row.mode == .evalOnly else { return row.mode.rawValue }
-  if let members = row.tags["ensemble_members"] { return "eval-only, ensemble of \(members)" }
-  return "eval-only"
+  let mode: String
+  if row.mode != .evalOnly {
+    mode = row.mode.rawValue
+  } else if let members = row.tags["ensemble_members"] {
+    mode = "eval-only, ensemble of \(members)"
+  } else {
+    mode = "eval-only"
+  }
+  return mode + (row.transductive ? ", \(transductiveMark)" : "")
 }
 
 /// The runs to break down by alphabet: those asked for, or the newest completed run that has

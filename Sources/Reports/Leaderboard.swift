@@ -16,9 +16,6 @@ let publishedVinyalsFigures: [String: (source: String, figures: [String: Double]
   "matching": ("Vinyals et al. 2016", ["5-way 1-shot": 0.981, "5-way 5-shot": 0.989, "20-way 1-shot": 0.938, "20-way 5-shot": 0.985]),
 ]
 
-/// The tag a run carries when its method looked at the queries of an episode together
-/// (transductive): its figures are not comparable with inductive ones and every format marks it.
-public let transductiveTag = "transductive"
 
 /// One recipe's line for one protocol.
 public struct LeaderboardCell: Sendable {
@@ -79,7 +76,7 @@ public func leaderboard(_ rows: [ReportRow], protocols: [String], store: Results
       let shape = result.map { "\($0.ways)-way \($0.shots)-shot" } ?? ""
       cells[name] = LeaderboardCell(aggregate: aggregate, difference: difference, unpaired: unpaired, published: isVinyalsTest ? published?.figures[shape] : nil)
     }
-    let transductive = group.runs.contains { ($0.tags[transductiveTag] ?? "").lowercased() == "yes" }
+    let transductive = group.runs.contains { TagKey.isTransductive($0.tags) }
     out.append(LeaderboardRow(group: group, method: method, transductive: transductive, cells: cells, publishedSource: cells.values.contains { $0.published != nil } ? published?.source : nil))
   }
   let headline =

@@ -20,7 +20,13 @@ public struct ReportRow {
   public let group: String
   /// The validation targets the run reached (`training.targets`), lowest first.
   public var targets: [TargetReached] = []
+  /// Whether its method used each episode's queries together (`TagKey.isTransductive`).
+  public var transductive: Bool { TagKey.isTransductive(tags) }
 }
+
+/// The words every report puts beside a transductive run, and what they mean.
+public let transductiveMark = "transductive"
+public let transductiveLegend = "transductive: the method used each episode's queries together; its figures are not comparable with inductive ones"
 
 /// The targets any of `rows` reached, lowest first.
 public func targetColumns(_ rows: [ReportRow]) -> [Double] { Array(Set(rows.flatMap { $0.targets.map(\.target) })).sorted() }
@@ -124,13 +130,13 @@ public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows:
 public func renderReport(_ rows: [ReportRow], protocols: [String], format: ReportFormat, wide: Bool = false) -> String {
   let varying = varyingParameters(rows)
   let targets = targetColumns(rows)
-  var header = ["run", "experiment", "mode", "ensemble_members", "status", "started", "duration_s"] + keyParameters + varying + ["validation.best", "validation.best_step"]
+  var header = ["run", "experiment", "mode", "transductive", "ensemble_members", "status", "started", "duration_s"] + keyParameters + varying + ["validation.best", "validation.best_step"]
   for t in targets { header += ["target@\(TargetReached.text(t)).training_s", "target@\(TargetReached.text(t)).wall_s", "target@\(TargetReached.text(t)).step"] }
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
   header.append("note")
   func cells(_ row: ReportRow) -> [String] {
     var out = [
-      row.summary.id, row.summary.experiment, row.mode.rawValue, row.tags["ensemble_members"] ?? "", row.summary.status.rawValue, row.summary.startedAt,
+      row.summary.id, row.summary.experiment, row.mode.rawValue, row.transductive ? "yes" : "no", row.tags["ensemble_members"] ?? "", row.summary.status.rawValue, row.summary.startedAt,
       row.summary.durationSeconds.map { String(format: "%.1f", $0) } ?? "",
     ]
     out += keyParameters.map { row.shownParameter($0) ?? "" }
@@ -158,7 +164,8 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
   case .json:
     let objects: [[String: Any]] = rows.map { row in
       var object: [String: Any] = [
-        "run": row.summary.id, "experiment": row.summary.experiment, "mode": row.mode.rawValue, "status": row.summary.status.rawValue, "started": row.summary.startedAt,
+        "run": row.summary.id, "experiment": row.summary.experiment, "mode": row.mode.rawValue, "transductive": row.transductive, "status": row.summary.status.rawValue,
+        "started": row.summary.startedAt,
         "durationSeconds": row.summary.durationSeconds as Any? ?? NSNull(), "error": row.summary.error as Any? ?? NSNull(),
       ]
       if let members = row.tags["ensemble_members"] { object["ensembleMembers"] = Int(members) ?? members }
@@ -194,7 +201,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       : ["run", "experiment", "mode", "status", "steps", "lr", "seed"] + (varying.isEmpty ? [] : ["differs"]) + ["validation"] + (targets.isEmpty ? [] : ["to target"]) + shortNames
     let body = rows.map { row -> [String] in
       let trained = row.mode == .train
-      let mode = trained ? "train" : row.mode == .external ? "external" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")
+      let mode = (trained ? "train" : row.mode == .external ? "external" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")) + (row.transductive ? ", \(transductiveMark)" : "")
       // The store's words, as `--status`, CSV, JSON and `report --run` say them.
       let status = row.summary.status.rawValue
       let experiment = wide || row.summary.experiment.count <= 18 ? row.summary.experiment : String(row.summary.experiment.prefix(17)) + "…"
@@ -217,12 +224,14 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       if wide { out.append(row.summary.durationSeconds.map(formatDuration) ?? "-") }
       return out
     }
-    guard format == .table && !wide else { return format == .markdown ? markdownTable(header, body) : textTable(header, body) }
+    let legend = rows.contains(where: \.transductive) ? "\n\n" + transductiveLegend : ""
+    guard format == .table && !wide else { return (format == .markdown ? markdownTable(header, body) : textTable(header, body)) + legend }
     // Columns go, least telling first, until the table fits: settings, then the protocols
     // evaluated last (the first stays); every one left out is named below the table.
     let (fitted, left) = fitToWidth(header, body, width: 120, droppable: ["lr", "steps", "seed", "differs", "to target"] + shortNames.dropFirst().reversed())
     var table = fitted + "\n\naccuracy % ± half the width of its 95% interval (Wilson's); validation: best % @ step"
     if body.contains(where: { $0[2].hasPrefix("eval x") }) { table += "\neval xN: eval-only of an N-member ensemble" }
+    if !legend.isEmpty { table += "\n" + transductiveLegend }
     if !targets.isEmpty { table += "\nto target: the highest validation target reached, and the training time until its first validation (report --run ID: every target)" }
     if !varying.isEmpty { table += "\ndiffers: the settings that differ among these runs (\(varying.joined(separator: ", ")))" }
     table += left.isEmpty ? "\n--wide for every column" : "\n" + wrapped("\(left.joined(separator: ", ")) left out to fit 120 columns: --wide for every column", width: 120)
@@ -377,6 +386,7 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
     object["provenance"] = Dictionary(uniqueKeysWithValues: detail.provenance.map { ($0.key, $0.value) })
     object["params"] = Dictionary(uniqueKeysWithValues: shown.map { ($0.key, $0.value) })
     object["mode"] = mode.rawValue
+    object["transductive"] = TagKey.isTransductive(Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 })
     object["tags"] = Dictionary(uniqueKeysWithValues: detail.tags.map { ($0.key, $0.value) })
     object["results"] = detail.results.map { r -> [String: Any] in
       var o: [String: Any] = [
@@ -416,6 +426,7 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
   lines.append("run \(field(s.id))")
   lines.append(
     "  experiment \(field(s.experiment)), \(mode == .train ? "trained" : mode.rawValue), \(s.status.rawValue), started \(field(s.startedAt))\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
+  if TagKey.isTransductive(Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }) { lines.append("  \(transductiveLegend)") }
   if let error = s.error { lines.append("  error: \(field(error))") }
   for p in detail.provenance { lines.append("  \(field(p.key)): \(field(p.value))") }
   for t in detail.tags { lines.append("  tag \(field(t.key)): \(field(t.value))") }

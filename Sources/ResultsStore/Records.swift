@@ -264,6 +264,18 @@ public enum TagKey {
   public static func sequence(_ protocolName: String) -> String { "sequence." + protocolName }
   /// A user's free-text note on a run (`run note`), shown by `report --run` and the HTML page.
   public static let note = "note"
+  /// `yes` when an outside scorer of whole episodes (protocol version 2) said it uses each
+  /// episode's queries together; `no` when it said it does not. Written by the harness only.
+  public static let scorerTransductive = "scorer.transductive"
+  /// A user's mark on a run of their own that looked at the queries together (`--tag
+  /// transductive=yes`); reports mark such runs as they mark transductive scorers.
+  public static let transductive = "transductive"
+
+  /// Whether a run's figures came from a method that used each episode's queries together:
+  /// not comparable with inductive figures, so every report marks them.
+  public static func isTransductive(_ tags: [String: String]) -> Bool {
+    tags[scorerTransductive] == "yes" || tags[transductive]?.lowercased() == "yes"
+  }
 
   /// Keys the harness writes itself, which `run tag` refuses so that a user's tag never changes
   /// what a run says about how it was made.

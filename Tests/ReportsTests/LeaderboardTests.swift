@@ -26,7 +26,7 @@ final class LeaderboardTests: XCTestCase {
         run: id, ProtocolResult(protocolName: "test-20w1s", split: "vinyals/test", ways: 20, shots: 1, queries: 1, episodes: 10, accuracy: accuracy, ciLow: 0, ciHigh: 1, seconds: 1),
         episodes: episodes)
       try store.setTag(run: id, key: TagKey.episodes("test-20w1s"), value: "same-episodes")
-      if objective == "matching" { try store.setTag(run: id, key: transductiveTag, value: "yes") }
+      if objective == "matching" { try store.setTag(run: id, key: TagKey.transductive, value: "yes") }
       try store.finishRun(id, status: .completed)
       usleep(2_000)  // runs are ordered by their start time, recorded to the millisecond
     }

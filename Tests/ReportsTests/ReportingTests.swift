@@ -196,7 +196,7 @@ final class ReportingTests: XCTestCase {
     XCTAssertEqual(varyingParameters(rows), ["model.headHidden"], "threads are no setting; another experiment's blocks do not count")
     let table = renderReport(rows, protocols: protocols, format: .table)
     XCTAssert(table.contains("model.headHidden=64") && table.contains("model.headHidden=128") && table.contains("differs:"), table)
-    XCTAssert(renderReport(rows, protocols: protocols, format: .csv).hasPrefix("run,experiment,mode,ensemble_members,status,started,duration_s,model.backbone"))
+    XCTAssert(renderReport(rows, protocols: protocols, format: .csv).hasPrefix("run,experiment,mode,transductive,ensemble_members,status,started,duration_s,model.backbone"))
     XCTAssert(renderReport(rows, protocols: protocols, format: .csv).split(separator: "\r\n")[0].contains(",model.headHidden,"))
     XCTAssert(renderReport(rows, protocols: protocols, format: .markdown).contains("model.headHidden=128"))
     XCTAssert(renderReport(rows, protocols: protocols, format: .json).contains("\"model.headHidden\" : \"128\""))

@@ -1,34 +1,16 @@
 #!/usr/bin/env python3
-"""An outside scorer with no dependencies (docs/SCORER_PROTOCOL.md): each image's embedding is
-its ink in [0, 1], compared by Euclidean distance, which is the harness's own pixel baseline.
+"""An outside scorer with no model (docs/SCORER_PROTOCOL.md): each image's embedding is its ink
+in [0, 1], compared by Euclidean distance, which is the harness's own pixel baseline. Built on
+the repository's Python package (python/oneshot_scorer: standard library and numpy).
 
     oneshot-bench run examples/scorers/lake20-105.json --eval-only --scorer 'python3 examples/scorers/pixel_scorer.py'
 """
-import base64
-import struct
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))  # or: pip install ./python
+from oneshot_scorer import as_float, serve_embeddings  # noqa: E402
 
 SIZE = int(sys.argv[1]) if len(sys.argv) > 1 else 105
 
-
-def main():
-    out = sys.stdout
-    out.write(f"oneshot-scorer 1 input={SIZE} output=embeddings distance=euclidean model=pixels-{SIZE}\n")
-    out.flush()
-    pack = struct.Struct(f"<{SIZE * SIZE}f").pack
-    scale = [v / 255.0 for v in range(256)]
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] != "embed":
-            sys.exit(f"pixel scorer: unexpected request {line.strip()!r}")
-        for _ in range(int(words[1])):
-            ink = base64.b64decode(sys.stdin.readline())
-            out.write(base64.b64encode(pack(*[scale[v] for v in ink])).decode() + "\n")
-        out.write("done\n")
-        out.flush()
-
-
-if __name__ == "__main__":
-    main()
+serve_embeddings(lambda images: as_float(images).reshape(len(images), -1), input_size=SIZE, model=f"pixels-{SIZE}", distance="euclidean")

@@ -3,22 +3,21 @@
 checkpoint of the harness, on CUDA when there is one: a network with a head scores the pairs
 it is asked for (the mean logit of an ensemble's members, as the harness); a prototypical
 network (model.similarity euclidean) returns its embeddings, compared by distance to prototypes.
+Built on the repository's Python package (python/oneshot_scorer).
 
     python3 -m pip install -r python/requirements.txt
     oneshot-bench run experiments/omniglot52-eval.json --eval-only \\
         --scorer 'python3 examples/scorers/twin_scorer.py models/omniglot-siamese.safetensors'
 """
-import base64
-import hashlib
 import json
 import os
 import sys
 
-import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))  # or: pip install ./python
 import oneshot_twin.model as twin  # noqa: E402
+from oneshot_scorer import file_digest, serve_embeddings, serve_pairs  # noqa: E402
 
 
 def main(path):
@@ -27,41 +26,20 @@ def main(path):
     model = model.to(device)
     config = twin.full_config(json.loads(metadata["model_config"]))
     size = config["inputSize"]
-    euclidean = config["similarity"] == "euclidean"
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    out = sys.stdout
-    output = "embeddings distance=euclidean" if euclidean else "scores"
-    out.write(f"oneshot-scorer 1 input={size} output={output} model=sha256:{digest}\n")
-    out.flush()
     print(f"twin scorer: {path} on {device}", file=sys.stderr)
-    features = []  # by image number
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "embed":
-            n = int(words[1])
-            ink = np.frombuffer(b"".join(base64.b64decode(sys.stdin.readline()) for _ in range(n)), dtype=np.uint8).reshape(n, 1, size, size)
-            with torch.no_grad():
-                embedded = model.embed(twin.ink(ink).to(device)).float()
-            if euclidean:
-                for row in embedded.cpu().numpy().astype("<f4"):
-                    out.write(base64.b64encode(row.tobytes()).decode() + "\n")
-                out.write("done\n")
-            else:
-                features.extend(embedded)
-                out.write("ok\n")
-        elif words[0] == "score":
-            pairs = [tuple(map(int, sys.stdin.readline().split())) for _ in range(int(words[1]))]
-            with torch.no_grad():
-                left = torch.stack([features[i] for i, _ in pairs])
-                right = torch.stack([features[j] for _, j in pairs])
-                logits = model.score(left, right).cpu().tolist()
-            out.write("".join(f"{v!r}\n" for v in logits) + "done\n")
-        else:
-            sys.exit(f"twin scorer: unexpected request {line.strip()!r}")
-        out.flush()
+
+    @torch.no_grad()
+    def embed(images):
+        return model.embed(twin.ink(images).to(device)).float().cpu().numpy()
+
+    @torch.no_grad()
+    def score(left, right):
+        return model.score(torch.from_numpy(left).to(device), torch.from_numpy(right).to(device)).cpu().numpy()
+
+    if config["similarity"] == "euclidean":
+        serve_embeddings(embed, input_size=size, model=file_digest(path), distance="euclidean")
+    else:
+        serve_pairs(score, embed=embed, input_size=size, model=file_digest(path))
 
 
 if __name__ == "__main__":
