@@ -165,36 +165,65 @@ func openArchive(_ url: URL) throws -> Archive {
   }
 }
 
+/// An export that `stop` ended (SIGINT, SIGTERM): nothing was left at the target.
+public struct ExportStopped: Error {}
+
 extension OmniglotDataset {
   /// Writes a split as a folder of your own would be laid out, `folder/<alphabet>/<character>/
   /// <id>_<drawer>.png`, each PNG byte for byte as the archive holds it; returns the number of
-  /// images. `folder` must not exist or be empty: nothing is ever replaced. `progress` hears the
-  /// images written so far and the total, after each character's folder.
+  /// images. `folder` must not exist or be an empty folder: nothing is ever replaced. The images
+  /// go to a hidden folder beside it, renamed to `folder` once all are written, so that an
+  /// interrupted export leaves no partial folder for `dataset verify` to pass, and of two exports
+  /// into one folder exactly one lands (issue #45, cause J). `progress` hears the images written
+  /// so far and the total, after each character's folder.
   @discardableResult
-  public func export(_ split: OmniglotSplit, to folder: URL, progress: ((Int, Int) -> Void)? = nil) throws -> Int {
+  public func export(_ split: OmniglotSplit, to folder: URL, progress: ((Int, Int) -> Void)? = nil, stop: () -> Bool = { false }) throws -> Int {
     let fm = FileManager.default
-    if fm.fileExists(atPath: folder.path) {
+    let folder = folder.standardizedFileURL
+    func problem(_ text: String) -> DatasetError { .folderProblem(root: folder.path, problem: text) }
+    var isDirectory: ObjCBool = false
+    if fm.fileExists(atPath: folder.path, isDirectory: &isDirectory) {
+      guard isDirectory.boolValue else {
+        throw problem("it \(UserFile.problem(folder.path, maximumBytes: Int.max) ?? "is a file"), not a folder; export into a new or empty folder")
+      }
       let present = (try? fm.contentsOfDirectory(atPath: folder.path)) ?? ["?"]
-      guard present.isEmpty else { throw DatasetError.folderProblem(root: folder.path, problem: "the folder is not empty; export into a new or empty folder (nothing is replaced)") }
+      guard present.isEmpty else { throw problem("the folder is not empty; export into a new or empty folder (nothing is replaced)") }
     }
     let files = try readPNGEntries(archive: archiveURL(split), topFolder: split.folder)
+    let parent = folder.deletingLastPathComponent()
+    do { try fm.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
+      throw problem("cannot create it (\(failureReason(error, creatingFolder: parent.path))); choose a folder that can be made")
+    }
+    let staging = parent.appendingPathComponent(".\(folder.lastPathComponent).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     var made = Set<String>()
-    for (written, file) in files.enumerated() {
-      // `<split folder>/<alphabet>/<character>/<file>.png`, checked by the reader.
-      let parts = file.path.split(separator: "/").dropFirst().map(String.init)
-      guard parts.count == 3, !parts.contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) else {
-        throw DatasetError.unexpectedFile(name: file.path, reason: "expected \(split.folder)/<alphabet>/<character>/<id>_<drawer>.png")
-      }
-      let directory = folder.appendingPathComponent(parts[0]).appendingPathComponent(parts[1])
-      do {
-        if made.insert(directory.path).inserted {
-          try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-          progress?(written, files.count)
+    do {
+      try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+      for (written, file) in files.enumerated() {
+        if stop() { throw ExportStopped() }
+        // `<split folder>/<alphabet>/<character>/<file>.png`, checked by the reader.
+        let parts = file.path.split(separator: "/").dropFirst().map(String.init)
+        guard parts.count == 3, !parts.contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) else {
+          throw DatasetError.unexpectedFile(name: file.path, reason: "expected \(split.folder)/<alphabet>/<character>/<id>_<drawer>.png")
         }
-        try Data(file.bytes).write(to: directory.appendingPathComponent(parts[2]), options: .withoutOverwriting)
-      } catch {
-        throw DatasetError.folderProblem(root: folder.path, problem: "cannot write \(parts.joined(separator: "/")) (\((error as NSError).localizedDescription)); choose a writable folder")
+        let directory = staging.appendingPathComponent(parts[0]).appendingPathComponent(parts[1])
+        do {
+          if made.insert(directory.path).inserted {
+            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+            progress?(written, files.count)
+          }
+          try Data(file.bytes).write(to: directory.appendingPathComponent(parts[2]), options: .withoutOverwriting)
+        } catch {
+          throw problem("cannot write \(parts.joined(separator: "/")) (\(failureReason(error))); choose a writable folder")
+        }
       }
+      // rename(2) puts the whole folder in place at once; it fails if another export filled it first.
+      if rename(staging.path, folder.path) != 0 {
+        let reason = errno == ENOTEMPTY || errno == EEXIST ? "another export filled it first; this one kept nothing" : String(cString: strerror(errno))
+        throw problem("cannot move the exported images into it (\(reason))")
+      }
+    } catch {
+      try? fm.removeItem(at: staging)
+      throw error
     }
     progress?(files.count, files.count)
     return files.count

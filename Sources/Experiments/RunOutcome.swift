@@ -53,8 +53,16 @@ package enum RunOutcome {
 /// with 128 + the signal and nothing recorded.
 package struct InterruptedBeforeRecording: Error, CustomStringConvertible {
   package let signal: Int32
+  /// What was going on, and what became of it.
+  package var detail = "while reading data; nothing was recorded: run the command again when you are ready"
   package var exitCode: Int32 { 128 + signal }
-  package var description: String { "interrupted (signal \(signal)) while reading data; nothing was recorded: run the command again when you are ready" }
+  package var description: String { "interrupted (signal \(signal)) \(detail)" }
+
+  package init(signal: Int32) { self.signal = signal }
+  package init(signal: Int32, detail: String) {
+    self.signal = signal
+    self.detail = detail
+  }
 }
 
 /// The store could not be written for now while a run was recorded: an outage longer than

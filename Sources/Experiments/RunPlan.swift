@@ -62,6 +62,20 @@ package struct RunPlan {
       // The store's own error, so that a sweep whose other task finished the run between its
       // listing and this check skips it as done (the same as when the claim finds it completed).
       guard detail.summary.status != .completed else { throw StoreError.alreadyCompleted(id) }
+      // An evaluation keeps no checkpoint to resume from (issue #45, cause U). One left `running`
+      // by a process that ended is closed here (failed, with the reason), so that no row stays
+      // `running` for good; one whose process lives is refused by the claim.
+      let recordedMode = RunMode(tags: detail.tags)
+      if recordedMode != .train {
+        var closed = ""
+        if detail.summary.status == .running {
+          try store.claimRun(id, owner: RunRecording.thisProcess, staleAfter: Lease.seconds, isAlive: RunRecording.isAlive)
+          try store.finishRun(id, status: .failed, error: "left running by an evaluation whose process ended; closed by run --resume")
+          closed = " (it was left running by a process that ended, and is now marked failed)"
+        }
+        throw UserFacingError(
+          "run \(id) is an evaluation (\(recordedMode.rawValue)), which keeps no checkpoint to resume\(closed): evaluate again with `oneshot-bench run FILE --eval-only` (`oneshot-bench report --run \(id)` shows what it scored)")
+      }
       source = "run \(id)'s stored configuration"
       config = try ExperimentConfig.decode(Data(detail.configJSON.utf8), source: source)
       self.mode = .resume(runID: id)

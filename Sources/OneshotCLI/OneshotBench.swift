@@ -67,9 +67,9 @@ package func runCommand(_ arguments: [String]) -> Int32 {
       printError(own)
       return 2
     }
-    // The parser's message, then its usage lines as they are.
-    printError(String(lines[0]))
-    if lines.count > 1 { printNote(lines.dropFirst().joined(separator: "\n")) }
+    // One line, as every other error (issue #45, cause T): the parser's message, clipped, and where
+    // the help is; not its help and usage lines.
+    printError(argumentErrorLine(message: String(lines[0]), helpHint: lines.last { $0.contains("See '") }.map(String.init), arguments: arguments))
     return code == .validationFailure ? 2 : code.rawValue
   }
 }
@@ -92,6 +92,27 @@ func editDistance(_ a: String, _ b: String) -> Int {
     previous = current
   }
   return a.isEmpty ? b.count : previous[b.count]
+}
+
+/// The one line an argument error prints: the parser's message (a value it echoes clipped to 80
+/// characters), a negative number after an option named as such (the parser reads `--seed -1` as
+/// a missing value followed by an option `-1`), and the command's help hint.
+func argumentErrorLine(message: String, helpHint: String?, arguments: [String]) -> String {
+  var text = message
+  // `The value 'VALUE' is invalid for '--opt': REASON`: the value clipped, the reason whole.
+  if text.hasPrefix("The value '"), let end = text.range(of: "' is invalid for "), text.distance(from: text.index(text.startIndex, offsetBy: 11), to: end.lowerBound) > 80 {
+    let value = text[text.index(text.startIndex, offsetBy: 11)..<end.lowerBound]
+    text = "The value '\(value.prefix(60))… (\(value.count) characters)" + text[end.lowerBound...]
+  }
+  if message.hasPrefix("Missing value for '"), let option = message.dropFirst("Missing value for '".count).split(separator: " ").first.map(String.init),
+    let i = arguments.firstIndex(of: option), i + 1 < arguments.count, Double(arguments[i + 1]) != nil
+  {
+    text = "\(option) does not take a negative number (\(arguments[i + 1]))"
+  }
+  // A value the parser echoes (a 17-part --set path, a pasted paragraph) is clipped.
+  if text.count > 400 { text = String(text.prefix(360)) + "… (\(text.count) characters)" }
+  let hint = helpHint.map { $0.trimmingCharacters(in: .whitespaces) }.map { "; s" + $0.dropFirst() } ?? ""
+  return text + hint
 }
 
 /// The message of a typed option's own error inside the parser's "The value 'x' is invalid

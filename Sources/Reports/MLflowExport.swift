@@ -24,6 +24,10 @@ import Support
 public enum MLflowExport {
   /// Written at the folder's top: MLflow lists only folders there, so it does not see it.
   public static let markerName = ".oneshot-bench-export"
+  /// Which files the export wrote in each run's folder (`<experiment id>/<run id>` to relative
+  /// paths, JSON): a later export removes only those of them the run no longer has, never what a
+  /// user added with MLflow's own client (issue #45, cause I).
+  public static let manifestName = ".oneshot-bench-export-files.json"
   static let markerText = "oneshot-bench MLflow file-store export (format 1); `oneshot-bench export mlflow` rewrites the runs it wrote here\n"
 
   /// What one export did, for the command's summary line.
@@ -41,6 +45,10 @@ public enum MLflowExport {
     var summary = Summary()
     var writer = Writer()
     try writer.write(root.appendingPathComponent(markerName), Data(markerText.utf8))
+    // What earlier exports wrote; a folder exported before the manifest existed has none, and
+    // then nothing of a run's folder is removed.
+    var manifest: [String: [String]] =
+      (try? Data(contentsOf: root.appendingPathComponent(manifestName))).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: [String]] } ?? [:]
     // The Default experiment (id 0) FileStore creates in a new folder: MLflow's UI opens on it.
     try writer.write(root.appendingPathComponent("0/meta.yaml"), experimentMeta(id: "0", name: "Default", root: root, time: 0))
     let byExperiment = Dictionary(grouping: runs, by: \.experiment)
@@ -52,10 +60,13 @@ public enum MLflowExport {
       try writer.write(root.appendingPathComponent("\(id)/tags/oneshot.store"), Data(Secrets.redacted(storeDescription).utf8))
       summary.experiments += 1
       for run in members {
-        try exportRun(run, experimentID: id, store: store, root: root, writer: &writer)
+        let folderKey = "\(id)/\(runID(run.id))"
+        manifest[folderKey] = try exportRun(run, experimentID: id, store: store, root: root, writer: &writer, previous: manifest[folderKey].map(Set.init) ?? [])
         summary.runs += 1
       }
     }
+    let listing = try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
+    try writer.write(root.appendingPathComponent(manifestName), listing)
     summary.filesWritten = writer.written
     summary.filesUnchanged = writer.unchanged
     return summary
@@ -88,7 +99,8 @@ public enum MLflowExport {
 
   // MARK: - one run
 
-  static func exportRun(_ run: RunSummary, experimentID: String, store: ResultsStore, root: URL, writer: inout Writer) throws {
+  /// Writes one run's folder; returns the files written there (relative paths, sorted).
+  static func exportRun(_ run: RunSummary, experimentID: String, store: ResultsStore, root: URL, writer: inout Writer, previous: Set<String>) throws -> [String] {
     let detail = try store.run(run.id)
     let id = runID(run.id)
     let dir = root.appendingPathComponent("\(experimentID)/\(id)")
@@ -99,13 +111,34 @@ public enum MLflowExport {
     let runName = "\(run.experiment)\(seed.map { " seed \($0)" } ?? "") \(run.id.prefix(8))"
     files["meta.yaml"] = runMeta(id: id, experimentID: experimentID, name: runName, status: run.status, start: start, end: end, artifacts: dir.appendingPathComponent("artifacts"))
 
-    var used = Set<String>()
+    // Each key is a file under params/, metrics/ or tags/, and a `/` in a key is a folder: a key
+    // that would be a file where another key made a folder (`p` beside `p/q`), or a folder where
+    // another is a file, has its `/` written `_`, then a number if it is still taken (issue #45,
+    // cause H: such keys failed every export of the store).
+    var usedFiles = Set<String>(), usedFolders = Set<String>()
+    func clashes(_ path: String) -> Bool {
+      if usedFiles.contains(path) || usedFolders.contains(path) { return true }
+      var parent = path
+      while let slash = parent.lastIndex(of: "/") {
+        parent = String(parent[..<slash])
+        if usedFiles.contains(parent) { return true }
+      }
+      return false
+    }
     func unique(_ folder: String, _ raw: String) -> String {
       var name = key(raw)
+      if clashes(folder + "/" + name) { name = name.replacingOccurrences(of: "/", with: "_") }
+      let base = name
       var n = 2
-      while used.contains(folder + "/" + name) { name = key(raw) + "_\(n)"; n += 1 }
-      used.insert(folder + "/" + name)
-      return folder + "/" + name
+      while clashes(folder + "/" + name) { name = base + "_\(n)"; n += 1 }
+      let path = folder + "/" + name
+      usedFiles.insert(path)
+      var parent = path
+      while let slash = parent.lastIndex(of: "/") {
+        parent = String(parent[..<slash])
+        usedFolders.insert(parent)
+      }
+      return path
     }
     for param in detail.params { files[unique("params", param.key)] = Data(Secrets.redacted(param.value).utf8) }
 
@@ -155,7 +188,8 @@ public enum MLflowExport {
     {
       files["artifacts/checkpoint/" + URL(fileURLWithPath: path).lastPathComponent] = checkpoint
     }
-    try writer.sync(dir, files)
+    try writer.sync(dir, files, previous: previous)
+    return files.keys.sorted()
   }
 
   // MARK: - YAML, numbers, times
@@ -258,8 +292,9 @@ public enum MLflowExport {
     }
   }
 
-  /// Writes files whose bytes differ, counts what it left alone, and removes files of a run's
-  /// folder that the run no longer has (a tag deleted since the last export).
+  /// Writes files whose bytes differ, counts what it left alone, and removes the files an earlier
+  /// export wrote in a run's folder that the run no longer has (a tag deleted since); files it
+  /// did not write (a user's tag, metric or artifact added with MLflow's client) stay.
   struct Writer {
     var written = 0
     var unchanged = 0
@@ -275,17 +310,14 @@ public enum MLflowExport {
       written += 1
     }
 
-    mutating func sync(_ dir: URL, _ files: [String: Data]) throws {
-      for (relative, data) in files.sorted(by: { $0.key < $1.key }) { try write(dir.appendingPathComponent(relative), data) }
-      // Files a previous export of this run wrote that it no longer has.
+    mutating func sync(_ dir: URL, _ files: [String: Data], previous: Set<String>) throws {
+      // First what the run no longer has (a file where a folder now goes, e.g. after a tag `p`
+      // gave way to `p/q`), then what it has.
       let fm = FileManager.default
-      guard let walker = fm.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey]) else { return }
-      let prefix = dir.standardizedFileURL.path + "/"
-      for case let url as URL in walker {
-        guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
-        let relative = String(url.standardizedFileURL.path.dropFirst(prefix.count))
-        if files[relative] == nil { try? fm.removeItem(at: url) }
+      for relative in previous.subtracting(files.keys).sorted() where !relative.split(separator: "/").contains("..") {
+        try? fm.removeItem(at: dir.appendingPathComponent(relative))
       }
+      for (relative, data) in files.sorted(by: { $0.key < $1.key }) { try write(dir.appendingPathComponent(relative), data) }
     }
   }
 }

@@ -363,4 +363,132 @@ final class HostileInputTests: TemporaryFolderTestCase {
     result = runCLI(["export", "mlflow", export, "--store", store, "--experiment", "nothing-like-it"])
     XCTAssertEqual(result.code, 2, result.error)
   }
+
+  /// Issue #45, causes H and I: tag keys where one is a folder of the other (`p` and `p/q`) or
+  /// climbs (`..`, `../../x`) export, and keep exporting; a re-export removes what the run no
+  /// longer has but leaves what a user added in MLflow (a tag, a metric, an artifact).
+  func testMLflowExportTakesAnyTagKeysAndKeepsWhatAUserAdded() throws {
+    let (store, run) = try storeWithARun()
+    let results = try ResultsStore(path: store)
+    for (key, value) in [("p", "1"), ("p/q", "2"), ("..", "3"), ("../../x", "4")] { try results.setTag(run: run, key: key, value: value) }
+    try results.finishRun(run, status: .failed, error: "boom")  // exported as the tag oneshot.error
+    let export = folder.appendingPathComponent("mlruns").path
+    var result = runCLI(["export", "mlflow", export, "--store", store])
+    XCTAssertEqual(result.code, 0, result.error)
+    let runFolder = "\(export)/\(MLflowExport.experimentID("e|<b>x</b>"))/\(run.replacingOccurrences(of: "-", with: ""))"
+    let tags = try FileManager.default.subpathsOfDirectory(atPath: runFolder + "/tags")
+    let values = Set(try tags.compactMap { path -> String? in
+      var isFolder: ObjCBool = false
+      _ = FileManager.default.fileExists(atPath: runFolder + "/tags/" + path, isDirectory: &isFolder)
+      return isFolder.boolValue ? nil : try String(contentsOfFile: runFolder + "/tags/" + path, encoding: .utf8)
+    })
+    XCTAssert(["1", "2", "3", "4", "boom"].allSatisfy(values.contains), "\(tags)")
+    XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("x").path), "nothing written outside the export")
+    // What a user added with MLflow's client, then a tag deleted in the store.
+    try Data("mine".utf8).write(to: URL(fileURLWithPath: runFolder + "/tags/reviewed_by"))
+    try Data("1796428801250 0.7 0\n".utf8).write(to: URL(fileURLWithPath: runFolder + "/metrics/my.metric"))
+    try FileManager.default.createDirectory(atPath: runFolder + "/artifacts/mine", withIntermediateDirectories: true)
+    try Data("plot".utf8).write(to: URL(fileURLWithPath: runFolder + "/artifacts/mine/plot.png"))
+    try results.finishRun(run, status: .completed)  // resumed and completed since: no error
+    result = runCLI(["export", "mlflow", export, "--store", store])
+    XCTAssertEqual(result.code, 0, result.error)
+    for added in ["tags/reviewed_by", "metrics/my.metric", "artifacts/mine/plot.png"] {
+      XCTAssert(FileManager.default.fileExists(atPath: runFolder + "/" + added), "\(added) was removed")
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: runFolder + "/tags/oneshot.error"), "what the run no longer has is removed")
+    result = runCLI(["export", "mlflow", export, "--store", store])
+    XCTAssert(result.error.contains("(0 files written"), result.error)
+  }
+
+  /// Issue #45, cause T: an argument error is one line with where the help is, a negative number
+  /// after an option is named as such, and an echoed value is clipped.
+  func testArgumentErrorsAreOneLine() {
+    let experiment = repositoryRoot.appendingPathComponent("experiments/ci-smoke.json").path
+    let long = String(repeating: "x", count: 500)
+    let cases: [([String], String)] = [
+      (["run", experiment, "--seed", "-1"], "--seed does not take a negative number (-1); see 'oneshot-bench run experiment --help'"),
+      (["run", experiment, "--threads", "0"], "--threads"),
+      (["run", "tag", "abcd"], "Missing expected argument '<key=value> ...'; see 'oneshot-bench run tag --help'"),
+      (["export", "mlflow", "out", "--last", "0"], "--last must be at least 1"),
+      (["report", "--format", long], "characters)"),
+      (["run", experiment, "--set", String(repeating: "a.", count: 300) + "b=1"], "a key path of 301 parts"),
+    ]
+    for (arguments, expected) in cases {
+      let result = runCLI(arguments)
+      XCTAssertEqual(result.code, 2, "\(arguments)")
+      let lines = result.error.split(separator: "\n")
+      XCTAssertEqual(lines.count, 1, result.error)
+      XCTAssert(result.error.contains(expected), result.error)
+      XCTAssertLessThan(result.error.count, 500, result.error)
+    }
+  }
+
+  /// Issue #45, cause U: `run --resume` of an evaluation says that an evaluation has nothing to
+  /// resume; one left `running` by a process that ended is closed as failed, so no row stays
+  /// `running` for good.
+  func testResumingAnEvaluationClosesAnOrphanedRowAndSaysWhy() throws {
+    let store = try ResultsStore(path: storePath)
+    let config = try String(contentsOf: repositoryRoot.appendingPathComponent("examples/scorers/lake20-105.json"), encoding: .utf8)
+    // The row an eval-only process left when it was killed: this host, a pid that is gone.
+    let id = try store.beginRun(NewRun(experiment: "outside-lake20-105", configJSON: config, configHash: "h"), owner: "\(ProcessInfo.processInfo.hostName):999999:0badf00d")
+    try store.setTag(run: id, key: TagKey.mode, value: RunMode.evalOnly.rawValue)
+    let first = runCLI(["run", "--resume", id, "--store", storePath])
+    XCTAssertEqual(first.code, 2, first.error)
+    XCTAssert(first.error.contains("is an evaluation (eval-only), which keeps no checkpoint to resume (it was left running by a process that ended, and is now marked failed)"), first.error)
+    XCTAssertEqual(try store.run(id).summary.status, .failed)
+    let again = runCLI(["run", "--resume", id, "--store", storePath])
+    XCTAssertEqual(again.code, 2)
+    XCTAssert(again.error.contains("which keeps no checkpoint to resume: evaluate again"), again.error)
+    XCTAssertFalse(again.error.contains("training"), again.error)
+  }
+
+  /// Issue #45, causes J and K: `dataset export` lands whole or not at all (SIGINT mid-way leaves
+  /// no folder and no litter; of two exports into one folder exactly one lands, the other says
+  /// so), and a target that is a file, a device or under a file is named as such.
+  func testDatasetExportIsAllOrNothingAndNamesWhatIsInTheWay() throws {
+    let omniglot = repositoryRoot.appendingPathComponent("dataset/omniglot").path
+    let target = folder.appendingPathComponent("exported")
+    // Interrupted: nothing at the target, nothing hidden beside it.
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = ["dataset", "export", "--split", "evaluation", "--to", target.path, "--data", omniglot]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    usleep(500_000)  // reading the archive alone takes longer (13,180 images)
+    kill(process.processIdentifier, SIGINT)
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationStatus, 130)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "an interrupted export left a partial folder")
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains(".partial-") }, [], "the partial copy was removed")
+    XCTAssertNotEqual(runCLI(["dataset", "verify", "--folder", target.path]).code, 0)
+    try? FileManager.default.removeItem(at: target)
+    // Two at once into one folder: one lands whole (13,180 images), the other reports it kept nothing.
+    let runs = (0..<2).map { _ -> Process in
+      let p = Process()
+      p.executableURL = executable
+      p.arguments = ["dataset", "export", "--split", "evaluation", "--to", target.path, "--data", omniglot]
+      p.standardOutput = FileHandle.nullDevice
+      p.standardError = Pipe()
+      return p
+    }
+    for p in runs { try p.run() }
+    for p in runs { p.waitUntilExit() }
+    XCTAssertEqual(runs.filter { $0.terminationStatus == 0 }.count, 1)
+    let loser = try XCTUnwrap(runs.first { $0.terminationStatus != 0 })
+    let message = String(decoding: (loser.standardError as! Pipe).fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    XCTAssert(message.contains("another export filled it first") || message.contains("not empty"), message)
+    let pngs = FileManager.default.enumerator(atPath: target.path)!.compactMap { $0 as? String }.filter { $0.hasSuffix(".png") }
+    XCTAssertEqual(pngs.count, 13180)
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.contains(".partial-") }, [], "no staging folder left")
+    // What is in the way is named.
+    let file = folder.appendingPathComponent("a-file")
+    try Data("x".utf8).write(to: file)
+    for (to, expected) in [(file.path, "it is a file, not a folder"), ("/dev/null", "it is not a regular file (a device, a pipe or a socket), not a folder"), (file.path + "/below", "is a file, not a folder")] {
+      let result = runCLI(["dataset", "export", "--split", "evaluation", "--to", to, "--data", omniglot])
+      XCTAssertEqual(result.code, 2, to)
+      XCTAssert(result.error.contains(expected), result.error)
+      XCTAssertFalse(result.error.contains("NSCocoaErrorDomain"), result.error)
+    }
+  }
 }

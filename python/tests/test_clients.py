@@ -2,8 +2,9 @@
 """Real clients, written by no one here: easyfsl's PrototypicalNetworks, Finetune and TIM, scored
 through the outside-scorer protocol (examples/scorers/easyfsl_scorer.py), record the accuracy
 that easyfsl's own `evaluate` computes on the same episodes, which `oneshot-bench export episodes`
-writes as arrays. On Lake's 20 runs and on episodes of the Vinyals split's test classes, with a
-random-weight backbone (the same weights on both sides).
+writes as arrays (equal but for the queries whose two best scores are within 1e-5 of each other:
+the harness sends an episode's images in a random order). On Lake's 20 runs and on episodes of
+the Vinyals split's test classes, with a random-weight backbone (the same weights on both sides).
 
 Needs easyfsl (pinned: 1.5.0, with torch 2.13.0 and torchvision 0.28.0, as `pip install
 easyfsl` brings them; python/requirements-clients.txt) and the harness's release binary:
@@ -69,6 +70,20 @@ def tasks(folder):
     ]
 
 
+def near_ties(model, protocol_tasks, relative=1e-5):
+    """Queries whose two best class scores, as easyfsl computes them, differ by less than `relative`
+    of the best: the harness sends an episode's images in a random order, and sums in another
+    order may put such a query on the other side (measured: 1 query in 60,000 of 20-way 5-shot)."""
+    count = 0
+    model.eval()
+    with torch.no_grad():
+        for support, labels, queries, _, _ in protocol_tasks:
+            model.process_support_set(support, labels)
+            top = torch.topk(model(queries).double(), 2, dim=1).values
+            count += int(((top[:, 0] - top[:, 1]) <= relative * top[:, 0].abs().clamp(min=1)).sum())
+    return count
+
+
 class EasyfslClientTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -100,22 +115,32 @@ class EasyfslClientTests(unittest.TestCase):
             detail = json.loads(cli("report", "--store", self.store, "--run", runs[key], "--format", "json"))
             recorded.update({r["protocol"]: r["accuracy"] for r in detail["results"]})
         model, _ = easyfsl_scorer.build(method, self.weights, steps=steps)
-        own, seconds = {}, 0.0
+        own, seconds, self.ties = {}, 0.0, {}
         for key, entry in self.protocols:
+            protocol_tasks = tasks(os.path.join(self.exports[key], entry["folder"]))
             started = time.perf_counter()
-            own[entry["protocol"]] = evaluate(model, tasks(os.path.join(self.exports[key], entry["folder"])), device="cpu", use_tqdm=False)
+            own[entry["protocol"]] = evaluate(model, protocol_tasks, device="cpu", use_tqdm=False)
             seconds += time.perf_counter() - started
-        print(f"\n{method} ({output}): recorded {recorded}; easyfsl's own evaluate {own}; runs {through:.1f} s, easyfsl alone {seconds:.1f} s", file=sys.stderr)
+            self.ties[entry["protocol"]] = (near_ties(model, protocol_tasks), entry["episodes"] * entry["queries"])
+        print(f"\n{method} ({output}): recorded {recorded}; easyfsl's own evaluate {own}; near ties {self.ties}; runs {through:.1f} s, easyfsl alone {seconds:.1f} s",
+              file=sys.stderr)
         return recorded, own, detail, runs
+
+    def assertSameAccuracy(self, recorded, own):
+        """Equal, but for at most the near ties' queries (exactly equal where there are none)."""
+        self.assertEqual(set(recorded), set(own))
+        for name, (ties, queries) in self.ties.items():
+            differ = abs(round(recorded[name] * queries) - round(own[name] * queries))
+            self.assertLessEqual(differ, ties, f"{name}: recorded {recorded[name]}, easyfsl {own[name]} over {queries} queries, {ties} near ties")
 
     def test_prototypical_networks_by_episodes_and_by_embeddings(self):
         by_episodes, own, detail, runs_a = self.score("protonet")
-        self.assertEqual(by_episodes, own)
+        self.assertSameAccuracy(by_episodes, own)
         self.assertEqual(detail["tags"]["scorer.output"], "episodes")
         self.assertEqual(detail["tags"]["scorer.transductive"], "no")
         self.assertFalse(detail["transductive"])
         by_embeddings, _, detail, runs_b = self.score("protonet", output="embeddings")
-        self.assertEqual(by_embeddings, own)
+        self.assertSameAccuracy(by_embeddings, own)
         self.assertEqual(detail["tags"]["scorer.output"], "embeddings euclidean")
         # The same model on the same episodes, two ways: compare pairs them, episode by episode.
         for key in self.experiments:
@@ -126,13 +151,13 @@ class EasyfslClientTests(unittest.TestCase):
 
     def test_finetune_adapts_to_each_episode(self):
         recorded, own, detail, _ = self.score("finetune", steps=20)
-        self.assertEqual(recorded, own)
+        self.assertSameAccuracy(recorded, own)
         self.assertEqual(detail["tags"]["scorer.transductive"], "no")
 
     def test_tim_is_recorded_and_reported_transductive(self):
         recorded, own, detail, runs = self.score("tim", steps=20)
         run = runs["vinyals"]
-        self.assertEqual(recorded, own)
+        self.assertSameAccuracy(recorded, own)
         self.assertEqual(detail["tags"]["scorer.transductive"], "yes")
         self.assertTrue(detail["transductive"])
         listing = cli("report", "--store", self.store, "--format", "csv")

@@ -7,9 +7,15 @@ run of a checkpoint are recorded into a fresh store and exported; `mlflow.search
 history (step, value, time), every protocol's result and the artifacts. Exporting again
 changes no byte; a folder holding something else is refused.
 
+MLflow 2.x and 3.x both read it (CI runs this file with each). What differs in 3.x: the file store
+is in maintenance mode, and the client refuses a `file://` tracking URI unless
+`MLFLOW_ALLOW_FILE_STORE=true` (set here for 3.x, as a user must); `mlflow migrate-filestore`
+moves an export into MLflow's SQLite backend, and with SQLAlchemy installed the test migrates the
+export and finds every run, parameter, result and metric point there too.
+
     ONESHOT_BIN=.build/release/oneshot-bench VENV/bin/python -m unittest python/tests/test_mlflow_export.py -v
 """
-import datetime, json, os, sqlite3, subprocess, tempfile, unittest
+import datetime, json, os, sqlite3, subprocess, sys, tempfile, unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("ONESHOT_BIN", os.path.join(ROOT, ".build", "release", "oneshot-bench"))
@@ -19,6 +25,15 @@ try:
     from mlflow.tracking import MlflowClient
 except ImportError:  # CI installs python/requirements-mlflow.txt and insists this test ran
     mlflow = None
+
+MLFLOW_3 = mlflow is not None and int(mlflow.__version__.split(".")[0]) >= 3
+if MLFLOW_3:
+    # MLflow 3 refuses its file store without this (it still reads it, in maintenance mode).
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+try:
+    import sqlalchemy  # noqa: F401  (MLflow's SQL backend, for migrate-filestore)
+except ImportError:
+    sqlalchemy = None
 
 
 def harness(*args, check=True):
@@ -69,7 +84,7 @@ class MLflowExportTests(unittest.TestCase):
         harness("run", "note", smoke, "a note | with <html>", "--store", cls.store)
         cls.export = os.path.join(cls.tmp.name, "mlruns")
         out = harness("export", "mlflow", cls.export, "--store", cls.store)
-        print(out.stderr.strip())
+        print(out.stderr.strip(), f"(MLflow {mlflow.__version__})")
         mlflow.set_tracking_uri("file://" + cls.export)
         cls.client = MlflowClient()
         cls.db = sqlite3.connect(cls.store)
@@ -154,6 +169,24 @@ class MLflowExportTests(unittest.TestCase):
         self.assertEqual(out.returncode, 2)
         self.assertEqual(len(out.stderr.strip().splitlines()), 1, out.stderr)
         self.assertEqual(os.listdir(foreign), ["thesis.tex"])
+
+    @unittest.skipIf(not MLFLOW_3 or sqlalchemy is None, "MLflow 3 with SQLAlchemy migrates a file store to SQLite")
+    def test_mlflow_3_migrates_the_export_to_its_sqlite_backend_whole(self):
+        target = os.path.join(self.tmp.name, "migrated.db")
+        out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "mlflow"), "migrate-filestore", "--source", self.export, "--target", "sqlite:///" + target],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+        client = MlflowClient(tracking_uri="sqlite:///" + target)
+        for run_id, experiment, _ in self.stored_runs():
+            run = client.get_run(run_id.replace("-", ""))
+            self.assertEqual(client.get_experiment(run.info.experiment_id).name, experiment)
+            params = dict(self.db.execute("SELECT key, value FROM params WHERE run_id = ?", (run_id,)).fetchall())
+            self.assertEqual({k: v for k, v in run.data.params.items()}, params)
+            for protocol, accuracy in self.db.execute("SELECT protocol, accuracy FROM results WHERE run_id = ?", (run_id,)):
+                self.assertEqual(run.data.metrics[f"result.{protocol}.accuracy"], accuracy)
+            for key, count in self.db.execute("SELECT key, COUNT(*) FROM metrics WHERE run_id = ? GROUP BY key", (run_id,)):
+                name = "".join(c if c.isalnum() or c in "_-./: " else "_" for c in key)
+                self.assertEqual(len(client.get_metric_history(run.info.run_id, name)), count, key)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,16 @@ struct DatasetCommand: ParsableCommand {
     func run() throws {
       let started = Date()
       let display = ProgressDisplay(), rate = PhaseRate()
-      let count = try data.dataset.export(split, to: URL(fileURLWithPath: to)) { done, total in
-        display.update("exporting \(split.rawValue): \(rate.text(done: done, total: total, unit: "images"))", force: done == total)
+      InterruptFlag.install()
+      let count: Int
+      do {
+        count = try data.dataset.export(
+          split, to: URL(fileURLWithPath: to),
+          progress: { done, total in display.update("exporting \(split.rawValue): \(rate.text(done: done, total: total, unit: "images"))", force: done == total) },
+          stop: { InterruptFlag.requested })
+      } catch is ExportStopped {
+        display.finish()
+        throw InterruptedBeforeRecording(signal: InterruptFlag.signal, detail: "while exporting; nothing was written to \(to) (the partial copy was removed)")
       }
       display.finish()
       print(String(format: "wrote %d images of %@ to %@ in %.1f s; train on it with data.folder (see README, \"Your own images\")", count, split.rawValue, to, Date().timeIntervalSince(started)))
