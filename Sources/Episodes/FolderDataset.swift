@@ -63,24 +63,46 @@ public struct FolderDataset: Sendable {
       var flag: ObjCBool = false
       return fm.fileExists(atPath: url.path, isDirectory: &flag) && flag.boolValue
     }
-    func children(_ url: URL) -> [String]? {
+    // `label` names the folder in problems (relative to the root; empty for the root).
+    func children(_ url: URL, _ label: String) -> [String]? {
       guard let names = try? fm.contentsOfDirectory(atPath: url.path) else {
         scan.problems.append("\(url.path): cannot list the folder (check its permissions)")
         return nil
       }
-      return names.filter { !$0.hasPrefix(".") }.sorted(by: utf8Less)
+      let prefix = label.isEmpty ? "" : label + "/"
+      var kept: [String] = []
+      var byName: [String: [String]] = [:]  // Swift's String equality is canonical equivalence
+      for name in names where !name.hasPrefix(".") {
+        // A name that is not valid UTF-8 reaches us with replacement characters, and the path
+        // made from it names nothing (issue #45, cause M): said as such, not as a permission.
+        if name.unicodeScalars.contains("\u{FFFD}") || (try? fm.attributesOfItem(atPath: url.appendingPathComponent(name).path)) == nil {
+          scan.problems.append("\(prefix)\(name): the name is not valid UTF-8 (or cannot be read back); rename it")
+          continue
+        }
+        byName[name, default: []].append(name)
+        kept.append(name)
+      }
+      // Two names that differ only in Unicode normalisation (`café` composed and decomposed)
+      // would be one class or group (issue #45, cause L): both are refused.
+      var clashing = Set<[UInt8]>()
+      for (_, same) in byName where same.count > 1 {
+        let shown = same.map { "'\($0)' (\($0.utf8.map { String(format: "%02x", $0) }.joined()))" }.joined(separator: " and ")
+        scan.problems.append("\(prefix)\(same[0]): the names \(shown) differ only in Unicode normalisation and would be one; rename one of them")
+        for name in same { clashing.insert(Array(name.utf8)) }
+      }
+      return kept.filter { !clashing.contains(Array($0.utf8)) }.sorted(by: utf8Less)
     }
     guard isFolder(root) else {
       scan.problems.append("\(root.path) is not a folder; an image folder is laid out as ROOT/<group>/<class>/*.png")
       return scan
     }
-    for group in children(root) ?? [] {
+    for group in children(root, "") ?? [] {
       let groupURL = root.appendingPathComponent(group)
       guard isFolder(groupURL) else {
         scan.problems.append("\(group): only group folders belong in \(root.path) (layout ROOT/<group>/<class>/*.png); move the file out")
         continue
       }
-      let classNames = children(groupURL) ?? []
+      let classNames = children(groupURL, group) ?? []
       if classNames.isEmpty { scan.problems.append("\(group): the group has no class folders") }
       for className in classNames {
         let classURL = groupURL.appendingPathComponent(className)
@@ -89,7 +111,7 @@ public struct FolderDataset: Sendable {
           continue
         }
         var readable = 0
-        for file in children(classURL) ?? [] {
+        for file in children(classURL, "\(group)/\(className)") ?? [] {
           let path = "\(group)/\(className)/\(file)"
           let url = classURL.appendingPathComponent(file)
           guard GrayImage.isImageFileName(file), !isFolder(url) else {

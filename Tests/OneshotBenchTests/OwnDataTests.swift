@@ -145,4 +145,37 @@ final class OwnDataTests: TemporaryFolderTestCase {
     // Fewer classes in each group than ways, enough in all: episodes across groups.
     XCTAssertEqual(evaluate(small, ways: 3).code, 0)
   }
+
+  /// Issue #45, causes L and M: class folders whose names differ only in Unicode normalisation
+  /// (`café` composed and decomposed) are refused, not merged into one class; a name that is not
+  /// valid UTF-8 is said to be one, not blamed on permissions or called a file.
+  func testNamesThatAreOneInUnicodeOrNotUTF8AreRefused() throws {
+    let root = folder.appendingPathComponent("names")
+    try makeGlyphFolder(at: root, groups: 1, classes: 3, images: 3)
+    let group = root.appendingPathComponent("script0")
+    let composed = "caf\u{00E9}", decomposed = "cafe\u{0301}"
+    for name in [composed, decomposed] {
+      // Through raw bytes: Foundation would treat the two names as one path.
+      let path = Array((group.path + "/" + name).utf8) + [0]
+      XCTAssertEqual(path.withUnsafeBufferPointer { mkdir(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 0o755) }, 0)
+      for n in 0..<2 {
+        let file = Array((group.path + "/" + name + "/\(n).png").utf8) + [0]
+        let png = try GrayImage(width: 8, height: 8, pixels: [UInt8](repeating: UInt8(100 + n), count: 64)).encodePNG()
+        let fd = file.withUnsafeBufferPointer { open(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), O_WRONLY | O_CREAT, 0o644) }
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        _ = png.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+      }
+    }
+    // A class folder whose name is not UTF-8 (Latin-1 "caf\xe9").
+    let latin1 = Array((group.path + "/").utf8) + [0x63, 0x61, 0x66, 0xE9, 0]
+    XCTAssertEqual(latin1.withUnsafeBufferPointer { mkdir(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 0o755) }, 0)
+    let verify = runCLI(["dataset", "verify", "--folder", root.path])
+    XCTAssertEqual(verify.code, 1, verify.output + verify.error)
+    let problems = verify.output.split(separator: "\n").filter { $0.contains("PROBLEM") }
+    XCTAssert(problems.contains { $0.contains("differ only in Unicode normalisation") && $0.contains("636166c3a9") && $0.contains("636166 65cc81".replacingOccurrences(of: " ", with: "")) }, verify.output)
+    XCTAssert(problems.contains { $0.contains("the name is not valid UTF-8") }, verify.output)
+    XCTAssertFalse(verify.output.contains("permissions") || verify.output.contains("only class folders"), verify.output)
+    XCTAssertEqual(problems.count, 2, verify.output)
+  }
 }

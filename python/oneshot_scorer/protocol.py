@@ -8,7 +8,7 @@ import hashlib
 import os
 import sys
 import traceback
-from typing import Any, BinaryIO, Callable, Dict, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -114,7 +114,7 @@ def _images(channel: _Channel, n: int, side: int, what: str) -> Images:
     return np.stack([_image(channel.expect(f"{what} {i + 1} of {n}"), side) for i in range(n)])
 
 
-def _finite(array: Any, name: str, shape: tuple) -> np.ndarray:
+def _finite(array: Any, name: str, shape: Tuple[int, ...]) -> npt.NDArray[np.float64]:
     try:
         values = np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError) as error:

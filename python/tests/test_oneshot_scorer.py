@@ -168,5 +168,16 @@ class EpisodesTests(unittest.TestCase):
         self.assertEqual(lines[0].split()[4], "transductive=no")
 
 
+
+class TypesTests(unittest.TestCase):
+    def test_the_package_passes_mypy_strict(self):
+        try:
+            from mypy import api
+        except ImportError:
+            self.skipTest("mypy is not installed here (python/requirements-clients.txt has it; CI runs this there)")
+        out, err, status = api.run(["--strict", "--no-incremental", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "oneshot_scorer")])
+        self.assertEqual(status, 0, out + err)
+
+
 if __name__ == "__main__":
     unittest.main()
