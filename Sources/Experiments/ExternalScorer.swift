@@ -268,15 +268,20 @@ package final class ExternalScorer: OneShotScorer {
   static func readLine(from fd: Int32, buffer: inout [UInt8], timeout: Double, process: Process, command: String, waitingFor what: String) throws -> String {
     let deadline = Date().addingTimeInterval(timeout)
     var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    // Where the search for the line's end goes on: each byte is looked at once, so a line of
+    // many chunks is read in linear time (a 50 MB hello took 27 s when each chunk restarted the
+    // search from the line's start).
+    var searched = 0
     while true {
       // SIGINT or SIGTERM act at once, not when the timeout runs out: the run ends interrupted
       // (issue #45, cause C).
       if InterruptFlag.requested { throw EvaluationInterrupted() }
-      if let newline = buffer.firstIndex(of: 10) {
+      if let newline = buffer[searched...].firstIndex(of: 10) {
         let line = String(decoding: buffer[..<newline], as: UTF8.self)
         buffer.removeSubrange(...newline)
         return line.hasSuffix("\r") ? String(line.dropLast()) : line
       }
+      searched = buffer.count
       guard buffer.count <= 256 << 20 else { throw UserFacingError("outside scorer '\(visible(Secrets.redacted(command)))': a line of over 256 MB while waiting for \(what); the scorer was stopped") }
       let left = deadline.timeIntervalSinceNow
       guard left > 0 else {
@@ -347,10 +352,9 @@ package final class ExternalScorer: OneShotScorer {
       for i in 0..<count {
         let line = try answer("embedding \(i + 1) of \(count)")
         if line == "done" { throw failure("wrote \(i) embeddings for \(count) images") }
-        guard let data = Data(base64Encoded: line), data.count % 4 == 0, !data.isEmpty else {
+        guard let vector = ExternalScorer.parseEmbedding(line) else {
           throw failure("embedding \(i + 1) of \(count) is not base64 of little-endian float32 values: '\(visible(String(line.prefix(80))))'")
         }
-        let vector = data.withUnsafeBytes { raw in (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) } }
         if let width, vector.count != width { throw failure("embedding \(i + 1) has \(vector.count) values, the first had \(width)") }
         guard vector.allSatisfy(\.isFinite) else { throw failure("embedding \(i + 1) of \(count) holds NaN or infinity") }
         width = vector.count
@@ -360,6 +364,32 @@ package final class ExternalScorer: OneShotScorer {
       try finishSending()
       return out
     }
+  }
+
+  /// An embedding line: base64 of little-endian float32 values (at least one); nil otherwise.
+  static func parseEmbedding(_ line: String) -> [Float]? {
+    guard let data = Data(base64Encoded: line), data.count % 4 == 0, !data.isEmpty else { return nil }
+    return data.withUnsafeBytes { raw in (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) } }
+  }
+
+  /// A line of class scores (version 2): `ways` finite numbers separated by spaces or tabs, in
+  /// the order of the labels sent; what is wrong with it otherwise, in words.
+  static func parseClassScores(_ line: String, ways: Int) -> Result<[Double], ClassScoresProblem> {
+    let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    guard words.count == ways else { return .failure(.count(words.count)) }
+    var row = [Double](repeating: 0, count: ways)
+    for (i, word) in words.enumerated() {
+      guard let value = Double(word) else { return .failure(.notANumber(String(word.prefix(40)))) }
+      guard value.isFinite else { return .failure(.notFinite(value)) }
+      row[i] = value
+    }
+    return .success(row)
+  }
+
+  enum ClassScoresProblem: Error {
+    case count(Int)
+    case notANumber(String)
+    case notFinite(Double)
   }
 
   /// Every reply ends with a line `done`, so that a reply with too many values is caught.
@@ -433,17 +463,16 @@ package final class ExternalScorer: OneShotScorer {
     for (i, q) in sentQueries.enumerated() {
       let line = try answer("the class scores of query \(i + 1) of \(queries.count)")
       if line == "done" { throw failure("wrote class scores for \(i) of an episode's \(queries.count) queries") }
-      let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-      guard words.count == ways else {
-        throw failure("wrote \(words.count) scores for query \(i + 1) of an episode of \(ways) classes (one line of \(ways) numbers per query): '\(visible(String(line.prefix(80))))'")
+      switch ExternalScorer.parseClassScores(line, ways: ways) {
+      case .success(let sent):
+        out[q] = (0..<ways).map { sent[relabel[$0]] }  // back to the harness's classes
+      case .failure(.count(let n)):
+        throw failure("wrote \(n) scores for query \(i + 1) of an episode of \(ways) classes (one line of \(ways) numbers per query): '\(visible(String(line.prefix(80))))'")
+      case .failure(.notANumber(let word)):
+        throw failure("class score '\(visible(word))' of query \(i + 1) is not a number")
+      case .failure(.notFinite(let value)):
+        throw failure("a class score of query \(i + 1) is \(value) (NaN or infinity)")
       }
-      var row = [Double](repeating: 0, count: ways)
-      for c in 0..<ways {
-        guard let value = Double(words[relabel[c]]) else { throw failure("class score '\(visible(String(words[relabel[c]].prefix(40))))' of query \(i + 1) is not a number") }
-        guard value.isFinite else { throw failure("a class score of query \(i + 1) is \(value) (NaN or infinity)") }
-        row[c] = value
-      }
-      out[q] = row
     }
     try expectDone(after: "the class scores of \(queries.count) queries")
     try finishSending()
