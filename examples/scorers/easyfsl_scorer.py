@@ -12,8 +12,10 @@ harness's episodes and recorded beside its own methods.
 
 The backbone here is Snell et al.'s four blocks of 64 channels on 1-channel images (the harness's
 `protonet-vinyals` network), loaded from a state dict saved by `torch.save(conv4().state_dict(),
-PATH)`, or random weights from `--seed` when no file is given. Put your own backbone in `conv4`'s
-place: anything that maps (N, 1, side, side) floats `ink / 255` to (N, D) features.
+PATH)`, or random weights from `--seed` when no file is given; or, with `--checkpoint`, any
+checkpoint the harness trained (through the project's PyTorch twin, python/oneshot_twin; needs
+safetensors), e.g. `runs/<id>/best.safetensors` of a `protonet-vinyals` run. Put your own backbone
+in `conv4`'s place: anything that maps (N, 1, side, side) floats `ink / 255` to (N, D) features.
 """
 import argparse
 import hashlib
@@ -42,11 +44,17 @@ def methods():
     return {"protonet": PrototypicalNetworks, "finetune": Finetune, "tim": TIM}
 
 
-def build(method: str, backbone_path: str = None, seed: int = 0, steps: int = None):
+def build(method: str, backbone_path: str = None, seed: int = 0, steps: int = None, checkpoint: str = None):
     """The easyfsl method around the backbone, in eval mode, and a model id naming both."""
     torch.manual_seed(seed)
     backbone = conv4()
-    if backbone_path:
+    if checkpoint:
+        import oneshot_twin.model as twin
+
+        backbone = twin.load(checkpoint)[0].backbone
+        with open(checkpoint, "rb") as f:
+            weights = "harness-" + hashlib.sha256(f.read()).hexdigest()[:16]
+    elif backbone_path:
         backbone.load_state_dict(torch.load(backbone_path, map_location="cpu", weights_only=True))
         with open(backbone_path, "rb") as f:
             weights = hashlib.sha256(f.read()).hexdigest()[:16]
@@ -63,6 +71,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", choices=["protonet", "finetune", "tim"], default="protonet")
     parser.add_argument("--backbone", help="state dict of conv4() (torch.save); random weights from --seed without it")
+    parser.add_argument("--checkpoint", help="a checkpoint the harness trained (runs/<id>/best.safetensors) as the backbone, through the twin")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=28, help="image side (the experiment's model.inputSize)")
     parser.add_argument("--steps", type=int, help="fine-tuning steps per episode (finetune, tim; easyfsl's default without it)")
@@ -70,7 +79,7 @@ def main():
                         help="embeddings: the backbone's features, compared by the harness (protonet only)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("ONESHOT_SCORER_THREADS", torch.get_num_threads())))
-    model, model_id = build(args.method, args.backbone, args.seed, args.steps)
+    model, model_id = build(args.method, args.backbone, args.seed, args.steps, args.checkpoint)
 
     if args.output == "embeddings":
         if args.method != "protonet":
