@@ -31,7 +31,7 @@ public struct LeaderboardCell: Sendable {
 /// A recipe's row.
 public struct LeaderboardRow {
   public let group: SeedGroup
-  /// `training.objective` (`pairs` when not recorded; `outside scorer` for a scorer's run).
+  /// `training.objective` (`pairs` when not recorded; `outside: MODEL` for a scorer's run).
   public let method: String
   public let transductive: Bool
   public let cells: [String: LeaderboardCell]
@@ -51,7 +51,11 @@ public func leaderboard(_ rows: [ReportRow], protocols: [String], store: Results
   var out: [LeaderboardRow] = []
   for group in groups {
     let first = group.runs[0]
-    let method = first.tags[TagKey.mode] == RunMode.external.rawValue ? "outside scorer" : (first.params["training.objective"] ?? "pairs")
+    // An outside scorer's row is named by the model it said it is (two scorers of one experiment
+    // are two rows of one recipe name otherwise).
+    let method =
+      first.tags[TagKey.mode] == RunMode.external.rawValue
+      ? "outside: " + String((first.tags["scorer.model"] ?? "?").prefix(48)) : (first.params["training.objective"] ?? "pairs")
     let published = publishedVinyalsFigures[method]
     var cells: [String: LeaderboardCell] = [:]
     for name in protocols {

@@ -64,4 +64,24 @@ final class LeaderboardTests: XCTestCase {
     let html = renderLeaderboard(board, protocols: protocols, format: .html)
     XCTAssert(html.hasPrefix("<!DOCTYPE html>") && html.contains("match (transductive)") && html.contains("<table>"))
   }
+
+  /// An outside scorer's row is named by the model it declared, and marked when it said it is
+  /// transductive (protocol version 2).
+  func testAnOutsideScorersRowNamesItsModel() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("leaderboard-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    let id = try store.beginRun(NewRun(experiment: "proto", configJSON: "{}", configHash: "h"))
+    for (key, value) in [(TagKey.mode, RunMode.external.rawValue), ("scorer.model", "easyfsl-tim-conv4"), (TagKey.scorerTransductive, "yes")] { try store.setTag(run: id, key: key, value: value) }
+    try store.recordResult(
+      run: id, ProtocolResult(protocolName: "p", split: "vinyals/test", ways: 20, shots: 1, queries: 1, episodes: 2, accuracy: 0.5, ciLow: 0, ciHigh: 1, seconds: 1),
+      episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 1), EpisodeRow(episode: 1, alphabet: nil, correct: 0, total: 1)])
+    try store.finishRun(id, status: .completed)
+    let (rows, protocols) = try reportRows(store: store, runs: try store.listRuns())
+    let board = try leaderboard(rows, protocols: protocols, store: store)
+    XCTAssertEqual(board.rows.map(\.method), ["outside: easyfsl-tim-conv4"])
+    XCTAssertTrue(board.rows[0].transductive)
+    XCTAssert(renderLeaderboard(board, protocols: protocols, format: .table).contains("proto (transductive)"))
+  }
 }
