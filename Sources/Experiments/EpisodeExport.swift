@@ -55,49 +55,56 @@ package enum EpisodeExport {
       while !names.insert(name).inserted { name += "_" }
       return (prepared, name, ways, shots, queries)
     }
-    try files.createDirectory(at: folder, withIntermediateDirectories: true)
+    // A folder that cannot be made or written (under a file, read-only, full) is one line, as the
+    // checks above are.
     var written: [Written] = []
-    var manifest: [[String: Any]] = []
-    for (prepared, name, ways, shots, queries) in plans {
-      let directory = folder.appendingPathComponent(name)
-      try files.createDirectory(at: directory, withIntermediateDirectories: true)
-      let side = prepared.evaluator.size, count = prepared.episodes.count, imageBytes = side * side
-      func array(_ file: String, _ dtype: NumpyFileWriter.DType, _ shape: [Int]) throws -> NumpyFileWriter {
-        try NumpyFileWriter(url: directory.appendingPathComponent(file + ".npy"), dtype: dtype, shape: shape)
+    do {
+      try files.createDirectory(at: folder, withIntermediateDirectories: true)
+      var manifest: [[String: Any]] = []
+      for (prepared, name, ways, shots, queries) in plans {
+        let directory = folder.appendingPathComponent(name)
+        try files.createDirectory(at: directory, withIntermediateDirectories: true)
+        let side = prepared.evaluator.size, count = prepared.episodes.count, imageBytes = side * side
+        func array(_ file: String, _ dtype: NumpyFileWriter.DType, _ shape: [Int]) throws -> NumpyFileWriter {
+          try NumpyFileWriter(url: directory.appendingPathComponent(file + ".npy"), dtype: dtype, shape: shape)
+        }
+        let supportImages = try array("support_images", .uint8, [count, ways * shots, side, side])
+        let supportLabels = try array("support_labels", .int64, [count, ways * shots])
+        let queryImages = try array("query_images", .uint8, [count, queries, side, side])
+        let queryLabels = try array("query_labels", .int64, [count, queries])
+        let indices = try array("episode_index", .int64, [count])
+        let pixels = prepared.evaluator.pixels
+        func image(_ number: Int) -> ArraySlice<UInt8> { pixels[(number * imageBytes)..<((number + 1) * imageBytes)] }
+        for episode in prepared.episodes {
+          var bytes: [UInt8] = []
+          bytes.reserveCapacity(ways * shots * imageBytes)
+          for images in episode.support { for number in images { bytes += image(number) } }
+          try supportImages.append(bytes)
+          try supportLabels.append(episode.support.indices.flatMap { Array(repeating: $0, count: shots) })
+          bytes.removeAll(keepingCapacity: true)
+          for query in episode.queries { bytes += image(query.image) }
+          try queryImages.append(bytes)
+          try queryLabels.append(episode.queries.map(\.label))
+          try indices.append([episode.index])
+        }
+        for file in [supportImages, supportLabels, queryImages, queryLabels, indices] { try file.close() }
+        written.append(Written(name: prepared.name, folder: name, episodes: count, ways: ways, shots: shots, queries: queries))
+        manifest.append([
+          "protocol": prepared.name, "folder": name, "split": prepared.split, "episodes": count, "ways": ways, "shots": shots, "queries": queries, "inputSize": side,
+          "episodeDigest": prepared.episodeDigest, "sequence": prepared.sequence,
+        ])
       }
-      let supportImages = try array("support_images", .uint8, [count, ways * shots, side, side])
-      let supportLabels = try array("support_labels", .int64, [count, ways * shots])
-      let queryImages = try array("query_images", .uint8, [count, queries, side, side])
-      let queryLabels = try array("query_labels", .int64, [count, queries])
-      let indices = try array("episode_index", .int64, [count])
-      let pixels = prepared.evaluator.pixels
-      func image(_ number: Int) -> ArraySlice<UInt8> { pixels[(number * imageBytes)..<((number + 1) * imageBytes)] }
-      for episode in prepared.episodes {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(ways * shots * imageBytes)
-        for images in episode.support { for number in images { bytes += image(number) } }
-        try supportImages.append(bytes)
-        try supportLabels.append(episode.support.indices.flatMap { Array(repeating: $0, count: shots) })
-        bytes.removeAll(keepingCapacity: true)
-        for query in episode.queries { bytes += image(query.image) }
-        try queryImages.append(bytes)
-        try queryLabels.append(episode.queries.map(\.label))
-        try indices.append([episode.index])
-      }
-      for file in [supportImages, supportLabels, queryImages, queryLabels, indices] { try file.close() }
-      written.append(Written(name: prepared.name, folder: name, episodes: count, ways: ways, shots: shots, queries: queries))
-      manifest.append([
-        "protocol": prepared.name, "folder": name, "split": prepared.split, "episodes": count, "ways": ways, "shots": shots, "queries": queries, "inputSize": side,
-        "episodeDigest": prepared.episodeDigest, "sequence": prepared.sequence,
-      ])
+      let document: [String: Any] = [
+        "format": "oneshot-bench episodes 1",
+        "pixels": "uint8 ink intensities: 0 is paper, 255 is ink (oneshot-bench's networks take ink / 255)",
+        "protocols": manifest,
+      ]
+      let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+      try data.write(to: folder.appendingPathComponent(manifestName), options: .atomic)
+    } catch {
+      throw UserFacingError(
+        "cannot write the episodes into \(folder.path) (\(failureReason(error, creatingFolder: folder.path))); choose a writable folder with room for them (export again into it: an earlier export's files are replaced)")
     }
-    let document: [String: Any] = [
-      "format": "oneshot-bench episodes 1",
-      "pixels": "uint8 ink intensities: 0 is paper, 255 is ink (oneshot-bench's networks take ink / 255)",
-      "protocols": manifest,
-    ]
-    let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
-    try data.write(to: folder.appendingPathComponent(manifestName), options: .atomic)
     return written
   }
 }

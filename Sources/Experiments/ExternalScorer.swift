@@ -327,17 +327,16 @@ package final class ExternalScorer: OneShotScorer {
   package func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [Embedding] {
     precondition(size == hello.inputSize, "images are \(size)x\(size), the scorer takes \(hello.inputSize)")
     let n = size * size
+    let first = sent
+    sent += count
     if hello.output == .episodes {
       // Nothing is asked now: each episode carries its images.
-      defer { sent += count }
-      return (0..<count).map { Embedding(index: sent + $0, vector: [], pixels: Array(pixels[(($0) * n)..<(($0 + 1) * n)])) }
+      return (0..<count).map { Embedding(index: first + $0, vector: [], pixels: Array(pixels[($0 * n)..<(($0 + 1) * n)])) }
     }
     var text = "embed \(count)\n"
     text.reserveCapacity(count * (n * 4 / 3 + 8) + 16)
     for i in 0..<count { text += Data(UnsafeBufferPointer(rebasing: pixels[(i * n)..<((i + 1) * n)])).base64EncodedString() + "\n" }
     try send(text)
-    let first = sent
-    sent += count
     switch hello.output {
     case .episodes:
       preconditionFailure("answered above")

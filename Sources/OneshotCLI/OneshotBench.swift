@@ -100,9 +100,10 @@ func editDistance(_ a: String, _ b: String) -> Int {
 func argumentErrorLine(message: String, helpHint: String?, arguments: [String]) -> String {
   var text = message
   // `The value 'VALUE' is invalid for '--opt': REASON`: the value clipped, the reason whole.
-  if text.hasPrefix("The value '"), let end = text.range(of: "' is invalid for "), text.distance(from: text.index(text.startIndex, offsetBy: 11), to: end.lowerBound) > 80 {
-    let value = text[text.index(text.startIndex, offsetBy: 11)..<end.lowerBound]
-    text = "The value '\(value.prefix(60))… (\(value.count) characters)" + text[end.lowerBound...]
+  let opening = "The value '"
+  if text.hasPrefix(opening), let end = text.range(of: "' is invalid for ") {
+    let value = text[text.index(text.startIndex, offsetBy: opening.count)..<end.lowerBound]
+    if value.count > 80 { text = opening + "\(value.prefix(60))… (\(value.count) characters)" + text[end.lowerBound...] }
   }
   if message.hasPrefix("Missing value for '"), let option = message.dropFirst("Missing value for '".count).split(separator: " ").first.map(String.init),
     let i = arguments.firstIndex(of: option), i + 1 < arguments.count, Double(arguments[i + 1]) != nil

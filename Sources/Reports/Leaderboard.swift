@@ -16,7 +16,6 @@ let publishedVinyalsFigures: [String: (source: String, figures: [String: Double]
   "matching": ("Vinyals et al. 2016", ["5-way 1-shot": 0.981, "5-way 5-shot": 0.989, "20-way 1-shot": 0.938, "20-way 5-shot": 0.985]),
 ]
 
-
 /// One recipe's line for one protocol.
 public struct LeaderboardCell: Sendable {
   public let aggregate: SeedAggregate

@@ -116,14 +116,17 @@ public enum MLflowExport {
     // another is a file, has its `/` written `_`, then a number if it is still taken (issue #45,
     // cause H: such keys failed every export of the store).
     var usedFiles = Set<String>(), usedFolders = Set<String>()
-    func clashes(_ path: String) -> Bool {
-      if usedFiles.contains(path) || usedFolders.contains(path) { return true }
-      var parent = path
+    // `a/b/c`: `a/b`, `a`.
+    func folders(above path: String) -> [String] {
+      var out: [String] = [], parent = path
       while let slash = parent.lastIndex(of: "/") {
         parent = String(parent[..<slash])
-        if usedFiles.contains(parent) { return true }
+        out.append(parent)
       }
-      return false
+      return out
+    }
+    func clashes(_ path: String) -> Bool {
+      usedFiles.contains(path) || usedFolders.contains(path) || folders(above: path).contains(where: usedFiles.contains)
     }
     func unique(_ folder: String, _ raw: String) -> String {
       var name = key(raw)
@@ -133,11 +136,7 @@ public enum MLflowExport {
       while clashes(folder + "/" + name) { name = base + "_\(n)"; n += 1 }
       let path = folder + "/" + name
       usedFiles.insert(path)
-      var parent = path
-      while let slash = parent.lastIndex(of: "/") {
-        parent = String(parent[..<slash])
-        usedFolders.insert(parent)
-      }
+      usedFolders.formUnion(folders(above: path))
       return path
     }
     for param in detail.params { files[unique("params", param.key)] = Data(Secrets.redacted(param.value).utf8) }

@@ -359,6 +359,7 @@ func fitToWidth(_ header: [String], _ rows: [[String]], width: Int, droppable: [
 /// One run in full: provenance, parameters, results with per-alphabet breakdowns, metrics.
 public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: ReportFormat) throws -> String {
   let mode = RunMode(tags: detail.tags)
+  let transductive = TagKey.isTransductive(Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 })
   let evalOnly = mode != .train
   // Lake's runs are fixed episodes: the episode settings a lake20 entry carries (defaults of the
   // configuration) played no part in it, so they are not shown (they stay in the configuration).
@@ -386,7 +387,7 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
     object["provenance"] = Dictionary(uniqueKeysWithValues: detail.provenance.map { ($0.key, $0.value) })
     object["params"] = Dictionary(uniqueKeysWithValues: shown.map { ($0.key, $0.value) })
     object["mode"] = mode.rawValue
-    object["transductive"] = TagKey.isTransductive(Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 })
+    object["transductive"] = transductive
     object["tags"] = Dictionary(uniqueKeysWithValues: detail.tags.map { ($0.key, $0.value) })
     object["results"] = detail.results.map { r -> [String: Any] in
       var o: [String: Any] = [
@@ -426,7 +427,7 @@ public func renderRunDetail(_ detail: RunDetail, store: ResultsStore, format: Re
   lines.append("run \(field(s.id))")
   lines.append(
     "  experiment \(field(s.experiment)), \(mode == .train ? "trained" : mode.rawValue), \(s.status.rawValue), started \(field(s.startedAt))\(s.durationSeconds.map { ", took \(formatDuration($0))" } ?? "")")
-  if TagKey.isTransductive(Dictionary(detail.tags.map { ($0.key, $0.value) }) { $1 }) { lines.append("  \(transductiveLegend)") }
+  if transductive { lines.append("  \(transductiveLegend)") }
   if let error = s.error { lines.append("  error: \(field(error))") }
   for p in detail.provenance { lines.append("  \(field(p.key)): \(field(p.value))") }
   for t in detail.tags { lines.append("  tag \(field(t.key)): \(field(t.value))") }

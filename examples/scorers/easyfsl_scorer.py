@@ -38,6 +38,20 @@ def conv4(channels: int = 64) -> nn.Module:
     return nn.Sequential(*layers, nn.Flatten())
 
 
+def tasks(folder: str):
+    """A protocol folder of `oneshot-bench export episodes` as easyfsl's data loaders yield
+    tasks: (support images, support labels, query images, query labels, class ids), images as
+    float `ink / 255` of shape (N, 1, side, side); `easyfsl.utils.evaluate` takes the list."""
+    import numpy as np
+
+    arrays = {name: np.load(os.path.join(folder, name + ".npy")) for name in ["support_images", "support_labels", "query_images", "query_labels"]}
+    return [
+        (torch.from_numpy(as_float(arrays["support_images"][e])), torch.from_numpy(arrays["support_labels"][e]),
+         torch.from_numpy(as_float(arrays["query_images"][e])), torch.from_numpy(arrays["query_labels"][e]), None)
+        for e in range(len(arrays["support_labels"]))
+    ]
+
+
 def methods():
     from easyfsl.methods import TIM, Finetune, PrototypicalNetworks
 

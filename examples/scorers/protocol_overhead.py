@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,12 +69,7 @@ def main():
         return {r["protocol"]: (r["accuracy"], r["seconds"]) for r in detail["results"]}
 
     model, _ = easyfsl_scorer.build(args.method, weights, steps=args.steps)
-    as_float = lambda images: torch.from_numpy(images.astype(np.float32) / np.float32(255.0))[:, None]  # noqa: E731
-    tasks = {}
-    for entry in manifest:
-        arrays = {k: np.load(os.path.join(export, entry["folder"], k + ".npy")) for k in ["support_images", "support_labels", "query_images", "query_labels"]}
-        tasks[entry["protocol"]] = [(as_float(arrays["support_images"][e]), torch.from_numpy(arrays["support_labels"][e]), as_float(arrays["query_images"][e]),
-                                     torch.from_numpy(arrays["query_labels"][e]), None) for e in range(len(arrays["support_labels"]))]
+    tasks = {entry["protocol"]: easyfsl_scorer.tasks(os.path.join(export, entry["folder"])) for entry in manifest}
 
     command = f"{sys.executable} {os.path.join(HERE, 'easyfsl_scorer.py')} --method {args.method} --backbone {weights}" + (f" --steps {args.steps}" if args.steps else "")
     null = os.path.join(folder, "null_scorer.py")

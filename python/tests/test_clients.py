@@ -19,8 +19,6 @@ import tempfile
 import time
 import unittest
 
-import numpy as np
-
 try:
     import torch
     from easyfsl.utils import evaluate
@@ -57,17 +55,6 @@ def cli(*args):
     if out.returncode != 0:
         raise AssertionError(f"oneshot-bench {' '.join(args)[:200]} failed ({out.returncode}): {out.stderr[-3000:]}")
     return out.stdout
-
-
-def tasks(folder):
-    """An exported protocol as easyfsl's data loaders yield tasks: (support images, support labels,
-    query images, query labels, class ids), images as float ink / 255."""
-    arrays = {name: np.load(os.path.join(folder, name + ".npy")) for name in ["support_images", "support_labels", "query_images", "query_labels"]}
-    as_float = lambda images: torch.from_numpy(images.astype(np.float32) / np.float32(255.0))[:, None]  # noqa: E731
-    return [
-        (as_float(arrays["support_images"][e]), torch.from_numpy(arrays["support_labels"][e]), as_float(arrays["query_images"][e]), torch.from_numpy(arrays["query_labels"][e]), None)
-        for e in range(len(arrays["support_labels"]))
-    ]
 
 
 def near_ties(model, protocol_tasks, relative=1e-5):
@@ -117,7 +104,7 @@ class EasyfslClientTests(unittest.TestCase):
         model, _ = easyfsl_scorer.build(method, self.weights, steps=steps)
         own, seconds, self.ties = {}, 0.0, {}
         for key, entry in self.protocols:
-            protocol_tasks = tasks(os.path.join(self.exports[key], entry["folder"]))
+            protocol_tasks = easyfsl_scorer.tasks(os.path.join(self.exports[key], entry["folder"]))
             started = time.perf_counter()
             own[entry["protocol"]] = evaluate(model, protocol_tasks, device="cpu", use_tqdm=False)
             seconds += time.perf_counter() - started
