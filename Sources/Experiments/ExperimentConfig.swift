@@ -109,7 +109,10 @@ extension ExperimentConfig {
   func methodProblems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if let method = training?.method, method.similarity != model.similarity {
-      if model.similarity == .head {
+      if method.similarity == .relation || model.similarity == .relation {
+        let fitting = FewShotMethods.all.filter { $0.similarity == model.similarity }.map { "\"\($0.name)\"" }.joined(separator: " or ")
+        out.append(("model.similarity", "the \(method.name) objective needs \"similarity\": \"\(method.similarity.rawValue)\"; a network with \"\(model.similarity.rawValue)\" trains with \(fitting)"))
+      } else if model.similarity == .head {
         out.append(("model.similarity", "the \(method.name) objective trains an embedding without a head: set \"similarity\": \"\(method.similarity.rawValue)\""))
       } else {
         let fitting = FewShotMethods.all.filter { $0.similarity == model.similarity }.map { "\"\($0.name)\"" }.joined(separator: " or ")

@@ -101,6 +101,22 @@ public struct EmbeddingNetwork: Sendable {
       head.append(Linear(inputFeatures: config.headHidden, outputFeatures: 1, name: "head.\(head.count)", initialization: config.initialization, store: &store, rng: &rng))
     case (.head, .koch):
       head.append(Linear(inputFeatures: config.featureCount, outputFeatures: 1, name: "head", initialization: config.initialization, store: &store, rng: &rng))
+    case (.relation, _):
+      // Sung et al.'s module brought to 1x1 maps (see Similarity.relation): [f1, f2] ->
+      // Linear(2F, H) -> BN -> ReLU -> Linear(H, H) -> BN -> ReLU -> Linear(H, 8) -> ReLU ->
+      // Linear(8, 1), PyTorch's nn.Sequential indices head.0 ... head.8. Sung et al.'s
+      // initialisation: N(0, 0.01) weights and biases of 1.
+      let (hidden, width) = (config.headHidden, ModelConfig.relationWidth)
+      let linear = { (input: Int, output: Int, index: Int, store: inout ParameterStore, rng: inout NormalSampler) in
+        Linear(inputFeatures: input, outputFeatures: output, name: "head.\(index)", initialBias: 1, initialization: config.initialization, store: &store, rng: &rng)
+      }
+      head.append(linear(2 * config.featureCount, hidden, 0, &store, &rng))
+      head.append(BatchNorm1D(features: hidden, fusedReLU: true, name: "head.1", store: &store))
+      head.append(linear(hidden, hidden, 3, &store, &rng))
+      head.append(BatchNorm1D(features: hidden, fusedReLU: true, name: "head.4", store: &store))
+      head.append(linear(hidden, width, 6, &store, &rng))
+      head.append(ReLU())
+      head.append(linear(width, 1, 8, &store, &rng))
     }
     // Built last, so that a network without one draws exactly the weights it always did.
     classifier = config.classes.map { [Linear(inputFeatures: config.featureCount, outputFeatures: $0, name: "classifier", initialization: config.initialization, store: &store, rng: &rng)] } ?? []
@@ -172,7 +188,7 @@ public struct EmbeddingNetwork: Sendable {
         return norms > 0 ? dot / norms : 0
       }
     }
-    guard config.similarity == .head else {
+    guard config.similarity == .head || config.similarity == .relation else {
       let f = a.itemCount
       return (0..<a.batch).map { i in
         var d: Float = 0
@@ -183,8 +199,11 @@ public struct EmbeddingNetwork: Sendable {
         return -d
       }
     }
-    return run(head, L1Distance.forward(a, b), context: context(training: false), keepCaches: false).0.data
+    return run(head, join(a, b), context: context(training: false), keepCaches: false).0.data
   }
+
+  func join(_ a: Tensor, _ b: Tensor) -> Tensor { PairHead.join(a, b, similarity: config.similarity) }
+  func joinBackward(_ dJoined: Tensor, _ a: Tensor, _ b: Tensor) -> (Tensor, Tensor) { PairHead.joinBackward(dJoined, a, b, similarity: config.similarity) }
 
   func checkImages(_ images: Tensor) {
     precondition(
@@ -210,7 +229,7 @@ public struct EmbeddingNetwork: Sendable {
     let context = context(training: training)
     let (features, backboneCaches) = run(backbone, images, context: context, keepCaches: training)
     let a = features.rows(pairs.map(\.0)), b = features.rows(pairs.map(\.1))
-    let distance = L1Distance.forward(a, b)
+    let distance = join(a, b)
     let (logits, headCaches) = run(head, distance, context: context, keepCaches: training)
     return (logits.data, ForwardCache(backbone: backboneCaches, features: features, distance: distance, head: headCaches, pairs: pairs))
   }
@@ -239,7 +258,7 @@ public struct EmbeddingNetwork: Sendable {
     let pairs = cache.pairs
     let dDistance = runBackward(head, Tensor(shape: [pairs.count, 1], data: dLogits), caches: cache.head, needInputGradient: true)
     let a = cache.features.rows(pairs.map(\.0)), b = cache.features.rows(pairs.map(\.1))
-    let (da, db) = L1Distance.backward(dDistance, a, b)
+    let (da, db) = joinBackward(dDistance, a, b)
     var dFeatures = Tensor(zeros: cache.features.shape)
     dFeatures.addRows(da, at: pairs.map(\.0))
     dFeatures.addRows(db, at: pairs.map(\.1))
@@ -254,7 +273,7 @@ public struct EmbeddingNetwork: Sendable {
 
   /// The same over pairs of one batch of images (see `forward(images:pairs:training:)`).
   public mutating func lossAndGradients(images: Tensor, pairs: [(Int, Int)], labels: [Float]) -> (loss: Double, logits: [Float]) {
-    precondition(config.similarity == .head, "pairs are scored by a head; this network compares embeddings by Euclidean distance")
+    precondition(config.similarity == .head || config.similarity == .relation, "pairs are scored by a head; this network compares embeddings by \(config.similarity.rawValue) similarity")
     store.zeroGradients()
     let (logits, cache) = trainingForward(images: images, pairs: pairs)
     let (loss, dLogits) = BinaryCrossEntropy.lossAndGradient(logits: logits, labels: labels)
@@ -272,8 +291,8 @@ public struct EmbeddingNetwork: Sendable {
   }
 
   /// `embeddingLossAndGradients` whose loss may also accumulate gradients of parameters past
-  /// the backbone (a classifier's) into the store it is given.
-  mutating func backboneLossAndGradients(images: Tensor, loss: (Tensor, inout ParameterStore) -> (loss: Double, dEmbeddings: Tensor)) -> Double {
+  /// the backbone (a classifier's, a head's through `pairHead`) into the store it is given.
+  public mutating func backboneLossAndGradients(images: Tensor, loss: (Tensor, inout ParameterStore) -> (loss: Double, dEmbeddings: Tensor)) -> Double {
     checkImages(images)
     store.zeroGradients()
     let context = context(training: true)
@@ -318,6 +337,11 @@ public struct EmbeddingNetwork: Sendable {
     return (loss, correct)
   }
 
+  /// The head as a training step runs it (batch statistics, caches kept), for a loss that joins
+  /// embeddings of its own making (a relation module scoring queries against class means)
+  /// inside `backboneLossAndGradients`.
+  public var pairHead: PairHead { PairHead(layers: head, context: context(training: true), similarity: config.similarity) }
+
   /// Forward FLOPs of the backbone for one image (convs and linears, 2 x multiply-adds).
   public var backboneFlopsPerImage: Double {
     convolutions.reduce(0) { $0 + $1.layer.flops(inputHeight: $1.side, inputWidth: $1.side) }
@@ -360,4 +384,55 @@ public struct EmbeddingNetwork: Sendable {
 
   /// FLOPs of the head for one pair.
   public var headFlopsPerPair: Double { head.reduce(0) { $0 + (($1 as? Linear)?.flops ?? 0) } }
+}
+
+
+/// A network's head as a function of its joined input, run in training mode: `forward` keeps
+/// the caches, `backward` accumulates the head's gradients into the store and returns
+/// dL/d(input). `join` and `joinBackward` are the network's (|a - b|, or [a, b] for a relation
+/// module).
+public struct PairHead: Sendable {
+  let layers: [any Layer]
+  let context: ForwardContext
+  let similarity: Similarity
+
+  /// The logits of joined pairs.   joined: (P, J) -> (P, 1)
+  public func forward(_ joined: Tensor, store: ParameterStore) -> (logits: Tensor, caches: [LayerCache]) {
+    var x = joined
+    var caches: [LayerCache] = []
+    for layer in layers {
+      let (y, cache) = layer.forward(x, store: store, context: context)
+      caches.append(cache)
+      x = y
+    }
+    return (x, caches)
+  }
+
+  /// Folds a forward's batch statistics into the running estimates (a head with batch norm).
+  public func updateRunningEstimates(_ caches: [LayerCache], store: inout ParameterStore) {
+    for (layer, cache) in zip(layers, caches) { layer.updateRunningEstimates(cache, store: &store) }
+  }
+
+  /// dL/d(joined) from dL/d(logits), accumulating the head's parameter gradients.
+  public func backward(_ dLogits: Tensor, caches: [LayerCache], store: inout ParameterStore) -> Tensor {
+    precondition(caches.count == layers.count, "\(caches.count) caches for \(layers.count) layers")
+    var d = dLogits
+    for i in layers.indices.reversed() { d = layers[i].backward(d, cache: caches[i], store: &store, needInputGradient: true) }
+    return d
+  }
+
+  /// The head's input for pairs (a_i, b_i).
+  public func join(_ a: Tensor, _ b: Tensor) -> Tensor { PairHead.join(a, b, similarity: similarity) }
+  /// (dL/da, dL/db) from dL/d(joined).
+  public func joinBackward(_ dJoined: Tensor, _ a: Tensor, _ b: Tensor) -> (Tensor, Tensor) { PairHead.joinBackward(dJoined, a, b, similarity: similarity) }
+
+  /// What a head reads of a pair: |a - b| (the Siamese head) or [a, b] (a relation module).
+  static func join(_ a: Tensor, _ b: Tensor, similarity: Similarity) -> Tensor {
+    similarity == .relation ? Concatenation.forward(a, b) : L1Distance.forward(a, b)
+  }
+
+  /// The adjoint of `join`.
+  static func joinBackward(_ dJoined: Tensor, _ a: Tensor, _ b: Tensor, similarity: Similarity) -> (Tensor, Tensor) {
+    similarity == .relation ? Concatenation.backward(dJoined) : L1Distance.backward(dJoined, a, b)
+  }
 }

@@ -25,6 +25,15 @@ public enum Similarity: String, Codable, Sendable, CaseIterable {
   /// No head: the cosine of the two embeddings (matching networks attend over the support set
   /// with it).
   case cosine
+  /// A learned relation module (Sung et al. 2018) on the concatenation [f1, f2] of two
+  /// embeddings: Linear(2F, `headHidden`) + batch norm + ReLU, Linear(`headHidden`, `headHidden`)
+  /// + batch norm + ReLU, Linear(`headHidden`, 8) + ReLU, Linear(8, 1) -> a logit, whose sigmoid
+  /// is the relation score. This is Sung et al.'s module (two blocks of 3x3 convolution, batch
+  /// norm, ReLU and pooling, then two linear layers) brought to the 1x1 feature maps of a backbone
+  /// that pools down to one pixel: there a padded 3x3 convolution is a linear layer and the
+  /// pooling has nothing to pool. Under `kaiming` initialisation its linear layers start as
+  /// Sung et al.'s: N(0, 0.01) weights, biases 1.
+  case relation
 }
 
 /// How the weights of convolutions and linear layers are drawn.
@@ -136,6 +145,7 @@ public struct ModelConfig: Codable, Hashable, Sendable {
       }
       if headHidden < 1 { out.append(("headHidden", "must be at least 1; got \(headHidden)")) }
     }
+    if similarity == .relation && backbone == .koch && headHidden < 1 { out.append(("headHidden", "must be at least 1; got \(headHidden)")) }
     if inputSize > 512 { out.append(("inputSize", "at most 512; got \(inputSize)")) }
     if inputSize < 1 { out.append(("inputSize", "at least 1; got \(inputSize)")) }
     // Upper bounds, so that neither a file nor a checkpoint's metadata can ask for a network
@@ -187,8 +197,17 @@ public struct ModelConfig: Codable, Hashable, Sendable {
     return overflow ? Int.max / 2 : product + classes
   }
 
-  /// Parameters of the head (none under Euclidean similarity).
+  /// Width of the relation module's second hidden layer (Sung et al.'s `relation_dim`).
+  public static let relationWidth = 8
+
+  /// Parameters of the head (none under Euclidean or cosine similarity).
   public var headParameterCount: Int {
+    if similarity == .relation {
+      let (joined, overflow) = (2 * featureCount).multipliedReportingOverflow(by: headHidden)
+      let (square, overflow2) = headHidden.multipliedReportingOverflow(by: headHidden)
+      let width = ModelConfig.relationWidth
+      return overflow || overflow2 ? Int.max / 2 : joined + 3 * headHidden + square + 3 * headHidden + headHidden * width + width + width + 1
+    }
     guard similarity == .head else { return 0 }
     switch backbone {
     case .vgg16: return featureCount * headHidden + headHidden + headHidden + 1

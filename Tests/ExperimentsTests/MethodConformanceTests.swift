@@ -16,9 +16,10 @@ final class MethodConformanceTests: TemporaryFolderTestCase {
   func testPrototypicalNetworks() throws { try checkConformance(PrototypicalNetworks.self) }
   func testMatchingNetworks() throws { try checkConformance(MatchingNetworks.self) }
   func testFineTuning() throws { try checkConformance(FineTuning.self) }
+  func testRelationNetworks() throws { try checkConformance(RelationNetworks.self) }
 
   func testEveryRegisteredMethodHasItsLine() {
-    XCTAssertEqual(FewShotMethods.names, ["pairs", "prototypical", "matching", "finetune"], "a method was added to FewShotMethods: give it its conformance line above")
+    XCTAssertEqual(FewShotMethods.names, ["pairs", "prototypical", "matching", "finetune", "relation"], "a method was added to FewShotMethods: give it its conformance line above")
     XCTAssertEqual(Set(FewShotMethods.names).count, FewShotMethods.all.count, "method names must be unique")
   }
 
@@ -87,7 +88,7 @@ final class MethodConformanceTests: TemporaryFolderTestCase {
       // sums its softmax in another order when the classes come in another order.
       for (i, c) in [2, 0, 1].enumerated() { XCTAssertEqual(permuted[q][i], scores[q][c], accuracy: 1e-5 * max(1, abs(scores[q][c])), file: file, line: line) }
     }
-    if setup.method.similarity != .head {
+    if setup.method.similarity != .head && setup.method.similarity != .relation {
       // A query identical to a support image: distance 0 or cosine 1 to it.
       let single = try scorer.classScores(queries: [embedded[0], embedded[2], embedded[4]], support: [[embedded[0]], [embedded[2]], [embedded[4]]])
       for q in 0..<3 { XCTAssertEqual(single[q].firstIndex(of: single[q].max()!), q, "\(setup.method.name): \(single[q])", file: file, line: line) }

@@ -186,6 +186,8 @@ final class MethodsTests: TemporaryFolderTestCase {
       // Too many images a step: the key that sets them (issue #45, cause R: it said "lower pairsPerStep").
       (["training.episode.ways=5000", "model.blocks=[[64], [64]]"], "training.episode: a step of 15000 images of this network needs about 25 GB of activations"),
       (["model.similarity=head"], "model.similarity: the prototypical objective trains an embedding"),
+      (["training.objective=relation"], "model.similarity: the relation objective needs \"similarity\": \"relation\""),
+      (["model.similarity=relation"], "model.similarity: the prototypical objective needs \"similarity\": \"euclidean\"; a network with \"relation\" trains with \"relation\""),
       (["training.objective=pairs"], "training.episode: the pairs objective draws pairs, not episodes"),
       (["training.pairing=batch"], "training.pairing: pairing is how the pairs objective draws its pairs"),
       (["data.split=vinyals"], "evaluation[0]: Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on"),

@@ -202,10 +202,53 @@ def make_finetune(seed=0, images=6, classes=5, ways=3, shots=2, queries=4):
     print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
 
 
+def make_relation(seed=0, ways=3, shots=2, queries=2):
+    """Relation networks: one training step of a small batch-norm network with a relation module
+    (weights, an episode's images, loss and every gradient), and the class scores of the episode's
+    queries, for Tests/ExperimentsTests."""
+    torch.manual_seed(seed)
+    config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 6, "headActivation": "none",
+              "similarity": "relation"}
+    net = twin.build(config)
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if p.dim() == 1 and (".features.1." in n or n.startswith("head.1.") or n.startswith("head.4.")):  # batch norms
+                p.copy_(1 + 0.2 * torch.randn_like(p) if n.endswith("weight") else 0.1 * torch.randn_like(p))
+            elif n.endswith("bias"):
+                p.copy_(0.05 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * (2.0 / p[0].numel()) ** 0.5)
+    x = torch.rand(ways * (shots + queries), 1, 12, 12)
+    weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+    net.train()
+    loss = twin.relation_loss(net, x, ways, shots, queries)
+    loss.backward()
+    out = {"input.images": x, "output.loss": loss.detach().reshape(1)}
+    out.update({"weight." + n: w for n, w in weights.items()})
+    out.update({"grad." + n: p.grad.detach().clone() for n, p in net.named_parameters()})
+    # Scores in eval mode (batch norm's running estimates after the one training forward).
+    net.eval()
+    with torch.no_grad():
+        e = net.embed(x).reshape(ways, shots + queries, -1)
+        scores = twin.relation_scores(net, e[:, shots:].reshape(ways * queries, -1), e[:, :shots])
+    out.update({"output.embeddings": net.embed(x).detach(), "output.class_scores": scores})
+    out.update({"buffer." + n: b.detach().clone() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked")})
+    out = {k: v.contiguous().float() for k, v in out.items()}
+    folder = os.environ.get("ONESHOT_FIXTURES_OUT", os.path.join(os.path.dirname(__file__), "..", "ExperimentsTests", "Fixtures"))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "relation.safetensors")
+    save_file(out, path, metadata={"model_config": json.dumps(config), "torch_version": torch.__version__,
+                                   "episode": json.dumps({"ways": ways, "shots": shots, "queries": queries})})
+    print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
+
+
 if __name__ == "__main__":
+    # With names, only those fixtures (e.g. `make_fixtures.py relation`); without, all of them.
     torch.set_num_threads(1)
+    chosen = set(sys.argv[1:])
     for name in ["vgg", "vgg_bn", "koch", "vgg_wide"]:
-        make(name)
-    make_prototypical()
-    make_matching()
-    make_finetune()
+        if not chosen or name in chosen:
+            make(name)
+    for name, maker in [("prototypical", make_prototypical), ("matching", make_matching), ("finetune", make_finetune), ("relation", make_relation)]:
+        if not chosen or name in chosen:
+            maker()

@@ -8,12 +8,14 @@ the Swift one (`Sources/Model/EmbeddingNetwork.swift`): PyTorch's `nn.Sequential
 names' numbering, ReLU and pooling included.
 
     model_config keys: backbone (vgg16 | koch), inputSize, width, batchNorm, blocks, headHidden,
-    headActivation (none | relu), similarity (head | euclidean | cosine), classes; defaults as in
+    headActivation (none | relu), similarity (head | euclidean | cosine | relation), classes; defaults as in
     Sources/Model/ModelConfig.swift. A network of `similarity: euclidean` (a prototypical network)
     has no head: a pair's score is the negative squared Euclidean distance of its embeddings, and
     an episode's class is scored by its prototype (`prototype_scores`). With `classes`, the network
     also carries `classifier`, Linear(features, classes), the fine-tuning baseline's pre-training
     classifier; its episodes are scored by a classifier fitted to the support set (`finetune_scores`).
+    A network of `similarity: relation` (a relation network) scores a pair by its relation module
+    on [f1, f2] (`RELATION_WIDTH`), a class by the module on [query, mean support embedding].
 """
 import json
 
@@ -103,6 +105,8 @@ class Siamese(nn.Module):
             return nn.functional.cosine_similarity(f1, f2, dim=1, eps=1e-30)
         if self.head is None:
             return -((f1 - f2) ** 2).sum(1)
+        if self.similarity == "relation":
+            return self.head(torch.cat([f1, f2], 1)).squeeze(1)
         return self.head(torch.abs(f1 - f2)).squeeze(1)
 
     def forward(self, left, right):
@@ -169,6 +173,25 @@ def matching_loss(embeddings, ways, shots, queries):
     return nn.functional.nll_loss(log_p, labels)
 
 
+def relation_scores(model, queries, support):
+    """Relation networks (Sung et al. 2018, as the harness runs them): the module's logit for each
+    query (Q, F) against each class's mean support embedding (N, K, F): (Q, N). `model` is the
+    network (or an ensemble: the members' mean logit)."""
+    means = support.mean(1)
+    q, n = queries.shape[0], means.shape[0]
+    return model.score(queries.repeat_interleave(n, 0), means.repeat(q, 1)).reshape(q, n)
+
+
+def relation_loss(model, images, ways, shots, queries):
+    """The relation network's training loss on one episode (images class-major, as in
+    `prototypical_loss`): mean squared error of sigmoid(logit) against one-hot over every
+    (query, class) pair."""
+    x = model.embed(images).reshape(ways, shots + queries, -1)
+    logits = relation_scores(model, x[:, shots:].reshape(ways * queries, -1), x[:, :shots])
+    target = nn.functional.one_hot(torch.arange(ways).repeat_interleave(queries), ways).to(logits.dtype)
+    return nn.functional.mse_loss(torch.sigmoid(logits), target)
+
+
 # The fine-tuning baseline's fit (Sources/Experiments/Methods/FineTuning.swift): weight decay,
 # full-batch gradient steps, power iterations.
 FINETUNE_WEIGHT_DECAY, FINETUNE_STEPS, FINETUNE_POWER_ITERATIONS = 1e-3, 300, 30
@@ -231,9 +254,26 @@ def feature_count(c):
     return scaled(4096, c["width"])
 
 
+# The relation module's second hidden layer (Sources/Model/ModelConfig.swift, relationWidth).
+RELATION_WIDTH = 8
+
+
+def relation_module(features, hidden):
+    """[f1, f2] -> Linear(2F, H) -> BN -> ReLU -> Linear(H, H) -> BN -> ReLU -> Linear(H, 8) -> ReLU -> Linear(8, 1)."""
+    return nn.Sequential(nn.Linear(2 * features, hidden), nn.BatchNorm1d(hidden, eps=BATCH_NORM_EPS), nn.ReLU(),
+                         nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden, eps=BATCH_NORM_EPS), nn.ReLU(),
+                         nn.Linear(hidden, RELATION_WIDTH), nn.ReLU(), nn.Linear(RELATION_WIDTH, 1))
+
+
 def build_without_classifier(c):
-    if c["similarity"] not in ("head", "euclidean", "cosine"):
-        raise ValueError(f"model_config similarity {c['similarity']!r} is not head, euclidean or cosine")
+    if c["similarity"] not in ("head", "euclidean", "cosine", "relation"):
+        raise ValueError(f"model_config similarity {c['similarity']!r} is not head, euclidean, cosine or relation")
+    if c["similarity"] == "relation":
+        if c["backbone"] == "vgg16":
+            backbone = VGGBackbone(vgg_blocks(c), c["batchNorm"])  # built (and initialised) before the head
+        else:
+            backbone = koch_backbone(c)
+        return Siamese(backbone, relation_module(feature_count(c), c["headHidden"]), "relation")
     if c["backbone"] == "vgg16" and c["similarity"] != "head":
         return Siamese(VGGBackbone(vgg_blocks(c), c["batchNorm"]), None, c["similarity"])
     if c["backbone"] == "vgg16":
@@ -246,13 +286,17 @@ def build_without_classifier(c):
         backbone = VGGBackbone(blocks, c["batchNorm"])  # built (and initialised) before the head
         head = [nn.Linear(features, hidden)] + ([nn.ReLU()] if c["headActivation"] == "relu" else []) + [nn.Linear(hidden, 1)]
         return Siamese(backbone, nn.Sequential(*head))
+    backbone = koch_backbone(c)
+    head = nn.Linear(feature_count(c), 1) if c["similarity"] == "head" else None
+    return Siamese(backbone, head, c["similarity"])
+
+
+def koch_backbone(c):
     if c["batchNorm"] or c["blocks"] is not None:
         raise ValueError("koch takes neither batchNorm nor blocks")
     widths = [scaled(w, c["width"]) for w in (64, 128, 128, 256)]
-    features = scaled(4096, c["width"])
     final_side = ((((c["inputSize"] - 9) // 2 - 6) // 2 - 3) // 2) - 3
-    head = nn.Linear(features, 1) if c["similarity"] == "head" else None
-    return Siamese(KochBackbone(widths, features, final_side), head, c["similarity"])
+    return KochBackbone(widths, feature_count(c), final_side)
 
 
 def load(path):

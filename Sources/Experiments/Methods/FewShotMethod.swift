@@ -87,6 +87,7 @@ package enum FewShotMethods {
     PrototypicalNetworks.self,
     MatchingNetworks.self,
     FineTuning.self,
+    RelationNetworks.self,
   ]
 
   /// Their names, as `training.objective` takes them.

@@ -100,6 +100,44 @@ public enum L1Distance {
   }
 }
 
+/// Side-by-side concatenation of two embeddings: row i of the output is [a_i, b_i], the input
+/// of a relation module (Sung et al. 2018).
+public enum Concatenation {
+  /// (P, F) and (P, F) -> (P, 2F).
+  public static func forward(_ a: Tensor, _ b: Tensor) -> Tensor {
+    precondition(a.shape.count == 2 && a.shape == b.shape, "Concatenation: shapes \(a.shape) and \(b.shape) must be equal (P, F)")
+    let (p, f) = (a.shape[0], a.shape[1])
+    var out = [Float](repeating: 0, count: 2 * p * f)
+    out.withUnsafeMutableBufferPointer { o in
+      a.data.withUnsafeBufferPointer { av in
+        b.data.withUnsafeBufferPointer { bv in
+          for r in 0..<p {
+            (o.baseAddress! + 2 * r * f).update(from: av.baseAddress! + r * f, count: f)
+            (o.baseAddress! + (2 * r + 1) * f).update(from: bv.baseAddress! + r * f, count: f)
+          }
+        }
+      }
+    }
+    return Tensor(shape: [p, 2 * f], data: out)
+  }
+
+  /// (dL/da, dL/db): the two halves of each row of dL/d(output).   dJoined: (P, 2F)
+  public static func backward(_ dJoined: Tensor) -> (Tensor, Tensor) {
+    precondition(dJoined.shape.count == 2 && dJoined.shape[1] % 2 == 0, "Concatenation: a gradient of shape \(dJoined.shape)")
+    let (p, f) = (dJoined.shape[0], dJoined.shape[1] / 2)
+    var da = [Float](repeating: 0, count: p * f), db = da
+    dJoined.data.withUnsafeBufferPointer { d in
+      for r in 0..<p {
+        for j in 0..<f {
+          da[r * f + j] = d[2 * r * f + j]
+          db[r * f + j] = d[(2 * r + 1) * f + j]
+        }
+      }
+    }
+    return (Tensor(shape: [p, f], data: da), Tensor(shape: [p, f], data: db))
+  }
+}
+
 /// Binary cross-entropy on logits, mean over the batch, in the stable form
 /// max(z, 0) - z y + log(1 + e^-|z|). Sigmoid and loss are one op: dz = (sigmoid(z) - y) / B.
 public enum BinaryCrossEntropy {

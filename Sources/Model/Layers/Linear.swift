@@ -14,8 +14,8 @@ public struct Linear: Layer {
   /// weights N(0, std^2) and zero biases, or with `initialization: .pytorch` both uniform in
   /// +-1/sqrt(inputFeatures) as PyTorch's `nn.Linear`.
   public init(
-    inputFeatures: Int, outputFeatures: Int, name prefix: String, std: Float = 0.01, initialization: WeightInitialization = .kaiming, store: inout ParameterStore,
-    rng: inout NormalSampler
+    inputFeatures: Int, outputFeatures: Int, name prefix: String, std: Float = 0.01, initialBias: Float = 0, initialization: WeightInitialization = .kaiming,
+    store: inout ParameterStore, rng: inout NormalSampler
   ) {
     precondition(inputFeatures > 0 && outputFeatures > 0, "Linear(\(inputFeatures) -> \(outputFeatures))")
     self.inputFeatures = inputFeatures
@@ -23,7 +23,7 @@ public struct Linear: Layer {
     let count = outputFeatures * inputFeatures, bound = Float(1 / Double(inputFeatures).squareRoot())
     let pytorch = initialization == .pytorch
     let weights = pytorch ? rng.uniform(count: count, bound: bound) : rng.normal(count: count, std: std)
-    let biases = pytorch ? rng.uniform(count: outputFeatures, bound: bound) : [Float](repeating: 0, count: outputFeatures)
+    let biases = pytorch ? rng.uniform(count: outputFeatures, bound: bound) : [Float](repeating: initialBias, count: outputFeatures)
     weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: weights, decays: true)
     bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: biases, decays: false)
   }
