@@ -311,7 +311,9 @@ def load(path):
     config = json.loads(metadata["model_config"])
     members = int(metadata.get("ensemble_members", "0"))
     model = Ensemble([build(config) for _ in range(members)]) if members >= 2 else build(config)
-    state = {k: v for k, v in tensors.items() if not k.endswith("num_batches_tracked")}
+    # A run's last.safetensors also carries the optimizer's state (`optimizer.*`), which resumes
+    # training and is no part of the network.
+    state = {k: v for k, v in tensors.items() if not k.endswith("num_batches_tracked") and not k.startswith("optimizer.")}
     expected = model.state_dict()
     for name in expected:
         if name.endswith("num_batches_tracked"):

@@ -49,6 +49,36 @@ class ScorerTests(unittest.TestCase):
                 self.assertEqual(theirs, ours)
                 print(f"{checkpoint}: harness {ours}, twin through the protocol {theirs}")
 
+    def test_twin_scores_every_method_as_the_harness(self):
+        """A small network of each few-shot method, trained here for a few steps on the Vinyals
+        split, scored by the harness and by the twin through the protocol on 5-way 5-shot and 20-way
+        1-shot episodes: the same accuracy. (5 shots: a method's class score is not the mean of
+        its pair scores.)"""
+        for objective, similarity, extra in [("relation", "relation", {"headHidden": 16}), ("matching", "cosine", {}),
+                                              ("finetune", "euclidean", {"classes": 4112}), ("prototypical", "euclidean", {})]:
+            with self.subTest(objective=objective), tempfile.TemporaryDirectory() as folder:
+                experiment = os.path.join(folder, "exp.json")
+                protocols = [{"protocol": "episodes", "split": "evaluation", "episodes": 30, "seed": 7, "spec": {"ways": w, "shots": k, "queries": 3, "alphabetMode": "across"}}
+                             for w, k in [(5, 5), (20, 1)]]
+                with open(experiment, "w") as f:
+                    json.dump({"name": f"twin-{objective}", "seed": 2, "data": {"split": "vinyals"},
+                               "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": True, "blocks": [[8], [8], [8]], "similarity": similarity, **extra},
+                               "training": {"objective": objective, "episode": {"ways": 10, "shots": 1, "queries": 2, "alphabetMode": "across"}, "steps": 40,
+                                            "optimizer": {"kind": "adam", "learningRate": 0.003}, "logEvery": 20},
+                               "evaluation": protocols}, f)
+                store, runs = os.path.join(folder, "results.sqlite"), os.path.join(folder, "runs")
+                trained = subprocess.run([BIN, "run", experiment, "--store", store, "--runs", runs, "--data", os.path.join(ROOT, "dataset", "omniglot")],
+                                         capture_output=True, text=True, cwd=ROOT)
+                self.assertEqual(trained.returncode, 0, trained.stderr[-2000:])
+                checkpoint = os.path.join(runs, trained.stdout.split("run ", 1)[1].split()[0], "last.safetensors")
+                ours, _ = accuracies(store, ["--checkpoint", checkpoint], experiment)
+                scorer = f"{sys.executable} {os.path.join(ROOT, 'examples', 'scorers', 'twin_scorer.py')} {checkpoint}"
+                theirs, detail = accuracies(store, ["--scorer", scorer], experiment)
+                self.assertEqual(detail["mode"], "external")
+                self.assertEqual(theirs, ours)
+                self.assertGreater(min(ours.values()), 0.06, f"{objective} learned nothing in 40 steps: {ours}")
+                print(f"{objective}: harness {ours}, twin through the protocol {theirs}")
+
 
 if __name__ == "__main__":
     unittest.main()
