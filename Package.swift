@@ -74,7 +74,7 @@ let package = Package(
     .testTarget(name: "SupportTests", dependencies: ["Support", "CSuiteVerdict"]),
     .testTarget(name: "ModelTests", dependencies: ["Model"], exclude: ["Fixtures"]),
     .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "Support"]),
-    .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore"]),
+    .testTarget(name: "ResultsStoreTests", dependencies: ["ResultsStore", "TestSupport"]),
     .testTarget(name: "ReportsTests", dependencies: ["Reports", "ResultsStore", "Support", "Episodes"]),
     // What several test targets share: a test case with a temporary folder of its own.
     .target(name: "TestSupport", path: "Tests/TestSupport"),

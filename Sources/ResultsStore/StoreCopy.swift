@@ -65,37 +65,58 @@ extension ResultsStore {
   public func importRun(_ record: RunRecord, from source: String = "another store") throws -> ImportOutcome {
     guard let id = record.columns.first(where: { $0.name == "id" })?.value else { throw StoreError.noSuchRun("?") }
     func column(_ name: String) -> SQLValue { record.columns.first { $0.name == name }?.value ?? .null }
-    return try write {
-      if let existing = try db.query("SELECT status, duration_seconds, owner FROM runs WHERE id = ?", [id]).first {
-        let (status, duration) = (existing[0].text ?? "", existing[1].real ?? 0)
-        let sourceStatus = column("status").text ?? ""
-        if status == RunStatus.completed.rawValue {
-          guard sourceStatus == RunStatus.completed.rawValue else { return .unchanged }
-          let here = try db.query("SELECT protocol, accuracy, episodes FROM results WHERE run_id = ? ORDER BY protocol", [id]).map { "\($0[0].text ?? "") \($0[1].real ?? -1) \($0[2].integer ?? -1)" }
-          let there = record.results.map { "\($0[0].text ?? "") \($0[6].real ?? -1) \($0[5].integer ?? -1)" }
-          guard here == there else { throw StoreError.copyConflict(id: id.text ?? "?", detail: "results \(there.joined(separator: "; ")) against \(here.joined(separator: "; "))") }
-          return .unchanged
-        }
-        // Not completed here: the source's state wins when it is completed or has done more work,
-        // unless a live process works on the run here (its owner is set).
-        let later = sourceStatus == RunStatus.completed.rawValue || (column("duration_seconds").real ?? 0) > duration
-        let copied = existing[2].text?.hasPrefix(ResultsStore.copyOwnerPrefix) ?? false
-        guard later, existing[2].text == nil || copied || status != RunStatus.running.rawValue else { return .unchanged }
-        let names = record.columns.map(\.name).filter { $0 != "id" }
-        try db.query(
-          "UPDATE runs SET \(names.map { "\($0) = ?" }.joined(separator: ", ")), owner = ? WHERE id = ?", names.map(column) + [copyOwner(sourceStatus, source), id])
-        try insertRecords(record, id: id, replacing: true)
-        return .updated
-      }
-      try db.query("INSERT INTO experiments(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", [.text(record.experiment), .text(now())])
-      let experiment = try db.query("SELECT id FROM experiments WHERE name = ?", [.text(record.experiment)]).first?.first ?? .null
-      let names = record.columns.map(\.name)
-      try db.query(
-        "INSERT INTO runs(experiment_id, owner, \(names.joined(separator: ", "))) VALUES (?, ?\(String(repeating: ", ?", count: names.count)))",
-        [experiment, copyOwner(column("status").text ?? "", source)] + record.columns.map(\.value))
-      try insertRecords(record, id: id, replacing: false)
-      return .added
+    // What an attempt that may have committed meant to do: when its COMMIT's reply is lost, the
+    // retry finds the run exactly as the record has it, and reports that attempt's outcome, not
+    // "already there" (issue #46, cause 3: `store copy` said "copied 0 ... 1 already there").
+    var attempted: ImportOutcome?
+    let outcome: ImportOutcome = try write {
+      let result = try importAttempt(record, id: id, column: column, source: source)
+      if result == .unchanged, let attempted, try holds(record, id: id, column: column) { return attempted }
+      attempted = result == .unchanged ? nil : result
+      return result
     }
+    return outcome
+  }
+
+  /// Whether the store has the run as `record` has it: its status, recorded time and results.
+  private func holds(_ record: RunRecord, id: SQLValue, column: (String) -> SQLValue) throws -> Bool {
+    guard let row = try db.query("SELECT status, duration_seconds FROM runs WHERE id = ?", [id]).first else { return false }
+    let results = try db.query("SELECT protocol, accuracy FROM results WHERE run_id = ? ORDER BY protocol", [id]).map { "\($0[0].text ?? "") \($0[1].real ?? -1)" }
+    return row[0].text == column("status").text && row[1].real == column("duration_seconds").real
+      && results == record.results.map { "\($0[0].text ?? "") \($0[6].real ?? -1)" }
+  }
+
+  /// One attempt of `importRun`'s transaction.
+  private func importAttempt(_ record: RunRecord, id: SQLValue, column: (String) -> SQLValue, source: String) throws -> ImportOutcome {
+    if let existing = try db.query("SELECT status, duration_seconds, owner FROM runs WHERE id = ?", [id]).first {
+      let (status, duration) = (existing[0].text ?? "", existing[1].real ?? 0)
+      let sourceStatus = column("status").text ?? ""
+      if status == RunStatus.completed.rawValue {
+        guard sourceStatus == RunStatus.completed.rawValue else { return .unchanged }
+        let here = try db.query("SELECT protocol, accuracy, episodes FROM results WHERE run_id = ? ORDER BY protocol", [id]).map { "\($0[0].text ?? "") \($0[1].real ?? -1) \($0[2].integer ?? -1)" }
+        let there = record.results.map { "\($0[0].text ?? "") \($0[6].real ?? -1) \($0[5].integer ?? -1)" }
+        guard here == there else { throw StoreError.copyConflict(id: id.text ?? "?", detail: "results \(there.joined(separator: "; ")) against \(here.joined(separator: "; "))") }
+        return .unchanged
+      }
+      // Not completed here: the source's state wins when it is completed or has done more work,
+      // unless a live process works on the run here (its owner is set).
+      let later = sourceStatus == RunStatus.completed.rawValue || (column("duration_seconds").real ?? 0) > duration
+      let copied = existing[2].text?.hasPrefix(ResultsStore.copyOwnerPrefix) ?? false
+      guard later, existing[2].text == nil || copied || status != RunStatus.running.rawValue else { return .unchanged }
+      let names = record.columns.map(\.name).filter { $0 != "id" }
+      try db.query(
+        "UPDATE runs SET \(names.map { "\($0) = ?" }.joined(separator: ", ")), owner = ? WHERE id = ?", names.map(column) + [copyOwner(sourceStatus, source), id])
+      try insertRecords(record, id: id, replacing: true)
+      return .updated
+    }
+    try db.query("INSERT INTO experiments(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", [.text(record.experiment), .text(now())])
+    let experiment = try db.query("SELECT id FROM experiments WHERE name = ?", [.text(record.experiment)]).first?.first ?? .null
+    let names = record.columns.map(\.name)
+    try db.query(
+      "INSERT INTO runs(experiment_id, owner, \(names.joined(separator: ", "))) VALUES (?, ?\(String(repeating: ", ?", count: names.count)))",
+      [experiment, copyOwner(column("status").text ?? "", source)] + record.columns.map(\.value))
+    try insertRecords(record, id: id, replacing: false)
+    return .added
   }
 
   /// The owner a copied run gets: `copy:<source>` while it runs there, else none.

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import ResultsStore
@@ -343,6 +344,65 @@ final class PostgresResultsStoreTests: ResultsStoreTests {
   override func testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() throws { try super.testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() }
   override func testAClaimTakenOverCannotStartItsRun() throws { try super.testAClaimTakenOverCannotStartItsRun() }
   override func testATakeoverNamesItsHostAndACompletedConfigurationKeepsNoClaim() throws { try super.testATakeoverNamesItsHostAndACompletedConfigurationKeepsNoClaim() }
+
+  /// A new database reached through a fault-injecting proxy: (the URL through the proxy, the proxy).
+  func proxiedDatabase() throws -> (url: String, proxy: LoopbackProxy) {
+    let url = try newPostgresDatabase(self)
+    guard let match = url.range(of: #":(\d+)/"#, options: .regularExpression), let port = UInt16(url[match].dropFirst().dropLast()) else {
+      throw XCTSkip("ONESHOT_TEST_POSTGRES has no port")
+    }
+    let proxy = try LoopbackProxy(upstreamPort: port)
+    addTeardownBlock { proxy.close() }
+    return (proxy.url(replacingPortOf: url), proxy)
+  }
+
+  /// Issue #46, cause 3, with the fault itself: the server commits a new run, and the reply to
+  /// COMMIT is lost with the connection. The store reconnects and retries: one run, created.
+  func testALostReplyToTheCommitThatCreatedARunLeavesOneRun() throws {
+    let (url, proxy) = try proxiedDatabase()
+    let store = try ResultsStore(path: url)
+    proxy.loseReply(to: "COMMIT", after: "INSERT INTO runs")
+    let id = try store.beginRun(sampleRun("lost-reply"), owner: "host:1")
+    XCTAssertEqual(proxy.lostReplies, 1, "the fault happened")
+    XCTAssertEqual(try store.listRuns().map(\.id), [id])
+    XCTAssertEqual(try store.run(id).summary.status, .running)
+    try store.finishRun(id, status: .completed)
+    XCTAssertEqual(try store.listRuns(status: .completed).count, 1)
+  }
+
+  /// Issue #46, cause 3 (`store copy` said "copied 0 ... 1 already there"): a run whose copy the
+  /// destination committed while the reply was lost is counted as copied, not as already there.
+  func testALostReplyWhileCopyingCountsTheRunAsCopied() throws {
+    let source = try ResultsStore(path: try temporaryStorePath(self))
+    for name in ["first", "second"] {
+      let id = try source.beginRun(sampleRun(name, hash: name))
+      try source.logMetric(run: id, MetricPoint(key: "validation.accuracy", step: 10, value: 0.5))
+      try source.finishRun(id, status: .completed, durationSeconds: 2)
+    }
+    let (url, proxy) = try proxiedDatabase()
+    let destination = try ResultsStore(path: url)
+    proxy.loseReply(to: "COMMIT", after: "INSERT INTO runs")
+    let summary = try source.copyRuns(to: destination)
+    XCTAssertEqual(proxy.lostReplies, 1, "the fault happened")
+    XCTAssertEqual([summary.copied, summary.updated, summary.skipped], [2, 0, 0])
+    XCTAssertEqual(try destination.listRuns().count, 2)
+    let again = try source.copyRuns(to: destination)
+    XCTAssertEqual([again.copied, again.updated, again.skipped], [0, 0, 2])
+  }
+
+  /// A stalled network (nothing passes for 3 s) delays a write and loses nothing.
+  func testAStalledConnectionDelaysAWriteAndLosesNothing() throws {
+    let (url, proxy) = try proxiedDatabase()
+    let store = try ResultsStore(path: url)
+    let id = try store.beginRun(sampleRun("stalled"))
+    proxy.stall(seconds: 3)
+    let start = Date()
+    try store.logMetric(run: id, MetricPoint(key: "train.loss", step: 1, value: 0.25))
+    try store.finishRun(id, status: .completed)
+    XCTAssertGreaterThan(Date().timeIntervalSince(start), 2.5)
+    XCTAssertEqual(try store.metrics(runID: id, key: "train.loss").map(\.value), [0.25])
+    XCTAssertEqual(try store.listRuns(status: .completed).map(\.id), [id])
+  }
 
   /// Issue #46, cause 10: a reading command on an empty database is refused, creating nothing.
   func testAnEmptyDatabaseIsNotTurnedIntoAStoreByAReader() throws {
