@@ -46,8 +46,9 @@ package struct RunPlan {
   package let mode: Mode
   package let config: ExperimentConfig
   package let options: RunOptions
-  /// The store, already open when resuming (the configuration comes from it).
-  private let openedStore: ResultsStore?
+  /// The store, already open when resuming (the configuration comes from it), or given by
+  /// `use(_:)`.
+  private var openedStore: ResultsStore?
 
   /// A plan for `mode`; `experiment` is the file of a fresh or eval-only run (a resumed run's
   /// configuration comes from the store).
@@ -113,6 +114,14 @@ package struct RunPlan {
     if case .evalOnly = mode { return false }
     if case .external = mode { return false }
     return true
+  }
+
+  /// Records into `store`, already open (a sweep task's, which claimed the configuration on it),
+  /// instead of opening a second connection to the same store (issue #46, cause 6: each sweep
+  /// task held two connections for its whole run).
+  package mutating func use(_ store: ResultsStore) {
+    precondition(store.path == options.storePath, "RunPlan.use: another store than the plan records into")
+    openedStore = store
   }
 
   /// The results store (opened only once the data is known to load, so that a refused run

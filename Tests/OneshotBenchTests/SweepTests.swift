@@ -282,6 +282,33 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(runCLI(["report", "--store", server]).output, runCLI(["report", "--store", copy]).output)
   }
 
+  /// Issue #46, cause 6: a sweep task holds one connection, not two (its claim's and its run's),
+  /// so that a server near max_connections serves twice the tasks. Through a role allowed one
+  /// connection, a sweep of two configurations runs both, never waiting for a second slot.
+  func testASweepTaskNeedsOneConnection() throws {
+    guard let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] else {
+      throw XCTSkip("set ONESHOT_TEST_POSTGRES=postgresql://user@host:port/postgres (.ci/run starts a server)")
+    }
+    let role = "oneshot_one_\(UUID().uuidString.lowercased().prefix(8))"
+    let name = "oneshot_one_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+    let connection = try PostgresConnection(url: admin)
+    try connection.execute("CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1")
+    try connection.execute("CREATE DATABASE \(name) OWNER \(role)")
+    addTeardownBlock {
+      try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+      try? PostgresConnection(url: admin).execute("DROP ROLE IF EXISTS \(role)")
+    }
+    let url = admin.replacingOccurrences(of: "://postgres@", with: "://\(role)@").replacingOccurrences(of: "/postgres", with: "/\(name)")
+    let file = try experiment(steps: 10)
+    // A second connection would wait for a free slot and give up after 3 s.
+    let result = runCLI(
+      ["sweep", file, "--grid", "training.optimizer.learningRate=0.003,0.001", "--store", url, "--runs", folder.appendingPathComponent("runs").path],
+      environment: ["ONESHOT_STORE_OUTAGE_SECONDS": "3"])
+    XCTAssertEqual(result.code, 0, result.error)
+    XCTAssertFalse(result.error.contains("too many connections"), result.error)
+    XCTAssertEqual(try ResultsStore(path: String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound]) + name).listRuns(status: .completed).count, 2)
+  }
+
   func testPostgreSQLMistakesAreOneLineAndWriteNothing() throws {
     guard let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] else { throw XCTSkip("set ONESHOT_TEST_POSTGRES (.ci/run starts a server)") }
     let base = String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound])

@@ -103,9 +103,10 @@ struct SweepCommand: ParsableCommand {
       // tasks started at once never both run it; missing data is said first, creating no store.
       var options = running.runOptions(overrides: item.overrides)
       options.holdsConfigurationClaim = true
-      let plan = try RunPlan(.fresh, experiment: experiment, options: options)
+      var plan = try RunPlan(.fresh, experiment: experiment, options: options)
       try plan.requireData()
       let store = try ResultsStore(path: storePath)
+      plan.use(store)  // one connection: the claim's is the run's
       let owner = RunRecording.thisProcess
       switch try store.claimConfiguration(experiment: item.config.name, configHash: item.config.hash, owner: owner, staleAfter: Lease.seconds, isAlive: RunRecording.isAlive) {
       case .done(let id):
