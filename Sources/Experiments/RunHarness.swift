@@ -33,6 +33,7 @@ package func runExperiment(_ plan: RunPlan) throws -> RunOutcome {
 private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> RunOutcome {
   let config = plan.config
   let data = try loadData(plan, progress: progress)
+  if let seconds = TestHooks.stallBeforeRun { Thread.sleep(forTimeInterval: seconds) }
   if InterruptFlag.requested { throw InterruptedBeforeRecording(signal: InterruptFlag.signal) }
   var evaluated: EvaluatedCheckpoint? = nil
   if case .evalOnly(let checkpoint) = plan.mode { evaluated = try EvaluatedCheckpoint(checkpoint, config: config) }

@@ -16,6 +16,9 @@ package struct RunOptions {
   /// Set by a sweep that claimed this configuration for this process: the run's row is written
   /// only while the claim is still this process's (`ResultsStore.beginRun(claim:)`).
   package var holdsConfigurationClaim = false
+  /// Called once the run's row is written (a sweep stops renewing its configuration claim: the
+  /// run's own heartbeat keeps it from then on).
+  package var onRunRecorded: (() -> Void)? = nil
 
   package init(storePath: String, threads: Int? = nil, overrides: [ConfigOverride] = [], dataPath: String? = nil, runsFolder: String = "runs") {
     self.storePath = storePath
@@ -45,7 +48,7 @@ package struct RunPlan {
 
   package let mode: Mode
   package let config: ExperimentConfig
-  package let options: RunOptions
+  package var options: RunOptions
   /// The store, already open when resuming (the configuration comes from it), or given by
   /// `use(_:)`.
   private var openedStore: ResultsStore?

@@ -57,6 +57,7 @@ package struct RunRecording {
     run.harnessVersion = harnessVersion
     run.swiftVersion = provenance.swiftVersion
     let id = try store.beginRun(run, owner: thisProcess, claim: plan.options.holdsConfigurationClaim ? (config.name, config.hash) : nil)
+    plan.options.onRunRecorded?()
     store.holdReserve()
     var folders = data.fingerprints.filter { $0.source != "omniglot" }.map { (key: "dataset.folder", value: "\($0.source) \($0.fingerprint)") }
     if let training = data.trainingFolder, let folder = plan.config.data.folder {
@@ -171,7 +172,47 @@ package enum Lease {
   }
 }
 
+/// Renews a sweep task's claim of a configuration on a thread of its own, every quarter of the
+/// lease, from the claim until the run's row exists: loading data from slow shared storage and
+/// timing the precision can outlast the lease, and another task would take the configuration
+/// over and run it too, or this task would lose its work at the claim's re-check (issue #46,
+/// cause 2). Each renewal opens a connection for a moment and closes it: the task's own
+/// connection is not shared between threads.
+package final class ClaimHeartbeat: @unchecked Sendable {
+  private let stopped = DispatchSemaphore(value: 0)
+  private let lock = NSLock()
+  private var isStopped = false
+
+  /// Starts renewing: `renew` every `interval` seconds until `stop()`.
+  package init(interval: Double, renew: @escaping @Sendable () -> Void) {
+    Thread.detachNewThread { [stopped] in
+      while stopped.wait(timeout: .now() + interval) == .timedOut { renew() }
+    }
+  }
+
+  /// Renews a sweep task's claim of `config` in the store at `storePath` as `owner`.
+  package convenience init(storePath: String, experiment: String, configHash: String, owner: String) {
+    self.init(interval: max(Lease.seconds / 4, 0.05)) {
+      _ = try? ResultsStore(path: storePath).renewClaim(experiment: experiment, configHash: configHash, owner: owner)
+    }
+  }
+
+  /// Stops renewing (once; later calls do nothing).
+  package func stop() {
+    let first = lock.withLock { () -> Bool in
+      defer { isStopped = true }
+      return !isStopped
+    }
+    if first { stopped.signal() }
+  }
+
+  deinit { stop() }
+}
+
 package enum TestHooks {
+  /// `ONESHOT_TEST_STALL_BEFORE_RUN=SECONDS`: a run waits that long after loading its data, before
+  /// its row is written (slow shared storage, as a test sees it).
+  package static let stallBeforeRun: Double? = ProcessInfo.processInfo.environment["ONESHOT_TEST_STALL_BEFORE_RUN"].flatMap { Double($0) }
   /// `ONESHOT_TEST_HOLD_AT_STEP=N`: a training run holds at its checkpoint of step N.
   package static let holdAtStep: Int? = ProcessInfo.processInfo.environment["ONESHOT_TEST_HOLD_AT_STEP"].flatMap { Int($0) }
   /// Set by SIGUSR1 while a run holds: it goes on training.

@@ -447,6 +447,18 @@ public final class ResultsStore {
     }
   }
 
+  /// Renews `owner`'s claim of a configuration (its age starts again), so that a task still
+  /// loading its data keeps it past the lease; false when the claim is no longer `owner`'s.
+  @discardableResult
+  public func renewClaim(experiment: String, configHash: String, owner: String) throws -> Bool {
+    try write {
+      try db.query(
+        "UPDATE claims SET claimed_at = ? WHERE experiment = ? AND config_hash = ? AND owner = ?",
+        [.real(Date().timeIntervalSince1970), .text(experiment), .text(configHash), .text(owner)])
+      return db.changes > 0
+    }
+  }
+
   /// Gives up `owner`'s claim of a configuration (its run exists now, or it failed to start).
   public func releaseClaim(experiment: String, configHash: String, owner: String) throws {
     try write {

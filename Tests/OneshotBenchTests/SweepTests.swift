@@ -146,6 +146,36 @@ final class SweepTests: XCTestCase {
     XCTAssertEqual(try store.listRuns().count, 1)
   }
 
+  /// Issue #46, cause 2: a task whose data loads slowly (here 5 s, with a lease of 2 s) keeps its
+  /// claim by renewing it: a second task started meanwhile leaves the configuration (exit 75)
+  /// instead of taking it over, and the first runs it: one run, by the first task.
+  func testASlowLoadingTaskKeepsItsClaimPastTheLease() throws {
+    let file = try experiment(steps: 10)
+    let arguments = ["sweep", file, "--grid", "training.optimizer.learningRate=0.003", "--store", storePath, "--runs", folder.appendingPathComponent("runs").path]
+    let slow = Process()
+    slow.executableURL = executable
+    slow.arguments = arguments
+    slow.environment = ProcessInfo.processInfo.environment.merging(["ONESHOT_LEASE_SECONDS": "2", "ONESHOT_TEST_STALL_BEFORE_RUN": "5"]) { $1 }
+    let slowErrors = Pipe()
+    slow.standardError = slowErrors
+    slow.standardOutput = FileHandle.nullDevice
+    try slow.run()
+    // Claimed, and past the lease: without renewals the claim would be stale by now.
+    let deadline = Date().addingTimeInterval(30)
+    while (try? ResultsStore(path: storePath).db.query("SELECT count(*) FROM claims", []).first?.first?.integer) != 1 && Date() < deadline { usleep(50_000) }
+    sleep(3)
+    let second = runCLI(arguments, environment: ["ONESHOT_LEASE_SECONDS": "2"])
+    XCTAssertEqual(second.code, 75, second.error)
+    XCTAssert(second.error.contains("claimed by") && second.error.contains("left to it"), second.error)
+    slow.waitUntilExit()
+    let text = String(decoding: slowErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    XCTAssertEqual(slow.terminationStatus, 0, text)
+    let store = try ResultsStore(path: storePath)
+    XCTAssertEqual(try store.listRuns(status: .completed).count, 1)
+    XCTAssertEqual(try store.listRuns().count, 1)
+    XCTAssertEqual(try store.db.query("SELECT count(*) FROM claims", []).first?.first?.integer, 0, "the claim is given back")
+  }
+
   /// Two whole sweeps of the same grid started at once into one store (SQLite here, and the
   /// CI server's PostgreSQL when it is there): every configuration runs exactly once; the task
   /// that found a configuration claimed leaves it and exits 75 (or skips it once completed).

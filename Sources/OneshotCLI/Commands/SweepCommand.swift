@@ -116,7 +116,13 @@ struct SweepCommand: ParsableCommand {
         printNote("sweep \(label): claimed by \(other), which is starting it; left to it")
         return .leftToAnother
       case .claimed:
-        defer { try? store.releaseClaim(experiment: item.config.name, configHash: item.config.hash, owner: owner) }
+        // Renewed until the run's row exists (its own heartbeat keeps it from there).
+        let heartbeat = ClaimHeartbeat(storePath: storePath, experiment: item.config.name, configHash: item.config.hash, owner: owner)
+        plan.options.onRunRecorded = { heartbeat.stop() }
+        defer {
+          heartbeat.stop()
+          try? store.releaseClaim(experiment: item.config.name, configHash: item.config.hash, owner: owner)
+        }
         printNote("sweep \(label): starting")
         do {
           return .ran(try runExperiment(plan))
