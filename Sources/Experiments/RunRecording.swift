@@ -90,11 +90,14 @@ package struct RunRecording {
   package func record(_ event: TrainingEvent, progress: ProgressDisplay) throws {
     switch event {
     case .logged(let step, let loss, let throughput, let rate):
-      try store.logMetric(run: id, MetricPoint(key: MetricKey.trainingLoss, step: step, value: loss))
-      try store.logMetric(run: id, MetricPoint(key: throughput.key, step: step, value: throughput.perSecond))
-      try store.logMetric(run: id, MetricPoint(key: MetricKey.learningRate, step: step, value: rate))
+      try store.logMetrics(
+        run: id,
+        [
+          MetricPoint(key: MetricKey.trainingLoss, step: step, value: loss), MetricPoint(key: throughput.key, step: step, value: throughput.perSecond),
+          MetricPoint(key: MetricKey.learningRate, step: step, value: rate),
+        ])
     case .targetReached(let reached):
-      for point in reached.points { try store.logMetric(run: id, point) }
+      try store.logMetrics(run: id, reached.points)
     case .validated(let step, let accuracy):
       try store.logMetric(run: id, MetricPoint(key: MetricKey.validationAccuracy, step: step, value: accuracy))
     case .checkpointSaved(let step):

@@ -522,10 +522,17 @@ public final class ResultsStore {
 
   /// Buffers a metric point; buffered points are committed together every
   /// `metricFlushInterval` seconds, and always by `flushMetrics` and `finishRun`.
-  public func logMetric(run: String, _ point: MetricPoint) throws {
-    var point = point
-    if point.time.isEmpty { point.time = now() }
-    pendingMetrics.append((run, point))
+  public func logMetric(run: String, _ point: MetricPoint) throws { try logMetrics(run: run, [point]) }
+
+  /// Buffers the points of one step together: a flush due in their midst waits until all are
+  /// buffered, so that a step's points are committed together or not at all (issue #46, cause
+  /// 12: a run that failed right after a flush between them kept a partial set of its last step).
+  public func logMetrics(run: String, _ points: [MetricPoint]) throws {
+    let time = now()
+    for var point in points {
+      if point.time.isEmpty { point.time = time }
+      pendingMetrics.append((run, point))
+    }
     if Date().timeIntervalSince(lastFlush) >= metricFlushInterval { try flushMetrics() }
   }
 

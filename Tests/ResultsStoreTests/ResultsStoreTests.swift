@@ -142,6 +142,25 @@ class ResultsStoreTests: XCTestCase {
     }
   }
 
+  /// Issue #46, cause 12: a step's points are committed together or not at all. A flush that
+  /// falls due while they are logged waits for the last of them (it used to commit the first and
+  /// leave the others buffered, lost when the process then died).
+  func testAStepsMetricPointsAreCommittedTogether() throws {
+    let path = isServer ? try newPostgresDatabase(self) : try temporaryStorePath(self)
+    let store = try ResultsStore(path: path)
+    let id = try store.beginRun(sampleRun("grouped"))
+    let step = [MetricPoint(key: "train.loss", step: 50, value: 0.5), MetricPoint(key: "train.pairsPerSecond", step: 50, value: 100), MetricPoint(key: "train.learningRate", step: 50, value: 1e-3)]
+    store.metricFlushInterval = 0  // a flush is due at every call
+    try store.logMetrics(run: id, step)
+    let reader = try ResultsStore(path: path)
+    XCTAssertEqual(try step.map { try reader.metrics(runID: id, key: $0.key).count }, [1, 1, 1])
+    store.metricFlushInterval = 3600  // none is due
+    try store.logMetrics(run: id, step.map { MetricPoint(key: $0.key, step: 100, value: $0.value) })
+    XCTAssertEqual(try step.map { try reader.metrics(runID: id, key: $0.key).count }, [1, 1, 1], "buffered: none of them yet")
+    try store.flushMetrics()
+    XCTAssertEqual(try step.map { try reader.metrics(runID: id, key: $0.key).count }, [2, 2, 2])
+  }
+
   /// Issue #46, cause 3: creating a run is retried when its reply is lost after the server
   /// committed it. The retry (the same id, configuration and owner) finds its own row and
   /// succeeds, leaving one row. Any other writer's row with that id is refused untouched.
@@ -341,6 +360,7 @@ final class PostgresResultsStoreTests: ResultsStoreTests {
   override func testFiltersAndAlignment() throws { try super.testFiltersAndAlignment() }
   override func testClaimsHeartbeatsAndMetricUpserts() throws { try super.testClaimsHeartbeatsAndMetricUpserts() }
   override func testCopyingRunsIsCompleteAndIdempotent() throws { try super.testCopyingRunsIsCompleteAndIdempotent() }
+  override func testAStepsMetricPointsAreCommittedTogether() throws { try super.testAStepsMetricPointsAreCommittedTogether() }
   override func testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() throws { try super.testARetriedRunCreationWhoseFirstAttemptCommittedSucceeds() }
   override func testAClaimTakenOverCannotStartItsRun() throws { try super.testAClaimTakenOverCannotStartItsRun() }
   override func testATakeoverNamesItsHostAndACompletedConfigurationKeepsNoClaim() throws { try super.testATakeoverNamesItsHostAndACompletedConfigurationKeepsNoClaim() }
