@@ -6,10 +6,13 @@ The networks come from the twin (`model.py`), so PyTorch and the harness time th
   koch       Koch et al. 2015 at 105x105
   omniglot52 the shipped recipe's network: 52x52, blocks 32,32 | 64,64 | 128,128 | 256,256 with
              batch norm, head 2304 -> 512 -> ReLU -> 1
+  protonet   Snell et al.'s 4 blocks of 64 channels at 28x28 with batch norm, no head
 Modes
   train-batched  one Adam step; vgg and koch: B pairs, both branches as ONE backbone pass over 2B
                  images; omniglot52: B images in groups of 2 characters x 2 drawers scored as B
-                 pairs (2 same, 2 different per group), as the harness's `pairing: groups`
+                 pairs (2 same, 2 different per group), as the harness's `pairing: groups`;
+                 protonet: one prototypical episode of B classes x (1 support + 5 queries), in
+                 images/s
   embed          forward-only backbone under inference_mode, batch B images
 Variants: --channels-last, --bf16 (CPU autocast). Prints one line with "<rate> pairs/s" or
 "<rate> images/s" (the median of --reps timed repetitions after one warm-up).
@@ -30,6 +33,9 @@ NETS = {
     "omniglot52": {"backbone": "vgg16", "inputSize": 52, "batchNorm": True, "blocks": [[32, 32], [64, 64], [128, 128], [256, 256]], "headActivation": "relu"},
     # experiments/speedrun.json's network: omniglot52's at 40x40
     "speedrun": {"backbone": "vgg16", "inputSize": 40, "batchNorm": True, "blocks": [[32, 32], [64, 64], [128, 128], [256, 256]], "headActivation": "relu"},
+    # Snell et al.'s 4 blocks of 64 channels at 28x28 (experiments/protonet-vinyals.json), trained
+    # on prototypical episodes: --batch classes x (1 support + 5 queries)
+    "protonet": {"backbone": "vgg16", "inputSize": 28, "batchNorm": True, "blocks": [[64], [64], [64], [64]], "similarity": "euclidean"},
 }
 
 
@@ -69,6 +75,17 @@ def main():
             left, right = torch.arange(a.batch), torch.arange(a.batch) + a.batch
             labels = (torch.arange(a.batch) % 2 == 0).float()
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+        if a.net == "protonet":
+            from oneshot_twin.model import prototypical_loss
+            images = a.batch * 6
+            x = torch.randn(images, 1, side, side).contiguous(memory_format=memory)
+
+            def episode():
+                with autocast():
+                    loss = prototypical_loss(net.embed(x).float(), a.batch, 1, 5)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
 
         def step():
             with autocast():
@@ -79,7 +96,7 @@ def main():
             loss.backward()
             optimizer.step()
 
-        fn, unit = step, "pairs/s"
+        fn, unit = (episode, "images/s") if a.net == "protonet" else (step, "pairs/s")
     else:
         net.eval()
         x = torch.randn(a.batch, 1, side, side).contiguous(memory_format=memory)
@@ -91,10 +108,11 @@ def main():
         unit = "images/s"
     fn()
     rates = []
+    counted = a.batch * 6 if (a.net == "protonet" and a.mode == "train-batched") else a.batch
     for _ in range(a.reps):
         start = time.perf_counter()
         fn()
-        rates.append(a.batch / (time.perf_counter() - start))
+        rates.append(counted / (time.perf_counter() - start))
     rates.sort()
     tag = "+".join(t for t, on in (("channels_last", a.channels_last), ("bf16-autocast", a.bf16)) if on) or "fp32 eager"
     print(f"{a.net} {a.mode} threads={a.threads} batch={a.batch} {tag} {statistics.median(rates):.2f} {unit} "

@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
       """)
 
   enum Net: String, ExpressibleByArgument, CaseIterable {
-    case vgg16, koch, omniglot52, speedrun
+    case vgg16, koch, omniglot52, speedrun, protonet
 
     /// The network's configuration.
     var config: ModelConfig {
@@ -31,8 +31,14 @@ struct BenchCommand: ParsableCommand {
         return ModelConfig(backbone: .vgg16, inputSize: 52, batchNorm: true, blocks: [[32, 32], [64, 64], [128, 128], [256, 256]], headHidden: 512, headActivation: .relu)
       case .speedrun:
         return ModelConfig(backbone: .vgg16, inputSize: 40, batchNorm: true, blocks: [[32, 32], [64, 64], [128, 128], [256, 256]], headHidden: 512, headActivation: .relu)
+      case .protonet:
+        return ModelConfig(backbone: .vgg16, inputSize: 28, batchNorm: true, blocks: [[64], [64], [64], [64]], similarity: .euclidean)
       }
     }
+
+    /// protonet trains on prototypical episodes (experiments/protonet-vinyals.json's: `--pairs`
+    /// classes x (1 support + 5 queries), 60 by default), counted in images.
+    var episodic: Bool { self == .protonet }
 
     /// omniglot52 trains on grouped pairs (as many pairs as images, 128 a step); the
     /// others on independent pairs (two images a pair, 32 a step).
@@ -40,13 +46,15 @@ struct BenchCommand: ParsableCommand {
   }
 
   @Option(
-    help: "Network: vgg16 (VGG16 at 105x105, head 4608-512-ReLU-1, as the PyTorch script), koch, omniglot52 (the shipped recipe's network: 52x52, four blocks 32-256 with batch norm, grouped pairs) or speedrun (the same at 40x40, experiments/speedrun.json).")
+    help:
+      "Network: vgg16 (VGG16 at 105x105, head 4608-512-ReLU-1, as the PyTorch script), koch, omniglot52 (the shipped recipe's network: 52x52, four blocks 32-256 with batch norm, grouped pairs), speedrun (the same at 40x40, experiments/speedrun.json) or protonet (Snell et al.'s 4 blocks of 64 channels at 28x28 on 60-way 1-shot 5-query prototypical episodes, experiments/protonet-vinyals.json).")
   var model: Net = .vgg16
   @Option(help: "Threads for oneDNN and the parallel loops.") var threads: Int = 2
   @Option(help: "Convolution arithmetic: fp32, or bf16 inputs with float accumulation.") var precision: ConvolutionPrecision = .fp32
   @Option(help: "Convolution implementation: direct (oneDNN's direct primitives), auto (direct or Winograd per layer and direction, whichever is faster here), winograd (wherever oneDNN builds it) or im2col.")
   var algorithm: ConvolutionAlgorithm = .direct
-  @Option(help: "Pairs per training step (default 32; omniglot52: 128 grouped pairs on 128 images).") var pairs: Int?
+  @Option(help: "Pairs per training step (default 32; omniglot52 and speedrun: 128 grouped pairs on 128 images; protonet: the episode's classes, 60, each 1 support + 5 queries).")
+  var pairs: Int?
   @Option(help: "Images per embedding batch.") var images: Int = 64
   @Option(help: "Timed repetitions of each measurement (after one warm-up); the median is reported.") var reps: Int = 4
   @Option(help: "A Python with torch installed: also run PyTorch's reference script now (fp32, fp32 channels_last, bf16 channels_last) and print the ratios.")
@@ -77,6 +85,7 @@ struct BenchCommand: ParsableCommand {
       return
     }
     let config = model.config
+    if model.episodic { return try runEpisodic(python: python) }
     let pairs = self.pairs ?? (model.grouped ? 128 : 32)
     var network = EmbeddingNetwork(config: config, seed: 0)
     network.precision = precision
@@ -110,19 +119,10 @@ struct BenchCommand: ParsableCommand {
     print(
       "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair"
     )
-    // The machine's peak, measured now on the same threads.
-    var peak: Double? = nil
-    if !noPeak {
-      // The best of three: the first run of a loop can meet a core still clocking up.
-      let fp32 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 0) }.max()!
-      let bf16 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 1) }.max()!
-      var line = String(format: "  peak   %7.0f GFLOP/s fp32 (%@)", fp32, String(cString: cmachine_peak_instructions(0)))
-      if bf16 > 0 { line += String(format: ", %.0f GFLOP/s bf16 (%@)", bf16, String(cString: cmachine_peak_instructions(1))) }
-      print(line)
-      peak = precision == .bf16 && bf16 > 0 ? bf16 : fp32
-    }
-    // Winograd does fewer multiplications than the direct FLOP count it is credited with, so an
-    // fp32 figure with Winograd can pass 100% of the FMA peak.
+    // The machine's peak, measured now on the same threads (the best of three: the first run of
+    // a loop can meet a core still clocking up). Winograd does fewer multiplications than the
+    // direct FLOP count it is credited with, so an fp32 figure with Winograd can pass 100%.
+    let peak = measuredPeak()
     func share(_ gflops: Double) -> String { peak.map { String(format: "  %3.0f%% of peak", 100 * gflops / $0) } ?? "" }
     if algorithm == .auto || algorithm == .winograd {
       print("  convolutions (\(stepImages)-image training step; forward / backward-data / backward-weights):")
@@ -152,8 +152,69 @@ struct BenchCommand: ParsableCommand {
     if let python { try comparePyTorch(python: python, pairs: pairs, trainRate: trainRate, embedRate: embedRate) }
   }
 
+  /// The machine's peak on these threads (printed), in the precision's unit; nil with --no-peak.
+  func measuredPeak() -> Double? {
+    guard !noPeak else { return nil }
+    let fp32 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 0) }.max()!
+    let bf16 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 1) }.max()!
+    var line = String(format: "  peak   %7.0f GFLOP/s fp32 (%@)", fp32, String(cString: cmachine_peak_instructions(0)))
+    if bf16 > 0 { line += String(format: ", %.0f GFLOP/s bf16 (%@)", bf16, String(cString: cmachine_peak_instructions(1))) }
+    print(line)
+    return precision == .bf16 && bf16 > 0 ? bf16 : fp32
+  }
+
+  /// The prototypical network: a training step is one episode of W classes x (1 + 5) images
+  /// (the prototypical loss, Adam), counted in images a second.
+  func runEpisodic(python: String?) throws {
+    let config = model.config
+    let ways = pairs ?? 60
+    guard ways >= 2 else { throw ValidationError("--pairs is the episode's classes for protonet: at least 2") }
+    let (shots, queries) = (1, 5)
+    let stepImages = ways * (shots + queries)
+    var network = EmbeddingNetwork(config: config, seed: 0)
+    network.precision = precision
+    network.convolutionAlgorithm = algorithm
+    let side = config.inputSize
+    var rng = NormalSampler(seed: 1)
+    let episode = Tensor(shape: [stepImages, 1, side, side], data: rng.normal(count: stepImages * side * side, std: 1))
+    var optimizer = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), store: network.store)
+    let forwardFlops = network.backboneFlopsPerImage
+    let firstConv = network.convolutions.first.map { $0.layer.flops(inputHeight: $0.side, inputWidth: $0.side) } ?? 0
+    let trainFlopsPerImage = 3 * forwardFlops - firstConv
+    print(
+      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.4f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.4f", trainFlopsPerImage / 1e9)) GFLOP/image"
+    )
+    let peak = measuredPeak()
+    func share(_ gflops: Double) -> String { peak.map { String(format: "  %3.0f%% of peak", 100 * gflops / $0) } ?? "" }
+    if algorithm == .auto || algorithm == .winograd {
+      print("  convolutions (\(stepImages)-image training step; forward / backward-data / backward-weights):")
+      for choice in network.convolutionChoices(batch: stepImages) {
+        print("    \(choice.name.replacingOccurrences(of: "backbone.", with: "")): \(choice.algorithms.joined(separator: " / "))  [\(choice.detail)]")
+      }
+    }
+    let trainTimes = time(reps: reps) {
+      _ = network.prototypicalLossAndGradients(images: episode, ways: ways, shots: shots, queries: queries)
+      optimizer.update(&network.store, learningRate: 1e-4)
+    }
+    let trainRate = Double(stepImages) / median(trainTimes)
+    let embedInput = Tensor(shape: [images, 1, side, side], data: rng.normal(count: images * side * side, std: 1))
+    let embedTimes = time(reps: reps) { _ = network.embed(embedInput) }
+    let embedRate = Double(images) / median(embedTimes)
+    let trainGflops = trainRate * trainFlopsPerImage / 1e9, embedGflops = embedRate * forwardFlops / 1e9
+    print(
+      String(
+        format: "  train  %7.1f images/s  (a %d-way 1-shot 5-query episode of %d images, Adam; min %.1f max %.1f)  %5.0f GFLOP/s", trainRate, ways, stepImages,
+        Double(stepImages) / trainTimes.max()!, Double(stepImages) / trainTimes.min()!, trainGflops) + share(trainGflops))
+    print(
+      String(
+        format: "  embed  %7.1f images/s  (batch %d images; min %.1f max %.1f)  %5.0f GFLOP/s", embedRate, images,
+        Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
+    print(String(format: "  peak resident memory %.2f GB", Double(peakResidentBytes()) / 1e9))
+    if let python { try comparePyTorch(python: python, pairs: ways, trainRate: trainRate, embedRate: embedRate, unit: "images/s") }
+  }
+
   /// PyTorch's three CPU paths in this sitting, and our figures against the fastest.
-  func comparePyTorch(python: String, pairs: Int, trainRate: Double, embedRate: Double) throws {
+  func comparePyTorch(python: String, pairs: Int, trainRate: Double, embedRate: Double, unit: String = "pairs/s") throws {
     let script = pytorchScript
     let net = ["--net", model == .vgg16 ? "vgg" : model.rawValue]
     let variants: [(String, [String])] = [("fp32", []), ("fp32 channels_last", ["--channels-last"]), ("bf16 channels_last", ["--bf16", "--channels-last"])]
@@ -164,7 +225,7 @@ struct BenchCommand: ParsableCommand {
         arguments: net + ["--mode", "train-batched", "--threads", String(threads), "--batch", String(pairs), "--reps", String(reps)] + extra)
       let embed = try runPyTorch(
         python: python, script: script, arguments: net + ["--mode", "embed", "--threads", String(threads), "--batch", String(images), "--reps", String(reps)] + extra)
-      print(String(format: "  PyTorch %@ (same sitting): train %.2f pairs/s, embed %.2f images/s", label, train, embed))
+      print(String(format: "  PyTorch %@ (same sitting): train %.2f %@, embed %.2f images/s", label, train, unit, embed))
       if train > bestTrain.rate { bestTrain = (label, train) }
       if embed > bestEmbed.rate { bestEmbed = (label, embed) }
     }
