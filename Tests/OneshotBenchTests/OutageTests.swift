@@ -88,16 +88,7 @@ final class OutageTests: TemporaryFolderTestCase {
     guard let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] else {
       throw XCTSkip("set ONESHOT_TEST_POSTGRES (.ci/run starts a server)")
     }
-    let role = "oneshot_limited_\(UUID().uuidString.lowercased().prefix(8))"
-    let name = "oneshot_full_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
-    let connection = try PostgresConnection(url: admin)
-    try connection.execute("CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1")
-    try connection.execute("CREATE DATABASE \(name) OWNER \(role)")
-    addTeardownBlock {
-      try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-      try? PostgresConnection(url: admin).execute("DROP ROLE IF EXISTS \(role)")
-    }
-    let url = admin.replacingOccurrences(of: "://postgres@", with: "://\(role)@").replacingOccurrences(of: "/postgres", with: "/\(name)")
+    let url = try databaseOfARoleWithOneConnection(self, admin: admin).url
     do {  // the store and one run, while the role's one slot is free
       let store = try ResultsStore(path: url)
       let id = try store.beginRun(NewRun(experiment: "full", configJSON: "{}", configHash: "h"))

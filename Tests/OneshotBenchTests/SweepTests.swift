@@ -319,16 +319,7 @@ final class SweepTests: XCTestCase {
     guard let admin = ProcessInfo.processInfo.environment["ONESHOT_TEST_POSTGRES"] else {
       throw XCTSkip("set ONESHOT_TEST_POSTGRES=postgresql://user@host:port/postgres (.ci/run starts a server)")
     }
-    let role = "oneshot_one_\(UUID().uuidString.lowercased().prefix(8))"
-    let name = "oneshot_one_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
-    let connection = try PostgresConnection(url: admin)
-    try connection.execute("CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1")
-    try connection.execute("CREATE DATABASE \(name) OWNER \(role)")
-    addTeardownBlock {
-      try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-      try? PostgresConnection(url: admin).execute("DROP ROLE IF EXISTS \(role)")
-    }
-    let url = admin.replacingOccurrences(of: "://postgres@", with: "://\(role)@").replacingOccurrences(of: "/postgres", with: "/\(name)")
+    let (url, adminURL) = try databaseOfARoleWithOneConnection(self, admin: admin)
     let file = try experiment(steps: 10)
     // A second connection would wait for a free slot and give up after 3 s.
     let result = runCLI(
@@ -336,7 +327,7 @@ final class SweepTests: XCTestCase {
       environment: ["ONESHOT_STORE_OUTAGE_SECONDS": "3"])
     XCTAssertEqual(result.code, 0, result.error)
     XCTAssertFalse(result.error.contains("too many connections"), result.error)
-    XCTAssertEqual(try ResultsStore(path: String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound]) + name).listRuns(status: .completed).count, 2)
+    XCTAssertEqual(try ResultsStore(path: adminURL).listRuns(status: .completed).count, 2)
   }
 
   func testPostgreSQLMistakesAreOneLineAndWriteNothing() throws {
@@ -364,4 +355,20 @@ final class SweepTests: XCTestCase {
     XCTAssert(newer.error.contains("schema version 99"), newer.error)
     XCTAssertEqual(try PostgresConnection(url: base + name).query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").first?.first?.integer, 1, "nothing created")
   }
+}
+
+/// A new database owned by a new role allowed one connection at a time (dropped with the test):
+/// the role's URL of it, and the administrator's.
+func databaseOfARoleWithOneConnection(_ test: XCTestCase, admin: String) throws -> (url: String, adminURL: String) {
+  let role = "oneshot_one_\(UUID().uuidString.lowercased().prefix(8))"
+  let name = "oneshot_one_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "_"))"
+  let connection = try PostgresConnection(url: admin)
+  try connection.execute("CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1")
+  try connection.execute("CREATE DATABASE \(name) OWNER \(role)")
+  test.addTeardownBlock {
+    try? PostgresConnection(url: admin).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    try? PostgresConnection(url: admin).execute("DROP ROLE IF EXISTS \(role)")
+  }
+  let base = String(admin[..<admin.range(of: "/", options: .backwards)!.upperBound])
+  return (base.replacingOccurrences(of: "://postgres@", with: "://\(role)@") + name, base + name)
 }

@@ -163,6 +163,19 @@ def make_matching(seed=0, ways=3, shots=2, queries=2, features=8):
     print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
 
 
+def randomize(net, batch_norms):
+    """Weights away from any initialisation's symmetries: batch norms (parameters whose names
+    contain one of `batch_norms`) near 1 and 0, biases small, weights He-scaled."""
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if p.dim() == 1 and any(b in n or n.startswith(b) for b in batch_norms):
+                p.copy_(1 + 0.2 * torch.randn_like(p) if n.endswith("weight") else 0.1 * torch.randn_like(p))
+            elif n.endswith("bias"):
+                p.copy_(0.05 * torch.randn_like(p))
+            else:
+                p.copy_(torch.randn_like(p) * (2.0 / p[0].numel()) ** 0.5)
+
+
 def make_finetune(seed=0, images=6, classes=5, ways=3, shots=2, queries=4):
     """The fine-tuning baseline: one pre-training step of a small batch-norm network with a
     classifier over 5 training classes (weights, images, labels, loss and every gradient), and
@@ -171,14 +184,7 @@ def make_finetune(seed=0, images=6, classes=5, ways=3, shots=2, queries=4):
     config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 512, "headActivation": "none",
               "similarity": "euclidean", "classes": classes}
     net = twin.build(config)
-    with torch.no_grad():
-        for n, p in net.named_parameters():
-            if ".features.1." in n:  # the batch norm
-                p.copy_(1 + 0.2 * torch.randn_like(p) if n.endswith("weight") else 0.1 * torch.randn_like(p))
-            elif n.endswith("bias"):
-                p.copy_(0.05 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) * (2.0 / p[0].numel()) ** 0.5)
+    randomize(net, batch_norms=(".features.1.",))
     x = torch.rand(images, 1, 12, 12)
     labels = torch.tensor([0, 3, 1, 4, 3, 2][:images])
     weights = {n: p.detach().clone() for n, p in net.named_parameters()}
@@ -193,13 +199,7 @@ def make_finetune(seed=0, images=6, classes=5, ways=3, shots=2, queries=4):
     e = embeddings.reshape(ways, shots + queries, -1)
     scores = twin.finetune_scores(e[:, shots:].reshape(ways * queries, -1), e[:, :shots])
     out.update({"input.embeddings": embeddings, "output.class_scores": scores})
-    out = {k: v.contiguous().float() for k, v in out.items()}
-    folder = os.environ.get("ONESHOT_FIXTURES_OUT", os.path.join(os.path.dirname(__file__), "..", "ExperimentsTests", "Fixtures"))
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "finetune.safetensors")
-    save_file(out, path, metadata={"model_config": json.dumps(config), "torch_version": torch.__version__,
-                                   "episode": json.dumps({"ways": ways, "shots": shots, "queries": queries})})
-    print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
+    save_experiments_fixture("finetune", out, config, {"ways": ways, "shots": shots, "queries": queries}, loss)
 
 
 def make_relation(seed=0, ways=3, shots=2, queries=2):
@@ -210,14 +210,7 @@ def make_relation(seed=0, ways=3, shots=2, queries=2):
     config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 6, "headActivation": "none",
               "similarity": "relation"}
     net = twin.build(config)
-    with torch.no_grad():
-        for n, p in net.named_parameters():
-            if p.dim() == 1 and (".features.1." in n or n.startswith("head.1.") or n.startswith("head.4.")):  # batch norms
-                p.copy_(1 + 0.2 * torch.randn_like(p) if n.endswith("weight") else 0.1 * torch.randn_like(p))
-            elif n.endswith("bias"):
-                p.copy_(0.05 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) * (2.0 / p[0].numel()) ** 0.5)
+    randomize(net, batch_norms=(".features.1.", "head.1.", "head.4."))
     x = torch.rand(ways * (shots + queries), 1, 12, 12)
     weights = {n: p.detach().clone() for n, p in net.named_parameters()}
     net.train()
@@ -233,12 +226,17 @@ def make_relation(seed=0, ways=3, shots=2, queries=2):
         scores = twin.relation_scores(net, e[:, shots:].reshape(ways * queries, -1), e[:, :shots])
     out.update({"output.embeddings": net.embed(x).detach(), "output.class_scores": scores})
     out.update({"buffer." + n: b.detach().clone() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked")})
+    save_experiments_fixture("relation", out, config, {"ways": ways, "shots": shots, "queries": queries}, loss)
+
+
+def save_experiments_fixture(name, out, config, episode, loss):
+    """Writes Tests/ExperimentsTests/Fixtures/NAME.safetensors (float32 tensors; the model
+    configuration, torch's version and the episode in the metadata)."""
     out = {k: v.contiguous().float() for k, v in out.items()}
     folder = os.environ.get("ONESHOT_FIXTURES_OUT", os.path.join(os.path.dirname(__file__), "..", "ExperimentsTests", "Fixtures"))
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "relation.safetensors")
-    save_file(out, path, metadata={"model_config": json.dumps(config), "torch_version": torch.__version__,
-                                   "episode": json.dumps({"ways": ways, "shots": shots, "queries": queries})})
+    path = os.path.join(folder, f"{name}.safetensors")
+    save_file(out, path, metadata={"model_config": json.dumps(config), "torch_version": torch.__version__, "episode": json.dumps(episode)})
     print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
 
 

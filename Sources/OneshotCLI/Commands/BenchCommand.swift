@@ -84,15 +84,94 @@ struct BenchCommand: ParsableCommand {
           2 * Double(gemm.m * gemm.n * gemm.k) / seconds / 1e9))
       return
     }
-    let config = model.config
-    if model.episodic { return try runEpisodic(python: python) }
-    let pairs = self.pairs ?? (model.grouped ? 128 : 32)
-    var network = EmbeddingNetwork(config: config, seed: 0)
+    var network = EmbeddingNetwork(config: model.config, seed: 0)
     network.precision = precision
     network.convolutionAlgorithm = algorithm
-    let side = config.inputSize
+    let side = model.config.inputSize
     var rng = NormalSampler(seed: 1)
-    // A training step's images and pairs: grouped (4 images, 4 pairs a group) or independent.
+    let step = try trainingStep(network, rng: &rng)
+    var optimizer = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), store: network.store)
+    let forwardFlops = network.backboneFlopsPerImage
+    print(
+      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.4f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.4f", step.flopsPerItem / 1e9)) GFLOP/\(step.item)"
+    )
+    // The machine's peak, measured now on the same threads (the best of three: the first run of
+    // a loop can meet a core still clocking up). Winograd does fewer multiplications than the
+    // direct FLOP count it is credited with, so an fp32 figure with Winograd can pass 100%.
+    let peak = measuredPeak()
+    func share(_ gflops: Double) -> String { peak.map { String(format: "  %3.0f%% of peak", 100 * gflops / $0) } ?? "" }
+    if algorithm == .auto || algorithm == .winograd {
+      print("  convolutions (\(step.images)-image training step; forward / backward-data / backward-weights):")
+      for choice in network.convolutionChoices(batch: step.images) {
+        print("    \(choice.name.replacingOccurrences(of: "backbone.", with: "")): \(choice.algorithms.joined(separator: " / "))  [\(choice.detail)]")
+      }
+    }
+    let trainTimes = time(reps: reps) {
+      step.run(&network)
+      optimizer.update(&network.store, learningRate: 1e-4)
+    }
+    let trainRate = Double(step.counted) / median(trainTimes)
+    let embedInput = Tensor(shape: [images, 1, side, side], data: rng.normal(count: images * side * side, std: 1))
+    let embedTimes = time(reps: reps) { _ = network.embed(embedInput) }
+    let embedRate = Double(images) / median(embedTimes)
+    let peakMemory = peakResidentBytes()
+    let trainGflops = trainRate * step.flopsPerItem / 1e9, embedGflops = embedRate * forwardFlops / 1e9
+    print(
+      String(
+        format: "  train  %7.2f %@s/s  (%@, Adam; min %.2f max %.2f)  %5.0f GFLOP/s", trainRate, step.item, step.detail,
+        Double(step.counted) / trainTimes.max()!, Double(step.counted) / trainTimes.min()!, trainGflops) + share(trainGflops))
+    print(
+      String(
+        format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images,
+        Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
+    print(String(format: "  peak resident memory %.2f GB", Double(peakMemory) / 1e9))
+    if let python { try comparePyTorch(python: python, batch: step.pytorchBatch, trainRate: trainRate, embedRate: embedRate, unit: step.item + "s/s") }
+  }
+
+  /// The machine's peak on these threads (printed), in the precision's unit; nil with --no-peak.
+  func measuredPeak() -> Double? {
+    guard !noPeak else { return nil }
+    let fp32 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 0) }.max()!
+    let bf16 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 1) }.max()!
+    var line = String(format: "  peak   %7.0f GFLOP/s fp32 (%@)", fp32, String(cString: cmachine_peak_instructions(0)))
+    if bf16 > 0 { line += String(format: ", %.0f GFLOP/s bf16 (%@)", bf16, String(cString: cmachine_peak_instructions(1))) }
+    print(line)
+    return precision == .bf16 && bf16 > 0 ? bf16 : fp32
+  }
+
+  /// One training step of the chosen network: its images, what its throughput counts, its FLOPs
+  /// per counted item, and the step itself (loss and gradients; the optimizer is timed with it).
+  struct TrainingStep {
+    let images: Int
+    /// Items counted a step (pairs, or images), and their name.
+    let counted: Int
+    let item: String
+    let detail: String
+    let flopsPerItem: Double
+    /// The `--batch` of PyTorch's script for the same step.
+    let pytorchBatch: Int
+    let run: (inout EmbeddingNetwork) -> Void
+  }
+
+  /// The step of `model`: pairs (independent, or grouped as omniglot52's and speedrun's), or
+  /// protonet's prototypical episode of `--pairs` classes x (1 support + 5 queries).
+  func trainingStep(_ network: EmbeddingNetwork, rng: inout NormalSampler) throws -> TrainingStep {
+    let side = network.config.inputSize
+    let forwardFlops = network.backboneFlopsPerImage
+    let firstConv = network.convolutions.first.map { $0.layer.flops(inputHeight: $0.side, inputWidth: $0.side) } ?? 0
+    // Forward, backward-data (not for the first conv) and backward-weights of every image.
+    let imageFlops = 3 * forwardFlops - firstConv
+    if model.episodic {
+      let ways = pairs ?? 60
+      guard ways >= 2 else { throw ValidationError("--pairs is the episode's classes for protonet: at least 2") }
+      let count = ways * 6
+      let episode = Tensor(shape: [count, 1, side, side], data: rng.normal(count: count * side * side, std: 1))
+      return TrainingStep(
+        images: count, counted: count, item: "image", detail: "a \(ways)-way 1-shot 5-query episode of \(count) images", flopsPerItem: imageFlops, pytorchBatch: ways
+      ) { _ = $0.prototypicalLossAndGradients(images: episode, ways: ways, shots: 1, queries: 5) }
+    }
+    let pairs = self.pairs ?? (model.grouped ? 128 : 32)
+    // Grouped: 4 images, 4 pairs a group; independent: two images of its own a pair.
     let stepImages = model.grouped ? pairs : 2 * pairs
     let batchImages = Tensor(shape: [stepImages, 1, side, side], data: rng.normal(count: stepImages * side * side, std: 1))
     var pairIndices: [(Int, Int)] = []
@@ -110,111 +189,15 @@ struct BenchCommand: ParsableCommand {
         labels.append(Float(i % 2))
       }
     }
-    var optimizer = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), store: network.store)
-    let forwardFlops = network.backboneFlopsPerImage
-    let firstConv = network.convolutions.first.map { $0.layer.flops(inputHeight: $0.side, inputWidth: $0.side) } ?? 0
-    // A training step: forward, backward-data (not for the first conv) and backward-weights of
-    // every image's backbone, 3 x the head per pair.
-    let trainFlopsPerPair = Double(stepImages) / Double(pairs) * (3 * forwardFlops - firstConv) + 3 * network.headFlopsPerPair
-    print(
-      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.3f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.2f", trainFlopsPerPair / 1e9)) GFLOP/pair"
-    )
-    // The machine's peak, measured now on the same threads (the best of three: the first run of
-    // a loop can meet a core still clocking up). Winograd does fewer multiplications than the
-    // direct FLOP count it is credited with, so an fp32 figure with Winograd can pass 100%.
-    let peak = measuredPeak()
-    func share(_ gflops: Double) -> String { peak.map { String(format: "  %3.0f%% of peak", 100 * gflops / $0) } ?? "" }
-    if algorithm == .auto || algorithm == .winograd {
-      print("  convolutions (\(stepImages)-image training step; forward / backward-data / backward-weights):")
-      for choice in network.convolutionChoices(batch: stepImages) {
-        print("    \(choice.name.replacingOccurrences(of: "backbone.", with: "")): \(choice.algorithms.joined(separator: " / "))  [\(choice.detail)]")
-      }
+    // Each pair's share of the images, and 3 x the head per pair.
+    let flops = Double(stepImages) / Double(pairs) * imageFlops + 3 * network.headFlopsPerPair
+    return TrainingStep(images: stepImages, counted: pairs, item: "pair", detail: "batch \(pairs) pairs on \(stepImages) images", flopsPerItem: flops, pytorchBatch: pairs) {
+      _ = $0.lossAndGradients(images: batchImages, pairs: pairIndices, labels: labels)
     }
-    let trainTimes = time(reps: reps) {
-      _ = network.lossAndGradients(images: batchImages, pairs: pairIndices, labels: labels)
-      optimizer.update(&network.store, learningRate: 1e-4)
-    }
-    let trainRate = Double(pairs) / median(trainTimes)
-    let embedInput = Tensor(shape: [images, 1, side, side], data: rng.normal(count: images * side * side, std: 1))
-    let embedTimes = time(reps: reps) { _ = network.embed(embedInput) }
-    let embedRate = Double(images) / median(embedTimes)
-    let peakMemory = peakResidentBytes()
-    let trainGflops = trainRate * trainFlopsPerPair / 1e9, embedGflops = embedRate * forwardFlops / 1e9
-    print(
-      String(
-        format: "  train  %7.2f pairs/s   (batch %d pairs on %d images, Adam; min %.2f max %.2f)  %5.0f GFLOP/s", trainRate, pairs, stepImages,
-        Double(pairs) / trainTimes.max()!, Double(pairs) / trainTimes.min()!, trainGflops) + share(trainGflops))
-    print(
-      String(
-        format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images,
-        Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
-    print(String(format: "  peak resident memory %.2f GB", Double(peakMemory) / 1e9))
-    if let python { try comparePyTorch(python: python, pairs: pairs, trainRate: trainRate, embedRate: embedRate) }
-  }
-
-  /// The machine's peak on these threads (printed), in the precision's unit; nil with --no-peak.
-  func measuredPeak() -> Double? {
-    guard !noPeak else { return nil }
-    let fp32 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 0) }.max()!
-    let bf16 = (0..<3).map { _ in cmachine_peak_gflops(Int32(threads), 1) }.max()!
-    var line = String(format: "  peak   %7.0f GFLOP/s fp32 (%@)", fp32, String(cString: cmachine_peak_instructions(0)))
-    if bf16 > 0 { line += String(format: ", %.0f GFLOP/s bf16 (%@)", bf16, String(cString: cmachine_peak_instructions(1))) }
-    print(line)
-    return precision == .bf16 && bf16 > 0 ? bf16 : fp32
-  }
-
-  /// The prototypical network: a training step is one episode of W classes x (1 + 5) images
-  /// (the prototypical loss, Adam), counted in images a second.
-  func runEpisodic(python: String?) throws {
-    let config = model.config
-    let ways = pairs ?? 60
-    guard ways >= 2 else { throw ValidationError("--pairs is the episode's classes for protonet: at least 2") }
-    let (shots, queries) = (1, 5)
-    let stepImages = ways * (shots + queries)
-    var network = EmbeddingNetwork(config: config, seed: 0)
-    network.precision = precision
-    network.convolutionAlgorithm = algorithm
-    let side = config.inputSize
-    var rng = NormalSampler(seed: 1)
-    let episode = Tensor(shape: [stepImages, 1, side, side], data: rng.normal(count: stepImages * side * side, std: 1))
-    var optimizer = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), store: network.store)
-    let forwardFlops = network.backboneFlopsPerImage
-    let firstConv = network.convolutions.first.map { $0.layer.flops(inputHeight: $0.side, inputWidth: $0.side) } ?? 0
-    let trainFlopsPerImage = 3 * forwardFlops - firstConv
-    print(
-      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.4f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.4f", trainFlopsPerImage / 1e9)) GFLOP/image"
-    )
-    let peak = measuredPeak()
-    func share(_ gflops: Double) -> String { peak.map { String(format: "  %3.0f%% of peak", 100 * gflops / $0) } ?? "" }
-    if algorithm == .auto || algorithm == .winograd {
-      print("  convolutions (\(stepImages)-image training step; forward / backward-data / backward-weights):")
-      for choice in network.convolutionChoices(batch: stepImages) {
-        print("    \(choice.name.replacingOccurrences(of: "backbone.", with: "")): \(choice.algorithms.joined(separator: " / "))  [\(choice.detail)]")
-      }
-    }
-    let trainTimes = time(reps: reps) {
-      _ = network.prototypicalLossAndGradients(images: episode, ways: ways, shots: shots, queries: queries)
-      optimizer.update(&network.store, learningRate: 1e-4)
-    }
-    let trainRate = Double(stepImages) / median(trainTimes)
-    let embedInput = Tensor(shape: [images, 1, side, side], data: rng.normal(count: images * side * side, std: 1))
-    let embedTimes = time(reps: reps) { _ = network.embed(embedInput) }
-    let embedRate = Double(images) / median(embedTimes)
-    let trainGflops = trainRate * trainFlopsPerImage / 1e9, embedGflops = embedRate * forwardFlops / 1e9
-    print(
-      String(
-        format: "  train  %7.1f images/s  (a %d-way 1-shot 5-query episode of %d images, Adam; min %.1f max %.1f)  %5.0f GFLOP/s", trainRate, ways, stepImages,
-        Double(stepImages) / trainTimes.max()!, Double(stepImages) / trainTimes.min()!, trainGflops) + share(trainGflops))
-    print(
-      String(
-        format: "  embed  %7.1f images/s  (batch %d images; min %.1f max %.1f)  %5.0f GFLOP/s", embedRate, images,
-        Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
-    print(String(format: "  peak resident memory %.2f GB", Double(peakResidentBytes()) / 1e9))
-    if let python { try comparePyTorch(python: python, pairs: ways, trainRate: trainRate, embedRate: embedRate, unit: "images/s") }
   }
 
   /// PyTorch's three CPU paths in this sitting, and our figures against the fastest.
-  func comparePyTorch(python: String, pairs: Int, trainRate: Double, embedRate: Double, unit: String = "pairs/s") throws {
+  func comparePyTorch(python: String, batch: Int, trainRate: Double, embedRate: Double, unit: String) throws {
     let script = pytorchScript
     let net = ["--net", model == .vgg16 ? "vgg" : model.rawValue]
     let variants: [(String, [String])] = [("fp32", []), ("fp32 channels_last", ["--channels-last"]), ("bf16 channels_last", ["--bf16", "--channels-last"])]
@@ -222,7 +205,7 @@ struct BenchCommand: ParsableCommand {
     for (label, extra) in variants {
       let train = try runPyTorch(
         python: python, script: script,
-        arguments: net + ["--mode", "train-batched", "--threads", String(threads), "--batch", String(pairs), "--reps", String(reps)] + extra)
+        arguments: net + ["--mode", "train-batched", "--threads", String(threads), "--batch", String(batch), "--reps", String(reps)] + extra)
       let embed = try runPyTorch(
         python: python, script: script, arguments: net + ["--mode", "embed", "--threads", String(threads), "--batch", String(images), "--reps", String(reps)] + extra)
       print(String(format: "  PyTorch %@ (same sitting): train %.2f %@, embed %.2f images/s", label, train, unit, embed))
