@@ -100,6 +100,19 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 let dataArguments = ["--data", repositoryRoot.appendingPathComponent("dataset/omniglot").path]
 
 final class CommandLineTests: XCTestCase {
+  /// `bench` prints each network's training and embedding throughput in its own unit (no
+  /// timing is asserted: these machines are shared): pairs for the Siamese networks, images for
+  /// the prototypical episode.
+  func testBenchPrintsEachNetworksUnit() {
+    for (model, unit, detail) in [("protonet", "images/s", "a 4-way 1-shot 5-query episode of 24 images"), ("speedrun", "pairs/s", "batch 8 pairs on 8 images")] {
+      let result = runCLI(["bench", "--model", model, "--pairs", model == "protonet" ? "4" : "8", "--images", "8", "--reps", "1", "--no-peak"])
+      XCTAssertEqual(result.code, 0, result.error)
+      let train = result.output.split(separator: "\n").first { $0.hasPrefix("  train") }.map(String.init) ?? ""
+      XCTAssert(train.contains(unit) && train.contains(detail) && train.contains("GFLOP/s"), "\(model): \(result.output)")
+      XCTAssert(result.output.contains("  embed ") && result.output.contains("images/s"), result.output)
+    }
+  }
+
   func testEpisodesOutputIsByteIdentical() {
     let arguments = ["episodes", "--split", "evaluation", "--ways", "20", "--shots", "1", "--queries", "1", "--count", "5", "--seed", "7", "--format", "json"] + dataArguments
     let first = runCLI(arguments)
