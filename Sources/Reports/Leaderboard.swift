@@ -14,6 +14,7 @@ import Support
 let publishedVinyalsFigures: [String: (source: String, figures: [String: Double])] = [
   "prototypical": ("Snell et al. 2017", ["5-way 1-shot": 0.988, "5-way 5-shot": 0.997, "20-way 1-shot": 0.960, "20-way 5-shot": 0.989]),
   "matching": ("Vinyals et al. 2016", ["5-way 1-shot": 0.981, "5-way 5-shot": 0.989, "20-way 1-shot": 0.938, "20-way 5-shot": 0.985]),
+  "matching-scaled": ("Vinyals et al. 2016 (matching networks; the scale is not theirs)", ["5-way 1-shot": 0.981, "5-way 5-shot": 0.989, "20-way 1-shot": 0.938, "20-way 5-shot": 0.985]),
   "relation": ("Sung et al. 2018", ["5-way 1-shot": 0.996, "5-way 5-shot": 0.998, "20-way 1-shot": 0.976, "20-way 5-shot": 0.991]),
 ]
 

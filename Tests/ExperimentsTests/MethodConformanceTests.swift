@@ -17,9 +17,10 @@ final class MethodConformanceTests: TemporaryFolderTestCase {
   func testMatchingNetworks() throws { try checkConformance(MatchingNetworks.self) }
   func testFineTuning() throws { try checkConformance(FineTuning.self) }
   func testRelationNetworks() throws { try checkConformance(RelationNetworks.self) }
+  func testScaledMatchingNetworks() throws { try checkConformance(ScaledMatchingNetworks.self) }
 
   func testEveryRegisteredMethodHasItsLine() {
-    XCTAssertEqual(FewShotMethods.names, ["pairs", "prototypical", "matching", "finetune", "relation"], "a method was added to FewShotMethods: give it its conformance line above")
+    XCTAssertEqual(FewShotMethods.names, ["pairs", "prototypical", "matching", "finetune", "relation", "matching-scaled"], "a method was added to FewShotMethods: give it its conformance line above")
     XCTAssertEqual(Set(FewShotMethods.names).count, FewShotMethods.all.count, "method names must be unique")
   }
 

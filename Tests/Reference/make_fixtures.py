@@ -155,6 +155,12 @@ def make_matching(seed=0, ways=3, shots=2, queries=2, features=8):
     scores = twin.matching_log_probabilities(x[:, shots:].reshape(ways * queries, -1), x[:, :shots])
     out = {"input.embeddings": embeddings.detach(), "output.loss": loss.detach().reshape(1), "grad.embeddings": embeddings.grad.detach(),
            "output.class_scores": scores.detach()}
+    # matching-scaled: the cosines x 10 in the softmax.
+    scaled = embeddings.detach().clone().requires_grad_(True)
+    loss_scaled = twin.matching_loss(scaled, ways, shots, queries, scale=10.0)
+    loss_scaled.backward()
+    out.update({"output.loss_scaled": loss_scaled.detach().reshape(1), "grad.embeddings_scaled": scaled.grad.detach(),
+                "output.class_scores_scaled": twin.matching_log_probabilities(x[:, shots:].reshape(ways * queries, -1), x[:, :shots], 10.0).detach()})
     out = {k: v.contiguous().float() for k, v in out.items()}
     folder = os.environ.get("ONESHOT_FIXTURES_OUT", os.path.join(os.path.dirname(__file__), "..", "ExperimentsTests", "Fixtures"))
     os.makedirs(folder, exist_ok=True)

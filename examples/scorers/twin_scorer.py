@@ -30,11 +30,13 @@ def class_scores(objective, model, queries, support):
         return twin.relation_scores(model, queries, support)
     if objective == "finetune":
         return twin.finetune_scores(queries, support)
-    # matching: the log of the attention on each class, a softmax of the (members' mean) cosines.
+    # matching (and matching-scaled, the cosines x 10): the log of the attention on each class,
+    # a softmax of the (members' mean) cosines.
     ways, shots, _ = support.shape
     count = queries.shape[0]
+    scale = 10.0 if objective == "matching-scaled" else 1.0
     cosines = model.score(queries.repeat_interleave(ways * shots, 0), support.reshape(ways * shots, -1).repeat(count, 1)).reshape(count, ways * shots)
-    return torch.logsumexp(torch.log_softmax(cosines.double(), 1).reshape(count, ways, shots), 2)
+    return torch.logsumexp(torch.log_softmax(scale * cosines.double(), 1).reshape(count, ways, shots), 2)
 
 
 def main(path):
@@ -67,7 +69,7 @@ def main(path):
 
     if objective == "prototypical":
         serve_embeddings(embed, input_size=size, model=file_digest(path), distance="euclidean")
-    elif objective in ("matching", "relation", "finetune"):
+    elif objective in ("matching", "matching-scaled", "relation", "finetune"):
         serve_episodes(score_episode, input_size=size, model=file_digest(path))
     else:
         serve_pairs(score, embed=embed, input_size=size, model=file_digest(path))

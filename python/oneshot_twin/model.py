@@ -153,22 +153,23 @@ def prototypical_loss(embeddings, ways, shots, queries):
     return nn.functional.cross_entropy(logits, labels)
 
 
-def matching_log_probabilities(queries, support):
+def matching_log_probabilities(queries, support, scale=1.0):
     """Matching networks (Vinyals et al. 2016, no full context embeddings): each query (Q, F)
     attends over the support embeddings (N, K, F) with a softmax of cosines; the log of the
     attention on each class: (Q, N), as the harness scores a network of `similarity: cosine`."""
     ways, shots, _ = support.shape
     flat = support.reshape(ways * shots, -1)
     cosines = nn.functional.cosine_similarity(queries[:, None, :], flat[None, :, :], dim=2, eps=1e-30)
-    attention = torch.log_softmax(cosines, 1).reshape(-1, ways, shots)
+    attention = torch.log_softmax(scale * cosines, 1).reshape(-1, ways, shots)
     return torch.logsumexp(attention, 2)
 
 
-def matching_loss(embeddings, ways, shots, queries):
+def matching_loss(embeddings, ways, shots, queries, scale=1.0):
     """Mean of -log p(true class) over an episode's queries, embeddings class-major as in
-    `prototypical_loss`."""
+    `prototypical_loss`; `scale` multiplies the cosines in the softmax (10 for the harness's
+    `matching-scaled`)."""
     x = embeddings.reshape(ways, shots + queries, -1)
-    log_p = matching_log_probabilities(x[:, shots:].reshape(ways * queries, -1), x[:, :shots])
+    log_p = matching_log_probabilities(x[:, shots:].reshape(ways * queries, -1), x[:, :shots], scale)
     labels = torch.arange(ways).repeat_interleave(queries)
     return nn.functional.nll_loss(log_p, labels)
 

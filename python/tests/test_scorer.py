@@ -54,7 +54,7 @@ class ScorerTests(unittest.TestCase):
         split, scored by the harness and by the twin through the protocol on 5-way 5-shot and 20-way
         1-shot episodes: the same accuracy. (5 shots: a method's class score is not the mean of
         its pair scores.)"""
-        for objective, similarity, extra in [("relation", "relation", {"headHidden": 16}), ("matching", "cosine", {}),
+        for objective, similarity, extra in [("relation", "relation", {"headHidden": 16}), ("matching", "cosine", {}), ("matching-scaled", "cosine", {}),
                                               ("finetune", "euclidean", {"classes": 4112}), ("prototypical", "euclidean", {})]:
             with self.subTest(objective=objective), tempfile.TemporaryDirectory() as folder:
                 experiment = os.path.join(folder, "exp.json")

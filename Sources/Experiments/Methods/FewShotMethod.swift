@@ -88,6 +88,7 @@ package enum FewShotMethods {
     MatchingNetworks.self,
     FineTuning.self,
     RelationNetworks.self,
+    ScaledMatchingNetworks.self,
   ]
 
   /// Their names, as `training.objective` takes them.

@@ -24,6 +24,11 @@ package enum MatchingNetworks: EpisodicMethod {
 
   /// The loss, computed in Double, and dL/d(embeddings).   embeddings: (N, F)
   package static func episodeLoss(embeddings: Tensor, ways: Int, shots: Int, queries: Int) -> (loss: Double, dEmbeddings: Tensor) {
+    episodeLoss(embeddings: embeddings, ways: ways, shots: shots, queries: queries, scale: 1)
+  }
+
+  /// The loss with the cosines multiplied by `scale` in the softmax (1: Vinyals et al.'s).
+  static func episodeLoss(embeddings: Tensor, ways: Int, shots: Int, queries: Int, scale: Double) -> (loss: Double, dEmbeddings: Tensor) {
     let perClass = shots + queries
     precondition(
       ways >= 2 && shots >= 1 && queries >= 1 && embeddings.shape.count == 2 && embeddings.shape[0] == ways * perClass,
@@ -43,13 +48,13 @@ package enum MatchingNetworks: EpisodicMethod {
       for q in 0..<queries {
         let r = label * perClass + shots + q
         let cosines = support.map { cosine(x, r, $0, f: f, norms: norms) }
-        let attention = softmax(cosines)
+        let attention = softmax(cosines.map { scale * $0 })
         let inClass = support.indices.filter { support[$0] / perClass == label }
         let p = inClass.reduce(0.0) { $0 + attention[$1] }
         loss -= log(max(p, 1e-300)) / queryCount
-        // dL/dc_s = (a_s - [s in label] a_s / p) / Q, then through each cosine to both rows.
+        // dL/dc_s = scale (a_s - [s in label] a_s / p) / Q, then through each cosine to both rows.
         for (i, s) in support.enumerated() {
-          let dCosine = (attention[i] - (s / perClass == label ? attention[i] / p : 0)) / queryCount
+          let dCosine = scale * (attention[i] - (s / perClass == label ? attention[i] / p : 0)) / queryCount
           addCosineGradient(dCosine, x, r, s, f: f, norms: norms, cosine: cosines[i], into: &gradient)
         }
       }
@@ -60,7 +65,12 @@ package enum MatchingNetworks: EpisodicMethod {
   /// log p(class): the log of the attention on each class's support images, the softmax of the
   /// (members' mean) cosines over all of the episode's support images.
   package static func classScores(model: NetworkEnsemble, queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
-    let cosines = pairScores(model: model, queries: queries, support: support.flatMap { $0 })
+    classScores(model: model, queries: queries, support: support, scale: 1)
+  }
+
+  /// The same with the cosines multiplied by `scale`.
+  static func classScores(model: NetworkEnsemble, queries: [[Float]], support: [[[Float]]], scale: Double) -> [[Double]] {
+    let cosines = pairScores(model: model, queries: queries, support: support.flatMap { $0 }).map { $0.map { scale * $0 } }
     return cosines.map { row in
       let all = logSumExp(row[...])
       var column = 0
