@@ -61,9 +61,11 @@ package enum RelationNetworks: TrainsOnEpisodes {
     let supportRows = (0..<ways).map { c in (0..<shots).map { c * perClass + $0 } }
     let queryRows = (0..<ways).flatMap { c in (0..<queries).map { c * perClass + shots + $0 } }
     let means = classMeans(embeddings, rows: supportRows)
-    // Pair (query i, class c) at row i * ways + c.
-    let left = embeddings.rows(queryRows.flatMap { [Int](repeating: $0, count: ways) })
-    let right = means.rows(queryRows.indices.flatMap { _ in Array(0..<ways) })
+    // Pair (query i, class c) at row i * ways + c: its query's row and its class's.
+    let pairQueries = queryRows.flatMap { [Int](repeating: $0, count: ways) }
+    let pairClasses = queryRows.indices.flatMap { _ in Array(0..<ways) }
+    let left = embeddings.rows(pairQueries)
+    let right = means.rows(pairClasses)
     let joined = head.join(left, right)
     let (logits, caches) = head.forward(joined, store: store)
     head.updateRunningEstimates(caches, store: &store)
@@ -84,10 +86,10 @@ package enum RelationNetworks: TrainsOnEpisodes {
     let dJoined = head.backward(Tensor(shape: logits.shape, data: dLogits), caches: caches, store: &store)
     let (dLeft, dRight) = head.joinBackward(dJoined, left, right)
     var dEmbeddings = Tensor(zeros: embeddings.shape)
-    dEmbeddings.addRows(dLeft, at: queryRows.flatMap { [Int](repeating: $0, count: ways) })
+    dEmbeddings.addRows(dLeft, at: pairQueries)
     // A class mean's gradient reaches each of its support rows divided by the shots.
     var dMeans = Tensor(zeros: [ways, f])
-    dMeans.addRows(dRight, at: queryRows.indices.flatMap { _ in Array(0..<ways) })
+    dMeans.addRows(dRight, at: pairClasses)
     let scale = 1 / Float(shots)
     for i in dMeans.data.indices { dMeans.data[i] *= scale }
     for (c, rows) in supportRows.enumerated() { dEmbeddings.addRows(dMeans.rows([Int](repeating: c, count: rows.count)), at: rows) }
