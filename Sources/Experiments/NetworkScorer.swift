@@ -22,7 +22,8 @@ package struct NetworkScorer: OneShotScorer {
     self.init(model: NetworkEnsemble(members: [network]), method: method, batchSize: batchSize)
   }
 
-  /// One image's embedding: the members' feature vectors back to back.
+  /// One image's embedding: the members' feature vectors back to back (and, for a method that
+  /// `scoresImages`, the image's network input after them).
   package func embed(_ pixels: UnsafeBufferPointer<UInt8>, count: Int, size: Int) throws -> [[Float]] {
     precondition(size == model.config.inputSize, "images are \(size)x\(size), the network takes \(model.config.inputSize)")
     let imageSize = size * size
@@ -31,14 +32,18 @@ package struct NetworkScorer: OneShotScorer {
     var start = 0
     while start < count {
       let n = min(batchSize, count - start)
-      let features = model.embed(networkInput(UnsafeBufferPointer(rebasing: pixels[(start * imageSize)..<((start + n) * imageSize)]), size: size))
+      let input = networkInput(UnsafeBufferPointer(rebasing: pixels[(start * imageSize)..<((start + n) * imageSize)]), size: size)
+      let features = model.embed(input)
       for i in 0..<n {
         var row: [Float] = []
-        row.reserveCapacity(features.count * model.featureCount)
+        row.reserveCapacity(features.count * model.featureCount + (method.scoresImages ? imageSize : 0))
         for member in features {
           let f = member.itemCount
           row.append(contentsOf: member.data[(i * f)..<((i + 1) * f)])
         }
+        // A method that adapts the network to each episode gets the image itself too; pair
+        // scores read the members' embeddings by position and never reach it.
+        if method.scoresImages { row.append(contentsOf: input.data[(i * imageSize)..<((i + 1) * imageSize)]) }
         out.append(row)
       }
       start += n

@@ -18,9 +18,10 @@ final class MethodConformanceTests: TemporaryFolderTestCase {
   func testFineTuning() throws { try checkConformance(FineTuning.self) }
   func testRelationNetworks() throws { try checkConformance(RelationNetworks.self) }
   func testScaledMatchingNetworks() throws { try checkConformance(ScaledMatchingNetworks.self) }
+  func testMAML() throws { try checkConformance(MAML.self) }
 
   func testEveryRegisteredMethodHasItsLine() {
-    XCTAssertEqual(FewShotMethods.names, ["pairs", "prototypical", "matching", "finetune", "relation", "matching-scaled"], "a method was added to FewShotMethods: give it its conformance line above")
+    XCTAssertEqual(FewShotMethods.names, ["pairs", "prototypical", "matching", "finetune", "relation", "matching-scaled", "maml"], "a method was added to FewShotMethods: give it its conformance line above")
     XCTAssertEqual(Set(FewShotMethods.names).count, FewShotMethods.all.count, "method names must be unique")
   }
 
@@ -56,13 +57,8 @@ final class MethodConformanceTests: TemporaryFolderTestCase {
     let gradient = network.store.parameters.map { $0.gradient.map(Double.init) }
     let norm = gradient.joined().reduce(0) { $0 + $1 * $1 }.squareRoot()
     XCTAssertGreaterThan(norm, 0, "\(setup.method.name): a zero gradient", file: file, line: line)
-    func loss(along t: Double) -> Double {
-      var moved = setup.network
-      for p in moved.store.parameters.indices where !gradient[p].isEmpty {
-        for i in moved.store.parameters[p].value.indices { moved.store.parameters[p].value[i] += Float(t * gradient[p][i] / norm) }
-      }
-      return setup.method.lossAndGradients(step: 2, network: &moved, draws: setup.draws)
-    }
+    let direction = gradient.map { $0.map { $0 / norm } }
+    func loss(along t: Double) -> Double { setup.method.loss(step: 2, network: setup.network, draws: setup.draws, movedBy: t, along: direction) }
     let h = 1e-2
     let numeric = (loss(along: h) - loss(along: -h)) / (2 * h)
     XCTAssertEqual(numeric, norm, accuracy: 0.05 * norm, "\(setup.method.name): directional derivative \(numeric) against |g| = \(norm)", file: file, line: line)

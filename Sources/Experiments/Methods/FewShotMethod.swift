@@ -60,10 +60,30 @@ package protocol FewShotMethod {
   static func pairValue(score: Double) -> Double
   /// The heading of that value, and whether a larger value means more alike.
   static var pairValueName: (heading: String, higherIsCloser: Bool) { get }
+
+  /// Whether `classScores` needs the episode's images: `NetworkScorer` then puts each image's
+  /// network input (S x S values) after the members' embeddings in its row, for a method that
+  /// adapts the network itself to each episode (MAML).
+  static var scoresImages: Bool { get }
+
+  /// The loss of training step `step` with the weights its gradient is taken at moved by `t`
+  /// along `direction` (one array per parameter of the store, empty for none): the function whose
+  /// derivative along `direction` at t = 0 is the gradient's component along it, which the
+  /// conformance suite checks by central differences. For most methods those weights are the
+  /// network's own; a first-order meta-learning method takes its gradient at the weights adapted
+  /// to the episode, the adaptation held fixed.
+  static func loss(step: Int, network: EmbeddingNetwork, draws: TrainingDraws, movedBy t: Double, along direction: [[Double]]) -> Double
 }
 
 extension FewShotMethod {
   package static var classifiesTrainingClasses: Bool { false }
+  package static var scoresImages: Bool { false }
+
+  package static func loss(step: Int, network: EmbeddingNetwork, draws: TrainingDraws, movedBy t: Double, along direction: [[Double]]) -> Double {
+    var moved = network
+    moved.store.move(by: t, along: direction)
+    return lossAndGradients(step: step, network: &moved, draws: draws)
+  }
 
   /// The items a step counts in its throughput: its pairs, or the images it embeds.
   package static func throughputPerStep(_ training: TrainingConfig) -> Int {
@@ -89,6 +109,7 @@ package enum FewShotMethods {
     FineTuning.self,
     RelationNetworks.self,
     ScaledMatchingNetworks.self,
+    MAML.self,
   ]
 
   /// Their names, as `training.objective` takes them.
@@ -166,6 +187,18 @@ extension EpisodicMethod {
   /// An episode of N/2 classes, one support and one query image each.
   package static func probeStep(network: inout EmbeddingNetwork, images: Tensor) {
     _ = network.embeddingLossAndGradients(images: images) { episodeLoss(embeddings: $0, ways: images.batch / 2, shots: 1, queries: 1) }
+  }
+}
+
+extension ParameterStore {
+  /// Moves every parameter by `t` along `direction` (one array per parameter; an empty one
+  /// leaves its parameter where it is).
+  package mutating func move(by t: Double, along direction: [[Double]]) {
+    precondition(direction.count == parameters.count, "\(direction.count) directions for \(parameters.count) parameters")
+    for p in parameters.indices where !direction[p].isEmpty {
+      precondition(direction[p].count == parameters[p].value.count, "direction \(p): \(direction[p].count) values for \(parameters[p].value.count)")
+      for i in parameters[p].value.indices { parameters[p].value[i] += Float(t * direction[p][i]) }
+    }
   }
 }
 
