@@ -99,6 +99,10 @@ final class MethodsTests: TemporaryFolderTestCase {
   /// learned (between 0 and 1), not a fixed value.
   func testRelationNetworksEndToEnd() throws { try checkEndToEnd(objective: "relation", similarity: "relation", steps: 80, pairHeading: "relation score", selfValue: nil) }
 
+  /// First-order MAML: scoring adapts the network to each episode's images, which the scorer
+  /// hands it beside the embeddings; `predict` compares the meta-trained embeddings.
+  func testMAMLEndToEnd() throws { try checkEndToEnd(objective: "maml", similarity: "euclidean", pairHeading: "squared distance", selfValue: "0.000000") }
+
   func testFineTuningEndToEnd() throws {
     // Without the classifier's size the file is refused; with a wrong one the run says the right one.
     let refused = runCLI(["run", try experiment(objective: "finetune", similarity: "euclidean"), "--store", storePath], currentDirectory: folder)

@@ -235,6 +235,34 @@ def make_relation(seed=0, ways=3, shots=2, queries=2):
     save_experiments_fixture("relation", out, config, {"ways": ways, "shots": shots, "queries": queries}, loss)
 
 
+def make_maml(seed=0, ways=3, shots=2, queries=2):
+    """First-order MAML: one training step of a small batch-norm network (weights, an episode's
+    images, the queries' loss at the adapted weights and its gradients, the adapted running
+    estimates), and the episode's class scores after it, for Tests/ExperimentsTests."""
+    torch.manual_seed(seed)
+    config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 512, "headActivation": "none",
+              "similarity": "euclidean"}
+    net = twin.build(config)
+    randomize(net, batch_norms=(".features.1.", ".features.5."))
+    x = torch.rand(ways * (shots + queries), 1, 12, 12)
+    weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+    loss, fast = twin.maml_loss(net, x, ways, shots, queries)
+    loss.backward()
+    out = {"input.images": x, "output.loss": loss.detach().reshape(1)}
+    out.update({"weight." + n: w for n, w in weights.items()})
+    out.update({"grad." + n: p.grad.detach().clone() for n, p in fast.named_parameters()})
+    # The network after the step: its weights (no optimizer step) and the copy's running estimates.
+    with torch.no_grad():
+        for (n, b), (_, a) in zip(net.named_buffers(), fast.named_buffers()):
+            b.copy_(a)
+    out.update({"buffer." + n: b.detach().clone() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked")})
+    e = x.reshape(ways, shots + queries, 1, 12, 12)
+    support, query = e[:, :shots].reshape(-1, 1, 12, 12), e[:, shots:].reshape(-1, 1, 12, 12)
+    scores = twin.maml_scores(net, support, torch.arange(ways).repeat_interleave(shots), query, ways)
+    out["output.class_scores"] = scores.detach()
+    save_experiments_fixture("maml", out, config, {"ways": ways, "shots": shots, "queries": queries}, loss)
+
+
 def save_experiments_fixture(name, out, config, episode, loss):
     """Writes Tests/ExperimentsTests/Fixtures/NAME.safetensors (float32 tensors; the model
     configuration, torch's version and the episode in the metadata)."""
@@ -253,6 +281,6 @@ if __name__ == "__main__":
     for name in ["vgg", "vgg_bn", "koch", "vgg_wide"]:
         if not chosen or name in chosen:
             make(name)
-    for name, maker in [("prototypical", make_prototypical), ("matching", make_matching), ("finetune", make_finetune), ("relation", make_relation)]:
+    for name, maker in [("prototypical", make_prototypical), ("matching", make_matching), ("finetune", make_finetune), ("relation", make_relation), ("maml", make_maml)]:
         if not chosen or name in chosen:
             maker()

@@ -5,7 +5,8 @@ a Siamese network (objective pairs) scores the pairs it is asked for (the mean l
 ensemble's members, as the harness); a prototypical network returns its embeddings, compared by
 distance to prototypes; matching networks, relation networks and the fine-tuning baseline take
 each episode whole (protocol version 2), as their class scores need the support set: attention
-over it, the relation module on each class's mean embedding, a classifier fitted to it.
+over it, the relation module on each class's mean embedding, a classifier fitted to it; first-order
+MAML takes each episode's images and adapts the network to its support set.
 Built on the repository's Python package (python/oneshot_scorer).
 
     python3 -m pip install -r python/requirements.txt
@@ -67,8 +68,15 @@ def main(path):
         queries = model.embed(twin.ink(query_images).to(device))
         return class_scores(objective, model, queries, grouped).double().cpu().numpy()
 
+    def adapt_to_episode(support_images, labels, query_images, ways):
+        order = torch.from_numpy(labels).argsort(stable=True)
+        support = twin.ink(support_images)[order].to(device)
+        return twin.maml_scores(model, support, torch.from_numpy(labels)[order].long().to(device), twin.ink(query_images).to(device), ways).cpu().numpy()
+
     if objective == "prototypical":
         serve_embeddings(embed, input_size=size, model=file_digest(path), distance="euclidean")
+    elif objective == "maml":
+        serve_episodes(adapt_to_episode, input_size=size, model=file_digest(path))
     elif objective in ("matching", "matching-scaled", "relation", "finetune"):
         serve_episodes(score_episode, input_size=size, model=file_digest(path))
     else:

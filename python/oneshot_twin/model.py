@@ -16,6 +16,8 @@ names' numbering, ReLU and pooling included.
     classifier; its episodes are scored by a classifier fitted to the support set (`finetune_scores`).
     A network of `similarity: relation` (a relation network) scores a pair by its relation module
     on [f1, f2] (`RELATION_WIDTH`), a class by the module on [query, mean support embedding].
+    First-order MAML (`objective: maml`, a network of `similarity: euclidean`) scores an episode by
+    adapting the network to its support images (`maml_scores`).
 """
 import json
 
@@ -226,6 +228,75 @@ def finetune_scores(queries, support):
         w = w - step * gradient
     q = torch.cat([queries.double(), torch.ones(queries.shape[0], 1, dtype=torch.float64)], 1)
     return q @ w.T
+
+
+# First-order MAML (Sources/Experiments/Methods/MAML.swift): the adaptation's step size, and its
+# steps in a training step and when an episode is scored.
+MAML_STEP, MAML_TRAINING_STEPS, MAML_SCORING_STEPS = 0.1, 5, 10
+
+
+def maml_adapt(model, images, labels, ways, steps):
+    """First-order MAML's adaptation, as the harness runs it: a copy of the network in training
+    mode (batch norm on the batch's statistics, its running estimates updated) with a linear
+    classifier over `ways` classes on its embedding, started at zero, moved by `steps` steps of
+    plain gradient descent (step MAML_STEP) on the images' mean cross-entropy, every parameter of
+    the backbone and the classifier. Returns (copy, weight (ways, F), bias (ways))."""
+    import copy
+
+    fast = copy.deepcopy(model)
+    fast.train()
+    with torch.no_grad():
+        features = fast.embed(images[:1]).shape[1] if steps == 0 else None
+    weight = bias = None
+    if features is not None:
+        weight, bias = torch.zeros(ways, features), torch.zeros(ways)
+    with torch.enable_grad():
+        for _ in range(steps):
+            e = fast.embed(images)
+            if weight is None:
+                weight, bias = torch.zeros(ways, e.shape[1], device=e.device), torch.zeros(ways, device=e.device)
+            weight.requires_grad_(True)
+            bias.requires_grad_(True)
+            loss = nn.functional.cross_entropy(e @ weight.T + bias, labels)
+            params = [p for p in fast.parameters()] + [weight, bias]
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    if g is not None:
+                        p -= MAML_STEP * g
+            weight, bias = weight.detach(), bias.detach()
+    return fast, weight, bias
+
+
+def maml_loss(model, images, ways, shots, queries):
+    """First-order MAML's training step on one episode (images class-major, as in
+    `prototypical_loss`): adapts a copy to the support images (MAML_TRAINING_STEPS steps), then
+    the queries' mean cross-entropy at the adapted weights (training mode). Its gradients land in
+    the copy's parameters, which the first-order step takes for the network's: returns (loss,
+    copy)."""
+    x = images.reshape(ways, shots + queries, *images.shape[1:])
+    support, query = x[:, :shots].reshape(ways * shots, *images.shape[1:]), x[:, shots:].reshape(ways * queries, *images.shape[1:])
+    fast, weight, bias = maml_adapt(model, support, torch.arange(ways).repeat_interleave(shots), ways, MAML_TRAINING_STEPS)
+    loss = nn.functional.cross_entropy(fast.embed(query) @ weight.T + bias, torch.arange(ways).repeat_interleave(queries))
+    return loss, fast
+
+
+def maml_scores(model, support, labels, queries, ways):
+    """First-order MAML's class scores of an episode, as the harness scores it: each member (of
+    an ensemble, or the network) adapted to the support images (N K, 1, S, S) with their classes
+    `labels` by MAML_SCORING_STEPS steps; the queries (Q, 1, S, S) embedded in eval mode with the
+    member's own running estimates (inductive); the members' mean log-softmax of the classifier's
+    logits: (Q, N)."""
+    members = model.members if isinstance(model, Ensemble) else [model]
+    total = 0
+    for member in members:
+        fast, weight, bias = maml_adapt(member, support, labels, ways, MAML_SCORING_STEPS)
+        with torch.no_grad():
+            for (name, mine), theirs in zip(fast.named_buffers(), member.buffers()):
+                mine.copy_(theirs)
+            fast.eval()
+            total = total + torch.log_softmax((fast.embed(queries) @ weight.T + bias).double(), 1)
+    return total / len(members)
 
 
 def classifier_loss(model, images, labels):

@@ -55,7 +55,8 @@ class ScorerTests(unittest.TestCase):
         1-shot episodes: the same accuracy. (5 shots: a method's class score is not the mean of
         its pair scores.)"""
         for objective, similarity, extra in [("relation", "relation", {"headHidden": 16}), ("matching", "cosine", {}), ("matching-scaled", "cosine", {}),
-                                              ("finetune", "euclidean", {"classes": 4112}), ("prototypical", "euclidean", {})]:
+                                              ("finetune", "euclidean", {"classes": 4112}), ("prototypical", "euclidean", {}),
+                                              ("maml", "euclidean", {})]:
             with self.subTest(objective=objective), tempfile.TemporaryDirectory() as folder:
                 experiment = os.path.join(folder, "exp.json")
                 protocols = [{"protocol": "episodes", "split": "evaluation", "episodes": 30, "seed": 7, "spec": {"ways": w, "shots": k, "queries": 3, "alphabetMode": "across"}}
