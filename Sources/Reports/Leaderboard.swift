@@ -16,6 +16,9 @@ let publishedVinyalsFigures: [String: (source: String, figures: [String: Double]
   "matching": ("Vinyals et al. 2016", ["5-way 1-shot": 0.981, "5-way 5-shot": 0.989, "20-way 1-shot": 0.938, "20-way 5-shot": 0.985]),
   "matching-scaled": ("Vinyals et al. 2016 (matching networks; the scale is not theirs)", ["5-way 1-shot": 0.981, "5-way 5-shot": 0.989, "20-way 1-shot": 0.938, "20-way 5-shot": 0.985]),
   "relation": ("Sung et al. 2018", ["5-way 1-shot": 0.996, "5-way 5-shot": 0.998, "20-way 1-shot": 0.976, "20-way 5-shot": 0.991]),
+  // The harness's MAML is first-order and inductive: Nichol et al.'s first-order figures, not Finn
+  // et al.'s second-order transductive 98.7 / 99.9 / 95.8 / 98.9 (RESULTS.md quotes both).
+  "maml": ("Nichol et al. 2018 (first-order MAML)", ["5-way 1-shot": 0.983, "5-way 5-shot": 0.992, "20-way 1-shot": 0.894, "20-way 5-shot": 0.979]),
 ]
 
 /// One recipe's line for one protocol.
