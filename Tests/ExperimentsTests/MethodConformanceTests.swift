@@ -83,7 +83,11 @@ final class MethodConformanceTests: TemporaryFolderTestCase {
     for q in scores.indices {
       // Up to float32 rounding: a method that fits a classifier to the support set in float32
       // sums its softmax in another order when the classes come in another order.
-      for (i, c) in [2, 0, 1].enumerated() { XCTAssertEqual(permuted[q][i], scores[q][c], accuracy: 1e-5 * max(1, abs(scores[q][c])), file: file, line: line) }
+      // A method that adapts the network to the episode (MAML) carries that rounding through ten
+      // gradient steps, batch statistics summed in the other order: a looser bound, still far
+      // below any difference a wrong class order makes.
+      let tolerance = setup.method.scoresImages ? 1e-4 : 1e-5
+      for (i, c) in [2, 0, 1].enumerated() { XCTAssertEqual(permuted[q][i], scores[q][c], accuracy: tolerance * max(1, abs(scores[q][c])), file: file, line: line) }
     }
     if setup.method.similarity != .head && setup.method.similarity != .relation {
       // A query identical to a support image: distance 0 or cosine 1 to it.

@@ -76,7 +76,16 @@ class ScorerTests(unittest.TestCase):
                 scorer = f"{sys.executable} {os.path.join(ROOT, 'examples', 'scorers', 'twin_scorer.py')} {checkpoint}"
                 theirs, detail = accuracies(store, ["--scorer", scorer], experiment)
                 self.assertEqual(detail["mode"], "external")
-                self.assertEqual(theirs, ours)
+                if objective == "maml":
+                    # MAML adapts float32 weights by ten gradient steps per episode: rounding that
+                    # differs between oneDNN's kernels and PyTorch's (and between CPUs) can move a
+                    # query near a class boundary. On a trained checkpoint 933-974 of 1,000 episodes
+                    # scored identically and the accuracies agreed within 0.02 points (RESULTS.md).
+                    self.assertEqual(set(theirs), set(ours))
+                    for name in ours:
+                        self.assertAlmostEqual(theirs[name], ours[name], delta=0.005, msg=f"{name}: twin {theirs[name]} against harness {ours[name]}")
+                else:
+                    self.assertEqual(theirs, ours)
                 self.assertGreater(min(ours.values()), 0.06, f"{objective} learned nothing in 40 steps: {ours}")
                 print(f"{objective}: harness {ours}, twin through the protocol {theirs}")
 
