@@ -25,17 +25,10 @@ final class MAMLTests: XCTestCase {
   /// running estimates; then the episode's class scores (`maml_scores`: ten adaptation steps,
   /// the queries on the running estimates).
   func testTrainingStepAndScoresMatchPyTorch() throws {
-    let (tensors, metadata) = try SafeTensors.read(MAMLTests.fixture)
-    let config = try JSONDecoder().decode(ModelConfig.self, from: Data(try XCTUnwrap(metadata["model_config"]).utf8))
-    let episode = try JSONDecoder().decode([String: Int].self, from: Data(try XCTUnwrap(metadata["episode"]).utf8))
-    let (ways, shots, queries) = (try XCTUnwrap(episode["ways"]), try XCTUnwrap(episode["shots"]), try XCTUnwrap(episode["queries"]))
-    var network = EmbeddingNetwork(config: config, seed: 0)
-    XCTAssertEqual(Set(tensors.keys.filter { $0.hasPrefix("weight.") }), Set(network.store.parameters.map { "weight." + $0.name }))
-    for i in network.store.parameters.indices {
-      network.store.parameters[i].value = try XCTUnwrap(tensors["weight." + network.store.parameters[i].name]).values
-    }
-    let input = try XCTUnwrap(tensors["input.images"])
-    let images = Tensor(shape: input.shape, data: input.values)
+    let fixture = try PyTorchFixture(MAMLTests.fixture)
+    let (tensors, images) = (fixture.tensors, fixture.images)
+    let (ways, shots, queries) = (fixture.ways, fixture.shots, fixture.queries)
+    var network = fixture.network
     let loss = MAML.lossAndGradients(network: &network, images: images, ways: ways, shots: shots, queries: queries)
     let expected = Double(try XCTUnwrap(tensors["output.loss"]).values[0])
     XCTAssertEqual(loss, expected, accuracy: 1e-4 * max(1, abs(expected)))

@@ -13,21 +13,12 @@ final class RelationNetworksTests: XCTestCase {
   static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/relation.safetensors")
 
   func testTrainingStepAndScoresMatchPyTorch() throws {
-    let (tensors, metadata) = try SafeTensors.read(RelationNetworksTests.fixture)
-    let config = try JSONDecoder().decode(ModelConfig.self, from: Data(try XCTUnwrap(metadata["model_config"]).utf8))
+    let fixture = try PyTorchFixture(RelationNetworksTests.fixture)
+    let (tensors, config, images) = (fixture.tensors, fixture.config, fixture.images)
+    let (ways, shots, queries) = (fixture.ways, fixture.shots, fixture.queries)
     XCTAssertEqual(config.similarity, .relation)
-    let episode = try JSONDecoder().decode([String: Int].self, from: Data(try XCTUnwrap(metadata["episode"]).utf8))
-    let (ways, shots, queries) = (try XCTUnwrap(episode["ways"]), try XCTUnwrap(episode["shots"]), try XCTUnwrap(episode["queries"]))
-    var network = EmbeddingNetwork(config: config, seed: 0)
-    XCTAssertEqual(Set(tensors.keys.filter { $0.hasPrefix("weight.") }), Set(network.store.parameters.map { "weight." + $0.name }))
+    var network = fixture.network
     XCTAssertEqual(network.store.parameters.map(\.value.count).reduce(0, +), config.parameterCount)
-    for i in network.store.parameters.indices {
-      let tensor = try XCTUnwrap(tensors["weight." + network.store.parameters[i].name])
-      XCTAssertEqual(tensor.shape, network.store.parameters[i].shape)
-      network.store.parameters[i].value = tensor.values
-    }
-    let input = try XCTUnwrap(tensors["input.images"])
-    let images = Tensor(shape: input.shape, data: input.values)
     let loss = RelationNetworks.lossAndGradients(network: &network, images: images, ways: ways, shots: shots, queries: queries)
     let expected = Double(try XCTUnwrap(tensors["output.loss"]).values[0])
     XCTAssertEqual(loss, expected, accuracy: 1e-5 * max(1, abs(expected)))

@@ -152,12 +152,13 @@ package enum MAML: TrainsOnEpisodes {
       var correct = 0
       var dWeight = [Float](repeating: 0, count: weight.count), dBias = [Float](repeating: 0, count: bias.count)
       let classifier = self
-      let loss = network.embeddingLossAndGradients(images: images) { features in
-        let result = SoftmaxCrossEntropy.lossAndGradient(logits: classifier.logits(features.plain()), labels: labels)
+      let loss = network.embeddingLossAndGradients(images: images) { embedded in
+        let features = embedded.plain()
+        let result = SoftmaxCrossEntropy.lossAndGradient(logits: classifier.logits(features), labels: labels)
         correct = result.correct
         let (n, f, ways) = (features.batch, features.itemCount, classifier.ways)
         var dFeatures = Tensor(zeros: [n, f])
-        let x = features.plain().data, dz = result.dLogits.data
+        let x = features.data, dz = result.dLogits.data
         for i in 0..<n {
           for c in 0..<ways {
             let g = dz[i * ways + c]
