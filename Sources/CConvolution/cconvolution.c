@@ -15,7 +15,7 @@ struct cconv {
   dnnl_primitive_t relu_backward;
   // 1 when the backward-weights primitive also sums the bias gradient.
   int weights_bias;
-  dnnl_memory_desc_t bias;
+  dnnl_memory_desc_t bias;  // (o) float, plain
   // Layouts chosen by the primitives, and the caller's plain ones.
   const clayout *src, *fwd_weights, *dst, *bwd_diff_dst, *bwd_weights, *diff_src, *bww_src,
       *bww_diff_dst, *diff_weights;
@@ -56,13 +56,13 @@ static double time_primitive(const_dnnl_primitive_desc_t pd, int count, const in
                              const dnnl_query_t *queries, const int *indices) {
   dnnl_primitive_t prim = NULL;
   if (dnnl_primitive_create(&prim, pd) != dnnl_success) return -1;
-  const dnnl_memory_desc_t *descs[6];
+  cdnnl_md descs[6];
   void *buffers[6] = {0};
   double best = -1;
   int ok = 1;
   for (int i = 0; i < count && ok; i++) {
     descs[i] = dnnl_primitive_desc_query_md(pd, queries[i], indices[i]);
-    size_t size = dnnl_memory_desc_get_size(descs[i]);
+    size_t size = cdnnl_md_size(descs[i]);
     if (posix_memalign(&buffers[i], 64, size > 0 ? size : 64) != 0) {
       buffers[i] = NULL;
       ok = 0;
@@ -131,32 +131,28 @@ static void choose(struct cconv *cv, int direction, dnnl_primitive_desc_t *direc
   }
 }
 
-// The Winograd descriptor of one direction from `desc` (whose initialisation returned `init`),
-// hinted by `hint` (the Winograd forward, required for the backward directions), or NULL with
-// `reason` saying why: Winograd excluded for this handle, no Winograd forward, or oneDNN has no
-// such primitive here.
-static dnnl_primitive_desc_t winograd_candidate(const char *excluded, dnnl_status_t init,
-                                                const dnnl_convolution_desc_t *desc,
-                                                const_dnnl_primitive_attr_t attr,
-                                                const_dnnl_primitive_desc_t hint, int needs_hint,
-                                                const char *direction, char *reason,
-                                                size_t length) {
-  dnnl_primitive_desc_t pd = NULL;
+// Whether a Winograd descriptor of one direction may be tried; when not, `reason` says why:
+// Winograd excluded for this handle, or (`needs_hint`) no Winograd forward to pair with.
+static int winograd_allowed(const char *excluded, const_dnnl_primitive_desc_t hint, int needs_hint,
+                            char *reason, size_t length) {
   if (excluded != NULL) {
     snprintf(reason, length, "%s", excluded);
-    return NULL;
+    return 0;
   }
   if (needs_hint && hint == NULL) {
     snprintf(reason, length, "no winograd forward to pair with");
-    return NULL;
+    return 0;
   }
-  dnnl_status_t s = init;
-  if (s == dnnl_success) s = dnnl_primitive_desc_create(&pd, desc, attr, cdnnl_engine(), hint);
-  if (s != dnnl_success) {
-    snprintf(reason, length, "oneDNN has no winograd %s here: status %d", direction, (int)s);
-    return NULL;
-  }
-  return pd;
+  return 1;
+}
+
+// The Winograd descriptor `pd` when its creation returned success; otherwise NULL, with
+// `reason` saying that oneDNN has no such primitive here.
+static dnnl_primitive_desc_t winograd_built(dnnl_status_t s, dnnl_primitive_desc_t pd,
+                                            const char *direction, char *reason, size_t length) {
+  if (s == dnnl_success) return pd;
+  snprintf(reason, length, "oneDNN has no winograd %s here: status %d", direction, (int)s);
+  return NULL;
 }
 
 // Why Winograd is not tried for this handle, or NULL when it is.
@@ -165,6 +161,15 @@ static const char *winograd_excluded(const struct cconv *cv) {
   if (cv->bf16) return "winograd is fp32 only";
   if (cv->k != 3) return "winograd needs a 3x3 kernel";
   return NULL;
+}
+
+// The interned plain float layout of a 4-D tensor of `dims` in `tag` (NCHW or OIHW), or NULL.
+static const clayout *plain_layout(const dnnl_dims_t dims, dnnl_format_tag_t tag) {
+  dnnl_memory_desc_t md = {0};
+  if (cdnnl_md_create(&md, 4, dims, dnnl_f32, tag) != dnnl_success) return NULL;
+  const clayout *layout = clayout_intern(CDNNL_MD(md));
+  cdnnl_md_free(md);
+  return layout;
 }
 
 static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, int relu, int bf16,
@@ -177,6 +182,10 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   char reason[96];
   dnnl_post_ops_t post_ops = NULL;
   dnnl_primitive_attr_t attr = NULL;
+  dnnl_status_t s;
+  // The descriptors this function makes and releases (3.x) before it returns.
+  dnnl_memory_desc_t any_src = {0}, any_weights = {0}, any_dst_f32 = {0}, any_diff_dst = {0},
+                     any_diff_weights = {0}, diff_src_f32 = {0};
   if (cv == NULL) {
     snprintf(error, error_length, "out of memory");
     return NULL;
@@ -189,44 +198,40 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   dnnl_dims_t src_dims = {n, c, h, w}, weight_dims = {o, c, k, k}, bias_dims = {o},
               dst_dims = {n, o, ho, wo}, strides = {1, 1}, padding = {pad, pad};
   dnnl_data_type_t type = bf16 ? dnnl_bf16 : dnnl_f32;
-  dnnl_memory_desc_t any_src, any_weights, any_dst_f32, any_diff_dst, any_diff_weights;
-  TRY(dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, type, dnnl_format_tag_any));
-  TRY(dnnl_memory_desc_init_by_tag(&any_weights, 4, weight_dims, type, dnnl_format_tag_any));
-  TRY(dnnl_memory_desc_init_by_tag(&any_dst_f32, 4, dst_dims, dnnl_f32, dnnl_format_tag_any));
-  TRY(dnnl_memory_desc_init_by_tag(&any_diff_dst, 4, dst_dims, type, dnnl_format_tag_any));
-  TRY(dnnl_memory_desc_init_by_tag(&any_diff_weights, 4, weight_dims, dnnl_f32, dnnl_format_tag_any));
-  TRY(dnnl_memory_desc_init_by_tag(&cv->bias, 1, bias_dims, dnnl_f32, dnnl_x));
-  {
-    dnnl_memory_desc_t plain;
-    TRY(dnnl_memory_desc_init_by_tag(&plain, 4, src_dims, dnnl_f32, dnnl_nchw));
-    cv->plain_src = clayout_intern(&plain);
-    TRY(dnnl_memory_desc_init_by_tag(&plain, 4, weight_dims, dnnl_f32, dnnl_oihw));
-    cv->plain_weights = clayout_intern(&plain);
-    TRY(dnnl_memory_desc_init_by_tag(&plain, 4, dst_dims, dnnl_f32, dnnl_nchw));
-    cv->plain_dst = clayout_intern(&plain);
+  TRY(cdnnl_md_create(&any_src, 4, src_dims, type, dnnl_format_tag_any));
+  TRY(cdnnl_md_create(&any_weights, 4, weight_dims, type, dnnl_format_tag_any));
+  TRY(cdnnl_md_create(&any_dst_f32, 4, dst_dims, dnnl_f32, dnnl_format_tag_any));
+  TRY(cdnnl_md_create(&any_diff_dst, 4, dst_dims, type, dnnl_format_tag_any));
+  TRY(cdnnl_md_create(&any_diff_weights, 4, weight_dims, dnnl_f32, dnnl_format_tag_any));
+  // diff_src in float: the gradient flowing into batch norm and pooling stays full precision.
+  TRY(cdnnl_md_create(&diff_src_f32, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
+  TRY(cdnnl_md_create(&cv->bias, 1, bias_dims, dnnl_f32, dnnl_x));
+  cdnnl_md bias = CDNNL_MD(cv->bias);
+  cv->plain_src = plain_layout(src_dims, dnnl_nchw);
+  cv->plain_weights = plain_layout(weight_dims, dnnl_oihw);
+  cv->plain_dst = plain_layout(dst_dims, dnnl_nchw);
+  if (cv->plain_src == NULL || cv->plain_weights == NULL || cv->plain_dst == NULL) {
+    snprintf(error, error_length, "oneDNN could not describe the plain layouts");
+    goto fail;
   }
 
   // Forward with the bias and the optional ReLU fused.
-  dnnl_convolution_desc_t desc;
-  TRY(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
-                                         &any_src, &any_weights, &cv->bias, &any_dst_f32, strides,
-                                         padding, padding));
   TRY(dnnl_primitive_attr_create(&attr));
   if (relu) {
     TRY(dnnl_post_ops_create(&post_ops));
-    TRY(dnnl_post_ops_append_eltwise(post_ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+    TRY(cdnnl_append_relu(post_ops));
     TRY(dnnl_primitive_attr_set_post_ops(attr, post_ops));
   }
-  TRY(dnnl_primitive_desc_create(&fpd, &desc, attr, cdnnl_engine(), NULL));
+  TRY(cdnnl_conv_forward_pd(&fpd, dnnl_convolution_direct, CDNNL_MD(any_src), CDNNL_MD(any_weights),
+                            bias, CDNNL_MD(any_dst_f32), strides, padding, attr));
   TRY(dnnl_primitive_desc_clone(&direct_fpd, fpd));
   // The Winograd forward stays as the hint of the Winograd backward primitives; its copy is
   // the forward candidate.
-  wino_fpd = winograd_candidate(
-      excluded,
-      dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_winograd,
-                                         &any_src, &any_weights, &cv->bias, &any_dst_f32, strides,
-                                         padding, padding),
-      &desc, attr, NULL, 0, "forward", reason, sizeof reason);
+  if (winograd_allowed(excluded, NULL, 0, reason, sizeof reason)) {
+    s = cdnnl_conv_forward_pd(&wino_fpd, dnnl_convolution_winograd, CDNNL_MD(any_src),
+                              CDNNL_MD(any_weights), bias, CDNNL_MD(any_dst_f32), strides, padding, attr);
+    wino_fpd = winograd_built(s, wino_fpd, "forward", reason, sizeof reason);
+  }
   if (wino_fpd != NULL && dnnl_primitive_desc_clone(&candidate, wino_fpd) != dnnl_success) {
     candidate = NULL;
     snprintf(reason, sizeof reason, "winograd descriptor could not be copied");
@@ -245,30 +250,20 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   TRY(dnnl_primitive_create(&cv->forward, fpd));
 
   // Backward data (dL/dx), only ever used for layers after the first.
-  // diff_src in float: the gradient flowing into batch norm and pooling stays full precision.
-  {
-    dnnl_memory_desc_t diff_src_f32;
-    TRY(dnnl_memory_desc_init_by_tag(&diff_src_f32, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
-    TRY(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &diff_src_f32,
-                                                 &any_weights, &any_diff_dst, strides, padding,
-                                                 padding));
-    if (dnnl_primitive_desc_create(&bdpd, &desc, NULL, cdnnl_engine(), direct_fpd) != dnnl_success) {
-      // Some bf16 kernels only produce bf16 diff_src; accept that and convert on the way out.
-      TRY(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &any_src,
-                                                   &any_weights, &any_diff_dst, strides, padding,
-                                                   padding));
-      TRY(dnnl_primitive_desc_create(&bdpd, &desc, NULL, cdnnl_engine(), direct_fpd));
-    }
+  if (cdnnl_conv_backward_data_pd(&bdpd, dnnl_convolution_direct, CDNNL_MD(diff_src_f32),
+                                  CDNNL_MD(any_weights), CDNNL_MD(any_diff_dst), strides, padding,
+                                  direct_fpd) != dnnl_success) {
+    // Some bf16 kernels only produce bf16 diff_src; accept that and convert on the way out.
+    bdpd = NULL;
+    TRY(cdnnl_conv_backward_data_pd(&bdpd, dnnl_convolution_direct, CDNNL_MD(any_src),
+                                    CDNNL_MD(any_weights), CDNNL_MD(any_diff_dst), strides, padding,
+                                    direct_fpd));
   }
-  {
-    dnnl_memory_desc_t diff_src_f32;
-    TRY(dnnl_memory_desc_init_by_tag(&diff_src_f32, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
-    candidate = winograd_candidate(
-        excluded,
-        dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_winograd, &diff_src_f32,
-                                                 &any_weights, &any_diff_dst, strides, padding,
-                                                 padding),
-        &desc, NULL, wino_fpd, 1, "backward-data", reason, sizeof reason);
+  if (winograd_allowed(excluded, wino_fpd, 1, reason, sizeof reason)) {
+    s = cdnnl_conv_backward_data_pd(&candidate, dnnl_convolution_winograd, CDNNL_MD(diff_src_f32),
+                                    CDNNL_MD(any_weights), CDNNL_MD(any_diff_dst), strides, padding,
+                                    wino_fpd);
+    candidate = winograd_built(s, candidate, "backward-data", reason, sizeof reason);
   }
   {
     int kinds[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
@@ -284,24 +279,21 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
 
   // Backward weights (dL/dW, and dL/db where the primitive sums it; otherwise the caller does).
   cv->weights_bias = 1;
-  if (dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &any_src,
-                                                  &any_diff_weights, &cv->bias, &any_diff_dst,
-                                                  strides, padding, padding) != dnnl_success ||
-      dnnl_primitive_desc_create(&bwpd, &desc, NULL, cdnnl_engine(), direct_fpd) != dnnl_success) {
+  if (cdnnl_conv_backward_weights_pd(&bwpd, dnnl_convolution_direct, CDNNL_MD(any_src),
+                                     CDNNL_MD(any_diff_weights), bias, CDNNL_MD(any_diff_dst), strides,
+                                     padding, direct_fpd) != dnnl_success) {
     bwpd = NULL;
     cv->weights_bias = 0;
-    TRY(dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &any_src,
-                                                    &any_diff_weights, NULL, &any_diff_dst, strides,
-                                                    padding, padding));
-    TRY(dnnl_primitive_desc_create(&bwpd, &desc, NULL, cdnnl_engine(), direct_fpd));
+    TRY(cdnnl_conv_backward_weights_pd(&bwpd, dnnl_convolution_direct, CDNNL_MD(any_src),
+                                       CDNNL_MD(any_diff_weights), NULL, CDNNL_MD(any_diff_dst),
+                                       strides, padding, direct_fpd));
   }
-  candidate = winograd_candidate(
-      excluded,
-      dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_winograd, &any_src,
-                                                  &any_diff_weights,
-                                                  cv->weights_bias ? &cv->bias : NULL,
-                                                  &any_diff_dst, strides, padding, padding),
-      &desc, NULL, wino_fpd, 1, "backward-weights", reason, sizeof reason);
+  if (winograd_allowed(excluded, wino_fpd, 1, reason, sizeof reason)) {
+    s = cdnnl_conv_backward_weights_pd(&candidate, dnnl_convolution_winograd, CDNNL_MD(any_src),
+                                       CDNNL_MD(any_diff_weights), cv->weights_bias ? bias : NULL,
+                                       CDNNL_MD(any_diff_dst), strides, padding, wino_fpd);
+    candidate = winograd_built(s, candidate, "backward-weights", reason, sizeof reason);
+  }
   {
     int kinds[4] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS};
     dnnl_query_t queries[4] = {dnnl_query_src_md, dnnl_query_diff_dst_md,
@@ -317,18 +309,9 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
 
   // The fused ReLU's backward, on the output's layout.
   if (relu) {
-    dnnl_eltwise_desc_t edesc;
-    dnnl_primitive_desc_t efpd = NULL, ebpd = NULL;
-    dnnl_status_t s = dnnl_eltwise_forward_desc_init(&edesc, dnnl_forward_training,
-                                                     dnnl_eltwise_relu_use_dst_for_bwd,
-                                                     clayout_md(cv->dst), 0.0f, 0.0f);
-    if (s == dnnl_success) s = dnnl_primitive_desc_create(&efpd, &edesc, NULL, cdnnl_engine(), NULL);
-    if (s == dnnl_success)
-      s = dnnl_eltwise_backward_desc_init(&edesc, dnnl_eltwise_relu_use_dst_for_bwd,
-                                          clayout_md(cv->dst), clayout_md(cv->dst), 0.0f, 0.0f);
-    if (s == dnnl_success) s = dnnl_primitive_desc_create(&ebpd, &edesc, NULL, cdnnl_engine(), efpd);
+    dnnl_primitive_desc_t ebpd = NULL;
+    s = cdnnl_relu_backward_pd(&ebpd, clayout_md(cv->dst));
     if (s == dnnl_success) s = dnnl_primitive_create(&cv->relu_backward, ebpd);
-    if (efpd) dnnl_primitive_desc_destroy(efpd);
     if (ebpd) dnnl_primitive_desc_destroy(ebpd);
     TRY(s);
   }
@@ -336,9 +319,9 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   // Outputs kept in oneDNN's layouts: float and unpadded, else plain.
   {
     size_t dst_floats = (size_t)n * o * ho * wo, src_floats = (size_t)n * c * h * w;
-    dnnl_memory_desc_t f32 = *clayout_md(cv->diff_src);
     cv->output = clayout_count(cv->dst) == dst_floats ? cv->dst : cv->plain_dst;
-    cv->input_gradient = f32.data_type == dnnl_f32 && clayout_count(cv->diff_src) == src_floats
+    cv->input_gradient = cdnnl_md_type(clayout_md(cv->diff_src)) == dnnl_f32 &&
+                                 clayout_count(cv->diff_src) == src_floats
                              ? cv->diff_src
                              : cv->plain_src;
   }
@@ -351,6 +334,12 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   dnnl_primitive_desc_destroy(direct_fpd);
   if (post_ops) dnnl_post_ops_destroy(post_ops);
   dnnl_primitive_attr_destroy(attr);
+  cdnnl_md_free(any_src);
+  cdnnl_md_free(any_weights);
+  cdnnl_md_free(any_dst_f32);
+  cdnnl_md_free(any_diff_dst);
+  cdnnl_md_free(any_diff_weights);
+  cdnnl_md_free(diff_src_f32);
   return cv;
 
 fail:
@@ -362,6 +351,13 @@ fail:
   if (candidate) dnnl_primitive_desc_destroy(candidate);
   if (post_ops) dnnl_post_ops_destroy(post_ops);
   if (attr) dnnl_primitive_attr_destroy(attr);
+  cdnnl_md_free(any_src);
+  cdnnl_md_free(any_weights);
+  cdnnl_md_free(any_dst_f32);
+  cdnnl_md_free(any_diff_dst);
+  cdnnl_md_free(any_diff_weights);
+  cdnnl_md_free(diff_src_f32);
+  cdnnl_md_free(cv->bias);
   // Primitives already built are leaked on this (rare, configuration-time) path.
   free(cv);
   return NULL;
@@ -433,8 +429,8 @@ int cconv_forward(cconv *cv, const clayout *x_layout, const float *x, const floa
   void *dst = status == 0 ? output_buffer(cv->dst, y_layout, y, &status) : NULL;
   if (status == 0) {
     int kinds[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
-    const dnnl_memory_desc_t *descs[4] = {clayout_md(cv->src), clayout_md(cv->fwd_weights),
-                                          &cv->bias, clayout_md(cv->dst)};
+    cdnnl_md descs[4] = {clayout_md(cv->src), clayout_md(cv->fwd_weights), CDNNL_MD(cv->bias),
+                         clayout_md(cv->dst)};
     void *buffers[4] = {src, wei, (void *)bias, dst};
     status = cdnnl_run(cv->forward, 4, kinds, descs, buffers);
   }
@@ -484,7 +480,7 @@ int cconv_backward(cconv *cv, const clayout *x_layout, const float *x, const cla
     if (out == NULL) status = -1;
     if (status == 0) {
       int kinds[3] = {DNNL_ARG_DST, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC};
-      const dnnl_memory_desc_t *descs[3] = {clayout_md(cv->dst), clayout_md(cv->dst), clayout_md(cv->dst)};
+      cdnnl_md descs[3] = {clayout_md(cv->dst), clayout_md(cv->dst), clayout_md(cv->dst)};
       void *buffers[3] = {(void *)dst, in, out};
       status = cdnnl_run(cv->relu_backward, 3, kinds, descs, buffers);
     }
@@ -505,8 +501,8 @@ int cconv_backward(cconv *cv, const clayout *x_layout, const float *x, const cla
   void *dw = status == 0 ? output_buffer(cv->diff_weights, cv->plain_weights, plain_dw, &status) : NULL;
   if (status == 0) {
     int kinds[4] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_BIAS};
-    const dnnl_memory_desc_t *descs[4] = {clayout_md(cv->bww_src), clayout_md(cv->bww_diff_dst),
-                                          clayout_md(cv->diff_weights), &cv->bias};
+    cdnnl_md descs[4] = {clayout_md(cv->bww_src), clayout_md(cv->bww_diff_dst),
+                         clayout_md(cv->diff_weights), CDNNL_MD(cv->bias)};
     void *buffers[4] = {src, ddst, dw, db};
     status = cdnnl_run(cv->backward_weights, cv->weights_bias ? 4 : 3, kinds, descs, buffers);
   }
@@ -532,8 +528,8 @@ int cconv_backward(cconv *cv, const clayout *x_layout, const float *x, const cla
     void *dsrc = status == 0 ? output_buffer(cv->diff_src, dx_layout, dx, &status) : NULL;
     if (status == 0) {
       int kinds[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
-      const dnnl_memory_desc_t *descs[3] = {clayout_md(cv->bwd_diff_dst), clayout_md(cv->bwd_weights),
-                                            clayout_md(cv->diff_src)};
+      cdnnl_md descs[3] = {clayout_md(cv->bwd_diff_dst), clayout_md(cv->bwd_weights),
+                           clayout_md(cv->diff_src)};
       void *buffers[3] = {bdd, wei, dsrc};
       status = cdnnl_run(cv->backward_data, 3, kinds, descs, buffers);
     }

@@ -1,5 +1,6 @@
 // Interned memory layouts and cached reorders between them, and the process's engine and stream.
 
+#define _GNU_SOURCE  // dladdr
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,33 @@ static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
 
+#if defined(DNNL_CPU_RUNTIME) && defined(DNNL_RUNTIME_SYCL) && DNNL_CPU_RUNTIME == DNNL_RUNTIME_SYCL
+#include <dlfcn.h>
+#include <unistd.h>
+
+// A oneDNN whose CPU engine is a SYCL device (PyPI's onednn) finds no CPU device unless the
+// OpenCL loader knows the CPU runtime, and the wheel's registration file names the path it was
+// built at. Unless OCL_ICD_FILENAMES is already set, point it at the libintelocl.so installed
+// beside libdnnl.so (the loader reads the variable when the engine asks for devices).
+static void find_opencl_cpu_runtime(void) {
+  Dl_info info;
+  void *symbol = dlsym(RTLD_DEFAULT, "dnnl_engine_create");
+  if (getenv("OCL_ICD_FILENAMES") != NULL || symbol == NULL || dladdr(symbol, &info) == 0 ||
+      info.dli_fname == NULL)
+    return;
+  char path[4096];
+  snprintf(path, sizeof path, "%s", info.dli_fname);
+  char *slash = strrchr(path, '/');
+  if (slash == NULL) return;
+  snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "libintelocl.so");
+  if (access(path, R_OK) == 0) setenv("OCL_ICD_FILENAMES", path, 0);
+}
+#else
+static void find_opencl_cpu_runtime(void) {}
+#endif
+
 static void make_engine(void) {
+  find_opencl_cpu_runtime();
   if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) {
     engine = NULL;
     return;
@@ -56,8 +83,8 @@ void *cdnnl_alloc(size_t bytes) {
   return p;
 }
 
-int cdnnl_run(dnnl_primitive_t prim, int count, const int *kinds,
-              const dnnl_memory_desc_t *const *descs, void *const *buffers) {
+int cdnnl_run(dnnl_primitive_t prim, int count, const int *kinds, const cdnnl_md *descs,
+              void *const *buffers) {
   dnnl_exec_arg_t args[12];
   int status = 0;
   if (count > 12) return -1;
@@ -75,18 +102,20 @@ int cdnnl_run(dnnl_primitive_t prim, int count, const int *kinds,
 }
 
 // "nChw16c": outer dimensions by falling stride (upper case when also blocked), then the blocks.
-static void describe(const dnnl_memory_desc_t *md, char *out, size_t length) {
+static void describe(cdnnl_md md, char *out, size_t length) {
   const char letters[] = "nchw";
-  if (md->format_kind != dnnl_blocked || md->ndims != 4) {
-    snprintf(out, length, "%s", md->format_kind == dnnl_blocked ? "blocked" : "special");
+  dnnl_dims_t strides, block_sizes, block_dims;
+  int blocks = 0;
+  int blocked_kind = cdnnl_md_blocking(md, strides, &blocks, block_sizes, block_dims) == 0;
+  if (!blocked_kind || cdnnl_md_ndims(md) != 4) {
+    snprintf(out, length, "%s", blocked_kind ? "blocked" : "special");
     return;
   }
-  const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
   int order[4] = {0, 1, 2, 3};
   for (int i = 0; i < 4; i++)
     for (int j = i + 1; j < 4; j++)
-      if (b->strides[order[j]] > b->strides[order[i]] ||
-          (b->strides[order[j]] == b->strides[order[i]] && order[j] < order[i])) {
+      if (strides[order[j]] > strides[order[i]] ||
+          (strides[order[j]] == strides[order[i]] && order[j] < order[i])) {
         int t = order[i];
         order[i] = order[j];
         order[j] = t;
@@ -94,28 +123,35 @@ static void describe(const dnnl_memory_desc_t *md, char *out, size_t length) {
   size_t used = 0;
   for (int i = 0; i < 4 && used + 1 < length; i++) {
     int blocked = 0;
-    for (int k = 0; k < b->inner_nblks; k++) blocked |= b->inner_idxs[k] == order[i];
+    for (int k = 0; k < blocks; k++) blocked |= block_dims[k] == order[i];
     char letter = letters[order[i]];
     out[used++] = blocked ? (char)(letter - 'a' + 'A') : letter;
   }
   out[used] = 0;
-  for (int k = 0; k < b->inner_nblks && used + 8 < length; k++)
-    used += (size_t)snprintf(out + used, length - used, "%d%c", (int)b->inner_blks[k],
-                             letters[b->inner_idxs[k]]);
-  if (md->data_type == dnnl_bf16 && used + 6 < length) snprintf(out + used, length - used, ":bf16");
+  for (int k = 0; k < blocks && used + 8 < length; k++)
+    used += (size_t)snprintf(out + used, length - used, "%d%c", (int)block_sizes[k],
+                             letters[block_dims[k]]);
+  if (cdnnl_md_type(md) == dnnl_bf16 && used + 6 < length) snprintf(out + used, length - used, ":bf16");
 }
 
-const clayout *clayout_intern(const dnnl_memory_desc_t *md) {
+const clayout *clayout_intern(cdnnl_md md) {
   pthread_mutex_lock(&lock);
   struct clayout *found = layouts;
-  while (found && !dnnl_memory_desc_equal(&found->md, md)) found = found->next;
+  while (found && !cdnnl_md_equal(CDNNL_MD(found->md), md)) found = found->next;
   if (found == NULL && (found = calloc(1, sizeof *found)) != NULL) {
-    found->md = *md;
-    found->bytes = dnnl_memory_desc_get_size(md);
-    dnnl_memory_desc_t plain;
-    found->plain = md->ndims == 4 && md->data_type == dnnl_f32 &&
-                   dnnl_memory_desc_init_by_tag(&plain, 4, md->dims, dnnl_f32, dnnl_nchw) == dnnl_success &&
-                   dnnl_memory_desc_equal(&plain, md);
+    if (cdnnl_md_copy(&found->md, md) != dnnl_success) {
+      free(found);
+      pthread_mutex_unlock(&lock);
+      return NULL;
+    }
+    found->bytes = cdnnl_md_size(md);
+    dnnl_memory_desc_t plain = {0};
+    dnnl_dims_t dims;
+    cdnnl_md_dims(md, dims);
+    found->plain = cdnnl_md_ndims(md) == 4 && cdnnl_md_type(md) == dnnl_f32 &&
+                   cdnnl_md_create(&plain, 4, dims, dnnl_f32, dnnl_nchw) == dnnl_success &&
+                   cdnnl_md_equal(CDNNL_MD(plain), md);
+    cdnnl_md_free(plain);
     describe(md, found->name, sizeof found->name);
     found->next = layouts;
     layouts = found;
@@ -126,12 +162,14 @@ const clayout *clayout_intern(const dnnl_memory_desc_t *md) {
 
 const clayout *clayout_plain(int n, int c, int h, int w) {
   dnnl_dims_t dims = {n, c, h, w};
-  dnnl_memory_desc_t md;
-  if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_nchw) != dnnl_success) return NULL;
-  return clayout_intern(&md);
+  dnnl_memory_desc_t md = {0};
+  if (cdnnl_md_create(&md, 4, dims, dnnl_f32, dnnl_nchw) != dnnl_success) return NULL;
+  const clayout *layout = clayout_intern(CDNNL_MD(md));
+  cdnnl_md_free(md);
+  return layout;
 }
 
-const dnnl_memory_desc_t *clayout_md(const clayout *layout) { return &layout->md; }
+cdnnl_md clayout_md(const clayout *layout) { return CDNNL_MD(layout->md); }
 
 size_t clayout_bytes(const clayout *layout) { return layout->bytes; }
 
@@ -148,8 +186,8 @@ static dnnl_primitive_t reorder_primitive(const clayout *from, const clayout *to
   if (e == NULL) {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim = NULL;
-    if (dnnl_reorder_primitive_desc_create(&pd, &from->md, cdnnl_engine(), &to->md, cdnnl_engine(),
-                                           NULL) == dnnl_success) {
+    if (dnnl_reorder_primitive_desc_create(&pd, CDNNL_MD(from->md), cdnnl_engine(), CDNNL_MD(to->md),
+                                           cdnnl_engine(), NULL) == dnnl_success) {
       if (dnnl_primitive_create(&prim, pd) != dnnl_success) prim = NULL;
       dnnl_primitive_desc_destroy(pd);
     }
@@ -171,7 +209,7 @@ int clayout_reorder_into(const clayout *from, const void *x, const clayout *to, 
   dnnl_primitive_t prim = reorder_primitive(from, to);
   if (prim == NULL) return -1;
   int kinds[2] = {DNNL_ARG_FROM, DNNL_ARG_TO};
-  const dnnl_memory_desc_t *descs[2] = {&from->md, &to->md};
+  cdnnl_md descs[2] = {CDNNL_MD(from->md), CDNNL_MD(to->md)};
   void *buffers[2] = {(void *)x, y};
   return cdnnl_run(prim, 2, kinds, descs, buffers);
 }

@@ -27,8 +27,9 @@ package struct Provenance {
     {
       cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) + " x\(ProcessInfo.processInfo.activeProcessorCount)"
     }
-    // The class its kernels ran at: the model name alone does not say AVX2 from AVX-512 or bf16.
-    cpu += " (\(KernelISA.description))"
+    // The class its kernels ran at (the model name alone does not say AVX2 from AVX-512 or bf16)
+    // and the oneDNN that ran them (Debian's 2.6, or a 3.x build: scripts/onednn3).
+    cpu += " (\(KernelISA.description); oneDNN \(oneDNNVersion))"
     return Provenance(
       gitCommit: (commit?.isEmpty ?? true) ? nil : commit, gitDirty: commit == nil || status == nil ? nil : !(status ?? "").isEmpty,
       host: ProcessInfo.processInfo.hostName, cpu: cpu, swiftVersion: compilerVersion)

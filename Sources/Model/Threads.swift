@@ -16,8 +16,13 @@ public enum ComputeThreads {
     configureAllocator()
   }
 
-  /// The thread count oneDNN will use.
-  public static var current: Int { Int(cdnnl_max_threads()) }
+  /// The thread count oneDNN will use: OpenMP's. A oneDNN on another runtime (PyPI's 3.x runs its
+  /// CPU primitives on TBB inside a SYCL device) takes no thread count from the harness and uses
+  /// every core; there this is the loops' count.
+  public static var current: Int {
+    let openMP = Int(cdnnl_max_threads())
+    return openMP > 0 ? openMP : parallelThreads
+  }
 
   /// The thread count the harness's own parallel loops use.
   public static var loops: Int { parallelThreads }
@@ -32,18 +37,21 @@ public var oneDNNVersion: String {
 /// The instruction sets oneDNN's kernels use here: the CPU's, lowered by `ONEDNN_MAX_CPU_ISA`
 /// (or `DNNL_MAX_CPU_ISA`) when set, which is how an AVX2-only machine is imitated on a larger one.
 public enum KernelISA {
-  /// oneDNN's `dnnl_cpu_isa_t` bits: each larger set includes the smaller ones' bits.
+  /// oneDNN's `dnnl_cpu_isa_t` bits: each larger set includes the smaller ones' bits. Which bit
+  /// means what changed between oneDNN 2.x and 3.x (AMX is 0x3e7 in 2.6, 0xfef in 3.x, whose
+  /// 0x1ef is AVX-512 with fp16 and no AMX), so a set is tested by its own constant's bits.
   static var bits: UInt32 { UInt32(dnnl_get_effective_cpu_isa().rawValue) }
+  static func includes(_ isa: dnnl_cpu_isa_t) -> Bool { bits & UInt32(isa.rawValue) == UInt32(isa.rawValue) }
 
   /// AVX2 with FMA (every machine of this project's kind has it).
-  public static var avx2: Bool { bits & 0x4 != 0 }
+  public static var avx2: Bool { includes(dnnl_cpu_isa_avx2) }
   /// AVX-512 (F, CD, BW, DQ, VL).
-  public static var avx512: Bool { bits & 0x20 != 0 }
+  public static var avx512: Bool { includes(dnnl_cpu_isa_avx512_core) }
   /// Native bf16 dot products (AVX512_BF16). Without them oneDNN has no fast bf16 convolution:
   /// on AVX2 it falls back to a reference kernel, on plain AVX-512 it converts in software.
-  public static var bf16: Bool { bits & 0x80 != 0 }
+  public static var bf16: Bool { includes(dnnl_cpu_isa_avx512_core_bf16) }
   /// AMX tiles.
-  public static var amx: Bool { bits & 0x100 != 0 }
+  public static var amx: Bool { includes(dnnl_cpu_isa_avx512_core_amx) }
 
   /// "AVX2", "AVX-512", "AVX-512 + bf16" or "AVX-512 + bf16 + AMX": the class a figure was measured on.
   public static var description: String {

@@ -111,7 +111,7 @@ final class PyTorchCrossCheckTests: XCTestCase {
         side /= 2
       }
     }
-    try XCTSkipUnless(used.contains("winograd"), "oneDNN built no Winograd primitive on this CPU: the fallback matched PyTorch")
+    try XCTSkipUnless(used.contains("winograd"), "oneDNN \(oneDNNVersion) built no Winograd primitive on this CPU: the fallback matched PyTorch")
   }
 
   func testEmbedAndScoreEqualTheTrainingForward() throws {
