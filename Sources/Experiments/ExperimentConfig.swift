@@ -109,7 +109,9 @@ extension ExperimentConfig {
   func methodProblems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if let method = training?.method, method.similarity != model.similarity {
-      if method.similarity == .relation || model.similarity == .relation {
+      // Two different ways of comparing embeddings (or a relation module on either side): the
+      // objective needs its own. Else one side is a head: trained on pairs, or not there to train.
+      if method.similarity == .relation || model.similarity == .relation || (method.similarity != .head && model.similarity != .head) {
         let fitting = FewShotMethods.all.filter { $0.similarity == model.similarity }.map { "\"\($0.name)\"" }.joined(separator: " or ")
         out.append(("model.similarity", "the \(method.name) objective needs \"similarity\": \"\(method.similarity.rawValue)\"; a network with \"\(model.similarity.rawValue)\" trains with \(fitting)"))
       } else if model.similarity == .head {

@@ -203,6 +203,8 @@ final class MethodsTests: TemporaryFolderTestCase {
       (["model.similarity=head"], "model.similarity: the prototypical objective trains an embedding"),
       (["training.objective=relation"], "model.similarity: the relation objective needs \"similarity\": \"relation\""),
       (["model.similarity=relation"], "model.similarity: the prototypical objective needs \"similarity\": \"euclidean\"; a network with \"relation\" trains with \"relation\""),
+      // Two distances that differ: the objective's is named (it once said the network "has no head to train on pairs").
+      (["model.similarity=cosine"], "model.similarity: the prototypical objective needs \"similarity\": \"euclidean\"; a network with \"cosine\" trains with \"matching\""),
       (["training.objective=pairs"], "training.episode: the pairs objective draws pairs, not episodes"),
       (["training.pairing=batch"], "training.pairing: pairing is how the pairs objective draws its pairs"),
       (["data.split=vinyals"], "evaluation[0]: Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on"),

@@ -113,10 +113,15 @@ public struct Conv2D: Layer {
   }
 
   /// The oneDNN primitives for an input of this shape, or nil when oneDNN cannot build them
-  /// (the caller then uses im2col). The hot path: no message is decoded here.
+  /// (the caller then uses im2col, five to ten times slower: the reason is noted once for the
+  /// trainer to print and record, e.g. a oneDNN that could not create its CPU engine).
   func primitives(batch n: Int, height h: Int, width w: Int, precision: ConvolutionPrecision, algorithm: ConvolutionAlgorithm) -> Primitives? {
     var message = [CChar](repeating: 0, count: 512)
-    return handle(batch: n, height: h, width: w, precision: precision, algorithm: algorithm, message: &message)
+    let built = handle(batch: n, height: h, width: w, precision: precision, algorithm: algorithm, message: &message)
+    if built == nil {
+      OneDNNFallbacks.note("a \(kernelSize)x\(kernelSize) convolution \(inputChannels) -> \(outputChannels) on \(n)x\(inputChannels)x\(h)x\(w) (\(precision.rawValue)) runs on im2col: \(messageText(message))")
+    }
+    return built
   }
 
   /// The primitives, or why oneDNN could not build them.

@@ -125,6 +125,8 @@ struct BenchCommand: ParsableCommand {
         format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images,
         Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
     print(String(format: "  peak resident memory %.2f GB", Double(peakMemory) / 1e9))
+    // A layer oneDNN could not build ran a slower Swift kernel: these figures are not oneDNN's.
+    for reason in OneDNNFallbacks.reasons { print("  note: \(reason)") }
     if let python { try comparePyTorch(python: python, batch: step.pytorchBatch, trainRate: trainRate, embedRate: embedRate, unit: step.item + "s/s") }
   }
 
