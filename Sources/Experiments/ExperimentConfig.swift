@@ -90,6 +90,9 @@ package struct ExperimentConfig: Codable, Equatable {
     if let scorer, scorer.trimmingCharacters(in: .whitespaces).isEmpty || scorer.count > 4096 || scorer.unicodeScalars.contains(where: isControl) {
       out.append(("scorer", "a shell command of at most 4096 characters on one line, e.g. \"python3 examples/scorers/pixel_scorer.py\""))
     }
+    if scorer != nil, let index = evaluation.firstIndex(where: { $0.augmentedCopies != nil }) {
+      out.append(("evaluation[\(index)].augmentedCopies", "an outside scorer embeds the images it is sent; averaging over distorted copies is for the harness's own network: remove the key, or the scorer"))
+    }
     let names = evaluation.map(\.name)
     if Set(names).count != names.count {
       // Only the repeated names, a few of them: a file of 100,000 copies of one protocol gets a short line.
@@ -120,6 +123,9 @@ extension ExperimentConfig {
         let fitting = FewShotMethods.all.filter { $0.similarity == model.similarity }.map { "\"\($0.name)\"" }.joined(separator: " or ")
         out.append(("training.objective", "a network with \"similarity\": \"\(model.similarity.rawValue)\" has no head to train on pairs: set \"objective\": \(fitting) (or remove model.similarity)"))
       }
+    }
+    if let method = training?.method, method.scoresImages, let index = evaluation.firstIndex(where: { $0.augmentedCopies != nil }) {
+      out.append(("evaluation[\(index)].augmentedCopies", "the \(method.name) objective adapts the network to each episode's images, not to averaged embeddings: remove the key"))
     }
     if let method = training?.method {
       if method.classifiesTrainingClasses && model.classes == nil {
@@ -154,6 +160,8 @@ package enum Limits {
   /// Images a protocol scores (episodes x ways x (shots + queries)).
   package static let imagesScored = 200_000_000
   package static let trainingActivationBytes = 16e9
+  /// Distorted copies of each image a protocol averages over (`augmentedCopies`).
+  package static let augmentedCopies = 64
 }
 
 /// The data section.
@@ -438,11 +446,16 @@ package struct ProtocolConfig: Codable, Equatable {
   package var spec: EpisodeSpec = EpisodeSpec(ways: 20, shots: 1, queries: 1)
   package var seed: UInt64 = 0
   package var customName: String?
+  /// Test-time averaging: each image's embedding is the mean of its own and this many distorted
+  /// copies' (Koch et al.'s affine distortions, each copy a pure function of the image's pixels and
+  /// its number, so every machine and every episode sees the same copies). Absent: none.
+  package var augmentedCopies: Int?
 
   package enum CodingKeys: String, CodingKey, CaseIterable {
     case protocolKind = "protocol"
     case split, path, episodes, spec, seed
     case customName = "name"
+    case augmentedCopies
   }
 
   package init(protocolKind: Kind) { self.protocolKind = protocolKind }
@@ -458,6 +471,7 @@ package struct ProtocolConfig: Codable, Equatable {
     spec = try c.decodeIfPresent(EpisodeSpec.self, forKey: .spec) ?? defaults.spec
     seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? defaults.seed
     customName = try c.decodeIfPresent(String.self, forKey: .customName)
+    augmentedCopies = try c.decodeIfPresent(Int.self, forKey: .augmentedCopies)
   }
 
   /// The protocol's name in results: `lake20`, or e.g. `evaluation-20way-1shot-within`.
@@ -474,6 +488,9 @@ package struct ProtocolConfig: Codable, Equatable {
     var out: [ConfigProblem] = []
     if let customName, customName.isEmpty || customName.count > 200 || customName.unicodeScalars.contains(where: isControl) {
       out.append(("name", "a non-empty protocol name of at most 200 characters, without control characters"))
+    }
+    if let copies = augmentedCopies, !(1...Limits.augmentedCopies).contains(copies) {
+      out.append(("augmentedCopies", "between 1 and \(Limits.augmentedCopies) distorted copies of each image (remove the key for none); got \(copies)"))
     }
     guard protocolKind == .episodes else { return out }
     if !["evaluation", "validation", "folder"].contains(split) {

@@ -103,7 +103,8 @@ private final class DataSources {
     if item.protocolKind == .lake20 {
       let runs = try reader.lakeRuns()
       return PreparedProtocol(
-        name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, sequence: "lake20", evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes)
+        name: item.name, split: "lake20", ways: 20, shots: 1, queries: 1, sequence: "lake20", evaluator: Evaluator(runs: runs), episodes: runs.scoringEpisodes,
+        augmentedCopies: item.augmentedCopies ?? 0)
     }
     var spec = item.spec
     let pool: ClassPool
@@ -131,7 +132,7 @@ private final class DataSources {
     return PreparedProtocol(
       name: effective.name, split: pool.name, ways: spec.ways, shots: spec.shots, queries: spec.queries,
       sequence: "\(item.split)|\(spec.canonical)|seed=\(item.seed)\(source)", evaluator: Evaluator(split: pool.split),
-      episodes: sampler.episodes(count: item.episodes).map { $0.scoring(in: pool.split) })
+      episodes: sampler.episodes(count: item.episodes).map { $0.scoring(in: pool.split) }, augmentedCopies: item.augmentedCopies ?? 0)
   }
 
   /// Omniglot's fingerprint when anything read it, then each image folder's.
@@ -153,6 +154,8 @@ package struct PreparedProtocol {
   package let sequence: String
   package let evaluator: Evaluator
   package let episodes: [ScoringEpisode]
+  /// Distorted copies of each image the harness's network averages its embedding over (0: none).
+  package var augmentedCopies = 0
 
   /// The identity of the episodes: SHA-256 over the split and every episode's support and
   /// query images. Two runs with the same digest (and dataset) scored the same trials.

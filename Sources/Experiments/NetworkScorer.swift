@@ -11,11 +11,16 @@ package struct NetworkScorer: OneShotScorer {
   package let method: any FewShotMethod.Type
   /// Images per backbone pass.
   package let batchSize: Int
+  /// Test-time averaging: each image's features are the mean over the image and this many
+  /// distorted copies of it (`ProtocolConfig.augmentedCopies`; 0: the image alone).
+  package let augmentedCopies: Int
 
-  package init(model: NetworkEnsemble, method: any FewShotMethod.Type, batchSize: Int = 64) {
+  package init(model: NetworkEnsemble, method: any FewShotMethod.Type, batchSize: Int = 64, augmentedCopies: Int = 0) {
+    precondition(augmentedCopies == 0 || !method.scoresImages, "\(method.name) scores images, not averaged embeddings")
     self.model = model
     self.method = method
     self.batchSize = batchSize
+    self.augmentedCopies = augmentedCopies
   }
 
   package init(network: EmbeddingNetwork, method: any FewShotMethod.Type, batchSize: Int = 64) {
@@ -32,8 +37,17 @@ package struct NetworkScorer: OneShotScorer {
     var start = 0
     while start < count {
       let n = min(batchSize, count - start)
-      let input = networkInput(UnsafeBufferPointer(rebasing: pixels[(start * imageSize)..<((start + n) * imageSize)]), size: size)
-      let features = model.embed(input)
+      let batch = UnsafeBufferPointer(rebasing: pixels[(start * imageSize)..<((start + n) * imageSize)])
+      let input = networkInput(batch, size: size)
+      var features = model.embed(input)
+      if augmentedCopies > 0 {
+        for copy in 1...augmentedCopies {
+          let more = model.embed(distortedInput(batch, size: size, copy: copy))
+          for m in features.indices { for j in features[m].data.indices { features[m].data[j] += more[m].data[j] } }
+        }
+        let mean = 1 / Float(augmentedCopies + 1)
+        for m in features.indices { for j in features[m].data.indices { features[m].data[j] *= mean } }
+      }
       for i in 0..<n {
         var row: [Float] = []
         row.reserveCapacity(features.count * model.featureCount + (method.scoresImages ? imageSize : 0))
@@ -60,6 +74,31 @@ package struct NetworkScorer: OneShotScorer {
   package func similarities(queries: [[Float]], support: [[Float]]) throws -> [[Double]] {
     pairScores(model: model, queries: queries, support: support)
   }
+}
+
+/// The key of test-time copies' random streams.
+private let copyKey = stableHash("test-time copies")
+
+/// Copy number `copy` of each image of `ink` as a network input: Koch et al.'s affine distortion
+/// drawn from a stream keyed by the image's own pixels and the copy number, so an image's copies
+/// are the same wherever and in whatever batch or episode it is scored.
+package func distortedInput(_ ink: UnsafeBufferPointer<UInt8>, size: Int, copy: Int) -> Tensor {
+  let imageSize = size * size
+  let n = ink.count / imageSize
+  var data = [Float](repeating: 0, count: ink.count)
+  data.withUnsafeMutableBufferPointer { out in
+    for i in 0..<n {
+      let image = UnsafeBufferPointer(rebasing: ink[(i * imageSize)..<((i + 1) * imageSize)])
+      var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+      for byte in image {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01b3
+      }
+      var rng = SplitMix64(seed: SplitMix64.mix(hash), key: copyKey, index: UInt64(copy))
+      AffineAugmentation.koch.apply(image, size: size, into: UnsafeMutableBufferPointer(rebasing: out[(i * imageSize)..<((i + 1) * imageSize)]), rng: &rng)
+    }
+  }
+  return Tensor(shape: [n, 1, size, size], data: data)
 }
 
 /// `result[q][s]`: the ensemble's score of query q against support image s, from embedding rows

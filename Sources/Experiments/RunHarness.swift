@@ -172,7 +172,15 @@ func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol
     throw UserFacingError("cannot read checkpoint \(checkpoint.path) to hash it; check its permissions")
   }
   try run.store.setCheckpoint(run: run.id, path: checkpoint.path, hash: digest)
-  return try evaluate(NetworkScorer(model: checkpoint.model, method: checkpoint.method), on: protocols, run: run, progress: progress)
+  if checkpoint.method.scoresImages, let item = protocols.first(where: { $0.augmentedCopies > 0 }) {
+    throw UserFacingError("protocol \(item.name): the checkpoint's \(checkpoint.method.name) method adapts the network to each episode's images, not to averaged embeddings: remove augmentedCopies")
+  }
+  var results: [ProtocolResult] = []
+  for item in protocols {
+    let scorer = NetworkScorer(model: checkpoint.model, method: checkpoint.method, augmentedCopies: item.augmentedCopies)
+    results += try evaluate(scorer, on: [item], run: run, progress: progress)
+  }
+  return results
 }
 
 /// Scores any scorer (a checkpoint's network, an outside scorer) on every protocol and records

@@ -38,6 +38,8 @@ public struct LeaderboardRow {
   /// `training.objective` (`pairs` when not recorded; `outside: MODEL` for a scorer's run).
   public let method: String
   public let transductive: Bool
+  /// Test-time copies the row's runs averaged each image over (`augmentedCopies`), or nil.
+  public var testTimeCopies: Int? = nil
   public let cells: [String: LeaderboardCell]
   /// Where the published figures come from.
   public let publishedSource: String?
@@ -85,7 +87,10 @@ public func leaderboard(_ rows: [ReportRow], protocols: [String], store: Results
       cells[name] = LeaderboardCell(aggregate: aggregate, difference: difference, unpaired: unpaired, published: isVinyalsTest ? published?.figures[shape] : nil)
     }
     let transductive = group.runs.contains { TagKey.isTransductive($0.tags) }
-    out.append(LeaderboardRow(group: group, method: method, transductive: transductive, cells: cells, publishedSource: cells.values.contains { $0.published != nil } ? published?.source : nil))
+    out.append(
+      LeaderboardRow(
+        group: group, method: method, transductive: transductive, testTimeCopies: group.runs.compactMap(\.testTimeCopies).max(), cells: cells,
+        publishedSource: cells.values.contains { $0.published != nil } ? published?.source : nil))
   }
   let headline =
     protocols.first { name in rows.contains { $0.results[name].map { $0.ways == 20 && $0.shots == 1 } ?? false } } ?? protocols.first
@@ -103,7 +108,9 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
     if let d = cell.difference { return String(format: "%+.2f [%+.2f, %+.2f]", 100 * d.mean, 100 * d.low, 100 * d.high) }
     return cell.unpaired.map { "not paired: \($0)" } ?? "best"
   }
-  func recipe(_ row: LeaderboardRow) -> String { row.group.experiment + (row.transductive ? " (transductive)" : "") }
+  func recipe(_ row: LeaderboardRow) -> String {
+    row.group.experiment + (row.testTimeCopies.map { " (\($0) test-time copies)" } ?? "") + (row.transductive ? " (transductive)" : "")
+  }
   switch format {
   case .json:
     let objects: [[String: Any]] = board.rows.map { row in
@@ -118,6 +125,7 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
       }
       return [
         "group": row.group.key, "experiment": row.group.experiment, "method": row.method, "transductive": row.transductive, "seeds": row.group.seeds,
+        "testTimeCopies": row.testTimeCopies as Any? ?? NSNull(),
         "runs": row.group.runs.map(\.summary.id), "publishedSource": row.publishedSource as Any? ?? NSNull(), "results": results,
       ]
     }

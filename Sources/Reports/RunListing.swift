@@ -81,6 +81,13 @@ extension ReportRow {
   /// Whether the run trained or scored a given checkpoint.
   public var mode: RunMode { RunMode(tags: tags) }
 
+  /// The most distorted copies any of the run's protocols averaged each image over at test
+  /// time (`augmentedCopies`), or nil when none did: shown beside the run, whose protocols keep
+  /// their names.
+  public var testTimeCopies: Int? {
+    params.filter { $0.key.hasPrefix("evaluation.") && $0.key.hasSuffix(".augmentedCopies") }.compactMap { Int($0.value) }.max()
+  }
+
   /// A setting as listings show it: training settings only for runs that trained (an eval-only
   /// run's file may carry a training section it never used).
   public func shownParameter(_ key: String) -> String? {
@@ -201,7 +208,9 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       : ["run", "experiment", "mode", "status", "steps", "lr", "seed"] + (varying.isEmpty ? [] : ["differs"]) + ["validation"] + (targets.isEmpty ? [] : ["to target"]) + shortNames
     let body = rows.map { row -> [String] in
       let trained = row.mode == .train
-      let mode = (trained ? "train" : row.mode == .external ? "external" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval")) + (row.transductive ? ", \(transductiveMark)" : "")
+      let mode =
+        (trained ? "train" : row.mode == .external ? "external" : (row.tags["ensemble_members"].map { "eval x\($0)" } ?? "eval"))
+        + (row.testTimeCopies.map { ", \($0) test-time copies" } ?? "") + (row.transductive ? ", \(transductiveMark)" : "")
       // The store's words, as `--status`, CSV, JSON and `report --run` say them.
       let status = row.summary.status.rawValue
       let experiment = wide || row.summary.experiment.count <= 18 ? row.summary.experiment : String(row.summary.experiment.prefix(17)) + "…"

@@ -159,6 +159,38 @@ final class MethodsTests: TemporaryFolderTestCase {
     return best
   }
 
+  /// Test-time copies as a user meets them: an eval-only run of a checkpoint with
+  /// `augmentedCopies` keeps the protocol's name, so `compare` pairs it with the plain run on the
+  /// same episodes; the report marks the run and the leaderboard its row.
+  func testTestTimeCopiesAreScoredPairedAndMarked() throws {
+    let config = try experiment(steps: 4)
+    let runs = folder.appendingPathComponent("checkpoints")
+    let trained = runCLI(["run", config, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(trained.code, 0, trained.error)
+    let store = try ResultsStore(path: storePath)
+    let trainedID = try XCTUnwrap(try store.listRuns().first).id
+    let best = runs.appendingPathComponent(trainedID).appendingPathComponent("best.safetensors").path
+    let copied = runCLI(["run", config, "--eval-only", "--checkpoint", best, "--store", storePath, "--set", "evaluation.1.augmentedCopies=4"], currentDirectory: folder)
+    XCTAssertEqual(copied.code, 0, copied.error)
+    let copiedID = try XCTUnwrap(try store.listRuns().first { $0.id != trainedID }).id
+    XCTAssertEqual(Set(try store.results(runID: copiedID).map(\.protocolName)), ["lake20", "evaluation-5way-5shot-within"])
+    let compared = runCLI(["compare", trainedID, copiedID, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(compared.code, 0, compared.error)
+    XCTAssert(compared.output.contains("| evaluation-5way-5shot-within |") && compared.output.contains("10 shared episodes"), compared.output)
+    // Lake's runs had no copies: the same figure as the trained run's.
+    XCTAssertEqual(try store.results(runID: copiedID).first { $0.protocolName == "lake20" }?.accuracy, try store.results(runID: trainedID).first { $0.protocolName == "lake20" }?.accuracy)
+    let listed = runCLI(["report", "--store", storePath, "--format", "markdown"], currentDirectory: folder)
+    XCTAssert(listed.output.contains("eval, 4 test-time copies"), listed.output)
+    let board = runCLI(["report", "--leaderboard", "--store", storePath, "--format", "markdown"], currentDirectory: folder)
+    XCTAssert(board.output.contains("tiny-proto (4 test-time copies)"), board.output)
+    // An outside scorer embeds its own images: copies are refused before anything is recorded.
+    let before = try store.listRuns().count
+    let refused = runCLI(["run", config, "--eval-only", "--scorer", "python3 examples/scorers/pixel_scorer.py", "--store", storePath, "--set", "evaluation.1.augmentedCopies=4"], currentDirectory: folder)
+    XCTAssertEqual(refused.code, 2, refused.error)
+    XCTAssert(refused.error.contains("evaluation[1].augmentedCopies: an outside scorer embeds the images it is sent"), refused.error)
+    XCTAssertEqual(try store.listRuns().count, before)
+  }
+
   func testTheVinyalsSplitTrainsAndScoresOnItsOwnClasses() throws {
     let config = try experiment(
       split: "vinyals", steps: 4,
