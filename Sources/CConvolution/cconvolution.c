@@ -172,6 +172,17 @@ static const clayout *plain_layout(const dnnl_dims_t dims, dnnl_format_tag_t tag
   return layout;
 }
 
+// Releases the descriptors `create` makes for its primitives' creation (nothing in oneDNN 2.x).
+static void free_descriptors(dnnl_memory_desc_t a, dnnl_memory_desc_t b, dnnl_memory_desc_t c,
+                             dnnl_memory_desc_t d, dnnl_memory_desc_t e, dnnl_memory_desc_t f) {
+  cdnnl_md_free(a);
+  cdnnl_md_free(b);
+  cdnnl_md_free(c);
+  cdnnl_md_free(d);
+  cdnnl_md_free(e);
+  cdnnl_md_free(f);
+}
+
 static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, int relu, int bf16,
                             int policy, char *error, size_t error_length) {
   struct cconv *cv = calloc(1, sizeof *cv);
@@ -334,12 +345,7 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   dnnl_primitive_desc_destroy(direct_fpd);
   if (post_ops) dnnl_post_ops_destroy(post_ops);
   dnnl_primitive_attr_destroy(attr);
-  cdnnl_md_free(any_src);
-  cdnnl_md_free(any_weights);
-  cdnnl_md_free(any_dst_f32);
-  cdnnl_md_free(any_diff_dst);
-  cdnnl_md_free(any_diff_weights);
-  cdnnl_md_free(diff_src_f32);
+  free_descriptors(any_src, any_weights, any_dst_f32, any_diff_dst, any_diff_weights, diff_src_f32);
   return cv;
 
 fail:
@@ -351,12 +357,7 @@ fail:
   if (candidate) dnnl_primitive_desc_destroy(candidate);
   if (post_ops) dnnl_post_ops_destroy(post_ops);
   if (attr) dnnl_primitive_attr_destroy(attr);
-  cdnnl_md_free(any_src);
-  cdnnl_md_free(any_weights);
-  cdnnl_md_free(any_dst_f32);
-  cdnnl_md_free(any_diff_dst);
-  cdnnl_md_free(any_diff_weights);
-  cdnnl_md_free(diff_src_f32);
+  free_descriptors(any_src, any_weights, any_dst_f32, any_diff_dst, any_diff_weights, diff_src_f32);
   cdnnl_md_free(cv->bias);
   // Primitives already built are leaked on this (rare, configuration-time) path.
   free(cv);

@@ -6,6 +6,14 @@
 
 #include "internal.h"
 
+// The same call in both versions: a pointer to the struct in 2.x, the handle in 3.x.
+int cdnnl_md_equal(cdnnl_md a, cdnnl_md b) {
+  if (a == NULL || b == NULL) return a == b;
+  return dnnl_memory_desc_equal(a, b);
+}
+
+size_t cdnnl_md_size(cdnnl_md md) { return md == NULL ? 0 : dnnl_memory_desc_get_size(md); }
+
 #if CDNNL_V3
 
 dnnl_status_t cdnnl_md_create(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims,
@@ -41,13 +49,6 @@ dnnl_data_type_t cdnnl_md_type(cdnnl_md md) {
   if (md != NULL) dnnl_memory_desc_query(md, dnnl_query_data_type, &type);
   return type;
 }
-
-int cdnnl_md_equal(cdnnl_md a, cdnnl_md b) {
-  if (a == NULL || b == NULL) return a == b;
-  return dnnl_memory_desc_equal(a, b);
-}
-
-size_t cdnnl_md_size(cdnnl_md md) { return md == NULL ? 0 : dnnl_memory_desc_get_size(md); }
 
 int cdnnl_md_blocking(cdnnl_md md, dnnl_dims_t strides, int *blocks, dnnl_dims_t block_sizes,
                       dnnl_dims_t block_dims) {
@@ -167,13 +168,6 @@ void cdnnl_md_dims(cdnnl_md md, dnnl_dims_t dims) {
 }
 
 dnnl_data_type_t cdnnl_md_type(cdnnl_md md) { return md == NULL ? dnnl_data_type_undef : md->data_type; }
-
-int cdnnl_md_equal(cdnnl_md a, cdnnl_md b) {
-  if (a == NULL || b == NULL) return a == b;
-  return dnnl_memory_desc_equal(a, b);
-}
-
-size_t cdnnl_md_size(cdnnl_md md) { return md == NULL ? 0 : dnnl_memory_desc_get_size(md); }
 
 int cdnnl_md_blocking(cdnnl_md md, dnnl_dims_t strides, int *blocks, dnnl_dims_t block_sizes,
                       dnnl_dims_t block_dims) {
