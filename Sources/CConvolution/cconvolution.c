@@ -163,15 +163,6 @@ static const char *winograd_excluded(const struct cconv *cv) {
   return NULL;
 }
 
-// The interned plain float layout of a 4-D tensor of `dims` in `tag` (NCHW or OIHW), or NULL.
-static const clayout *plain_layout(const dnnl_dims_t dims, dnnl_format_tag_t tag) {
-  dnnl_memory_desc_t md = {0};
-  if (cdnnl_md_create(&md, 4, dims, dnnl_f32, tag) != dnnl_success) return NULL;
-  const clayout *layout = clayout_intern(CDNNL_MD(md));
-  cdnnl_md_free(md);
-  return layout;
-}
-
 // Releases the descriptors `create` makes for its primitives' creation (nothing in oneDNN 2.x).
 static void free_descriptors(dnnl_memory_desc_t a, dnnl_memory_desc_t b, dnnl_memory_desc_t c,
                              dnnl_memory_desc_t d, dnnl_memory_desc_t e, dnnl_memory_desc_t f) {
@@ -218,9 +209,9 @@ static struct cconv *create(int n, int c, int h, int w, int o, int k, int pad, i
   TRY(cdnnl_md_create(&diff_src_f32, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
   TRY(cdnnl_md_create(&cv->bias, 1, bias_dims, dnnl_f32, dnnl_x));
   cdnnl_md bias = CDNNL_MD(cv->bias);
-  cv->plain_src = plain_layout(src_dims, dnnl_nchw);
-  cv->plain_weights = plain_layout(weight_dims, dnnl_oihw);
-  cv->plain_dst = plain_layout(dst_dims, dnnl_nchw);
+  cv->plain_src = clayout_plain_tagged(src_dims, dnnl_nchw);
+  cv->plain_weights = clayout_plain_tagged(weight_dims, dnnl_oihw);
+  cv->plain_dst = clayout_plain_tagged(dst_dims, dnnl_nchw);
   if (cv->plain_src == NULL || cv->plain_weights == NULL || cv->plain_dst == NULL) {
     snprintf(error, error_length, "oneDNN could not describe the plain layouts");
     goto fail;

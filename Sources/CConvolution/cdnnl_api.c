@@ -14,6 +14,9 @@ int cdnnl_md_equal(cdnnl_md a, cdnnl_md b) {
 
 size_t cdnnl_md_size(cdnnl_md md) { return md == NULL ? 0 : dnnl_memory_desc_get_size(md); }
 
+// Convolutions and pooling here are never dilated (0 in both APIs).
+static const dnnl_dims_t no_dilation = {0, 0};
+
 #if CDNNL_V3
 
 dnnl_status_t cdnnl_md_create(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims,
@@ -68,8 +71,6 @@ int cdnnl_md_blocking(cdnnl_md md, dnnl_dims_t strides, int *blocks, dnnl_dims_t
   memcpy(block_dims, *idxs, sizeof(dnnl_dims_t));
   return 0;
 }
-
-static const dnnl_dims_t no_dilation = {0, 0};
 
 dnnl_status_t cdnnl_conv_forward_pd(dnnl_primitive_desc_t *pd, dnnl_alg_kind_t alg, cdnnl_md src,
                                     cdnnl_md weights, cdnnl_md bias, cdnnl_md dst,
@@ -239,8 +240,6 @@ dnnl_status_t cdnnl_bnorm_pds(dnnl_primitive_desc_t *forward, dnnl_primitive_des
   if (s == dnnl_success) s = dnnl_primitive_desc_create(backward, &desc, NULL, cdnnl_engine(), *forward);
   return s;
 }
-
-static const dnnl_dims_t no_dilation = {0, 0};
 
 dnnl_status_t cdnnl_max_pool_forward_pd(dnnl_primitive_desc_t *pd, cdnnl_md src, cdnnl_md dst,
                                         const dnnl_dims_t strides, const dnnl_dims_t kernel,

@@ -160,13 +160,17 @@ const clayout *clayout_intern(cdnnl_md md) {
   return found;
 }
 
-const clayout *clayout_plain(int n, int c, int h, int w) {
-  dnnl_dims_t dims = {n, c, h, w};
+const clayout *clayout_plain_tagged(const dnnl_dims_t dims, dnnl_format_tag_t tag) {
   dnnl_memory_desc_t md = {0};
-  if (cdnnl_md_create(&md, 4, dims, dnnl_f32, dnnl_nchw) != dnnl_success) return NULL;
+  if (cdnnl_md_create(&md, 4, dims, dnnl_f32, tag) != dnnl_success) return NULL;
   const clayout *layout = clayout_intern(CDNNL_MD(md));
   cdnnl_md_free(md);
   return layout;
+}
+
+const clayout *clayout_plain(int n, int c, int h, int w) {
+  dnnl_dims_t dims = {n, c, h, w};
+  return clayout_plain_tagged(dims, dnnl_nchw);
 }
 
 cdnnl_md clayout_md(const clayout *layout) { return CDNNL_MD(layout->md); }

@@ -86,6 +86,10 @@ int cdnnl_run(dnnl_primitive_t prim, int count, const int *kinds, const cdnnl_md
 /// the process, so layouts compare by pointer).
 const clayout *clayout_intern(cdnnl_md md);
 
+/// The interned plain float layout of a 4-D tensor of `dims` in `tag` (NCHW, or OIHW for
+/// weights); NULL when oneDNN cannot describe it.
+const clayout *clayout_plain_tagged(const dnnl_dims_t dims, dnnl_format_tag_t tag);
+
 /// The descriptor behind a layout.
 cdnnl_md clayout_md(const clayout *layout);
 

@@ -65,9 +65,12 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 
 /// A stable 64-bit hash of a string (FNV-1a over its UTF-8 bytes, then SplitMix-mixed),
 /// identical on every platform and in every process, unlike `hashValue`.
-public func stableHash(_ text: String) -> UInt64 {
+public func stableHash(_ text: String) -> UInt64 { stableHash(bytes: text.utf8) }
+
+/// The same hash of any bytes (e.g. an image's pixels).
+@inlinable public func stableHash<Bytes: Sequence>(bytes: Bytes) -> UInt64 where Bytes.Element == UInt8 {
   var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-  for byte in text.utf8 {
+  for byte in bytes {
     hash ^= UInt64(byte)
     hash = hash &* 0x0000_0100_0000_01b3
   }

@@ -89,12 +89,7 @@ package func distortedInput(_ ink: UnsafeBufferPointer<UInt8>, size: Int, copy: 
   data.withUnsafeMutableBufferPointer { out in
     for i in 0..<n {
       let image = UnsafeBufferPointer(rebasing: ink[(i * imageSize)..<((i + 1) * imageSize)])
-      var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-      for byte in image {
-        hash ^= UInt64(byte)
-        hash = hash &* 0x0000_0100_0000_01b3
-      }
-      var rng = SplitMix64(seed: SplitMix64.mix(hash), key: copyKey, index: UInt64(copy))
+      var rng = SplitMix64(seed: stableHash(bytes: image), key: copyKey, index: UInt64(copy))
       AffineAugmentation.koch.apply(image, size: size, into: UnsafeMutableBufferPointer(rebasing: out[(i * imageSize)..<((i + 1) * imageSize)]), rng: &rng)
     }
   }
