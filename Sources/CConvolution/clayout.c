@@ -173,6 +173,11 @@ const clayout *clayout_plain(int n, int c, int h, int w) {
   return clayout_plain_tagged(dims, dnnl_nchw);
 }
 
+const clayout *clayout_channels_last(int n, int c, int h, int w, int block) {
+  dnnl_dims_t dims = {n, c, h, w};
+  return clayout_plain_tagged(dims, block == 16 ? dnnl_nChw16c : block == 8 ? dnnl_nChw8c : dnnl_nhwc);
+}
+
 cdnnl_md clayout_md(const clayout *layout) { return CDNNL_MD(layout->md); }
 
 size_t clayout_bytes(const clayout *layout) { return layout->bytes; }

@@ -314,11 +314,16 @@ package struct TrainingConfig: Codable, Equatable {
   /// printed and recorded as the tag `convolutions.chosen`). Winograd exists for fp32 3x3
   /// convolutions only. Evaluation always runs direct.
   package var convolutions: ConvolutionsSetting
+  /// Batch norm (with ReLU) and the max pooling after it while training: auto (fused or as two
+  /// oneDNN primitives, whichever this machine runs faster, timed with the precision probe and
+  /// recorded as the tag `fusion.resolved`), fused, or unfused (to pin a run's arithmetic).
+  package var fusion: FusionSetting = .auto
 
   package enum Pairing: String, Codable, CaseIterable { case independent, groups, batch }
 
   package enum CodingKeys: String, CodingKey, CaseIterable {
-    case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions, objective, episode, targets, stopAtTarget
+    case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions, fusion, objective, episode, targets,
+      stopAtTarget
   }
 
   package init(from decoder: any Decoder) throws {
@@ -346,6 +351,7 @@ package struct TrainingConfig: Codable, Equatable {
     pairing = try c.decodeIfPresent(Pairing.self, forKey: .pairing) ?? .independent
     precision = try c.decodeIfPresent(PrecisionSetting.self, forKey: .precision) ?? .fp32
     convolutions = try c.decodeIfPresent(ConvolutionsSetting.self, forKey: .convolutions) ?? .direct
+    fusion = try c.decodeIfPresent(FusionSetting.self, forKey: .fusion) ?? .auto
     objective = try c.decodeIfPresent(String.self, forKey: .objective) ?? SiamesePairs.name
     guard FewShotMethods.named(objective) != nil else {
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.objective], debugDescription: "one of \(FewShotMethods.names.joined(separator: ", ")); got \(objective)"))
@@ -373,6 +379,7 @@ package struct TrainingConfig: Codable, Equatable {
     // before the key existed stay what they were.
     if precision != .fp32 { try c.encode(precision, forKey: .precision) }
     if convolutions != .direct { try c.encode(convolutions, forKey: .convolutions) }
+    if fusion != .auto { try c.encode(fusion, forKey: .fusion) }
     if objective != SiamesePairs.name { try c.encode(objective, forKey: .objective) }
     try c.encodeIfPresent(episode, forKey: .episode)
     try c.encodeIfPresent(targets, forKey: .targets)
@@ -625,6 +632,7 @@ extension ConfigError {
     case ("model", "initialization"): return WeightInitialization.allCases.map(\.rawValue)
     case (_, "precision"): return PrecisionSetting.allCases.map(\.rawValue)
     case (_, "convolutions"): return ConvolutionsSetting.allCases.map(\.rawValue)
+    case ("training", "fusion"): return FusionSetting.allCases.map(\.rawValue)
     case (_, "backbone"): return BackboneKind.allCases.map(\.rawValue)
     case (_, "headActivation"): return HeadActivation.allCases.map(\.rawValue)
     case (_, "alphabetMode"): return AlphabetMode.allCases.map(\.rawValue)

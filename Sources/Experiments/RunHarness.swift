@@ -46,8 +46,8 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
   }
   defer { external?.finish() }
   if case .fresh = plan.mode { try plan.checkRunsFolder() }
-  let precision = try trainingPrecision(plan, progress: progress)
-  let precisionTag: [(key: String, value: String)] = plan.trains ? [("precision.resolved", precision.rawValue)] : []
+  let compute = try trainingCompute(plan, progress: progress)
+  let precisionTag: [(key: String, value: String)] = plan.trains ? [("precision.resolved", compute.chosen.rawValue), ("fusion.resolved", compute.fusionTag)] : []
   let externalTags: [(key: String, value: String)] =
     external.map { scorer in
       [
@@ -60,7 +60,7 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
   progress.line("run \(run.id) (\(config.name)) recording into \(run.store.displayPath)")
   let outcome: RunOutcome
   do {
-    outcome = try recordRun(plan, data: data, run: run, resumable: resumable, evaluated: evaluated, external: external, precision: precision, progress: progress)
+    outcome = try recordRun(plan, data: data, run: run, resumable: resumable, evaluated: evaluated, external: external, compute: compute, progress: progress)
   } catch let error as StoreError where error.isUnavailable {
     progress.finish()
     throw RunLeftResumable(reason: error, runID: run.id, resumeCommand: plan.resumeCommand(run.id))
@@ -82,7 +82,7 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
 /// Trains (unless the run scores a given checkpoint or an outside scorer) and evaluates, inside
 /// the run's recording (which ends the row with the outcome).
 private func recordRun(
-  _ plan: RunPlan, data: ExperimentData, run: RunRecording, resumable: Resumable?, evaluated: EvaluatedCheckpoint?, external: ExternalScorer?, precision: ConvolutionPrecision,
+  _ plan: RunPlan, data: ExperimentData, run: RunRecording, resumable: Resumable?, evaluated: EvaluatedCheckpoint?, external: ExternalScorer?, compute: PrecisionProbe.Outcome,
   progress: ProgressDisplay
 ) throws -> RunOutcome {
   try run.recording {
@@ -97,7 +97,7 @@ private func recordRun(
     if let evaluated {
       checkpoint = evaluated
     } else {
-      switch try train(plan, data: data, precision: precision, resumable: resumable, run: run, progress: progress) {
+      switch try train(plan, data: data, compute: compute, resumable: resumable, run: run, progress: progress) {
       case .stopped(let outcome): return outcome
       case .finished(let best): checkpoint = best
       }
@@ -125,11 +125,13 @@ func loadData(_ plan: RunPlan, progress: ProgressDisplay) throws -> ExperimentDa
 }
 
 /// Trains (or goes on training) and returns the best checkpoint, or how the run stopped.
-func train(_ plan: RunPlan, data: ExperimentData, precision: ConvolutionPrecision, resumable: Resumable?, run: RunRecording, progress: ProgressDisplay) throws -> TrainingEndWithCheckpoint {
+func train(_ plan: RunPlan, data: ExperimentData, compute: PrecisionProbe.Outcome, resumable: Resumable?, run: RunRecording, progress: ProgressDisplay) throws -> TrainingEndWithCheckpoint {
   guard let settings = plan.config.training, let training = data.training else {
     throw UserFacingError("\(plan.config.name) has no training section; evaluate a checkpoint with --eval-only")
   }
-  let trainer = try Trainer(config: plan.config, training: settings, precision: precision, data: training, folder: plan.folder(runID: run.id), runID: run.id)
+  let trainer = try Trainer(
+    config: plan.config, training: settings, precision: compute.chosen, fusesNormalizationPooling: compute.fusesNormalizationPooling, data: training,
+    folder: plan.folder(runID: run.id), runID: run.id)
   trainer.elapsed = { run.elapsed }
   if let resumable {
     trainer.resume(from: resumable)
@@ -201,29 +203,37 @@ func evaluate<Scorer: OneShotScorer>(_ scorer: Scorer, on protocols: [PreparedPr
   return results
 }
 
-/// The training arithmetic: as the file sets it, or for `auto` measured on this machine (a
-/// resumed run keeps the answer it started with, so that it ends as it would have).
-func trainingPrecision(_ plan: RunPlan, progress: ProgressDisplay) throws -> ConvolutionPrecision {
-  guard plan.trains, let settings = plan.config.training else { return .fp32 }
-  if let fixed = settings.precision.fixed { return fixed }
-  if case .resume(let id) = plan.mode, let recorded = try plan.store().run(id).tags.first(where: { $0.key == "precision.resolved" }),
-    let resolved = ConvolutionPrecision(rawValue: recorded.value)
-  {
-    return resolved
+/// The training arithmetic and whether batch norm and pooling run fused: the precision as the
+/// file sets it or, for `auto`, measured on this machine, and the fusion measured at that
+/// precision (a resumed run keeps the answers it started with, so that it ends as it would have;
+/// a run recorded before the fused layer existed ran unfused).
+func trainingCompute(_ plan: RunPlan, progress: ProgressDisplay) throws -> PrecisionProbe.Outcome {
+  guard plan.trains, let settings = plan.config.training else { return PrecisionProbe.Outcome(chosen: .fp32, millisecondsPerStep: [:]) }
+  if case .resume(let id) = plan.mode, let recorded = PrecisionProbe.Outcome.recorded(tags: try plan.store().run(id).tags, fixed: settings.precision.fixed) {
+    return recorded
   }
-  let status = WorkStatus("precision auto: starting")
+  let precisions = settings.precision.fixed.map { [$0] } ?? ConvolutionPrecision.allCases
+  let status = WorkStatus("probe: starting")
   let probe = progress.whileWorking(status) {
-    PrecisionProbe.resolve(model: plan.config.model, method: settings.method, images: settings.imagesPerStep, convolutions: settings.convolutions, status: status) {
-      progress.line("precision auto: timing 4 training steps in fp32 and in bf16 on this network (once per machine and network; \"precision\": \"fp32\" skips it)")
+    PrecisionProbe.resolve(
+      model: plan.config.model, method: settings.method, images: settings.imagesPerStep, precisions: precisions, fusion: settings.fusion,
+      convolutions: settings.convolutions, status: status
+    ) {
+      let what = precisions.count > 1 ? "in fp32 and in bf16" : "in \(precisions[0].rawValue)"
+      let fusion = settings.fusion == .auto ? ", batch norm and pooling fused and not," : ""
+      progress.line("probe: timing training steps \(what)\(fusion) on this network (once per machine and network)")
     }
   }
-  if let skipped = probe.skipped {
-    progress.line("precision auto: \(probe.chosen.rawValue) (\(skipped))")
+  let fusion = probe.fused.map { ", batch norm + pooling \($0 ? "fused" : "unfused")" } ?? ""
+  let label = settings.precision == .auto ? "precision auto: \(probe.chosen.rawValue)\(fusion)" : "training in \(probe.chosen.rawValue) (the file's precision)\(fusion)"
+  if probe.millisecondsPerStep.isEmpty {
+    if settings.precision == .auto { progress.line("\(label) (\(probe.skipped ?? "nothing else to time"))") }
   } else {
     let times = probe.millisecondsPerStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.1f ms", $0.key, $0.value) }.joined(separator: ", ")
-    progress.line("precision auto: \(probe.chosen.rawValue) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : ""))")
+    let skipped = probe.skipped.map { "; \($0)" } ?? ""
+    progress.line("\(label) (\(times) a probe step\(probe.cached ? ", cached in \(PrecisionProbe.cacheURL.path)" : "")\(skipped))")
   }
-  return probe.chosen
+  return probe
 }
 
 /// Images a set of episodes scores (support and queries), the unit of evaluation work.

@@ -80,6 +80,8 @@ package final class Trainer {
   package let training: TrainingConfig
   /// The convolutions' arithmetic in training (the setting, or what `auto` resolved to).
   package let precision: ConvolutionPrecision
+  /// Batch norm and the max pooling after it as one fused layer (the probe's choice).
+  package let fusesNormalizationPooling: Bool
   package let background: ImageSplit
   /// What a step trains.
   package let method: any FewShotMethod.Type
@@ -100,10 +102,14 @@ package final class Trainer {
   private var fallbacksReported = 0
 
   /// A trainer for a fresh network; creates the run's folder with its configuration.
-  package init(config: ExperimentConfig, training: TrainingConfig, precision: ConvolutionPrecision, data: ExperimentData.Training, folder: URL, runID: String) throws {
+  package init(
+    config: ExperimentConfig, training: TrainingConfig, precision: ConvolutionPrecision, fusesNormalizationPooling: Bool = true, data: ExperimentData.Training, folder: URL,
+    runID: String
+  ) throws {
     self.config = config
     self.training = training
     self.precision = precision
+    self.fusesNormalizationPooling = fusesNormalizationPooling
     self.background = data.background
     self.folder = folder
     self.runID = runID
@@ -118,6 +124,7 @@ package final class Trainer {
     network = EmbeddingNetwork(config: config.model, seed: config.seed)
     network.precision = precision
     network.convolutionAlgorithm = training.convolutions.algorithm
+    network.fusesNormalizationPooling = fusesNormalizationPooling
     optimizer = Optimizer(training.optimizer.config, store: network.store)
   }
 
@@ -129,6 +136,7 @@ package final class Trainer {
     network = resumable.checkpoint.network
     network.precision = precision
     network.convolutionAlgorithm = training.convolutions.algorithm
+    network.fusesNormalizationPooling = fusesNormalizationPooling
     optimizer = resumable.optimizer
     state = resumable.state
   }

@@ -135,9 +135,21 @@ public struct EmbeddingNetwork: Sendable {
   /// plain tensors (the reference path the tests compare with). Never used by inference.
   public var keepsLayouts = true
 
+  /// Whether training runs a batch norm (with ReLU) and the max pooling after it as one fused
+  /// layer where the layout allows (NormalizationPooling.swift); off, as two oneDNN primitives.
+  public var fusesNormalizationPooling = true
+
+  /// Whether the backbone has a batch norm with ReLU followed by max pooling (what
+  /// `fusesNormalizationPooling` fuses).
+  public var hasNormalizationPooling: Bool {
+    zip(backbone, backbone.dropFirst()).contains { ($0 as? BatchNorm2D)?.fusedReLU == true && $1 is MaxPool2D }
+  }
+
   /// The forward context of this network's settings.
   func context(training: Bool) -> ForwardContext {
-    ForwardContext(training: training, precision: precision, algorithm: convolutionAlgorithm, keepsLayouts: training && keepsLayouts && convolutionAlgorithm != .im2col)
+    var context = ForwardContext(training: training, precision: precision, algorithm: convolutionAlgorithm, keepsLayouts: training && keepsLayouts && convolutionAlgorithm != .im2col)
+    context.fusesNormalizationPooling = fusesNormalizationPooling
+    return context
   }
 
   /// Runs `layers` in order; the caches are kept only when `keepCaches` (training).
@@ -145,10 +157,22 @@ public struct EmbeddingNetwork: Sendable {
     var x = input
     var caches: [LayerCache] = []
     if keepCaches { caches.reserveCapacity(layers.count) }
-    for layer in layers {
-      let (y, cache) = layer.forward(x, store: store, context: context)
+    let fuses = context.training && context.keepsLayouts && context.fusesNormalizationPooling
+    var i = 0
+    while i < layers.count {
+      // Batch norm + ReLU, then max pooling: one fused layer where the layout allows.
+      if fuses, i + 1 < layers.count, layers[i + 1] is MaxPool2D, let norm = layers[i] as? BatchNorm2D,
+        let (y, normalization, pooling) = norm.forwardPooled(x, store: store)
+      {
+        if keepCaches { caches += [normalization, pooling] }
+        x = y
+        i += 2
+        continue
+      }
+      let (y, cache) = layers[i].forward(x, store: store, context: context)
       if keepCaches { caches.append(cache) }
       x = y
+      i += 1
     }
     return (x, caches)
   }

@@ -53,6 +53,20 @@ extension Tensor {
     precondition(status == 0, "oneDNN could not reorder a \(shape) tensor from \(layout) to plain")
     return out
   }
+
+  /// The same values in `target` (itself when already there).
+  func reordered(to target: TensorLayout) -> Tensor {
+    guard target != layout else { return self }
+    guard target.handle != nil else { return plain() }
+    var out = Tensor(uninitialized: shape)
+    out.layout = target
+    precondition(out.data.count == clayout_count(target.handle(for: shape)), "a \(shape) tensor in \(target) needs padding")
+    let status = data.withUnsafeBufferPointer { src in
+      out.data.withUnsafeMutableBufferPointer { dst in clayout_reorder(layout.handle(for: shape), src.baseAddress!, target.handle(for: shape), dst.baseAddress!) }
+    }
+    precondition(status == 0, "oneDNN could not reorder a \(shape) tensor from \(layout) to \(target)")
+    return out
+  }
 }
 
 /// Why a layer ran its Swift kernel on plain tensors in training instead of oneDNN's primitive

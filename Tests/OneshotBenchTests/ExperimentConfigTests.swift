@@ -106,7 +106,7 @@ final class ExperimentConfigTests: XCTestCase {
     let edited = try ExperimentConfig.load(try write(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 12")))
     XCTAssertEqual(try override("training.steps=12").hash, edited.hash)
     // Mistakes: the same one-line messages as in a file.
-    XCTAssertEqual(overrideMessage("training.stepz=5"), "training.stepz | unknown key 'stepz'; allowed: augmentation, convolutions, episode, logEvery, objective, optimizer, pairing, pairs, pairsPerStep, patience, precision, schedule, steps, stopAtTarget, targets, validation")
+    XCTAssertEqual(overrideMessage("training.stepz=5"), "training.stepz | unknown key 'stepz'; allowed: augmentation, convolutions, episode, fusion, logEvery, objective, optimizer, pairing, pairs, pairsPerStep, patience, precision, schedule, steps, stopAtTarget, targets, validation")
     XCTAssertEqual(overrideMessage("training.steps=ten"), "training.steps | wrong type; expected an integer")
     XCTAssertEqual(overrideMessage("training.steps=0"), "training.steps | between 1 and 100000000; got 0")
     XCTAssertEqual(overrideMessage("training.precision=fp8"), "training.precision | one of fp32, bf16, auto; got fp8")
@@ -161,10 +161,37 @@ final class ExperimentConfigTests: XCTestCase {
     // Every key of a fixed set of words names its words, the two "kind"s apart.
     XCTAssertEqual(overrideMessage("training.pairing=pairs"), "training.pairing | one of independent, groups, batch; got pairs")
     XCTAssertEqual(overrideMessage("training.convolutions=fast"), "training.convolutions | one of direct, auto; got fast")
+    XCTAssertEqual(overrideMessage("training.fusion=fast"), "training.fusion | one of auto, fused, unfused; got fast")
     XCTAssertEqual(overrideMessage("model.resampling=bicubic"), "model.resampling | one of area, nearest; got bicubic")
     XCTAssertEqual(overrideMessage("model.initialization=xavier"), "model.initialization | one of kaiming, pytorch; got xavier")
     XCTAssertEqual(overrideMessage("training.optimizer.kind=rmsprop"), "training.optimizer.kind | one of adam, sgd; got rmsprop")
     XCTAssertEqual(overrideMessage("training.schedule={\"kind\": \"linear\"}"), "training.schedule.kind | one of constant, step, cosine; got linear")
+  }
+
+  func testFusionDefaultsToAutoAndIsWrittenOnlyWhenPinned() throws {
+    let plain = try ExperimentConfig.load(try write(valid))
+    XCTAssertEqual(plain.training?.fusion, .auto)
+    XCTAssertFalse(plain.canonicalJSON.contains("fusion"), "a file without the key keeps its configuration hash")
+    let pinned = try ExperimentConfig.load(try write(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"fusion\": \"unfused\"")))
+    XCTAssertEqual(pinned.training?.fusion, .unfused)
+    XCTAssert(pinned.canonicalJSON.contains("\"fusion\":\"unfused\""), pinned.canonicalJSON)
+  }
+
+  /// A resumed run trains as it started: the recorded precision and fusion; a run recorded before
+  /// the fused layer existed (no `fusion.resolved` tag) ran oneDNN's two primitives.
+  func testAResumedRunKeepsItsRecordedPrecisionAndFusion() {
+    let fused = PrecisionProbe.Outcome.recorded(tags: [("precision.resolved", "bf16"), ("fusion.resolved", "fused")], fixed: nil)
+    XCTAssertEqual(fused?.chosen, .bf16)
+    XCTAssertEqual(fused?.fusesNormalizationPooling, true)
+    XCTAssertEqual(fused?.fusionTag, "fused")
+    let older = PrecisionProbe.Outcome.recorded(tags: [("precision.resolved", "fp32")], fixed: .fp32)
+    XCTAssertEqual(older?.fused, false)
+    XCTAssertEqual(older?.fusesNormalizationPooling, false, "recorded before the fused layer: unfused")
+    let none = PrecisionProbe.Outcome.recorded(tags: [("precision.resolved", "fp32"), ("fusion.resolved", "none")], fixed: nil)
+    XCTAssertNil(none?.fused)
+    XCTAssertEqual(none?.fusionTag, "none")
+    XCTAssertEqual(PrecisionProbe.Outcome.recorded(tags: [], fixed: .bf16)?.chosen, .bf16, "no tag: the file's fixed precision")
+    XCTAssertNil(PrecisionProbe.Outcome.recorded(tags: [], fixed: nil), "auto and nothing recorded: probe again")
   }
 
   func testPrecisionDefaultsToFP32AndKeepsOldConfigurationHashes() throws {

@@ -402,26 +402,45 @@ final class RunTests: TemporaryFolderTestCase {
     let cache = folder.appendingPathComponent("cache")
     let first = runCLI(["run", config, "--store", storePath, "--set", "training.precision=auto"], environment: ["ONESHOT_CACHE": cache.path], currentDirectory: folder)
     XCTAssertEqual(first.code, 0, first.error)
-    // Where the kernels have no bf16 dot products (AVX2-only CPUs, or ONEDNN_MAX_CPU_ISA=AVX2),
-    // bf16 is not timed: fp32 at once, the reason said, nothing to cache.
+    // The network has batch norm before pooling, so fusing them is timed too. Where the kernels
+    // have no bf16 dot products (AVX2-only CPUs, or ONEDNN_MAX_CPU_ISA=AVX2), bf16 is not timed:
+    // fp32, fused or not, and the reason said.
     let timesBF16 = KernelISA.bf16
+    XCTAssert(first.error.contains("precision auto: ") && first.error.contains("fp32 fused ") && first.error.contains("fp32 unfused "), first.error)
+    XCTAssert(first.error.contains(", batch norm + pooling fused (") || first.error.contains(", batch norm + pooling unfused ("), first.error)
     if timesBF16 {
-      XCTAssert(first.error.contains("precision auto: ") && first.error.contains("fp32 ") && first.error.contains("bf16 "), first.error)
-      let cached = try JSONSerialization.jsonObject(with: Data(contentsOf: cache.appendingPathComponent("precision.json"))) as? [String: Any]
-      XCTAssertEqual(cached?.count, 1)
+      XCTAssert(first.error.contains("bf16 fused ") && first.error.contains("bf16 unfused "), first.error)
     } else {
-      XCTAssert(first.error.contains("precision auto: fp32 (bf16 not timed: this CPU's kernels (\(KernelISA.description)) have no bf16 dot products"), first.error)
-      XCTAssertFalse(FileManager.default.fileExists(atPath: cache.appendingPathComponent("precision.json").path))
+      XCTAssert(first.error.contains("precision auto: fp32, batch norm + pooling "), first.error)
+      XCTAssert(first.error.contains("bf16 not timed: this CPU's kernels (\(KernelISA.description)) have no bf16 dot products"), first.error)
     }
+    let cached = try JSONSerialization.jsonObject(with: Data(contentsOf: cache.appendingPathComponent("precision.json"))) as? [String: Any]
+    XCTAssertEqual(cached?.count, 1)
     let second = runCLI(["run", config, "--store", storePath, "--set", "training.precision=auto", "--seed", "4"], environment: ["ONESHOT_CACHE": cache.path], currentDirectory: folder)
     XCTAssertEqual(second.code, 0, second.error)
-    XCTAssert(second.error.contains(timesBF16 ? "cached in" : "bf16 not timed"), second.error)
+    XCTAssert(second.error.contains("cached in"), second.error)
+    if !timesBF16 { XCTAssert(second.error.contains("bf16 not timed"), second.error) }
     let store = try ResultsStore(path: storePath)
     let resolved = try store.listRuns().map { try store.run($0.id).tags.first { $0.key == "precision.resolved" }?.value }
     XCTAssertEqual(resolved.count, 2)
     XCTAssert(resolved.allSatisfy { $0 == "fp32" || $0 == "bf16" } && resolved[0] == resolved[1], "\(resolved)")
     if !timesBF16 { XCTAssertEqual(resolved[0], "fp32") }
+    let fusion = try store.listRuns().map { try store.run($0.id).tags.first { $0.key == "fusion.resolved" }?.value }
+    XCTAssert(fusion.allSatisfy { $0 == "fused" || $0 == "unfused" } && fusion[0] == fusion[1], "\(fusion)")
     XCTAssert(runCLI(["report", "--store", storePath, "--wide"]).output.contains("auto (\(resolved[0]!))"))
+  }
+
+  func testPinnedFusionIsRecordedWithoutAProbe() throws {
+    let config = try experiment(steps: 3)
+    let cache = folder.appendingPathComponent("cache")
+    let run = runCLI(["run", config, "--store", storePath, "--set", "training.fusion=unfused"], environment: ["ONESHOT_CACHE": cache.path], currentDirectory: folder)
+    XCTAssertEqual(run.code, 0, run.error)
+    XCTAssertFalse(run.error.contains("probe"), "fp32 and unfused, both pinned: nothing to time\n\(run.error)")
+    XCTAssertFalse(FileManager.default.fileExists(atPath: cache.appendingPathComponent("precision.json").path))
+    let store = try ResultsStore(path: storePath)
+    let id = try XCTUnwrap(store.listRuns().first).id
+    XCTAssertEqual(try store.run(id).tags.first { $0.key == "fusion.resolved" }?.value, "unfused")
+    XCTAssertEqual(try store.run(id).params.first { $0.key == "training.fusion" }?.value, "unfused")
   }
 
   func testAutoConvolutionsAreChosenPrintedAndRecorded() throws {

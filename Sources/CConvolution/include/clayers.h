@@ -11,6 +11,10 @@ typedef struct clayout clayout;
 /// Plain row-major NCHW float.
 const clayout *clayout_plain(int n, int c, int h, int w);
 
+/// A float layout with the channels innermost: in blocks of `block` (16 or 8: nChw16c, nChw8c), or
+/// all of them (any other value: nhwc). The layouts oneDNN's convolutions leave outputs in.
+const clayout *clayout_channels_last(int n, int c, int h, int w, int block);
+
 /// 1 when the layout is plain row-major NCHW float.
 int clayout_is_plain(const clayout *layout);
 
@@ -65,5 +69,39 @@ int cpool_forward(cpool *pool, const float *x, float *y, void *workspace);
 /// dx (input layout) = dy (in `dy_layout`) routed to each window's maximum, zero elsewhere. 0 or -1.
 int cpool_backward(cpool *pool, const clayout *dy_layout, const float *dy, const void *workspace,
                    float *dx);
+
+/// Training-mode batch normalisation with a ReLU, then 2x2 max pooling (stride 2, floor mode), as
+/// one layer that never writes the normalised full-resolution tensor (cbnpool.c says why). For
+/// inputs whose channels sit in contiguous blocks per pixel (nChw16c, nChw8c, nhwc); the output
+/// keeps that layout family. The kernels take a range of images [n0, n1), so that the caller
+/// spreads the images over its threads; per-image sums are doubles, C per image.
+typedef struct cbnpool cbnpool;
+
+/// The handle for inputs in `layout`; NULL with a message when the layout is not one of those.
+cbnpool *cbnpool_get(const clayout *layout, char *error, size_t error_length);
+
+/// The layout of the pooled output, and the floats it holds.
+const clayout *cbnpool_output_layout(const cbnpool *p);
+size_t cbnpool_output_count(const cbnpool *p);
+
+/// Each image's per-channel sum and sum of squares of x.
+void cbnpool_statistics(const cbnpool *p, const float *x, long n0, long n1, double *sum,
+                        double *squares);
+
+/// y = 2x2 max of max(scale * x + shift, 0) per channel; winner (one byte per output) = the
+/// window position 0-3 of the first maximum, plus 4 when that maximum is positive.
+void cbnpool_forward(const cbnpool *p, const float *x, const float *scale, const float *shift,
+                     float *y, unsigned char *winner, long n0, long n1);
+
+/// Each image's per-channel sum of g and of g * (x - mean), where g is dy (the pooled output's
+/// gradient, in the output layout) at each window's winner when its ReLU passed it, else zero.
+void cbnpool_backward_sums(const cbnpool *p, const float *x, const float *dy,
+                           const unsigned char *winner, const float *mean, long n0, long n1,
+                           double *sum, double *centred);
+
+/// dx = k * (g - a - (x - mean) * s) per channel, g as above (zero outside every window).
+void cbnpool_backward(const cbnpool *p, const float *x, const float *dy,
+                      const unsigned char *winner, const float *mean, const float *k,
+                      const float *a, const float *s, float *dx, long n0, long n1);
 
 #endif

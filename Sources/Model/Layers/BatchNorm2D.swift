@@ -143,6 +143,8 @@ public struct BatchNorm2D: Layer {
     switch cache.saved {
     case .statistics(let m, _, let v?), .normalization(_, let m, let v, _):
       (mean, variance) = (m, v)
+    case .normalizationPooled(let state):
+      (mean, variance) = (state.mean, state.variance)
     default:
       return
     }
@@ -156,6 +158,9 @@ public struct BatchNorm2D: Layer {
 
   /// Accumulates dL/dgamma and dL/dbeta; returns dL/dx.
   public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    if case .normalizationPooled(let state) = cache.saved {
+      return pooledBackward(dOutput, cache: cache, state: state, store: &store)
+    }
     if case .normalization(let handle, let mean, let variance, let workspace) = cache.saved {
       return oneDNNBackward(dOutput, cache: cache, handle: handle.pointer, mean: mean, variance: variance, workspace: workspace, store: &store)
     }

@@ -19,6 +19,9 @@ public struct ForwardContext: Sendable {
   /// too); otherwise every layer returns plain tensors and batch norm and pooling run the
   /// Swift kernels, the fixed arithmetic of every evaluation.
   public var keepsLayouts: Bool
+  /// With `keepsLayouts`: a batch norm with ReLU followed by max pooling runs as one fused
+  /// layer where its input's layout allows (NormalizationPooling.swift).
+  public var fusesNormalizationPooling: Bool = true
 
   /// A context; inference in fp32 on oneDNN's direct primitives, plain tensors, unless told otherwise.
   public init(training: Bool = false, precision: ConvolutionPrecision = .fp32, algorithm: ConvolutionAlgorithm = .direct, keepsLayouts: Bool = false) {
@@ -56,6 +59,10 @@ public struct LayerCache: Sendable {
     case argmax([UInt8])
     /// MaxPool2D on oneDNN: the primitive's record of each window's winner.
     case pooling(OneDNNHandle, workspace: [UInt8])
+    /// BatchNorm2D fused with the MaxPool2D after it (NormalizationPooling.swift).
+    case normalizationPooled(NormalizationPooling)
+    /// MaxPool2D whose work the batch norm before it did: backward passes the gradient through.
+    case pooledByNormalization
   }
 
   init(input: Tensor, output: Tensor, saved: Saved = .nothing) {

@@ -52,6 +52,8 @@ public struct MaxPool2D: Layer {
 
   /// Routes each output gradient to its window's maximum.
   public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    // The batch norm before it pooled in its fused forward and takes the pooled gradient.
+    if case .pooledByNormalization = cache.saved { return dOutput }
     if case .pooling(let handle, let workspace) = cache.saved {
       var dx = Tensor(uninitialized: cache.input.shape)
       dx.layout = cache.input.layout

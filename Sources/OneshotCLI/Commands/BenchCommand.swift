@@ -62,6 +62,8 @@ struct BenchCommand: ParsableCommand {
   @Option(help: "Path of the PyTorch measurement script (default: python/oneshot_twin/bench.py, the project's PyTorch twin).")
   var pytorchScript: String = "python/oneshot_twin/bench.py"
   @Flag(help: "Skip the machine-peak measurement (about a second).") var noPeak = false
+  @Flag(help: "Run each batch norm and the max pooling after it as two oneDNN primitives instead of the fused layer (the fusion's A/B in one sitting).")
+  var unfused = false
 
   @Option(help: ArgumentHelp("Instead of a network, time one dnnl_sgemm of shape M,N,K (row-major C = A B), e.g. 64,11025,576.", valueName: "M,N,K"))
   var gemm: GemmShape?
@@ -87,13 +89,14 @@ struct BenchCommand: ParsableCommand {
     var network = EmbeddingNetwork(config: model.config, seed: 0)
     network.precision = precision
     network.convolutionAlgorithm = algorithm
+    network.fusesNormalizationPooling = !unfused
     let side = model.config.inputSize
     var rng = NormalSampler(seed: 1)
     let step = try trainingStep(network, rng: &rng)
     var optimizer = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), store: network.store)
     let forwardFlops = network.backboneFlopsPerImage
     print(
-      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), oneDNN \(oneDNNVersion); forward \(String(format: "%.4f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.4f", step.flopsPerItem / 1e9)) GFLOP/\(step.item)"
+      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), batch norm + pooling \(unfused ? "unfused" : "fused"), oneDNN \(oneDNNVersion); forward \(String(format: "%.4f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.4f", step.flopsPerItem / 1e9)) GFLOP/\(step.item)"
     )
     // The machine's peak, measured now on the same threads (the best of three: the first run of
     // a loop can meet a core still clocking up). Winograd does fewer multiplications than the
