@@ -36,7 +36,12 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
   if let seconds = TestHooks.stallBeforeRun { Thread.sleep(forTimeInterval: seconds) }
   if InterruptFlag.requested { throw InterruptedBeforeRecording(signal: InterruptFlag.signal) }
   var evaluated: EvaluatedCheckpoint? = nil
-  if case .evalOnly(let checkpoint) = plan.mode { evaluated = try EvaluatedCheckpoint(checkpoint, config: config) }
+  if case .evalOnly(let checkpoint) = plan.mode {
+    let read = try EvaluatedCheckpoint(checkpoint, config: config)
+    // Known only now (from the checkpoint), and refused before the run row exists.
+    try read.refuseAugmentedCopies(data.protocols)
+    evaluated = read
+  }
   // An outside scorer starts (and says what it is) before the run row exists: one that does
   // not start or speaks another protocol records nothing.
   var external: ExternalScorer? = nil
@@ -174,9 +179,7 @@ func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol
     throw UserFacingError("cannot read checkpoint \(checkpoint.path) to hash it; check its permissions")
   }
   try run.store.setCheckpoint(run: run.id, path: checkpoint.path, hash: digest)
-  if checkpoint.method.scoresImages, let item = protocols.first(where: { $0.augmentedCopies > 0 }) {
-    throw UserFacingError("protocol \(item.name): the checkpoint's \(checkpoint.method.name) method adapts the network to each episode's images, not to averaged embeddings: remove augmentedCopies")
-  }
+  try checkpoint.refuseAugmentedCopies(protocols)
   var results: [ProtocolResult] = []
   for item in protocols {
     let scorer = NetworkScorer(model: checkpoint.model, method: checkpoint.method, augmentedCopies: item.augmentedCopies)
@@ -260,6 +263,14 @@ struct EvaluatedCheckpoint {
     }
     (model, self.path, self.tags) = (read.model, path, tags)
     method = FewShotMethods.method(ofCheckpoint: read.metadata, model: read.model)
+  }
+
+  /// Test-time copies average embeddings; a method that adapts the network to each episode's
+  /// images (MAML) has none to average.
+  func refuseAugmentedCopies(_ protocols: [PreparedProtocol]) throws {
+    if method.scoresImages, let item = protocols.first(where: { $0.augmentedCopies > 0 }) {
+      throw UserFacingError("protocol \(item.name): the checkpoint's \(method.name) method adapts the network to each episode's images, not to averaged embeddings: remove augmentedCopies")
+    }
   }
 }
 

@@ -101,7 +101,19 @@ final class MethodsTests: TemporaryFolderTestCase {
 
   /// First-order MAML: scoring adapts the network to each episode's images, which the scorer
   /// hands it beside the embeddings; `predict` compares the meta-trained embeddings.
-  func testMAMLEndToEnd() throws { try checkEndToEnd(objective: "maml", similarity: "euclidean", pairHeading: "squared distance", selfValue: "0.000000") }
+  func testMAMLEndToEnd() throws {
+    let best = try checkEndToEnd(objective: "maml", similarity: "euclidean", pairHeading: "squared distance", selfValue: "0.000000")
+    // A file that does not train MAML, scoring a MAML checkpoint with test-time copies: the
+    // method is known only from the checkpoint, and the copies are refused before anything is
+    // recorded.
+    let store = try ResultsStore(path: storePath)
+    let before = try store.listRuns().count
+    let refused = runCLI(
+      ["run", try experiment(steps: 4), "--eval-only", "--checkpoint", best.path, "--store", storePath, "--set", "evaluation.1.augmentedCopies=4"], currentDirectory: folder)
+    XCTAssertNotEqual(refused.code, 0, refused.error)
+    XCTAssert(refused.error.contains("the checkpoint's maml method adapts the network to each episode's images") && refused.error.contains("remove augmentedCopies"), refused.error)
+    XCTAssertEqual(try store.listRuns().count, before, "no run row for a refused run")
+  }
 
   func testFineTuningEndToEnd() throws {
     // Without the classifier's size the file is refused; with a wrong one the run says the right one.
