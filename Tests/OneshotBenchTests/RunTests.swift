@@ -430,6 +430,30 @@ final class RunTests: TemporaryFolderTestCase {
     XCTAssert(runCLI(["report", "--store", storePath, "--wide"]).output.contains("auto (\(resolved[0]!))"))
   }
 
+  /// With 16 channels the convolutions leave nChw16c outputs and batch norm + pooling run fused
+  /// (checked with ONEDNN_VERBOSE: no batch-norm or pooling primitive runs): an interrupted and resumed
+  /// run still equals the straight one.
+  func testFusedTrainingResumesExactly() throws {
+    let config = try experiment(steps: 40, validateEvery: 25, logEvery: 20)
+    let settings = ["--set", "model.blocks=[[16], [16]]", "--set", "training.fusion=fused"]
+    let runs = folder.appendingPathComponent("checkpoints")
+    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path] + settings, runs: runs, holdAtStep: 25, currentDirectory: folder)
+    kill(held.process.processIdentifier, SIGINT)
+    held.process.waitUntilExit()
+    XCTAssertEqual(held.process.terminationStatus, 130, held.errorText)
+    let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(resumed.code, 0, resumed.error)
+    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path] + settings, currentDirectory: folder)
+    XCTAssertEqual(straight.code, 0, straight.error)
+    let store = try ResultsStore(path: storePath)
+    let other = try XCTUnwrap(try store.listRuns().first { $0.id != held.runID && $0.status == .completed }).id
+    for id in [held.runID, other] { XCTAssertEqual(try store.run(id).tags.first { $0.key == "fusion.resolved" }?.value, "fused") }
+    XCTAssertEqual(try store.results(runID: held.runID).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
+    for key in [MetricKey.trainingLoss, MetricKey.validationAccuracy] {
+      XCTAssertEqual(try store.metrics(runID: held.runID, key: key).map(\.value), try store.metrics(runID: other, key: key).map(\.value), key)
+    }
+  }
+
   func testPinnedFusionIsRecordedWithoutAProbe() throws {
     let config = try experiment(steps: 3)
     let cache = folder.appendingPathComponent("cache")
