@@ -100,6 +100,7 @@ package final class Trainer {
   package var elapsed: () -> Double = { 0 }
   private var lastAlive = Date()
   private var fallbacksReported = 0
+  private var unfusedReported = 0
 
   /// A trainer for a fresh network; creates the run's folder with its configuration.
   package init(
@@ -247,6 +248,12 @@ package final class Trainer {
 
   /// A layer oneDNN could not build runs its Swift kernel: correct, slower; said and recorded.
   private func reportFallbacks() throws {
+    if fusesNormalizationPooling, UnfusedPairs.reasons.count > unfusedReported {
+      unfusedReported = UnfusedPairs.reasons.count
+      let reasons = UnfusedPairs.reasons.joined(separator: "; ")
+      try report(.note("note: " + reasons))
+      try report(.tag(key: "fusion.unfused", value: reasons))
+    }
     guard OneDNNFallbacks.reasons.count > fallbacksReported else { return }
     fallbacksReported = OneDNNFallbacks.reasons.count
     let reasons = OneDNNFallbacks.reasons.joined(separator: "; ")

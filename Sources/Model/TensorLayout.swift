@@ -69,22 +69,49 @@ extension Tensor {
   }
 }
 
-/// Why a layer ran its Swift kernel on plain tensors in training instead of oneDNN's primitive
-/// (oneDNN could not build it for that layout): each reason once, for the trainer to print and
-/// record. Empty when every layer ran on oneDNN.
-public enum OneDNNFallbacks {
-  private static let lock = NSLock()
-  nonisolated(unsafe) private static var recorded: [String] = []
+/// Reasons noted once each (a set kept in order, safe across threads).
+public final class ReasonLog: @unchecked Sendable {
+  private let lock = NSLock()
+  private var recorded: [String] = []
+
+  init() {}
 
   /// Notes a reason (kept once).
-  static func note(_ reason: String) {
+  func note(_ reason: String) {
     lock.withLock {
       if !recorded.contains(reason) { recorded.append(reason) }
     }
   }
 
   /// Every reason noted so far in this process.
-  public static var reasons: [String] { lock.withLock { recorded } }
+  public var reasons: [String] { lock.withLock { recorded } }
+}
+
+/// Why a layer ran its Swift kernel on plain tensors in training instead of oneDNN's primitive
+/// (oneDNN could not build it for that layout): each reason once, for the trainer to print and
+/// record. Empty when every layer ran on oneDNN.
+public enum OneDNNFallbacks {
+  private static let log = ReasonLog()
+
+  /// Notes a reason (kept once).
+  static func note(_ reason: String) { log.note(reason) }
+
+  /// Every reason noted so far in this process.
+  public static var reasons: [String] { log.reasons }
+}
+
+/// Why a batch norm and the pooling after it ran as two oneDNN primitives although fusing was
+/// asked for (their input's layout is not one the fused kernels take): each reason once, for the
+/// trainer to print and record, so that `fusion.resolved: fused` is never read as "fused
+/// everywhere" when it was not.
+public enum UnfusedPairs {
+  private static let log = ReasonLog()
+
+  /// Notes a reason (kept once).
+  static func note(_ reason: String) { log.note(reason) }
+
+  /// Every reason noted so far in this process.
+  public static var reasons: [String] { log.reasons }
 }
 
 /// The text of a C message buffer.

@@ -447,7 +447,10 @@ final class RunTests: TemporaryFolderTestCase {
     XCTAssertEqual(straight.code, 0, straight.error)
     let store = try ResultsStore(path: storePath)
     let other = try XCTUnwrap(try store.listRuns().first { $0.id != held.runID && $0.status == .completed }).id
-    for id in [held.runID, other] { XCTAssertEqual(try store.run(id).tags.first { $0.key == "fusion.resolved" }?.value, "fused") }
+    for id in [held.runID, other] {
+      XCTAssertEqual(try store.run(id).tags.first { $0.key == "fusion.resolved" }?.value, "fused")
+      XCTAssertNil(try store.run(id).tags.first { $0.key == "fusion.unfused" }, "every pair fused")
+    }
     XCTAssertEqual(try store.results(runID: held.runID).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
     for key in [MetricKey.trainingLoss, MetricKey.validationAccuracy] {
       XCTAssertEqual(try store.metrics(runID: held.runID, key: key).map(\.value), try store.metrics(runID: other, key: key).map(\.value), key)
@@ -465,6 +468,15 @@ final class RunTests: TemporaryFolderTestCase {
     let id = try XCTUnwrap(store.listRuns().first).id
     XCTAssertEqual(try store.run(id).tags.first { $0.key == "fusion.resolved" }?.value, "unfused")
     XCTAssertEqual(try store.run(id).params.first { $0.key == "training.fusion" }?.value, "unfused")
+    XCTAssertNil(try store.run(id).tags.first { $0.key == "fusion.unfused" }, "nothing was asked to fuse")
+    // Asked to fuse, this network's 4- and 8-channel convolutions leave plain outputs: each pair
+    // is named as not fused, in a note and a tag, so "fused" is never read as "fused everywhere".
+    let pinned = runCLI(["run", config, "--store", storePath, "--set", "training.fusion=fused"], environment: ["ONESHOT_CACHE": cache.path], currentDirectory: folder)
+    XCTAssertEqual(pinned.code, 0, pinned.error)
+    XCTAssert(pinned.error.contains("note: batch norm + pooling at 4 x 28 x 28 not fused: "), pinned.error)
+    let fusedID = try XCTUnwrap(try store.listRuns().first { $0.id != id }).id
+    XCTAssertEqual(try store.run(fusedID).tags.first { $0.key == "fusion.resolved" }?.value, "fused")
+    XCTAssert(try XCTUnwrap(try store.run(fusedID).tags.first { $0.key == "fusion.unfused" }?.value).contains("8 x 14 x 14 not fused"))
   }
 
   func testAutoConvolutionsAreChosenPrintedAndRecorded() throws {

@@ -29,9 +29,17 @@ extension BatchNorm2D {
   /// The training forward of this batch norm (with its ReLU) and the 2x2 max pooling after it;
   /// nil when x's layout is not one the fused kernels take (the layers then run one by one).
   func forwardPooled(_ x: Tensor, store: ParameterStore) -> (output: Tensor, normalization: LayerCache, pooling: LayerCache)? {
-    guard fusedReLU, x.shape.count == 4, x.shape[1] == channels, x.shape[2] >= 2, x.shape[3] >= 2, let layout = x.layout.handle else { return nil }
+    guard fusedReLU, x.shape.count == 4, x.shape[1] == channels, x.shape[2] >= 2, x.shape[3] >= 2 else { return nil }
+    let at = "batch norm + pooling at \(channels) x \(x.shape[2]) x \(x.shape[3])"
+    guard let layout = x.layout.handle else {
+      UnfusedPairs.note("\(at) not fused: the convolution left its output in plain NCHW")
+      return nil
+    }
     var message = [CChar](repeating: 0, count: 256)
-    guard let handle = cbnpool_get(layout, &message, message.count) else { return nil }
+    guard let handle = cbnpool_get(layout, &message, message.count) else {
+      UnfusedPairs.note("\(at) not fused: \(messageText(message))")
+      return nil
+    }
     let (n, c) = (x.shape[0], channels)
     let m = Double(n * x.shape[2] * x.shape[3])
     var sums = [Double](repeating: 0, count: n * c), squares = [Double](repeating: 0, count: n * c)
