@@ -22,13 +22,18 @@
 
 #include "internal.h"
 
+struct kernels;
+
 struct cbnpool {
   const clayout *layout, *output;
+  const struct kernels *kernels;
   long n, c, h, w, ho, wo, block;
   long sn, scb, sh, sw;      // input strides in floats: image, channel block, row, column
   long on, ocb, oh, ow;      // the pooled output's (same layout family)
   struct cbnpool *next;
 };
+
+static const struct kernels *kernels_for_this_cpu(const char **name);
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cbnpool *fused;
@@ -73,6 +78,8 @@ static struct cbnpool *create(const clayout *layout, char *error, size_t error_l
     return NULL;
   }
   p->layout = layout;
+  const char *isa;
+  p->kernels = kernels_for_this_cpu(&isa);
   p->n = dims[0], p->c = dims[1], p->h = dims[2], p->w = dims[3];
   p->ho = p->h / 2, p->wo = p->w / 2;
   strides_of(tag, p->c, p->h, p->w, &p->block, &p->sn, &p->scb, &p->sh, &p->sw);
@@ -105,140 +112,97 @@ const clayout *cbnpool_output_layout(const cbnpool *p) { return p->output; }
 
 size_t cbnpool_output_count(const cbnpool *p) { return (size_t)(p->n * p->c * p->ho * p->wo); }
 
-// Sum and sum of squares of each channel of image `i`, into sum[i * C + c], squares[i * C + c].
-__attribute__((target_clones("avx512f", "avx2", "default")))
+// The kernels, compiled three times: for AVX-512, for AVX2 with FMA, and for plain x86-64. The
+// set a layer uses follows oneDNN's effective instruction set (the CPU's, lowered by
+// ONEDNN_MAX_CPU_ISA), so that imitating an AVX2-only machine on a larger one runs these kernels'
+// AVX2 code too, and the tests can run every set this CPU has.
+struct kernels {
+  void (*statistics)(const cbnpool *, const float *, long, long, double *, double *);
+  void (*forward)(const cbnpool *, const float *, const float *, const float *, float *,
+                  unsigned char *, long, long);
+  void (*backward_sums)(const cbnpool *, const float *, const float *, const unsigned char *,
+                        const float *, long, long, double *, double *);
+  void (*backward)(const cbnpool *, const float *, const float *, const unsigned char *,
+                   const float *, const float *, const float *, const float *, float *, long,
+                   long);
+};
+
+#define ISA avx512
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
+#include "cbnpool_kernels.h"
+#pragma clang attribute pop
+#undef ISA
+
+#define ISA avx2
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#include "cbnpool_kernels.h"
+#pragma clang attribute pop
+#undef ISA
+
+#define ISA plain
+#include "cbnpool_kernels.h"
+#undef ISA
+
+static int has_isa(dnnl_cpu_isa_t isa) {
+  unsigned bits = (unsigned)dnnl_get_effective_cpu_isa();
+  return (bits & (unsigned)isa) == (unsigned)isa;
+}
+
+static const struct kernels *kernels_for_this_cpu(const char **name) {
+  if (has_isa(dnnl_cpu_isa_avx512_core)) return *name = "AVX-512", &kernels_avx512;
+  if (has_isa(dnnl_cpu_isa_avx2)) return *name = "AVX2", &kernels_avx2;
+  return *name = "x86-64", &kernels_plain;
+}
+
+// The tests' choice of kernel set (NULL: each handle's own).
+static const struct kernels *forced;
+static const char *forced_name;
+
+const char *cbnpool_instruction_set(void) {
+  const char *name;
+  kernels_for_this_cpu(&name);
+  return forced ? forced_name : name;
+}
+
+int cbnpool_force_instruction_set(const char *name) {
+  if (name == NULL) {
+    forced = NULL;
+    return 0;
+  }
+  __builtin_cpu_init();
+  if (strcmp(name, "AVX-512") == 0 && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq"))
+    forced = &kernels_avx512, forced_name = "AVX-512";
+  else if (strcmp(name, "AVX2") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    forced = &kernels_avx2, forced_name = "AVX2";
+  else if (strcmp(name, "x86-64") == 0)
+    forced = &kernels_plain, forced_name = "x86-64";
+  else
+    return -1;
+  return 0;
+}
+
+static const struct kernels *use(const cbnpool *p) { return forced ? forced : p->kernels; }
+
 void cbnpool_statistics(const cbnpool *p, const float *x, long n0, long n1, double *sum,
                         double *squares) {
-  const long b = p->block;
-  float s[MAX_BLOCK], q[MAX_BLOCK];
-  for (long i = n0; i < n1; i++) {
-    double *si = sum + i * p->c, *qi = squares + i * p->c;
-    for (long ch = 0; ch < p->c; ch++) si[ch] = 0, qi[ch] = 0;
-    for (long cb = 0; cb < p->c / b; cb++) {
-      for (long r = 0; r < p->h; r++) {
-        const float *row = x + i * p->sn + cb * p->scb + r * p->sh;
-        for (long k = 0; k < b; k++) s[k] = 0, q[k] = 0;
-        for (long col = 0; col < p->w; col++) {
-          const float *v = row + col * p->sw;
-          _Pragma("clang loop interleave_count(1)") for (long k = 0; k < b; k++) {
-            s[k] += v[k];
-            q[k] += v[k] * v[k];
-          }
-        }
-        for (long k = 0; k < b; k++) si[cb * b + k] += s[k], qi[cb * b + k] += q[k];
-      }
-    }
-  }
+  use(p)->statistics(p, x, n0, n1, sum, squares);
 }
 
-// y = max over each window of max(scale * x + shift, 0); winner = the window position (0-3, the
-// first maximum in row-major order) plus 4 when the maximum is positive (the ReLU passed it).
-__attribute__((target_clones("avx512f", "avx2", "default")))
 void cbnpool_forward(const cbnpool *p, const float *x, const float *scale, const float *shift,
                      float *y, unsigned char *winner, long n0, long n1) {
-  const long b = p->block;
-  for (long i = n0; i < n1; i++)
-    for (long cb = 0; cb < p->c / b; cb++) {
-      const float *sc = scale + cb * b, *sf = shift + cb * b;
-      for (long r = 0; r < p->ho; r++)
-        for (long col = 0; col < p->wo; col++) {
-          const float *x0 = x + i * p->sn + cb * p->scb + 2 * r * p->sh + 2 * col * p->sw;
-          const float *x1 = x0 + p->sw, *x2 = x0 + p->sh, *x3 = x2 + p->sw;
-          long o = i * p->on + cb * p->ocb + r * p->oh + col * p->ow;
-          float *out = y + o;
-          uint8_t *win = winner + o;
-          _Pragma("clang loop interleave_count(1)") for (long k = 0; k < b; k++) {
-            float best = x0[k] * sc[k] + sf[k];
-            uint8_t at = 0;
-            float z = x1[k] * sc[k] + sf[k];
-            at = z > best ? 1 : at;
-            best = z > best ? z : best;
-            z = x2[k] * sc[k] + sf[k];
-            at = z > best ? 2 : at;
-            best = z > best ? z : best;
-            z = x3[k] * sc[k] + sf[k];
-            at = z > best ? 3 : at;
-            best = z > best ? z : best;
-            out[k] = best > 0 ? best : 0;
-            win[k] = (uint8_t)(at | (best > 0 ? 4 : 0));
-          }
-        }
-    }
+  use(p)->forward(p, x, scale, shift, y, winner, n0, n1);
 }
 
-// Per image: the sum of the gradient behind pooling and ReLU (dy, in the output's layout) and of
-// its product with (x - mean), into sum[i * C + c] and centred[i * C + c].
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void cbnpool_backward_sums(const cbnpool *p, const float *x, const float *dy, const unsigned char *winner,
-                           const float *mean, long n0, long n1, double *sum, double *centred) {
-  const long b = p->block;
-  float s[MAX_BLOCK], t[MAX_BLOCK];
-  for (long i = n0; i < n1; i++) {
-    double *si = sum + i * p->c, *ti = centred + i * p->c;
-    for (long ch = 0; ch < p->c; ch++) si[ch] = 0, ti[ch] = 0;
-    for (long cb = 0; cb < p->c / b; cb++) {
-      const float *mu = mean + cb * b;
-      for (long r = 0; r < p->ho; r++) {
-        for (long k = 0; k < b; k++) s[k] = 0, t[k] = 0;
-        for (long col = 0; col < p->wo; col++) {
-          const float *x0 = x + i * p->sn + cb * p->scb + 2 * r * p->sh + 2 * col * p->sw;
-          const float *x1 = x0 + p->sw, *x2 = x0 + p->sh, *x3 = x2 + p->sw;
-          long o = i * p->on + cb * p->ocb + r * p->oh + col * p->ow;
-          const float *g = dy + o;
-          const uint8_t *win = winner + o;
-          // Every value is loaded and then selected (no loads behind a condition), so that the
-          // loop vectorises.
-          _Pragma("clang loop interleave_count(1)") for (long k = 0; k < b; k++) {
-            unsigned w = win[k];
-            float v0 = x0[k], v1 = x1[k], v2 = x2[k], v3 = x3[k], gv = g[k];
-            float v = (w & 3) == 0 ? v0 : (w & 3) == 1 ? v1 : (w & 3) == 2 ? v2 : v3;
-            float gk = (w & 4) ? gv : 0.0f;
-            s[k] += gk;
-            t[k] += gk * (v - mu[k]);
-          }
-        }
-        for (long k = 0; k < b; k++) si[cb * b + k] += s[k], ti[cb * b + k] += t[k];
-      }
-    }
-  }
+void cbnpool_backward_sums(const cbnpool *p, const float *x, const float *dy,
+                           const unsigned char *winner, const float *mean, long n0, long n1,
+                           double *sum, double *centred) {
+  use(p)->backward_sums(p, x, dy, winner, mean, n0, n1, sum, centred);
 }
 
-// dx = k * (dy - a - (x - mean) * s) per channel, where dy is the pooled gradient at each
-// window's winner when the ReLU passed it and zero elsewhere (rows and columns outside every
-// window included).
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void cbnpool_backward(const cbnpool *p, const float *x, const float *dy, const unsigned char *winner,
-                      const float *mean, const float *k_, const float *a_, const float *s_,
-                      float *dx, long n0, long n1) {
-  const long b = p->block;
-  for (long i = n0; i < n1; i++)
-    for (long cb = 0; cb < p->c / b; cb++) {
-      const float *mu = mean + cb * b, *kk = k_ + cb * b, *aa = a_ + cb * b, *ss = s_ + cb * b;
-      for (long r = 0; r < p->ho; r++)
-        for (long col = 0; col < p->wo; col++) {
-          long at0 = i * p->sn + cb * p->scb + 2 * r * p->sh + 2 * col * p->sw;
-          const float *x0 = x + at0, *x1 = x0 + p->sw, *x2 = x0 + p->sh, *x3 = x2 + p->sw;
-          float *d0 = dx + at0, *d1 = d0 + p->sw, *d2 = d0 + p->sh, *d3 = d2 + p->sw;
-          long o = i * p->on + cb * p->ocb + r * p->oh + col * p->ow;
-          const float *g = dy + o;
-          const uint8_t *win = winner + o;
-          _Pragma("clang loop interleave_count(1)") for (long k = 0; k < b; k++) {
-            unsigned w = win[k], at = w & 3;
-            float gv = g[k];
-            float gk = (w & 4) ? gv : 0.0f;
-            float base = -aa[k] + mu[k] * ss[k];
-            d0[k] = kk[k] * ((at == 0 ? gk : 0.0f) + base - x0[k] * ss[k]);
-            d1[k] = kk[k] * ((at == 1 ? gk : 0.0f) + base - x1[k] * ss[k]);
-            d2[k] = kk[k] * ((at == 2 ? gk : 0.0f) + base - x2[k] * ss[k]);
-            d3[k] = kk[k] * ((at == 3 ? gk : 0.0f) + base - x3[k] * ss[k]);
-          }
-        }
-      // An odd last row or column belongs to no window: only the mean terms reach it.
-      for (long r = 0; r < p->h; r++)
-        for (long col = (r < 2 * p->ho ? 2 * p->wo : 0); col < p->w; col++) {
-          long at = i * p->sn + cb * p->scb + r * p->sh + col * p->sw;
-          _Pragma("clang loop interleave_count(1)") for (long k = 0; k < b; k++)
-            dx[at + k] = kk[k] * (-aa[k] - (x[at + k] - mu[k]) * ss[k]);
-        }
-    }
+void cbnpool_backward(const cbnpool *p, const float *x, const float *dy,
+                      const unsigned char *winner, const float *mean, const float *k,
+                      const float *a, const float *s, float *dx, long n0, long n1) {
+  use(p)->backward(p, x, dy, winner, mean, k, a, s, dx, n0, n1);
 }

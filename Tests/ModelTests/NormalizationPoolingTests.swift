@@ -20,11 +20,24 @@ final class NormalizationPoolingTests: XCTestCase {
     XCTAssertLessThan(worst / scale, tolerance, "\(what): worst error \(worst) relative to \(scale)", file: file, line: line)
   }
 
+  /// Every kernel set this CPU can run (the AVX-512, AVX2 and plain x86-64 builds of the same
+  /// source), whichever oneDNN's instruction set would choose.
   func testFusedLayerMatchesTheTwoLayersOneByOne() throws {
+    defer { cbnpool_force_instruction_set(nil) }
+    var ran: [String] = []
+    for set in ["AVX-512", "AVX2", "x86-64"] where cbnpool_force_instruction_set(set) == 0 {
+      XCTAssertEqual(NormalizationPooling.instructionSet, set)
+      try checkFusedLayerMatchesTheTwoLayersOneByOne(set)
+      ran.append(set)
+    }
+    XCTAssert(ran.contains("x86-64") && ran.contains("AVX2"), "every machine of this project's kind has AVX2: \(ran)")
+  }
+
+  func checkFusedLayerMatchesTheTwoLayersOneByOne(_ set: String) throws {
     // (channel block: 16, 8, or 0 for nhwc; shape)
     let cases: [(Int, [Int])] = [(16, [3, 16, 7, 6]), (16, [2, 32, 6, 6]), (8, [2, 8, 5, 7]), (0, [3, 24, 6, 5]), (0, [2, 64, 4, 4])]
     for (block, shape) in cases {
-      let what = "block \(block), \(shape)"
+      let what = "\(set) kernels, block \(block), \(shape)"
       let c = shape[1]
       var store = ParameterStore()
       let norm = BatchNorm2D(channels: c, fusedReLU: true, name: "bn", store: &store)

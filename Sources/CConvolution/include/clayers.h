@@ -80,6 +80,14 @@ typedef struct cbnpool cbnpool;
 /// The handle for inputs in `layout`; NULL with a message when the layout is not one of those.
 cbnpool *cbnpool_get(const clayout *layout, char *error, size_t error_length);
 
+/// The instruction set its kernels run ("AVX-512", "AVX2" or "x86-64"): oneDNN's effective one
+/// (the CPU's, lowered by ONEDNN_MAX_CPU_ISA).
+const char *cbnpool_instruction_set(void);
+
+/// For tests: every handle runs the named kernel set ("AVX-512", "AVX2" or "x86-64") from now on,
+/// or each its own again with NULL; -1 (nothing changed) when this CPU cannot run it.
+int cbnpool_force_instruction_set(const char *name);
+
 /// The layout of the pooled output, and the floats it holds.
 const clayout *cbnpool_output_layout(const cbnpool *p);
 size_t cbnpool_output_count(const cbnpool *p);

@@ -14,7 +14,11 @@ import CConvolution
 // each window's first maximum, as MaxPool2D routes it.
 
 /// What the fused forward keeps for its backward.
-struct NormalizationPooling: @unchecked Sendable {
+public struct NormalizationPooling: @unchecked Sendable {
+  /// The instruction set the fused kernels run here ("AVX-512", "AVX2" or "x86-64"): oneDNN's
+  /// effective one, so that ONEDNN_MAX_CPU_ISA=AVX2 runs their AVX2 code as well.
+  public static var instructionSet: String { String(cString: cbnpool_instruction_set()) }
+
   let handle: OpaquePointer
   /// The batch's mean and biased variance (for the running estimates too).
   let mean: [Float]

@@ -96,7 +96,7 @@ struct BenchCommand: ParsableCommand {
     var optimizer = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0), store: network.store)
     let forwardFlops = network.backboneFlopsPerImage
     print(
-      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), batch norm + pooling \(unfused ? "unfused" : "fused"), oneDNN \(oneDNNVersion); forward \(String(format: "%.4f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.4f", step.flopsPerItem / 1e9)) GFLOP/\(step.item)"
+      "oneshot-bench bench: \(model.rawValue), \(threads) thread(s), kernels \(KernelISA.description), \(precision.rawValue) convolutions (\(algorithm.rawValue)), batch norm + pooling \(unfused ? "unfused" : "fused (\(NormalizationPooling.instructionSet) kernels)"), oneDNN \(oneDNNVersion); forward \(String(format: "%.4f", forwardFlops / 1e9)) GFLOP/image, training \(String(format: "%.4f", step.flopsPerItem / 1e9)) GFLOP/\(step.item)"
     )
     // The machine's peak, measured now on the same threads (the best of three: the first run of
     // a loop can meet a core still clocking up). Winograd does fewer multiplications than the
