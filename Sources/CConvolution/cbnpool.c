@@ -30,6 +30,7 @@ struct cbnpool {
   long n, c, h, w, ho, wo, block;
   long sn, scb, sh, sw;      // input strides in floats: image, channel block, row, column
   long on, ocb, oh, ow;      // the pooled output's (same layout family)
+  char refused[160];         // why the kernels cannot take the layout ("" when they can)
   struct cbnpool *next;
 };
 
@@ -52,11 +53,16 @@ static void strides_of(dnnl_format_tag_t tag, long c, long h, long w, long *bloc
   }
 }
 
-static struct cbnpool *create(const clayout *layout, char *error, size_t error_length) {
+// The handle for `layout`, or one whose `refused` says why the kernels cannot take it: refusals are
+// cached too, so that a layout is examined once, not at every training step.
+static struct cbnpool *create(const clayout *layout) {
+  struct cbnpool *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  p->layout = layout;
   cdnnl_md md = clayout_md(layout);
   if (cdnnl_md_ndims(md) != 4 || cdnnl_md_type(md) != dnnl_f32) {
-    snprintf(error, error_length, "not a 4-D float tensor");
-    return NULL;
+    snprintf(p->refused, sizeof p->refused, "not a 4-D float tensor");
+    return p;
   }
   dnnl_dims_t dims;
   cdnnl_md_dims(md, dims);
@@ -69,17 +75,10 @@ static struct cbnpool *create(const clayout *layout, char *error, size_t error_l
     cdnnl_md_free(candidate);
   }
   if (tag == dnnl_format_tag_undef) {
-    snprintf(error, error_length, "layout %s is not nChw16c, nChw8c or nhwc", clayout_name(layout));
-    return NULL;
+    snprintf(p->refused, sizeof p->refused, "layout %s is not nChw16c, nChw8c or nhwc", clayout_name(layout));
+    return p;
   }
-  struct cbnpool *p = calloc(1, sizeof *p);
-  if (p == NULL) {
-    snprintf(error, error_length, "out of memory");
-    return NULL;
-  }
-  p->layout = layout;
-  const char *isa;
-  p->kernels = kernels_for_this_cpu(&isa);
+  p->kernels = kernels_for_this_cpu(NULL);
   p->n = dims[0], p->c = dims[1], p->h = dims[2], p->w = dims[3];
   p->ho = p->h / 2, p->wo = p->w / 2;
   strides_of(tag, p->c, p->h, p->w, &p->block, &p->sn, &p->scb, &p->sh, &p->sw);
@@ -87,12 +86,9 @@ static struct cbnpool *create(const clayout *layout, char *error, size_t error_l
   strides_of(tag, p->c, p->ho, p->wo, &ob, &p->on, &p->ocb, &p->oh, &p->ow);
   dnnl_dims_t out_dims = {dims[0], dims[1], p->ho, p->wo};
   if (p->c % p->block != 0 || p->block > MAX_BLOCK || p->ho < 1 || p->wo < 1 ||
-      (p->output = clayout_plain_tagged(out_dims, tag)) == NULL) {
-    snprintf(error, error_length, "%ld channels in blocks of %ld at %ldx%ld are not supported",
+      (p->output = clayout_plain_tagged(out_dims, tag)) == NULL)
+    snprintf(p->refused, sizeof p->refused, "%ld channels in blocks of %ld at %ldx%ld are not supported",
              p->c, p->block, p->h, p->w);
-    free(p);
-    return NULL;
-  }
   return p;
 }
 
@@ -100,11 +96,19 @@ cbnpool *cbnpool_get(const clayout *layout, char *error, size_t error_length) {
   pthread_mutex_lock(&cache_lock);
   struct cbnpool *found = fused;
   while (found && found->layout != layout) found = found->next;
-  if (found == NULL && (found = create(layout, error, error_length)) != NULL) {
+  if (found == NULL && (found = create(layout)) != NULL) {
     found->next = fused;
     fused = found;
   }
   pthread_mutex_unlock(&cache_lock);
+  if (found == NULL) {
+    snprintf(error, error_length, "out of memory");
+    return NULL;
+  }
+  if (found->refused[0]) {
+    snprintf(error, error_length, "%s", found->refused);
+    return NULL;
+  }
   return found;
 }
 
@@ -148,7 +152,10 @@ static int has_isa(dnnl_cpu_isa_t isa) {
   return (bits & (unsigned)isa) == (unsigned)isa;
 }
 
+// The set oneDNN's instruction set calls for, and its name into *name unless `name` is NULL.
 static const struct kernels *kernels_for_this_cpu(const char **name) {
+  const char *ignored;
+  if (name == NULL) name = &ignored;
   if (has_isa(dnnl_cpu_isa_avx512_core)) return *name = "AVX-512", &kernels_avx512;
   if (has_isa(dnnl_cpu_isa_avx2)) return *name = "AVX2", &kernels_avx2;
   return *name = "x86-64", &kernels_plain;

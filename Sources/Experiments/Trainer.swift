@@ -104,7 +104,7 @@ package final class Trainer {
 
   /// A trainer for a fresh network; creates the run's folder with its configuration.
   package init(
-    config: ExperimentConfig, training: TrainingConfig, precision: ConvolutionPrecision, fusesNormalizationPooling: Bool = true, data: ExperimentData.Training, folder: URL,
+    config: ExperimentConfig, training: TrainingConfig, precision: ConvolutionPrecision, fusesNormalizationPooling: Bool, data: ExperimentData.Training, folder: URL,
     runID: String
   ) throws {
     self.config = config
@@ -246,19 +246,20 @@ package final class Trainer {
     lastAlive = Date()
   }
 
-  /// A layer oneDNN could not build runs its Swift kernel: correct, slower; said and recorded.
+  /// A layer oneDNN could not build runs its Swift kernel, and a batch norm + pooling pair asked
+  /// to fuse may run unfused: correct, slower; each said and recorded when first seen.
   private func reportFallbacks() throws {
-    if fusesNormalizationPooling, UnfusedPairs.reasons.count > unfusedReported {
-      unfusedReported = UnfusedPairs.reasons.count
-      let reasons = UnfusedPairs.reasons.joined(separator: "; ")
-      try report(.note("note: " + reasons))
-      try report(.tag(key: "fusion.unfused", value: reasons))
-    }
-    guard OneDNNFallbacks.reasons.count > fallbacksReported else { return }
-    fallbacksReported = OneDNNFallbacks.reasons.count
-    let reasons = OneDNNFallbacks.reasons.joined(separator: "; ")
-    try report(.note("note: " + reasons))
-    try report(.tag(key: "onednn.fallbacks", value: reasons))
+    if fusesNormalizationPooling { try reportNew(ReasonLog.unfusedPairs, tag: "fusion.unfused", reported: &unfusedReported) }
+    try reportNew(ReasonLog.oneDNNFallbacks, tag: "onednn.fallbacks", reported: &fallbacksReported)
+  }
+
+  /// Prints and records `log`'s reasons (tag `tag`) when it has more than `reported` of them.
+  private func reportNew(_ log: ReasonLog, tag: String, reported: inout Int) throws {
+    let reasons = log.reasons
+    guard reasons.count > reported else { return }
+    reported = reasons.count
+    try report(.note("note: " + reasons.joined(separator: "; ")))
+    try report(.tag(key: tag, value: reasons.joined(separator: "; ")))
   }
 
   /// Times (once per shape) and reports which algorithm each convolution's directions run in

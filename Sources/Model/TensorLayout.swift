@@ -69,12 +69,22 @@ extension Tensor {
   }
 }
 
-/// Reasons noted once each (a set kept in order, safe across threads).
+/// Reasons noted once each (a set kept in order, safe across threads), for the trainer to print
+/// and record and `bench` to print.
 public final class ReasonLog: @unchecked Sendable {
   private let lock = NSLock()
   private var recorded: [String] = []
 
   init() {}
+
+  /// Why a layer ran its Swift kernel on plain tensors in training instead of oneDNN's primitive
+  /// (oneDNN could not build it for that layout). Empty when every layer ran on oneDNN.
+  public static let oneDNNFallbacks = ReasonLog()
+
+  /// Why a batch norm and the pooling after it ran as two oneDNN primitives although fusing was
+  /// asked for (their input's layout is not one the fused kernels take), so that
+  /// `fusion.resolved: fused` is never read as "fused everywhere" when it was not.
+  public static let unfusedPairs = ReasonLog()
 
   /// Notes a reason (kept once).
   func note(_ reason: String) {
@@ -85,33 +95,6 @@ public final class ReasonLog: @unchecked Sendable {
 
   /// Every reason noted so far in this process.
   public var reasons: [String] { lock.withLock { recorded } }
-}
-
-/// Why a layer ran its Swift kernel on plain tensors in training instead of oneDNN's primitive
-/// (oneDNN could not build it for that layout): each reason once, for the trainer to print and
-/// record. Empty when every layer ran on oneDNN.
-public enum OneDNNFallbacks {
-  private static let log = ReasonLog()
-
-  /// Notes a reason (kept once).
-  static func note(_ reason: String) { log.note(reason) }
-
-  /// Every reason noted so far in this process.
-  public static var reasons: [String] { log.reasons }
-}
-
-/// Why a batch norm and the pooling after it ran as two oneDNN primitives although fusing was
-/// asked for (their input's layout is not one the fused kernels take): each reason once, for the
-/// trainer to print and record, so that `fusion.resolved: fused` is never read as "fused
-/// everywhere" when it was not.
-public enum UnfusedPairs {
-  private static let log = ReasonLog()
-
-  /// Notes a reason (kept once).
-  static func note(_ reason: String) { log.note(reason) }
-
-  /// Every reason noted so far in this process.
-  public static var reasons: [String] { log.reasons }
 }
 
 /// The text of a C message buffer.

@@ -110,7 +110,7 @@ public struct BatchNorm2D: Layer {
   func oneDNNForward(_ x: Tensor, store: ParameterStore) -> (output: Tensor, cache: LayerCache)? {
     var message = [CChar](repeating: 0, count: 256)
     guard let handle = cbnorm_get(x.layout.handle(for: x.shape), fusedReLU ? 1 : 0, epsilon, &message, message.count) else {
-      OneDNNFallbacks.note("batch norm on \(x.shape) (\(x.layout)) runs in Swift: \(messageText(message))")
+      ReasonLog.oneDNNFallbacks.note("batch norm on \(x.shape) (\(x.layout)) runs in Swift: \(messageText(message))")
       return nil
     }
     var y = Tensor(uninitialized: x.shape)

@@ -119,7 +119,7 @@ public struct Conv2D: Layer {
     var message = [CChar](repeating: 0, count: 512)
     let built = handle(batch: n, height: h, width: w, precision: precision, algorithm: algorithm, message: &message)
     if built == nil {
-      OneDNNFallbacks.note("a \(kernelSize)x\(kernelSize) convolution \(inputChannels) -> \(outputChannels) on \(n)x\(inputChannels)x\(h)x\(w) (\(precision.rawValue)) runs on im2col: \(messageText(message))")
+      ReasonLog.oneDNNFallbacks.note("a \(kernelSize)x\(kernelSize) convolution \(inputChannels) -> \(outputChannels) on \(n)x\(inputChannels)x\(h)x\(w) (\(precision.rawValue)) runs on im2col: \(messageText(message))")
     }
     return built
   }

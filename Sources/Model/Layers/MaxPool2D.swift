@@ -102,7 +102,7 @@ public struct MaxPool2D: Layer {
   func oneDNNForward(_ x: Tensor) -> (output: Tensor, cache: LayerCache)? {
     var message = [CChar](repeating: 0, count: 256)
     guard let handle = cpool_get(x.layout.handle(for: x.shape), &message, message.count) else {
-      OneDNNFallbacks.note("max pooling on \(x.shape) (\(x.layout)) runs in Swift: \(messageText(message))")
+      ReasonLog.oneDNNFallbacks.note("max pooling on \(x.shape) (\(x.layout)) runs in Swift: \(messageText(message))")
       return nil
     }
     var y = Tensor(uninitialized: [x.shape[0], x.shape[1], x.shape[2] / 2, x.shape[3] / 2])

@@ -34,16 +34,13 @@ extension BatchNorm2D {
   /// nil when x's layout is not one the fused kernels take (the layers then run one by one).
   func forwardPooled(_ x: Tensor, store: ParameterStore) -> (output: Tensor, normalization: LayerCache, pooling: LayerCache)? {
     guard fusedReLU, x.shape.count == 4, x.shape[1] == channels, x.shape[2] >= 2, x.shape[3] >= 2 else { return nil }
-    let at = "batch norm + pooling at \(channels) x \(x.shape[2]) x \(x.shape[3])"
-    guard let layout = x.layout.handle else {
-      UnfusedPairs.note("\(at) not fused: the convolution left its output in plain NCHW")
+    func unfused(_ why: String) -> (output: Tensor, normalization: LayerCache, pooling: LayerCache)? {
+      ReasonLog.unfusedPairs.note("batch norm + pooling at \(channels) x \(x.shape[2]) x \(x.shape[3]) not fused: \(why)")
       return nil
     }
+    guard let layout = x.layout.handle else { return unfused("the convolution left its output in plain NCHW") }
     var message = [CChar](repeating: 0, count: 256)
-    guard let handle = cbnpool_get(layout, &message, message.count) else {
-      UnfusedPairs.note("\(at) not fused: \(messageText(message))")
-      return nil
-    }
+    guard let handle = cbnpool_get(layout, &message, message.count) else { return unfused(messageText(message)) }
     let (n, c) = (x.shape[0], channels)
     let m = Double(n * x.shape[2] * x.shape[3])
     var sums = [Double](repeating: 0, count: n * c), squares = [Double](repeating: 0, count: n * c)
@@ -58,13 +55,9 @@ extension BatchNorm2D {
     var mean = [Float](repeating: 0, count: c), variance = [Float](repeating: 0, count: c)
     var scale = [Float](repeating: 0, count: c), shift = [Float](repeating: 0, count: c)
     let gamma = store.parameters[weight].value, beta = store.parameters[bias].value
+    let (sum, square) = (channelTotals(sums, images: n), channelTotals(squares, images: n))
     for ch in 0..<c {
-      var sum = 0.0, square = 0.0
-      for i in 0..<n {
-        sum += sums[i * c + ch]
-        square += squares[i * c + ch]
-      }
-      let mu = sum / m, v = max(square / m - mu * mu, 0)
+      let mu = sum[ch] / m, v = max(square[ch] / m - mu * mu, 0)
       mean[ch] = Float(mu)
       variance[ch] = Float(v)
       scale[ch] = gamma[ch] * Float(1 / (v + Double(epsilon)).squareRoot())
@@ -112,12 +105,9 @@ extension BatchNorm2D {
     }
     var k = [Float](repeating: 0, count: c), a = [Float](repeating: 0, count: c), s = [Float](repeating: 0, count: c)
     let gamma = store.parameters[weight].value
+    let (sumsDy, sumsCentred) = (channelTotals(sums, images: n), channelTotals(centred, images: n))
     for ch in 0..<c {
-      var sumDy = 0.0, sumCentred = 0.0
-      for i in 0..<n {
-        sumDy += sums[i * c + ch]
-        sumCentred += centred[i * c + ch]
-      }
+      let (sumDy, sumCentred) = (sumsDy[ch], sumsCentred[ch])
       let inverse = 1 / (Double(state.variance[ch]) + Double(epsilon)).squareRoot()
       store.parameters[weight].gradient[ch] += Float(sumCentred * inverse)
       store.parameters[bias].gradient[ch] += Float(sumDy)
@@ -140,5 +130,15 @@ extension BatchNorm2D {
       }
     }
     return dx
+  }
+
+  /// Per-channel totals of per-image sums (image-major, `channels` per image), added in image
+  /// order: the same whatever the images' split over threads.
+  private func channelTotals(_ perImage: [Double], images: Int) -> [Double] {
+    var totals = [Double](repeating: 0, count: channels)
+    for i in 0..<images {
+      for ch in 0..<channels { totals[ch] += perImage[i * channels + ch] }
+    }
+    return totals
   }
 }

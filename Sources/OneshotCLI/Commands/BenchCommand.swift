@@ -129,7 +129,7 @@ struct BenchCommand: ParsableCommand {
         Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
     print(String(format: "  peak resident memory %.2f GB", Double(peakMemory) / 1e9))
     // A layer oneDNN could not build ran a slower Swift kernel: these figures are not oneDNN's.
-    for reason in OneDNNFallbacks.reasons { print("  note: \(reason)") }
+    for reason in ReasonLog.oneDNNFallbacks.reasons { print("  note: \(reason)") }
     if let python { try comparePyTorch(python: python, batch: step.pytorchBatch, trainRate: trainRate, embedRate: embedRate, unit: step.item + "s/s") }
   }
 
