@@ -43,13 +43,51 @@ public struct LeaderboardRow {
   public let cells: [String: LeaderboardCell]
   /// Where the published figures come from.
   public let publishedSource: String?
+  /// Eval-only runs folded into this row: each scored this row's own checkpoint again, with the
+  /// same test-time settings, on the same episodes, to the same figures (`foldedRescorings`).
+  public var rescoredBy: [String] = []
+}
+
+/// Eval-only groups that only repeat a trained row: every run of the group scored the best
+/// checkpoint of a run in another group (same SHA-256) with the same test-time copies and
+/// transduction, and each protocol it scored, that run scored on the same episodes (their
+/// fingerprint) to the same accuracy. Without this, re-scoring a checkpoint (to check a build,
+/// or before scoring it with test-time copies) lists the same network twice, and the copy with
+/// fewer protocols can take the best place from its own training run. Keys: the repeating
+/// group's key; values: the trained group's key. A re-scoring whose figures differ (another
+/// build's arithmetic, other episodes) is not folded: it is a measurement of its own.
+func foldedRescorings(_ groups: [SeedGroup]) -> [String: String] {
+  var trainedBy: [String: (group: String, run: ReportRow)] = [:]
+  for group in groups {
+    for run in group.runs where run.mode == .train {
+      if let hash = run.provenance["checkpoint_hash"], !hash.isEmpty { trainedBy[hash] = (group.key, run) }
+    }
+  }
+  var folded: [String: String] = [:]
+  for group in groups {
+    let targets = group.runs.map { run -> String? in
+      guard run.mode == .evalOnly, run.tags["ensemble_members"] == nil, let hash = run.provenance["checkpoint_hash"], let (key, trained) = trainedBy[hash],
+        key != group.key, run.testTimeCopies == trained.testTimeCopies, run.transductive == trained.transductive, !run.results.isEmpty
+      else { return nil }
+      for (name, result) in run.results {
+        guard let original = trained.results[name], let episodes = run.tags[TagKey.episodes(name)], episodes == trained.tags[TagKey.episodes(name)],
+          result.accuracy == original.accuracy
+        else { return nil }
+      }
+      return key
+    }
+    if let first = targets.first, let key = first, targets.allSatisfy({ $0 == key }) { folded[group.key] = key }
+  }
+  return folded
 }
 
 /// The leaderboard of the completed runs in `rows`: each protocol's best row is the one with
 /// the highest mean; rows are ordered by the headline protocol (20-way 1-shot where scored,
 /// else the first), best first.
 public func leaderboard(_ rows: [ReportRow], protocols: [String], store: ResultsStore) throws -> (rows: [LeaderboardRow], headline: String?) {
-  let groups = try seedGroups(rows, store: store)
+  let all = try seedGroups(rows, store: store)
+  let folded = foldedRescorings(all)
+  let groups = all.filter { folded[$0.key] == nil }
   var best: [String: SeedGroup] = [:]
   for name in protocols {
     best[name] = groups.filter { $0.protocols[name] != nil }.max { $0.protocols[name]!.mean < $1.protocols[name]!.mean }
@@ -87,10 +125,11 @@ public func leaderboard(_ rows: [ReportRow], protocols: [String], store: Results
       cells[name] = LeaderboardCell(aggregate: aggregate, difference: difference, unpaired: unpaired, published: isVinyalsTest ? published?.figures[shape] : nil)
     }
     let transductive = group.runs.contains { TagKey.isTransductive($0.tags) }
-    out.append(
-      LeaderboardRow(
-        group: group, method: method, transductive: transductive, testTimeCopies: group.runs.compactMap(\.testTimeCopies).max(), cells: cells,
-        publishedSource: cells.values.contains { $0.published != nil } ? published?.source : nil))
+    var row = LeaderboardRow(
+      group: group, method: method, transductive: transductive, testTimeCopies: group.runs.compactMap(\.testTimeCopies).max(), cells: cells,
+      publishedSource: cells.values.contains { $0.published != nil } ? published?.source : nil)
+    row.rescoredBy = all.filter { folded[$0.key] == group.key }.flatMap { $0.runs.map(\.summary.id) }
+    out.append(row)
   }
   let headline =
     protocols.first { name in rows.contains { $0.results[name].map { $0.ways == 20 && $0.shots == 1 } ?? false } } ?? protocols.first
@@ -126,7 +165,7 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
       return [
         "group": row.group.key, "experiment": row.group.experiment, "method": row.method, "transductive": row.transductive, "seeds": row.group.seeds,
         "testTimeCopies": row.testTimeCopies as Any? ?? NSNull(),
-        "runs": row.group.runs.map(\.summary.id), "publishedSource": row.publishedSource as Any? ?? NSNull(), "results": results,
+        "runs": row.group.runs.map(\.summary.id), "rescoredBy": row.rescoredBy, "publishedSource": row.publishedSource as Any? ?? NSNull(), "results": results,
       ]
     }
     let data = (try? JSONSerialization.data(withJSONObject: ["headline": board.headline as Any? ?? NSNull(), "rows": objects], options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
@@ -134,6 +173,7 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
   case .csv:
     var header = ["rank", "group", "experiment", "method", "transductive", "seeds"]
     for p in protocols { header += ["\(p).mean", "\(p).low", "\(p).high", "\(p).vs_best", "\(p).vs_best_low", "\(p).vs_best_high", "\(p).published"] }
+    header.append("rescored_by")
     let rows = board.rows.enumerated().map { i, row -> [String] in
       var out = [String(i + 1), row.group.key, row.group.experiment, row.method, row.transductive ? "yes" : "no", row.group.seeds.joined(separator: " ")]
       for p in protocols {
@@ -148,7 +188,7 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
           cell.difference.map { String(format: "%.4f", $0.high) } ?? "", cell.published.map { String(format: "%.3f", $0) } ?? "",
         ]
       }
-      return out
+      return out + [row.rescoredBy.joined(separator: " ")]
     }
     return csvDocument(header, rows)
   case .table, .markdown, .html:
@@ -171,6 +211,10 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
     legend += "\nvs best: paired difference from the protocol's best row on the episodes both scored (an episode's score: the mean over a row's seeds)"
     let sources = Set(board.rows.compactMap(\.publishedSource)).sorted()
     if !sources.isEmpty { legend += "\npublished: the method's figure on the Vinyals split (\(sources.joined(separator: "; ")))" }
+    let rescorings = board.rows.flatMap { row in row.rescoredBy.map { "\($0.prefix(8)) (\(row.group.experiment))" } }
+    if !rescorings.isEmpty {
+      legend += "\nnot listed: eval-only runs that scored a listed row's own checkpoint again on the same episodes to the same figures: \(rescorings.joined(separator: ", "))"
+    }
     if board.rows.contains(where: \.transductive) { legend += "\n(transductive): the method looked at each episode's queries together; not comparable with inductive rows" }
     for name in protocols where short[name]! != name { legend += "\n\(short[name]!) = \(name)" }
     if format == .html {

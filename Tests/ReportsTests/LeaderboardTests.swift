@@ -84,4 +84,49 @@ final class LeaderboardTests: XCTestCase {
     XCTAssertTrue(board.rows[0].transductive)
     XCTAssert(renderLeaderboard(board, protocols: protocols, format: .table).contains("proto (transductive)"))
   }
+
+  /// Re-scoring a trained run's own checkpoint on the same episodes to the same figures (an
+  /// eval-only run, e.g. before scoring it with test-time copies) is not a second recipe: the
+  /// leaderboard folds it into the trained row and says so. It listed the network twice, and the
+  /// copy that scored one protocol could rank first against its own training run. A re-scoring
+  /// with other figures, or with test-time copies, stays a row of its own.
+  func testARescoringOfARowsOwnCheckpointIsFoldedIntoIt() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("leaderboard-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    func record(_ config: String, mode: RunMode?, params: [(String, String)], results: [(String, [Int])]) throws -> String {
+      let id = try store.beginRun(NewRun(experiment: "proto", configJSON: config, configHash: SHA256.hex(Array(config.utf8)), params: params))
+      if let mode { try store.setTag(run: id, key: TagKey.mode, value: mode.rawValue) }
+      try store.setCheckpoint(run: id, path: "best.safetensors", hash: "ckpt-a")
+      for (name, correct) in results {
+        let episodes = correct.enumerated().map { EpisodeRow(episode: $0.offset, alphabet: nil, correct: $0.element, total: 20) }
+        let accuracy = Double(correct.reduce(0, +)) / Double(20 * correct.count)
+        try store.recordResult(
+          run: id, ProtocolResult(protocolName: name, split: "vinyals/test", ways: 20, shots: 1, queries: 1, episodes: correct.count, accuracy: accuracy, ciLow: 0, ciHigh: 1, seconds: 1),
+          episodes: episodes)
+        try store.setTag(run: id, key: TagKey.episodes(name), value: "episodes-of-\(name)")
+      }
+      try store.finishRun(id, status: .completed)
+      usleep(2_000)
+      return id
+    }
+    let objective = ("training.objective", "prototypical")
+    _ = try record("{\"seed\": 1}", mode: nil, params: [("seed", "1"), objective], results: [("a-20w1s", [19, 18, 19]), ("b-5w1s", [20, 20, 19])])
+    let repeat1 = try record("{\"e\": 1}", mode: .evalOnly, params: [objective], results: [("a-20w1s", [19, 18, 19])])
+    // Another build's arithmetic moved one query: a measurement of its own.
+    _ = try record("{\"e\": 2}", mode: .evalOnly, params: [objective], results: [("a-20w1s", [19, 19, 19])])
+    _ = try record("{\"e\": 3}", mode: .evalOnly, params: [objective, ("evaluation.0.augmentedCopies", "8")], results: [("a-20w1s", [19, 18, 19])])
+    let (rows, protocols) = try reportRows(store: store, runs: try store.listRuns())
+    let board = try leaderboard(rows, protocols: protocols, store: store)
+    XCTAssertEqual(board.rows.count, 3, board.rows.map(\.group.key).description)
+    let trained = try XCTUnwrap(board.rows.first { $0.cells["b-5w1s"] != nil })
+    XCTAssertEqual(trained.rescoredBy, [repeat1])
+    XCTAssertEqual(board.rows.filter { $0.testTimeCopies == 8 }.count, 1)
+    XCTAssertEqual(board.rows.filter { !$0.rescoredBy.isEmpty }.count, 1)
+    let table = renderLeaderboard(board, protocols: protocols, format: .table)
+    XCTAssert(table.contains("not listed: eval-only runs that scored a listed row's own checkpoint again") && table.contains(String(repeat1.prefix(8))), table)
+    XCTAssert(renderLeaderboard(board, protocols: protocols, format: .csv).contains(repeat1))
+    XCTAssert(renderLeaderboard(board, protocols: protocols, format: .json).contains(repeat1))
+  }
 }
