@@ -147,6 +147,8 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
     if let d = cell.difference { return String(format: "%+.2f [%+.2f, %+.2f]", 100 * d.mean, 100 * d.low, 100 * d.high) }
     return cell.unpaired.map { "not paired: \($0)" } ?? "best"
   }
+  // The machines a row's runs were recorded on (a seed group may span several).
+  func machines(_ row: LeaderboardRow) -> [String] { Array(Set(row.group.runs.map(\.machine).filter { !$0.isEmpty })).sorted() }
   func recipe(_ row: LeaderboardRow) -> String {
     row.group.experiment + (row.testTimeCopies.map { " (\($0) test-time copies)" } ?? "") + (row.transductive ? " (transductive)" : "")
   }
@@ -165,7 +167,7 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
       return [
         "group": row.group.key, "experiment": row.group.experiment, "method": row.method, "transductive": row.transductive, "seeds": row.group.seeds,
         "testTimeCopies": row.testTimeCopies as Any? ?? NSNull(),
-        "runs": row.group.runs.map(\.summary.id), "rescoredBy": row.rescoredBy, "publishedSource": row.publishedSource as Any? ?? NSNull(), "results": results,
+        "runs": row.group.runs.map(\.summary.id), "rescoredBy": row.rescoredBy, "machines": machines(row), "publishedSource": row.publishedSource as Any? ?? NSNull(), "results": results,
       ]
     }
     let data = (try? JSONSerialization.data(withJSONObject: ["headline": board.headline as Any? ?? NSNull(), "rows": objects], options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
@@ -173,7 +175,7 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
   case .csv:
     var header = ["rank", "group", "experiment", "method", "transductive", "seeds"]
     for p in protocols { header += ["\(p).mean", "\(p).low", "\(p).high", "\(p).vs_best", "\(p).vs_best_low", "\(p).vs_best_high", "\(p).published"] }
-    header.append("rescored_by")
+    header += ["rescored_by", "machines"]
     let rows = board.rows.enumerated().map { i, row -> [String] in
       var out = [String(i + 1), row.group.key, row.group.experiment, row.method, row.transductive ? "yes" : "no", row.group.seeds.joined(separator: " ")]
       for p in protocols {
@@ -188,12 +190,12 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
           cell.difference.map { String(format: "%.4f", $0.high) } ?? "", cell.published.map { String(format: "%.3f", $0) } ?? "",
         ]
       }
-      return out + [row.rescoredBy.joined(separator: " ")]
+      return out + [row.rescoredBy.joined(separator: " "), machines(row).joined(separator: "; ")]
     }
     return csvDocument(header, rows)
   case .table, .markdown, .html:
     let short = Dictionary(uniqueKeysWithValues: zip(protocols, shortProtocolNames(protocols)))
-    let header = ["rank", "recipe", "method", "seeds", "protocol", "mean", "95% interval", "vs best (paired, points)", "published"]
+    let header = ["rank", "recipe", "method", "seeds", "protocol", "mean", "95% interval", "vs best (paired, points)", "published", "machine"]
     var rows: [[String]] = []
     for (i, row) in board.rows.enumerated() {
       let scored = protocols.filter { row.cells[$0] != nil }
@@ -203,6 +205,7 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
         rows.append(
           [first ? String(i + 1) : "", first ? recipe(row) : "", first ? row.method : "", first ? row.group.seeds.joined(separator: ",") : ""] + [
             short[p]!, percent(cell.aggregate.mean), interval(cell.aggregate), versusBest(cell), cell.published.map { String(format: "%.1f%%", 100 * $0) } ?? "",
+            first ? machines(row).joined(separator: "; ") : "",
           ])
       }
     }

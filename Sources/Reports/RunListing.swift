@@ -108,6 +108,21 @@ func evaluatedModel(mode: RunMode, tags: [String: String], provenance: [String: 
   }
 }
 
+/// The machine a run recorded (`cpu`: model name, cores, instruction-set class, oneDNN) without
+/// the vendor's trademark marks: "Intel Xeon x2 (AVX-512 + bf16 + AMX; oneDNN 2.6.3)". Every
+/// speed figure depends on it, and so can an accuracy (bf16 or fp32 training, chosen there).
+func machineLabel(_ cpu: String?) -> String {
+  guard let cpu, !cpu.isEmpty else { return "" }
+  var label = cpu
+  for mark in ["(R)", "(TM)", "(tm)", " Processor", " CPU"] { label = label.replacingOccurrences(of: mark, with: "") }
+  return label.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+}
+
+extension ReportRow {
+  /// `machineLabel` of the run's recorded CPU ("" for a run recorded without one).
+  public var machine: String { machineLabel(provenance["cpu"]) }
+}
+
 /// Builds the rows and the protocol columns (union over the runs, sorted).
 public func reportRows(store: ResultsStore, runs: [RunSummary]) throws -> (rows: [ReportRow], protocols: [String]) {
   var rows: [ReportRow] = []
@@ -140,7 +155,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
   var header = ["run", "experiment", "mode", "transductive", "ensemble_members", "status", "started", "duration_s"] + keyParameters + varying + ["validation.best", "validation.best_step"]
   for t in targets { header += ["target@\(TargetReached.text(t)).training_s", "target@\(TargetReached.text(t)).wall_s", "target@\(TargetReached.text(t)).step"] }
   for p in protocols { header += ["\(p).accuracy", "\(p).ci_low", "\(p).ci_high"] }
-  header.append("note")
+  header += ["note", "machine"]
   func cells(_ row: ReportRow) -> [String] {
     var out = [
       row.summary.id, row.summary.experiment, row.mode.rawValue, row.transductive ? "yes" : "no", row.tags["ensemble_members"] ?? "", row.summary.status.rawValue, row.summary.startedAt,
@@ -163,7 +178,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
         out += ["", "", ""]
       }
     }
-    return out + [row.tags[TagKey.note] ?? ""]
+    return out + [row.tags[TagKey.note] ?? "", row.machine]
   }
   switch format {
   case .csv:
@@ -172,7 +187,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     let objects: [[String: Any]] = rows.map { row in
       var object: [String: Any] = [
         "run": row.summary.id, "experiment": row.summary.experiment, "mode": row.mode.rawValue, "transductive": row.transductive, "status": row.summary.status.rawValue,
-        "started": row.summary.startedAt,
+        "started": row.summary.startedAt, "machine": row.machine,
         "durationSeconds": row.summary.durationSeconds as Any? ?? NSNull(), "error": row.summary.error as Any? ?? NSNull(),
       ]
       if let members = row.tags["ensemble_members"] { object["ensembleMembers"] = Int(members) ?? members }
@@ -204,7 +219,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
     let header =
       wide
       ? ["run", "experiment", "mode", "status", "started", "backbone", "input", "steps", "pairs/step", "optimizer", "lr", "precision", "seed"] + (varying.isEmpty ? [] : ["differs"])
-        + ["validation"] + (targets.isEmpty ? [] : ["to target"]) + protocols + ["duration"]
+        + ["validation"] + (targets.isEmpty ? [] : ["to target"]) + protocols + ["duration", "machine"]
       : ["run", "experiment", "mode", "status", "steps", "lr", "seed"] + (varying.isEmpty ? [] : ["differs"]) + ["validation"] + (targets.isEmpty ? [] : ["to target"]) + shortNames
     let body = rows.map { row -> [String] in
       let trained = row.mode == .train
@@ -230,7 +245,7 @@ public func renderReport(_ rows: [ReportRow], protocols: [String], format: Repor
       for p in protocols {
         if let r = row.results[p] { out.append(String(format: "%.2f±%.2f", 100 * r.accuracy, 100 * (r.ciHigh - r.ciLow) / 2)) } else { out.append("-") }
       }
-      if wide { out.append(row.summary.durationSeconds.map(formatDuration) ?? "-") }
+      if wide { out += [row.summary.durationSeconds.map(formatDuration) ?? "-", row.machine] }
       return out
     }
     let legend = rows.contains(where: \.transductive) ? "\n\n" + transductiveLegend : ""

@@ -129,4 +129,37 @@ final class LeaderboardTests: XCTestCase {
     XCTAssert(renderLeaderboard(board, protocols: protocols, format: .csv).contains(repeat1))
     XCTAssert(renderLeaderboard(board, protocols: protocols, format: .json).contains(repeat1))
   }
+
+  /// Every row names the machines its runs were recorded on (the CPU decides bf16 or fp32
+  /// training, and every speed), in every format; the run listing names each run's.
+  func testRowsAndRunsNameTheirMachine() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("leaderboard-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    for (seed, cpu) in [(1, "Intel(R) Xeon(R) Processor x2 (AVX-512 + bf16 + AMX; oneDNN 2.6.3)"), (2, "AMD EPYC 7B13 x2 (AVX2; oneDNN 2.6.3)")] {
+      let config = "{\"seed\": \(seed)}"
+      var run = NewRun(experiment: "proto", configJSON: config, configHash: SHA256.hex(Array(config.utf8)), params: [("seed", String(seed)), ("training.objective", "prototypical")])
+      run.cpu = cpu
+      let id = try store.beginRun(run)
+      try store.recordResult(
+        run: id, ProtocolResult(protocolName: "p", split: "vinyals/test", ways: 20, shots: 1, queries: 1, episodes: 2, accuracy: 0.5, ciLow: 0, ciHigh: 1, seconds: 1),
+        episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 1), EpisodeRow(episode: 1, alphabet: nil, correct: 0, total: 1)])
+      try store.finishRun(id, status: .completed)
+      usleep(2_000)
+    }
+    let (rows, protocols) = try reportRows(store: store, runs: try store.listRuns())
+    let board = try leaderboard(rows, protocols: protocols, store: store)
+    XCTAssertEqual(board.rows.count, 1)
+    let both = "AMD EPYC 7B13 x2 (AVX2; oneDNN 2.6.3); Intel Xeon x2 (AVX-512 + bf16 + AMX; oneDNN 2.6.3)"
+    for format in [ReportFormat.table, .markdown, .csv, .html] {
+      XCTAssert(renderLeaderboard(board, protocols: protocols, format: format).contains(both), "\(format)")
+    }
+    XCTAssert(renderLeaderboard(board, protocols: protocols, format: .json).contains("Intel Xeon x2 (AVX-512 + bf16 + AMX; oneDNN 2.6.3)"))
+    for format in [ReportFormat.csv, .json] {
+      let listing = renderReport(rows, protocols: protocols, format: format)
+      XCTAssert(listing.contains("Intel Xeon x2 (AVX-512 + bf16 + AMX; oneDNN 2.6.3)") && listing.contains("AMD EPYC 7B13 x2 (AVX2; oneDNN 2.6.3)"), "\(format)")
+    }
+    XCTAssert(renderReport(rows, protocols: protocols, format: .table, wide: true).contains("AMD EPYC 7B13 x2 (AVX2"))
+  }
 }
