@@ -95,6 +95,9 @@ extension ExperimentConfig {
     do {
       return try decode(try JSONSerialization.data(withJSONObject: json), source: source)
     } catch let error as ConfigError where !error.keyPath.isEmpty && !overrides.contains(where: { error.keyPath.hasPrefix($0.keyPathText) }) {
+      // The file's own mistake (a key this build does not know, a wrong type) is not the
+      // assignments' doing: it is reported as the file's, as a run without --set reports it.
+      do { _ = try decode(data, source: path) } catch let own as ConfigError where own.keyPath == error.keyPath { throw own }
       // A value the file set that the assignments made impossible (a warm-up longer than the
       // shortened run): name the one more assignment that fixes it.
       throw ConfigError(file: error.file, keyPath: error.keyPath, message: "\(error.message) (a key --set did not change: set it as well, --set \(error.keyPath)=VALUE, or choose other --set values)")

@@ -134,6 +134,17 @@ final class ExperimentConfigTests: XCTestCase {
       XCTAssert("\($0)".hasSuffix("training.schedule.warmupSteps: within 0..<steps (20); got 30"), "\($0)")
     }
     XCTAssertEqual(try ExperimentConfig.load(glyphs, overrides: [try ConfigOverride("training.pairs=7680"), try ConfigOverride("training.schedule.warmupSteps=5")]).training?.steps, 20)
+    // A mistake of the file itself (a key this build does not know) is the file's, with or
+    // without --set: the hint to set it as well misled (it said to --set an unknown key).
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("unknown-key-\(UUID().uuidString).json")
+    defer { try? FileManager.default.removeItem(at: file) }
+    let text = try String(contentsOfFile: glyphs, encoding: .utf8).replacingOccurrences(of: "\"inputSize\"", with: "\"blockPaddin\": [1], \"inputSize\"")
+    try text.write(to: file, atomically: true, encoding: .utf8)
+    for overrides in [[], [try ConfigOverride("training.pairs=76800")]] {
+      XCTAssertThrowsError(try ExperimentConfig.load(file.path, overrides: overrides)) {
+        XCTAssert("\($0)".contains("model.blockPaddin: unknown key 'blockPaddin'") && !"\($0)".contains("--set"), "\($0)")
+      }
+    }
   }
 
   func testMistakesNameTheKeyPath() throws {
