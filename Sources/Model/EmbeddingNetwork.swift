@@ -58,10 +58,11 @@ public struct EmbeddingNetwork: Sendable {
     switch config.backbone {
     case .vgg16:
       var channels = 1
-      for block in config.vggBlocks {
-        for width in block {
+      for block in config.vggLayout {
+        for width in block.widths {
           let conv = Conv2D(
-            inputChannels: channels, outputChannels: width, kernelSize: 3, padding: 1, fusedReLU: !config.batchNorm, name: "backbone.features.\(index)", initialization: config.initialization, store: &store, rng: &rng)
+            inputChannels: channels, outputChannels: width, kernelSize: 3, padding: block.padding, fusedReLU: !config.batchNorm, name: "backbone.features.\(index)",
+            initialization: config.initialization, store: &store, rng: &rng)
           layers.append(conv)
           index += 1
           if config.batchNorm {
@@ -71,8 +72,10 @@ public struct EmbeddingNetwork: Sendable {
           index += 1  // ReLU
           channels = width
         }
-        layers.append(MaxPool2D())
-        index += 1
+        if block.pools {
+          layers.append(MaxPool2D())
+          index += 1
+        }
       }
       layers.append(Flatten())
     case .koch:
@@ -101,6 +104,27 @@ public struct EmbeddingNetwork: Sendable {
       head.append(Linear(inputFeatures: config.headHidden, outputFeatures: 1, name: "head.\(head.count)", initialization: config.initialization, store: &store, rng: &rng))
     case (.head, .koch):
       head.append(Linear(inputFeatures: config.featureCount, outputFeatures: 1, name: "head", initialization: config.initialization, store: &store, rng: &rng))
+    case (.relation, .vgg16) where config.relationModule == .convolutional:
+      // Sung et al.'s module (RelationModule.convolutional) on the two maps side by side as 2C
+      // channels (the joined vectors [f1, f2] are those maps, flattened one after the other):
+      // PyTorch's indices head.0 conv, head.1 BN, (ReLU, pool), head.4 conv, head.5 BN, (ReLU,
+      // pool, flatten), head.9 linear, (ReLU), head.11 linear.
+      let (hidden, width, side) = (config.headHidden, ModelConfig.relationWidth, config.vggFinalSide.side)
+      let channels = 2 * (config.vggBlocks.last?.last ?? 0)
+      head.append(Unflatten(channels: channels, side: side))
+      head.append(Conv2D(inputChannels: channels, outputChannels: hidden, kernelSize: 3, padding: 1, fusedReLU: false, name: "head.0", initialization: config.initialization, store: &store, rng: &rng))
+      head.append(BatchNorm2D(channels: hidden, fusedReLU: true, name: "head.1", store: &store))
+      head.append(MaxPool2D())
+      head.append(Conv2D(inputChannels: hidden, outputChannels: hidden, kernelSize: 3, padding: 1, fusedReLU: false, name: "head.4", initialization: config.initialization, store: &store, rng: &rng))
+      head.append(BatchNorm2D(channels: hidden, fusedReLU: true, name: "head.5", store: &store))
+      head.append(MaxPool2D())
+      head.append(Flatten())
+      let linear = { (input: Int, output: Int, index: Int, store: inout ParameterStore, rng: inout NormalSampler) in
+        Linear(inputFeatures: input, outputFeatures: output, name: "head.\(index)", initialBias: 1, initialization: config.initialization, store: &store, rng: &rng)
+      }
+      head.append(linear(hidden * config.relationModuleSide * config.relationModuleSide, width, 9, &store, &rng))
+      head.append(ReLU())
+      head.append(linear(width, 1, 11, &store, &rng))
     case (.relation, _):
       // Sung et al.'s module brought to 1x1 maps (see Similarity.relation): [f1, f2] ->
       // Linear(2F, H) -> BN -> ReLU -> Linear(H, H) -> BN -> ReLU -> Linear(H, 8) -> ReLU ->
@@ -406,8 +430,21 @@ public struct EmbeddingNetwork: Sendable {
     }.joined(separator: ", ")
   }
 
-  /// FLOPs of the head for one pair.
-  public var headFlopsPerPair: Double { head.reduce(0) { $0 + (($1 as? Linear)?.flops ?? 0) } }
+  /// FLOPs of the head for one pair (its linear layers, and the convolutions of a convolutional
+  /// relation module on the backbone's maps).
+  public var headFlopsPerPair: Double {
+    var side = config.backbone == .vgg16 ? config.vggFinalSide.side : 1
+    var total = 0.0
+    for layer in head {
+      if let linear = layer as? Linear { total += linear.flops }
+      if let conv = layer as? Conv2D {
+        total += conv.flops(inputHeight: side, inputWidth: side)
+        side = conv.outputSize(side)
+      }
+      if layer is MaxPool2D { side /= 2 }
+    }
+    return total
+  }
 }
 
 

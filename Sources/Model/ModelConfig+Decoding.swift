@@ -4,7 +4,7 @@ import Support
 /// experiment file must not silently fall back to a default).
 extension ModelConfig {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case backbone, inputSize, width, batchNorm, blocks, headHidden, headActivation, similarity, resampling, initialization, classes
+    case backbone, inputSize, width, batchNorm, blocks, blockPooling, blockPadding, relationModule, headHidden, headActivation, similarity, resampling, initialization, classes
   }
 
   public init(from decoder: any Decoder) throws {
@@ -22,10 +22,14 @@ extension ModelConfig {
     resampling = try container.decodeIfPresent(ImageResampling.self, forKey: .resampling) ?? .area
     initialization = try container.decodeIfPresent(WeightInitialization.self, forKey: .initialization) ?? .kaiming
     classes = try container.decodeIfPresent(Int.self, forKey: .classes)
+    blockPooling = try container.decodeIfPresent([Bool].self, forKey: .blockPooling)
+    blockPadding = try container.decodeIfPresent([Int].self, forKey: .blockPadding)
+    relationModule = try container.decodeIfPresent(RelationModule.self, forKey: .relationModule) ?? .linear
   }
 
-  /// Every key; `similarity`, `resampling`, `initialization` and `classes` only when not their
-  /// defaults (`head`, `area`, `kaiming`, none), so that the configuration hashes and checkpoint metadata of
+  /// Every key; `similarity`, `resampling`, `initialization`, `classes`, `blockPooling`,
+  /// `blockPadding` and `relationModule` only when not their defaults (`head`, `area`, `kaiming`,
+  /// none, none, none, `linear`), so that the configuration hashes and checkpoint metadata of
   /// networks recorded before those keys existed stay the same.
   public func encode(to encoder: any Encoder) throws {
     var c = encoder.container(keyedBy: CodingKeys.self)
@@ -34,6 +38,9 @@ extension ModelConfig {
     try c.encode(width, forKey: .width)
     try c.encode(batchNorm, forKey: .batchNorm)
     try c.encodeIfPresent(blocks, forKey: .blocks)
+    try c.encodeIfPresent(blockPooling, forKey: .blockPooling)
+    try c.encodeIfPresent(blockPadding, forKey: .blockPadding)
+    if relationModule != .linear { try c.encode(relationModule, forKey: .relationModule) }
     try c.encode(headHidden, forKey: .headHidden)
     try c.encode(headActivation, forKey: .headActivation)
     if similarity != .head { try c.encode(similarity, forKey: .similarity) }

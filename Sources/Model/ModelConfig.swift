@@ -32,8 +32,24 @@ public enum Similarity: String, Codable, Sendable, CaseIterable {
   /// norm, ReLU and pooling, then two linear layers) brought to the 1x1 feature maps of a backbone
   /// that pools down to one pixel: there a padded 3x3 convolution is a linear layer and the
   /// pooling has nothing to pool. Under `kaiming` initialisation its linear layers start as
-  /// Sung et al.'s: N(0, 0.01) weights, biases 1.
+  /// Sung et al.'s: N(0, 0.01) weights, biases 1. `relationModule: convolutional` builds their
+  /// module itself, on a backbone that keeps maps (`RelationModule.convolutional`).
   case relation
+}
+
+/// The relation module of a network with `similarity: relation`.
+public enum RelationModule: String, Codable, Sendable, CaseIterable {
+  /// On the flattened embeddings (the default; see `Similarity.relation`).
+  case linear
+  /// Sung et al.'s own module, on the backbone's feature maps (C x s x s each, the two side by
+  /// side as 2C channels): two blocks of a padded 3x3 convolution to `headHidden` channels, batch
+  /// norm, ReLU and 2x2 max pooling, then Linear(`headHidden` x (s/4)^2, 8) + ReLU and Linear(8, 1).
+  /// It needs maps of side 4 or more: a backbone whose last blocks do not pool (`blockPooling`).
+  /// PyTorch's nn.Sequential indices: head.0 conv, head.1 batch norm, head.4 conv, head.5 batch
+  /// norm, head.9 and head.11 linear. Under `kaiming` initialisation, Sung et al.'s: the
+  /// convolutions Kaiming-normal (fan_out) with zero biases, the linear layers N(0, 0.01) with
+  /// biases of 1.
+  case convolutional
 }
 
 /// How the weights of convolutions and linear layers are drawn.
@@ -61,6 +77,15 @@ public struct ModelConfig: Codable, Hashable, Sendable {
   /// vgg16 block layout override, e.g. [[32, 32], [64, 64], [128, 128], [256, 256]]; nil is
   /// VGG16's [[64, 64], [128, 128], [256 x 3], [512 x 3], [512 x 3]] (times `width`).
   public var blocks: [[Int]]?
+  /// Per block of the vgg16 backbone, whether 2x2 max pooling ends it; nil: every block does (VGG).
+  /// Sung et al.'s Omniglot embedding: [true, true, false, false] (5x5 maps at 28x28).
+  public var blockPooling: [Bool]?
+  /// Per block of the vgg16 backbone, the zero padding of its 3x3 convolutions (0 or 1); nil: 1
+  /// everywhere (the side is kept). Sung et al.'s Omniglot embedding: [0, 0, 1, 1].
+  public var blockPadding: [Int]?
+  /// The relation module (`similarity: relation`): on flattened embeddings, or Sung et al.'s
+  /// convolutional one on feature maps.
+  public var relationModule: RelationModule = .linear
   /// Hidden units of the head (vgg16); koch's head is a single Linear(4096, 1).
   public var headHidden: Int
   /// Activation between the head's linears (vgg16).
@@ -113,16 +138,44 @@ public struct ModelConfig: Codable, Hashable, Sendable {
   /// Koch's spatial side after its last conv: 105 -> 96 -> 48 -> 42 -> 21 -> 18 -> 9 -> 6.
   public var kochFinalSide: Int { ((((inputSize - 9) / 2 - 6) / 2 - 3) / 2) - 3 }
 
+  /// The vgg16 backbone's blocks: each block's convolution widths, their padding, and whether
+  /// 2x2 max pooling ends it.
+  public var vggLayout: [(widths: [Int], padding: Int, pools: Bool)] {
+    vggBlocks.enumerated().map { i, widths in
+      (widths, blockPadding.flatMap { i < $0.count ? $0[i] : nil } ?? 1, blockPooling.flatMap { i < $0.count ? $0[i] : nil } ?? true)
+    }
+  }
+
+  /// The side of the vgg16 backbone's feature maps, or the first block and a side that cannot
+  /// be convolved or pooled (a convolution needs a side of 3 with its padding, pooling 2).
+  public var vggFinalSide: (side: Int, tooSmallAt: Int?) {
+    var side = inputSize
+    for (i, block) in vggLayout.enumerated() {
+      for _ in block.widths {
+        if side + 2 * block.padding < 3 { return (side, i) }
+        side += 2 * block.padding - 2
+      }
+      if block.pools {
+        if side < 2 { return (side, i) }
+        side /= 2
+      }
+    }
+    return (side, nil)
+  }
+
   /// Length of the feature vector the backbone produces.
   public var featureCount: Int {
     switch backbone {
     case .koch: return kochWidths.features
     case .vgg16:
-      var side = inputSize
-      for _ in vggBlocks { side /= 2 }
+      let side = max(vggFinalSide.side, 0)
       return (vggBlocks.last?.last ?? 0) * side * side
     }
   }
+
+  /// The side of the convolutional relation module's output maps (two 2x2 poolings of the
+  /// backbone's maps).
+  public var relationModuleSide: Int { max(vggFinalSide.side, 0) / 2 / 2 }
 
   /// Problems with the configuration, as (key path, what is allowed); empty when valid.
   public func problems() -> [ConfigProblem] {
@@ -138,14 +191,36 @@ public struct ModelConfig: Codable, Hashable, Sendable {
       if let blocks, blocks.isEmpty || blocks.contains(where: { $0.isEmpty || $0.contains { $0 < 1 } }) {
         out.append(("blocks", "a non-empty list of non-empty lists of positive channel counts"))
       }
-      var side = inputSize
-      for _ in vggBlocks { side /= 2 }
-      if inputSize < 8 || side < 1 {
-        out.append(("inputSize", "\(inputSize) is too small for \(vggBlocks.count) pooling blocks (each halves the side; at least \(1 << vggBlocks.count) needed)"))
+      if let blockPooling, blockPooling.count != vggBlocks.count {
+        out.append(("blockPooling", "one true or false per block (\(vggBlocks.count) blocks); got \(blockPooling.count)"))
+      }
+      if let blockPadding, blockPadding.count != vggBlocks.count || blockPadding.contains(where: { !(0...1).contains($0) }) {
+        out.append(("blockPadding", "one padding per block (\(vggBlocks.count) blocks), each 0 or 1; got \(blockPadding)"))
+      }
+      if blockPooling == nil && blockPadding == nil {
+        var side = inputSize
+        for _ in vggBlocks { side /= 2 }
+        if inputSize < 8 || side < 1 {
+          out.append(("inputSize", "\(inputSize) is too small for \(vggBlocks.count) pooling blocks (each halves the side; at least \(1 << vggBlocks.count) needed)"))
+        }
+      } else if let block = vggFinalSide.tooSmallAt {
+        out.append(("inputSize", "\(inputSize) is too small for these blocks: the maps are too small to convolve or pool in block \(block + 1)"))
+      } else if vggFinalSide.side < 1 {
+        out.append(("inputSize", "\(inputSize) is too small for these blocks: no feature map is left after them"))
       }
       if headHidden < 1 { out.append(("headHidden", "must be at least 1; got \(headHidden)")) }
     }
     if similarity == .relation && backbone == .koch && headHidden < 1 { out.append(("headHidden", "must be at least 1; got \(headHidden)")) }
+    if backbone == .koch && (blockPooling != nil || blockPadding != nil) { out.append(("blockPooling", "only vgg16 takes blockPooling and blockPadding")) }
+    if relationModule == .convolutional {
+      if similarity != .relation {
+        out.append(("relationModule", "\"convolutional\" is a relation network's module: it needs \"similarity\": \"relation\""))
+      } else if backbone != .vgg16 {
+        out.append(("relationModule", "\"convolutional\" needs the vgg16 backbone's feature maps"))
+      } else if out.isEmpty && vggFinalSide.side < 4 {
+        out.append(("relationModule", "\"convolutional\" pools the backbone's maps twice: they must be at least 4x4, and these blocks leave \(vggFinalSide.side)x\(vggFinalSide.side) (set blockPooling false for the last blocks, as Sung et al.: [true, true, false, false])"))
+      }
+    }
     if inputSize > 512 { out.append(("inputSize", "at most 512; got \(inputSize)")) }
     if inputSize < 1 { out.append(("inputSize", "at least 1; got \(inputSize)")) }
     // Upper bounds, so that neither a file nor a checkpoint's metadata can ask for a network
@@ -202,6 +277,12 @@ public struct ModelConfig: Codable, Hashable, Sendable {
 
   /// Parameters of the head (none under Euclidean or cosine similarity).
   public var headParameterCount: Int {
+    if similarity == .relation && relationModule == .convolutional {
+      let (channels, hidden, side, width) = (2 * (vggBlocks.last?.last ?? 0), headHidden, relationModuleSide, ModelConfig.relationWidth)
+      let (first, overflow) = channels.multipliedReportingOverflow(by: 9 * hidden)
+      let (second, overflow2) = hidden.multipliedReportingOverflow(by: 9 * hidden)
+      return overflow || overflow2 ? Int.max / 2 : first + hidden + 2 * hidden + second + hidden + 2 * hidden + hidden * side * side * width + width + width + 1
+    }
     if similarity == .relation {
       let (joined, overflow) = (2 * featureCount).multipliedReportingOverflow(by: headHidden)
       let (square, overflow2) = headHidden.multipliedReportingOverflow(by: headHidden)
@@ -221,10 +302,15 @@ public struct ModelConfig: Codable, Hashable, Sendable {
     switch backbone {
     case .vgg16:
       var total = 0, side = inputSize
-      for block in vggBlocks {
-        for width in block { total += width * side * side * (batchNorm ? 2 : 1) }
-        side /= 2
-        total += (block.last ?? 0) * side * side
+      for block in vggLayout {
+        for width in block.widths {
+          side = max(side + 2 * block.padding - 2, 0)
+          total += width * side * side * (batchNorm ? 2 : 1)
+        }
+        if block.pools {
+          side /= 2
+          total += (block.widths.last ?? 0) * side * side
+        }
       }
       return total
     case .koch:

@@ -13,7 +13,27 @@ final class RelationNetworksTests: XCTestCase {
   static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/relation.safetensors")
 
   func testTrainingStepAndScoresMatchPyTorch() throws {
-    let fixture = try PyTorchFixture(RelationNetworksTests.fixture)
+    try checkAgainstPyTorch(RelationNetworksTests.fixture, biasesFeedingBatchNorm: ["backbone.features.0.bias", "backbone.features.4.bias", "head.0.bias", "head.3.bias"])
+  }
+
+  /// Sung et al.'s own module (`relationModule: convolutional`) on an embedding that keeps 5x5
+  /// maps (an unpadded first block, unpooled last blocks: `blockPadding`, `blockPooling`),
+  /// against the twin's `ConvolutionalRelationModule` (`make_fixtures.py relation_conv`).
+  func testConvolutionalModuleMatchesPyTorch() throws {
+    let url = RelationNetworksTests.fixture.deletingLastPathComponent().appendingPathComponent("relation_conv.safetensors")
+    let network = try checkAgainstPyTorch(
+      url, biasesFeedingBatchNorm: ["backbone.features.0.bias", "backbone.features.4.bias", "backbone.features.7.bias", "head.0.bias", "head.4.bias"])
+    XCTAssertEqual(network.config.relationModule, .convolutional)
+    XCTAssertEqual(network.featureCount, 5 * 5 * 5)
+    XCTAssertEqual(network.store.parameters.filter { $0.name.hasPrefix("head.") }.map(\.name), [
+      "head.0.weight", "head.0.bias", "head.1.weight", "head.1.bias", "head.4.weight", "head.4.bias", "head.5.weight", "head.5.bias", "head.9.weight", "head.9.bias",
+      "head.11.weight", "head.11.bias",
+    ])
+  }
+
+  @discardableResult
+  func checkAgainstPyTorch(_ url: URL, biasesFeedingBatchNorm: Set<String>, file: StaticString = #filePath, line: UInt = #line) throws -> EmbeddingNetwork {
+    let fixture = try PyTorchFixture(url)
     let (tensors, config, images) = (fixture.tensors, fixture.config, fixture.images)
     let (ways, shots, queries) = (fixture.ways, fixture.shots, fixture.queries)
     XCTAssertEqual(config.similarity, .relation)
@@ -24,7 +44,7 @@ final class RelationNetworksTests: XCTestCase {
     XCTAssertEqual(loss, expected, accuracy: 1e-5 * max(1, abs(expected)))
     for parameter in network.store.parameters {
       let theirs = try XCTUnwrap(tensors["grad." + parameter.name]).values
-      if ["backbone.features.0.bias", "backbone.features.4.bias", "head.0.bias", "head.3.bias"].contains(parameter.name) {
+      if biasesFeedingBatchNorm.contains(parameter.name) {
         // A bias feeding batch norm: zero in exact arithmetic, rounding noise on both sides.
         XCTAssertLessThan((parameter.gradient + theirs).map(abs).max() ?? 0, 1e-4, parameter.name)
         continue
@@ -49,14 +69,21 @@ final class RelationNetworksTests: XCTestCase {
     let theirScores = try XCTUnwrap(tensors["output.class_scores"]).values
     XCTAssertEqual(scores.joined().count, theirScores.count)
     for (a, b) in zip(scores.joined(), theirScores) { XCTAssertEqual(a, Double(b), accuracy: 1e-4 * max(1, abs(Double(b)))) }
+    return network
   }
 
   /// dL/d(embeddings) and dL/d(module parameters), entry by entry, against central differences
   /// of the loss, in 1-shot and 3-shot episodes (the class mean's gradient reaches every shot).
   func testLossGradientByCentralDifferences() {
     var rng = NormalSampler(seed: 5)
-    for (ways, shots, queries) in [(3, 1, 2), (2, 3, 2)] {
-      let network = EmbeddingNetwork(config: ModelConfig(backbone: .vgg16, inputSize: 8, blocks: [[2], [2]], headHidden: 5, similarity: .relation), seed: 1)
+    var convolutional = ModelConfig(backbone: .vgg16, inputSize: 4, blocks: [[2], [2]], headHidden: 3, similarity: .relation)
+    (convolutional.blockPooling, convolutional.relationModule) = ([false, false], .convolutional)
+    for (ways, shots, queries, config) in [
+      (3, 1, 2, ModelConfig(backbone: .vgg16, inputSize: 8, blocks: [[2], [2]], headHidden: 5, similarity: .relation)), (2, 3, 2, ModelConfig(backbone: .vgg16, inputSize: 8, blocks: [[2], [2]], headHidden: 5, similarity: .relation)),
+      // Sung et al.'s module on 2 x 4 x 4 maps: convolutions, batch norm over (pair, pixel), pooling.
+      (3, 1, 2, convolutional),
+    ] {
+      let network = EmbeddingNetwork(config: config, seed: 1)
       let f = network.featureCount
       var store = network.store
       // Larger module weights than the initialisation's N(0, 0.01), so that every term matters.
@@ -78,7 +105,7 @@ final class RelationNetworksTests: XCTestCase {
         plus.data[i] += h
         minus.data[i] -= h
         let numeric = (loss(plus, store) - loss(minus, store)) / (2 * Double(h))
-        XCTAssertEqual(Double(analytic.data[i]), numeric, accuracy: 2e-3 * max(1, abs(numeric)), "\(ways)-way \(shots)-shot embedding entry \(i)")
+        XCTAssertEqual(Double(analytic.data[i]), numeric, accuracy: 2e-3 * max(1, abs(numeric)), "\(config.relationModule) \(ways)-way \(shots)-shot embedding entry \(i)")
       }
       // A smaller step for the module's parameters: a step of 1e-2 on a bias can carry a unit
       // across its ReLU's kink for one of the pairs.
@@ -89,7 +116,7 @@ final class RelationNetworksTests: XCTestCase {
           plus.parameters[p].value[i] += small
           minus.parameters[p].value[i] -= small
           let numeric = (loss(x, plus) - loss(x, minus)) / (2 * Double(small))
-          XCTAssertEqual(Double(analyticStore.parameters[p].gradient[i]), numeric, accuracy: 2e-3 * max(1, abs(numeric)), "\(store.parameters[p].name)[\(i)]")
+          XCTAssertEqual(Double(analyticStore.parameters[p].gradient[i]), numeric, accuracy: 2e-3 * max(1, abs(numeric)), "\(config.relationModule) \(store.parameters[p].name)[\(i)]")
         }
       }
     }

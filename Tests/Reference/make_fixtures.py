@@ -208,15 +208,22 @@ def make_finetune(seed=0, images=6, classes=5, ways=3, shots=2, queries=4):
     save_experiments_fixture("finetune", out, config, {"ways": ways, "shots": shots, "queries": queries}, loss)
 
 
-def make_relation(seed=0, ways=3, shots=2, queries=2):
+def make_relation(seed=0, ways=3, shots=2, queries=2, name="relation"):
     """Relation networks: one training step of a small batch-norm network with a relation module
     (weights, an episode's images, loss and every gradient), and the class scores of the episode's
-    queries, for Tests/ExperimentsTests."""
+    queries, for Tests/ExperimentsTests. `relation_conv`: Sung et al.'s convolutional module on an
+    embedding that keeps 5x5 maps (an unpadded first block, unpooled last blocks)."""
     torch.manual_seed(seed)
-    config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 6, "headActivation": "none",
-              "similarity": "relation"}
+    if name == "relation_conv":
+        config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [4], [5]], "blockPooling": [True, False, False],
+                  "blockPadding": [0, 1, 1], "relationModule": "convolutional", "headHidden": 6, "headActivation": "none", "similarity": "relation"}
+        norms = (".features.1.", ".features.5.", ".features.8.", "head.1.", "head.5.")
+    else:
+        config = {"backbone": "vgg16", "inputSize": 12, "width": 1, "batchNorm": True, "blocks": [[3], [5]], "headHidden": 6, "headActivation": "none",
+                  "similarity": "relation"}
+        norms = (".features.1.", "head.1.", "head.4.")
     net = twin.build(config)
-    randomize(net, batch_norms=(".features.1.", "head.1.", "head.4."))
+    randomize(net, batch_norms=norms)
     x = torch.rand(ways * (shots + queries), 1, 12, 12)
     weights = {n: p.detach().clone() for n, p in net.named_parameters()}
     net.train()
@@ -232,7 +239,7 @@ def make_relation(seed=0, ways=3, shots=2, queries=2):
         scores = twin.relation_scores(net, e[:, shots:].reshape(ways * queries, -1), e[:, :shots])
     out.update({"output.embeddings": net.embed(x).detach(), "output.class_scores": scores})
     out.update({"buffer." + n: b.detach().clone() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked")})
-    save_experiments_fixture("relation", out, config, {"ways": ways, "shots": shots, "queries": queries}, loss)
+    save_experiments_fixture(name, out, config, {"ways": ways, "shots": shots, "queries": queries}, loss)
 
 
 def make_maml(seed=0, ways=3, shots=2, queries=2):
@@ -281,6 +288,7 @@ if __name__ == "__main__":
     for name in ["vgg", "vgg_bn", "koch", "vgg_wide"]:
         if not chosen or name in chosen:
             make(name)
-    for name, maker in [("prototypical", make_prototypical), ("matching", make_matching), ("finetune", make_finetune), ("relation", make_relation), ("maml", make_maml)]:
+    for name, maker in [("prototypical", make_prototypical), ("matching", make_matching), ("finetune", make_finetune), ("relation", make_relation),
+                        ("relation_conv", lambda: make_relation(name="relation_conv")), ("maml", make_maml)]:
         if not chosen or name in chosen:
             maker()

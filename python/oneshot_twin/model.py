@@ -7,8 +7,9 @@ eval mode, an ensemble checkpoint (`ensemble_members` in the metadata, tensors u
 the Swift one (`Sources/Model/EmbeddingNetwork.swift`): PyTorch's `nn.Sequential` numbering is the
 names' numbering, ReLU and pooling included.
 
-    model_config keys: backbone (vgg16 | koch), inputSize, width, batchNorm, blocks, headHidden,
-    headActivation (none | relu), similarity (head | euclidean | cosine | relation), classes; defaults as in
+    model_config keys: backbone (vgg16 | koch), inputSize, width, batchNorm, blocks, blockPooling,
+    blockPadding, relationModule (linear | convolutional), headHidden, headActivation (none | relu),
+    similarity (head | euclidean | cosine | relation), classes; defaults as in
     Sources/Model/ModelConfig.swift. A network of `similarity: euclidean` (a prototypical network)
     has no head: a pair's score is the negative squared Euclidean distance of its embeddings, and
     an episode's class is scored by its prototype (`prototype_scores`). With `classes`, the network
@@ -25,8 +26,8 @@ import torch
 import torch.nn as nn
 
 VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
-DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "headHidden": 512, "headActivation": "none", "similarity": "head",
-            "resampling": "area", "initialization": "kaiming", "classes": None}
+DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "blockPooling": None, "blockPadding": None, "relationModule": "linear",
+            "headHidden": 512, "headActivation": "none", "similarity": "head", "resampling": "area", "initialization": "kaiming", "classes": None}
 # resampling (area | nearest) says how the harness brought images to inputSize; initialization
 # (kaiming | pytorch) how it drew the starting weights. Neither changes the network's shape.
 # The harness's batch norm: PyTorch's defaults (eps 1e-5, momentum 0.1).
@@ -53,20 +54,39 @@ def vgg_blocks(config):
     return [[scaled(c, config["width"]) for c in block] for block in VGG16_BLOCKS]
 
 
-class VGGBackbone(nn.Module):
-    """3x3 convolutions (padding 1), batch norm if asked, ReLU; 2x2 max pooling after each block."""
+def vgg_layout(config):
+    """Each block's widths, the padding of its convolutions and whether 2x2 max pooling ends it."""
+    blocks = vgg_blocks(config)
+    pooling = config["blockPooling"] or [True] * len(blocks)
+    padding = config["blockPadding"] or [1] * len(blocks)
+    return list(zip(blocks, padding, pooling))
 
-    def __init__(self, blocks, batch_norm):
+
+def vgg_final_side(config):
+    side = config["inputSize"]
+    for widths, padding, pools in vgg_layout(config):
+        side += len(widths) * (2 * padding - 2)
+        if pools:
+            side //= 2
+    return side
+
+
+class VGGBackbone(nn.Module):
+    """3x3 convolutions (padding 1, or each block's `blockPadding`), batch norm if asked, ReLU;
+    2x2 max pooling after each block (or where `blockPooling` says)."""
+
+    def __init__(self, layout, batch_norm):
         super().__init__()
         layers, channels = [], 1
-        for block in blocks:
+        for block, padding, pools in layout:
             for width in block:
-                layers.append(nn.Conv2d(channels, width, 3, padding=1))
+                layers.append(nn.Conv2d(channels, width, 3, padding=padding))
                 if batch_norm:
                     layers.append(nn.BatchNorm2d(width, eps=BATCH_NORM_EPS))
                 layers.append(nn.ReLU(inplace=False))
                 channels = width
-            layers.append(nn.MaxPool2d(2))
+            if pools:
+                layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -319,10 +339,8 @@ def build(config):
 
 def feature_count(c):
     if c["backbone"] == "vgg16":
-        blocks, side = vgg_blocks(c), c["inputSize"]
-        for _ in blocks:
-            side //= 2
-        return blocks[-1][-1] * side * side
+        side = vgg_final_side(c)
+        return vgg_blocks(c)[-1][-1] * side * side
     return scaled(4096, c["width"])
 
 
@@ -337,25 +355,43 @@ def relation_module(features, hidden):
                          nn.Linear(hidden, RELATION_WIDTH), nn.ReLU(), nn.Linear(RELATION_WIDTH, 1))
 
 
+class ConvolutionalRelationModule(nn.Sequential):
+    """Sung et al.'s relation module on the two embeddings' feature maps side by side (the joined
+    [f1, f2] unflattened to 2C channels): two blocks of Conv2d(3x3, padding 1) -> BN -> ReLU ->
+    MaxPool(2), then Linear(H (s/4)^2, 8) -> ReLU -> Linear(8, 1). Indices as the harness's names:
+    head.0, head.1, head.4, head.5, head.9, head.11."""
+
+    def __init__(self, channels, side, hidden):
+        quarter = side // 2 // 2
+        super().__init__(nn.Conv2d(2 * channels, hidden, 3, padding=1), nn.BatchNorm2d(hidden, eps=BATCH_NORM_EPS), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(hidden, hidden, 3, padding=1), nn.BatchNorm2d(hidden, eps=BATCH_NORM_EPS), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(hidden * quarter * quarter, RELATION_WIDTH), nn.ReLU(), nn.Linear(RELATION_WIDTH, 1))
+        self.channels, self.side = 2 * channels, side
+
+    def forward(self, joined):
+        return super().forward(joined.reshape(joined.shape[0], self.channels, self.side, self.side))
+
+
 def build_without_classifier(c):
     if c["similarity"] not in ("head", "euclidean", "cosine", "relation"):
         raise ValueError(f"model_config similarity {c['similarity']!r} is not head, euclidean, cosine or relation")
     if c["similarity"] == "relation":
         if c["backbone"] == "vgg16":
-            backbone = VGGBackbone(vgg_blocks(c), c["batchNorm"])  # built (and initialised) before the head
+            backbone = VGGBackbone(vgg_layout(c), c["batchNorm"])  # built (and initialised) before the head
         else:
             backbone = koch_backbone(c)
+        if c["relationModule"] == "convolutional":
+            if c["backbone"] != "vgg16":
+                raise ValueError("a convolutional relation module needs the vgg16 backbone")
+            module = ConvolutionalRelationModule(vgg_blocks(c)[-1][-1], vgg_final_side(c), c["headHidden"])
+            return Siamese(backbone, module, "relation")
         return Siamese(backbone, relation_module(feature_count(c), c["headHidden"]), "relation")
     if c["backbone"] == "vgg16" and c["similarity"] != "head":
-        return Siamese(VGGBackbone(vgg_blocks(c), c["batchNorm"]), None, c["similarity"])
+        return Siamese(VGGBackbone(vgg_layout(c), c["batchNorm"]), None, c["similarity"])
     if c["backbone"] == "vgg16":
-        blocks = vgg_blocks(c)
-        side = c["inputSize"]
-        for _ in blocks:
-            side //= 2
-        features = blocks[-1][-1] * side * side
+        features = feature_count(c)
         hidden = c["headHidden"]
-        backbone = VGGBackbone(blocks, c["batchNorm"])  # built (and initialised) before the head
+        backbone = VGGBackbone(vgg_layout(c), c["batchNorm"])  # built (and initialised) before the head
         head = [nn.Linear(features, hidden)] + ([nn.ReLU()] if c["headActivation"] == "relu" else []) + [nn.Linear(hidden, 1)]
         return Siamese(backbone, nn.Sequential(*head))
     backbone = koch_backbone(c)
@@ -364,8 +400,8 @@ def build_without_classifier(c):
 
 
 def koch_backbone(c):
-    if c["batchNorm"] or c["blocks"] is not None:
-        raise ValueError("koch takes neither batchNorm nor blocks")
+    if c["batchNorm"] or c["blocks"] is not None or c["blockPooling"] is not None or c["blockPadding"] is not None:
+        raise ValueError("koch takes neither batchNorm nor blocks, blockPooling or blockPadding")
     widths = [scaled(w, c["width"]) for w in (64, 128, 128, 256)]
     final_side = ((((c["inputSize"] - 9) // 2 - 6) // 2 - 3) // 2) - 3
     return KochBackbone(widths, feature_count(c), final_side)

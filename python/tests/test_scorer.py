@@ -54,10 +54,14 @@ class ScorerTests(unittest.TestCase):
         split, scored by the harness and by the twin through the protocol on 5-way 5-shot and 20-way
         1-shot episodes: the same accuracy. (5 shots: a method's class score is not the mean of
         its pair scores.)"""
-        for objective, similarity, extra in [("relation", "relation", {"headHidden": 16}), ("matching", "cosine", {}), ("matching-scaled", "cosine", {}),
+        # relation twice: the module on flattened embeddings, and Sung et al.'s convolutional one on
+        # maps the last two blocks leave unpooled (8 x 14 x 14).
+        conv_relation = {"headHidden": 16, "blockPooling": [True, False, False], "relationModule": "convolutional"}
+        for objective, similarity, extra in [("relation", "relation", {"headHidden": 16}), ("relation", "relation", conv_relation),
+                                              ("matching", "cosine", {}), ("matching-scaled", "cosine", {}),
                                               ("finetune", "euclidean", {"classes": 4112}), ("prototypical", "euclidean", {}),
                                               ("maml", "euclidean", {})]:
-            with self.subTest(objective=objective), tempfile.TemporaryDirectory() as folder:
+            with self.subTest(objective=objective, model=extra), tempfile.TemporaryDirectory() as folder:
                 experiment = os.path.join(folder, "exp.json")
                 protocols = [{"protocol": "episodes", "split": "evaluation", "episodes": 30, "seed": 7, "spec": {"ways": w, "shots": k, "queries": 3, "alphabetMode": "across"}}
                              for w, k in [(5, 5), (20, 1)]]

@@ -13,10 +13,13 @@ import Support
 ///
 /// The module (`model.similarity: "relation"`; `ModelConfig`): Linear(2F, H) + batch norm +
 /// ReLU, Linear(H, H) + batch norm + ReLU, Linear(H, 8) + ReLU, Linear(8, 1), H = `headHidden`.
-/// Deviations from Sung et al., stated: their embedding keeps 5x5 feature maps (no pooling in its
-/// last two blocks) and their module starts with two blocks of 3x3 convolution, batch norm, ReLU
-/// and pooling; on the 4-block backbone of the other methods, which pools to 1x1, those
-/// convolutions are linear layers and the pooling has nothing to pool. Their K-shot class
+/// Sung et al.'s embedding keeps 5x5 feature maps (no pooling in its last two blocks) and their
+/// module starts with two blocks of 3x3 convolution, batch norm, ReLU and pooling; on the 4-block
+/// backbone of the other methods, which pools to 1x1, those convolutions are linear layers and the
+/// pooling has nothing to pool. Their network itself is `model.blockPooling`,
+/// `model.blockPadding` and `model.relationModule: convolutional` (`RelationModule`): the joined
+/// [f(query), f(class)] are then the two maps side by side, and this file is the same. Other
+/// deviations from Sung et al., stated: their K-shot class
 /// representation is the sum of the support embeddings; here it is the mean, so that one trained
 /// network scores 1-shot and 5-shot episodes on one scale. No gradient clipping (theirs: norm
 /// 0.5). The module's batch norm normalises over the step's (query, class) pairs in training and

@@ -61,6 +61,31 @@ public struct Flatten: Layer {
   }
 }
 
+/// Rows of C * S * S values back into (N, C, S, S) maps: the convolutional relation module's
+/// first step, whose joined input [f1, f2] is two flattened maps one after the other, that is
+/// 2C channels of the same side.
+public struct Unflatten: Layer {
+  let channels: Int
+  let side: Int
+
+  /// An unflatten to `channels` maps of `side` x `side`.
+  public init(channels: Int, side: Int) {
+    self.channels = channels
+    self.side = side
+  }
+
+  public func forward(_ x: Tensor, store: ParameterStore, context: ForwardContext) -> (output: Tensor, cache: LayerCache) {
+    precondition(x.itemCount == channels * side * side, "Unflatten: \(x.shape) has not \(channels) x \(side) x \(side) values a row")
+    let y = x.plain().reshaped([x.batch, channels, side, side])
+    return (y, LayerCache(input: x, output: y))
+  }
+
+  /// The gradient as rows (a convolution's may arrive in its own layout).
+  public func backward(_ dOutput: Tensor, cache: LayerCache, store: inout ParameterStore, needInputGradient: Bool) -> Tensor {
+    dOutput.plain().reshaped(cache.input.shape)
+  }
+}
+
 /// The logistic function, stable for large |x|.
 @inline(__always) public func sigmoid(_ x: Float) -> Float {
   x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
