@@ -300,6 +300,11 @@ package struct TrainingConfig: Codable, Equatable {
   package var targets: [Double]? = nil
   /// Stop training at the first validation that reaches the highest target (then evaluate).
   package var stopAtTarget = false
+  /// With a decay in (0, 1), an exponential moving average of the weights (and batch norm's
+  /// running estimates) is kept over the steps (`WeightAverage`, "model EMA"), and it is what
+  /// is validated, kept as the best checkpoint and scored; training continues on the current
+  /// weights. Nil: none. 0.999 averages over about the last 1,000 steps.
+  package var emaDecay: Double? = nil
 
   /// Images one training step embeds (as the method draws them).
   package var imagesPerStep: Int { method.imagesPerStep(self) }
@@ -323,7 +328,7 @@ package struct TrainingConfig: Codable, Equatable {
 
   package enum CodingKeys: String, CodingKey, CaseIterable {
     case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions, fusion, objective, episode, targets,
-      stopAtTarget
+      stopAtTarget, emaDecay
   }
 
   package init(from decoder: any Decoder) throws {
@@ -359,6 +364,7 @@ package struct TrainingConfig: Codable, Equatable {
     episode = try c.decodeIfPresent(EpisodeSpec.self, forKey: .episode)
     targets = try c.decodeIfPresent([Double].self, forKey: .targets)
     stopAtTarget = try c.decodeIfPresent(Bool.self, forKey: .stopAtTarget) ?? false
+    emaDecay = try c.decodeIfPresent(Double.self, forKey: .emaDecay)
     if method.trainsOnEpisodes && pairs != nil {
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.pairs], debugDescription: "the \(objective) objective trains on episodes, not pairs: give the budget as \"steps\" (one episode each)"))
     }
@@ -384,6 +390,7 @@ package struct TrainingConfig: Codable, Equatable {
     try c.encodeIfPresent(episode, forKey: .episode)
     try c.encodeIfPresent(targets, forKey: .targets)
     if stopAtTarget { try c.encode(stopAtTarget, forKey: .stopAtTarget) }
+    try c.encodeIfPresent(emaDecay, forKey: .emaDecay)
   }
 
   package func problems() -> [ConfigProblem] {
@@ -395,6 +402,9 @@ package struct TrainingConfig: Codable, Equatable {
       if targets.isEmpty || targets.count > 20 { out.append(("targets", "1 to 20 validation accuracies, e.g. [0.80, 0.85]; got \(targets.count)")) }
       if let bad = targets.first(where: { !($0 > 0 && $0 <= 1) }) { out.append(("targets", "validation accuracies in (0, 1], e.g. 0.85 for 85%; got \(bad)")) }
       if Set(targets).count != targets.count { out.append(("targets", "each target once; got \(targets)")) }
+    }
+    if let emaDecay, !(emaDecay > 0 && emaDecay < 1) {
+      out.append(("emaDecay", "the moving average's decay, in (0, 1), e.g. 0.999 (about the last 1,000 steps); got \(emaDecay); remove the key for no average"))
     }
     if stopAtTarget && (targets ?? []).isEmpty { out.append(("stopAtTarget", "stops at the highest of training.targets: name at least one target")) }
     out += nested("optimizer", optimizer.problems())

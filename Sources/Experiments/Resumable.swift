@@ -31,6 +31,11 @@ package struct Resumable {
     guard let optimizer = checkpoint.optimizer, let state = TrainingState(metadata: checkpoint.metadata) else {
       throw UserFacingError("\(url.path) holds no optimizer or training state, so it cannot be resumed; start a new run")
     }
+    // A run that averages its weights resumes its average: without it the best checkpoints
+    // after the resume would not be the average the run kept.
+    if plan.config.training?.emaDecay != nil && checkpoint.average == nil {
+      throw UserFacingError("\(url.path) holds no weight average, but the run averages its weights (training.emaDecay); put back the run's own last checkpoint (the run stays interrupted)")
+    }
     self.optimizer = optimizer
     self.state = state
   }

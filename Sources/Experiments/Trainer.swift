@@ -93,6 +93,8 @@ package final class Trainer {
   package let runID: String
   package var network: EmbeddingNetwork
   package var optimizer: Optimizer
+  /// The moving average of the weights (`training.emaDecay`), or nil.
+  package var average: WeightAverage?
   package var state = TrainingState()
   /// Where events go; throwing stops training with that error (another process took the run).
   package var report: (TrainingEvent) throws -> Void = { _ in }
@@ -127,6 +129,7 @@ package final class Trainer {
     network.convolutionAlgorithm = training.convolutions.algorithm
     network.fusesNormalizationPooling = fusesNormalizationPooling
     optimizer = Optimizer(training.optimizer.config, store: network.store)
+    average = training.emaDecay.map { WeightAverage(decay: $0, store: network.store) }
   }
 
   package var bestURL: URL { folder.appendingPathComponent("best.safetensors") }
@@ -139,6 +142,7 @@ package final class Trainer {
     network.convolutionAlgorithm = training.convolutions.algorithm
     network.fusesNormalizationPooling = fusesNormalizationPooling
     optimizer = resumable.optimizer
+    average = resumable.checkpoint.average
     state = resumable.state
   }
 
@@ -196,6 +200,7 @@ package final class Trainer {
     let loss = method.lossAndGradients(step: state.step, network: &network, draws: draws)
     guard loss.isFinite else { return (loss, rate) }
     optimizer.update(&network.store, learningRate: rate)
+    average?.update(network.store)
     state.step += 1
     return (loss, rate)
   }
@@ -210,7 +215,7 @@ package final class Trainer {
       state.bestValidation = accuracy
       state.bestStep = state.step
       state.staleValidations = 0
-      try Checkpoint.write(network: network, optimizer: nil, metadata: checkpointMetadata.merging(state.metadata) { $1 }, to: bestURL)
+      try Checkpoint.write(network: scoredNetwork, optimizer: nil, metadata: checkpointMetadata.merging(state.metadata) { $1 }, to: bestURL)
     } else {
       state.staleValidations += 1
     }
@@ -297,11 +302,20 @@ package final class Trainer {
 
   /// Accuracy on the validation episodes.
   package func validate() throws -> Double {
-    try Evaluator(split: background).evaluate(NetworkScorer(network: network, method: method), episodes: validationEpisodes).accuracy
+    try Evaluator(split: background).evaluate(NetworkScorer(network: scoredNetwork, method: method), episodes: validationEpisodes).accuracy
+  }
+
+  /// The network validation scores and the best checkpoint keeps: the weight average where
+  /// the run keeps one, else the network as trained.
+  package var scoredNetwork: EmbeddingNetwork {
+    guard let average else { return network }
+    var averaged = network
+    averaged.store = average.applied(to: network.store)
+    return averaged
   }
 
   package func saveLast() throws {
-    try Checkpoint.write(network: network, optimizer: optimizer, metadata: checkpointMetadata.merging(state.metadata) { $1 }, to: lastURL)
+    try Checkpoint.write(network: network, optimizer: optimizer, average: average, metadata: checkpointMetadata.merging(state.metadata) { $1 }, to: lastURL)
   }
 
   package var checkpointMetadata: [String: String] {

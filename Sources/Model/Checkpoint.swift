@@ -11,17 +11,23 @@ public struct Checkpoint {
   public static let formatVersion = "1"
   /// Prefix of optimizer-state tensors: `optimizer.m.<name>`, `optimizer.v.<name>`.
   static let optimizerPrefix = "optimizer."
+  /// Prefix of the weight average's tensors (training state, like the optimizer's: a scorer
+  /// ignores them).
+  static let averagePrefix = "optimizer.average."
 
   /// The restored network.
   public var network: EmbeddingNetwork
   /// The restored optimizer, when the checkpoint holds its state.
   public var optimizer: Optimizer?
+  /// The restored moving average of the weights (`training.emaDecay`), when the checkpoint
+  /// holds one: tensors `optimizer.average.<name>`, metadata `average_decay`.
+  public var average: WeightAverage? = nil
   /// Metadata strings.
   public var metadata: [String: String]
 
   /// Writes `network` (and `optimizer`, if given) atomically to `url`. With `half`, weights are
   /// stored as F16 (halves the size; optimizer state is never stored in half precision).
-  public static func write(network: EmbeddingNetwork, optimizer: Optimizer?, metadata: [String: String], to url: URL, half: Bool = false) throws {
+  public static func write(network: EmbeddingNetwork, optimizer: Optimizer?, average: WeightAverage? = nil, metadata: [String: String], to url: URL, half: Bool = false) throws {
     var tensors: [NamedTensor] = []
     for parameter in network.store.parameters {
       tensors.append(NamedTensor(name: parameter.name, shape: parameter.shape, values: parameter.value, half: half))
@@ -33,6 +39,15 @@ public struct Checkpoint {
     meta["format"] = "oneshot-bench"
     meta["format_version"] = formatVersion
     meta["model_config"] = String(decoding: try JSONEncoder.canonical().encode(network.config), as: UTF8.self)
+    if let average {
+      meta["average_decay"] = String(average.decay)
+      for (i, parameter) in network.store.parameters.enumerated() {
+        tensors.append(NamedTensor(name: "\(averagePrefix)\(parameter.name)", shape: parameter.shape, values: average.parameters[i]))
+      }
+      for (i, buffer) in network.store.buffers.enumerated() {
+        tensors.append(NamedTensor(name: "\(averagePrefix)\(buffer.name)", shape: [buffer.value.count], values: average.buffers[i]))
+      }
+    }
     if let optimizer {
       meta["optimizer_config"] = String(decoding: try JSONEncoder.canonical().encode(optimizer.config), as: UTF8.self)
       meta["optimizer_step"] = String(optimizer.step)
@@ -132,8 +147,26 @@ public struct Checkpoint {
       }
       optimizer = Optimizer(optimizerConfig, step: step, firstMoments: first, secondMoments: second)
     }
+    var average: WeightAverage? = nil
+    if let decayText = metadata["average_decay"] {
+      guard let decay = Double(decayText), decay > 0 && decay < 1 else {
+        throw CheckpointError.impossibleValue(path: path, name: "average_decay", reason: "is \(decayText), not in (0, 1)")
+      }
+      func averaged(_ name: String, count: Int) throws -> [Float] {
+        let key = averagePrefix + name
+        guard let tensor = tensors[key], tensor.values.count == count else { throw CheckpointError.missingTensor(path: path, name: key) }
+        try refuseImpossibleValues(tensor.values, name: key, path: path)
+        used.insert(key)
+        return tensor.values
+      }
+      average = WeightAverage(
+        decay: decay, parameters: try network.store.parameters.map { try averaged($0.name, count: $0.value.count) },
+        buffers: try network.store.buffers.map { try averaged($0.name, count: $0.value.count) })
+    }
     try rejectUnused(tensors, used: used, path: path)
-    return Checkpoint(network: network, optimizer: optimizer, metadata: metadata)
+    var checkpoint = Checkpoint(network: network, optimizer: optimizer, metadata: metadata)
+    checkpoint.average = average
+    return checkpoint
   }
 
   /// The model configuration a checkpoint's metadata records, checked against `expected`.

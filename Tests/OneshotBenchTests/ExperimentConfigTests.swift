@@ -169,6 +169,7 @@ final class ExperimentConfigTests: XCTestCase {
     XCTAssert(try message(twoBad).hasPrefix("model.inputSize | the number 1e30"), "the first in the file is named")
     XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"pairs\": 100")).contains("exactly one of"))
     XCTAssertEqual(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"precision\": \"fp16\"")), "training.precision | one of fp32, bf16, auto; got fp16")
+    XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 10, \"emaDecay\": 1")).hasPrefix("training.emaDecay | the moving average's decay, in (0, 1)"))
     // Every key of a fixed set of words names its words, the two "kind"s apart.
     XCTAssertEqual(overrideMessage("training.pairing=pairs"), "training.pairing | one of independent, groups, batch; got pairs")
     XCTAssertEqual(overrideMessage("training.convolutions=fast"), "training.convolutions | one of direct, auto; got fast")

@@ -457,6 +457,53 @@ final class RunTests: TemporaryFolderTestCase {
     }
   }
 
+  /// `training.emaDecay`: the moving average of the weights is what is validated and kept as the
+  /// best checkpoint (the last checkpoint holds the current weights and the average, for
+  /// --resume), and a run interrupted and resumed ends exactly as one that never stopped.
+  func testWeightAverageIsScoredAndResumesExactly() throws {
+    let runs = folder.appendingPathComponent("checkpoints")
+    let averaging = ["--set", "training.emaDecay=0.9"]
+    // One validation, at the last step: the best checkpoint is the average at that step.
+    let once = runCLI(["run", try experiment(steps: 12, validateEvery: 12), "--store", storePath, "--runs", runs.path] + averaging, currentDirectory: folder)
+    XCTAssertEqual(once.code, 0, once.error)
+    let store = try ResultsStore(path: storePath)
+    let onceID = try XCTUnwrap(store.listRuns().first).id
+    let last = try Checkpoint.read(runs.appendingPathComponent("\(onceID)/last.safetensors"))
+    let best = try Checkpoint.read(runs.appendingPathComponent("\(onceID)/best.safetensors"))
+    let average = try XCTUnwrap(last.average)
+    XCTAssertEqual(average.decay, 0.9)
+    XCTAssertNil(best.average)
+    XCTAssertEqual(best.network.store.parameters.map(\.value), average.parameters)
+    XCTAssertEqual(best.network.store.buffers.map(\.value), average.buffers)
+    XCTAssertNotEqual(best.network.store.parameters.map(\.value), last.network.store.parameters.map(\.value), "the average is not the last weights")
+    XCTAssertEqual(try store.run(onceID).params.first { $0.key == "training.emaDecay" }?.value, "0.9")
+    // The last checkpoint scores as any checkpoint does (its average is training state).
+    let scored = runCLI(["run", try experiment(steps: 12), "--eval-only", "--checkpoint", runs.appendingPathComponent("\(onceID)/last.safetensors").path, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(scored.code, 0, scored.error)
+
+    let config = try experiment(steps: 40, validateEvery: 25, logEvery: 20)
+    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path] + averaging, runs: runs, holdAtStep: 25, currentDirectory: folder)
+    kill(held.process.processIdentifier, SIGINT)
+    held.process.waitUntilExit()
+    XCTAssertEqual(held.process.terminationStatus, 130, held.errorText)
+    let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(resumed.code, 0, resumed.error)
+    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path] + averaging, currentDirectory: folder)
+    XCTAssertEqual(straight.code, 0, straight.error)
+    let straightID = try XCTUnwrap(
+      try store.listRuns().first { run in
+        guard ![held.runID, onceID].contains(run.id) && run.status == .completed else { return false }
+        return RunMode(tags: try store.run(run.id).tags) == .train
+      }
+    ).id
+    XCTAssertEqual(try store.results(runID: held.runID).map(\.accuracy), try store.results(runID: straightID).map(\.accuracy))
+    for key in [MetricKey.trainingLoss, MetricKey.validationAccuracy] {
+      XCTAssertEqual(try store.metrics(runID: held.runID, key: key).map(\.value), try store.metrics(runID: straightID, key: key).map(\.value), key)
+    }
+    let bestAfterResume = try Checkpoint.read(runs.appendingPathComponent("\(held.runID)/best.safetensors")).network.store.parameters.map(\.value)
+    XCTAssertEqual(bestAfterResume, try Checkpoint.read(runs.appendingPathComponent("\(straightID)/best.safetensors")).network.store.parameters.map(\.value))
+  }
+
   func testPinnedFusionIsRecordedWithoutAProbe() throws {
     let config = try experiment(steps: 3)
     let cache = folder.appendingPathComponent("cache")
