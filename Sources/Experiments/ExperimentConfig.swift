@@ -640,6 +640,7 @@ extension ConfigError {
     case (_, "similarity"): return Similarity.allCases.map(\.rawValue)
     case ("model", "resampling"): return ImageResampling.allCases.map(\.rawValue)
     case ("model", "initialization"): return WeightInitialization.allCases.map(\.rawValue)
+    case ("model", "relationModule"): return RelationModule.allCases.map(\.rawValue)
     case (_, "precision"): return PrecisionSetting.allCases.map(\.rawValue)
     case (_, "convolutions"): return ConvolutionsSetting.allCases.map(\.rawValue)
     case ("training", "fusion"): return FusionSetting.allCases.map(\.rawValue)

@@ -153,6 +153,8 @@ final class ExperimentConfigTests: XCTestCase {
     XCTAssert(try message(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": \"ten\"")).hasPrefix("training.steps | wrong type; expected an integer"))
     XCTAssert(try message(valid.replacingOccurrences(of: "\"inputSize\": 28", with: "\"inputSize\": 4")).hasPrefix("model.inputSize |"))
     XCTAssertEqual(try message(valid.replacingOccurrences(of: "vgg16", with: "vgg19")), "model.backbone | one of vgg16, koch; got vgg19")
+    XCTAssertEqual(
+      try message(valid.replacingOccurrences(of: "\"inputSize\": 28", with: "\"inputSize\": 28, \"relationModule\": \"conv\"")), "model.relationModule | one of linear, convolutional; got conv")
     XCTAssert(try message(valid.replacingOccurrences(of: "\"name\": \"t\",", with: "")).hasPrefix("name | missing"))
     let impossible = valid.replacingOccurrences(of: "}}}", with: "}}, \"evaluation\": [{\"protocol\": \"episodes\", \"spec\": {\"ways\": 5, \"shots\": 15, \"queries\": 6}}]}")
     let impossibleMessage = try message(impossible)
