@@ -434,27 +434,36 @@ final class RunTests: TemporaryFolderTestCase {
   /// (checked with ONEDNN_VERBOSE: no batch-norm or pooling primitive runs): an interrupted and resumed
   /// run still equals the straight one.
   func testFusedTrainingResumesExactly() throws {
-    let config = try experiment(steps: 40, validateEvery: 25, logEvery: 20)
     let settings = ["--set", "model.blocks=[[16], [16]]", "--set", "training.fusion=fused"]
-    let runs = folder.appendingPathComponent("checkpoints")
-    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path] + settings, runs: runs, holdAtStep: 25, currentDirectory: folder)
-    kill(held.process.processIdentifier, SIGINT)
-    held.process.waitUntilExit()
-    XCTAssertEqual(held.process.terminationStatus, 130, held.errorText)
-    let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
-    XCTAssertEqual(resumed.code, 0, resumed.error)
-    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path] + settings, currentDirectory: folder)
-    XCTAssertEqual(straight.code, 0, straight.error)
+    let (resumed, straight) = try interruptedAndStraight(settings: settings, runs: folder.appendingPathComponent("checkpoints"))
     let store = try ResultsStore(path: storePath)
-    let other = try XCTUnwrap(try store.listRuns().first { $0.id != held.runID && $0.status == .completed }).id
-    for id in [held.runID, other] {
+    for id in [resumed, straight] {
       XCTAssertEqual(try store.run(id).tags.first { $0.key == "fusion.resolved" }?.value, "fused")
       XCTAssertNil(try store.run(id).tags.first { $0.key == "fusion.unfused" }, "every pair fused")
     }
-    XCTAssertEqual(try store.results(runID: held.runID).map(\.accuracy), try store.results(runID: other).map(\.accuracy))
+  }
+
+  /// A run of 40 steps (validated at 25 and 40) with `settings`, interrupted at step 25 and
+  /// resumed, then run again straight through: asserts the two recorded the same training loss,
+  /// validation and test figures, and returns their ids.
+  func interruptedAndStraight(settings: [String], runs: URL, file: StaticString = #filePath, line: UInt = #line) throws -> (resumed: String, straight: String) {
+    let config = try experiment(steps: 40, validateEvery: 25, logEvery: 20)
+    let store = try ResultsStore(path: storePath)
+    let before = Set(try store.listRuns().map(\.id))
+    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path] + settings, runs: runs, holdAtStep: 25, currentDirectory: folder)
+    kill(held.process.processIdentifier, SIGINT)
+    held.process.waitUntilExit()
+    XCTAssertEqual(held.process.terminationStatus, 130, held.errorText, file: file, line: line)
+    let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(resumed.code, 0, resumed.error, file: file, line: line)
+    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path] + settings, currentDirectory: folder)
+    XCTAssertEqual(straight.code, 0, straight.error, file: file, line: line)
+    let other = try XCTUnwrap(try store.listRuns().first { !before.contains($0.id) && $0.id != held.runID && $0.status == .completed }, file: file, line: line).id
+    XCTAssertEqual(try store.results(runID: held.runID).map(\.accuracy), try store.results(runID: other).map(\.accuracy), file: file, line: line)
     for key in [MetricKey.trainingLoss, MetricKey.validationAccuracy] {
-      XCTAssertEqual(try store.metrics(runID: held.runID, key: key).map(\.value), try store.metrics(runID: other, key: key).map(\.value), key)
+      XCTAssertEqual(try store.metrics(runID: held.runID, key: key).map(\.value), try store.metrics(runID: other, key: key).map(\.value), key, file: file, line: line)
     }
+    return (held.runID, other)
   }
 
   /// `training.emaDecay`: the moving average of the weights is what is validated and kept as the
@@ -481,27 +490,11 @@ final class RunTests: TemporaryFolderTestCase {
     let scored = runCLI(["run", try experiment(steps: 12), "--eval-only", "--checkpoint", runs.appendingPathComponent("\(onceID)/last.safetensors").path, "--store", storePath], currentDirectory: folder)
     XCTAssertEqual(scored.code, 0, scored.error)
 
-    let config = try experiment(steps: 40, validateEvery: 25, logEvery: 20)
-    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path] + averaging, runs: runs, holdAtStep: 25, currentDirectory: folder)
-    kill(held.process.processIdentifier, SIGINT)
-    held.process.waitUntilExit()
-    XCTAssertEqual(held.process.terminationStatus, 130, held.errorText)
-    let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
-    XCTAssertEqual(resumed.code, 0, resumed.error)
-    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path] + averaging, currentDirectory: folder)
-    XCTAssertEqual(straight.code, 0, straight.error)
-    let straightID = try XCTUnwrap(
-      try store.listRuns().first { run in
-        guard ![held.runID, onceID].contains(run.id) && run.status == .completed else { return false }
-        return RunMode(tags: try store.run(run.id).tags) == .train
-      }
-    ).id
-    XCTAssertEqual(try store.results(runID: held.runID).map(\.accuracy), try store.results(runID: straightID).map(\.accuracy))
-    for key in [MetricKey.trainingLoss, MetricKey.validationAccuracy] {
-      XCTAssertEqual(try store.metrics(runID: held.runID, key: key).map(\.value), try store.metrics(runID: straightID, key: key).map(\.value), key)
-    }
-    let bestAfterResume = try Checkpoint.read(runs.appendingPathComponent("\(held.runID)/best.safetensors")).network.store.parameters.map(\.value)
-    XCTAssertEqual(bestAfterResume, try Checkpoint.read(runs.appendingPathComponent("\(straightID)/best.safetensors")).network.store.parameters.map(\.value))
+    // A folder of its own: the held run is found as the first run folder to appear.
+    let resumeRuns = folder.appendingPathComponent("resume-checkpoints")
+    let (resumedID, straightID) = try interruptedAndStraight(settings: averaging, runs: resumeRuns)
+    let bestAfterResume = try Checkpoint.read(resumeRuns.appendingPathComponent("\(resumedID)/best.safetensors")).network.store.parameters.map(\.value)
+    XCTAssertEqual(bestAfterResume, try Checkpoint.read(resumeRuns.appendingPathComponent("\(straightID)/best.safetensors")).network.store.parameters.map(\.value))
   }
 
   func testPinnedFusionIsRecordedWithoutAProbe() throws {
