@@ -41,6 +41,7 @@ public struct Checkpoint {
     meta["model_config"] = String(decoding: try JSONEncoder.canonical().encode(network.config), as: UTF8.self)
     if let average {
       meta["average_decay"] = String(average.decay)
+      meta["average_steps"] = String(average.steps)
       for (i, parameter) in network.store.parameters.enumerated() {
         tensors.append(NamedTensor(name: "\(averagePrefix)\(parameter.name)", shape: parameter.shape, values: average.parameters[i]))
       }
@@ -152,6 +153,9 @@ public struct Checkpoint {
       guard let decay = Double(decayText), decay > 0 && decay < 1 else {
         throw CheckpointError.impossibleValue(path: path, name: "average_decay", reason: "is \(decayText), not in (0, 1)")
       }
+      guard let steps = Int(metadata["average_steps"] ?? ""), steps >= 0 else {
+        throw CheckpointError.impossibleValue(path: path, name: "average_steps", reason: "is \(metadata["average_steps"] ?? "missing"), not a count of steps")
+      }
       func averaged(_ name: String, count: Int) throws -> [Float] {
         let key = averagePrefix + name
         guard let tensor = tensors[key], tensor.values.count == count else { throw CheckpointError.missingTensor(path: path, name: key) }
@@ -160,7 +164,7 @@ public struct Checkpoint {
         return tensor.values
       }
       average = WeightAverage(
-        decay: decay, parameters: try network.store.parameters.map { try averaged($0.name, count: $0.value.count) },
+        decay: decay, steps: steps, parameters: try network.store.parameters.map { try averaged($0.name, count: $0.value.count) },
         buffers: try network.store.buffers.map { try averaged($0.name, count: $0.value.count) })
     }
     try rejectUnused(tensors, used: used, path: path)

@@ -8,27 +8,23 @@ final class WeightAverageTests: XCTestCase {
   func testTheAverageFollowsItsDefinition() {
     let network = EmbeddingNetwork(config: ModelConfig(backbone: .vgg16, inputSize: 8, batchNorm: true, blocks: [[2], [2]], similarity: .euclidean), seed: 1)
     var store = network.store
-    let start = store.parameters.map(\.value)
     var average = WeightAverage(decay: 0.75, store: store)
-    XCTAssertEqual(average.parameters, start)
-    // Two steps that set every value to 1 and then to 2 (buffers to 3 and 5): the average is
-    // 0.75^2 x start + 0.75 x 0.25 x 1 + 0.25 x 2.
-    for (value, buffer) in [(Float(1), Float(3)), (2, 5)] {
+    // Nothing averaged yet: the network as it is.
+    XCTAssertEqual(average.applied(to: store).parameters.map(\.value), store.parameters.map(\.value))
+    // Steps that set every value to 1 and then to 2 (buffers to 3 and 5). After one, the average
+    // is that step's values; after two, their weighted mean (0.75 x 1 + 2) / 1.75, never the
+    // initial weights (bias-corrected as Adam's moments).
+    for (step, (value, buffer)) in [(Float(1), Float(3)), (2, 5)].enumerated() {
       for p in store.parameters.indices { store.parameters[p].value = [Float](repeating: value, count: store.parameters[p].value.count) }
       for b in store.buffers.indices { store.buffers[b].value = [Float](repeating: buffer, count: store.buffers[b].value.count) }
       average.update(store)
+      let applied = average.applied(to: store)
+      let (expected, expectedBuffer): (Float, Float) = step == 0 ? (1, 3) : ((0.75 * 1 + 2) / 1.75, (0.75 * 3 + 5) / 1.75)
+      for values in applied.parameters.map(\.value) { for a in values { XCTAssertEqual(a, expected, accuracy: 1e-6) } }
+      for values in applied.buffers.map(\.value) { for a in values { XCTAssertEqual(a, expectedBuffer, accuracy: 1e-5) } }
+      XCTAssertEqual(applied.parameters.map(\.name), store.parameters.map(\.name))
     }
-    for (averaged, initial) in zip(average.parameters, start) {
-      for (a, w) in zip(averaged, initial) { XCTAssertEqual(a, 0.5625 * w + 0.1875 + 0.5, accuracy: 1e-6) }
-    }
-    let startBuffers = network.store.buffers.map(\.value)
-    for (averaged, initial) in zip(average.buffers, startBuffers) {
-      for (a, w) in zip(averaged, initial) { XCTAssertEqual(a, 0.5625 * w + 0.1875 * 3 + 0.25 * 5, accuracy: 1e-5) }
-    }
-    let applied = average.applied(to: store)
-    XCTAssertEqual(applied.parameters.map(\.value), average.parameters)
-    XCTAssertEqual(applied.buffers.map(\.value), average.buffers)
-    XCTAssertEqual(applied.parameters.map(\.name), store.parameters.map(\.name))
+    XCTAssertEqual(average.steps, 2)
   }
 
   func testACheckpointCarriesTheAverageExactly() throws {
