@@ -305,6 +305,9 @@ package struct TrainingConfig: Codable, Equatable {
   /// is validated, kept as the best checkpoint and scored; training continues on the current
   /// weights. Nil: none. 0.999 averages over about the last 1,000 steps.
   package var emaDecay: Double? = nil
+  /// MAML's adaptation to each episode (`AdaptationSettings`: step size, steps in training and
+  /// when scoring); nil: its defaults. Only for a method that adapts to episodes.
+  package var adaptation: AdaptationSettings? = nil
 
   /// Images one training step embeds (as the method draws them).
   package var imagesPerStep: Int { method.imagesPerStep(self) }
@@ -328,7 +331,7 @@ package struct TrainingConfig: Codable, Equatable {
 
   package enum CodingKeys: String, CodingKey, CaseIterable {
     case steps, pairs, pairsPerStep, optimizer, schedule, augmentation, validation, patience, logEvery, pairing, precision, convolutions, fusion, objective, episode, targets,
-      stopAtTarget, emaDecay
+      stopAtTarget, emaDecay, adaptation
   }
 
   package init(from decoder: any Decoder) throws {
@@ -365,6 +368,7 @@ package struct TrainingConfig: Codable, Equatable {
     targets = try c.decodeIfPresent([Double].self, forKey: .targets)
     stopAtTarget = try c.decodeIfPresent(Bool.self, forKey: .stopAtTarget) ?? false
     emaDecay = try c.decodeIfPresent(Double.self, forKey: .emaDecay)
+    adaptation = try c.decodeIfPresent(AdaptationSettings.self, forKey: .adaptation)
     if method.trainsOnEpisodes && pairs != nil {
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [CodingKeys.pairs], debugDescription: "the \(objective) objective trains on episodes, not pairs: give the budget as \"steps\" (one episode each)"))
     }
@@ -391,6 +395,7 @@ package struct TrainingConfig: Codable, Equatable {
     try c.encodeIfPresent(targets, forKey: .targets)
     if stopAtTarget { try c.encode(stopAtTarget, forKey: .stopAtTarget) }
     try c.encodeIfPresent(emaDecay, forKey: .emaDecay)
+    try c.encodeIfPresent(adaptation, forKey: .adaptation)
   }
 
   package func problems() -> [ConfigProblem] {
@@ -405,6 +410,10 @@ package struct TrainingConfig: Codable, Equatable {
     }
     if let emaDecay, !(emaDecay > 0 && emaDecay < 1) {
       out.append(("emaDecay", "the moving average's decay, in (0, 1), e.g. 0.999 (about the last 1,000 steps); got \(emaDecay); remove the key for no average"))
+    }
+    if adaptation != nil && !method.scoresImages {
+      let adapting = FewShotMethods.all.filter { $0.scoresImages }.map { $0.name }.joined(separator: ", ")
+      out.append(("adaptation", "the \(objective) objective does not adapt its network to each episode (\(adapting) does); remove the key"))
     }
     if stopAtTarget && (targets ?? []).isEmpty { out.append(("stopAtTarget", "stops at the highest of training.targets: name at least one target")) }
     out += nested("optimizer", optimizer.problems())

@@ -14,17 +14,21 @@ package struct NetworkScorer: OneShotScorer {
   /// Test-time averaging: each image's features are the mean over the image and this many
   /// distorted copies of it (`ProtocolConfig.augmentedCopies`; 0: the image alone).
   package let augmentedCopies: Int
+  /// What the method reads of how each member was trained (MAML's adaptation), one per member.
+  package let settings: [ScoringSettings]
 
-  package init(model: NetworkEnsemble, method: any FewShotMethod.Type, batchSize: Int = 64, augmentedCopies: Int = 0) {
+  package init(model: NetworkEnsemble, method: any FewShotMethod.Type, settings: [ScoringSettings]? = nil, batchSize: Int = 64, augmentedCopies: Int = 0) {
     precondition(augmentedCopies == 0 || !method.scoresImages, "\(method.name) scores images, not averaged embeddings")
+    precondition(settings == nil || settings?.count == model.members.count, "one scoring setting per member")
     self.model = model
     self.method = method
+    self.settings = settings ?? Array(repeating: ScoringSettings(), count: model.members.count)
     self.batchSize = batchSize
     self.augmentedCopies = augmentedCopies
   }
 
-  package init(network: EmbeddingNetwork, method: any FewShotMethod.Type, batchSize: Int = 64) {
-    self.init(model: NetworkEnsemble(members: [network]), method: method, batchSize: batchSize)
+  package init(network: EmbeddingNetwork, method: any FewShotMethod.Type, settings: ScoringSettings = ScoringSettings(), batchSize: Int = 64) {
+    self.init(model: NetworkEnsemble(members: [network]), method: method, settings: [settings], batchSize: batchSize)
   }
 
   /// One image's embedding: the members' feature vectors back to back (and, for a method that
@@ -67,7 +71,7 @@ package struct NetworkScorer: OneShotScorer {
 
   /// The method's class scores for the episode.
   package func classScores(queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
-    try method.classScores(model: model, queries: queries, support: support)
+    try method.classScores(model: model, settings: settings, queries: queries, support: support)
   }
 
   /// The ensemble's pair scores (`NetworkEnsemble.score`) of every query against every support image.

@@ -182,7 +182,7 @@ func evaluate(_ checkpoint: EvaluatedCheckpoint, on protocols: [PreparedProtocol
   try checkpoint.refuseAugmentedCopies(protocols)
   var results: [ProtocolResult] = []
   for item in protocols {
-    let scorer = NetworkScorer(model: checkpoint.model, method: checkpoint.method, augmentedCopies: item.augmentedCopies)
+    let scorer = NetworkScorer(model: checkpoint.model, method: checkpoint.method, settings: checkpoint.settings, augmentedCopies: item.augmentedCopies)
     results += try evaluate(scorer, on: [item], run: run, progress: progress)
   }
   return results
@@ -250,6 +250,9 @@ struct EvaluatedCheckpoint {
   let model: NetworkEnsemble
   /// How its episodes are scored (the method it was trained with).
   let method: any FewShotMethod.Type
+  /// What the method reads of how each member was trained (MAML's adaptation, from the
+  /// checkpoint: a checkpoint is scored as its training run scored it).
+  let settings: [ScoringSettings]
   let path: String
   let tags: [(key: String, value: String)]
 
@@ -261,8 +264,14 @@ struct EvaluatedCheckpoint {
       let memberRuns = read.model.members.indices.map { read.metadata[Checkpoint.memberKey($0, "run_id")] ?? "unknown" }
       tags += [(Checkpoint.membersKey, String(read.model.members.count)), ("ensemble_runs", memberRuns.joined(separator: ","))]
     }
-    (model, self.path, self.tags) = (read.model, path, tags)
     method = FewShotMethods.method(ofCheckpoint: read.metadata, model: read.model)
+    settings = try ScoringSettings.of(checkpoint: read.metadata, members: read.model.members.count, method: method, path: path)
+    if method.scoresImages {
+      // The record says how the episodes were adapted, whatever the eval-only file says.
+      let adaptations = settings.map { String(format: "step %g, %d steps", $0.adaptation.learningRate, $0.adaptation.scoringSteps) }
+      tags.append((TagKey.scoringAdaptation, Set(adaptations).count == 1 ? adaptations[0] : adaptations.joined(separator: "; ")))
+    }
+    (model, self.path, self.tags) = (read.model, path, tags)
   }
 
   /// Test-time copies average embeddings; a method that adapts the network to each episode's

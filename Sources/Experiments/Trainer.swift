@@ -302,7 +302,7 @@ package final class Trainer {
 
   /// Accuracy on the validation episodes.
   package func validate() throws -> Double {
-    try Evaluator(split: background).evaluate(NetworkScorer(network: scoredNetwork, method: method), episodes: validationEpisodes).accuracy
+    try Evaluator(split: background).evaluate(NetworkScorer(network: scoredNetwork, method: method, settings: ScoringSettings(training: training)), episodes: validationEpisodes).accuracy
   }
 
   /// The network validation scores and the best checkpoint keeps: the weight average where

@@ -128,7 +128,7 @@ public struct Checkpoint {
       }
       // The optimizer state is checked as the weights are (issue #45, cause P): a NaN moment
       // trains on with NaN weights hidden behind ReLU, a negative step skews Adam's bias correction.
-      guard step >= 0 else { throw CheckpointError.impossibleValue(path: path, name: "optimizer_step", reason: "is \(step), below 0") }
+      guard step >= 0 else { throw CheckpointError.impossibleValue(path: path, name: "optimizer_step", reason: "is \(step), below 0", metadata: true) }
       var first: [[Float]] = [], second: [[Float]] = []
       for parameter in network.store.parameters {
         let m = "\(optimizerPrefix)m.\(parameter.name)", v = "\(optimizerPrefix)v.\(parameter.name)"
@@ -151,10 +151,10 @@ public struct Checkpoint {
     var average: WeightAverage? = nil
     if let decayText = metadata["average_decay"] {
       guard let decay = Double(decayText), decay > 0 && decay < 1 else {
-        throw CheckpointError.impossibleValue(path: path, name: "average_decay", reason: "is \(decayText), not in (0, 1)")
+        throw CheckpointError.impossibleValue(path: path, name: "average_decay", reason: "is \(decayText), not in (0, 1)", metadata: true)
       }
       guard let steps = Int(metadata["average_steps"] ?? ""), steps >= 0 else {
-        throw CheckpointError.impossibleValue(path: path, name: "average_steps", reason: "is \(metadata["average_steps"] ?? "missing"), not a count of steps")
+        throw CheckpointError.impossibleValue(path: path, name: "average_steps", reason: "is \(metadata["average_steps"] ?? "missing"), not a count of steps", metadata: true)
       }
       func averaged(_ name: String, count: Int) throws -> [Float] {
         let key = averagePrefix + name

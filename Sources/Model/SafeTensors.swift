@@ -23,8 +23,9 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible, Localize
   case writeFailed(path: String, reason: String)
   /// An ensemble checkpoint where one network is needed (training, resuming).
   case ensembleWhereOneNetworkIsNeeded(path: String, members: Int)
-  /// A tensor holds a value no trained network has: NaN, an infinity, a negative variance.
-  case impossibleValue(path: String, name: String, reason: String)
+  /// A tensor holds a value no trained network has (NaN, an infinity, a negative variance), or a
+  /// metadata entry one no training writes (`metadata`: a negative step count).
+  case impossibleValue(path: String, name: String, reason: String, metadata: Bool = false)
   /// A value too large for half precision (F16 holds at most 65504 in magnitude).
   case halfOverflow(path: String, name: String, value: Float)
 
@@ -41,8 +42,8 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible, Localize
       return "checkpoint \(path) does not match the configuration: \(detail); use the experiment file it was trained with, or a checkpoint trained with this one"
     case .unsupportedVersion(let path, let found): return "checkpoint \(path) has format version \(found), newer than this oneshot-bench reads; upgrade oneshot-bench"
     case .writeFailed(let path, let reason): return "cannot write \(path): \(reason); check the folder's permissions and free space"
-    case .impossibleValue(let path, let name, let reason):
-      return "checkpoint \(path): tensor '\(name)' \(reason); the file is damaged or its training diverged: use another checkpoint (a run keeps its best as runs/<run-id>/best.safetensors)"
+    case .impossibleValue(let path, let name, let reason, let metadata):
+      return "checkpoint \(path): \(metadata ? "metadata entry" : "tensor") '\(name)' \(reason); the file is damaged or its training diverged: use another checkpoint (a run keeps its best as runs/<run-id>/best.safetensors)"
     case .halfOverflow(let path, let name, let value):
       return "cannot write \(path) in half precision: tensor '\(name)' holds \(value), beyond F16's 65504; write it in full precision (drop --half)"
     case .ensembleWhereOneNetworkIsNeeded(let path, let members):

@@ -270,6 +270,9 @@ public enum TagKey {
   /// A user's mark on a run of their own that looked at the queries together (`--tag
   /// transductive=yes`); reports mark such runs as they mark transductive scorers.
   public static let transductive = "transductive"
+  /// How an eval-only run adapted its checkpoint to each episode, for a method that adapts
+  /// (MAML: "step 0.1, 10 steps", from the checkpoint's training configuration).
+  public static let scoringAdaptation = "scoring.adaptation"
 
   /// Whether a run's figures came from a method that used each episode's queries together:
   /// not comparable with inductive figures, so every report marks them.
@@ -280,7 +283,7 @@ public enum TagKey {
   /// Keys the harness writes itself, which `run tag` refuses so that a user's tag never changes
   /// what a run says about how it was made.
   public static func isReserved(_ key: String) -> Bool {
-    let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder", "dataset.training_folder", "data.held_out"]
+    let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder", "dataset.training_folder", "data.held_out", scoringAdaptation]
     // scorer.*: what an outside scorer said of itself (scorer.model decides its seed group);
     // mlflow.*: MLflow's own tags, which an export would pass on (mlflow.runName renames a run).
     return exact.contains(key) || key.hasPrefix("episodes.") || key.hasPrefix("sequence.") || key.hasPrefix("scorer.") || key.hasPrefix("mlflow.")

@@ -114,4 +114,69 @@ final class MAMLTests: XCTestCase {
     // Log-probabilities: each row's exponentials sum to 1.
     for row in a + b { XCTAssertEqual(row.reduce(0) { $0 + exp($1) }, 1, accuracy: 1e-9) }
   }
+
+  /// `training.adaptation`: scoring adapts each member by its own scoring steps and step size,
+  /// exactly as `adapt` does with them, and an ensemble's scores are its members' mean.
+  func testScoringAdaptsEachMemberAsItWasTrained() throws {
+    let (a, b) = (EmbeddingNetwork(config: config, seed: 2), EmbeddingNetwork(config: config, seed: 3))
+    let rows = (0..<8).map { i in images(1, seed: 40 + UInt64(i)).data }
+    let support = [[rows[0], rows[1]], [rows[2], rows[3]], [rows[4], rows[5]]]
+    let queries = [rows[6], rows[7]]
+    let supportImages = Tensor(shape: [6, 1, 8, 8], data: Array(support.joined().joined()))
+    let queryImages = Tensor(shape: [2, 1, 8, 8], data: Array(queries.joined()))
+    func byHand(_ network: EmbeddingNetwork, steps: Int, rate: Float) -> [[Double]] {
+      var adapted = MAML.adapt(network, support: supportImages, labels: [0, 0, 1, 1, 2, 2], ways: 3, steps: steps, rate: rate)
+      adapted.network.store.buffers = network.store.buffers
+      return adapted.logProbabilities(queryImages)
+    }
+    var custom = ScoringSettings()
+    custom.adaptation = AdaptationSettings(learningRate: 0.3, steps: 2, scoringSteps: 3)
+    let one = try MAML.classScores(model: NetworkEnsemble(members: [a]), settings: [custom], queries: queries, support: support)
+    XCTAssertEqual(one, byHand(a, steps: 3, rate: 0.3))
+    XCTAssertNotEqual(one, try MAML.classScores(model: NetworkEnsemble(members: [a]), queries: queries, support: support), "the defaults adapt otherwise")
+    XCTAssertEqual(try MAML.classScores(model: NetworkEnsemble(members: [a]), queries: queries, support: support), byHand(a, steps: 10, rate: 0.1))
+    let mixed = try MAML.classScores(model: NetworkEnsemble(members: [a, b]), settings: [custom, ScoringSettings()], queries: queries, support: support)
+    let (first, second) = (byHand(a, steps: 3, rate: 0.3), byHand(b, steps: 10, rate: 0.1))
+    for q in 0..<2 { for c in 0..<3 { XCTAssertEqual(mixed[q][c], (first[q][c] + second[q][c]) / 2, accuracy: 1e-12) } }
+    // Through the scorer the evaluator uses: its settings reach the method.
+    let scorer = NetworkScorer(network: a, method: MAML.self, settings: custom)
+    XCTAssertEqual(try scorer.classScores(queries: queries.map { $0 }, support: support), one)
+  }
+
+  /// The settings of a checkpoint come from the configuration its run wrote into it, member by
+  /// member; a checkpoint without them has the defaults; an unreadable or impossible one is
+  /// refused naming the entry; a method that does not adapt reads nothing.
+  func testScoringSettingsComeFromTheCheckpointsConfiguration() throws {
+    let custom = #"{"name": "x", "training": {"objective": "maml", "adaptation": {"learningRate": 0.4, "steps": 1, "scoringSteps": 7}}}"#
+    let plain = #"{"name": "x", "training": {"objective": "maml"}}"#
+    let read = { (metadata: [String: String], members: Int) in try ScoringSettings.of(checkpoint: metadata, members: members, method: MAML.self, path: "c.safetensors") }
+    XCTAssertEqual(try read(["experiment_config": custom], 1).map(\.adaptation), [AdaptationSettings(learningRate: 0.4, steps: 1, scoringSteps: 7)])
+    XCTAssertEqual(try read(["experiment_config": plain], 1).map(\.adaptation), [AdaptationSettings()])
+    XCTAssertEqual(try read([:], 1).map(\.adaptation), [AdaptationSettings()])
+    XCTAssertEqual(
+      try read(["member.0.experiment_config": plain, "member.1.experiment_config": custom], 2).map(\.adaptation),
+      [AdaptationSettings(), AdaptationSettings(learningRate: 0.4, steps: 1, scoringSteps: 7)])
+    XCTAssertThrowsError(try read(["experiment_config": "{not json"], 1)) {
+      XCTAssert("\($0)".contains("metadata entry 'experiment_config' is not a JSON object") && "\($0)".contains("use another checkpoint"), "\($0)")
+    }
+    let impossible = #"{"training": {"adaptation": {"scoringSteps": 0}}}"#
+    XCTAssertThrowsError(try read(["member.0.experiment_config": plain, "member.1.experiment_config": impossible], 2)) {
+      XCTAssert("\($0)".contains("'member.1.experiment_config' has training.adaptation.scoringSteps: adaptation steps when an episode is scored"), "\($0)")
+    }
+    let unreadable = #"{"training": {"adaptation": {"steps": "many"}}}"#
+    XCTAssertThrowsError(try read(["experiment_config": unreadable], 1)) { XCTAssert("\($0)".contains("has an unreadable training.adaptation"), "\($0)") }
+    XCTAssertEqual(try ScoringSettings.of(checkpoint: ["experiment_config": "{not json"], members: 1, method: PrototypicalNetworks.self, path: "c").count, 1)
+  }
+
+  /// A training step's image passes count its adaptation steps.
+  func testImagesPerStepCountTheAdaptationSteps() throws {
+    var training = try JSONDecoder().decode(
+      TrainingConfig.self, from: Data(#"{"objective": "maml", "steps": 10, "optimizer": {"kind": "adam", "learningRate": 0.001}, "episode": {"ways": 5, "shots": 2, "queries": 3}}"#.utf8))
+    XCTAssertEqual(MAML.imagesPerStep(training), 5 * 2 * 5 + 5 * 3)
+    training.adaptation = AdaptationSettings(learningRate: 0.4, steps: 1, scoringSteps: 3)
+    XCTAssertEqual(MAML.imagesPerStep(training), 5 * 2 * 1 + 5 * 3)
+    XCTAssertEqual(MAML.problems(training).count, 0)
+    training.adaptation?.steps = 0
+    XCTAssertEqual(MAML.problems(training).map(\.keyPath), ["adaptation.steps"])
+  }
 }

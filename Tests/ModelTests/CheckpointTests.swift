@@ -68,7 +68,7 @@ final class CheckpointTests: XCTestCase {
     let zeros = clean.store.parameters.map { [Float](repeating: 0, count: $0.value.count) }
     for (step, m, v, expected) in [
       (3, Float.nan, Float(0), "'optimizer.m.\(clean.store.parameters[0].name)' holds nan"), (3, 0, .infinity, "'optimizer.v.\(clean.store.parameters[0].name)' holds inf"),
-      (3, 0, -1, "negative second moment"), (-5, 0, 0, "'optimizer_step' is -5"),
+      (3, 0, -1, "negative second moment"), (-5, 0, 0, "metadata entry 'optimizer_step' is -5"),
     ] {
       var first = zeros, second = zeros
       first[0][1] = m

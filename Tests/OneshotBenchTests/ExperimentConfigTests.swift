@@ -106,7 +106,7 @@ final class ExperimentConfigTests: XCTestCase {
     let edited = try ExperimentConfig.load(try write(valid.replacingOccurrences(of: "\"steps\": 10", with: "\"steps\": 12")))
     XCTAssertEqual(try override("training.steps=12").hash, edited.hash)
     // Mistakes: the same one-line messages as in a file.
-    XCTAssertEqual(overrideMessage("training.stepz=5"), "training.stepz | unknown key 'stepz'; allowed: augmentation, convolutions, emaDecay, episode, fusion, logEvery, objective, optimizer, pairing, pairs, pairsPerStep, patience, precision, schedule, steps, stopAtTarget, targets, validation")
+    XCTAssertEqual(overrideMessage("training.stepz=5"), "training.stepz | unknown key 'stepz'; allowed: adaptation, augmentation, convolutions, emaDecay, episode, fusion, logEvery, objective, optimizer, pairing, pairs, pairsPerStep, patience, precision, schedule, steps, stopAtTarget, targets, validation")
     XCTAssertEqual(overrideMessage("training.steps=ten"), "training.steps | wrong type; expected an integer")
     XCTAssertEqual(overrideMessage("training.steps=0"), "training.steps | between 1 and 100000000; got 0")
     XCTAssertEqual(overrideMessage("training.precision=fp8"), "training.precision | one of fp32, bf16, auto; got fp8")

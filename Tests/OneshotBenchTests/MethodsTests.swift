@@ -101,8 +101,11 @@ final class MethodsTests: TemporaryFolderTestCase {
 
   /// First-order MAML: scoring adapts the network to each episode's images, which the scorer
   /// hands it beside the embeddings; `predict` compares the meta-trained embeddings.
+  /// It trains with an adaptation of its own (`training.adaptation`), which the eval-only run of
+  /// a file without it must read from the checkpoint to score as the run did.
   func testMAMLEndToEnd() throws {
-    let best = try checkEndToEnd(objective: "maml", similarity: "euclidean", pairHeading: "squared distance", selfValue: "0.000000")
+    let adaptation = ["training.adaptation.learningRate=0.3", "training.adaptation.steps=2", "training.adaptation.scoringSteps=3"]
+    let best = try checkEndToEnd(objective: "maml", similarity: "euclidean", sets: adaptation, pairHeading: "squared distance", selfValue: "0.000000")
     // A file that does not train MAML, scoring a MAML checkpoint with test-time copies: the
     // method is known only from the checkpoint, and the copies are refused before anything is
     // recorded.
@@ -113,6 +116,39 @@ final class MethodsTests: TemporaryFolderTestCase {
     XCTAssertNotEqual(refused.code, 0, refused.error)
     XCTAssert(refused.error.contains("the checkpoint's maml method adapts the network to each episode's images") && refused.error.contains("remove augmentedCopies"), refused.error)
     XCTAssertEqual(try store.listRuns().count, before, "no run row for a refused run")
+    // The record: the trained run's settings, and how the eval-only run adapted.
+    func detailed() throws -> [RunDetail] { try store.listRuns().map { try store.run($0.id) } }
+    func tag(_ run: RunDetail, _ key: String) -> String? { run.tags.first { $0.key == key }?.value }
+    let runs = try detailed()
+    let trainedRuns = runs.filter { tag($0, TagKey.mode) == nil && $0.summary.status == .completed }
+    XCTAssertEqual(trainedRuns.count, 2, "the resumed run and the straight one")
+    let trained = try XCTUnwrap(trainedRuns.first)
+    XCTAssertEqual(trained.params.first { $0.key == "training.adaptation.scoringSteps" }?.value, "3")
+    let evaluated = try XCTUnwrap(runs.first { tag($0, TagKey.mode) == "eval-only" })
+    XCTAssertEqual(tag(evaluated, TagKey.scoringAdaptation), "step 0.3, 3 steps")
+    // An ensemble of two MAML checkpoints is scored by MAML, each member as it was trained: its
+    // two members are the same network (the resumed run equals the straight one), so it scores
+    // what one does. (The ensemble kept neither the objective nor the configuration: it was
+    // scored as prototypes.)
+    let checkpoints = best.deletingLastPathComponent().deletingLastPathComponent()
+    let ensemble = folder.appendingPathComponent("maml-ensemble.safetensors").path
+    let made = runCLI(["ensemble"] + trainedRuns.map { checkpoints.appendingPathComponent($0.summary.id).appendingPathComponent("best.safetensors").path } + ["--output", ensemble])
+    XCTAssertEqual(made.code, 0, made.error)
+    let scored = runCLI(["run", try experiment(steps: 4), "--eval-only", "--checkpoint", ensemble, "--store", storePath], currentDirectory: folder)
+    XCTAssertEqual(scored.code, 0, scored.error)
+    let ensembleRun = try XCTUnwrap(try detailed().first { tag($0, "ensemble_members") == "2" })
+    XCTAssertEqual(tag(ensembleRun, TagKey.scoringAdaptation), "step 0.3, 3 steps")
+    let single = trained.results.map(\.accuracy), both = ensembleRun.results.map(\.accuracy)
+    XCTAssertEqual(single.count, both.count)
+    for (a, b) in zip(single, both) { XCTAssertEqual(a, b, accuracy: 1e-9) }
+    // Checkpoints of two objectives make no ensemble.
+    let proto = runCLI(["run", try experiment(steps: 4), "--store", storePath, "--runs", checkpoints.path], currentDirectory: folder)
+    XCTAssertEqual(proto.code, 0, proto.error)
+    let protoRun = try XCTUnwrap(try detailed().first { $0.params.contains { $0.key == "training.objective" && $0.value == "prototypical" } && tag($0, TagKey.mode) == nil })
+    let mixed = runCLI(
+      ["ensemble", best.path, checkpoints.appendingPathComponent(protoRun.summary.id).appendingPathComponent("best.safetensors").path, "--output", folder.appendingPathComponent("mixed.safetensors").path])
+    XCTAssertNotEqual(mixed.code, 0)
+    XCTAssert(mixed.error.contains("was trained with the prototypical objective") && mixed.error.contains("list checkpoints of one objective"), mixed.error)
   }
 
   func testFineTuningEndToEnd() throws {
@@ -132,17 +168,19 @@ final class MethodsTests: TemporaryFolderTestCase {
   /// Returns the straight run's best checkpoint.
   @discardableResult
   func checkEndToEnd(
-    objective: String, similarity: String, classes: Int? = nil, steps: Int = 30, pairHeading: String, selfValue: String?, file: StaticString = #filePath, line: UInt = #line
+    objective: String, similarity: String, classes: Int? = nil, steps: Int = 30, sets: [String] = [], pairHeading: String, selfValue: String?, file: StaticString = #filePath,
+    line: UInt = #line
   ) throws -> URL {
     let config = try experiment(steps: steps, objective: objective, similarity: similarity, classes: classes)
     let runs = folder.appendingPathComponent("checkpoints")
-    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path], runs: runs, holdAtStep: 15, currentDirectory: folder)
+    let setting = sets.flatMap { ["--set", $0] }
+    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path] + setting, runs: runs, holdAtStep: 15, currentDirectory: folder)
     kill(held.process.processIdentifier, SIGINT)
     held.process.waitUntilExit()
     XCTAssertEqual(held.process.terminationStatus, 130, held.errorText, file: file, line: line)
     let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
     XCTAssertEqual(resumed.code, 0, resumed.error, file: file, line: line)
-    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    let straight = runCLI(["run", config, "--store", storePath, "--runs", runs.path] + setting, currentDirectory: folder)
     XCTAssertEqual(straight.code, 0, straight.error, file: file, line: line)
     let store = try ResultsStore(path: storePath)
     let other = try XCTUnwrap(try store.listRuns().first { $0.id != held.runID && $0.status == .completed }, file: file, line: line).id
@@ -251,6 +289,10 @@ final class MethodsTests: TemporaryFolderTestCase {
       (["model.similarity=cosine"], "model.similarity: the prototypical objective needs \"similarity\": \"euclidean\"; a network with \"cosine\" trains with \"matching\""),
       (["training.objective=pairs"], "training.episode: the pairs objective draws pairs, not episodes"),
       (["training.pairing=batch"], "training.pairing: pairing is how the pairs objective draws its pairs"),
+      (["training.adaptation.steps=2"], "training.adaptation: the prototypical objective does not adapt its network to each episode (maml does); remove the key"),
+      (["training.objective=maml", "training.adaptation.steps=0"], "training.adaptation.steps: adaptation steps of a training step, 1 to 100"),
+      (["training.objective=maml", "training.adaptation.learningRate=-1"], "training.adaptation.learningRate: the adaptation's step size, in (0, 10]"),
+      (["training.objective=maml", "training.adaptation.stepz=3"], "training.adaptation.stepz: unknown key 'stepz'; allowed: learningRate, scoringSteps, steps"),
       (["data.split=vinyals"], "evaluation[0]: Lake's runs draw on Atlantean, Ge_ez, Glagolitic and Gurmukhi, whose characters the Vinyals split trains on"),
       (["data.split=imagenet"], "data.split: one of lake, vinyals, vinyals-trainval; got imagenet"),
     ]

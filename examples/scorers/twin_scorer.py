@@ -68,10 +68,12 @@ def main(path):
         queries = model.embed(twin.ink(query_images).to(device))
         return class_scores(objective, model, queries, grouped).double().cpu().numpy()
 
+    adaptation = twin.maml_settings(metadata)  # each member's step size and scoring steps, as its run set them
+
     def adapt_to_episode(support_images, labels, query_images, ways):
         order = torch.from_numpy(labels).argsort(stable=True)
         support = twin.ink(support_images)[order].to(device)
-        return twin.maml_scores(model, support, torch.from_numpy(labels)[order].long().to(device), twin.ink(query_images).to(device), ways).cpu().numpy()
+        return twin.maml_scores(model, support, torch.from_numpy(labels)[order].long().to(device), twin.ink(query_images).to(device), ways, adaptation).cpu().numpy()
 
     if objective == "prototypical":
         serve_embeddings(embed, input_size=size, model=file_digest(path), distance="euclidean")

@@ -250,16 +250,30 @@ def finetune_scores(queries, support):
     return q @ w.T
 
 
-# First-order MAML (Sources/Experiments/Methods/MAML.swift): the adaptation's step size, and its
-# steps in a training step and when an episode is scored.
+# First-order MAML (Sources/Experiments/Methods/MAML.swift): the adaptation's default step size,
+# and its steps in a training step and when an episode is scored (`training.adaptation` of the
+# run's configuration sets them: `maml_settings`).
 MAML_STEP, MAML_TRAINING_STEPS, MAML_SCORING_STEPS = 0.1, 5, 10
 
 
-def maml_adapt(model, images, labels, ways, steps):
+def maml_settings(metadata):
+    """Each member's (step size, scoring steps), as the harness reads them: from the
+    `training.adaptation` of the `experiment_config` its run wrote into the checkpoint
+    (`member.<m>.experiment_config` in an ensemble), the defaults where it sets none."""
+    members = int(metadata.get("ensemble_members", "0"))
+    keys = [f"member.{m}.experiment_config" for m in range(members)] if members >= 2 else ["experiment_config"]
+    out = []
+    for key in keys:
+        adaptation = json.loads(metadata[key]).get("training", {}).get("adaptation", {}) if key in metadata else {}
+        out.append((adaptation.get("learningRate", MAML_STEP), adaptation.get("scoringSteps", MAML_SCORING_STEPS)))
+    return out
+
+
+def maml_adapt(model, images, labels, ways, steps, rate=MAML_STEP):
     """First-order MAML's adaptation, as the harness runs it: a copy of the network in training
     mode (batch norm on the batch's statistics, its running estimates updated) with a linear
     classifier over `ways` classes on its embedding, started at zero, moved by `steps` steps of
-    plain gradient descent (step MAML_STEP) on the images' mean cross-entropy, every parameter of
+    plain gradient descent (step `rate`) on the images' mean cross-entropy, every parameter of
     the backbone and the classifier. Returns (copy, weight (ways, F), bias (ways))."""
     import copy
 
@@ -283,34 +297,36 @@ def maml_adapt(model, images, labels, ways, steps):
             with torch.no_grad():
                 for p, g in zip(params, grads):
                     if g is not None:
-                        p -= MAML_STEP * g
+                        p -= rate * g
             weight, bias = weight.detach(), bias.detach()
     return fast, weight, bias
 
 
-def maml_loss(model, images, ways, shots, queries):
+def maml_loss(model, images, ways, shots, queries, steps=MAML_TRAINING_STEPS, rate=MAML_STEP):
     """First-order MAML's training step on one episode (images class-major, as in
-    `prototypical_loss`): adapts a copy to the support images (MAML_TRAINING_STEPS steps), then
+    `prototypical_loss`): adapts a copy to the support images (`steps` steps of `rate`), then
     the queries' mean cross-entropy at the adapted weights (training mode). Its gradients land in
     the copy's parameters, which the first-order step takes for the network's: returns (loss,
     copy)."""
     x = images.reshape(ways, shots + queries, *images.shape[1:])
     support, query = x[:, :shots].reshape(ways * shots, *images.shape[1:]), x[:, shots:].reshape(ways * queries, *images.shape[1:])
-    fast, weight, bias = maml_adapt(model, support, torch.arange(ways).repeat_interleave(shots), ways, MAML_TRAINING_STEPS)
+    fast, weight, bias = maml_adapt(model, support, torch.arange(ways).repeat_interleave(shots), ways, steps, rate)
     loss = nn.functional.cross_entropy(fast.embed(query) @ weight.T + bias, torch.arange(ways).repeat_interleave(queries))
     return loss, fast
 
 
-def maml_scores(model, support, labels, queries, ways):
+def maml_scores(model, support, labels, queries, ways, settings=None):
     """First-order MAML's class scores of an episode, as the harness scores it: each member (of
     an ensemble, or the network) adapted to the support images (N K, 1, S, S) with their classes
-    `labels` by MAML_SCORING_STEPS steps; the queries (Q, 1, S, S) embedded in eval mode with the
-    member's own running estimates (inductive); the members' mean log-softmax of the classifier's
-    logits: (Q, N)."""
+    `labels` as it was trained to be (`settings`: one (step size, scoring steps) per member, from
+    `maml_settings`; the defaults without); the queries (Q, 1, S, S) embedded in eval mode with
+    the member's own running estimates (inductive); the members' mean log-softmax of the
+    classifier's logits: (Q, N)."""
     members = model.members if isinstance(model, Ensemble) else [model]
+    settings = settings or [(MAML_STEP, MAML_SCORING_STEPS)] * len(members)
     total = 0
-    for member in members:
-        fast, weight, bias = maml_adapt(member, support, labels, ways, MAML_SCORING_STEPS)
+    for member, (rate, steps) in zip(members, settings):
+        fast, weight, bias = maml_adapt(member, support, labels, ways, steps, rate)
         with torch.no_grad():
             for (name, mine), theirs in zip(fast.named_buffers(), member.buffers()):
                 mine.copy_(theirs)

@@ -61,6 +61,9 @@ class ScorerTests(unittest.TestCase):
                                               ("matching", "cosine", {}), ("matching-scaled", "cosine", {}),
                                               ("finetune", "euclidean", {"classes": 4112}), ("prototypical", "euclidean", {}),
                                               ("maml", "euclidean", {})]:
+            # MAML with its own adaptation (training.adaptation), which the twin must read from the
+            # checkpoint's experiment_config to score as the harness does.
+            adaptation = {"adaptation": {"learningRate": 0.3, "steps": 2, "scoringSteps": 3}} if objective == "maml" else {}
             with self.subTest(objective=objective, model=extra), tempfile.TemporaryDirectory() as folder:
                 experiment = os.path.join(folder, "exp.json")
                 protocols = [{"protocol": "episodes", "split": "evaluation", "episodes": 30, "seed": 7, "spec": {"ways": w, "shots": k, "queries": 3, "alphabetMode": "across"}}
@@ -69,7 +72,7 @@ class ScorerTests(unittest.TestCase):
                     json.dump({"name": f"twin-{objective}", "seed": 2, "data": {"split": "vinyals"},
                                "model": {"backbone": "vgg16", "inputSize": 28, "batchNorm": True, "blocks": [[8], [8], [8]], "similarity": similarity, **extra},
                                "training": {"objective": objective, "episode": {"ways": 10, "shots": 1, "queries": 2, "alphabetMode": "across"}, "steps": 40,
-                                            "optimizer": {"kind": "adam", "learningRate": 0.003}, "logEvery": 20},
+                                            "optimizer": {"kind": "adam", "learningRate": 0.003}, "logEvery": 20, **adaptation},
                                "evaluation": protocols}, f)
                 store, runs = os.path.join(folder, "results.sqlite"), os.path.join(folder, "runs")
                 trained = subprocess.run([BIN, "run", experiment, "--store", store, "--runs", runs, "--data", os.path.join(ROOT, "dataset", "omniglot")],

@@ -1,3 +1,4 @@
+import Foundation
 import Episodes
 import Model
 import ResultsStore
@@ -56,6 +57,9 @@ package protocol FewShotMethod {
   /// the classes' support embeddings and the queries' embeddings, as `NetworkScorer.embed` made
   /// them (an ensemble's members back to back in each row).
   static func classScores(model: NetworkEnsemble, queries: [[Float]], support: [[[Float]]]) throws -> [[Double]]
+  /// The same, for a method whose scoring depends on how each member was trained (`settings`,
+  /// one per member: MAML's adaptation). The default ignores them.
+  static func classScores(model: NetworkEnsemble, settings: [ScoringSettings], queries: [[Float]], support: [[[Float]]]) throws -> [[Double]]
   /// What `predict` prints for a pair, from the ensemble's pair score (`NetworkEnsemble.score`).
   static func pairValue(score: Double) -> Double
   /// The heading of that value, and whether a larger value means more alike.
@@ -79,6 +83,10 @@ extension FewShotMethod {
   package static var classifiesTrainingClasses: Bool { false }
   package static var scoresImages: Bool { false }
 
+  package static func classScores(model: NetworkEnsemble, settings: [ScoringSettings], queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
+    try classScores(model: model, queries: queries, support: support)
+  }
+
   package static func loss(step: Int, network: EmbeddingNetwork, draws: TrainingDraws, movedBy t: Double, along direction: [[Double]]) -> Double {
     var moved = network
     moved.store.move(by: t, along: direction)
@@ -88,6 +96,43 @@ extension FewShotMethod {
   /// The items a step counts in its throughput: its pairs, or the images it embeds.
   package static func throughputPerStep(_ training: TrainingConfig) -> Int {
     throughputUnit == .pairs ? pairsPerStep(training) : imagesPerStep(training)
+  }
+}
+
+/// What scoring an episode reads from the training section a network was trained with, one per
+/// member of an ensemble: MAML's adaptation (`training.adaptation`). A method that does not adapt
+/// to episodes reads nothing of it.
+package struct ScoringSettings: Equatable, Sendable {
+  package var adaptation = AdaptationSettings()
+
+  package init() {}
+  /// A training section's (its defaults where it sets nothing).
+  package init(training: TrainingConfig?) { adaptation = training?.adaptation ?? AdaptationSettings() }
+
+  /// Each member's settings, from the `experiment_config` its training run wrote into the
+  /// checkpoint (`member.<m>.experiment_config` in an ensemble); the defaults for a member whose
+  /// configuration sets none (a run from before the key, a checkpoint `export` wrote). Read only
+  /// for a method that adapts to episodes (`scoresImages`), so that another method's checkpoint
+  /// scores whatever its metadata holds. Throws when a member's configuration is unreadable or
+  /// its settings impossible: scoring it with other settings than it was trained with would be
+  /// a silent mistake.
+  package static func of(checkpoint metadata: [String: String], members: Int, method: any FewShotMethod.Type, path: String) throws -> [ScoringSettings] {
+    guard method.scoresImages else { return Array(repeating: ScoringSettings(), count: members) }
+    return try (0..<members).map { m in
+      let key = members > 1 ? Checkpoint.memberKey(m, "experiment_config") : "experiment_config"
+      guard let text = metadata[key] else { return ScoringSettings() }
+      func refuse(_ reason: String) -> CheckpointError { .impossibleValue(path: path, name: key, reason: reason, metadata: true) }
+      guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { throw refuse("is not a JSON object") }
+      guard let adaptation = (object["training"] as? [String: Any])?["adaptation"] else { return ScoringSettings() }
+      var settings = ScoringSettings()
+      do {
+        settings.adaptation = try JSONDecoder().decode(AdaptationSettings.self, from: JSONSerialization.data(withJSONObject: adaptation))
+      } catch {
+        throw refuse("has an unreadable training.adaptation (\(describeDecodingError(error)))")
+      }
+      if let problem = settings.adaptation.problems().first { throw refuse("has training.adaptation.\(problem.keyPath): \(problem.message)") }
+      return settings
+    }
   }
 }
 
@@ -154,7 +199,10 @@ extension TrainsOnEpisodes {
   package static var throughputUnit: ThroughputUnit { .images }
   package static var unusedTrainingKeys: [String] { ["pairsPerStep", "pairing"] }
 
-  package static func problems(_ training: TrainingConfig) -> [ConfigProblem] {
+  package static func problems(_ training: TrainingConfig) -> [ConfigProblem] { episodeProblems(training) }
+
+  /// The training episode's problems (a method with settings of its own adds theirs).
+  package static func episodeProblems(_ training: TrainingConfig) -> [ConfigProblem] {
     guard let episode = training.episode else {
       return [("episode", "the \(name) objective needs its training episode, e.g. {\"ways\": 60, \"shots\": 1, \"queries\": 5, \"alphabetMode\": \"across\"}")]
     }

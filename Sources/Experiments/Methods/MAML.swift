@@ -18,9 +18,10 @@ import Support
 ///   layer, whose rows are tied to label positions; a zero start scores every permutation of the
 ///   classes alike and any N on one network, as in Ye and Chao 2022's "UnicornMAML");
 /// - adaptation: plain gradient descent on the support rows' mean cross-entropy over every
-///   parameter of the backbone and that classifier, step size 0.1, 5 steps in training and 10
-///   when scoring (Finn et al.'s 20-way Omniglot step size and training steps; more steps when
-///   scoring, as their reference code does);
+///   parameter of the backbone and that classifier; by default step size 0.1, 5 steps in
+///   training and 10 when scoring (Finn et al.'s 20-way Omniglot step size and training steps;
+///   more steps when scoring, as their reference code does), set by `training.adaptation`
+///   (`AdaptationSettings`: Finn et al.'s 5-way Omniglot recipe is step 0.4, one step);
 /// - batch norm: the backbone runs in training mode over the support set (its batch statistics)
 ///   in every adaptation step and over the queries in the training step's query pass, as Finn et
 ///   al. When scoring, the queries are normalised with the running estimates of the trained
@@ -30,27 +31,28 @@ import Support
 ///   20-way); the meta-optimiser is the training section's.
 ///
 /// Settings (`training`): `objective: "maml"`, `episode` (the training episode: ways, shots,
-/// queries), the network with `model.similarity: "euclidean"` (no head). Scoring needs each
-/// episode's images, so `NetworkScorer` hands this method the pixels beside the embeddings
-/// (`scoresImages`). An ensemble's score for a class is its members' mean log-probability.
+/// queries), `adaptation` (optional), the network with `model.similarity: "euclidean"` (no
+/// head). Scoring needs each episode's images, so `NetworkScorer` hands this method the pixels
+/// beside the embeddings (`scoresImages`), and the adaptation each member was trained with
+/// (`ScoringSettings`, read from its checkpoint's `experiment_config`: an eval-only run adapts a
+/// checkpoint as its training run did, whatever its own file says). An ensemble's score for a
+/// class is its members' mean log-probability.
 package enum MAML: TrainsOnEpisodes {
   package static let name = "maml"
   package static let similarity = Similarity.euclidean
   package static let scoresImages = true
 
-  /// Step size of the adaptation (gradient descent on the support set).
-  package static let innerLearningRate: Float = 0.1
-  /// Adaptation steps of a training step.
-  package static let trainingSteps = 5
-  /// Adaptation steps when an episode is scored.
-  package static let scoringSteps = 10
+  /// The episode's settings, and the adaptation's.
+  package static func problems(_ training: TrainingConfig) -> [ConfigProblem] {
+    episodeProblems(training) + nested("adaptation", (training.adaptation ?? AdaptationSettings()).problems())
+  }
 
   /// Image passes (forward and backward) of one training step: each adaptation step over the
   /// support set, then the queries.
   package static func imagesPerStep(_ training: TrainingConfig) -> Int {
     guard let episode = training.episode else { return 0 }
     let (support, o1) = episode.ways.multipliedReportingOverflow(by: episode.shots)
-    let (passes, o2) = support.multipliedReportingOverflow(by: trainingSteps)
+    let (passes, o2) = support.multipliedReportingOverflow(by: (training.adaptation ?? AdaptationSettings()).steps)
     let (queries, o3) = episode.ways.multipliedReportingOverflow(by: episode.queries)
     let (total, o4) = passes.addingReportingOverflow(queries)
     return o1 || o2 || o3 || o4 ? Int.max : total
@@ -58,7 +60,8 @@ package enum MAML: TrainsOnEpisodes {
 
   package static func lossAndGradients(step: Int, network: inout EmbeddingNetwork, draws: TrainingDraws) -> Double {
     let episode = draws.episode(step)
-    return lossAndGradients(network: &network, images: episode.images, ways: episode.ways, shots: episode.shots, queries: episode.queries)
+    return lossAndGradients(
+      network: &network, images: episode.images, ways: episode.ways, shots: episode.shots, queries: episode.queries, adaptation: draws.training.adaptation ?? AdaptationSettings())
   }
 
   /// An episode of N/2 classes, one support and one query image each.
@@ -70,7 +73,8 @@ package enum MAML: TrainsOnEpisodes {
   package static func loss(step: Int, network: EmbeddingNetwork, draws: TrainingDraws, movedBy t: Double, along direction: [[Double]]) -> Double {
     let episode = draws.episode(step)
     let (support, queries) = split(episode.images, ways: episode.ways, shots: episode.shots, queries: episode.queries)
-    var adapted = adapt(network, support: support.images, labels: support.labels, ways: episode.ways, steps: trainingSteps)
+    let adaptation = draws.training.adaptation ?? AdaptationSettings()
+    var adapted = adapt(network, support: support.images, labels: support.labels, ways: episode.ways, steps: adaptation.steps, rate: adaptation.rate)
     adapted.network.store.move(by: t, along: direction)
     return adapted.lossAndGradients(images: queries.images, labels: queries.labels).loss
   }
@@ -80,9 +84,11 @@ package enum MAML: TrainsOnEpisodes {
   /// sets the network's gradients to those of the queries' mean cross-entropy at the adapted
   /// weights, and its batch-norm running estimates to the copy's; returns that loss.
   ///   images: (ways (shots + queries), 1, S, S)
-  package static func lossAndGradients(network: inout EmbeddingNetwork, images: Tensor, ways: Int, shots: Int, queries: Int) -> Double {
+  package static func lossAndGradients(
+    network: inout EmbeddingNetwork, images: Tensor, ways: Int, shots: Int, queries: Int, adaptation: AdaptationSettings = AdaptationSettings()
+  ) -> Double {
     let (support, query) = split(images, ways: ways, shots: shots, queries: queries)
-    var adapted = adapt(network, support: support.images, labels: support.labels, ways: ways, steps: trainingSteps)
+    var adapted = adapt(network, support: support.images, labels: support.labels, ways: ways, steps: adaptation.steps, rate: adaptation.rate)
     let loss = adapted.lossAndGradients(images: query.images, labels: query.labels).loss
     for p in network.store.parameters.indices { network.store.parameters[p].gradient = adapted.network.store.parameters[p].gradient }
     network.store.buffers = adapted.network.store.buffers
@@ -100,10 +106,11 @@ package enum MAML: TrainsOnEpisodes {
   }
 
   /// A copy of `network` with a zero classifier over `ways` classes, adapted by `steps` steps of
-  /// gradient descent on the support images' mean cross-entropy.   support: (n, 1, S, S)
-  package static func adapt(_ network: EmbeddingNetwork, support: Tensor, labels: [Int], ways: Int, steps: Int) -> Adapted {
+  /// gradient descent of step size `rate` on the support images' mean cross-entropy.
+  ///   support: (n, 1, S, S)
+  package static func adapt(_ network: EmbeddingNetwork, support: Tensor, labels: [Int], ways: Int, steps: Int, rate: Float = AdaptationSettings().rate) -> Adapted {
     var adapted = Adapted(network: network, ways: ways)
-    for _ in 0..<steps { adapted.descend(images: support, labels: labels, rate: innerLearningRate) }
+    for _ in 0..<steps { adapted.descend(images: support, labels: labels, rate: rate) }
     return adapted
   }
 
@@ -205,10 +212,12 @@ package enum MAML: TrainsOnEpisodes {
   }
 
   /// Each query's mean log-probability of each class over the ensemble's members, each member
-  /// adapted to the support set by `scoringSteps` steps; the queries are normalised with the
-  /// member's own running estimates (inductive). The rows carry each image's pixels after the
-  /// members' embeddings (`scoresImages`).
-  package static func classScores(model: NetworkEnsemble, queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
+  /// adapted to the support set as it was trained to be (`settings`, one per member: its
+  /// `scoringSteps` steps of its `learningRate`); the queries are normalised with the member's
+  /// own running estimates (inductive). The rows carry each image's pixels after the members'
+  /// embeddings (`scoresImages`).
+  package static func classScores(model: NetworkEnsemble, settings: [ScoringSettings], queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
+    precondition(settings.count == model.members.count, "\(settings.count) scoring settings for \(model.members.count) members")
     guard !queries.isEmpty else { return [] }
     let size = model.config.inputSize, pixels = size * size
     func images(_ rows: [[Float]]) -> Tensor {
@@ -221,8 +230,8 @@ package enum MAML: TrainsOnEpisodes {
     let labels = support.enumerated().flatMap { c, items in [Int](repeating: c, count: items.count) }
     let queryImages = images(queries)
     var total = [[Double]](repeating: [Double](repeating: 0, count: support.count), count: queries.count)
-    for member in model.members {
-      var adapted = adapt(member, support: supportImages, labels: labels, ways: support.count, steps: scoringSteps)
+    for (member, adaptation) in zip(model.members, settings.map(\.adaptation)) {
+      var adapted = adapt(member, support: supportImages, labels: labels, ways: support.count, steps: adaptation.scoringSteps, rate: adaptation.rate)
       adapted.network.store.buffers = member.store.buffers
       for (q, row) in adapted.logProbabilities(queryImages).enumerated() {
         for c in row.indices { total[q][c] += row[c] / Double(model.members.count) }
@@ -231,7 +240,52 @@ package enum MAML: TrainsOnEpisodes {
     return total
   }
 
+  /// Scored with the default adaptation (a network trained without `training.adaptation`).
+  package static func classScores(model: NetworkEnsemble, queries: [[Float]], support: [[[Float]]]) throws -> [[Double]] {
+    try classScores(model: model, settings: Array(repeating: ScoringSettings(), count: model.members.count), queries: queries, support: support)
+  }
+
   /// The squared Euclidean distance of the two (meta-trained, unadapted) embeddings.
   package static func pairValue(score: Double) -> Double { -score }
   package static let pairValueName = (heading: "squared distance", higherIsCloser: false)
+}
+
+/// MAML's adaptation (`training.adaptation`; absent: the defaults): the step size of the gradient
+/// descent on an episode's support set, its steps in a training step, and its steps when an
+/// episode is scored. Learn2learn's `MAML(lr=...)` and `adaptation_steps`.
+package struct AdaptationSettings: Codable, Equatable, Sendable {
+  /// Step size of each adaptation step.
+  package var learningRate: Double = 0.1
+  /// Adaptation steps of a training step (each a forward and backward pass over the support set).
+  package var steps = 5
+  /// Adaptation steps when an episode is scored (validation, evaluation; `predict` compares the
+  /// unadapted embeddings).
+  package var scoringSteps = 10
+
+  package enum CodingKeys: String, CodingKey, CaseIterable { case learningRate, steps, scoringSteps }
+
+  package init() {}
+  package init(learningRate: Double, steps: Int, scoringSteps: Int) {
+    (self.learningRate, self.steps, self.scoringSteps) = (learningRate, steps, scoringSteps)
+  }
+
+  package init(from decoder: any Decoder) throws {
+    try rejectUnknownKeys(decoder, CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    let defaults = AdaptationSettings()
+    learningRate = try c.decodeIfPresent(Double.self, forKey: .learningRate) ?? defaults.learningRate
+    steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? defaults.steps
+    scoringSteps = try c.decodeIfPresent(Int.self, forKey: .scoringSteps) ?? defaults.scoringSteps
+  }
+
+  /// The step size as the arithmetic uses it.
+  package var rate: Float { Float(learningRate) }
+
+  package func problems() -> [ConfigProblem] {
+    var out: [ConfigProblem] = []
+    if !(learningRate > 0 && learningRate <= 10) { out.append(("learningRate", "the adaptation's step size, in (0, 10], e.g. 0.1 (Finn et al.'s 20-way) or 0.4 (their 5-way); got \(learningRate)")) }
+    if !(1...100).contains(steps) { out.append(("steps", "adaptation steps of a training step, 1 to 100 (Finn et al.: 1 for 5-way, 5 for 20-way); got \(steps)")) }
+    if !(1...1000).contains(scoringSteps) { out.append(("scoringSteps", "adaptation steps when an episode is scored, 1 to 1000 (default 10); got \(scoringSteps)")) }
+    return out
+  }
 }

@@ -52,7 +52,14 @@ func readEnsembleMembers(_ paths: [String]) throws -> (networks: [EmbeddingNetwo
     }
     guard let digest = SHA256.hex(ofFile: url) else { throw UserFacingError("cannot read checkpoint \(path) to hash it; check its permissions") }
     var kept: [String: String] = ["source": path, "sha256": digest]
-    for key in ["run_id", "experiment", "step", "best_validation", "best_step"] { kept[key] = meta[key] }
+    // The objective and the training configuration say how a member's episodes are scored (its
+    // method, and MAML's adaptation): without them an ensemble of matching, fine-tuning or MAML
+    // networks was scored as the default method of its similarity (prototypes, unscaled cosines).
+    for key in ["run_id", "experiment", "step", "best_validation", "best_step", "objective", "experiment_config"] { kept[key] = meta[key] }
+    if let first = metadata.first, first["objective"] != kept["objective"] {
+      throw UserFacingError(
+        "\(path) was trained with the \(kept["objective"] ?? "default") objective, \(paths[0]) with \(first["objective"] ?? "the default"); an ensemble scores every member by one method: list checkpoints of one objective")
+    }
     networks.append(model.members[0])
     metadata.append(kept)
   }
