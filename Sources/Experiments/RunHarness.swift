@@ -266,6 +266,7 @@ struct EvaluatedCheckpoint {
     }
     method = FewShotMethods.method(ofCheckpoint: read.metadata, model: read.model)
     settings = try ScoringSettings.of(checkpoint: read.metadata, members: read.model.members.count, method: method, path: path)
+    tags.append((TagKey.scoringMethod, method.name))
     if method.scoresImages {
       // The record says how the episodes were adapted, whatever the eval-only file says.
       let adaptations = settings.map { String(format: "step %g, %d steps", $0.adaptation.learningRate, $0.adaptation.scoringSteps) }

@@ -99,7 +99,10 @@ public func leaderboard(_ rows: [ReportRow], protocols: [String], store: Results
     // are two rows of one recipe name otherwise).
     let method =
       first.tags[TagKey.mode] == RunMode.external.rawValue
-      ? "outside: " + String((first.tags["scorer.model"] ?? "?").prefix(48)) : (first.params["training.objective"] ?? "pairs")
+      ? "outside: " + String((first.tags["scorer.model"] ?? "?").prefix(48))
+      // An eval-only run is scored by its checkpoint's method, which its file need not name
+      // (`evaluate --folder` has no training section at all).
+      : (first.tags[TagKey.scoringMethod] ?? first.params["training.objective"] ?? "pairs")
     let published = publishedVinyalsFigures[method]
     var cells: [String: LeaderboardCell] = [:]
     for name in protocols {

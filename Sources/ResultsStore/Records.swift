@@ -273,6 +273,9 @@ public enum TagKey {
   /// How an eval-only run adapted its checkpoint to each episode, for a method that adapts
   /// (MAML: "step 0.1, 10 steps", from the checkpoint's training configuration).
   public static let scoringAdaptation = "scoring.adaptation"
+  /// The few-shot method an eval-only run scored its checkpoint by: the checkpoint's own
+  /// (`objective` in its metadata), whatever the eval-only file's `training.objective` says.
+  public static let scoringMethod = "scoring.method"
 
   /// Whether a run's figures came from a method that used each episode's queries together:
   /// not comparable with inductive figures, so every report marks them.
@@ -283,7 +286,7 @@ public enum TagKey {
   /// Keys the harness writes itself, which `run tag` refuses so that a user's tag never changes
   /// what a run says about how it was made.
   public static func isReserved(_ key: String) -> Bool {
-    let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder", "dataset.training_folder", "data.held_out", scoringAdaptation]
+    let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder", "dataset.training_folder", "data.held_out", scoringAdaptation, scoringMethod]
     // scorer.*: what an outside scorer said of itself (scorer.model decides its seed group);
     // mlflow.*: MLflow's own tags, which an export would pass on (mlflow.runName renames a run).
     return exact.contains(key) || key.hasPrefix("episodes.") || key.hasPrefix("sequence.") || key.hasPrefix("scorer.") || key.hasPrefix("mlflow.")

@@ -126,6 +126,7 @@ final class MethodsTests: TemporaryFolderTestCase {
     XCTAssertEqual(trained.params.first { $0.key == "training.adaptation.scoringSteps" }?.value, "3")
     let evaluated = try XCTUnwrap(runs.first { tag($0, TagKey.mode) == "eval-only" })
     XCTAssertEqual(tag(evaluated, TagKey.scoringAdaptation), "step 0.3, 3 steps")
+    XCTAssertEqual(tag(evaluated, TagKey.scoringMethod), "maml")
     // An ensemble of two MAML checkpoints is scored by MAML, each member as it was trained: its
     // two members are the same network (the resumed run equals the straight one), so it scores
     // what one does. (The ensemble kept neither the objective nor the configuration: it was
@@ -138,6 +139,11 @@ final class MethodsTests: TemporaryFolderTestCase {
     XCTAssertEqual(scored.code, 0, scored.error)
     let ensembleRun = try XCTUnwrap(try detailed().first { tag($0, "ensemble_members") == "2" })
     XCTAssertEqual(tag(ensembleRun, TagKey.scoringAdaptation), "step 0.3, 3 steps")
+    // Its file trains prototypical networks: the leaderboard names the method that scored it.
+    XCTAssertEqual(tag(ensembleRun, TagKey.scoringMethod), "maml")
+    let board = runCLI(["report", "--leaderboard", "--store", storePath, "--format", "csv"], currentDirectory: folder)
+    XCTAssertEqual(board.code, 0, board.error)
+    XCTAssertFalse(board.output.contains("prototypical"), "every run here was scored by MAML: \(board.output)")
     let single = trained.results.map(\.accuracy), both = ensembleRun.results.map(\.accuracy)
     XCTAssertEqual(single.count, both.count)
     for (a, b) in zip(single, both) { XCTAssertEqual(a, b, accuracy: 1e-9) }

@@ -85,6 +85,26 @@ final class LeaderboardTests: XCTestCase {
     XCTAssert(renderLeaderboard(board, protocols: protocols, format: .table).contains("proto (transductive)"))
   }
 
+  /// An eval-only run's row names the method that scored its checkpoint (the tag the harness
+  /// writes from the checkpoint), not its file's objective: `evaluate --folder` writes a file
+  /// without a training section, and a MAML checkpoint scored with a prototypical file was
+  /// listed as prototypical with that method's published figure.
+  func testAnEvalOnlyRowNamesTheMethodThatScoredIt() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("leaderboard-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    let id = try store.beginRun(NewRun(experiment: "scored", configJSON: "{}", configHash: "h", params: [("training.objective", "prototypical")]))
+    for (key, value) in [(TagKey.mode, RunMode.evalOnly.rawValue), (TagKey.scoringMethod, "maml")] { try store.setTag(run: id, key: key, value: value) }
+    try store.recordResult(
+      run: id, ProtocolResult(protocolName: "evaluation-20way-1shot", split: "vinyals/test", ways: 20, shots: 1, queries: 1, episodes: 1, accuracy: 1, ciLow: 0, ciHigh: 1, seconds: 1),
+      episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 1)])
+    try store.finishRun(id, status: .completed)
+    let (rows, protocols) = try reportRows(store: store, runs: try store.listRuns())
+    let board = try leaderboard(rows, protocols: protocols, store: store)
+    XCTAssertEqual(board.rows.map(\.method), ["maml"])
+  }
+
   /// Re-scoring a trained run's own checkpoint on the same episodes to the same figures (an
   /// eval-only run, e.g. before scoring it with test-time copies) is not a second recipe: the
   /// leaderboard folds it into the trained row and says so. It listed the network twice, and the
