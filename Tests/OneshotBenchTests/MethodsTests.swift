@@ -157,6 +157,17 @@ final class MethodsTests: TemporaryFolderTestCase {
     XCTAssert(mixed.error.contains("was trained with the prototypical objective") && mixed.error.contains("list checkpoints of one objective"), mixed.error)
   }
 
+  /// A checkpoint from before `objective` was recorded ensembles with a newer one that names its
+  /// similarity's default method: the two are compared as methods, not as metadata.
+  func testAnOlderCheckpointEnsemblesWithANewerOneOfItsMethod() throws {
+    let config = ModelConfig(backbone: .vgg16, inputSize: 16, blocks: [[4], [8]], headHidden: 5)
+    let old = folder.appendingPathComponent("old.safetensors"), new = folder.appendingPathComponent("new.safetensors")
+    try Checkpoint.write(network: EmbeddingNetwork(config: config, seed: 1), optimizer: nil, metadata: [:], to: old)
+    try Checkpoint.write(network: EmbeddingNetwork(config: config, seed: 2), optimizer: nil, metadata: ["objective": "pairs"], to: new)
+    let made = runCLI(["ensemble", old.path, new.path, "--output", folder.appendingPathComponent("both.safetensors").path])
+    XCTAssertEqual(made.code, 0, made.error)
+  }
+
   func testFineTuningEndToEnd() throws {
     // Without the classifier's size the file is refused; with a wrong one the run says the right one.
     let refused = runCLI(["run", try experiment(objective: "finetune", similarity: "euclidean"), "--store", storePath], currentDirectory: folder)

@@ -38,6 +38,7 @@ struct EnsembleCommand: ParsableCommand {
 func readEnsembleMembers(_ paths: [String]) throws -> (networks: [EmbeddingNetwork], metadata: [[String: String]]) {
   var networks: [EmbeddingNetwork] = []
   var metadata: [[String: String]] = []
+  var methods: [String] = []
   for path in paths {
     guard FileManager.default.fileExists(atPath: path) else {
       throw UserFacingError("checkpoint \(path) not found; list member checkpoints such as runs/<run-id>/best.safetensors")
@@ -56,10 +57,14 @@ func readEnsembleMembers(_ paths: [String]) throws -> (networks: [EmbeddingNetwo
     // method, and MAML's adaptation): without them an ensemble of matching, fine-tuning or MAML
     // networks was scored as the default method of its similarity (prototypes, unscaled cosines).
     for key in ["run_id", "experiment", "step", "best_validation", "best_step", "objective", "experiment_config"] { kept[key] = meta[key] }
-    if let first = metadata.first, first["objective"] != kept["objective"] {
+    // Compared as methods: a checkpoint from before `objective` was recorded has its
+    // similarity's default method, the same as a newer one that names it.
+    let method = FewShotMethods.method(objective: meta["objective"], similarity: model.config.similarity).name
+    if let firstMethod = methods.first, firstMethod != method {
       throw UserFacingError(
-        "\(path) was trained with the \(kept["objective"] ?? "default") objective, \(paths[0]) with \(first["objective"] ?? "the default"); an ensemble scores every member by one method: list checkpoints of one objective")
+        "\(path) was trained with the \(method) objective, \(paths[0]) with \(firstMethod); an ensemble scores every member by one method: list checkpoints of one objective")
     }
+    methods.append(method)
     networks.append(model.members[0])
     metadata.append(kept)
   }
