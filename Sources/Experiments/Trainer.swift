@@ -268,11 +268,13 @@ package final class Trainer {
   }
 
   /// Times (once per shape) and reports which algorithm each convolution's directions run in
-  /// this sitting: printed, and the run's tag `convolutions.chosen` (the last sitting's).
+  /// this sitting: printed, and recorded as the run's tag `convolutions.chosen` in its first
+  /// sitting and `convolutions.chosen.from-step-N` in a sitting resumed at step N (timed again
+  /// there, the choice can differ; every sitting's stays on the record).
   private func reportConvolutionChoices() throws {
     let summary = EmbeddingNetwork.summary(of: network.convolutionChoices(batch: training.imagesPerStep))
     try report(.note("convolutions auto (forward/backward-data/backward-weights; d direct, w winograd): \(summary)"))
-    try report(.tag(key: "convolutions.chosen", value: summary))
+    try report(.tag(key: TagKey.convolutionsChosen(resumedAt: state.step), value: summary))
   }
 
   /// The key of the augmentation's random streams.

@@ -276,6 +276,12 @@ public enum TagKey {
   /// The few-shot method an eval-only run scored its checkpoint by: the checkpoint's own
   /// (`objective` in its metadata), whatever the eval-only file's `training.objective` says.
   public static let scoringMethod = "scoring.method"
+  /// The algorithm of each training convolution's directions (`training.convolutions: auto`) in
+  /// the sitting that started at `step`: `convolutions.chosen` for a run's first sitting,
+  /// `convolutions.chosen.from-step-N` for one resumed at step N.
+  public static func convolutionsChosen(resumedAt step: Int) -> String {
+    step == 0 ? "convolutions.chosen" : "convolutions.chosen.from-step-\(step)"
+  }
 
   /// Whether a run's figures came from a method that used each episode's queries together:
   /// not comparable with inductive figures, so every report marks them.
@@ -289,6 +295,6 @@ public enum TagKey {
     let exact: Set = [mode, "ensemble_members", "ensemble_runs", "precision.resolved", "onednn.fallbacks", "convolutions.chosen", "dataset.folder", "dataset.training_folder", "data.held_out", scoringAdaptation, scoringMethod]
     // scorer.*: what an outside scorer said of itself (scorer.model decides its seed group);
     // mlflow.*: MLflow's own tags, which an export would pass on (mlflow.runName renames a run).
-    return exact.contains(key) || key.hasPrefix("episodes.") || key.hasPrefix("sequence.") || key.hasPrefix("scorer.") || key.hasPrefix("mlflow.")
+    return exact.contains(key) || key.hasPrefix("episodes.") || key.hasPrefix("sequence.") || key.hasPrefix("convolutions.chosen") || key.hasPrefix("scorer.") || key.hasPrefix("mlflow.")
   }
 }

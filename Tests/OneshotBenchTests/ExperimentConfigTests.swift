@@ -47,6 +47,17 @@ final class ExperimentConfigTests: XCTestCase {
     for file in files { XCTAssertNoThrow(try ExperimentConfig.load(folder.appendingPathComponent(file).path), file) }
   }
 
+  func testEveryShippedExperimentFileHasARowInTheExperimentsReadme() throws {
+    // The README's table is where a user picks a file; six files once shipped without a row.
+    let folder = repositoryRoot.appendingPathComponent("experiments")
+    let readme = try String(contentsOf: folder.appendingPathComponent("README.md"), encoding: .utf8)
+    let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
+    XCTAssertGreaterThan(files.count, 10)
+    for file in files.sorted() {
+      XCTAssertTrue(readme.contains("| `\(file)`") || readme.contains(", `\(file)`"), "experiments/README.md has no row for \(file)")
+    }
+  }
+
   func testConfigurationHashesOfTheCIBaselinesStayWhatTheyWere() throws {
     // The baselines froze runs of the committed files; the canonical form of a configuration
     // (and so its hash, the key runs are grouped and checked by) must not move with the code

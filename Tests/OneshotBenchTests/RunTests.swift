@@ -539,6 +539,27 @@ final class RunTests: TemporaryFolderTestCase {
     let bad = runCLI(["run", config, "--store", storePath, "--set", "training.convolutions=fast"], currentDirectory: folder)
     XCTAssertEqual(bad.code, 2)
     XCTAssert(bad.error.contains("training.convolutions"), bad.error)
+    // A user's tag cannot stand in for the harness's record.
+    XCTAssertEqual(runCLI(["run", "tag", detail.summary.id, "convolutions.chosen.from-step-2=d/d/d", "--store", storePath]).code, 2)
+  }
+
+  func testEachSittingOfAResumedRunRecordsItsConvolutionChoice() throws {
+    // A resumed sitting times the convolutions again and may choose otherwise: the first
+    // sitting's choice is kept (it once was overwritten by the last sitting's).
+    let config = try experiment(steps: 30, validateEvery: 25, logEvery: 10)
+    let runs = folder.appendingPathComponent("checkpoints")
+    let held = try startHeldRun(["run", config, "--store", storePath, "--runs", runs.path, "--set", "training.convolutions=auto"], runs: runs, holdAtStep: 25, currentDirectory: folder)
+    kill(held.process.processIdentifier, SIGINT)
+    held.process.waitUntilExit()
+    XCTAssertEqual(held.process.terminationStatus, 130, held.errorText)
+    let resumed = runCLI(["run", "--resume", held.runID, "--store", storePath, "--runs", runs.path], currentDirectory: folder)
+    XCTAssertEqual(resumed.code, 0, resumed.error)
+    let tags = Dictionary(try ResultsStore(path: storePath).run(held.runID).tags.map { ($0.key, $0.value) }) { $1 }
+    let first = try XCTUnwrap(tags["convolutions.chosen"], "\(tags)")
+    let second = try XCTUnwrap(tags["convolutions.chosen.from-step-25"], "\(tags)")
+    XCTAssert(held.errorText.contains("winograd): \(first)"), held.errorText)
+    XCTAssert(resumed.error.contains("winograd): \(second)"), resumed.error)
+    XCTAssertEqual(tags.keys.filter { $0.hasPrefix("convolutions.chosen") }.count, 2, "\(tags)")
   }
 
   func testWithinBatchPairingTrainsAndIsChecked() throws {

@@ -107,7 +107,7 @@ package struct ScoringSettings: Equatable, Sendable {
 
   package init() {}
   /// A training section's (its defaults where it sets nothing).
-  package init(training: TrainingConfig?) { adaptation = training?.adaptation ?? AdaptationSettings() }
+  package init(training: TrainingConfig?) { adaptation = training?.adaptationOrDefaults ?? AdaptationSettings() }
 
   /// Each member's settings, from the `experiment_config` its training run wrote into the
   /// checkpoint (`member.<m>.experiment_config` in an ensemble); the defaults for a member whose

@@ -44,7 +44,7 @@ package enum MAML: TrainsOnEpisodes {
 
   /// The episode's settings, and the adaptation's.
   package static func problems(_ training: TrainingConfig) -> [ConfigProblem] {
-    episodeProblems(training) + nested("adaptation", (training.adaptation ?? AdaptationSettings()).problems())
+    episodeProblems(training) + nested("adaptation", training.adaptationOrDefaults.problems())
   }
 
   /// Image passes (forward and backward) of one training step: each adaptation step over the
@@ -52,7 +52,7 @@ package enum MAML: TrainsOnEpisodes {
   package static func imagesPerStep(_ training: TrainingConfig) -> Int {
     guard let episode = training.episode else { return 0 }
     let (support, o1) = episode.ways.multipliedReportingOverflow(by: episode.shots)
-    let (passes, o2) = support.multipliedReportingOverflow(by: (training.adaptation ?? AdaptationSettings()).steps)
+    let (passes, o2) = support.multipliedReportingOverflow(by: training.adaptationOrDefaults.steps)
     let (queries, o3) = episode.ways.multipliedReportingOverflow(by: episode.queries)
     let (total, o4) = passes.addingReportingOverflow(queries)
     return o1 || o2 || o3 || o4 ? Int.max : total
@@ -61,7 +61,7 @@ package enum MAML: TrainsOnEpisodes {
   package static func lossAndGradients(step: Int, network: inout EmbeddingNetwork, draws: TrainingDraws) -> Double {
     let episode = draws.episode(step)
     return lossAndGradients(
-      network: &network, images: episode.images, ways: episode.ways, shots: episode.shots, queries: episode.queries, adaptation: draws.training.adaptation ?? AdaptationSettings())
+      network: &network, images: episode.images, ways: episode.ways, shots: episode.shots, queries: episode.queries, adaptation: draws.training.adaptationOrDefaults)
   }
 
   /// An episode of N/2 classes, one support and one query image each.
@@ -73,7 +73,7 @@ package enum MAML: TrainsOnEpisodes {
   package static func loss(step: Int, network: EmbeddingNetwork, draws: TrainingDraws, movedBy t: Double, along direction: [[Double]]) -> Double {
     let episode = draws.episode(step)
     let (support, queries) = split(episode.images, ways: episode.ways, shots: episode.shots, queries: episode.queries)
-    let adaptation = draws.training.adaptation ?? AdaptationSettings()
+    let adaptation = draws.training.adaptationOrDefaults
     var adapted = adapt(network, support: support.images, labels: support.labels, ways: episode.ways, steps: adaptation.steps, rate: adaptation.rate)
     adapted.network.store.move(by: t, along: direction)
     return adapted.lossAndGradients(images: queries.images, labels: queries.labels).loss
@@ -288,4 +288,10 @@ package struct AdaptationSettings: Codable, Equatable, Sendable {
     if !(1...1000).contains(scoringSteps) { out.append(("scoringSteps", "adaptation steps when an episode is scored, 1 to 1000 (default 10); got \(scoringSteps)")) }
     return out
   }
+}
+
+extension TrainingConfig {
+  /// The adaptation a run of this training section uses: its `adaptation`, or the defaults
+  /// (every MAML run before the key existed).
+  package var adaptationOrDefaults: AdaptationSettings { adaptation ?? AdaptationSettings() }
 }
