@@ -283,18 +283,28 @@ package final class Trainer {
   /// Images of the training split as a network input; augmentation is a pure function of
   /// (seed, step, image slot).
   static func input(_ images: [Int], step: Int, split background: ImageSplit, augmentation: AffineAugmentation?, seed: UInt64) -> Tensor {
-    let size = background.size, n = size * size
+    input(images, step: step, pixels: background.pixels, size: background.size, augmentation: augmentation, seed: seed)
+  }
+
+  /// Images `images` of `stock` (`size * size` ink bytes each) as a network input, as training
+  /// prepares every step's (`bench` times it against the step).
+  package static func input(_ images: [Int], step: Int, pixels stock: [UInt8], size: Int, augmentation: AffineAugmentation?, seed: UInt64) -> Tensor {
+    let n = size * size
     var data = [Float](repeating: 0, count: images.count * n)
-    background.pixels.withUnsafeBufferPointer { pixels in
+    stock.withUnsafeBufferPointer { pixels in
       data.withUnsafeMutableBufferPointer { out in
-        for (slot, image) in images.enumerated() {
-          let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
-          let destination = UnsafeMutableBufferPointer(rebasing: out[(slot * n)..<((slot + 1) * n)])
-          if let augmentation {
-            var rng = SplitMix64(seed: seed, key: Trainer.augmentationKey, index: UInt64(step * images.count + slot))
-            augmentation.apply(source, size: size, into: destination, rng: &rng)
-          } else {
-            GrayImage.scaleInk(source, into: destination)
+        // Each slot's stream and bytes are its own: split over the threads, the same input.
+        ComputeThreads.forEachRange(images.count, minimumPerThread: 16) { slots in
+          for slot in slots {
+            let image = images[slot]
+            let source = UnsafeBufferPointer(rebasing: pixels[(image * n)..<((image + 1) * n)])
+            let destination = UnsafeMutableBufferPointer(rebasing: out[(slot * n)..<((slot + 1) * n)])
+            if let augmentation {
+              var rng = SplitMix64(seed: seed, key: Trainer.augmentationKey, index: UInt64(step * images.count + slot))
+              augmentation.apply(source, size: size, into: destination, rng: &rng)
+            } else {
+              GrayImage.scaleInk(source, into: destination)
+            }
           }
         }
       }

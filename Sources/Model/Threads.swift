@@ -26,6 +26,13 @@ public enum ComputeThreads {
 
   /// The thread count the harness's own parallel loops use.
   public static var loops: Int { parallelThreads }
+
+  /// Runs `body(range)` over `0..<count` split into contiguous ranges, one per thread of the
+  /// loops (`loops`), on the team the layers use: for work outside the network whose items
+  /// are independent (a training step's input, image by image).
+  public static func forEachRange(_ count: Int, minimumPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+    parallelFor(count, minimumPerThread: minimumPerThread, body)
+  }
 }
 
 /// oneDNN's version, "major.minor.patch".

@@ -110,6 +110,9 @@ final class CommandLineTests: XCTestCase {
       let train = result.output.split(separator: "\n").first { $0.hasPrefix("  train") }.map(String.init) ?? ""
       XCTAssert(train.contains(unit) && train.contains(detail) && train.contains("GFLOP/s"), "\(model): \(result.output)")
       XCTAssert(result.output.contains("  embed ") && result.output.contains("images/s"), result.output)
+      // The input a step prepares, timed as its own share (#44: is overlapping it worth it?).
+      let input = result.output.split(separator: "\n").first { $0.hasPrefix("  input") }.map(String.init) ?? ""
+      XCTAssert(input.contains(" ms a step  (\(model == "protonet" ? 24 : 8) images distorted") && input.contains("% of a step with its input)"), result.output)
     }
   }
 

@@ -1,6 +1,7 @@
 import Experiments
 import ArgumentParser
 import CMachine
+import Episodes
 import Foundation
 import Model
 
@@ -117,6 +118,12 @@ struct BenchCommand: ParsableCommand {
     let embedInput = Tensor(shape: [images, 1, side, side], data: rng.normal(count: images * side * side, std: 1))
     let embedTimes = time(reps: reps) { _ = network.embed(embedInput) }
     let embedRate = Double(images) / median(embedTimes)
+    // A step's input as training prepares it (each image's ink bytes to floats, distorted by
+    // Koch's affine distortion with probability 0.5, as the speedrun recipes train), timed alone:
+    // the most that preparing the next step's input beside this step's compute could save.
+    let stock = (0..<(step.images * side * side)).map { _ in UInt8.random(in: 0...255) }
+    let inputTimes = time(reps: reps) { _ = Trainer.input(Array(0..<step.images), step: 0, pixels: stock, size: side, augmentation: .koch, seed: 1) }
+    let inputSeconds = median(inputTimes), stepSeconds = Double(step.counted) / trainRate
     let peakMemory = peakResidentBytes()
     let trainGflops = trainRate * step.flopsPerItem / 1e9, embedGflops = embedRate * forwardFlops / 1e9
     print(
@@ -127,6 +134,10 @@ struct BenchCommand: ParsableCommand {
       String(
         format: "  embed  %7.2f images/s  (batch %d images; min %.2f max %.2f)  %5.0f GFLOP/s", embedRate, images,
         Double(images) / embedTimes.max()!, Double(images) / embedTimes.min()!, embedGflops) + share(embedGflops))
+    print(
+      String(
+        format: "  input  %7.2f ms a step  (%d images distorted as training distorts them, %d thread(s); %.1f%% of a step with its input)", 1e3 * inputSeconds, step.images, ComputeThreads.loops,
+        100 * inputSeconds / (inputSeconds + stepSeconds)))
     print(String(format: "  peak resident memory %.2f GB", Double(peakMemory) / 1e9))
     // A layer oneDNN could not build ran a slower Swift kernel: these figures are not oneDNN's.
     for reason in ReasonLog.oneDNNFallbacks.reasons { print("  note: \(reason)") }
