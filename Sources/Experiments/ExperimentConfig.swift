@@ -87,6 +87,7 @@ package struct ExperimentConfig: Codable, Equatable {
       }
     }
     out += methodProblems()
+    out += layerSettingsProblems()
     if let scorer, scorer.trimmingCharacters(in: .whitespaces).isEmpty || scorer.count > 4096 || scorer.unicodeScalars.contains(where: isControl) {
       out.append(("scorer", "a shell command of at most 4096 characters on one line, e.g. \"python3 examples/scorers/pixel_scorer.py\""))
     }
@@ -106,6 +107,25 @@ package struct ExperimentConfig: Codable, Equatable {
 }
 
 extension ExperimentConfig {
+  /// Each layer given its own optimizer settings must be a layer of this network: a misspelt
+  /// name would otherwise train that layer at the base settings without a word. (Builds the
+  /// network once to read its parameters' names; only files with `optimizer.layers` pay it.)
+  func layerSettingsProblems() -> [ConfigProblem] {
+    guard let training, case .sgd(_, _, _, _, let layers?, _) = training.optimizer.config, !layers.isEmpty, model.problems().isEmpty else { return [] }
+    let names = EmbeddingNetwork(config: model, seed: 0).store.parameters.map(\.name)
+    let unknown = training.optimizer.config.unknownLayers(among: names)
+    guard !unknown.isEmpty else { return [] }
+    var known: [String] = []
+    for name in names {
+      let layer = String(name[..<(name.lastIndex(of: ".") ?? name.endIndex)])
+      if !known.contains(layer) { known.append(layer) }
+    }
+    return unknown.map { layer in
+      let index = layers.firstIndex { $0.layer == layer } ?? 0
+      return ("training.optimizer.layers[\(index)].layer", "this network has no layer \(layer); its layers are \(known.joined(separator: ", "))")
+    }
+  }
+
   /// The objective must fit the network (a prototypical network has no head to score pairs
   /// with, a head is trained on pairs), and Lake's runs are no test of a network trained on the
   /// Vinyals split (its training characters include evaluation alphabets).

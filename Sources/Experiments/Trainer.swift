@@ -199,7 +199,7 @@ package final class Trainer {
     let rate = training.schedule.rate(base: training.optimizer.learningRate, step: state.step, totalSteps: training.steps)
     let loss = method.lossAndGradients(step: state.step, network: &network, draws: draws)
     guard loss.isFinite else { return (loss, rate) }
-    optimizer.update(&network.store, learningRate: rate)
+    optimizer.update(&network.store, learningRate: rate, baseRate: training.optimizer.learningRate)
     average?.update(network.store)
     state.step += 1
     return (loss, rate)

@@ -61,6 +61,9 @@ public enum WeightInitialization: String, Codable, Sendable, CaseIterable {
   /// weights and biases uniform in +-1/sqrt(fan_in), as a network built in PyTorch and never
   /// re-initialised starts (Snell et al.'s prototypical networks).
   case pytorch
+  /// Koch et al. 2015's: convolution weights N(0, 0.01), linear weights N(0, 0.2) ("a much wider
+  /// normal distribution"), every bias N(0.5, 0.01).
+  case koch
 }
 
 /// The network's configuration; the Model module owns this part of an experiment file.

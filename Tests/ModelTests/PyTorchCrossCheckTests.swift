@@ -91,6 +91,35 @@ final class PyTorchCrossCheckTests: XCTestCase {
     }
   }
 
+  /// Koch et al.'s optimizer (each layer's own rate, momentum and L2; the momentum ramped from
+  /// 0.5; the rate decayed 1% a step) against PyTorch's SGD with a parameter group per layer,
+  /// three steps from the koch fixture's weights and gradients (`make_fixtures.py
+  /// koch_layerwise`, which states the same settings). The layers not named take the base ones.
+  func testLayerwiseSGDMatchesPyTorch() throws {
+    let trained = try load("koch")
+    let (expected, _) = try SafeTensors.read(PyTorchCrossCheckTests.fixtures.appendingPathComponent("koch_layerwise.safetensors"))
+    let layers = [
+      LayerSGDSettings(layer: "backbone.features.0", learningRate: 0.05, momentum: 0.8, weightDecay: 1e-3),
+      LayerSGDSettings(layer: "backbone.features.3", learningRate: 0.02, momentum: 0.3, weightDecay: 0),
+      LayerSGDSettings(layer: "backbone.fc", learningRate: 0.01, momentum: 0.9, weightDecay: 2e-3),
+    ]
+    let config = OptimizerConfig.sgd(momentum: 0.7, nesterov: false, weightDecay: 5e-4, layers: layers, momentumRamp: MomentumRamp(start: 0.5, steps: 2))
+    XCTAssertEqual(config.unknownLayers(among: trained.network.store.parameters.map(\.name)), [])
+    var store = trained.network.store
+    for i in store.parameters.indices { store.parameters[i].gradient = trained.tensor("grad." + store.parameters[i].name).values }
+    var optimizer = Optimizer(config, store: store)
+    let schedule = LearningRateSchedule.step(every: 1, factor: 0.99)
+    for step in 0..<3 {
+      optimizer.update(&store, learningRate: schedule.rate(base: 0.03, step: step, totalSteps: 3), baseRate: 0.03)
+    }
+    for parameter in store.parameters {
+      let theirs = try XCTUnwrap(expected["sgd_layers." + parameter.name], parameter.name).values
+      assertMatches(parameter.value, theirs, "koch layerwise sgd \(parameter.name)", tolerance: 1e-5)
+      // Each layer moved: a setting that reached no parameter would leave the base rule's numbers.
+      XCTAssertNotEqual(parameter.value, trained.tensor("weight." + parameter.name).values, parameter.name)
+    }
+  }
+
   func testVGGMatchesPyTorch() throws { try checkOptimizers("vgg") }
   func testVGGWithBatchNormMatchesPyTorch() throws { try checkOptimizers("vgg_bn") }
   func testKochMatchesPyTorch() throws { try checkOptimizers("koch") }

@@ -89,6 +89,34 @@ final class ExperimentConfigTests: XCTestCase {
     XCTAssertEqual(try message(valid.replacingOccurrences(of: "0.001}", with: "0.001, \"momentum\": 0.5}")), "training.optimizer.momentum | only the sgd optimizer uses momentum; remove it")
   }
 
+  /// Koch et al.'s optimizer: each layer's own SGD settings and the momentum ramp, checked
+  /// against the network the file builds, and refused for Adam.
+  func testEachLayersOwnSettingsAreCheckedAgainstTheNetwork() throws {
+    let layer = #"{"layer": "backbone.features.0", "learningRate": 0.05, "momentum": 0.8, "weightDecay": 0.001}"#
+    let sgd = valid.replacingOccurrences(
+      of: #""kind": "adam", "learningRate": 0.001"#, with: #""kind": "sgd", "learningRate": 0.01, "nesterov": false, "layers": [LAYER], "momentumRamp": {"start": 0.5, "steps": 5}"#)
+    let config = try ExperimentConfig.load(try write(sgd.replacingOccurrences(of: "LAYER", with: layer)))
+    guard case .sgd(_, _, _, _, let layers?, let ramp?) = config.training?.optimizer.config else { return XCTFail("no per-layer settings") }
+    XCTAssertEqual(layers.map(\.layer), ["backbone.features.0"])
+    XCTAssertEqual(ramp.steps, 5)
+    XCTAssertEqual(try ExperimentConfig.decode(Data(config.canonicalJSON.utf8), source: "round trip"), config)
+    // A misspelt layer would train at the base settings without a word: it is named, with the network's layers.
+    XCTAssertEqual(
+      try message(sgd.replacingOccurrences(of: "LAYER", with: layer.replacingOccurrences(of: "features", with: "feature"))),
+      "training.optimizer.layers[0].layer | this network has no layer backbone.feature.0; its layers are backbone.features.0, head.0, head.1")
+    XCTAssertEqual(
+      try message(sgd.replacingOccurrences(of: "LAYER", with: layer + ", " + layer)), "training.optimizer.layers[1].layer | backbone.features.0 is listed twice; give each layer once")
+    XCTAssertEqual(
+      try message(sgd.replacingOccurrences(of: "LAYER", with: layer.replacingOccurrences(of: "0.8", with: "1.5"))), "training.optimizer.layers[0].momentum | within [0, 1); got 1.5")
+    XCTAssert(try message(sgd.replacingOccurrences(of: "LAYER", with: layer.replacingOccurrences(of: "\"learningRate\"", with: "\"lr\""))).hasPrefix("training.optimizer.layers[0].lr | unknown"))
+    XCTAssertEqual(
+      try message(sgd.replacingOccurrences(of: "LAYER", with: layer).replacingOccurrences(of: "\"steps\": 5", with: "\"steps\": 0")),
+      "training.optimizer.momentumRamp.steps | at least 1 step; got 0")
+    XCTAssertEqual(
+      try message(valid.replacingOccurrences(of: "0.001}", with: "0.001, \"layers\": [\(layer)]}")),
+      "training.optimizer.layers | only the sgd optimizer takes layers; remove it, or use \"kind\": \"sgd\"")
+  }
+
   func override(_ assignments: String...) throws -> ExperimentConfig {
     try ExperimentConfig.load(try write(valid), overrides: assignments.map(ConfigOverride.init))
   }
@@ -188,7 +216,7 @@ final class ExperimentConfigTests: XCTestCase {
     XCTAssertEqual(overrideMessage("training.convolutions=fast"), "training.convolutions | one of direct, auto; got fast")
     XCTAssertEqual(overrideMessage("training.fusion=fast"), "training.fusion | one of auto, fused, unfused; got fast")
     XCTAssertEqual(overrideMessage("model.resampling=bicubic"), "model.resampling | one of area, nearest; got bicubic")
-    XCTAssertEqual(overrideMessage("model.initialization=xavier"), "model.initialization | one of kaiming, pytorch; got xavier")
+    XCTAssertEqual(overrideMessage("model.initialization=xavier"), "model.initialization | one of kaiming, pytorch, koch; got xavier")
     XCTAssertEqual(overrideMessage("training.optimizer.kind=rmsprop"), "training.optimizer.kind | one of adam, sgd; got rmsprop")
     XCTAssertEqual(overrideMessage("training.schedule={\"kind\": \"linear\"}"), "training.schedule.kind | one of constant, step, cosine; got linear")
   }

@@ -281,6 +281,48 @@ def save_experiments_fixture(name, out, config, episode, loss):
     print(f"{path}: {os.path.getsize(path)} bytes, loss {loss.item():.6f}")
 
 
+# Koch et al. 2015's optimizer: SGD with each layer's own learning rate, momentum and L2, the
+# momentum ramped from 0.5 to each layer's own, the rate decayed by 1% a step here (by epoch in
+# their paper). The layers not named take the base settings. Sources/Model/Optimizers (the
+# Swift test, PyTorchCrossCheckTests.testLayerwiseSGDMatchesPyTorch, states the same numbers).
+LAYERWISE_BASE = {"lr": 0.03, "momentum": 0.7, "weight_decay": 5e-4}
+LAYERWISE = {"backbone.features.0": {"lr": 0.05, "momentum": 0.8, "weight_decay": 1e-3},
+             "backbone.features.3": {"lr": 0.02, "momentum": 0.3, "weight_decay": 0.0},
+             "backbone.fc": {"lr": 0.01, "momentum": 0.9, "weight_decay": 2e-3}}
+LAYERWISE_RAMP = {"start": 0.5, "steps": 2}
+LAYERWISE_DECAY, LAYERWISE_STEPS = 0.99, 3
+
+
+def make_layerwise_sgd():
+    """Three steps of per-layer SGD (PyTorch's SGD with a parameter group per layer and per
+    weight / bias, momentum and rate set before each step) from the committed koch fixture's
+    weights and gradients: checks the update rule alone. Writes koch_layerwise.safetensors."""
+    from safetensors.torch import load_file
+    fixture = load_file(os.path.join(OUT, "koch.safetensors"))
+    names = [k[len("weight."):] for k in fixture if k.startswith("weight.")]
+    params = {n: torch.nn.Parameter(fixture["weight." + n].clone()) for n in names}
+    groups = []
+    for n in names:
+        layer = n.rsplit(".", 1)[0]
+        settings = LAYERWISE.get(layer, LAYERWISE_BASE)
+        # L2 on weights only, as oneshot-bench without decayEveryParameter.
+        groups.append({"params": [params[n]], "lr": settings["lr"], "momentum": settings["momentum"], "base_lr": settings["lr"],
+                       "final_momentum": settings["momentum"], "weight_decay": settings["weight_decay"] if n.endswith("weight") else 0.0})
+    opt = torch.optim.SGD(groups, lr=LAYERWISE_BASE["lr"], momentum=0.5, nesterov=False)
+    for step in range(LAYERWISE_STEPS):
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * LAYERWISE_DECAY ** step
+            group["momentum"] = LAYERWISE_RAMP["start"] + (group["final_momentum"] - LAYERWISE_RAMP["start"]) * min(step / LAYERWISE_RAMP["steps"], 1)
+        for n in names:
+            params[n].grad = fixture["grad." + n].clone()
+        opt.step()
+    out = {f"sgd_layers.{n}": params[n].detach().clone().contiguous().float() for n in names}
+    path = os.path.join(OUT, "koch_layerwise.safetensors")
+    save_file(out, path, metadata={"torch_version": torch.__version__, "layers": json.dumps(LAYERWISE), "base": json.dumps(LAYERWISE_BASE),
+                                   "ramp": json.dumps(LAYERWISE_RAMP), "decay": str(LAYERWISE_DECAY), "steps": str(LAYERWISE_STEPS)})
+    print(f"{path}: {os.path.getsize(path)} bytes")
+
+
 if __name__ == "__main__":
     # With names, only those fixtures (e.g. `make_fixtures.py relation`); without, all of them.
     torch.set_num_threads(1)
@@ -289,6 +331,6 @@ if __name__ == "__main__":
         if not chosen or name in chosen:
             make(name)
     for name, maker in [("prototypical", make_prototypical), ("matching", make_matching), ("finetune", make_finetune), ("relation", make_relation),
-                        ("relation_conv", lambda: make_relation(name="relation_conv")), ("maml", make_maml)]:
+                        ("relation_conv", lambda: make_relation(name="relation_conv")), ("maml", make_maml), ("koch_layerwise", make_layerwise_sgd)]:
         if not chosen or name in chosen:
             maker()

@@ -29,7 +29,7 @@ VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 51
 DEFAULTS = {"inputSize": 105, "width": 1.0, "batchNorm": False, "blocks": None, "blockPooling": None, "blockPadding": None, "relationModule": "linear",
             "headHidden": 512, "headActivation": "none", "similarity": "head", "resampling": "area", "initialization": "kaiming", "classes": None}
 # resampling (area | nearest) says how the harness brought images to inputSize; initialization
-# (kaiming | pytorch) how it drew the starting weights. Neither changes the network's shape.
+# (kaiming | pytorch | koch) how it drew the starting weights. Neither changes the network's shape.
 # The harness's batch norm: PyTorch's defaults (eps 1e-5, momentum 0.1).
 BATCH_NORM_EPS = 1e-5
 

@@ -78,7 +78,8 @@ public struct Conv2D: Layer {
 
   /// A convolution whose parameters are added to `store`, named `prefix.weight` / `prefix.bias`,
   /// weights drawn Kaiming-normal (fan_out, ReLU gain: std = sqrt(2 / (O k k))), biases zero; or,
-  /// with `initialization: .pytorch`, weights and biases uniform in +-1/sqrt(I k k) as PyTorch's.
+  /// with `initialization: .pytorch`, weights and biases uniform in +-1/sqrt(I k k) as PyTorch's;
+  /// with `.koch`, Koch et al.'s: weights N(0, 0.01), biases N(0.5, 0.01).
   public init(
     inputChannels: Int, outputChannels: Int, kernelSize: Int, padding: Int, fusedReLU: Bool, name prefix: String, initialization: WeightInitialization = .kaiming,
     store: inout ParameterStore, rng: inout NormalSampler
@@ -99,6 +100,9 @@ public struct Conv2D: Layer {
       let bound = Float(1 / Double(inputChannels * kernelSize * kernelSize).squareRoot())
       weights = rng.uniform(count: count, bound: bound)
       biases = rng.uniform(count: outputChannels, bound: bound)
+    case .koch:
+      weights = rng.normal(count: count, std: 0.01)
+      biases = rng.normal(count: outputChannels, mean: 0.5, std: 0.01)
     }
     weight = store.add(name: prefix + ".weight", shape: [outputChannels, inputChannels, kernelSize, kernelSize], value: weights, decays: true)
     bias = store.add(name: prefix + ".bias", shape: [outputChannels], value: biases, decays: false)

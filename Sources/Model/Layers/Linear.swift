@@ -12,7 +12,8 @@ public struct Linear: Layer {
 
   /// A linear layer whose parameters are added to `store` as `prefix.weight` / `prefix.bias`:
   /// weights N(0, std^2) and zero biases, or with `initialization: .pytorch` both uniform in
-  /// +-1/sqrt(inputFeatures) as PyTorch's `nn.Linear`.
+  /// +-1/sqrt(inputFeatures) as PyTorch's `nn.Linear`, or with `.koch` Koch et al.'s weights
+  /// N(0, 0.2) and biases N(0.5, 0.01) (`std` and `initialBias` are then not used).
   public init(
     inputFeatures: Int, outputFeatures: Int, name prefix: String, std: Float = 0.01, initialBias: Float = 0, initialization: WeightInitialization = .kaiming,
     store: inout ParameterStore, rng: inout NormalSampler
@@ -21,9 +22,18 @@ public struct Linear: Layer {
     self.inputFeatures = inputFeatures
     self.outputFeatures = outputFeatures
     let count = outputFeatures * inputFeatures, bound = Float(1 / Double(inputFeatures).squareRoot())
-    let pytorch = initialization == .pytorch
-    let weights = pytorch ? rng.uniform(count: count, bound: bound) : rng.normal(count: count, std: std)
-    let biases = pytorch ? rng.uniform(count: outputFeatures, bound: bound) : [Float](repeating: initialBias, count: outputFeatures)
+    let weights: [Float], biases: [Float]
+    switch initialization {
+    case .kaiming:
+      weights = rng.normal(count: count, std: std)
+      biases = [Float](repeating: initialBias, count: outputFeatures)
+    case .pytorch:
+      weights = rng.uniform(count: count, bound: bound)
+      biases = rng.uniform(count: outputFeatures, bound: bound)
+    case .koch:
+      weights = rng.normal(count: count, std: 0.2)
+      biases = rng.normal(count: outputFeatures, mean: 0.5, std: 0.01)
+    }
     weight = store.add(name: prefix + ".weight", shape: [outputFeatures, inputFeatures], value: weights, decays: true)
     bias = store.add(name: prefix + ".bias", shape: [outputFeatures], value: biases, decays: false)
   }

@@ -19,7 +19,7 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
 
   public enum Kind: String, Codable, CaseIterable { case adam, sgd }
 
-  enum CodingKeys: String, CodingKey, CaseIterable { case kind, learningRate, weightDecay, beta1, beta2, epsilon, momentum, nesterov, decayEveryParameter }
+  enum CodingKeys: String, CodingKey, CaseIterable { case kind, learningRate, weightDecay, beta1, beta2, epsilon, momentum, nesterov, decayEveryParameter, layers, momentumRamp }
 
   // The defaults, also written for the other optimizer's keys so that the configuration hashes
   // of recorded runs stay what they were.
@@ -43,6 +43,9 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
       try inert(.momentum, Double.self, d.momentum, for: .sgd)
       try inert(.nesterov, Bool.self, d.nesterov, for: .sgd)
       try inert(.decayEveryParameter, Bool.self, false, for: .sgd)
+      for key in [CodingKeys.layers, .momentumRamp] where c.contains(key) {
+        throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [key], debugDescription: "only the sgd optimizer takes \(key.rawValue); remove it, or use \"kind\": \"sgd\""))
+      }
       config = .adam(
         beta1: try c.decodeIfPresent(Double.self, forKey: .beta1) ?? d.beta1, beta2: try c.decodeIfPresent(Double.self, forKey: .beta2) ?? d.beta2,
         epsilon: try c.decodeIfPresent(Double.self, forKey: .epsilon) ?? d.epsilon, weightDecay: weightDecay)
@@ -53,7 +56,8 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
       let everyParameter = try c.decodeIfPresent(Bool.self, forKey: .decayEveryParameter) ?? false
       config = .sgd(
         momentum: try c.decodeIfPresent(Double.self, forKey: .momentum) ?? d.momentum, nesterov: try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? d.nesterov,
-        weightDecay: weightDecay, decayEveryParameter: everyParameter ? true : nil)
+        weightDecay: weightDecay, decayEveryParameter: everyParameter ? true : nil, layers: try c.decodeIfPresent([LayerSGDSettings].self, forKey: .layers),
+        momentumRamp: try c.decodeIfPresent(MomentumRamp.self, forKey: .momentumRamp))
     }
   }
 
@@ -70,10 +74,12 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
       try c.encode(epsilon, forKey: .epsilon)
       try c.encode(d.momentum, forKey: .momentum)
       try c.encode(d.nesterov, forKey: .nesterov)
-    case .sgd(let momentum, let nesterov, let weightDecay, let everyParameter):
+    case .sgd(let momentum, let nesterov, let weightDecay, let everyParameter, let layers, let ramp):
       try c.encode(Kind.sgd, forKey: .kind)
-      // Written only when set, so that the hashes of configurations without it stay.
+      // Written only when set, so that the hashes of configurations without them stay.
       if everyParameter == true { try c.encode(true, forKey: .decayEveryParameter) }
+      try c.encodeIfPresent(layers, forKey: .layers)
+      try c.encodeIfPresent(ramp, forKey: .momentumRamp)
       try c.encode(weightDecay, forKey: .weightDecay)
       try c.encode(d.beta1, forKey: .beta1)
       try c.encode(d.beta2, forKey: .beta2)
@@ -92,9 +98,22 @@ public struct OptimizerSettings: Codable, Hashable, Sendable {
       if !(0...1).contains(weightDecay) { out.append(("weightDecay", "within 0...1; got \(weightDecay)")) }
       if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { out.append(("beta1, beta2", "within [0, 1)")) }
       if !(epsilon > 0) { out.append(("epsilon", "positive")) }
-    case .sgd(let momentum, _, let weightDecay, _):
+    case .sgd(let momentum, _, let weightDecay, _, let layers, let ramp):
       if !(0...1).contains(weightDecay) { out.append(("weightDecay", "within 0...1; got \(weightDecay)")) }
       if !(0..<1).contains(momentum) { out.append(("momentum", "within [0, 1)")) }
+      for (i, layer) in (layers ?? []).enumerated() {
+        let key = "layers[\(i)]"
+        if layer.layer.isEmpty || layer.layer.hasSuffix(".") { out.append((key + ".layer", "a layer's name as its parameters are named without .weight / .bias, e.g. \"backbone.features.0\"")) }
+        if !(layer.learningRate > 0 && layer.learningRate < 10) { out.append((key + ".learningRate", "positive and below 10; got \(layer.learningRate)")) }
+        if !(0..<1).contains(layer.momentum) { out.append((key + ".momentum", "within [0, 1); got \(layer.momentum)")) }
+        if !(0...1).contains(layer.weightDecay) { out.append((key + ".weightDecay", "within 0...1; got \(layer.weightDecay)")) }
+        if layers?.prefix(i).contains(where: { $0.layer == layer.layer }) == true { out.append((key + ".layer", "\(layer.layer) is listed twice; give each layer once")) }
+      }
+      if layers?.isEmpty == true { out.append(("layers", "at least one layer's settings; remove the key for none")) }
+      if let ramp {
+        if !(0..<1).contains(ramp.start) { out.append(("momentumRamp.start", "within [0, 1); got \(ramp.start)")) }
+        if ramp.steps < 1 { out.append(("momentumRamp.steps", "at least 1 step; got \(ramp.steps)")) }
+      }
     }
     return out
   }
@@ -121,5 +140,27 @@ extension LearningRateSchedule {
     if every < 1 { out.append(("every", "at least 1")) }
     if !(factor > 0 && factor <= 1) { out.append(("factor", "within (0, 1]")) }
     return out
+  }
+}
+
+extension LayerSGDSettings {
+  enum CodingKeys: String, CodingKey, CaseIterable { case layer, learningRate, momentum, weightDecay }
+
+  public init(from decoder: any Decoder) throws {
+    try rejectUnknownKeys(decoder, CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.init(
+      layer: try c.decode(String.self, forKey: .layer), learningRate: try c.decode(Double.self, forKey: .learningRate), momentum: try c.decode(Double.self, forKey: .momentum),
+      weightDecay: try c.decode(Double.self, forKey: .weightDecay))
+  }
+}
+
+extension MomentumRamp {
+  enum CodingKeys: String, CodingKey, CaseIterable { case start, steps }
+
+  public init(from decoder: any Decoder) throws {
+    try rejectUnknownKeys(decoder, CodingKeys.self)
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.init(start: try c.decode(Double.self, forKey: .start), steps: try c.decode(Int.self, forKey: .steps))
   }
 }

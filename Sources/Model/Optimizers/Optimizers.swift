@@ -8,7 +8,67 @@ public enum OptimizerConfig: Codable, Hashable, Sendable {
   /// The decay applies to conv and linear weights, or with `decayEveryParameter` to every
   /// parameter (biases and batch norm's too), which is what PyTorch's `SGD(weight_decay=...)`
   /// does given all of a model's parameters.
-  case sgd(momentum: Double, nesterov: Bool, weightDecay: Double, decayEveryParameter: Bool? = nil)
+  /// With `layers`, the layers named there take their own learning rate, momentum and weight
+  /// decay (Koch et al. 2015 set each layer's); with `momentumRamp`, every layer's momentum rises
+  /// (or falls) linearly from the ramp's start to its own over the ramp's steps.
+  case sgd(momentum: Double, nesterov: Bool, weightDecay: Double, decayEveryParameter: Bool? = nil, layers: [LayerSGDSettings]? = nil, momentumRamp: MomentumRamp? = nil)
+}
+
+/// One layer's own SGD settings. The layer is named as its parameters are, without the final
+/// `.weight` / `.bias` (e.g. `backbone.features.0`, `backbone.fc`, `head`); its learning rate is
+/// the rate at step 0, which the schedule scales as it scales the base rate.
+public struct LayerSGDSettings: Codable, Hashable, Sendable {
+  /// The layer: every parameter named `layer.<something>` (its weight and bias).
+  public var layer: String
+  /// The layer's learning rate at step 0.
+  public var learningRate: Double
+  /// The layer's momentum (after the ramp, if there is one).
+  public var momentum: Double
+  /// The layer's L2 weight decay (on its weight; on its bias too under `decayEveryParameter`).
+  public var weightDecay: Double
+
+  /// Settings for `layer`.
+  public init(layer: String, learningRate: Double, momentum: Double, weightDecay: Double) {
+    self.layer = layer
+    self.learningRate = learningRate
+    self.momentum = momentum
+    self.weightDecay = weightDecay
+  }
+
+  /// Whether `parameter` (a parameter's full name) belongs to this layer.
+  public func covers(_ parameter: String) -> Bool {
+    parameter.count > layer.count && parameter.hasPrefix(layer) && parameter.dropFirst(layer.count).first == "." && !parameter.dropFirst(layer.count + 1).contains(".")
+  }
+}
+
+/// Momentum that starts at `start` in every layer and moves linearly to each layer's own over
+/// `steps` optimizer steps (Koch et al. 2015: "momentum starts at 0.5 in every layer, increasing
+/// linearly each epoch until reaching the value mu_j").
+public struct MomentumRamp: Codable, Hashable, Sendable {
+  /// The momentum of every layer at step 0.
+  public var start: Double
+  /// Steps until every layer has its own momentum.
+  public var steps: Int
+
+  /// A ramp from `start` over `steps` steps.
+  public init(start: Double, steps: Int) {
+    self.start = start
+    self.steps = steps
+  }
+
+  /// The momentum at `step` (0-based) of a layer whose own momentum is `final`.
+  public func momentum(final: Double, step: Int) -> Double {
+    start + (final - start) * min(Double(step) / Double(max(steps, 1)), 1)
+  }
+}
+
+extension OptimizerConfig {
+  /// The layers of `layers` that name no parameter of `names` (a misspelt layer would otherwise
+  /// train at the base settings without a word).
+  public func unknownLayers(among names: [String]) -> [String] {
+    guard case .sgd(_, _, _, _, let layers?, _) = self else { return [] }
+    return layers.map(\.layer).filter { layer in !names.contains { LayerSGDSettings(layer: layer, learningRate: 0, momentum: 0, weightDecay: 0).covers($0) } }
+  }
 }
 
 /// State of an optimizer over a `ParameterStore`. Weight decay applies only to parameters
@@ -42,8 +102,11 @@ public struct Optimizer: Sendable {
     self.secondMoments = secondMoments
   }
 
-  /// One update of every parameter in `store` with learning rate `learningRate`.
-  public mutating func update(_ store: inout ParameterStore, learningRate: Double) {
+  /// One update of every parameter in `store` with learning rate `learningRate`; a layer with
+  /// its own learning rate (`LayerSGDSettings`) takes it times `learningRate / baseRate`, the
+  /// schedule's factor at this step.
+  public mutating func update(_ store: inout ParameterStore, learningRate: Double, baseRate: Double? = nil) {
+    let scale = learningRate / (baseRate ?? learningRate)
     precondition(firstMoments.count == store.parameters.count, "optimizer holds \(firstMoments.count) states for \(store.parameters.count) parameters")
     step += 1
     let lr = Float(learningRate)
@@ -71,11 +134,15 @@ public struct Optimizer: Sendable {
           }
         }
       }
-    case .sgd(let momentum, let nesterov, let weightDecay, let everyParameter):
-      let mu = Float(momentum), wd = Float(weightDecay)
+    case .sgd(let momentum, let nesterov, let weightDecay, let everyParameter, let layers, let ramp):
       let first = step == 1
       for p in store.parameters.indices {
-        let decay: Float = store.parameters[p].decays || everyParameter == true ? wd : 0
+        // The parameter's layer's own settings, or the base ones; the schedule's factor on both.
+        let own = layers?.first { $0.covers(store.parameters[p].name) }
+        let rate = own.map { Float($0.learningRate * scale) } ?? lr
+        let final = own?.momentum ?? momentum
+        let mu = Float(ramp?.momentum(final: final, step: step - 1) ?? final)
+        let decay: Float = store.parameters[p].decays || everyParameter == true ? Float(own?.weightDecay ?? weightDecay) : 0
         let g = store.parameters[p].gradient
         firstMoments[p].withUnsafeMutableBufferPointer { b in
           store.parameters[p].value.withUnsafeMutableBufferPointer { w in
@@ -83,12 +150,12 @@ public struct Optimizer: Sendable {
               for i in 0..<w.count {
                 let d = g[i] + decay * w[i]
                 if mu == 0 {
-                  w[i] -= lr * d
+                  w[i] -= rate * d
                   continue
                 }
                 // PyTorch: the buffer starts as the first gradient, then b = mu b + d.
                 b[i] = first ? d : mu * b[i] + d
-                w[i] -= lr * (nesterov ? d + mu * b[i] : b[i])
+                w[i] -= rate * (nesterov ? d + mu * b[i] : b[i])
               }
             }
           }
