@@ -499,6 +499,37 @@ final class RunTests: TemporaryFolderTestCase {
     XCTAssertEqual(bestAfterResume, try Checkpoint.read(resumeRuns.appendingPathComponent("\(straightID)/best.safetensors")).network.store.parameters.map(\.value))
   }
 
+  /// Koch et al.'s optimizer end to end: each layer's own SGD settings, the momentum ramp (not
+  /// over by the interruption at step 25) and Koch's initialisation; a run interrupted and resumed
+  /// ends exactly as one that never stopped, records the settings, and trains otherwise than the
+  /// same file without them.
+  func testLayerwiseSGDWithAMomentumRampResumesExactly() throws {
+    let layers = #"[{"layer": "backbone.features.0", "learningRate": 0.05, "momentum": 0.8, "weightDecay": 0.001}, {"layer": "head.0", "learningRate": 0.002, "momentum": 0.6, "weightDecay": 0}]"#
+    let optimizer = #"{"kind": "sgd", "learningRate": 0.01, "nesterov": false, "momentum": 0.9, "weightDecay": 0.0005, "layers": LAYERS, "momentumRamp": {"start": 0.5, "steps": 30}}"#
+    let settings = [
+      "--set", "training.optimizer=" + optimizer.replacingOccurrences(of: "LAYERS", with: layers), "--set", "training.schedule={\"kind\": \"step\", \"every\": 10, \"factor\": 0.99}",
+      "--set", "model.initialization=koch",
+    ]
+    let runs = folder.appendingPathComponent("checkpoints")
+    let (resumed, _) = try interruptedAndStraight(settings: settings, runs: runs)
+    let store = try ResultsStore(path: storePath)
+    let params = try store.run(resumed).params
+    XCTAssertTrue(params.contains { $0.key.hasPrefix("training.optimizer.layers") && $0.value.contains("0.05") }, "\(params.map(\.key))")
+    XCTAssertTrue(params.contains { $0.key.hasPrefix("training.optimizer.momentumRamp") }, "\(params.map(\.key))")
+    let last = try Checkpoint.read(runs.appendingPathComponent("\(resumed)/last.safetensors"))
+    guard case .sgd(_, _, _, _, let kept?, let ramp?) = last.optimizer?.config else { return XCTFail("the checkpoint lost the per-layer settings") }
+    XCTAssertEqual(kept.map(\.layer), ["backbone.features.0", "head.0"])
+    XCTAssertEqual(ramp.steps, 30)
+    // Without the layers' own settings the same file trains otherwise.
+    let plain = settings.map { $0.replacingOccurrences(of: #", "layers": "# + layers, with: "") }
+    XCTAssertNotEqual(plain, settings)
+    let before = Set(try store.listRuns().map(\.id))
+    let other = runCLI(["run", try experiment(steps: 40, validateEvery: 25, logEvery: 20), "--store", storePath, "--runs", runs.path] + plain, currentDirectory: folder)
+    XCTAssertEqual(other.code, 0, other.error)
+    let otherID = try XCTUnwrap(try store.listRuns().first { !before.contains($0.id) }).id
+    XCTAssertNotEqual(try store.metrics(runID: otherID, key: MetricKey.trainingLoss).map(\.value), try store.metrics(runID: resumed, key: MetricKey.trainingLoss).map(\.value))
+  }
+
   func testPinnedFusionIsRecordedWithoutAProbe() throws {
     let config = try experiment(steps: 3)
     let cache = folder.appendingPathComponent("cache")
