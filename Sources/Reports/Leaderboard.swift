@@ -21,6 +21,13 @@ let publishedVinyalsFigures: [String: (source: String, figures: [String: Double]
   "maml": ("Nichol et al. 2018 (first-order MAML)", ["5-way 1-shot": 0.983, "5-way 5-shot": 0.992, "20-way 1-shot": 0.894, "20-way 5-shot": 0.979]),
 ]
 
+/// Published figures on Lake's 20 runs (the `lake20` protocol: 20-way 1-shot within an
+/// alphabet, trained on the background alphabets), by method: only those RESULTS.md quotes with
+/// their source. Koch et al.'s convolutional Siamese net is the pairs method.
+let publishedLakeFigures: [String: (source: String, figure: Double)] = [
+  "pairs": ("Koch et al. 2015 on Lake's runs", 0.920)
+]
+
 /// One recipe's line for one protocol.
 public struct LeaderboardCell: Sendable {
   public let aggregate: SeedAggregate
@@ -105,6 +112,7 @@ public func leaderboard(_ rows: [ReportRow], protocols: [String], store: Results
       : (first.tags[TagKey.scoringMethod] ?? first.params["training.objective"] ?? "pairs")
     let published = publishedVinyalsFigures[method]
     var cells: [String: LeaderboardCell] = [:]
+    var sources = Set<String>()
     for name in protocols {
       guard let aggregate = group.protocols[name], let top = best[name] else { continue }
       var difference: PairedDifference? = nil, unpaired: String? = nil
@@ -123,14 +131,23 @@ public func leaderboard(_ rows: [ReportRow], protocols: [String], store: Results
         }
       }
       let result = group.runs.compactMap { $0.results[name] }.first
-      let isVinyalsTest = result.map { $0.split.hasPrefix("vinyals/test") } ?? false
       let shape = result.map { "\($0.ways)-way \($0.shots)-shot" } ?? ""
-      cells[name] = LeaderboardCell(aggregate: aggregate, difference: difference, unpaired: unpaired, published: isVinyalsTest ? published?.figures[shape] : nil)
+      var figure: Double? = nil
+      if let split = result?.split {
+        if split.hasPrefix("vinyals/test"), let quoted = published?.figures[shape] {
+          figure = quoted
+          sources.insert(published!.source)
+        } else if split == "lake20", let quoted = publishedLakeFigures[method] {
+          figure = quoted.figure
+          sources.insert(quoted.source)
+        }
+      }
+      cells[name] = LeaderboardCell(aggregate: aggregate, difference: difference, unpaired: unpaired, published: figure)
     }
     let transductive = group.runs.contains { TagKey.isTransductive($0.tags) }
     var row = LeaderboardRow(
       group: group, method: method, transductive: transductive, testTimeCopies: group.runs.compactMap(\.testTimeCopies).max(), cells: cells,
-      publishedSource: cells.values.contains { $0.published != nil } ? published?.source : nil)
+      publishedSource: sources.isEmpty ? nil : sources.sorted().joined(separator: "; "))
     row.rescoredBy = all.filter { folded[$0.key] == group.key }.flatMap { $0.runs.map(\.summary.id) }
     out.append(row)
   }
@@ -216,7 +233,7 @@ public func renderLeaderboard(_ board: (rows: [LeaderboardRow], headline: String
     legend += "\n95% interval: across seeds (Student's t), or over the episodes for one seed"
     legend += "\nvs best: paired difference from the protocol's best row on the episodes both scored (an episode's score: the mean over a row's seeds)"
     let sources = Set(board.rows.compactMap(\.publishedSource)).sorted()
-    if !sources.isEmpty { legend += "\npublished: the method's figure on the Vinyals split (\(sources.joined(separator: "; ")))" }
+    if !sources.isEmpty { legend += "\npublished: the method's figure on the same protocol: Omniglot's Vinyals split, or Lake's 20 runs (\(sources.joined(separator: "; ")))" }
     let rescorings = board.rows.flatMap { row in row.rescoredBy.map { "\($0.prefix(8)) (\(row.group.experiment))" } }
     if !rescorings.isEmpty {
       legend += "\nnot listed: eval-only runs that scored a listed row's own checkpoint again on the same episodes to the same figures: \(rescorings.joined(separator: ", "))"

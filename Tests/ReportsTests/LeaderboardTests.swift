@@ -105,6 +105,37 @@ final class LeaderboardTests: XCTestCase {
     XCTAssertEqual(board.rows.map(\.method), ["maml"])
   }
 
+  /// Lake's 20 runs have a published figure for the pairs method (Koch et al.'s 92.0%); a pairs
+  /// run's Vinyals-split protocol and a prototypical run's Lake runs have none.
+  func testLakesRunsShowKochsPublishedFigureBesideThePairsMethod() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("leaderboard-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try ResultsStore(path: folder.appendingPathComponent("s.sqlite").path)
+    for (experiment, objective) in [("koch", "pairs"), ("proto-lake", "prototypical")] {
+      let id = try store.beginRun(NewRun(experiment: experiment, configJSON: "{\"name\": \"\(experiment)\"}", configHash: experiment, params: [("training.objective", objective)]))
+      for (name, split) in [("lake20", "lake20"), ("test-20w1s", "vinyals/test")] {
+        try store.recordResult(
+          run: id, ProtocolResult(protocolName: name, split: split, ways: 20, shots: 1, queries: 1, episodes: 2, accuracy: 0.5, ciLow: 0, ciHigh: 1, seconds: 1),
+          episodes: [EpisodeRow(episode: 0, alphabet: nil, correct: 1, total: 1), EpisodeRow(episode: 1, alphabet: nil, correct: 0, total: 1)])
+      }
+      try store.finishRun(id, status: .completed)
+      usleep(2_000)
+    }
+    let (rows, protocols) = try reportRows(store: store, runs: try store.listRuns())
+    let board = try leaderboard(rows, protocols: protocols, store: store)
+    let koch = try XCTUnwrap(board.rows.first { $0.method == "pairs" })
+    XCTAssertEqual(koch.cells["lake20"]?.published, 0.920)
+    XCTAssertNil(koch.cells["test-20w1s"]?.published)
+    XCTAssertEqual(koch.publishedSource, "Koch et al. 2015 on Lake's runs")
+    let proto = try XCTUnwrap(board.rows.first { $0.method == "prototypical" })
+    XCTAssertNil(proto.cells["lake20"]?.published)
+    XCTAssertEqual(proto.cells["test-20w1s"]?.published, 0.960)
+    XCTAssertEqual(proto.publishedSource, "Snell et al. 2017")
+    let table = renderLeaderboard(board, protocols: protocols, format: .table)
+    XCTAssert(table.contains("92.0%") && table.contains("Koch et al. 2015 on Lake's runs") && table.contains("Snell et al. 2017"), table)
+  }
+
   /// Re-scoring a trained run's own checkpoint on the same episodes to the same figures (an
   /// eval-only run, e.g. before scoring it with test-time copies) is not a second recipe: the
   /// leaderboard folds it into the trained row and says so. It listed the network twice, and the
