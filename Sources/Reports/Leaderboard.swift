@@ -134,9 +134,9 @@ public func leaderboard(_ rows: [ReportRow], protocols: [String], store: Results
       let shape = result.map { "\($0.ways)-way \($0.shots)-shot" } ?? ""
       var figure: Double? = nil
       if let split = result?.split {
-        if split.hasPrefix("vinyals/test"), let quoted = published?.figures[shape] {
+        if split.hasPrefix("vinyals/test"), let published, let quoted = published.figures[shape] {
           figure = quoted
-          sources.insert(published!.source)
+          sources.insert(published.source)
         } else if split == "lake20", let quoted = publishedLakeFigures[method] {
           figure = quoted.figure
           sources.insert(quoted.source)

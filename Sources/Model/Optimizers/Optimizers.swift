@@ -36,7 +36,10 @@ public struct LayerSGDSettings: Codable, Hashable, Sendable {
   }
 
   /// Whether `parameter` (a parameter's full name) belongs to this layer.
-  public func covers(_ parameter: String) -> Bool {
+  public func covers(_ parameter: String) -> Bool { Self.layer(layer, covers: parameter) }
+
+  /// Whether `parameter` is `layer.<name>`: the layer's own weight or bias, not a deeper one's.
+  static func layer(_ layer: String, covers parameter: String) -> Bool {
     parameter.count > layer.count && parameter.hasPrefix(layer) && parameter.dropFirst(layer.count).first == "." && !parameter.dropFirst(layer.count + 1).contains(".")
   }
 }
@@ -67,7 +70,7 @@ extension OptimizerConfig {
   /// train at the base settings without a word).
   public func unknownLayers(among names: [String]) -> [String] {
     guard case .sgd(_, _, _, _, let layers?, _) = self else { return [] }
-    return layers.map(\.layer).filter { layer in !names.contains { LayerSGDSettings(layer: layer, learningRate: 0, momentum: 0, weightDecay: 0).covers($0) } }
+    return layers.map(\.layer).filter { layer in !names.contains { LayerSGDSettings.layer(layer, covers: $0) } }
   }
 }
 
