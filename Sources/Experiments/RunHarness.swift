@@ -38,6 +38,7 @@ private func runClaimed(_ plan: RunPlan, progress: ProgressDisplay) throws -> Ru
   var evaluated: EvaluatedCheckpoint? = nil
   if case .evalOnly(let checkpoint) = plan.mode {
     let read = try EvaluatedCheckpoint(checkpoint, config: config)
+    if let notice = read.notice { progress.line(notice) }
     // Known only now (from the checkpoint), and refused before the run row exists.
     try read.refuseAugmentedCopies(data.protocols)
     evaluated = read
@@ -250,11 +251,14 @@ struct EvaluatedCheckpoint {
   let model: NetworkEnsemble
   /// How its episodes are scored (the method it was trained with).
   let method: any FewShotMethod.Type
-  /// What the method reads of how each member was trained (MAML's adaptation, from the
-  /// checkpoint: a checkpoint is scored as its training run scored it).
+  /// What the method reads of how each member was trained (MAML's adaptation): the checkpoint's,
+  /// so that a checkpoint is scored as its training run scored it, unless the file sets
+  /// `training.adaptation`, which then scores every member as a run of the file would.
   let settings: [ScoringSettings]
   let path: String
   let tags: [(key: String, value: String)]
+  /// A line for the run's output when the file's adaptation replaces the checkpoint's.
+  let notice: String?
 
   init(_ path: String, config: ExperimentConfig) throws {
     guard FileManager.default.fileExists(atPath: path) else { throw UserFacingError.checkpointNotFound(path) }
@@ -265,14 +269,30 @@ struct EvaluatedCheckpoint {
       tags += [(Checkpoint.membersKey, String(read.model.members.count)), ("ensemble_runs", memberRuns.joined(separator: ","))]
     }
     method = FewShotMethods.method(ofCheckpoint: read.metadata, model: read.model)
-    settings = try ScoringSettings.of(checkpoint: read.metadata, members: read.model.members.count, method: method, path: path)
+    var settings = try ScoringSettings.of(checkpoint: read.metadata, members: read.model.members.count, method: method, path: path)
+    var notice: String? = nil
+    if method.scoresImages, let chosen = config.training?.adaptation {
+      // The file says how to adapt (a user scoring with other steps than training scored with):
+      // it scores so, and says so, rather than keep the checkpoint's while the run's recorded
+      // configuration names the file's.
+      let own = Self.describe(settings.map(\.adaptation))
+      if own != chosen.scoringDescription {
+        notice = "scoring with the file's training.adaptation (\(chosen.scoringDescription)); the checkpoint's run scored with \(own) (remove training.adaptation from the file to score as it did)"
+      }
+      settings = Array(repeating: ScoringSettings(training: config.training), count: settings.count)
+    }
     tags.append((TagKey.scoringMethod, method.name))
     if method.scoresImages {
-      // The record says how the episodes were adapted, whatever the eval-only file says.
-      let adaptations = settings.map { String(format: "step %g, %d steps", $0.adaptation.learningRate, $0.adaptation.scoringSteps) }
-      tags.append((TagKey.scoringAdaptation, Set(adaptations).count == 1 ? adaptations[0] : adaptations.joined(separator: "; ")))
+      // The record says how the episodes were adapted.
+      tags.append((TagKey.scoringAdaptation, Self.describe(settings.map(\.adaptation))))
     }
-    (model, self.path, self.tags) = (read.model, path, tags)
+    (model, self.settings, self.path, self.tags, self.notice) = (read.model, settings, path, tags, notice)
+  }
+
+  /// Each member's scoring adaptation, once when they agree.
+  private static func describe(_ adaptations: [AdaptationSettings]) -> String {
+    let each = adaptations.map(\.scoringDescription)
+    return Set(each).count == 1 ? each[0] : each.joined(separator: "; ")
   }
 
   /// Test-time copies average embeddings; a method that adapts the network to each episode's

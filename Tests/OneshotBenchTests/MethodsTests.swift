@@ -127,6 +127,20 @@ final class MethodsTests: TemporaryFolderTestCase {
     let evaluated = try XCTUnwrap(runs.first { tag($0, TagKey.mode) == "eval-only" })
     XCTAssertEqual(tag(evaluated, TagKey.scoringAdaptation), "step 0.3, 3 steps")
     XCTAssertEqual(tag(evaluated, TagKey.scoringMethod), "maml")
+    // A file that sets training.adaptation scores with it (as a run of the file would), says so,
+    // and records it: the run's recorded configuration and its scoring agree.
+    let rescored = runCLI(
+      [
+        "run", try experiment(steps: 4, objective: "maml"), "--eval-only", "--checkpoint", best.path, "--store", storePath,
+        "--set", "training.adaptation.learningRate=0.3", "--set", "training.adaptation.scoringSteps=1",
+      ], currentDirectory: folder)
+    XCTAssertEqual(rescored.code, 0, rescored.error)
+    XCTAssert(
+      (rescored.output + rescored.error).contains("scoring with the file's training.adaptation (step 0.3, 1 steps); the checkpoint's run scored with step 0.3, 3 steps"),
+      rescored.output + rescored.error)
+    let rescoredRun = try XCTUnwrap(
+      try detailed().first { tag($0, TagKey.mode) == "eval-only" && $0.params.contains { $0.key == "training.adaptation.scoringSteps" && $0.value == "1" } })
+    XCTAssertEqual(tag(rescoredRun, TagKey.scoringAdaptation), "step 0.3, 1 steps")
     // An ensemble of two MAML checkpoints is scored by MAML, each member as it was trained: its
     // two members are the same network (the resumed run equals the straight one), so it scores
     // what one does. (The ensemble kept neither the objective nor the configuration: it was

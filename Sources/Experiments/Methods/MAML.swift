@@ -281,6 +281,9 @@ package struct AdaptationSettings: Codable, Equatable, Sendable {
   /// The step size as the arithmetic uses it.
   package var rate: Float { Float(learningRate) }
 
+  /// How an episode is adapted when scored, as a run's record states it ("step 0.4, 10 steps").
+  package var scoringDescription: String { String(format: "step %g, %d steps", learningRate, scoringSteps) }
+
   package func problems() -> [ConfigProblem] {
     var out: [ConfigProblem] = []
     if !(learningRate > 0 && learningRate <= 10) { out.append(("learningRate", "the adaptation's step size, in (0, 10], e.g. 0.1 (Finn et al.'s 20-way) or 0.4 (their 5-way); got \(learningRate)")) }
