@@ -280,6 +280,8 @@ struct EvaluatedCheckpoint {
         notice = "scoring with the file's training.adaptation (\(chosen.scoringDescription)); the checkpoint's run scored with \(own) (remove training.adaptation from the file to score as it did)"
       }
       settings = Array(repeating: ScoringSettings(training: config.training), count: settings.count)
+    } else if config.training?.adaptation != nil {
+      notice = "the checkpoint's \(method.name) method does not adapt to episodes: the file's training.adaptation is not used"
     }
     tags.append((TagKey.scoringMethod, method.name))
     if method.scoresImages {

@@ -165,8 +165,17 @@ final class MethodsTests: TemporaryFolderTestCase {
     let proto = runCLI(["run", try experiment(steps: 4), "--store", storePath, "--runs", checkpoints.path], currentDirectory: folder)
     XCTAssertEqual(proto.code, 0, proto.error)
     let protoRun = try XCTUnwrap(try detailed().first { $0.params.contains { $0.key == "training.objective" && $0.value == "prototypical" } && tag($0, TagKey.mode) == nil })
+    let protoCheckpoint = checkpoints.appendingPathComponent(protoRun.summary.id).appendingPathComponent("best.safetensors").path
+    // A file's adaptation for a checkpoint whose method does not adapt: scored, and said unused.
+    let unadapted = runCLI(
+      ["run", try experiment(steps: 4, objective: "maml"), "--eval-only", "--checkpoint", protoCheckpoint, "--store", storePath, "--set", "training.adaptation.scoringSteps=2"],
+      currentDirectory: folder)
+    XCTAssertEqual(unadapted.code, 0, unadapted.error)
+    XCTAssert(
+      (unadapted.output + unadapted.error).contains("the checkpoint's prototypical method does not adapt to episodes: the file's training.adaptation is not used"),
+      unadapted.output + unadapted.error)
     let mixed = runCLI(
-      ["ensemble", best.path, checkpoints.appendingPathComponent(protoRun.summary.id).appendingPathComponent("best.safetensors").path, "--output", folder.appendingPathComponent("mixed.safetensors").path])
+      ["ensemble", best.path, protoCheckpoint, "--output", folder.appendingPathComponent("mixed.safetensors").path])
     XCTAssertNotEqual(mixed.code, 0)
     XCTAssert(mixed.error.contains("was trained with the prototypical objective") && mixed.error.contains("list checkpoints of one objective"), mixed.error)
   }
